@@ -1,0 +1,1 @@
+"""Convolution arithmetic: pure geometry (stdlib + numpy/scipy), never imports torch."""

@@ -1,0 +1,1 @@
+"""Datasets: embedded synthetic generator, Pascal VOC and image/mask folder readers."""
