@@ -1,0 +1,227 @@
+"""Whole-image and sliding-window (tiled) inference for fully convolutional models.
+
+A fully convolutional network accepts any input size, so the simplest inference is one
+forward pass over the whole image. Two reasons to tile instead:
+
+* memory: activations grow with H·W, so a 4000×3000 photo may not fit in one pass;
+* matching the training scale: a model trained on 320×480 crops sees the same context
+  per window at test time.
+
+Sliding-window inference runs the model on overlapping ``window`` tiles, *sums* the
+logits each tile produces into an accumulator and divides by a count map (how many
+tiles covered each pixel), so every pixel gets the mean of its tiles' logits. The last
+tile in each direction is placed flush with the image border, so the tiles cover the
+image exactly and the count map is never zero. An image smaller than the window in a
+dimension is processed in one piece along that dimension.
+
+Rows of tiles are processed top to bottom and the rows of pixels that no later tile can
+touch are released as soon as they are final (:func:`iter_logit_strips`). Peak memory is
+therefore about ``C × (window_h + stride_h) × W`` floats for the logits plus one tile's
+activations, not ``C × H × W``; :func:`predict_labels` relies on that for huge images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+__all__ = [
+    "as_window",
+    "sliding_window_starts",
+    "iter_logit_strips",
+    "predict_logits",
+    "predict_labels",
+]
+
+
+def as_window(window: int | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+    """Normalise a window argument to ``(height, width)`` in pixels, or ``None``.
+
+    Args:
+        window: ``None`` (whole image), an int (square window) or a pair ``(h, w)``.
+
+    Raises:
+        ValueError: the window is not one or two positive integers.
+    """
+    if window is None:
+        return None
+    if isinstance(window, int) and not isinstance(window, bool):
+        pair: tuple[int, ...] = (window, window)
+    else:
+        try:
+            pair = tuple(int(v) for v in window)  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"window must be an int or (height, width), got {window!r}; "
+                "pass e.g. 512 or (512, 768)"
+            ) from None
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(
+            f"window must be one or two positive integers, got {window!r}; "
+            "pass e.g. 512 or (512, 768)"
+        )
+    return pair[0], pair[1]
+
+
+def _check_overlap(overlap: float) -> float:
+    overlap = float(overlap)
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(
+            f"overlap must be in [0, 1) (fraction of a window shared by neighbours), "
+            f"got {overlap}"
+        )
+    return overlap
+
+
+def sliding_window_starts(size: int, window: int, overlap: float) -> list[int]:
+    """Start offsets of the tiles that cover ``[0, size)`` along one dimension.
+
+    The step between tiles is ``stride = max(1, floor(window · (1 − overlap)))`` (so
+    neighbours share at least ``overlap`` of a window), tiles are placed at
+    ``0, stride, 2·stride, ...`` and the last one is moved flush with the border at
+    ``size − window``. The number of tiles is ``ceil((size − window) / stride) + 1``.
+    If ``window >= size`` there is one tile, starting at 0, of length ``size``.
+
+    Args:
+        size: length of the dimension in pixels (>= 1).
+        window: tile length in pixels (>= 1).
+        overlap: fraction in ``[0, 1)``.
+
+    Returns:
+        Strictly increasing start offsets; tile ``i`` covers ``[s_i, s_i + min(window, size))``.
+    """
+    if size < 1 or window < 1:
+        raise ValueError(f"size and window must be positive, got size={size}, window={window}")
+    overlap = _check_overlap(overlap)
+    if window >= size:
+        return [0]
+    stride = max(1, math.floor(window * (1.0 - overlap)))
+    count = math.ceil((size - window) / stride) + 1
+    # Tiles at multiples of the stride, the last one clamped flush with the border.
+    return [min(i * stride, size - window) for i in range(count)]
+
+
+def _forward_logits(model: nn.Module, x: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Run ``model`` on ``x`` and check it returned (N, num_classes, H, W) logits."""
+    out = model(x)
+    if isinstance(out, dict):  # torchvision segmentation models return {"out": ..., "aux": ...}
+        out = out["out"]
+    expected = (x.shape[0], num_classes, x.shape[-2], x.shape[-1])
+    if tuple(out.shape) != expected:
+        raise ValueError(
+            f"model returned logits of shape {tuple(out.shape)} for an input of shape "
+            f"{tuple(x.shape)}; expected {expected} "
+            f"(num_classes={num_classes}, logits at input size)"
+        )
+    return out
+
+
+def iter_logit_strips(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    num_classes: int,
+    window: int | tuple[int, int] | None = None,
+    overlap: float = 0.33,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield the averaged logits of ``image`` as horizontal strips, top to bottom.
+
+    The model is called as is (no ``eval()``/``no_grad`` here: callers decide). Logits of
+    overlapping tiles are summed and divided by the count of tiles covering each pixel.
+
+    Args:
+        model: maps (N, 3, h, w) to logits (N, num_classes, h, w) for any h, w (a tensor,
+            or a dict whose ``"out"`` entry is that tensor).
+        image: (N, 3, H, W) float tensor, already normalised, on the model's device.
+        num_classes: number of classes the model predicts.
+        window: ``None`` for one whole-image pass, else the tile size (int or (h, w)).
+        overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
+
+    Yields:
+        ``(row0, logits)`` with logits (N, num_classes, rows, W) float32 for image rows
+        ``[row0, row0 + rows)``; the strips partition ``[0, H)`` in order.
+    """
+    if image.dim() != 4:
+        raise ValueError(f"image must be a (N, C, H, W) tensor, got shape {tuple(image.shape)}")
+    win = as_window(window)
+    _check_overlap(overlap)
+    n, _, height, width = image.shape
+    if win is None:
+        yield 0, _forward_logits(model, image, num_classes).float()
+        return
+    win_h, win_w = min(win[0], height), min(win[1], width)
+    rows = sliding_window_starts(height, win_h, overlap)
+    cols = sliding_window_starts(width, win_w, overlap)
+
+    acc = image.new_zeros((n, num_classes, 0, width), dtype=torch.float32)
+    count = image.new_zeros((1, 1, 0, width), dtype=torch.float32)
+    acc_top = 0  # image row of acc[..., 0, :]
+    for i, top in enumerate(rows):
+        bottom = top + win_h
+        grow = bottom - (acc_top + acc.shape[2])
+        if grow > 0:
+            acc = torch.cat([acc, acc.new_zeros((n, num_classes, grow, width))], dim=2)
+            count = torch.cat([count, count.new_zeros((1, 1, grow, width))], dim=2)
+        r0, r1 = top - acc_top, bottom - acc_top
+        for left in cols:
+            tile = image[:, :, top:bottom, left : left + win_w]
+            acc[:, :, r0:r1, left : left + win_w] += _forward_logits(model, tile, num_classes)
+            count[:, :, r0:r1, left : left + win_w] += 1.0
+        # Rows above the next tile row's top are final: no later tile touches them.
+        done = (rows[i + 1] if i + 1 < len(rows) else height) - acc_top
+        yield acc_top, acc[:, :, :done] / count[:, :, :done]
+        acc, count = acc[:, :, done:], count[:, :, done:]
+        acc_top += done
+
+
+def predict_logits(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    num_classes: int,
+    window: int | tuple[int, int] | None = None,
+    overlap: float = 0.33,
+) -> torch.Tensor:
+    """Logits for a batch, by one whole-image pass or by averaged sliding windows.
+
+    Args:
+        model: fully convolutional model, logits at input size (see :func:`iter_logit_strips`).
+        image: (N, 3, H, W) normalised float tensor on the model's device.
+        num_classes: number of classes the model predicts.
+        window: ``None`` (whole image), an int (square tile) or ``(h, w)``; a tile larger
+            than the image is clipped to it, so ``window >= image`` equals whole-image.
+        overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
+
+    Returns:
+        (N, num_classes, H, W) float32 logits (tile logits averaged where tiles overlap).
+    """
+    strips = [s for _, s in iter_logit_strips(
+        model, image, num_classes=num_classes, window=window, overlap=overlap
+    )]
+    return strips[0] if len(strips) == 1 else torch.cat(strips, dim=2)
+
+
+def predict_labels(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    num_classes: int,
+    window: int | tuple[int, int] | None = None,
+    overlap: float = 0.33,
+) -> torch.Tensor:
+    """Per-pixel class indices (argmax of the averaged logits), strip by strip.
+
+    Same result as ``predict_logits(...).argmax(1)`` but never holds the full
+    (N, C, H, W) logits when tiling, so huge images need memory for the int64 label map
+    plus one strip of logits.
+
+    Returns:
+        (N, H, W) int64 class indices, on the image's device.
+    """
+    parts = [s.argmax(dim=1) for _, s in iter_logit_strips(
+        model, image, num_classes=num_classes, window=window, overlap=overlap
+    )]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
