@@ -1,1 +1,31 @@
 """Convolution arithmetic: pure geometry (stdlib + numpy/scipy), never imports torch."""
+
+from fcnkit.arith.kernels import bilinear_kernel, bilinear_kernel_1d, bilinear_upsampling_weight
+from fcnkit.arith.sizes import (
+    TransposedEquivalent,
+    UpsamplingRecipe,
+    conv_output_size,
+    conv_transpose_output_size,
+    effective_kernel,
+    output_padding_for,
+    pool_output_size,
+    same_padding,
+    transposed_equivalent,
+    upsampling_recipe,
+)
+
+__all__ = [
+    "TransposedEquivalent",
+    "UpsamplingRecipe",
+    "bilinear_kernel",
+    "bilinear_kernel_1d",
+    "bilinear_upsampling_weight",
+    "conv_output_size",
+    "conv_transpose_output_size",
+    "effective_kernel",
+    "output_padding_for",
+    "pool_output_size",
+    "same_padding",
+    "transposed_equivalent",
+    "upsampling_recipe",
+]
