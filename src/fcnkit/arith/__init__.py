@@ -29,3 +29,20 @@ __all__ = [
     "transposed_equivalent",
     "upsampling_recipe",
 ]
+
+# Receptive fields (issue 3).
+from fcnkit.arith.receptive import (  # noqa: E402
+    LayerGeometry,
+    ReceptiveField,
+    layer_geometry,
+    merge_receptive_fields,
+    receptive_field,
+)
+
+__all__ += [
+    "LayerGeometry",
+    "ReceptiveField",
+    "layer_geometry",
+    "merge_receptive_fields",
+    "receptive_field",
+]

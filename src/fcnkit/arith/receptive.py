@@ -1,0 +1,411 @@
+"""Receptive fields over layer geometry: size, effective stride, effective padding, centres.
+
+Conventions (per spatial dimension, PyTorch semantics for every layer):
+
+* A layer is described by ``kernel``, ``stride``, ``padding`` (left/top padding, PyTorch's
+  symmetric ``padding``), ``dilation`` and, for transposed convolutions, ``transposed=True``
+  and ``output_padding``. Pooling layers are the same geometry as a convolution.
+* Input pixel ``i`` sits at coordinate ``i`` (pixel centres are integers, pixel 0 is the
+  first pixel of the unpadded input). ``ReceptiveField.center(j)`` is the input coordinate
+  of the centre of the receptive field of output pixel ``j``; ``bounds(j)`` is the first and
+  last input coordinate it covers. Coordinates outside ``[0, H - 1]`` lie in the padding.
+* ``size`` is the receptive-field size in input pixels (r), ``stride`` the effective stride
+  or jump (S: moving one output pixel moves the field by S input pixels), ``padding`` the
+  effective padding (P), so that ``center(j) = S*j + (r - 1)/2 - P``.
+
+Formulas (Araujo, Norris & Sim, "Computing Receptive Fields of Convolutional Neural
+Networks", Distill 2019), written bottom-up, layer l on top of a field (r, S, P):
+
+    k_eff = d*(k - 1) + 1                         (dilation enlarges the kernel)
+    r_l = r + (k_eff - 1)*S,   S_l = S*s,   P_l = P + p*S
+
+Transposed convolutions: a ConvTranspose(k, s, p, d) is the direct stride-1 convolution
+with kernel k_eff and padding k_eff - 1 - p applied to the input with s - 1 zeros inserted
+between pixels; zero insertion is a layer of stride 1/s. Composing the two gives an
+equivalent single layer with *fractional* stride (exact arithmetic with ``Fraction``):
+
+    k' = (k_eff - 1)/s + 1,   s' = 1/s,   p' = (k_eff - 1 - p)/s
+
+whose centre map is x_in = (x_out + p - (k_eff - 1)/2)/s, the inverse of the direct
+convolution's map x_out = (x_in + p - (k_eff - 1)/2)/s -- exactly Caffe's ``coord_map`` for
+Deconvolution (caffe/python/caffe/coord_map.py). ``output_padding`` only appends output
+pixels at the far end; it changes no coordinate and so no receptive field. For networks with
+transposed layers, ``size`` is the length of the continuous footprint (it may be a
+fraction); the input pixels an output really depends on always lie inside ``bounds(j)``.
+
+Branches that merge (residual additions, concatenations) take the union of the branches'
+footprints: :func:`merge_receptive_fields` (Araujo et al., "arbitrary computation graphs").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from fcnkit.errors import InputError
+
+Number = int | Fraction
+
+__all__ = [
+    "LayerGeometry",
+    "ReceptiveField",
+    "layer_geometry",
+    "merge_receptive_fields",
+    "receptive_field",
+]
+
+
+def _exact(value: Fraction | int) -> Number:
+    """An int when the fraction is whole, otherwise the Fraction itself."""
+    value = Fraction(value)
+    return int(value) if value.denominator == 1 else value
+
+
+def _per_dim(value: Any, ndim: int, what: str) -> tuple[Any, ...]:
+    if isinstance(value, (list, tuple)):
+        if len(value) == 1:
+            return tuple(value) * ndim
+        if len(value) != ndim:
+            raise InputError(
+                f"{what}: expected 1 or {ndim} values (one per dimension), got {list(value)}"
+            )
+        return tuple(value)
+    return (value,) * ndim
+
+
+def _maybe_scalar(values: tuple[Any, ...]) -> Any:
+    return values[0] if len(values) == 1 else values
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """One layer's geometry, per dimension (tuples of ints), PyTorch semantics.
+
+    Attributes:
+        kernel: kernel size per dimension.
+        stride: stride per dimension.
+        padding: zeros added at the start (and end) of each dimension.
+        dilation: spacing between kernel taps per dimension (1 = dense kernel).
+        transposed: True for ConvTranspose (fractionally strided convolution).
+        output_padding: extra output pixels at the far end (transposed layers only).
+    """
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    transposed: bool = False
+    output_padding: tuple[int, ...] = ()
+
+    @property
+    def ndim(self) -> int:
+        return len(self.kernel)
+
+    def equivalent_direct(self) -> tuple[tuple[Number, ...], ...]:
+        """The (kernel, stride, padding) of the equivalent direct layer, per dimension.
+
+        Direct layers: (d*(k - 1) + 1, s, p). Transposed layers: ((k_eff - 1)/s + 1, 1/s,
+        (k_eff - 1 - p)/s) with fractional values (see the module docstring).
+        """
+        kernels, strides, paddings = [], [], []
+        for k, s, p, d in zip(self.kernel, self.stride, self.padding, self.dilation):
+            k_eff = d * (k - 1) + 1
+            if self.transposed:
+                kernels.append(_exact(Fraction(k_eff - 1, s) + 1))
+                strides.append(_exact(Fraction(1, s)))
+                paddings.append(_exact(Fraction(k_eff - 1 - p, s)))
+            else:
+                kernels.append(k_eff)
+                strides.append(s)
+                paddings.append(p)
+        return tuple(kernels), tuple(strides), tuple(paddings)
+
+
+_KERNEL_KEYS = ("kernel", "kernel_size", "k")
+_STRIDE_KEYS = ("stride", "s")
+_PADDING_KEYS = ("padding", "pad", "p")
+_DILATION_KEYS = ("dilation", "d")
+
+
+def _lookup(spec: Any, keys: Sequence[str], default: Any = None) -> Any:
+    for key in keys:
+        if isinstance(spec, Mapping):
+            if key in spec:
+                return spec[key]
+        elif hasattr(spec, key):
+            return getattr(spec, key)
+    return default
+
+
+def _spec_ndim(spec: Any) -> int:
+    if isinstance(spec, LayerGeometry):
+        return spec.ndim
+    if isinstance(spec, (list, tuple)):
+        values = list(spec)
+    else:
+        values = [_lookup(spec, keys) for keys in (_KERNEL_KEYS, _STRIDE_KEYS, _PADDING_KEYS,
+                                                   _DILATION_KEYS, ("output_padding",))]
+    lengths = [len(v) for v in values if isinstance(v, (list, tuple)) and len(v) != 1]
+    return max(lengths, default=1)
+
+
+def layer_geometry(spec: Any, ndim: int | None = None, where: str = "layer") -> LayerGeometry:
+    """Normalise one layer description into a :class:`LayerGeometry`.
+
+    Args:
+        spec: ``(kernel, stride, padding)`` or ``(kernel, stride, padding, dilation)``
+            (ints or per-dimension tuples); or a mapping / object with ``kernel`` (or
+            ``kernel_size``), ``stride``, ``padding`` (int, tuple, ``"valid"`` or ``"same"``),
+            optional ``dilation``, ``transposed`` and ``output_padding``. A torch
+            ``nn.Conv2d`` / ``nn.ConvTranspose2d`` / ``nn.MaxPool2d`` has these attributes
+            and is accepted as is. ``stride`` defaults to 1 (``None``, as torch pooling
+            layers store it, means ``kernel``), ``padding`` to 0, ``dilation`` to 1.
+        ndim: number of spatial dimensions; scalars are repeated. Default: inferred.
+        where: name used in error messages (e.g. ``"layers[3]"``).
+
+    Returns:
+        A LayerGeometry with per-dimension tuples of ints.
+
+    Raises:
+        InputError: on missing or out-of-range values.
+    """
+    if isinstance(spec, LayerGeometry):
+        if ndim is None or ndim == spec.ndim:
+            return spec
+        if spec.ndim != 1:
+            raise InputError(f"{where}: has {spec.ndim} dimensions, expected {ndim}")
+        return LayerGeometry(spec.kernel * ndim, spec.stride * ndim, spec.padding * ndim,
+                             spec.dilation * ndim, spec.transposed, spec.output_padding * ndim)
+    ndim = ndim or _spec_ndim(spec)
+    transposed = False
+    output_padding: Any = 0
+    if isinstance(spec, (list, tuple)):
+        if len(spec) not in (3, 4):
+            raise InputError(
+                f"{where}: expected (kernel, stride, padding[, dilation]), got {spec!r}"
+            )
+        kernel, stride, padding = spec[0], spec[1], spec[2]
+        dilation = spec[3] if len(spec) == 4 else 1
+    else:
+        kernel = _lookup(spec, _KERNEL_KEYS)
+        if kernel is None:
+            raise InputError(f"{where}: no kernel size given (key 'kernel' or 'kernel_size')")
+        stride = _lookup(spec, _STRIDE_KEYS, 1)
+        padding = _lookup(spec, _PADDING_KEYS, 0)
+        dilation = _lookup(spec, _DILATION_KEYS, 1)
+        transposed = bool(_lookup(spec, ("transposed",), False))
+        output_padding = _lookup(spec, ("output_padding",), 0)
+    if stride is None:  # torch pooling layers default stride=None → kernel_size
+        stride = kernel
+    kernel_t = _per_dim(kernel, ndim, f"{where}: kernel")
+    stride_t = _per_dim(stride, ndim, f"{where}: stride")
+    dilation_t = _per_dim(dilation, ndim, f"{where}: dilation")
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            padding_t: tuple[Any, ...] = (0,) * ndim
+        elif mode == "same":
+            # PyTorch 'same': total padding d*(k-1), the smaller half first (stride 1 only).
+            padding_t = tuple(d * (k - 1) // 2 for k, d in zip(kernel_t, dilation_t))
+        else:
+            raise InputError(f"{where}: padding must be an int, 'valid' or 'same', got {padding!r}")
+    else:
+        padding_t = _per_dim(padding, ndim, f"{where}: padding")
+    output_padding_t = _per_dim(output_padding, ndim, f"{where}: output_padding")
+    for name, values, low in (("kernel", kernel_t, 1), ("stride", stride_t, 1),
+                              ("padding", padding_t, 0), ("dilation", dilation_t, 1),
+                              ("output_padding", output_padding_t, 0)):
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise InputError(f"{where}: {name} must be integers >= {low}, got {values}")
+    for s, d, op in zip(stride_t, dilation_t, output_padding_t):
+        if op and (not transposed or op >= max(s, d)):
+            raise InputError(
+                f"{where}: output_padding {op} needs a transposed layer and must be smaller "
+                f"than stride or dilation ({s}, {d})"
+            )
+    return LayerGeometry(tuple(kernel_t), tuple(stride_t), tuple(padding_t), tuple(dilation_t),
+                         transposed, tuple(output_padding_t))
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field of a feature map's pixels in input coordinates (one record per layer).
+
+    Attributes are per dimension: a number for 1-D (or all-scalar) layer lists, a tuple
+    otherwise. Values are ints, or ``Fraction`` after transposed layers.
+
+    Attributes:
+        size: receptive-field size r in input pixels.
+        stride: effective stride S (input pixels per output pixel).
+        padding: effective padding P; ``center(0) = (r - 1)/2 - P``.
+    """
+
+    size: Any
+    stride: Any
+    padding: Any
+
+    @classmethod
+    def identity(cls, ndim: int = 1) -> ReceptiveField:
+        """The field of the input itself: r = 1, S = 1, P = 0."""
+        ones, zeros = _maybe_scalar((1,) * ndim), _maybe_scalar((0,) * ndim)
+        return cls(ones, ones, zeros)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def sizes(self) -> tuple[Number, ...]:
+        """``size`` as a per-dimension tuple."""
+        return self.size if isinstance(self.size, tuple) else (self.size,)
+
+    @property
+    def strides(self) -> tuple[Number, ...]:
+        """``stride`` as a per-dimension tuple."""
+        return self.stride if isinstance(self.stride, tuple) else (self.stride,)
+
+    @property
+    def paddings(self) -> tuple[Number, ...]:
+        """``padding`` as a per-dimension tuple."""
+        return self.padding if isinstance(self.padding, tuple) else (self.padding,)
+
+    def center(self, index: int | Sequence[int] = 0) -> Any:
+        """Input coordinate of the centre of output pixel ``index`` (per dimension).
+
+        center(j) = S*j + (r - 1)/2 - P. An int when whole, else a Fraction (e.g. 1/2 for
+        an even-sized field: the centre falls between two pixels).
+        """
+        idx = _per_dim(index, self.ndim, "index")
+        return _maybe_scalar(tuple(
+            _exact(Fraction(s) * j + Fraction(r - 1) / 2 - Fraction(p))
+            for j, r, s, p in zip(idx, self.sizes, self.strides, self.paddings)
+        ))
+
+    def bounds(self, index: int | Sequence[int] = 0) -> Any:
+        """(first, last) input coordinates covered by output pixel ``index``, per dimension.
+
+        first = S*j - P, last = first + r - 1. Integer pixels an output depends on all lie
+        in this closed interval; with only direct layers they are exactly its integers.
+        """
+        idx = _per_dim(index, self.ndim, "index")
+        out = []
+        for j, r, s, p in zip(idx, self.sizes, self.strides, self.paddings):
+            first = Fraction(s) * j - Fraction(p)
+            out.append((_exact(first), _exact(first + Fraction(r) - 1)))
+        return _maybe_scalar(tuple(out))
+
+    def then(self, layer: Any, where: str = "layer") -> ReceptiveField:
+        """The field after one more layer on top of this one (bottom-up recursion).
+
+        r' = r + (k_eff - 1)*S, S' = S*s, P' = P + p*S (transposed layers via their
+        fractional equivalent, see the module docstring).
+        """
+        geom = layer_geometry(layer, ndim=self.ndim if self.ndim > 1 else None, where=where)
+        ndim = geom.ndim
+        sizes = _per_dim(self.sizes, ndim, where) if self.ndim == 1 else self.sizes
+        strides = _per_dim(self.strides, ndim, where) if self.ndim == 1 else self.strides
+        paddings = _per_dim(self.paddings, ndim, where) if self.ndim == 1 else self.paddings
+        k_eq, s_eq, p_eq = geom.equivalent_direct()
+        new_r, new_s, new_p = [], [], []
+        for r, S, P, k, s, p in zip(sizes, strides, paddings, k_eq, s_eq, p_eq):
+            new_r.append(_exact(Fraction(r) + (Fraction(k) - 1) * Fraction(S)))
+            new_s.append(_exact(Fraction(S) * Fraction(s)))
+            new_p.append(_exact(Fraction(P) + Fraction(p) * Fraction(S)))
+        return ReceptiveField(_maybe_scalar(tuple(new_r)), _maybe_scalar(tuple(new_s)),
+                              _maybe_scalar(tuple(new_p)))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ``size``, ``stride``, ``padding``, ``center`` (of pixel 0).
+
+        Whole values are ints; fractional ones are floats.
+        """
+        return {
+            "size": _jsonable(self.size),
+            "stride": _jsonable(self.stride),
+            "padding": _jsonable(self.padding),
+            "center": _jsonable(self.center(0)),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Fraction):
+        return int(value) if value.denominator == 1 else float(value)
+    return value
+
+
+def receptive_field(layers: Iterable[Any], ndim: int | None = None) -> list[ReceptiveField]:
+    """Receptive field after each layer of a single-path stack (first layer = input side).
+
+    Args:
+        layers: sequence of ``(kernel, stride, padding)`` / ``(kernel, stride, padding,
+            dilation)`` tuples (ints or per-dimension tuples), or mappings / objects accepted
+            by :func:`layer_geometry` (which may say ``transposed=True`` and give
+            ``output_padding``).
+        ndim: number of spatial dimensions. Default: the longest per-dimension tuple found
+            (1 when every value is a scalar, in which case records hold plain numbers).
+
+    Returns:
+        One :class:`ReceptiveField` per layer; the last one is the stack's output.
+        Example: ``receptive_field([(3, 1, 1)] * 2 + [(2, 2, 0)])[-1]`` has size 6,
+        stride 2, padding 2, and ``center(0) == 0.5``.
+
+    Raises:
+        InputError: for malformed layers (the message names ``layers[i]``).
+    """
+    layers = list(layers)
+    if ndim is None:
+        ndim = max((_spec_ndim(spec) for spec in layers), default=1)
+    if ndim < 1:
+        raise InputError(f"ndim must be >= 1, got {ndim}")
+    field = ReceptiveField.identity(ndim)
+    out = []
+    for i, spec in enumerate(layers):
+        geom = layer_geometry(spec, ndim=ndim, where=f"layers[{i}]")
+        field = field.then(geom, where=f"layers[{i}]")
+        out.append(field)
+    return out
+
+
+def merge_receptive_fields(fields: Sequence[ReceptiveField]) -> ReceptiveField:
+    """Receptive field of a merge (add, multiply, concatenate) of aligned branches.
+
+    The merged pixel j sees the union of the branches' footprints: first = min(S*j - P_b),
+    last = max(S*j - P_b + r_b - 1), so r = last - first + 1 and P = -(first at j = 0)
+    (Araujo et al. 2019, "arbitrary computation graphs"). All branches must have the same
+    effective stride (feature maps that are added pixel by pixel must be on one grid).
+
+    Raises:
+        InputError: when branches have different effective strides.
+    """
+    if not fields:
+        raise InputError("merge_receptive_fields: need at least one receptive field")
+    ndim = max(f.ndim for f in fields)
+    sizes, strides, paddings = [], [], []
+    for dim in range(ndim):
+        per = [
+            (Fraction(_pick(f.sizes, dim)), Fraction(_pick(f.strides, dim)),
+             Fraction(_pick(f.paddings, dim)))
+            for f in fields
+        ]
+        stride_set = {s for _, s, _ in per}
+        if len(stride_set) != 1:
+            raise InputError(
+                "merge_receptive_fields: branches have different effective strides "
+                f"{sorted(float(s) for s in stride_set)}; resample them onto one grid first"
+            )
+        first = min(-p for _, _, p in per)
+        last = max(-p + r - 1 for r, _, p in per)
+        sizes.append(_exact(last - first + 1))
+        strides.append(_exact(per[0][1]))
+        paddings.append(_exact(-first))
+    return ReceptiveField(_maybe_scalar(tuple(sizes)), _maybe_scalar(tuple(strides)),
+                          _maybe_scalar(tuple(paddings)))
+
+
+def _pick(values: tuple[Number, ...], dim: int) -> Number:
+    return values[0] if len(values) == 1 else values[dim]
