@@ -20,6 +20,7 @@ from fcnkit.cli._common import OneLineParser
 # Subcommand modules, in the order ``fcnkit --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "conv",
+    "data",
 )
 
 
