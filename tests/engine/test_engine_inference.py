@@ -209,3 +209,14 @@ def test_dict_output_and_wrong_channel_count() -> None:
             predict_logits(pointwise_model(), image, num_classes=5)
     with pytest.raises(ValueError, match="N, C, H, W"):
         predict_logits(pointwise_model(), image[0], num_classes=4)
+
+
+def test_resolve_device() -> None:
+    from fcnkit.engine.inference import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="--device"):
+        resolve_device("toaster")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="--device cpu"):
+            resolve_device("cuda")

@@ -34,6 +34,7 @@ __all__ = [
     "iter_logit_strips",
     "predict_logits",
     "predict_labels",
+    "resolve_device",
 ]
 
 
@@ -225,3 +226,24 @@ def predict_labels(
         model, image, num_classes=num_classes, window=window, overlap=overlap
     )]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, checked to be usable here.
+
+    Raises:
+        ValueError: the string is not a device, or CUDA/MPS was asked for but is absent.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a device; pass cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"--device {device} asked for CUDA but none is available; pass --device cpu"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"--device {device} asked for MPS but it is not available; pass --device cpu"
+        )
+    return dev
