@@ -1,0 +1,180 @@
+"""Segmentation metrics of the FCN paper over a confusion matrix accumulated over a dataset.
+
+Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic Segmentation"
+(CVPR 2015), §5, with ``n_ij`` the number of pixels of true class ``i`` predicted as class
+``j``, ``t_i = Σ_j n_ij`` the number of pixels of class ``i`` and ``n_cl`` the number of
+classes:
+
+* pixel accuracy      ``Σ_i n_ii / Σ_i t_i``
+* mean accuracy       ``(1/n_cl) Σ_i n_ii / t_i``
+* mean IU             ``(1/n_cl) Σ_i n_ii / (t_i + Σ_j n_ji − n_ii)``
+* frequency weighted  ``(Σ_k t_k)⁻¹ Σ_i t_i n_ii / (t_i + Σ_j n_ji − n_ii)``
+
+The scores are computed once from the matrix summed over every pixel of every image —
+never as an average of per-batch or per-image scores. A class absent from both the ground
+truth and the predictions has an undefined IU (0/0); it is left out of the means (its
+per-class value is NaN) instead of counting as 0. A class predicted but absent from the
+ground truth has IU 0 and counts. Mean accuracy averages over classes present in the
+ground truth (``t_i > 0``). Pixels labelled ``ignore_index`` (255, "void") are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _as_long_tensor(values: Any, name: str) -> torch.Tensor:
+    if isinstance(values, torch.Tensor):
+        tensor = values.detach()
+    else:
+        array = np.asarray(values)
+        if array.dtype.kind not in "biu":
+            raise ValueError(f"{name} must hold integer class indices, got dtype {array.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.is_floating_point() or tensor.is_complex():
+        raise ValueError(f"{name} must hold integer class indices, got dtype {tensor.dtype}")
+    return tensor.to(device="cpu", dtype=torch.int64).reshape(-1)
+
+
+class ConfusionMatrix:
+    """A dense ``num_classes × num_classes`` confusion matrix and the FCN paper's scores.
+
+    ``matrix[i, j]`` counts pixels whose true class is ``i`` (row) and predicted class is
+    ``j`` (column). It is an int64 CPU :class:`torch.Tensor`, so that distributed
+    training can ``all_reduce`` it (sum) before :meth:`compute`.
+
+    Args:
+        num_classes: number of classes ``K``; labels are 0 … K − 1.
+        ignore_index: target value that marks pixels to leave out (default 255).
+
+    Example::
+
+        cm = ConfusionMatrix(21)
+        for logits, target in batches:
+            cm.update(logits.argmax(1), target)
+        scores = cm.compute()   # {"pixel_acc": …, "mean_acc": …, "miou": …, "fwiou": …,
+                                #  "iou": [per class], "acc": [per class]}
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.matrix = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64)
+
+    @classmethod
+    def from_matrix(cls, matrix: Any, ignore_index: int = 255) -> ConfusionMatrix:
+        """A ConfusionMatrix holding a copy of ``matrix`` (square, non-negative integers)."""
+        tensor = torch.as_tensor(np.asarray(matrix) if not isinstance(matrix, torch.Tensor)
+                                 else matrix).detach().to("cpu")
+        if tensor.ndim != 2 or tensor.shape[0] != tensor.shape[1] or tensor.shape[0] < 1:
+            raise ValueError(f"matrix must be square (K, K), got shape {tuple(tensor.shape)}")
+        if tensor.is_floating_point():
+            if not torch.equal(tensor, tensor.round()):
+                raise ValueError("matrix must hold integer pixel counts")
+        if bool((tensor < 0).any()):
+            raise ValueError("matrix must hold non-negative pixel counts")
+        out = cls(tensor.shape[0], ignore_index=ignore_index)
+        out.matrix = tensor.to(torch.int64).clone()
+        return out
+
+    def reset(self) -> None:
+        """Set every count to zero."""
+        self.matrix.zero_()
+
+    def update(self, pred: Any, target: Any) -> None:
+        """Add the pixels of one prediction / ground-truth pair (any matching shape).
+
+        Args:
+            pred: predicted class indices (torch tensor or numpy array), values 0 … K − 1.
+            target: true class indices, same number of elements, values 0 … K − 1 or
+                ``ignore_index``.
+
+        Raises:
+            ValueError: shapes differ, values are not integers, a prediction is outside
+                0 … K − 1, or a target is outside 0 … K − 1 and not ``ignore_index``.
+        """
+        p_shape = tuple(pred.shape) if hasattr(pred, "shape") else np.shape(pred)
+        t_shape = tuple(target.shape) if hasattr(target, "shape") else np.shape(target)
+        if tuple(p_shape) != tuple(t_shape):
+            raise ValueError(f"pred shape {tuple(p_shape)} does not match target shape "
+                             f"{tuple(t_shape)}")
+        p = _as_long_tensor(pred, "pred")
+        t = _as_long_tensor(target, "target")
+        keep = t != self.ignore_index
+        p, t = p[keep], t[keep]
+        k = self.num_classes
+        if t.numel():
+            if int(t.min()) < 0 or int(t.max()) >= k:
+                bad = int(t[(t < 0) | (t >= k)][0])
+                raise ValueError(f"target label {bad} is outside 0..{k - 1} and is not the "
+                                 f"ignore index {self.ignore_index}; check num_classes")
+            if int(p.min()) < 0 or int(p.max()) >= k:
+                bad = int(p[(p < 0) | (p >= k)][0])
+                raise ValueError(f"predicted label {bad} is outside 0..{k - 1}; "
+                                 "check num_classes")
+        # n_ij at flat index i * K + j.
+        counts = torch.bincount(t * k + p, minlength=k * k)
+        self.matrix += counts.reshape(k, k)
+
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        """Add ``other``'s counts into this matrix (same classes); returns ``self``."""
+        if not isinstance(other, ConfusionMatrix):
+            raise TypeError(f"can only merge a ConfusionMatrix, got {type(other).__name__}")
+        if other.num_classes != self.num_classes:
+            raise ValueError(f"cannot merge a {other.num_classes}-class matrix into a "
+                             f"{self.num_classes}-class one")
+        self.matrix += other.matrix.to(device=self.matrix.device, dtype=torch.int64)
+        return self
+
+    def __iadd__(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        return self.merge(other)
+
+    def __add__(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        return ConfusionMatrix.from_matrix(self.matrix, self.ignore_index).merge(other)
+
+    def __repr__(self) -> str:
+        return (f"ConfusionMatrix(num_classes={self.num_classes}, "
+                f"ignore_index={self.ignore_index}, pixels={int(self.matrix.sum())})")
+
+    def compute(self) -> dict[str, Any]:
+        """The FCN paper's four scores plus per-class values, as plain Python floats.
+
+        Returns:
+            ``{"pixel_acc", "mean_acc", "miou", "fwiou"}`` as floats in [0, 1] (NaN when
+            no pixel was counted), ``"iou"`` and ``"acc"``: per-class lists (NaN where
+            undefined: IU for a class absent from target and prediction, accuracy for a
+            class absent from the target), and ``"pixels"``: counted pixels per class
+            (``t_i``).
+        """
+        n = self.matrix.to(torch.float64).numpy()
+        diag = np.diag(n)
+        target_total = n.sum(axis=1)  # t_i
+        pred_total = n.sum(axis=0)  # Σ_j n_ji
+        union = target_total + pred_total - diag
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(union > 0, diag / union, np.nan)
+            acc = np.where(target_total > 0, diag / target_total, np.nan)
+        total = target_total.sum()
+        if total == 0:
+            pixel_acc = mean_acc = miou = fwiou = math.nan
+        else:
+            pixel_acc = float(diag.sum() / total)
+            mean_acc = float(np.nanmean(acc))
+            miou = float(np.nanmean(iou))
+            # Frequency weighted IU: classes with t_i = 0 have weight 0.
+            fwiou = float(np.nansum(target_total * iou) / total)
+        return {
+            "pixel_acc": pixel_acc,
+            "mean_acc": mean_acc,
+            "miou": miou,
+            "fwiou": fwiou,
+            "iou": [float(v) for v in iou],
+            "acc": [float(v) for v in acc],
+            "pixels": [int(v) for v in target_total],
+        }
