@@ -317,18 +317,19 @@ def pool_output_size(
             input or the left padding).
         convention: ``"pytorch"`` (default) or ``"caffe"``. Caffe's PoolingLayer always
             rounds up, ``o = ceil((i + 2p - k) / s) + 1``, and clips the last window
-            (``o -= 1`` if ``(o - 1) s >= i + p``) *only when p > 0*; ``ceil_mode`` is not
-            consulted (the FCN-era Caffe had no floor mode; BVLC's later
-            ``round_mode: FLOOR`` equals ``convention="pytorch", ceil_mode=False``).
-            Caffe pooling has no dilation and requires ``p < k``. Source: BVLC Caffe
-            ``src/caffe/layers/pooling_layer.cpp``, ``PoolingLayer<Dtype>::Reshape``.
+            (``o -= 1`` if ``(o - 1) s >= i + p``) *only when some padding is non-zero*
+            (in any dimension: Caffe tests ``pad_h_ || pad_w_``). ``ceil_mode`` is not
+            consulted: the FCN-era Caffe always rounds up (later BVLC Caffe added
+            ``round_mode`` with default CEIL). Caffe pooling has no dilation and requires
+            ``p < k``. Source: BVLC Caffe ``src/caffe/layers/pooling_layer.cpp``,
+            ``PoolingLayer<Dtype>::LayerSetUp`` (commit 0323844, the FCN era).
 
     Returns:
         The pooled size, int or tuple like the inputs.
 
     Raises:
         ValueError: non-positive size/kernel/stride/dilation, negative padding, padding
-            larger than half the effective kernel (PyTorch: ``p <= (d(k-1)+1) // 2``;
+            larger than half the kernel (PyTorch: ``p <= k // 2``, also with dilation;
             Caffe: ``p < k``), or an output smaller than 1.
     """
     conv = str(convention).strip().lower()
@@ -337,6 +338,9 @@ def pool_output_size(
     stride_arg: Any = kernel if stride is None else stride
     ndim, vals = _broadcast(
         size=size, kernel=kernel, stride=stride_arg, padding=padding, dilation=dilation
+    )
+    any_padding = any(
+        _non_negative(_label("padding", ndim, j), p) > 0 for j, p in enumerate(vals["padding"])
     )
 
     def one(j: int, size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any) -> int:
@@ -357,22 +361,26 @@ def pool_output_size(
                     f"{_label('padding', ndim, j)} = {p} must be smaller than the kernel "
                     f"({k}) with convention='caffe' (Caffe: CHECK_LT(pad_h_, kernel_h_))"
                 )
-            if i + 2 * p < k:
-                raise ValueError(
-                    f"{_label('kernel', ndim, j)} = {k} does not fit the padded input "
-                    f"size + 2*padding = {i + 2 * p}; use a smaller kernel or more padding"
-                )
-            # pooled = ceil((i + 2p - k) / s) + 1 (pooling_layer.cpp, Reshape)
+            # pooled = ceil((i + 2p - k) / s) + 1 (pooling_layer.cpp, LayerSetUp/Reshape)
             out = _ceil_div(i + 2 * p - k, s) + 1
             # "If we have padding, ensure that the last pooling starts strictly inside the
-            # image (instead of at the padding); otherwise clip the last."
-            if p > 0 and (out - 1) * s >= i + p:
+            # image (instead of at the padding); otherwise clip the last." Caffe tests
+            # `if (pad_h_ || pad_w_)`: padding in ANY dimension enables the clip in all.
+            if any_padding and (out - 1) * s >= i + p:
                 out -= 1
+            if out < 1:
+                raise ValueError(
+                    f"{_label('kernel', ndim, j)} = {k} does not fit the padded input "
+                    f"size + 2*padding = {i + 2 * p} (output size would be < 1); use a "
+                    "smaller kernel or more padding"
+                )
             return out
-        if p > extent // 2:
+        # PyTorch checks both pad <= (d(k-1)+1) // 2 (max_pool2d) and pad <= k // 2
+        # (pool2d_shape_check); the second is the binding one since d(k-1)+1 >= k.
+        if p > k // 2:
             raise ValueError(
-                f"{_label('padding', ndim, j)} = {p} must be at most half the effective "
-                f"kernel d*(k-1)+1 = {extent}; use padding <= {extent // 2}"
+                f"{_label('padding', ndim, j)} = {p} must be at most half the kernel "
+                f"size {k}; use padding <= {k // 2}"
             )
         # PyTorch pooling_output_shape: floor (or ceil) of (i + 2p - d(k-1) - 1)/s, plus 1;
         # in ceil mode the last window must start inside the input or the left padding.
