@@ -46,3 +46,22 @@ __all__ += [
     "merge_receptive_fields",
     "receptive_field",
 ]
+
+# Dilated stacks: coverage, HDC check, rate suggestions (issue 3).
+from fcnkit.arith.gridding import (  # noqa: E402
+    HDCReport,
+    RateSuggestion,
+    dilation_coverage,
+    hdc_check,
+    prefix_rule_ok,
+    suggest_rates,
+)
+
+__all__ += [
+    "HDCReport",
+    "RateSuggestion",
+    "dilation_coverage",
+    "hdc_check",
+    "prefix_rule_ok",
+    "suggest_rates",
+]
