@@ -1,0 +1,251 @@
+"""FCN heads: score layers, skip fusion with crops, and the three upsamplers.
+
+Upsampling by an integer factor f uses the geometry of :func:`fcnkit.arith.upsampling_recipe`
+(kernel ``2f - f % 2``, stride f, padding ``ceil((f - 1)/2)``: exactly ``f × in`` pixels out)
+in three flavours:
+
+* ``"bilinear"`` — a ``ConvTranspose2d`` with ``groups=C``: every channel is upsampled by the
+  same frozen :func:`fcnkit.arith.bilinear_kernel`, no channel mixing, ``requires_grad=False``.
+  It costs about as much as interpolation.
+* ``"deconv"`` — a full ``C × C`` ``ConvTranspose2d`` initialised with the bilinear kernel on
+  the channel diagonal (zero elsewhere) and learnable, as in the FCN paper and d2l.
+* ``"interpolate"`` — ``F.interpolate(mode="bilinear", align_corners=False)`` to ``f × in``.
+
+All three place input pixel i at output coordinate ``f*i + (f - 1)/2``, so they agree in the
+interior. At the borders the transposed convolutions see implicit zeros beyond the edge and
+fade out, while ``F.interpolate`` clamps to the edge pixel: they differ in the outer
+``ceil((f - 1)/2)``-ish pixels of each side (``docs/models.md`` shows the numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fcnkit.arith import bilinear_kernel, upsampling_recipe
+from fcnkit.models.surgery import bilinear_init_
+
+UPSAMPLE_MODES = ("bilinear", "deconv", "interpolate")
+
+
+class Interpolate(nn.Module):
+    """Bilinear interpolation by an integer factor (``align_corners=False``), ``f × in`` out.
+
+    It carries the geometry of the equivalent transposed convolution (``kernel_size``,
+    ``stride``, ``padding``, ``dilation``, ``transposed=True`` from
+    :func:`fcnkit.arith.upsampling_recipe`) so receptive-field and crop arithmetic treat it
+    like the ``"bilinear"``/``"deconv"`` upsamplers — in the interior they are the same map.
+    """
+
+    transposed = True
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        recipe = upsampling_recipe(factor)
+        self.factor = recipe.factor
+        self.kernel_size = (recipe.kernel, recipe.kernel)
+        self.stride = (recipe.stride, recipe.stride)
+        self.padding = (recipe.padding, recipe.padding)
+        self.dilation = (1, 1)
+        self.output_padding = (0, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = (x.shape[-2] * self.factor, x.shape[-1] * self.factor)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}, mode='bilinear', align_corners=False"
+
+
+def make_upsampler(
+    channels: int, factor: int, mode: str = "bilinear", *, caffe_padding: bool = False
+) -> nn.Module:
+    """An upsampler by ``factor`` for ``channels`` channels (see the module docstring).
+
+    Args:
+        channels: C, channels in = out (class scores).
+        factor: integer upsampling factor f ≥ 1.
+        mode: "bilinear" (grouped, frozen), "deconv" (full C × C, learnable) or
+            "interpolate".
+        caffe_padding: the Caffe FCN geometry — padding 0 (output ``f*(in - 1) + k``, to be
+            cropped) and, for "bilinear", a full C × C frozen weight (Caffe's Deconvolution
+            with ``lr_mult=0``, counted in the parameters). Not available for "interpolate".
+
+    Returns:
+        An ``nn.Module`` mapping ``(N, C, h, w)`` to ``(N, C, f*h, f*w)`` (or the Caffe size).
+    """
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {mode!r}")
+    recipe = upsampling_recipe(factor)
+    if mode == "interpolate":
+        if caffe_padding:
+            raise ValueError("upsample='interpolate' has no Caffe (padding 0) geometry")
+        return Interpolate(factor)
+    padding = 0 if caffe_padding else recipe.padding
+    grouped = mode == "bilinear" and not caffe_padding
+    layer = nn.ConvTranspose2d(
+        channels,
+        channels,
+        recipe.kernel,
+        stride=recipe.stride,
+        padding=padding,
+        groups=channels if grouped else 1,
+        bias=False,
+    )
+    if grouped:
+        kernel = torch.as_tensor(bilinear_kernel(recipe.kernel), dtype=layer.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(kernel.expand_as(layer.weight))
+    else:
+        bilinear_init_(layer)
+    if mode == "bilinear":
+        layer.weight.requires_grad_(False)
+    return layer
+
+
+def overlap(offset: int, size_a: int, size_b: int) -> tuple[slice, slice]:
+    """Slices of two maps on one pixel grid that cover their common part (one dimension).
+
+    ``offset`` is the index in map A of map B's pixel 0 (Caffe's crop offset). Returns
+    ``(slice_a, slice_b)``; B is cropped only where A does not cover it.
+    """
+    start_b = max(0, -offset)
+    stop_b = min(size_b, size_a - offset)
+    if stop_b <= start_b:
+        raise RuntimeError(
+            f"maps do not overlap: offset {offset}, sizes {size_a} and {size_b}"
+        )
+    return slice(start_b + offset, stop_b + offset), slice(start_b, stop_b)
+
+
+def fuse(a: torch.Tensor, b: torch.Tensor, offset: Sequence[int]) -> torch.Tensor:
+    """``a + b`` over their common part; ``offset[d]`` = index in ``a`` of ``b``'s pixel 0."""
+    (ya, yb), (xa, xb) = (
+        overlap(offset[0], a.shape[-2], b.shape[-2]),
+        overlap(offset[1], a.shape[-1], b.shape[-1]),
+    )
+    return a[..., ya, xa] + b[..., yb, xb]
+
+
+def crop_to(x: torch.Tensor, offset: Sequence[int], size: Sequence[int]) -> torch.Tensor:
+    """``x[..., oy:oy+h, ox:ox+w]``; RuntimeError if ``x`` does not cover that window."""
+    (oy, ox), (h, w) = offset, size
+    if oy < 0 or ox < 0 or oy + h > x.shape[-2] or ox + w > x.shape[-1]:
+        raise RuntimeError(
+            f"cannot crop {h}x{w} at offset ({oy}, {ox}) from a {tuple(x.shape[-2:])} map"
+        )
+    return x[..., oy : oy + h, ox : ox + w]
+
+
+def _score_name(feature: str) -> str:
+    return "score_" + feature.replace(".", "_")
+
+
+class FCNHead(nn.Module):
+    """The FCN-32s/16s/8s decoder: one class for every number of skips.
+
+    Scores the deepest feature with a 1×1 convolution (``score_fr``), then for each skip in
+    order upsamples the running score map to the skip's stride, adds the skip's 1×1 score
+    (``score_<name>``) over their common part, and finally upsamples to stride 1 and crops to
+    the input size. FCN-32s is ``skips=[]``, FCN-16s ``["pool4"]``, FCN-8s
+    ``["pool4", "pool3"]`` (Long et al. 2015, §4.2).
+
+    Crop offsets are not stored here: :class:`fcnkit.models.fcn.FCN` computes them from the
+    layer geometry with :mod:`fcnkit.arith` and hands them over with :meth:`set_offsets`.
+
+    Args:
+        channels: channels per backbone feature name.
+        strides: stride per backbone feature name.
+        deepest: name of the coarsest feature.
+        skips: feature names to fuse, coarse to fine (strides must decrease and divide).
+        num_classes: C, channels of the scores.
+        upsample: "bilinear", "deconv" or "interpolate" (see :func:`make_upsampler`).
+        caffe_geometry: Caffe's Deconvolution geometry (padding 0, full C × C weights).
+    """
+
+    def __init__(
+        self,
+        channels: Mapping[str, int],
+        strides: Mapping[str, int],
+        deepest: str,
+        skips: Sequence[str],
+        num_classes: int,
+        upsample: str = "bilinear",
+        *,
+        caffe_geometry: bool = False,
+    ) -> None:
+        super().__init__()
+        self.deepest = deepest
+        self.skips = list(skips)
+        self.score_fr = nn.Conv2d(channels[deepest], num_classes, 1)
+        self.skip_scores = nn.ModuleDict()
+        self.upscores = nn.ModuleList()
+        stride = strides[deepest]
+        for name in self.skips:
+            if name not in strides:
+                raise ValueError(f"skip {name!r} is not a backbone feature ({', '.join(strides)})")
+            if strides[name] >= stride or stride % strides[name]:
+                raise ValueError(
+                    f"skip {name!r} has stride {strides[name]}, which must divide and be "
+                    f"finer than the previous stride {stride}"
+                )
+            self.upscores.append(
+                make_upsampler(num_classes, stride // strides[name], upsample,
+                               caffe_padding=caffe_geometry)
+            )
+            self.skip_scores[_score_name(name)] = nn.Conv2d(channels[name], num_classes, 1)
+            stride = strides[name]
+        self.final_stride = stride
+        self.upscore_final = make_upsampler(num_classes, stride, upsample,
+                                            caffe_padding=caffe_geometry)
+        self._skip_offsets: list[tuple[int, int]] = [(0, 0)] * len(self.skips)
+        self._final_offset: tuple[int, int] = (0, 0)
+
+    def set_offsets(self, skip_offsets: Sequence[Sequence[int]], final: Sequence[int]) -> None:
+        """Crop offsets per skip (index in the skip's score map of the upsampled map's pixel
+        0) and of the input's pixel 0 in the final upsampled map, each ``(dy, dx)``."""
+        if len(skip_offsets) != len(self.skips):
+            raise ValueError(f"need {len(self.skips)} skip offsets, got {len(skip_offsets)}")
+        self._skip_offsets = [(int(a), int(b)) for a, b in skip_offsets]
+        self._final_offset = (int(final[0]), int(final[1]))
+
+    def skip_score(self, name: str) -> nn.Conv2d:
+        """The 1×1 score layer of skip feature ``name``."""
+        return self.skip_scores[_score_name(name)]
+
+    def forward(
+        self, features: Mapping[str, torch.Tensor], input_size: Sequence[int]
+    ) -> torch.Tensor:
+        scores = self.score_fr(features[self.deepest])
+        for name, up, offset in zip(self.skips, self.upscores, self._skip_offsets):
+            upsampled = up(scores)
+            skip = self.skip_score(name)(features[name])
+            # Caffe: fuse = upscore + crop(score_skip, upscore); here the crop is the overlap.
+            scores = fuse(skip, upsampled, offset)
+        out = self.upscore_final(scores)
+        return crop_to(out, self._final_offset, input_size)
+
+
+class ConvHead(nn.Module):
+    """torchvision's ``FCNHead``: 3×3 conv (no bias) → BN → ReLU → Dropout(0.1) → 1×1 conv.
+
+    Args:
+        in_channels: channels of the backbone's deepest feature.
+        num_classes: C.
+        hidden: channels of the 3×3 conv; default ``in_channels // 4`` as in torchvision.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int | None = None) -> None:
+        super().__init__()
+        hidden = hidden or max(1, in_channels // 4)
+        self.conv = nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(hidden)
+        self.relu = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout(0.1)
+        self.classifier = nn.Conv2d(hidden, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.relu(self.bn(self.conv(x)))))

@@ -1,0 +1,363 @@
+"""``build_model(name, num_classes=21, **options)`` and ``list_models()``.
+
+Nothing downloads: ``weights`` (a local file of full-model weights) and
+``backbone_weights`` (a torchvision weights name found in the TORCH_HOME cache, or a local
+file) are both ``None`` by default, and a missing file is an :class:`InputError` that says
+how to supply it.
+
+Models and their options:
+
+==================  =====================================================================
+name                options (defaults first)
+==================  =====================================================================
+fcn32s              backbone ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101",
+fcn16s              "mobilenet_v3_large"), faithful (False; True = Caffe VGG16 FCN),
+fcn8s               upsample ("bilinear", "deconv", "interpolate")
+fcn_resnet18_d2l    upsample ("deconv" only: the d2l design)
+fcn_dilated         backbone ("resnet18", "resnet34", "resnet50", "resnet101"),
+                    output_stride (8, 16), dilations ("hdc" or one rate per dilated block),
+                    upsample ("bilinear", "deconv", "interpolate")
+==================  =====================================================================
+
+Every model also takes ``weights`` and ``backbone_weights``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from fcnkit.arith import hdc_check, suggest_rates
+from fcnkit.errors import InputError
+from fcnkit.models.backbones import (
+    BACKBONES,
+    RESNETS,
+    ResNetBackbone,
+    resnet_block_counts,
+    resnet_convs_per_block,
+)
+from fcnkit.models.fcn import D2LFCN, DilatedFCN, build_fcn
+from fcnkit.models.heads import UPSAMPLE_MODES
+from fcnkit.models.surgery import vgg16_classifier_to_fc
+
+_COMMON = ("weights", "backbone_weights")
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "fcn32s": ("backbone", "faithful", "upsample", *_COMMON),
+    "fcn16s": ("backbone", "faithful", "upsample", *_COMMON),
+    "fcn8s": ("backbone", "faithful", "upsample", *_COMMON),
+    "fcn_resnet18_d2l": ("upsample", *_COMMON),
+    "fcn_dilated": ("backbone", "output_stride", "dilations", "upsample", *_COMMON),
+}
+_SKIPS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`build_model`, in a stable order."""
+    return list(_OPTIONS)
+
+
+def model_options(name: str) -> tuple[str, ...]:
+    """Keyword options :func:`build_model` accepts for ``name`` (besides num_classes)."""
+    _check_name(name)
+    return _OPTIONS[name]
+
+
+def _check_name(name: str) -> None:
+    if name not in _OPTIONS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(_OPTIONS)}")
+
+
+def build_model(name: str, *, num_classes: int = 21, **options: Any) -> nn.Module:
+    """Build a segmentation model by name; random weights unless files are given.
+
+    Args:
+        name: one of :func:`list_models`.
+        num_classes: C, channels of the logits (21 for PASCAL VOC).
+        **options: see the module docstring. ``None`` for any option means its default.
+            ``weights``: path of a full-model state dict (a plain ``state_dict`` or a fcnkit
+            checkpoint with ``model_state``), loaded strictly. ``backbone_weights``: a
+            torchvision weights name for the backbone (``"IMAGENET1K_V1"``, ``"DEFAULT"``),
+            used only if already in the TORCH_HOME cache, or a local ``.pth`` path; for
+            VGG16 the classifier's fc6/fc7 are transplanted as convolutions.
+
+    Returns:
+        An ``nn.Module``: ``model(x)`` with x float ``(N, 3, H, W)`` (ImageNet-normalised)
+        returns logits ``(N, num_classes, H, W)`` for any H, W >= 1; ``model.output_stride``
+        is the stride of the coarsest score map.
+
+    Raises:
+        ValueError: unknown name, unknown option or bad option value (lists valid ones).
+        InputError: a weights file that is missing or does not fit.
+    """
+    _check_name(name)
+    unknown = sorted(set(options) - set(_OPTIONS[name]))
+    if unknown:
+        raise ValueError(
+            f"model {name!r} has no option {', '.join(unknown)}; valid options: "
+            f"num_classes, {', '.join(_OPTIONS[name])}"
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    opts = {k: v for k, v in options.items() if v is not None}
+    weights = opts.pop("weights", None)
+    backbone_weights = opts.pop("backbone_weights", None)
+    if name in _SKIPS:
+        model, backbone_name = _build_fcn(name, num_classes, **opts)
+        target = model.backbone
+    elif name == "fcn_resnet18_d2l":
+        model, backbone_name = _build_d2l(num_classes, **opts), "resnet18"
+        target = model
+    else:
+        model, backbone_name = _build_dilated(num_classes, **opts)
+        target = model.backbone
+    if backbone_weights is not None:
+        state = load_backbone_state(backbone_name, backbone_weights)
+        load_backbone_weights(target, backbone_name, state, str(backbone_weights))
+    if weights is not None:
+        load_model_weights(model, weights)
+    return model
+
+
+def _check_choice(option: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ValueError(
+            f"{option} must be one of {', '.join(map(str, choices))}, got {value!r}"
+        )
+
+
+def _build_fcn(
+    name: str,
+    num_classes: int,
+    *,
+    backbone: str = "vgg16",
+    faithful: bool = False,
+    upsample: str = "bilinear",
+) -> tuple[nn.Module, str]:
+    _check_choice("backbone", backbone, BACKBONES)
+    _check_choice("upsample", upsample, UPSAMPLE_MODES)
+    if faithful not in (True, False):
+        raise ValueError(f"faithful must be True or False, got {faithful!r}")
+    if faithful and backbone != "vgg16":
+        raise ValueError(f"faithful=True is the Caffe VGG16 network; use backbone='vgg16', "
+                         f"not {backbone!r}")
+    if faithful and upsample == "interpolate":
+        raise ValueError("faithful=True needs upsample='bilinear' (Caffe's frozen "
+                         "Deconvolution) or 'deconv' (learnable); 'interpolate' has no crops")
+    model = build_fcn(_SKIPS[name], num_classes=num_classes, backbone=backbone,
+                      faithful=bool(faithful), upsample=upsample)
+    return model, backbone
+
+
+def _build_d2l(num_classes: int, *, upsample: str = "deconv") -> nn.Module:
+    if upsample != "deconv":
+        raise ValueError(
+            "fcn_resnet18_d2l is d2l's dense deconvolution (upsample='deconv'); for "
+            f"upsample={upsample!r} use build_model('fcn32s', backbone='resnet18', "
+            f"upsample={upsample!r})"
+        )
+    return D2LFCN(num_classes)
+
+
+def hdc_rates(backbone: str, output_stride: int) -> list[int]:
+    """The HDC sawtooth schedule for a dilated ResNet: one rate per dilated block.
+
+    The plain dilated ResNet (Yu & Koltun; torchvision) gives every block of a layer that
+    stopped downsampling the rate that layer's stride would have had (2 for the first such
+    layer, 4 for the second): equal rates, which grid (Wang et al. 2018, "Understanding
+    convolution for semantic segmentation"). HDC keeps the receptive field of that schedule
+    but uses a rising sawtooth without holes: :func:`fcnkit.arith.suggest_rates` picks it
+    for the per-block stack, and :func:`fcnkit.arith.hdc_check` confirms the per-convolution
+    stack (each block's rate on each of its 3×3 convolutions) has no holes.
+    """
+    counts = resnet_block_counts(backbone, output_stride)
+    plain = [2 ** (i + 1) for i, n in enumerate(counts) for _ in range(n)]
+    # RF of a stack of 3×3 convolutions: 1 + (K - 1) * sum(rates).
+    target = 1 + 2 * sum(plain)
+    suggestions = suggest_rates(len(plain), target)
+    if not suggestions:
+        raise ValueError(f"no hole-free HDC schedule for {backbone} at output_stride "
+                         f"{output_stride}; pass dilations explicitly")
+    rates = list(suggestions[0].rates)
+    per_conv = [r for r in rates for _ in range(resnet_convs_per_block(backbone))]
+    report = hdc_check(per_conv)
+    if report.grids:
+        raise ValueError(f"HDC schedule {rates} grids ({report.holes} holes); "
+                         "pass dilations explicitly")
+    return rates
+
+
+def _build_dilated(
+    num_classes: int,
+    *,
+    backbone: str = "resnet18",
+    output_stride: int = 8,
+    dilations: str | Sequence[int] = "hdc",
+    upsample: str = "bilinear",
+) -> tuple[nn.Module, str]:
+    _check_choice("backbone", backbone, RESNETS)
+    _check_choice("output_stride", output_stride, (8, 16))
+    _check_choice("upsample", upsample, UPSAMPLE_MODES)
+    if isinstance(dilations, str):
+        if dilations != "hdc":
+            raise ValueError(f"dilations must be 'hdc' or a list of ints, got {dilations!r}")
+        rates = hdc_rates(backbone, output_stride)
+    else:
+        try:
+            rates = [int(r) for r in dilations]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"dilations must be 'hdc' or a list of ints, got {dilations!r}"
+            ) from None
+    net = ResNetBackbone(backbone, output_stride=output_stride, dilations=rates)
+    return DilatedFCN(net, num_classes, upsample), backbone
+
+
+# Weights ---------------------------------------------------------------------------------
+
+def _read_state(path: str | os.PathLike[str], option: str) -> dict[str, torch.Tensor]:
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{option}: no such file {str(file)!r}; pass an existing .pth/.pt file")
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{option}: cannot read {str(file)!r} as torch weights ({first[:120]}); "
+            "pass a state_dict saved with torch.save"
+        ) from None
+    if isinstance(data, Mapping):
+        for key in ("model_state", "state_dict", "model"):
+            if isinstance(data.get(key), Mapping):
+                data = data[key]
+                break
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor)
+                                                for v in data.values()):
+        raise InputError(f"{option}: {str(file)!r} holds no state_dict of tensors")
+    return dict(data)
+
+
+def _weights_enum(backbone: str) -> Any:
+    return torchvision.models.get_model_weights(backbone)
+
+
+def load_backbone_state(backbone: str, spec: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The state dict ``backbone_weights=spec`` names, without downloading anything.
+
+    Args:
+        backbone: torchvision model name ("vgg16", "resnet18", ...).
+        spec: a local file path, or a torchvision weights name (``"IMAGENET1K_V1"``,
+            ``"DEFAULT"``) that must already be in ``$TORCH_HOME/hub/checkpoints``.
+
+    Raises:
+        InputError: unknown name, or weights not cached (the message gives the URL and the
+            cache path to put the file at, or says to pass a local file).
+    """
+    text = str(spec)
+    if os.sep in text or text.endswith((".pth", ".pt")) or Path(text).exists():
+        return _read_state(text, "backbone_weights")
+    enum = _weights_enum(backbone)
+    try:
+        entry = enum[text]
+    except KeyError:
+        names = ", ".join(w.name for w in enum)
+        raise InputError(
+            f"backbone_weights: {text!r} is neither a file nor a torchvision weights name "
+            f"for {backbone} ({names}, DEFAULT)"
+        ) from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(entry.url)
+    if not cached.is_file():
+        raise InputError(
+            f"backbone_weights: {backbone} {entry.name} is not in the torch cache and fcnkit "
+            f"never downloads; put {entry.url} at {cached} or pass a local .pth file"
+        )
+    return _read_state(cached, "backbone_weights")
+
+
+def _adapt_resnet(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def _adapt_mobilenet(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if k.startswith("features.")}
+
+
+def _adapt_vgg(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = vgg16_classifier_to_fc(state)
+    out.update({k: v for k, v in state.items() if k.startswith(("fc6.", "fc7."))})
+    return out
+
+
+def _adapt_d2l(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # d2l's body is resnet18's children 0..7: conv1 bn1 relu maxpool layer1..layer4.
+    order = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    rename = {name: str(i) for i, name in enumerate(order)}
+    out = {}
+    for key, value in _adapt_resnet(state).items():
+        head, _, rest = key.partition(".")
+        out[f"{rename.get(head, head)}.{rest}"] = value
+    return out
+
+
+def load_backbone_weights(
+    module: nn.Module, backbone: str, state: Mapping[str, torch.Tensor], source: str
+) -> None:
+    """Load torchvision classifier weights into a backbone (or the d2l body), in place.
+
+    VGG16's classifier Linear layers become fc6/fc7 convolutions (fc6/fc7 stay random when
+    the file has only ``features.*``); ResNet ``fc.*`` and MobileNet ``classifier.*`` are
+    dropped. Every other parameter of the backbone must be in the file.
+
+    Raises:
+        InputError: when the file does not fit (names the file and the first missing keys).
+    """
+    if isinstance(module, D2LFCN):
+        adapted, allowed_missing = _adapt_d2l(state), ("final_conv.", "transpose_conv.")
+    elif backbone == "vgg16":
+        adapted, allowed_missing = _adapt_vgg(state), ("fc6.", "fc7.")
+    elif backbone == "mobilenet_v3_large":
+        adapted, allowed_missing = _adapt_mobilenet(state), ()
+    else:
+        adapted, allowed_missing = _adapt_resnet(state), ()
+    try:
+        result = module.load_state_dict(adapted, strict=False)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise InputError(
+            f"backbone_weights: {source} does not fit {backbone} ({detail[:160]}); pass "
+            f"torchvision {backbone} classifier weights"
+        ) from None
+    missing = [k for k in result.missing_keys if not k.startswith(allowed_missing)]
+    if missing or result.unexpected_keys:
+        bad = missing or result.unexpected_keys
+        raise InputError(
+            f"backbone_weights: {source} does not fit {backbone} "
+            f"({'missing' if missing else 'unexpected'} {', '.join(bad[:3])}); pass "
+            f"torchvision {backbone} classifier weights"
+        )
+
+
+def load_model_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load a full-model state dict (or a fcnkit checkpoint's ``model_state``), strictly.
+
+    Raises:
+        InputError: missing/unreadable file, or weights of another architecture.
+    """
+    state = _read_state(path, "weights")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise InputError(
+            f"weights: {str(path)!r} does not fit this model ({detail[:160]}); pass weights "
+            "saved from the same build_model(name, num_classes, options)"
+        ) from None
+
