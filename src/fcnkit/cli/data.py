@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from fcnkit.cli._common import OneLineParser, dims, format_table, print_json, warn
+from fcnkit.cli._common import OneLineParser, dims, format_table, print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,9 +88,7 @@ def run_info(args: argparse.Namespace) -> int:
     from fcnkit.data import dataset_summary, open_dataset
 
     dataset = open_dataset(args.spec, args.split, skip_bad=args.skip_bad)
-    summary = dataset_summary(dataset)
-    if args.skip_bad and getattr(dataset, "skipped", 0):
-        warn(f"skipped {dataset.skipped} bad sample(s)")
+    summary = dataset_summary(dataset)  # skipped samples were reported while opening
     if args.json:
         print_json(summary)
         return 0
