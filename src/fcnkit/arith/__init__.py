@@ -1,6 +1,15 @@
 """Convolution arithmetic: pure geometry (stdlib + numpy/scipy), never imports torch."""
 
 from fcnkit.arith.kernels import bilinear_kernel, bilinear_kernel_1d, bilinear_upsampling_weight
+from fcnkit.arith.matrix import (
+    conv2d,
+    conv_matrix,
+    conv_transpose2d,
+    conv_transpose_via_matrix,
+    convolve2d,
+    correlate2d,
+    zero_insert,
+)
 from fcnkit.arith.sizes import (
     TransposedEquivalent,
     UpsamplingRecipe,
@@ -20,6 +29,13 @@ __all__ = [
     "bilinear_kernel",
     "bilinear_kernel_1d",
     "bilinear_upsampling_weight",
+    "conv2d",
+    "conv_matrix",
+    "conv_transpose2d",
+    "conv_transpose_via_matrix",
+    "convolve2d",
+    "correlate2d",
+    "zero_insert",
     "conv_output_size",
     "conv_transpose_output_size",
     "effective_kernel",
