@@ -304,13 +304,26 @@ class ReceptiveField:
         fractional equivalent, see the module docstring).
         """
         geom = layer_geometry(layer, ndim=self.ndim if self.ndim > 1 else None, where=where)
-        ndim = geom.ndim
-        sizes = _per_dim(self.sizes, ndim, where) if self.ndim == 1 else self.sizes
-        strides = _per_dim(self.strides, ndim, where) if self.ndim == 1 else self.strides
-        paddings = _per_dim(self.paddings, ndim, where) if self.ndim == 1 else self.paddings
-        k_eq, s_eq, p_eq = geom.equivalent_direct()
+        return self.then_equivalent(*geom.equivalent_direct())
+
+    def then_equivalent(self, kernel: Any, stride: Any, padding: Any) -> ReceptiveField:
+        """The field after a layer given directly by its equivalent (k', s', p').
+
+        Values may be Fractions (resampling by non-integer factors) and ``padding`` may be
+        negative (a crop that drops the first pixels). The new layer's output pixel j has
+        its centre at input coordinate s'*j + (k' - 1)/2 - p' of the current feature map.
+        Scalars are repeated over dimensions.
+        """
+        ndim = max(self.ndim, *(len(v) for v in (kernel, stride, padding)
+                                if isinstance(v, (tuple, list))))
+        k_eq, s_eq, p_eq = (_per_dim(v, ndim, name) for v, name in
+                            ((kernel, "kernel"), (stride, "stride"), (padding, "padding")))
+        sizes, strides, paddings = (_per_dim(v, ndim, "field") for v in
+                                    (self.sizes, self.strides, self.paddings))
         new_r, new_s, new_p = [], [], []
         for r, S, P, k, s, p in zip(sizes, strides, paddings, k_eq, s_eq, p_eq):
+            if Fraction(k) < 1 or Fraction(s) <= 0:
+                raise InputError(f"equivalent layer needs kernel >= 1 and stride > 0, got {k}, {s}")
             new_r.append(_exact(Fraction(r) + (Fraction(k) - 1) * Fraction(S)))
             new_s.append(_exact(Fraction(S) * Fraction(s)))
             new_p.append(_exact(Fraction(P) + Fraction(p) * Fraction(S)))

@@ -1,0 +1,487 @@
+"""Torch-aware analysis: trace an ``nn.Module`` into receptive-field records.
+
+:func:`receptive_field_of` runs one forward pass (batch 1, ``torch.no_grad``, eval mode)
+under a :class:`torch.overrides.TorchFunctionMode` that sees every torch operation, so it
+follows Python control flow, functional calls (``F.interpolate``, ``x + y``, crops by
+slicing, ``F.pad``) and modules alike -- no ``torch.fx`` tracing restrictions. Every tensor
+derived from the input carries its receptive field (:class:`fcnkit.arith.ReceptiveField`,
+exact fractions, PyTorch semantics) and the rules are:
+
+* convolutions, transposed convolutions, max/avg/LP pooling: their geometry
+  (:func:`fcnkit.arith.receptive_field` conventions, any kernel/stride/padding/dilation);
+* element-wise operations and anything that keeps the spatial shape (ReLU, BatchNorm,
+  dropout, channel concatenation): unchanged;
+* merges of several tensors (residual ``+``, ``*``, ``torch.cat``): the union of the
+  branches' footprints, Araujo et al. 2019 (branches must share the effective stride);
+* slicing on spatial axes (crops, ``[..., ::2]``) and ``F.pad``: shifts / strides;
+* ``F.interpolate``: a fractional-stride layer whose bounds contain every input pixel
+  an output reads (nearest, nearest-exact, (bi/tri)linear, bicubic, area);
+* adaptive pooling: exact pooling when the bins are even; global pooling (output 1 per
+  spatial axis) makes the field **the whole input** (``whole_input=True``; ``size`` is then
+  the input size and ``field`` keeps the local part, e.g. the convolutional path of a
+  squeeze-and-excitation block, or None);
+* any other op that changes the spatial layout (flatten, reductions): whole input, with a
+  ``note`` naming the op.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from fcnkit.arith.receptive import ReceptiveField, merge_receptive_fields
+from fcnkit.errors import InputError
+
+__all__ = ["LayerRecord", "receptive_field_of"]
+
+
+@dataclass(frozen=True)
+class _Info:
+    field: ReceptiveField | None  # local receptive field (None: only global context left)
+    whole: bool = False  # depends on the whole input (global pooling, flatten, ...)
+    note: str = ""
+
+
+@dataclass
+class LayerRecord:
+    """The receptive field of one layer's output (see :func:`receptive_field_of`).
+
+    Attributes:
+        name: module path (``features.30``) or ``<module path>.<op>`` for functional ops
+            (``layer1.0.add``); ``output`` for the model's output.
+        kind: module class name or op name.
+        shape: output tensor shape, e.g. (1, 512, 7, 7).
+        field: local receptive field (per spatial dimension), or None.
+        whole_input: True when the output depends on the whole input (global pooling...).
+        input_size: the traced input's spatial size.
+        note: why the field is whole / approximate, empty otherwise.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    field: ReceptiveField | None
+    whole_input: bool
+    input_size: tuple[int, ...]
+    note: str = ""
+
+    @property
+    def size(self) -> Any:
+        """Receptive-field size per dimension (the input size when ``whole_input``)."""
+        if self.whole_input or self.field is None:
+            return self.input_size
+        return self.field.size
+
+    @property
+    def stride(self) -> Any:
+        """Effective stride per dimension (None without a local field)."""
+        return None if self.field is None else self.field.stride
+
+    @property
+    def padding(self) -> Any:
+        """Effective padding per dimension (None without a local field)."""
+        return None if self.field is None else self.field.padding
+
+    def center(self, index: int | Sequence[int] = 0) -> Any:
+        """Input coordinate of the centre of output pixel ``index`` (None without a field)."""
+        return None if self.field is None else self.field.center(index)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: name, kind, shape, size, stride, padding, center, whole_input,
+        note, and ``local`` (the local field) when ``whole_input``."""
+        local = self.field.as_dict() if self.field is not None else None
+        out = {
+            "name": self.name,
+            "kind": self.kind,
+            "shape": list(self.shape),
+            "size": list(self.input_size) if self.whole_input or local is None
+            else local["size"],
+            "stride": None if local is None else local["stride"],
+            "padding": None if local is None else local["padding"],
+            "center": None if local is None else local["center"],
+            "whole_input": self.whole_input,
+            "note": self.note,
+        }
+        if self.whole_input:
+            out["local"] = local
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# argument helpers
+
+
+def _arg(args: Sequence[Any], kwargs: dict[str, Any], pos: int, name: str, default: Any) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    if len(args) > pos:
+        return args[pos]
+    return default
+
+
+def _tuple(value: Any, nd: int) -> tuple[Any, ...]:
+    if isinstance(value, (list, tuple)):
+        values = tuple(value)
+        if len(values) == 1:
+            return values * nd
+        return values
+    return (value,) * nd
+
+
+def _flatten(obj: Any) -> list[Any]:
+    if isinstance(obj, (list, tuple)):
+        return [x for item in obj for x in _flatten(item)]
+    if isinstance(obj, dict):
+        return [x for item in obj.values() for x in _flatten(item)]
+    return [obj]
+
+
+def _op_name(func: Any) -> str:
+    name = getattr(func, "__name__", type(func).__name__)
+    return name.strip("_").rstrip("_") or name
+
+
+_IDENTITY = (1, 1, 0)
+
+
+def _resample_equivalent(q: Fraction, offset: Fraction, half_width: Fraction) -> tuple:
+    """(k', s', p') of a layer whose output j reads input pixels within
+    q*j + offset +- half_width (centre(j) = s'*j + (k' - 1)/2 - p')."""
+    return 1 + 2 * half_width, q, half_width - offset
+
+
+def _interpolate_equivalent(mode: str, align_corners: bool | None, n_in: int, n_out: int,
+                            scale: Any) -> tuple:
+    """Equivalent (k', s', p') of F.interpolate along one axis (PyTorch's source maps)."""
+    if scale is not None:
+        q = 1 / Fraction(float(scale)).limit_denominator(1_000_000)
+    else:
+        q = Fraction(n_in, n_out)
+    if mode == "nearest":
+        # src = floor(j*q): within [j*q - (1 - 1/D), j*q], D = denominator of q
+        slack = 1 - Fraction(1, q.denominator)
+        return _resample_equivalent(q, -slack / 2, slack / 2)
+    if mode == "nearest-exact":
+        # src = floor((j + 1/2)*q)
+        base = q / 2
+        slack = 1 - Fraction(1, base.denominator)
+        return _resample_equivalent(q, base - slack / 2, slack / 2)
+    if mode in ("linear", "bilinear", "trilinear", "bicubic"):
+        taps = 1 if mode != "bicubic" else 2  # bicubic reads floor(x) - 1 .. floor(x) + 2
+        if align_corners:
+            q = Fraction(n_in - 1, n_out - 1) if n_out > 1 else Fraction(0)
+            offset = Fraction(0)
+        else:
+            offset = q / 2 - Fraction(1, 2)  # x = (j + 1/2)*q - 1/2
+        den = math.lcm(q.denominator, offset.denominator)
+        half = taps - Fraction(1, den) if den > 1 else Fraction(taps - 1)
+        if mode == "bicubic":
+            half = Fraction(2)
+        if q == 0:
+            return _resample_equivalent(Fraction(1), Fraction(0), Fraction(0))
+        return _resample_equivalent(q, offset, half)
+    raise InputError(f"interpolate mode {mode!r} is not supported by the receptive-field tracer")
+
+
+def _adaptive_equivalent(n_in: int, n_out: int) -> tuple[tuple, bool]:
+    """(k', s', p') of adaptive pooling along one axis, and whether it is exact."""
+    if n_out == n_in:
+        return _IDENTITY, True
+    if n_in % n_out == 0:
+        k = n_in // n_out
+        return (k, k, 0), True
+    # bin j covers floor(j*q) .. ceil((j + 1)*q) - 1, q = in/out: inside [j*q - 1, (j+1)*q]
+    q = Fraction(n_in, n_out)
+    return (q + 2, q, Fraction(1)), False
+
+
+# ---------------------------------------------------------------------------------------
+# the tracer
+
+
+class _Tracer:
+    def __init__(self, spatial: tuple[int, ...]):
+        self.spatial = spatial
+        self.nd = len(spatial)
+        self.info: dict[int, _Info] = {}
+        self.keep: list[Any] = []  # keeps traced tensors alive so their ids stay unique
+        self.stack: list[tuple[str, bool]] = []  # (module name, is leaf)
+        self.records: list[LayerRecord] = []
+        self.names: dict[str, int] = {}
+        self.pending: list[_Info | None] = []
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def set(self, tensor: Any, info: _Info) -> None:
+        self.info[id(tensor)] = info
+        self.keep.append(tensor)
+
+    def get(self, tensor: Any) -> _Info | None:
+        return self.info.get(id(tensor))
+
+    def record(self, name: str, kind: str, tensor: Any, info: _Info) -> None:
+        count = self.names.get(name, 0)
+        self.names[name] = count + 1
+        unique = name if count == 0 else f"{name}#{count + 1}"
+        self.records.append(LayerRecord(
+            unique, kind, tuple(tensor.shape), info.field, info.whole, self.spatial, info.note,
+        ))
+
+    def spatial_of(self, tensor: Any) -> tuple[int, ...] | None:
+        if tensor.dim() != self.nd + 2:
+            return None
+        return tuple(tensor.shape[2:])
+
+    # -- one torch op --------------------------------------------------------------------
+    def on_op(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        import torch
+
+        flat_in = [t for t in _flatten((args, kwargs)) if isinstance(t, torch.Tensor)]
+        tracked = [t for t in flat_in if id(t) in self.info]
+        if not tracked:
+            return
+        outs = [t for t in _flatten(out) if isinstance(t, torch.Tensor)]
+        if not outs:
+            return
+        name = _op_name(func)
+        x = args[0] if args and isinstance(args[0], torch.Tensor) and id(args[0]) in self.info \
+            else tracked[0]
+        src = self.info[id(x)]
+        new, merged = self.transfer(name, func, x, src, tracked, args, kwargs, outs[0])
+        for t in outs:
+            self.set(t, new)
+        # Functional ops outside leaf modules get their own records when they matter.
+        inside_leaf = bool(self.stack) and self.stack[-1][1]
+        if not inside_leaf and (merged or new != src):
+            prefix = self.stack[-1][0] if self.stack else ""
+            self.record(f"{prefix}.{name}" if prefix else name, name, outs[0], new)
+
+    def transfer(self, name: str, func: Any, x: Any, src: _Info, tracked: list[Any],
+                 args: tuple, kwargs: dict, out: Any) -> tuple[_Info, bool]:
+        nd = self.nd
+        in_sp, out_sp = self.spatial_of(x), self.spatial_of(out)
+        geometry: Any = None
+        note = src.note
+        base = re.sub(r"[123]d", "", name)  # conv2d -> conv, max_pool2d_with_indices -> ...
+        if in_sp is None:
+            return src, False
+        if base in ("conv", "conv_transpose"):
+            weight = _arg(args, kwargs, 1, "weight", None)
+            kernel = tuple(weight.shape[2:])
+            transposed = base == "conv_transpose"
+            stride = _arg(args, kwargs, 3, "stride", 1)
+            padding = _arg(args, kwargs, 4, "padding", 0)
+            # conv(input, weight, bias, stride, padding, dilation, groups);
+            # conv_transpose(input, weight, bias, stride, padding, output_padding, groups,
+            # dilation)
+            dilation = _arg(args, kwargs, 7 if transposed else 5, "dilation", 1)
+            geometry = {"kernel": kernel, "stride": _tuple(stride, nd),
+                        "padding": padding if isinstance(padding, str) else _tuple(padding, nd),
+                        "dilation": _tuple(dilation, nd), "transposed": transposed}
+        elif base in ("max_pool", "max_pool_with_indices", "avg_pool", "lp_pool"):
+            if base == "lp_pool":
+                kernel = _arg(args, kwargs, 2, "kernel_size", 1)
+                stride, padding, dilation = _arg(args, kwargs, 3, "stride", None), 0, 1
+            else:
+                kernel = _arg(args, kwargs, 1, "kernel_size", 1)
+                stride = _arg(args, kwargs, 2, "stride", None)
+                padding = _arg(args, kwargs, 3, "padding", 0)
+                dilation = _arg(args, kwargs, 4, "dilation", 1) if base.startswith("max") else 1
+            kernel = _tuple(kernel, nd)
+            if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
+                stride = kernel
+            geometry = {"kernel": kernel, "stride": _tuple(stride, nd),
+                        "padding": _tuple(padding, nd), "dilation": _tuple(dilation, nd)}
+        elif base in ("adaptive_avg_pool", "adaptive_max_pool") or (
+            name == "interpolate" and _arg(args, kwargs, 3, "mode", "nearest") == "area"
+        ):
+            if out_sp is None:
+                return _Info(src.field, True, f"{name} changes the layout"), False
+            if all(o == 1 for o in out_sp) and any(i > 1 for i in in_sp):
+                return _Info(None, True, f"global pooling ({name})"), False
+            eqs = [_adaptive_equivalent(i, o) for i, o in zip(in_sp, out_sp)]
+            if not all(exact for _, exact in eqs):
+                note = f"{name}: uneven bins, field is an upper bound"
+            geometry = tuple(zip(*(eq for eq, _ in eqs)))
+        elif name == "interpolate":
+            mode = _arg(args, kwargs, 3, "mode", "nearest")
+            align = _arg(args, kwargs, 4, "align_corners", None)
+            scale = _arg(args, kwargs, 2, "scale_factor", None)
+            if _arg(args, kwargs, 5, "recompute_scale_factor", None):
+                scale = None
+            scales = _tuple(scale, nd) if scale is not None else (None,) * nd
+            eqs = [_interpolate_equivalent(mode, align, i, o, s)
+                   for i, o, s in zip(in_sp, out_sp, scales)]
+            geometry = tuple(zip(*eqs))
+        elif name == "getitem":
+            geometry = self.slice_equivalent(x, args[1] if len(args) > 1 else None)
+            if geometry is None:
+                if out_sp == in_sp:
+                    return src, False
+                return _Info(src.field, True, "indexing that changes the spatial layout"), False
+        elif name == "pad":
+            pad = list(_arg(args, kwargs, 1, "pad", ()))
+            pad += [0] * (2 * nd - len(pad))
+            # pad lists (left, right) pairs from the last dimension backwards
+            lefts = [pad[2 * (nd - 1 - d)] for d in range(nd)]
+            geometry = ((1,) * nd, (1,) * nd, tuple(lefts))
+        if geometry is not None:
+            if src.field is None:
+                return _Info(None, src.whole, note), False
+            if isinstance(geometry, dict):
+                new_field = src.field.then(geometry, where=name)
+            else:
+                new_field = src.field.then_equivalent(*geometry)
+            return _Info(new_field, src.whole, note), False
+        # Anything else: element-wise / shape-keeping ops pass through, merges take the union.
+        if out_sp is None or out_sp != in_sp:
+            same = [t for t in tracked if self.spatial_of(t) == out_sp] if out_sp else []
+            if not same:
+                return _Info(src.field, True, f"{name} changes the spatial layout"), False
+        parts = [self.info[id(t)] for t in tracked]
+        whole = any(p.whole for p in parts)
+        notes = [p.note for p in parts if p.note]
+        fields = [p.field for p, t in zip(parts, tracked)
+                  if p.field is not None and self.spatial_of(t) == out_sp]
+        merged = len(tracked) > 1 and len({id(t) for t in tracked}) > 1
+        if not fields:
+            return _Info(None, whole, notes[0] if notes else ""), merged
+        try:
+            new_field = merge_receptive_fields(fields) if len(fields) > 1 else fields[0]
+        except InputError:
+            return _Info(fields[0], True, f"{name}: branches on different grids"), merged
+        return _Info(new_field, whole, notes[0] if notes else ""), merged
+
+    def slice_equivalent(self, x: Any, index: Any) -> tuple | None:
+        """(k', s', p') of basic slicing on the spatial axes; None when not plain slicing."""
+        nd = self.nd
+        idx = index if isinstance(index, tuple) else (index,)
+        if any(not (isinstance(i, slice) or i is Ellipsis) for i in idx):
+            return None
+        if Ellipsis in idx:
+            pos = idx.index(Ellipsis)
+            fill = x.dim() - (len(idx) - 1)
+            idx = idx[:pos] + (slice(None),) * fill + idx[pos + 1:]
+        idx = idx + (slice(None),) * (x.dim() - len(idx))
+        starts, steps = [], []
+        for i, size in zip(idx[2:], x.shape[2:]):
+            start, _, step = i.indices(size)
+            starts.append(-start)
+            steps.append(step)
+        if all(s == 0 for s in starts) and all(s == 1 for s in steps):
+            return None
+        return (1,) * nd, tuple(steps), tuple(starts)
+
+
+def _mode_class():
+    from torch.overrides import TorchFunctionMode
+
+    class _ReceptiveFieldMode(TorchFunctionMode):
+        def __init__(self, tracer: _Tracer):
+            super().__init__()
+            self.tracer = tracer
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            self.tracer.on_op(func, args, kwargs, out)
+            return out
+
+    return _ReceptiveFieldMode
+
+
+def _input_channels(model: Any) -> int:
+    for module in model.modules():
+        channels = getattr(module, "in_channels", None)
+        if isinstance(channels, int):
+            return channels
+    return 3
+
+
+def receptive_field_of(
+    model: Any, input_size: int | Sequence[int] = 224, in_channels: int | None = None
+) -> list[LayerRecord]:
+    """Receptive field of every layer of ``model`` by tracing one forward pass.
+
+    Args:
+        model: an ``nn.Module`` taking one (N, C, *spatial) tensor; it may return a tensor,
+            a tuple/list or a dict of tensors (all are reported; ``"out"`` last if present).
+        input_size: spatial size, an int (square) or one int per spatial dimension.
+        in_channels: input channels; default: the first module with ``in_channels``, else 3.
+
+    Returns:
+        One :class:`LayerRecord` per layer that changes the receptive field (convolutions,
+        pooling, resampling, crops, merges; element-wise layers are folded into them), in
+        execution order, then one record per model output (name ``output`` or
+        ``output[key]``): the last record is the model's output.
+
+    Raises:
+        InputError: for a bad ``input_size`` or a model whose output does not depend on
+            the input.
+    """
+    import torch
+
+    sizes = (input_size,) * 2 if isinstance(input_size, int) else tuple(input_size)
+    if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+        raise InputError(f"input_size must be positive integers like 224 or 375,500, got "
+                         f"{input_size!r}")
+    channels = in_channels or _input_channels(model)
+    tracer = _Tracer(sizes)
+    handles = []
+    for name, module in model.named_modules():
+        leaf = next(module.children(), None) is None
+
+        def pre(mod, inputs, name=name, leaf=leaf):
+            tracer.stack.append((name, leaf))
+            first = next((t for t in _flatten(inputs) if isinstance(t, torch.Tensor)), None)
+            tracer.pending.append(tracer.get(first) if first is not None else None)
+
+        def post(mod, inputs, output, name=name, leaf=leaf):
+            tracer.stack.pop()
+            before = tracer.pending.pop()
+            if not leaf or not name:
+                return
+            first = next((t for t in _flatten(output) if isinstance(t, torch.Tensor)), None)
+            info = tracer.get(first) if first is not None else None
+            if info is not None and info != before:
+                tracer.record(name, type(mod).__name__, first, info)
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    was_training = model.training
+    x = torch.zeros(1, channels, *sizes)
+    tracer.set(x, _Info(ReceptiveField.identity(len(sizes))))
+    try:
+        model.eval()
+        with torch.no_grad(), _mode_class()(tracer):
+            output = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if isinstance(output, dict):
+        items = [(f"output[{k}]", v) for k, v in output.items() if k != "out"]
+        if "out" in output:
+            items.append(("output[out]", output["out"]))
+    elif isinstance(output, (list, tuple)):
+        items = [(f"output[{i}]", v) for i, v in enumerate(output)]
+    else:
+        items = [("output", output)]
+    found = False
+    for name, value in items:
+        if not isinstance(value, torch.Tensor):
+            continue
+        info = tracer.get(value)
+        if info is None:
+            continue
+        found = True
+        tracer.records.append(LayerRecord(name, type(model).__name__, tuple(value.shape),
+                                          info.field, info.whole, sizes, info.note))
+    if not found:
+        raise InputError(f"{type(model).__name__}: no output tensor depends on the input; "
+                         "pass a model that maps an image tensor to feature maps")
+    return tracer.records
+
