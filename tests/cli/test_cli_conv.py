@@ -1,0 +1,116 @@
+"""`fcnkit conv`, run in-process; sizes checked against real torch modules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from fcnkit.cli import main
+
+
+def run_json(capsys, *argv):
+    assert main(["conv", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_acceptance_size5_kernel3_stride2_padding1(capsys):
+    report = run_json(capsys, "--size", "5", "--kernel", "3", "--stride", "2", "--padding", "1")
+    assert report["output_size"] == 3
+    assert report["effective_kernel"] == 3
+    inverse = report["inverse"]
+    assert inverse["layer"] == "conv_transpose"
+    assert inverse["output_padding"] == 0 and inverse["output_size"] == 5
+
+
+def test_inverse_transposed_conv_recovers_the_input_size_in_torch(capsys):
+    report = run_json(
+        capsys, "--size", "375,500", "--kernel", "3", "--stride", "2", "--padding", "1",
+        "--dilation", "2",
+    )
+    conv = nn.Conv2d(1, 1, 3, stride=2, padding=1, dilation=2)
+    x = torch.zeros(1, 1, 375, 500)
+    y = conv(x)
+    assert report["output_size"] == list(y.shape[2:])
+    assert report["effective_kernel"] == 5
+    inv = report["inverse"]
+    deconv = nn.ConvTranspose2d(
+        1, 1, inv["kernel"], inv["stride"], inv["padding"], inv["output_padding"],
+        dilation=inv["dilation"],
+    )
+    assert list(deconv(y).shape[2:]) == [375, 500] == inv["output_size"]
+    assert report["transposed_as_direct"]["zeros_inserted"] == [1, 1]
+
+
+def test_transposed_layer(capsys):
+    report = run_json(
+        capsys, "--size", "3", "--kernel", "3", "--stride", "2", "--padding", "1",
+        "--transposed", "--output-padding", "1",
+    )
+    assert report["layer"] == "conv_transpose"
+    assert report["output_size"] == 6  # (3-1)*2 - 2 + 2 + 1 + 1
+    assert report["inverse"]["output_size"] == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--size", "7", "--kernel", "2", "--pool"], 3),
+        (["--size", "7", "--kernel", "2", "--pool", "--ceil-mode"], 4),
+        (["--size", "7", "--kernel", "3", "--stride", "2", "--padding", "1", "--pool",
+          "--convention", "caffe"], 4),
+        (["--size", "375,500", "--kernel", "3", "--stride", "2", "--padding", "same",
+          "--convention", "tensorflow"], [188, 250]),
+        (["--size", "10", "--kernel", "3", "--stride", "2", "--padding", "valid"], 4),
+    ],
+)
+def test_pool_and_conventions(capsys, argv, expected):
+    assert run_json(capsys, *argv)["output_size"] == expected
+
+
+def test_tensorflow_same_asymmetric_padding_has_no_symmetric_inverse(capsys):
+    report = run_json(capsys, "--size", "6", "--kernel", "3", "--stride", "2", "--padding",
+                      "same")
+    assert report["output_size"] == 3
+    assert report["same_padding"] == [[0, 1]]
+    assert report["inverse"] is None and "asymmetric" in report["note"]
+
+
+def test_human_output_is_a_table(capsys):
+    assert main(["conv", "--size", "5", "--kernel", "3", "--stride", "2", "--padding", "1"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == ["quantity", "value"]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    assert any(line.startswith("output size") and line.split()[-1] == "3" for line in lines)
+    assert "inverse ConvTranspose2d" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--size", "3", "--kernel", "5"], "does not fit"),
+        (["--size", "5", "--kernel", "3", "--stride", "0"], "stride"),
+        (["--size", "5", "--kernel", "3", "--padding", "-1"], "padding"),
+        (["--size", "5", "--kernel", "3", "--transposed", "--stride", "2",
+          "--output-padding", "2"], "output_padding"),
+        (["--size", "5", "--kernel", "3", "--output-padding", "1"], "--transposed"),
+        (["--size", "5", "--kernel", "3", "--convention", "tensorflow"], "same"),
+        (["--size", "5", "--kernel", "3", "--padding", "2", "--pool"], "half the kernel"),
+        (["--size", "5,a", "--kernel", "3"], "integer"),
+        (["--size", "5", "--kernel", "3", "--padding", "full"], "same"),
+        (["--kernel", "3"], "--size"),
+    ],
+)
+def test_bad_arguments_one_line_exit_2(capsys, argv, needle):
+    code = None
+    try:
+        code = main(["conv", *argv])
+    except SystemExit as exc:  # argparse errors exit from inside parse_args
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert needle in err
