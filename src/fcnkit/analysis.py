@@ -36,7 +36,7 @@ from typing import Any
 from fcnkit.arith.receptive import ReceptiveField, merge_receptive_fields
 from fcnkit.errors import InputError
 
-__all__ = ["LayerRecord", "receptive_field_of"]
+__all__ = ["LayerRecord", "model_for_analysis", "receptive_field_of"]
 
 
 @dataclass(frozen=True)
@@ -485,3 +485,59 @@ def receptive_field_of(
                          "pass a model that maps an image tensor to feature maps")
     return tracer.records
 
+
+
+def model_for_analysis(name: str, num_classes: int = 21) -> Any:
+    """Build a model by name for receptive-field analysis (random weights, no download).
+
+    Args:
+        name: an fcnkit model (``fcnkit.models.list_models()``, built with ``num_classes``)
+            or a torchvision classification model (``vgg16``, ``resnet50``, ``alexnet``,
+            ``mobilenet_v3_large``, ...), of which only the convolutional body is kept:
+            ``features`` when the model has it, otherwise the children before the global
+            average pool (ResNet, ResNeXt, RegNet).
+
+    Returns:
+        An ``nn.Module`` in eval mode.
+
+    Raises:
+        InputError: for an unknown name (the message lists where names come from).
+    """
+    from collections import OrderedDict
+
+    import torch.nn as nn
+    import torchvision
+
+    try:
+        from fcnkit.models import build_model, list_models
+    except ImportError:  # the models package is optional for this function
+        build_model, list_models = None, lambda: []  # noqa: E731
+    key = name.strip().lower()
+    if key in list_models():
+        return build_model(key, num_classes=num_classes).eval()
+    tv_names = torchvision.models.list_models(module=torchvision.models)
+    if key not in tv_names:
+        raise InputError(
+            f"unknown model {name!r}: use an fcnkit model ({', '.join(list_models())}) or a "
+            "torchvision classifier such as vgg16, resnet50, alexnet, mobilenet_v3_large"
+        )
+    vgg = torchvision.models.vgg
+    cfg_of = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
+    if key.removesuffix("_bn") in cfg_of:
+        # torchvision's own VGG body builder: skips the 100M-parameter classifier
+        body = vgg.make_layers(vgg.cfgs[cfg_of[key.removesuffix("_bn")]],
+                               batch_norm=key.endswith("_bn"))
+        return nn.Sequential(OrderedDict(features=body)).eval()
+    model = torchvision.models.get_model(key, weights=None)
+    if hasattr(model, "features"):
+        return nn.Sequential(OrderedDict(features=model.features)).eval()
+    children = []
+    for child_name, child in model.named_children():
+        if child_name == "avgpool" or isinstance(child, (nn.AdaptiveAvgPool2d,
+                                                         nn.AdaptiveMaxPool2d)):
+            break
+        children.append((child_name, child))
+    if len(children) == len(list(model.children())):
+        raise InputError(f"{name}: cannot find its convolutional body (no 'features' and no "
+                         "global pooling child); pass an fcnkit model or a VGG/ResNet/MobileNet")
+    return nn.Sequential(OrderedDict(children)).eval()

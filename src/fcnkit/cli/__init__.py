@@ -21,6 +21,7 @@ from fcnkit.cli._common import OneLineParser
 COMMAND_MODULES: tuple[str, ...] = (
     "conv",
     "data",
+    "rf",
 )
 
 
