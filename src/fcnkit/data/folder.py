@@ -94,8 +94,15 @@ def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
     Raises:
         InputError: the file is missing, corrupt or truncated (the message names it).
     """
-    array = read_image_array(path)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float().div_(255.0)
+    return _to_float_chw(read_image_array(path))
+
+
+def _to_float_chw(array: np.ndarray) -> torch.Tensor:
+    # (H, W, 3) uint8 → (3, H, W) float32 / 255, in numpy: small tensor ops in torch are
+    # slowed down by its intra-op thread pool when the CPU is busy (DataLoader workers).
+    chw = np.empty((3, *array.shape[:2]), dtype=np.float32)
+    np.multiply(array.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=chw)
+    return torch.from_numpy(chw)
 
 
 def colour_lookup(palette: Sequence[Sequence[int]]) -> dict[RGB, int]:
@@ -335,9 +342,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_u8, mask_u8 = self._load(self._samples[index])
-        image = torch.from_numpy(np.ascontiguousarray(image_u8.transpose(2, 0, 1)))
-        image = image.float().div_(255.0)
-        mask = torch.from_numpy(mask_u8).long()
+        image = _to_float_chw(image_u8)
+        mask = torch.from_numpy(mask_u8.astype(np.int64))
         if self.transform is None:
             return image, mask
         from torchvision import tv_tensors
