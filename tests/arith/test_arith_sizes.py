@@ -182,11 +182,14 @@ def test_pool_caffe_convention(size, kernel, stride, pad):
 
 
 def test_pool_caffe_known_values():
-    # FCN-era VGG16: 500 + 2*100 = 700 -> conv stack keeps size, pools ceil: 350 175 88 44 22.
-    s = 700
-    for expected in (350, 175, 88, 44, 22):
-        s = pool_output_size(s, 2, 2, convention="caffe")
+    # FCN's VGG16 on a 500 px side: conv1_1 (k3, pad 100) gives 698; each block's 3x3/pad-1
+    # convs keep the size and Caffe's pools round up: 349 175 88 44 22 (PyTorch floor: 174).
+    s = conv_output_size(500, 3, padding=100)
+    assert s == 698
+    for expected in (349, 175, 88, 44, 22):
+        s = pool_output_size(conv_output_size(s, 3, padding=1), 2, 2, convention="caffe")
         assert s == expected
+    assert pool_output_size(349, 2, 2) == 174
     # The padding clip (pad > 0) applies in every dimension when any pad is non-zero.
     assert pool_output_size((5, 5), (2, 1), (3, 3), (1, 0), convention="caffe") == (2, 2)
     assert pool_output_size((5, 5), (2, 1), (3, 3), (0, 0), convention="caffe") == (2, 3)
