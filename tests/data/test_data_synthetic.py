@@ -137,3 +137,10 @@ def test_bad_arguments_and_cli(tmp_path, capsys):
     assert main(["data", "synth", "--out", str(tmp_path / "file"), "--train", "1"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "not a directory" in err
+
+
+def test_synth_spec_reads_the_generated_tree(synth, tmp_path):
+    dataset = open_dataset(f"synth:{synth}", "train")
+    assert len(dataset) == 6 and dataset.layout == "voc"
+    with pytest.raises(InputError, match="not a synthetic dataset"):
+        open_dataset(f"synth:{tmp_path}", "train")

@@ -48,14 +48,16 @@ _LAZY = {
 
 __all__ = sorted([*_LAZY, "open_dataset", "detect_layout", "parse_spec"])
 
-_KINDS = ("voc", "folder")
+# "synth:DIR" reads a directory written by ``fcnkit data synth`` (Pascal VOC layout).
+_KINDS = ("voc", "folder", "synth")
 
 
 def parse_spec(spec: str) -> tuple[str | None, Path]:
-    """Split ``"voc:ROOT"`` / ``"folder:ROOT"`` / ``"ROOT"`` into (kind or None, path)."""
+    """Split ``"voc:ROOT"`` / ``"folder:ROOT"`` / ``"synth:ROOT"`` / ``"ROOT"`` into
+    (kind or None, path)."""
     text = str(spec).strip()
     if not text:
-        raise InputError("--data is empty; give voc:ROOT, folder:ROOT or a directory")
+        raise InputError("--data is empty; give voc:ROOT, folder:ROOT, synth:ROOT or a directory")
     kind, sep, rest = text.partition(":")
     if sep and kind.lower() in _KINDS:
         if not rest:
@@ -85,7 +87,9 @@ def open_dataset(
 
     Args:
         spec: ``"voc:ROOT"`` (Pascal VOC 2012, optional SBD), ``"folder:ROOT"``
-            (images/<split>/ + masks/<split>/) or a bare directory (layout detected).
+            (images/<split>/ + masks/<split>/), ``"synth:ROOT"`` (written by
+            :func:`~fcnkit.data.synthetic.generate_synthetic_dataset`, read as VOC) or a
+            bare directory (layout detected).
         split: split name (``train``, ``val``, ``train_aug`` …).
         transform: joint transform called as ``transform(tv_tensors.Image,
             tv_tensors.Mask)``, e.g. :func:`fcnkit.data.transforms.train_transform`.
@@ -97,6 +101,11 @@ def open_dataset(
         (3, H, W) in [0, 1], mask int64 (H, W), 255 = void).
     """
     kind, root = parse_spec(spec)
+    if kind == "synth":
+        if not (root / "synthetic.json").is_file():
+            raise InputError(f"{root}: no synthetic.json, not a synthetic dataset; create it with "
+                             f"'fcnkit data synth --out {root}' or use voc:/folder:")
+        kind = "voc"
     if kind is None:
         kind = detect_layout(root)
     if kind == "voc":
