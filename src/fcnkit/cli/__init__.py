@@ -21,7 +21,12 @@ from fcnkit.cli._common import OneLineParser
 COMMAND_MODULES: tuple[str, ...] = (
     "conv",
     "data",
+    "eval",
+    "predict",
+    "train",
+    "demo",
     "rf",
+    "gridding",
 )
 
 

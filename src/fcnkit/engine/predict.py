@@ -1,0 +1,297 @@
+"""Prediction: segment image files and write class-index PNGs (and overlays).
+
+For every input image ``<stem>.<ext>``, :func:`predict_paths` writes
+
+* ``OUT/<stem>.png``: a palette-mode PNG whose pixel values are the predicted class
+  indices (open it as an image to see the colours, read it as an array to get the labels);
+* ``OUT/<stem>_overlay.jpg`` (optional): the class colours blended over the image.
+
+Conventions:
+
+* Inputs are files (any extension PIL can read) or directories (their image files,
+  non-recursive, sorted by name). Grayscale, palette, RGBA and 16-bit images are converted
+  to RGB; the EXIF orientation tag is applied, so outputs are in the *corrected*
+  orientation (what an image viewer shows), not the raw sensor orientation.
+* Any size works: the model is fully convolutional. An image above ``max_pixels`` is
+  segmented by overlapping tiles (sliding window, logits averaged, strips released as they
+  are final; see :mod:`fcnkit.engine.inference`) so activation memory stays bounded.
+* Two inputs with the same stem (``a/x.jpg`` and ``b/x.png``) would write the same
+  output: the first keeps ``x``, later ones get ``x-2``, ``x-3``, ... (in input order,
+  skipping names another input already uses). :func:`plan_outputs` gives the mapping.
+* Every file is written atomically (temporary file + rename): an error never leaves a
+  half-written output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from fcnkit.atomic import atomic_path
+from fcnkit.engine.inference import as_window, predict_labels
+from fcnkit.errors import InputError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_TILE",
+    "PlannedOutput",
+    "collect_images",
+    "plan_outputs",
+    "predict_image",
+    "predict_paths",
+]
+
+#: File extensions picked up when an input is a directory (case-insensitive).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+#: Images with more pixels than this are segmented in tiles when no window is given.
+DEFAULT_MAX_PIXELS = 1024 * 1024
+#: Tile size (pixels) used for images above the pixel budget.
+DEFAULT_TILE = 512
+#: Opacity of the class colours in overlays.
+OVERLAY_ALPHA = 0.5
+
+
+def collect_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand files and directories into the list of image files to segment.
+
+    Args:
+        inputs: image files (taken as given, whatever their extension) and directories
+            (their files with an extension in :data:`IMAGE_EXTENSIONS`, non-recursive,
+            hidden files skipped, sorted by name).
+
+    Returns:
+        Image paths in input order; a file reached twice is listed once.
+
+    Raises:
+        InputError: no inputs, an input does not exist, or a directory holds no images.
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+    items = list(inputs)
+    if not items:
+        raise InputError("no input images given; pass image files or directories")
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(
+                p for p in path.iterdir()
+                if p.is_file() and not p.name.startswith(".")
+                and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not files:
+                raise InputError(
+                    f"input directory {path} holds no images "
+                    f"({', '.join(IMAGE_EXTENSIONS)}); pass a directory with images or the "
+                    "image files themselves"
+                )
+        elif path.is_file():
+            files = [path]
+        else:
+            raise InputError(f"input {path} does not exist; pass image files or directories")
+        for f in files:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(f)
+    return found
+
+
+@dataclass(frozen=True)
+class PlannedOutput:
+    """Where one input's results go."""
+
+    source: Path
+    mask: Path
+    overlay: Path | None
+
+
+def plan_outputs(images: Sequence[Path], out_dir: str | os.PathLike[str], *,
+                 overlay: bool = True) -> list[PlannedOutput]:
+    """Output paths for ``images``: ``<stem>.png`` (+ ``<stem>_overlay.jpg``), stems made unique.
+
+    The first image with a given stem keeps it; later ones get ``<stem>-2``, ``<stem>-3``, ...
+    (the smallest suffix no other input's stem or earlier output uses).
+    """
+    out = Path(out_dir)
+    taken = {p.stem for p in images}  # reserve every original stem first
+    used: set[str] = set()
+    plans: list[PlannedOutput] = []
+    for path in images:
+        stem = path.stem
+        if stem in used:
+            k = 2
+            while f"{stem}-{k}" in taken or f"{stem}-{k}" in used:
+                k += 1
+            stem = f"{stem}-{k}"
+        used.add(stem)
+        overlay_path = out / f"{stem}_overlay.jpg" if overlay else None
+        plans.append(PlannedOutput(path, out / f"{stem}.png", overlay_path))
+    return plans
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(
+            f"output directory {out_dir} is a file; pass a directory path (it is created if "
+            "missing)"
+        )
+    for parent in out_dir.parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(
+                f"output directory {out_dir} cannot be created because {parent} is a file; "
+                "pass another directory"
+            )
+
+
+def _infer_num_classes(model: nn.Module, device: torch.device) -> int:
+    """Number of classes a model predicts: its ``num_classes`` attribute or a probe pass."""
+    value = getattr(model, "num_classes", None)
+    if isinstance(value, int) and value > 0:
+        return value
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 64, device=device))
+    if isinstance(out, dict):
+        out = out["out"]
+    return int(out.shape[1])
+
+
+@torch.no_grad()
+def predict_image(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    num_classes: int,
+    window: int | tuple[int, int] | None = None,
+    overlap: float = 0.33,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    tile: int | tuple[int, int] = DEFAULT_TILE,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Class indices for one RGB image in ``[0, 1]``.
+
+    Args:
+        model: fully convolutional model in eval mode on ``device``.
+        image: (3, H, W) float tensor in ``[0, 1]`` (not normalised: ImageNet
+            normalisation, as in training, is applied here).
+        num_classes: number of classes the model predicts.
+        window: tile size for sliding-window inference; ``None`` means whole image, unless
+            ``H·W > max_pixels``, then tiles of ``tile`` pixels.
+        overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
+        max_pixels: pixel budget for one whole-image pass (``None``: no budget).
+        tile: tile size (int or (h, w)) used for images above ``max_pixels``.
+        device: device the model is on.
+
+    Returns:
+        (H, W) int64 class indices on the CPU.
+    """
+    from fcnkit.data.transforms import normalize
+
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be (3, H, W) RGB, got shape {tuple(image.shape)}")
+    height, width = image.shape[-2:]
+    chosen = as_window(window)
+    if chosen is None and max_pixels is not None and height * width > max_pixels:
+        chosen = as_window(tile)
+    x = normalize(image).unsqueeze(0).to(device)
+    labels = predict_labels(model, x, num_classes=num_classes, window=chosen, overlap=overlap)
+    return labels[0].cpu()
+
+
+def predict_paths(
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    palette: Sequence[Sequence[int]] | None,
+    overlay: bool = True,
+    window: int | tuple[int, int] | None = None,
+    device: str | torch.device = "cpu",
+    overlap: float = 0.33,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    tile: int | tuple[int, int] = DEFAULT_TILE,
+    num_classes: int | None = None,
+    skip_bad: bool = False,
+    on_bad: Callable[[Path, Exception], None] | None = None,
+    on_done: Callable[[PlannedOutput, torch.Tensor], None] | None = None,
+) -> list[Path]:
+    """Segment image files and write ``<stem>.png`` (+ ``<stem>_overlay.jpg``) into ``out_dir``.
+
+    Args:
+        model: fully convolutional model (moved to ``device`` and put in eval mode).
+        inputs: image files and/or directories (see :func:`collect_images`).
+        out_dir: output directory, created if missing.
+        palette: RGB colour per class index for the PNGs and overlays (``None``: VOC).
+        overlay: also write ``<stem>_overlay.jpg`` (class colours over the image).
+        window: sliding-window tile size (int or (h, w)); ``None``: whole image unless
+            the image exceeds ``max_pixels``.
+        device: device to run the model on.
+        overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
+        max_pixels: pixel budget above which images are tiled automatically.
+        tile: tile size used for those images (int or (h, w)).
+        num_classes: classes the model predicts (``None``: ``model.num_classes`` or a probe).
+        skip_bad: on an unreadable image, call ``on_bad`` and go on instead of raising.
+        on_bad: ``on_bad(path, error)`` for each skipped image (with ``skip_bad``).
+        on_done: ``on_done(plan, labels)`` after each image's files are written.
+
+    Returns:
+        Every file written, in order (per image: the mask PNG, then the overlay).
+
+    Raises:
+        InputError: an input is missing/corrupt (without ``skip_bad``), a directory holds
+            no images, ``out_dir`` is a file, or no input could be read.
+    """
+    from fcnkit.data import read_image
+    from fcnkit.data.palette import overlay as blend
+    from fcnkit.data.palette import save_mask_png
+
+    out = Path(out_dir)
+    _check_out_dir(out)
+    images = collect_images(inputs)
+    plans = plan_outputs(images, out, overlay=overlay)
+    device = torch.device(device)
+    model.to(device).eval()
+    if num_classes is None:
+        num_classes = _infer_num_classes(model, device)
+    if num_classes > 255:
+        raise ValueError(f"num_classes={num_classes} does not fit an 8-bit mask PNG (max 255)")
+    written: list[Path] = []
+    skipped = 0
+    for plan in plans:
+        try:
+            image = read_image(plan.source)
+        except InputError as exc:
+            if not skip_bad:
+                raise
+            skipped += 1
+            if on_bad is not None:
+                on_bad(plan.source, exc)
+            continue
+        labels = predict_image(
+            model, image, num_classes=num_classes, window=window, overlap=overlap,
+            max_pixels=max_pixels, tile=tile, device=device,
+        )
+        mask = labels.to(torch.uint8).numpy()
+        out.mkdir(parents=True, exist_ok=True)
+        save_mask_png(plan.mask, mask, palette)
+        written.append(plan.mask)
+        if plan.overlay is not None:
+            rgb = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            picture = blend(np.ascontiguousarray(rgb), mask, palette, OVERLAY_ALPHA)
+            with atomic_path(plan.overlay) as tmp:
+                picture.save(tmp, format="JPEG", quality=90)
+            written.append(plan.overlay)
+        if on_done is not None:
+            on_done(plan, labels)
+    if skipped and skipped == len(plans):
+        raise InputError(
+            f"none of the {len(plans)} input images could be read; check the files "
+            "(all were skipped as corrupt)"
+        )
+    return written

@@ -1,0 +1,246 @@
+"""`fcnkit eval` / `fcnkit predict` end to end on a tiny folder dataset and an untrained FCN."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+from sklearn.metrics import confusion_matrix, jaccard_score
+
+from fcnkit.cli import main
+from fcnkit.engine.checkpoint import save_checkpoint
+from fcnkit.models import build_model
+
+CLASSES = ["background", "disc", "bar"]
+PALETTE = [(0, 0, 0), (220, 20, 60), (0, 128, 255)]
+SIZES = [(48, 64), (40, 56), (52, 44)]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _model(num_classes: int = 3) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("fcn8s", num_classes=num_classes, backbone="resnet18").eval()
+
+
+@pytest.fixture(scope="module")
+def oracle_model() -> torch.nn.Module:
+    """The untrained network the 3-class checkpoint holds (same seed, same weights)."""
+    return _model()
+
+
+def write_checkpoint(path: Path, num_classes: int = 3) -> Path:
+    model = _model(num_classes)
+    save_checkpoint(path, {
+        "model_state": model.state_dict(),
+        "model_config": {"name": "fcn8s", "num_classes": num_classes, "backbone": "resnet18"},
+        "classes": (CLASSES + [f"extra{i}" for i in range(num_classes)])[:num_classes],
+        "palette": [list(c) for c in (PALETTE + [(9, 9, 9)] * num_classes)[:num_classes]],
+    })
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """A folder dataset (val split, 3 images), a 3-class and a 5-class checkpoint."""
+    root = tmp_path_factory.mktemp("eval_predict")
+    data = root / "data"
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate(SIZES):
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        mask = rng.integers(0, 3, (h, w), dtype=np.uint8)
+        mask[rng.random((h, w)) < 0.1] = 255
+        (data / "images" / "val").mkdir(parents=True, exist_ok=True)
+        (data / "masks" / "val").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(data / "images" / "val" / f"img{i}.png")
+        Image.fromarray(mask, "L").save(data / "masks" / "val" / f"img{i}.png")
+    (data / "classes.txt").write_text(
+        "".join(f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(CLASSES, PALETTE))
+    )
+    return {
+        "root": root,
+        "data": data,
+        "images": data / "images" / "val",
+        "ckpt": write_checkpoint(root / "run" / "best.pt"),
+        "ckpt5": write_checkpoint(root / "other" / "best.pt", num_classes=5),
+    }
+
+
+def direct_labels(model: torch.nn.Module, path: Path) -> np.ndarray:
+    """Oracle: PIL → ImageNet normalisation (torchvision) → model → argmax."""
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
+    with torch.no_grad():
+        return model(TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD)[None])[0].argmax(0).numpy()
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- eval -------------------------------------------------------------------------------
+
+
+def test_eval_json_equals_independent_computation(world, oracle_model, capsys) -> None:
+    code, out, err = run_cli(
+        ["eval", "--checkpoint", world["ckpt"], "--data", world["data"], "--json",
+         "--batch-size", "1"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    model = oracle_model
+    trues, preds = [], []
+    for i in range(len(SIZES)):
+        mask = np.asarray(Image.open(world["data"] / "masks" / "val" / f"img{i}.png"))
+        pred = direct_labels(model, world["images"] / f"img{i}.png")
+        keep = mask != 255
+        trues.append(mask[keep])
+        preds.append(pred[keep])
+    y_true, y_pred = np.concatenate(trues), np.concatenate(preds)
+    matrix = confusion_matrix(y_true, y_pred, labels=[0, 1, 2])
+    present = sorted(set(y_true) | set(y_pred))
+    assert result["num_images"] == len(SIZES)
+    assert result["pixels"] == matrix.sum(axis=1).tolist()
+    assert result["pixel_acc"] == pytest.approx(np.trace(matrix) / matrix.sum())
+    assert result["miou"] == pytest.approx(
+        jaccard_score(y_true, y_pred, labels=present, average="macro")
+    )
+    assert set(result) >= {"pixel_acc", "mean_acc", "miou", "fwiou", "iou", "num_images"}
+
+
+def test_eval_table_and_sliding_window(world, capsys) -> None:
+    code, out, err = run_cli(
+        ["eval", "--checkpoint", world["ckpt"].parent, "--data", f"folder:{world['data']}",
+         "--window", "40,48", "--overlap", "0.25"], capsys)
+    assert code == 0, err
+    for name in CLASSES + ["pixel accuracy", "mean IoU", "frequency-weighted IoU"]:
+        assert name in out
+    assert "sliding window 40x48" in out and "3 images" in out
+
+
+# --- predict ------------------------------------------------------------------------------
+
+
+def test_predict_writes_masks_and_overlays(world, oracle_model, capsys, tmp_path) -> None:
+    out_dir = tmp_path / "preds"
+    code, out, err = run_cli(
+        ["predict", "--checkpoint", world["ckpt"], world["images"], "--out", out_dir,
+         "--overlay", "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["num_images"] == len(SIZES) and report["skipped"] == []
+    model = oracle_model
+    for i, (h, w) in enumerate(SIZES):
+        with Image.open(out_dir / f"img{i}.png") as im:
+            assert im.mode == "P" and im.size == (w, h)
+            assert im.getpalette()[:9] == [v for c in PALETTE for v in c]
+            labels = np.asarray(im)
+        np.testing.assert_array_equal(labels, direct_labels(model, world["images"] / f"img{i}.png"))
+        with Image.open(out_dir / f"img{i}_overlay.jpg") as im:
+            assert im.format == "JPEG" and im.size == (w, h)
+
+
+def test_predict_table_output(world, capsys, tmp_path) -> None:
+    code, out, err = run_cli(
+        ["predict", "--checkpoint", world["ckpt"], world["images"] / "img0.png",
+         "--out", tmp_path / "p"], capsys)
+    assert code == 0, err
+    assert "img0.png" in out and "48x64" in out and "1 images segmented" in out
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["img0.png"]
+
+
+# --- bad input: one stderr line naming the file, exit 2, nothing half written --------------
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_missing_and_corrupt_checkpoint(world, capsys, tmp_path) -> None:
+    missing = tmp_path / "nope.pt"
+    code, _, err = run_cli(["eval", "--checkpoint", missing, "--data", world["data"]], capsys)
+    assert_one_line_error(code, err, "nope.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(world["ckpt"].read_bytes()[:2000])
+    code, _, err = run_cli(
+        ["predict", "--checkpoint", corrupt, world["images"], "--out", tmp_path / "o"], capsys)
+    assert_one_line_error(code, err, "corrupt.pt")
+    assert not (tmp_path / "o").exists()
+
+
+def test_eval_checkpoint_for_another_class_count(world, capsys) -> None:
+    code, _, err = run_cli(["eval", "--checkpoint", world["ckpt5"], "--data", world["data"]],
+                           capsys)
+    assert_one_line_error(code, err, str(world["ckpt5"]), "5 classes", "3 classes")
+
+
+def test_predict_corrupt_image_and_skip_bad(world, capsys, tmp_path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.png", "c.png"):
+        (inputs / name).write_bytes((world["images"] / "img1.png").read_bytes())
+    (inputs / "b.png").write_bytes((world["images"] / "img0.png").read_bytes()[:300])
+    code, _, err = run_cli(
+        ["predict", "--checkpoint", world["ckpt"], inputs / "b.png", "--out", tmp_path / "o1"],
+        capsys)
+    assert_one_line_error(code, err, "b.png")
+    assert not (tmp_path / "o1").exists()  # nothing written, not even the directory
+
+    code, out, err = run_cli(
+        ["predict", "--checkpoint", world["ckpt"], inputs, "--out", tmp_path / "o2",
+         "--skip-bad"], capsys)
+    assert code == 0
+    warnings = err.strip().splitlines()
+    assert len(warnings) == 2 and "b.png" in warnings[0] and "1 unreadable" in warnings[1]
+    assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["a.png", "c.png"]
+
+
+def test_predict_empty_directory_and_out_is_a_file(world, capsys, tmp_path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli(
+        ["predict", "--checkpoint", world["ckpt"], empty, "--out", tmp_path / "o"], capsys)
+    assert_one_line_error(code, err, "empty", "no images")
+    out_file = tmp_path / "taken"
+    out_file.write_text("keep me")
+    code, _, err = run_cli(
+        ["predict", "--checkpoint", world["ckpt"], world["images"], "--out", out_file], capsys)
+    assert_one_line_error(code, err, "taken", "is a file")
+    assert out_file.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [(["--overlap", "1.5"], "overlap"), (["--window", "0"], "window"),
+     (["--device", "toaster"], "--device")],
+)
+def test_eval_bad_options(world, capsys, extra, needle) -> None:
+    code, _, err = run_cli(
+        ["eval", "--checkpoint", world["ckpt"], "--data", world["data"], *extra], capsys)
+    assert_one_line_error(code, err, needle)
+
+
+def test_console_script_exit_code(world, tmp_path) -> None:
+    """The installed `fcnkit` entry point: real process, exit 2, one stderr line."""
+    exe = Path(sys.executable).with_name("fcnkit")
+    proc = subprocess.run(
+        [str(exe), "predict", "--checkpoint", str(tmp_path / "missing.pt"),
+         str(world["images"]), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, env={**os.environ, "FCNKIT_DEBUG": ""}, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "missing.pt" in proc.stderr
