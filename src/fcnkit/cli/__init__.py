@@ -23,10 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data",
     "eval",
     "predict",
-    "train",
-    "demo",
     "rf",
-    "gridding",
 )
 
 
