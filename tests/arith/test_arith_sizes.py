@@ -375,3 +375,37 @@ def test_bad_arguments_name_the_argument(call, needle):
     with pytest.raises(ValueError, match=needle) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+@given(
+    sizes_2d,
+    pair(1, 5),
+    pair(1, 3),
+    pair(0, 3),
+    pair(1, 3),
+    pair(0, 2),
+    st.booleans(),
+)
+def test_tuple_answers_are_the_per_dimension_int_answers(
+    size, kernel, stride, padding, dilation, output_padding, ceil
+):
+    calls = [
+        lambda *g: conv_output_size(*g[:5]),
+        lambda *g: conv_transpose_output_size(*g),
+        lambda *g: pool_output_size(*g[:5], ceil_mode=ceil),
+        lambda *g: effective_kernel(g[1], g[4]),
+    ]
+    geometry = (size, kernel, stride, padding, dilation, output_padding)
+    for call in calls:
+        per_dim = [ours(call, *(v[j] for v in geometry)) for j in range(2)]
+        together = ours(call, *geometry)
+        if REJECT in per_dim:
+            assert together == REJECT
+        else:
+            assert together == tuple(per_dim)
+            assert all(type(v) is int for v in together)
+
+
+def test_transposed_equivalent_refuses_string_padding():
+    with pytest.raises(ValueError, match="same_padding"):
+        transposed_equivalent(5, 3, 2, "same")

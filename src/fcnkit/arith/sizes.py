@@ -18,6 +18,7 @@ learning" (arXiv:1603.07285), written with dilation as in PyTorch's documentatio
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,17 +48,15 @@ CONVENTIONS = ("pytorch", "caffe", "tensorflow")
 
 
 def _as_int(name: str, value: Any) -> int:
-    """``value`` as a Python int, or ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            import numpy as np
-
-            if isinstance(value, np.integer):
-                return int(value)
-        except ImportError:  # pragma: no cover - numpy is a hard dependency
-            pass
+    """``value`` as a Python int (ints and numpy integers; not bools or floats)."""
+    if isinstance(value, bool):
         raise ValueError(f"{name} must be an integer or a tuple of integers, got {value!r}")
-    return int(value)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(
+            f"{name} must be an integer or a tuple of integers, got {value!r}"
+        ) from None
 
 
 def _broadcast(**named: Any) -> tuple[int | None, dict[str, list[Any]]]:
@@ -622,6 +621,13 @@ def transposed_equivalent(
     Returns:
         A frozen :class:`TransposedEquivalent`.
     """
+    if isinstance(padding, str) or (
+        isinstance(padding, (tuple, list)) and any(isinstance(v, str) for v in padding)
+    ):
+        raise ValueError(
+            f"padding must be an integer or a tuple of integers here, got {padding!r}; for "
+            "TensorFlow 'same' use same_padding(...) and pad explicitly, 'valid' is padding=0"
+        )
     out = conv_output_size(size, kernel, stride, padding, dilation)
     ndim, vals = _broadcast(
         size=size, kernel=kernel, stride=stride, padding=padding, dilation=dilation, out=out
