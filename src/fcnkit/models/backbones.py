@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 import torchvision
+import torchvision.models.vgg as vgg_module
 from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -93,7 +94,13 @@ class VGG16Backbone(Backbone):
     def __init__(self, *, faithful: bool = False, dropout: float = 0.5) -> None:
         super().__init__()
         self.faithful = faithful
-        features = torchvision.models.vgg16(weights=None).features
+        # torchvision's VGG16 "D" configuration without building its 120M-parameter
+        # classifier; initialised as torchvision.models.VGG does (Kaiming, fan_out).
+        features = vgg_module.make_layers(vgg_module.cfgs["D"])
+        for m in features.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
         conv1_1 = features[0]
         # Caffe voc-fcn*s/net.py: conv1_1 pad=100 so that fc6 (7×7, no pad) fits any input.
         conv1_1.padding = (100, 100) if faithful else (1, 1)
