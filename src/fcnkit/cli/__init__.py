@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data",
     "eval",
     "predict",
+    "train",
+    "demo",
     "rf",
 )
 
