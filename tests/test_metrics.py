@@ -127,3 +127,23 @@ def test_merge_iadd_from_matrix_reset():
         a.merge(ConfusionMatrix(4))
     with pytest.raises(ValueError, match="square"):
         ConfusionMatrix.from_matrix(np.zeros((2, 3), dtype=np.int64))
+
+
+def test_plot_confusion_matrix_writes_a_deterministic_png(tmp_path):
+    from PIL import Image
+
+    from fcnkit.viz.confusion import plot_confusion_matrix
+
+    cm = ConfusionMatrix(3)
+    cm.update(np.array([0, 1, 1, 2, 2, 0]), np.array([0, 1, 2, 2, 2, 255]))
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    plot_confusion_matrix(cm.matrix, ["bg", "cat", "dog"], a)
+    plot_confusion_matrix(cm.matrix.numpy(), ["bg", "cat", "dog"], b)
+    assert a.read_bytes() == b.read_bytes()
+    with Image.open(a) as image:
+        assert image.format == "PNG" and min(image.size) > 100
+    plot_confusion_matrix(cm.matrix, ["bg", "cat", "dog"], b, normalize=False)
+    assert a.read_bytes() != b.read_bytes()
+    with pytest.raises(ValueError, match="class names"):
+        plot_confusion_matrix(cm.matrix, ["bg"], tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()
