@@ -409,3 +409,38 @@ def test_tuple_answers_are_the_per_dimension_int_answers(
 def test_transposed_equivalent_refuses_string_padding():
     with pytest.raises(ValueError, match="same_padding"):
         transposed_equivalent(5, 3, 2, "same")
+
+
+@given(st.integers(1, 30), st.integers(1, 7), st.integers(1, 4), st.integers(0, 3),
+       st.integers(1, 3))
+def test_conv_caffe_convention_truncates_like_cpp(size, kernel, stride, padding, dilation):
+    extent = dilation * (kernel - 1) + 1
+    numerator = size + 2 * padding - extent
+    # C++ `int / int` truncates toward zero (conv_layer.cpp compute_output_shape).
+    cpp = abs(numerator) // stride * (1 if numerator >= 0 else -1) + 1
+    got = ours(conv_output_size, size, kernel, stride, padding, dilation, convention="caffe")
+    assert got == (cpp if cpp >= 1 else REJECT)
+    if numerator >= 0:  # wherever PyTorch accepts the geometry, Caffe agrees with it
+        assert got == conv_output_size(size, kernel, stride, padding, dilation)
+    transposed = conv_transpose_output_size(
+        size, kernel, stride, 0, dilation, convention="caffe"
+    )
+    assert transposed == stride * (size - 1) + extent
+
+
+def test_conventions_validate_padding_form():
+    assert conv_output_size(4, 5, 2, convention="caffe") == 1  # overhang < stride: still 1
+    with pytest.raises(ValueError, match="does not fit"):
+        conv_output_size(4, 5, 2)  # PyTorch refuses the same geometry
+    assert conv_output_size(10, 3, 2, "valid", convention="tensorflow") == 4
+    assert pool_output_size(10, 3, 2, "same", convention="tensorflow") == 5
+    with pytest.raises(ValueError, match="'same' or 'valid'"):
+        conv_output_size(10, 3, 2, 1, convention="tensorflow")
+    with pytest.raises(ValueError, match="integer"):
+        conv_output_size(10, 3, 2, "same", convention="caffe")
+    with pytest.raises(ValueError, match="output_padding must be 0"):
+        conv_transpose_output_size(3, 3, 2, 1, output_padding=1, convention="caffe")
+    with pytest.raises(ValueError, match="tensorflow"):
+        pool_output_size(10, 3, 2, "same")
+    with pytest.raises(ValueError, match="convention"):
+        conv_output_size(10, 3, convention="mxnet")

@@ -114,3 +114,17 @@ def test_bad_arguments_one_line_exit_2(capsys, argv, needle):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert needle in err
+
+
+def test_caffe_convention_conv_and_deconv(capsys):
+    # Caffe's truncating division: a 5-wide kernel on 4 units with stride 2 still gives 1.
+    report = run_json(capsys, "--size", "4", "--kernel", "5", "--stride", "2",
+                      "--convention", "caffe")
+    assert report["output_size"] == 1 and report["inverse"] is None
+    report = run_json(capsys, "--size", "6", "--kernel", "3", "--stride", "2", "--padding", "1",
+                      "--convention", "caffe")
+    assert report["output_size"] == 3
+    assert report["inverse"]["output_padding"] == 1 and "output_padding" in report["note"]
+    report = run_json(capsys, "--size", "16", "--kernel", "64", "--stride", "32",
+                      "--transposed", "--convention", "caffe")
+    assert report["output_size"] == 544

@@ -147,6 +147,25 @@ def effective_kernel(kernel: Dims, dilation: Dims = 1) -> Dims:
     return _per_dim(one, ndim, vals)
 
 
+def _check_convention(convention: Any, padding: Any) -> str:
+    """Normalise ``convention`` and check that ``padding`` has the form it needs."""
+    conv = str(convention).strip().lower()
+    if conv not in CONVENTIONS:
+        raise ValueError(
+            f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}"
+        )
+    if conv == "tensorflow" and not isinstance(padding, str):
+        raise ValueError(
+            f"padding must be 'same' or 'valid' with convention='tensorflow', got {padding!r}"
+        )
+    if conv == "caffe" and isinstance(padding, str):
+        raise ValueError(
+            f"padding must be an integer with convention='caffe' (Caffe has no {padding!r} "
+            "mode); use same_padding(...) to compute one"
+        )
+    return conv
+
+
 def _padding_mode(padding: Any) -> str | None:
     if isinstance(padding, str):
         mode = padding.strip().lower()
@@ -162,6 +181,7 @@ def conv_output_size(
     stride: Dims = 1,
     padding: Dims | str = 0,
     dilation: Dims = 1,
+    convention: str = "pytorch",
 ) -> Dims:
     """Output size of a direct convolution (``nn.Conv2d`` / Caffe ``Convolution``).
 
@@ -174,16 +194,22 @@ def conv_output_size(
             after, see :func:`same_padding`) and ``"valid"`` (no padding:
             ``ceil((i - d(k-1)) / s)``).
         dilation: dilation d.
+        convention: ``"pytorch"`` (default; the string paddings are accepted too),
+            ``"tensorflow"`` (padding must be ``"same"`` or ``"valid"``) or ``"caffe"``
+            (integer padding; Caffe's ``ConvolutionLayer::compute_output_shape`` divides
+            with C++ integer division, which truncates toward zero, so a kernel that
+            overhangs the padded input by less than one stride still yields 1 output
+            instead of an error).
 
     Returns:
         ``floor((i + 2p - d(k-1) - 1) / s) + 1`` per dimension (Dumoulin & Visin,
-        relationship 6 with dilation), int or tuple like the inputs. Caffe's Convolution
-        layer uses the same formula.
+        relationship 6 with dilation), int or tuple like the inputs.
 
     Raises:
         ValueError: non-positive size/kernel/stride/dilation, negative padding, or an
             effective kernel larger than the padded input (PyTorch rejects it too).
     """
+    conv = _check_convention(convention, padding)
     mode = _padding_mode(padding)
     ndim, vals = _broadcast(
         size=size, kernel=kernel, stride=stride, padding=padding, dilation=dilation
@@ -199,6 +225,15 @@ def conv_output_size(
             # TensorFlow "SAME": out = ceil(i / s), whatever the kernel.
             return _ceil_div(i, s)
         p = 0 if mode == "valid" else _non_negative(_label("padding", ndim, j), padding)
+        if conv == "caffe":
+            # output_dim = (input_dim + 2 * pad - kernel_extent) / stride + 1 in C++ ints.
+            out = int((i + 2 * p - extent) / s) + 1
+            if out < 1:
+                raise ValueError(
+                    f"{_label('kernel', ndim, j)}: the effective kernel {extent} overhangs "
+                    f"the padded input {i + 2 * p} by a stride or more (Caffe output < 1)"
+                )
+            return out
         if i + 2 * p < extent:
             raise ValueError(
                 f"{_label('kernel', ndim, j)}: the effective kernel d*(k-1)+1 = {extent} does "
@@ -218,6 +253,7 @@ def conv_transpose_output_size(
     padding: Dims | str = 0,
     dilation: Dims = 1,
     output_padding: Dims = 0,
+    convention: str = "pytorch",
 ) -> Dims:
     """Output size of a transposed convolution (``nn.ConvTranspose2d`` / Caffe ``Deconvolution``).
 
@@ -233,6 +269,10 @@ def conv_transpose_output_size(
         output_padding: a, extra units added on the bottom/right side only; PyTorch
             requires ``a < stride or a < dilation``. Caffe's Deconvolution has no
             output_padding (a = 0).
+        convention: ``"pytorch"`` (default; string paddings accepted), ``"tensorflow"``
+            (padding must be ``"same"`` / ``"valid"``) or ``"caffe"`` (integer padding,
+            output_padding must be 0: ``s (i - 1) + d(k-1) + 1 - 2p``, Caffe's
+            ``DeconvolutionLayer::compute_output_shape``).
 
     Returns:
         ``(i - 1) s - 2p + d(k-1) + a + 1`` per dimension (Dumoulin & Visin, relationship
@@ -242,6 +282,7 @@ def conv_transpose_output_size(
         ValueError: bad argument values, ``output_padding >= max(stride, dilation)``, or a
             non-positive output size (PyTorch rejects all of these).
     """
+    conv = _check_convention(convention, padding)
     mode = _padding_mode(padding)
     ndim, vals = _broadcast(
         size=size,
@@ -276,6 +317,11 @@ def conv_transpose_output_size(
             # Keras deconv_output_length: SAME -> i*s, VALID -> i*s + max(extent - s, 0).
             return i * s if mode == "same" else i * s + max(extent - s, 0)
         p = _non_negative(_label("padding", ndim, j), padding)
+        if conv == "caffe" and a:
+            raise ValueError(
+                f"{_label('output_padding', ndim, j)} must be 0 with convention='caffe' "
+                "(Caffe's Deconvolution layer has no output_padding)"
+            )
         if a >= max(s, d):
             raise ValueError(
                 f"{_label('output_padding', ndim, j)} = {a} must be smaller than either "
@@ -297,7 +343,7 @@ def pool_output_size(
     size: Dims,
     kernel: Dims,
     stride: Dims | None = None,
-    padding: Dims = 0,
+    padding: Dims | str = 0,
     dilation: Dims = 1,
     ceil_mode: bool = False,
     convention: str = "pytorch",
@@ -308,7 +354,8 @@ def pool_output_size(
         size: input size i (int or per-dimension tuple).
         kernel: window size k.
         stride: stride s; None means ``stride = kernel`` (PyTorch's default).
-        padding: implicit padding p on each side.
+        padding: implicit padding p on each side (``"same"`` / ``"valid"`` with
+            ``convention="tensorflow"``).
         dilation: window dilation d (only ``nn.MaxPool2d`` has it; ``nn.AvgPool2d`` is d = 1).
         ceil_mode: PyTorch only. False: ``o = floor((i + 2p - d(k-1) - 1) / s) + 1``.
             True: the same with ceil, then one window fewer if the last window would start
@@ -322,6 +369,8 @@ def pool_output_size(
             ``round_mode`` with default CEIL). Caffe pooling has no dilation and requires
             ``p < k``. Source: BVLC Caffe ``src/caffe/layers/pooling_layer.cpp``,
             ``PoolingLayer<Dtype>::LayerSetUp`` (commit 0323844, the FCN era).
+            ``"tensorflow"``: ``tf.nn.max_pool`` / ``avg_pool`` share conv2d's SAME / VALID
+            size rules (padding must be ``"same"`` or ``"valid"``; ``ceil_mode`` unused).
 
     Returns:
         The pooled size, int or tuple like the inputs.
@@ -331,10 +380,15 @@ def pool_output_size(
             larger than half the kernel (PyTorch: ``p <= k // 2``, also with dilation;
             Caffe: ``p < k``), or an output smaller than 1.
     """
-    conv = str(convention).strip().lower()
-    if conv not in ("pytorch", "caffe"):
-        raise ValueError(f"convention must be 'pytorch' or 'caffe' for pooling, got {convention!r}")
+    conv = _check_convention(convention, padding)
     stride_arg: Any = kernel if stride is None else stride
+    if conv == "tensorflow":
+        return conv_output_size(size, kernel, stride_arg, padding, dilation, "tensorflow")
+    if isinstance(padding, str):
+        raise ValueError(
+            f"padding {padding!r} needs convention='tensorflow'; PyTorch pooling takes an "
+            "integer padding"
+        )
     ndim, vals = _broadcast(
         size=size, kernel=kernel, stride=stride_arg, padding=padding, dilation=dilation
     )

@@ -89,21 +89,10 @@ def describe_layer(args: argparse.Namespace) -> dict[str, Any]:
     layer = "pool" if args.pool else "conv_transpose" if args.transposed else "conv"
     padding = args.padding
     convention = args.convention
-    if convention == "tensorflow" and not isinstance(padding, str):
-        raise ValueError("--convention tensorflow needs --padding same or --padding valid")
-    if convention != "tensorflow" and isinstance(padding, str) and layer == "pool":
-        raise ValueError(
-            f"--padding {padding} for pooling needs --convention tensorflow; "
-            "PyTorch and Caffe pooling take an integer padding"
-        )
     if args.output_padding != 0 and layer != "conv_transpose":
         raise ValueError("--output-padding only applies with --transposed")
     if args.ceil_mode and layer != "pool":
         raise ValueError("--ceil-mode only applies with --pool")
-    if convention == "caffe" and layer == "conv_transpose" and args.output_padding != 0:
-        raise ValueError(
-            "--output-padding must be 0 with --convention caffe (Deconvolution has none)"
-        )
 
     stride = args.stride
     if stride is None:
@@ -119,28 +108,20 @@ def describe_layer(args: argparse.Namespace) -> dict[str, Any]:
         "dilation": _listify(args.dilation),
     }
     report["effective_kernel"] = _listify(sizes.effective_kernel(args.kernel, args.dilation))
+    geometry = (args.size, args.kernel, stride, padding, args.dilation)
 
     if layer == "pool":
-        if convention == "tensorflow":
-            # tf.nn.max_pool / avg_pool share conv2d's SAME / VALID size rules.
-            out = sizes.conv_output_size(args.size, args.kernel, stride, padding, args.dilation)
-        else:
-            out = sizes.pool_output_size(
-                args.size,
-                args.kernel,
-                stride,
-                padding,
-                args.dilation,
-                ceil_mode=args.ceil_mode,
-                convention=convention,
-            )
+        out = sizes.pool_output_size(
+            *geometry, ceil_mode=args.ceil_mode, convention=convention
+        )
+        if convention != "tensorflow":
             report["ceil_mode"] = bool(args.ceil_mode) or convention == "caffe"
         report["output_size"] = _listify(out)
         return report
 
     if layer == "conv_transpose":
         out = sizes.conv_transpose_output_size(
-            args.size, args.kernel, stride, padding, args.dilation, args.output_padding
+            *geometry, output_padding=args.output_padding, convention=convention
         )
         report["output_padding"] = _listify(args.output_padding)
         report["output_size"] = _listify(out)
@@ -157,7 +138,7 @@ def describe_layer(args: argparse.Namespace) -> dict[str, Any]:
             }
         return report
 
-    out = sizes.conv_output_size(args.size, args.kernel, stride, padding, args.dilation)
+    out = sizes.conv_output_size(*geometry, convention=convention)
     report["output_size"] = _listify(out)
     symmetric = padding
     if padding == "valid":
@@ -178,7 +159,16 @@ def describe_layer(args: argparse.Namespace) -> dict[str, Any]:
             "inverts it (pad explicitly, or use tf.nn.conv2d_transpose with output_shape)"
         )
         return report
-    eq = sizes.transposed_equivalent(args.size, args.kernel, stride, symmetric, args.dilation)
+    try:
+        eq = sizes.transposed_equivalent(args.size, args.kernel, stride, symmetric, args.dilation)
+    except ValueError:
+        # Only Caffe's truncating division gets here: its kernel overhangs the input.
+        report["inverse"] = None
+        report["note"] = (
+            "the kernel overhangs the padded input (Caffe's truncating division still "
+            "gives an output); PyTorch refuses this geometry, so no inverse is given"
+        )
+        return report
     recovered = sizes.conv_transpose_output_size(
         out, args.kernel, stride, symmetric, args.dilation, eq.extra
     )
@@ -200,7 +190,16 @@ def describe_layer(args: argparse.Namespace) -> dict[str, Any]:
         "stretched_size": _listify(eq.stretched_size),
         "padded_size": _listify(eq.padded_size),
     }
+    if convention == "caffe" and any(v != 0 for v in _as_list(eq.extra)):
+        report["note"] = (
+            "Caffe's Deconvolution has no output_padding: it gives the smaller size; "
+            "crop or pad to reach the original"
+        )
     return report
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (tuple, list)) else [value]
 
 
 def run(args: argparse.Namespace) -> int:
