@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -186,6 +187,26 @@ def test_eval_checkpoint_for_another_class_count(world, capsys) -> None:
     code, _, err = run_cli(["eval", "--checkpoint", world["ckpt5"], "--data", world["data"]],
                            capsys)
     assert_one_line_error(code, err, str(world["ckpt5"]), "5 classes", "3 classes")
+
+
+def test_eval_missing_data_and_corrupt_sample(world, capsys, tmp_path) -> None:
+    code, _, err = run_cli(
+        ["eval", "--checkpoint", world["ckpt"], "--data", tmp_path / "no_such_data"], capsys)
+    assert_one_line_error(code, err, "no_such_data")
+
+    data = tmp_path / "data"
+    shutil.copytree(world["data"], data)
+    bad = data / "images" / "val" / "img1.png"
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated PNG
+    code, _, err = run_cli(["eval", "--checkpoint", world["ckpt"], "--data", data], capsys)
+    assert_one_line_error(code, err, "img1.png")
+
+    code, out, err = run_cli(
+        ["eval", "--checkpoint", world["ckpt"], "--data", data, "--skip-bad", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["num_images"] == len(SIZES) - 1 and result["skipped"] == 1
+    assert "img1" in err  # the warning names the skipped sample
 
 
 def test_predict_corrupt_image_and_skip_bad(world, capsys, tmp_path) -> None:

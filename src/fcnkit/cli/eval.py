@@ -133,13 +133,15 @@ def run(args: Any) -> int:
                   overlap=args.overlap)
     result = dict(cm.compute())
     result["num_images"] = loader.images
+    result["skipped"] = int(getattr(dataset, "skipped", 0) or 0)
     if args.json:
         print_json(_nan_to_none(result))
         return 0
     print(format_report(result, ckpt_classes or data_classes))
     mode = "whole-image" if window is None else (
         f"sliding window {window[0]}x{window[1]}, overlap {args.overlap:g}")
-    print(f"\n{loader.images} images of split {args.split!r}, {mode}, "
+    skipped = f" ({result['skipped']} bad samples skipped)" if result["skipped"] else ""
+    print(f"\n{loader.images} images of split {args.split!r}{skipped}, {mode}, "
           f"checkpoint {ckpt.get('path', args.checkpoint)}")
     return 0
 

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from fcnkit.atomic import atomic_path
+from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
 from fcnkit.engine.inference import as_window, predict_labels
 from fcnkit.errors import InputError
 
@@ -48,8 +49,9 @@ __all__ = [
     "predict_paths",
 ]
 
-#: File extensions picked up when an input is a directory (case-insensitive).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+#: File extensions picked up when an input is a directory (case-insensitive): the same
+#: list the dataset readers use.
+IMAGE_EXTENSIONS = FOLDER_IMAGE_EXTENSIONS
 #: Images with more pixels than this are segmented in tiles when no window is given.
 DEFAULT_MAX_PIXELS = 1024 * 1024
 #: Tile size (pixels) used for images above the pixel budget.
