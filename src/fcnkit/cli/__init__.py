@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "rf",
     "gridding",
+    "models",
     "animate",
 )
 

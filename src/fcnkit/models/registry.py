@@ -361,3 +361,92 @@ def load_model_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
             "saved from the same build_model(name, num_classes, options)"
         ) from None
 
+
+
+# The model table (``fcnkit models``) -------------------------------------------------------
+
+# Every registered model with its defaults, plus the backbone / variant choices.
+TABLE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("fcn32s", {}),
+    ("fcn16s", {}),
+    ("fcn8s", {}),
+    ("fcn8s", {"faithful": True}),
+    ("fcn8s", {"backbone": "resnet18"}),
+    ("fcn8s", {"backbone": "resnet34"}),
+    ("fcn8s", {"backbone": "resnet50"}),
+    ("fcn8s", {"backbone": "resnet101"}),
+    ("fcn8s", {"backbone": "mobilenet_v3_large"}),
+    ("fcn32s", {"backbone": "resnet18", "upsample": "deconv"}),
+    ("fcn_resnet18_d2l", {}),
+    ("fcn_dilated", {}),
+    ("fcn_dilated", {"backbone": "resnet50", "output_stride": 16}),
+)
+
+
+def describe_options(options: Mapping[str, Any]) -> str:
+    """``"backbone=resnet18 upsample=deconv"`` (empty for the defaults)."""
+    return " ".join(f"{k}={v}" for k, v in options.items())
+
+
+def count_flops(model: nn.Module, size: Sequence[int]) -> int:
+    """FLOPs of one forward pass on a ``(1, 3, H, W)`` input (torch FlopCounterMode).
+
+    FlopCounterMode counts 2 FLOPs per multiply-add of convolutions (transposed ones too)
+    and matrix products; element-wise ops, pooling and ``F.interpolate`` count 0.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, *size)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def model_summary(
+    name: str, size: Sequence[int] = (320, 480), *, num_classes: int = 21,
+    receptive_field: bool = True, **options: Any,
+) -> dict[str, Any]:
+    """One row of the model table: parameters, GFLOPs at ``size``, stride, receptive field.
+
+    Args:
+        name, num_classes, **options: as for :func:`build_model` (random weights).
+        size: input ``(H, W)`` for the FLOP count and the receptive-field trace.
+        receptive_field: trace the receptive field with :func:`fcnkit.analysis.
+            receptive_field_of` (side length in input pixels of the output pixels' field).
+
+    Returns:
+        ``{"model", "options", "params", "trainable_params", "gflops", "output_stride",
+        "receptive_field"}``; ``receptive_field`` is None when not traced.
+    """
+    h, w = _size_pair(size)
+    model = build_model(name, num_classes=num_classes, **options).eval()
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    rf = None
+    if receptive_field:
+        from fcnkit.analysis import receptive_field_of
+
+        record = receptive_field_of(model, (h, w))[-1]
+        value = record.size
+        rf = value[0] if isinstance(value, tuple) and len(set(value)) == 1 else value
+        rf = float(rf) if not isinstance(rf, (int, tuple)) else rf
+    return {
+        "model": name,
+        "options": dict(options),
+        "params": params,
+        "trainable_params": trainable,
+        "gflops": count_flops(model, (h, w)) / 1e9,
+        "output_stride": int(getattr(model, "output_stride", 0)) or None,
+        "receptive_field": rf,
+    }
+
+
+def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        size = (size, size)
+    pair = tuple(size)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                             for v in pair):
+        raise ValueError(f"size must be H,W with positive integers, got {size!r}")
+    return pair[0], pair[1]
