@@ -192,6 +192,8 @@ def conv_matrix(
         A ``scipy.sparse.csr_matrix`` of shape (C_out*OH*OW, C_in*H*W) with
         ``C @ x.ravel() == conv2d(x, weight, ...).ravel()`` and, for the transposed
         convolution, ``C.T @ y.ravel() == conv_transpose2d(y, weight, ...).ravel()``.
+        C has up to C_out*C_in*OH*OW*kh*kw non-zeros (and building it needs a few times
+        that in index memory): it is meant for teaching and small tests, not real layers.
     """
     if len(tuple(input_shape)) != 3:
         raise ValueError(f"input_shape must be (C_in, H, W), got {input_shape!r}")
