@@ -40,6 +40,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -521,7 +522,7 @@ def _train(
             f"{config.batch_size} = effective batch {world * config.batch_size}; "
             f"{steps_per_epoch} steps/epoch; epochs {start_epoch + 1}..{config.epochs}; "
             f"run dir {run_dir}",
-            flush=True,
+            file=sys.stderr, flush=True,
         )
     bare = ddp.unwrap_model(model)
     metrics: dict[str, Any] = dict(resume.get("metrics", {})) if resume else {}
@@ -572,14 +573,18 @@ def _train(
                 f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, val mIoU "
                 f"{miou:.4f}, pixel acc {metrics.get('pixel_acc', float('nan')):.4f} "
                 f"({record['time_s']:.1f} s){' *best*' if is_best else ''}",
-                flush=True,
+                file=sys.stderr, flush=True,
             )
         ddp.barrier()  # no rank starts the next epoch before rank 0 wrote the checkpoint
         if on_epoch is not None:
             on_epoch(record)
 
+    skipped = int(getattr(train_set, "skipped", 0) or 0) + int(getattr(val_set, "skipped", 0) or 0)
+    if skipped and info.is_main:
+        print(f"fcnkit train: skipped {skipped} bad sample(s) (--skip-bad)", file=sys.stderr)
     return {
         "run_dir": str(run_dir),
+        "skipped": skipped,
         "last": str(run_dir / "last.pt"),
         "best": str(run_dir / "best.pt"),
         "best_miou": best_miou,
