@@ -311,3 +311,17 @@ def test_cli_data_info(tmp_path, capsys):
     assert main(["data", "info", f"folder:{root}", "--split", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "images/nope: directory not found" in err[0]
+
+
+def test_bad_sample_message_survives_dataloader_workers(tmp_path):
+    from fcnkit.data.transforms import pad_collate
+
+    root = make_folder(tmp_path / "d", classes_txt="bg\ncat\ndog\n")
+    _corrupt(root / "images" / "train" / "s1.png")
+    dataset = open_dataset(f"folder:{root}", "train")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=1,
+                                         collate_fn=pad_collate)
+    with pytest.raises(InputError) as info:
+        next(iter(loader))
+    first_line = str(info.value).splitlines()[0]
+    assert "s1.png: cannot read image" in first_line and "Caught" not in first_line

@@ -235,6 +235,26 @@ def read_classes_file(path: str | os.PathLike[str]) -> tuple[list[str], list[RGB
 # ------------------------------------------------------------------------- the dataset
 
 
+class SampleError(InputError):
+    """A bad sample met while reading a dataset item (an :class:`InputError`).
+
+    A DataLoader worker re-raises exceptions as ``type(exc)("Caught … in DataLoader worker
+    process 0.\nOriginal Traceback …")``, whose first line says nothing about the file.
+    This class recovers the original one-line message from the traceback's last line, so
+    the command line still prints "file: reason; fix" when ``--workers`` > 0.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        text = str(message)
+        if text.startswith("Caught ") and "Original Traceback" in text:
+            last = text.rstrip().splitlines()[-1]
+            name, sep, original = last.partition(": ")
+            if sep and name.endswith("SampleError"):
+                text = original
+        super().__init__(text)
+
+
+
 class SegmentationDataset(torch.utils.data.Dataset):
     """A list of (id, image file, mask file) samples read as (image, mask) pairs.
 
@@ -341,7 +361,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return image, mask
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image_u8, mask_u8 = self._load(self._samples[index])
+        try:
+            image_u8, mask_u8 = self._load(self._samples[index])
+        except SampleError:
+            raise
+        except InputError as exc:
+            raise SampleError(str(exc)) from None
         image = _to_float_chw(image_u8)
         mask = torch.from_numpy(mask_u8.astype(np.int64))
         if self.transform is None:
