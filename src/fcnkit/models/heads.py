@@ -137,6 +137,8 @@ def crop_to(x: torch.Tensor, offset: Sequence[int], size: Sequence[int]) -> torc
         raise RuntimeError(
             f"cannot crop {h}x{w} at offset ({oy}, {ox}) from a {tuple(x.shape[-2:])} map"
         )
+    if (oy, ox) == (0, 0) and tuple(x.shape[-2:]) == (h, w):
+        return x  # nothing to crop
     return x[..., oy : oy + h, ox : ox + w]
 
 
