@@ -246,3 +246,25 @@ class _Const(nn.Module):
 
     def forward(self, x):
         return torch.zeros(1, 1, 2, 2)
+
+
+def test_crop_keeping_the_start_is_not_a_layout_change():
+    class Trim(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x)[..., 0:5, :7] + self.conv(x)[:, :, 1:6, 1:8]
+
+    out = receptive_field_of(Trim(), 10)[-1]
+    assert not out.whole_input and out.shape[2:] == (5, 7)
+    # union of windows centred on j and j + 1: size 4, first pixel at j - 1
+    assert out.size == (4, 4) and out.bounds((0, 0)) == ((-1, 2), (-1, 2))
+    channel = receptive_field_of(nn.Sequential(nn.Conv2d(1, 2, 3), _Channels()), 10)[-1]
+    assert not channel.whole_input and channel.size == (3, 3)
+
+
+class _Channels(nn.Module):
+    def forward(self, x):
+        return x[:, :1]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -89,6 +90,11 @@ class LayerRecord:
     def center(self, index: int | Sequence[int] = 0) -> Any:
         """Input coordinate of the centre of output pixel ``index`` (None without a field)."""
         return None if self.field is None else self.field.center(index)
+
+    def bounds(self, index: int | Sequence[int] = 0) -> Any:
+        """(first, last) input coordinates of output pixel ``index`` per dimension (None
+        without a local field); see :meth:`fcnkit.arith.ReceptiveField.bounds`."""
+        return None if self.field is None else self.field.bounds(index)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict: name, kind, shape, size, stride, padding, center, whole_input,
@@ -208,7 +214,6 @@ class _Tracer:
         self.spatial = spatial
         self.nd = len(spatial)
         self.info: dict[int, _Info] = {}
-        self.keep: list[Any] = []  # keeps traced tensors alive so their ids stay unique
         self.stack: list[tuple[str, bool]] = []  # (module name, is leaf)
         self.records: list[LayerRecord] = []
         self.names: dict[str, int] = {}
@@ -216,8 +221,12 @@ class _Tracer:
 
     # -- bookkeeping -------------------------------------------------------------------
     def set(self, tensor: Any, info: _Info) -> None:
-        self.info[id(tensor)] = info
-        self.keep.append(tensor)
+        # Keyed by id(); the entry is dropped when the tensor is freed, so a later tensor
+        # reusing the id never inherits it (and activations are not kept alive).
+        key = id(tensor)
+        if key not in self.info:
+            weakref.finalize(tensor, self.info.pop, key, None)
+        self.info[key] = info
 
     def get(self, tensor: Any) -> _Info | None:
         return self.info.get(id(tensor))
@@ -371,8 +380,7 @@ class _Tracer:
             start, _, step = i.indices(size)
             starts.append(-start)
             steps.append(step)
-        if all(s == 0 for s in starts) and all(s == 1 for s in steps):
-            return None
+        # a crop that keeps the start (stop < size) is the identity map on coordinates
         return (1,) * nd, tuple(steps), tuple(starts)
 
 
