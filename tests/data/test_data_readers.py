@@ -220,6 +220,13 @@ def test_read_image_errors_name_the_file(tmp_path):
         read_image(tmp_path / "cut.jpg")
 
 
+def test_decompression_bomb_is_an_input_error(tmp_path, monkeypatch):
+    Image.fromarray(_image(0, (60, 60))).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # error above 2x this
+    with pytest.raises(InputError, match="big.png: image is too large"):
+        read_image(tmp_path / "big.png")
+
+
 def test_read_mask_sixteen_bit_and_range(tmp_path):
     wide = _mask(0).astype(np.uint16)
     Image.fromarray(wide).save(tmp_path / "m16.png")

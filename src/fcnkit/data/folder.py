@@ -60,6 +60,9 @@ def _open_image(path: Path, what: str) -> Image.Image:
             return image if image is not handle else handle.copy()
     except FileNotFoundError:
         raise InputError(f"{path}: {what} file not found; check the dataset path") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: {what} is too large to decode safely ({exc}); downscale "
+                         "it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(
