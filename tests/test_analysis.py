@@ -268,3 +268,14 @@ def test_crop_keeping_the_start_is_not_a_layout_change():
 class _Channels(nn.Module):
     def forward(self, x):
         return x[:, :1]
+
+
+def test_faithful_fcn8s_is_aligned_and_local():
+    models = pytest.importorskip("fcnkit.models")
+    model = models.build_model("fcn8s", num_classes=2, faithful=True)
+    records = receptive_field_of(model, 40)
+    out = records[-1]
+    # Caffe's crops (5, 9, 31) put output pixel j on input pixel j; nothing is global.
+    assert out.center(0) == (0, 0) and out.stride == (1, 1)
+    assert not any(r.whole_input for r in records)
+    assert out.shape[2:] == (40, 40)
