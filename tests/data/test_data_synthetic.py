@@ -144,3 +144,9 @@ def test_synth_spec_reads_the_generated_tree(synth, tmp_path):
     assert len(dataset) == 6 and dataset.layout == "voc"
     with pytest.raises(InputError, match="not a synthetic dataset"):
         open_dataset(f"synth:{tmp_path}", "train")
+
+
+def test_data_without_action_prints_help(capsys):
+    assert main(["data"]) == 2
+    out = capsys.readouterr().out
+    assert "synth" in out and "info" in out
