@@ -77,7 +77,8 @@ def test_cli_transposed_and_errors(tmp_path, capsys):
     with Image.open(out) as im:
         assert im.n_frames == 16
     for bad, message in [
-        (["animate", "--size", "2", "--kernel", "3", "-o", str(tmp_path / "x.gif")], "does not fit"),
+        (["animate", "--size", "2", "--kernel", "3", "-o", str(tmp_path / "x.gif")],
+         "does not fit"),
         (["animate", "--size", "3", "--kernel", "3", "--output-padding", "1", "-o",
           str(tmp_path / "x.gif")], "transposed"),
         (["animate", "--size", "3", "--kernel", "1", "-o", str(tmp_path / "x.mp4")], ".gif"),
@@ -94,3 +95,5 @@ def test_rejects_bad_geometry():
         animation_geometry(3, 0)
     with pytest.raises(InputError, match="crop"):
         animation_geometry(3, 2, padding=2, transposed=True)
+    with pytest.raises(InputError, match="padding"):
+        animation_geometry(1, 2, padding=1, transposed=True)  # empty output

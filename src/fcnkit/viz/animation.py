@@ -127,8 +127,11 @@ def animation_geometry(
             if p > d * (k - 1):
                 raise InputError(f"padding {p} > dilation*(kernel-1) = {d * (k - 1)}: the "
                                  "equivalent convolution would crop; not drawable")
-            full = conv_transpose_output_size(n, k, s, p, d, op)
-            eq = transposed_equivalent(full, k, s, p, d)
+            try:
+                full = conv_transpose_output_size(n, k, s, p, d, op)
+                eq = transposed_equivalent(full, k, s, p, d)
+            except ValueError as exc:
+                raise InputError(str(exc).splitlines()[0]) from None
             # cells along the axis: before-padding, input with zeros inserted, after-padding
             kinds = [PADDING] * eq.padding_before
             index = [-1] * eq.padding_before
