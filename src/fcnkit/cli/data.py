@@ -3,7 +3,7 @@
 Examples::
 
     fcnkit data synth --out data/synth --train 800 --val 200 --seed 0 --size 150,210
-    fcnkit data info voc:data/synth --split val
+    fcnkit data info synth:data/synth --split val
     fcnkit data info folder:my_data --split train --json
 """
 
@@ -80,7 +80,7 @@ def run_synth(args: argparse.Namespace) -> int:
         rows = [[key, value] for key, value in summary.items() if key != "classes"]
         rows.append(["classes", ", ".join(SYNTHETIC_CLASSES)])
         print(format_table(rows, ["field", "value"]))
-        print(f"read it with: --data voc:{out}")
+        print(f"read it with: --data synth:{out}")
     return 0
 
 
