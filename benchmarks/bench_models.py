@@ -10,9 +10,11 @@ Run (results go in docs/benchmarks.md with the load average printed here)::
     .venv/bin/python benchmarks/bench_models.py --only resnet18 --repeats 10 --json
 
 Method: ``torch.set_num_threads(2)``, eval mode, ``torch.inference_mode()``, batch 1;
-``--warmup`` untimed runs, then ``--repeats`` rounds that time the backbone and the whole
-model back to back (interleaved, so a change in machine load hits both); the median of each
-is reported, and ``overhead = model / backbone - 1``.
+``--warmup`` untimed runs, then ``--repeats`` rounds that time, back to back (interleaved, so
+a change in machine load hits all three), the backbone alone, the head alone (on the
+backbone's features: score layers, skips, upsampling, crop) and the whole model. Reported:
+median and minimum of each; ``overhead = head / backbone`` (median, and from the minima,
+which other processes on a shared machine disturb least) and ``total = model / backbone - 1``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from fcnkit.models import build_model
-from fcnkit.models.fcn import D2LFCN
+from fcnkit.models.fcn import D2LFCN, DilatedFCN
 
 VARIANTS: list[tuple[str, dict]] = [
     ("fcn32s", {"backbone": "resnet18", "upsample": "bilinear"}),
@@ -48,33 +51,60 @@ VARIANTS: list[tuple[str, dict]] = [
 ]
 
 
-def backbone_of(model: nn.Module) -> nn.Module:
-    """The feature extractor alone (for d2l: ResNet-18's children 0..7)."""
+def split(model: nn.Module) -> tuple[nn.Module, Callable[[torch.Tensor], object],
+                                       Callable[[object, torch.Tensor], torch.Tensor]]:
+    """(backbone module, backbone call, head call) of a model, so each can be timed alone."""
     if isinstance(model, D2LFCN):
-        return nn.Sequential(*list(model.children())[:8])
-    return model.backbone
+        body = nn.Sequential(*list(model.children())[:8])
+
+        def head(features, x):
+            scores = model.transpose_conv(model.final_conv(features))
+            return scores[..., : x.shape[-2], : x.shape[-1]]
+
+        return body, body, head
+    if isinstance(model, DilatedFCN):
+        def dilated_head(features, x):
+            deepest = features[model.backbone.deepest]
+            scores = model.upsample(model.classifier(deepest))
+            return scores[..., : x.shape[-2], : x.shape[-1]]
+
+        return model.backbone, model.backbone, dilated_head
+    return model.backbone, model.backbone, lambda features, x: model.head(features, x.shape[-2:])
 
 
-def _time(fn, x: torch.Tensor) -> float:
+def _time(fn, *args) -> float:
     start = time.perf_counter()
-    fn(x)
+    fn(*args)
     return time.perf_counter() - start
 
 
 def bench(model: nn.Module, size: tuple[int, int], warmup: int, repeats: int) -> dict:
+    """Median and minimum seconds of backbone, head alone and whole model (interleaved)."""
     model.eval()
-    body = backbone_of(model).eval()
+    body, body_call, head_call = split(model)
+    body.eval()
     x = torch.randn(1, 3, *size)
     with torch.inference_mode():
+        features = body_call(x)
         for _ in range(warmup):
-            body(x)
+            body_call(x)
+            head_call(features, x)
             model(x)
-        body_times, model_times = [], []
+        times: dict[str, list[float]] = {"backbone": [], "head": [], "model": []}
         for _ in range(repeats):
-            body_times.append(_time(body, x))
-            model_times.append(_time(model, x))
-    b, m = statistics.median(body_times), statistics.median(model_times)
-    return {"backbone_s": b, "model_s": m, "head_s": m - b, "overhead": m / b - 1}
+            times["backbone"].append(_time(body_call, x))
+            times["head"].append(_time(head_call, features, x))
+            times["model"].append(_time(model, x))
+    out: dict[str, float] = {}
+    for key, values in times.items():
+        out[f"{key}_median_s"] = statistics.median(values)
+        out[f"{key}_min_s"] = min(values)
+    # Head overhead measured directly (head alone / backbone alone), median and best case,
+    # and indirectly (whole model / backbone - 1, medians).
+    out["overhead_median"] = out["head_median_s"] / out["backbone_median_s"]
+    out["overhead_min"] = out["head_min_s"] / out["backbone_min_s"]
+    out["overhead_total"] = out["model_median_s"] / out["backbone_median_s"] - 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,9 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"model": label, **result})
         del model
         if not args.json:
-            print(f"{label:<62} backbone {result['backbone_s'] * 1e3:8.1f} ms  "
-                  f"model {result['model_s'] * 1e3:8.1f} ms  head {result['head_s'] * 1e3:7.1f} ms"
-                  f"  overhead {result['overhead'] * 100:6.1f}%", flush=True)
+            ms = {k: v * 1e3 for k, v in result.items() if k.endswith("_s")}
+            print(f"{label:<58} backbone {ms['backbone_median_s']:7.1f} "
+                  f"(min {ms['backbone_min_s']:6.1f}) ms  head {ms['head_median_s']:6.1f} "
+                  f"(min {ms['head_min_s']:5.1f}) ms  model {ms['model_median_s']:7.1f} ms  "
+                  f"overhead {result['overhead_median'] * 100:5.1f}% "
+                  f"(min {result['overhead_min'] * 100:5.1f}%, total "
+                  f"{result['overhead_total'] * 100:5.1f}%)", flush=True)
     load = os.getloadavg()
     meta = {"size": [h, w], "threads": args.threads, "batch": 1, "repeats": args.repeats,
             "warmup": args.warmup, "torch": torch.__version__,
