@@ -21,11 +21,11 @@ from fcnkit.cli._common import format_table, print_json
 RECIPES: dict[str, dict[str, Any]] = {
     "full": {
         "dataset": {"train": 800, "val": 200, "seed": 0, "size": (150, 210)},
-        "train": {"epochs": 12, "batch_size": 8, "lr": 0.02, "crop": (128, 128),
+        "train": {"epochs": 8, "batch_size": 8, "lr": 0.02, "crop": (128, 128),
                   "scale_range": (0.75, 1.25), "color_jitter": True},
     },
     "quick": {
-        "dataset": {"train": 160, "val": 40, "seed": 0, "size": (150, 210)},
+        "dataset": {"train": 240, "val": 60, "seed": 0, "size": (150, 210)},
         "train": {"epochs": 3, "batch_size": 8, "lr": 0.02, "crop": (128, 128),
                   "scale_range": (0.75, 1.25), "color_jitter": True},
     },
@@ -72,6 +72,7 @@ def ensure_dataset(cache: Path, spec: dict[str, Any]) -> tuple[Path, bool]:
     ``spec`` (another version or an interrupted run) is regenerated.
     """
     from fcnkit.data import generate_synthetic_dataset
+    from fcnkit.data.synthetic import GENERATOR_VERSION
 
     h, w = spec["size"]
     root = cache / f"synthetic-s{spec['seed']}-{spec['train']}-{spec['val']}-{h}x{w}"
@@ -81,8 +82,9 @@ def ensure_dataset(cache: Path, spec: dict[str, Any]) -> tuple[Path, bool]:
             stored = json.loads(manifest.read_text(encoding="utf-8"))
         except ValueError:
             stored = {}
-        if all(stored.get(k) == (list(v) if isinstance(v, tuple) else v)
-               for k, v in spec.items()):
+        same = all(stored.get(k) == (list(v) if isinstance(v, tuple) else v)
+                   for k, v in spec.items())
+        if same and stored.get("version") == GENERATOR_VERSION:
             return root, False
     generate_synthetic_dataset(root, train=spec["train"], val=spec["val"], seed=spec["seed"],
                                size=tuple(spec["size"]))
