@@ -39,6 +39,8 @@ def plot_training_curves(
     steps = [r for r in records if r.get("kind") == "step"]
     epochs = [r for r in records if r.get("kind") == "epoch"]
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax_loss, ax_lr, ax_val) = plt.subplots(1, 3, figsize=(13, 3.6))
     if steps:
         ax_loss.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=1,
@@ -64,6 +66,7 @@ def plot_training_curves(
             ax_val.plot(*zip(*points), "o-", label=label)
             drew = True
     ax_val.set_xlabel("epoch")
+    ax_val.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_val.set_ylim(0, 1)
     ax_val.set_title("validation")
     ax_val.grid(alpha=0.3)
