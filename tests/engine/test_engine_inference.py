@@ -220,3 +220,27 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="--device cpu"):
             resolve_device("cuda")
+
+
+def test_tile_transform_equals_transforming_the_whole_image_first() -> None:
+    model = context_model()
+    raw = torch.rand(1, 3, 41, 57, generator=torch.Generator().manual_seed(6))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    def norm(t: torch.Tensor) -> torch.Tensor:
+        return (t - mean) / std
+
+    seen: list[tuple[int, int]] = []
+
+    def spy(t: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(t.shape[-2:]))
+        return norm(t)
+
+    with torch.no_grad():
+        for window in (None, 16, (20, 30)):
+            seen.clear()
+            got = predict_logits(model, raw, num_classes=3, window=window, tile_transform=spy)
+            assert torch.equal(got, predict_logits(model, norm(raw), num_classes=3, window=window))
+            win = as_window(window) or (41, 57)
+            assert all(h <= win[0] and w <= win[1] for h, w in seen)  # never the whole image

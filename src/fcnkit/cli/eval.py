@@ -177,11 +177,8 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
-def _percent(value: Any) -> Any:
-    """Fraction → percentage rounded to 2 decimals; NaN/None (absent class) → "-"."""
-    if value is None:
-        return "-"
-    value = float(value)
-    if value != value:  # NaN: class absent from both target and prediction
-        return "-"
-    return round(100.0 * value, 2)
+def _percent(value: Any) -> str:
+    """Fraction → percentage with 2 decimals, right-aligned; NaN/None (absent class) → "-"."""
+    if value is None or float(value) != float(value):  # NaN: absent from target and prediction
+        return f"{'-':>6}"
+    return f"{100.0 * float(value):6.2f}"

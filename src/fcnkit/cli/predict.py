@@ -93,7 +93,8 @@ def run(args: Any) -> int:
 
     def on_bad(path: Path, exc: Exception) -> None:
         bad.append(str(path))
-        warn(f"skipping {path}: {str(exc).strip().splitlines()[0]}")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        warn(f"skipped: {reason}" if str(path) in reason else f"skipped {path}: {reason}")
 
     def on_done(plan: Any, labels: Any) -> None:
         counts = labels.flatten().bincount(minlength=num_classes or 0).tolist()

@@ -23,7 +23,7 @@ activations, not ``C × H × W``; :func:`predict_labels` relies on that for huge
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -127,6 +127,7 @@ def iter_logit_strips(
     num_classes: int,
     window: int | tuple[int, int] | None = None,
     overlap: float = 0.33,
+    tile_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield the averaged logits of ``image`` as horizontal strips, top to bottom.
 
@@ -136,22 +137,34 @@ def iter_logit_strips(
     Args:
         model: maps (N, 3, h, w) to logits (N, num_classes, h, w) for any h, w (a tensor,
             or a dict whose ``"out"`` entry is that tensor).
-        image: (N, 3, H, W) float tensor, already normalised, on the model's device.
+        image: (N, 3, H, W) float tensor, normalised and on the model's device (or
+            raw / elsewhere, with a ``tile_transform`` that fixes that per tile).
         num_classes: number of classes the model predicts.
         window: ``None`` for one whole-image pass, else the tile size (int or (h, w)).
         overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
+        tile_transform: applied to each tile (or to the whole image without a window)
+            just before the model, e.g. ``lambda t: normalize(t).to("cuda")``: a huge image
+            can then stay raw on the CPU while only one tile at a time is normalised and
+            moved. Must be pointwise in space (per-pixel), so tiling does not change it.
 
     Yields:
-        ``(row0, logits)`` with logits (N, num_classes, rows, W) float32 for image rows
-        ``[row0, row0 + rows)``; the strips partition ``[0, H)`` in order.
+        ``(row0, logits)`` with logits (N, num_classes, rows, W) float32 on ``image``'s
+        device for image rows ``[row0, row0 + rows)``; the strips partition ``[0, H)`` in
+        order.
     """
     if image.dim() != 4:
         raise ValueError(f"image must be a (N, C, H, W) tensor, got shape {tuple(image.shape)}")
     win = as_window(window)
     _check_overlap(overlap)
     n, _, height, width = image.shape
+
+    def logits_of(x: torch.Tensor) -> torch.Tensor:
+        if tile_transform is not None:
+            x = tile_transform(x)
+        return _forward_logits(model, x, num_classes).to(image.device, torch.float32)
+
     if win is None:
-        yield 0, _forward_logits(model, image, num_classes).float()
+        yield 0, logits_of(image)
         return
     win_h, win_w = min(win[0], height), min(win[1], width)
     rows = sliding_window_starts(height, win_h, overlap)
@@ -169,7 +182,7 @@ def iter_logit_strips(
         r0, r1 = top - acc_top, bottom - acc_top
         for left in cols:
             tile = image[:, :, top:bottom, left : left + win_w]
-            acc[:, :, r0:r1, left : left + win_w] += _forward_logits(model, tile, num_classes)
+            acc[:, :, r0:r1, left : left + win_w] += logits_of(tile)
             count[:, :, r0:r1, left : left + win_w] += 1.0
         # Rows above the next tile row's top are final: no later tile touches them.
         done = (rows[i + 1] if i + 1 < len(rows) else height) - acc_top
@@ -185,6 +198,7 @@ def predict_logits(
     num_classes: int,
     window: int | tuple[int, int] | None = None,
     overlap: float = 0.33,
+    tile_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Logits for a batch, by one whole-image pass or by averaged sliding windows.
 
@@ -195,12 +209,14 @@ def predict_logits(
         window: ``None`` (whole image), an int (square tile) or ``(h, w)``; a tile larger
             than the image is clipped to it, so ``window >= image`` equals whole-image.
         overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
+        tile_transform: per-tile preprocessing (see :func:`iter_logit_strips`).
 
     Returns:
         (N, num_classes, H, W) float32 logits (tile logits averaged where tiles overlap).
     """
     strips = [s for _, s in iter_logit_strips(
-        model, image, num_classes=num_classes, window=window, overlap=overlap
+        model, image, num_classes=num_classes, window=window, overlap=overlap,
+        tile_transform=tile_transform,
     )]
     return strips[0] if len(strips) == 1 else torch.cat(strips, dim=2)
 
@@ -212,18 +228,20 @@ def predict_labels(
     num_classes: int,
     window: int | tuple[int, int] | None = None,
     overlap: float = 0.33,
+    tile_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Per-pixel class indices (argmax of the averaged logits), strip by strip.
 
     Same result as ``predict_logits(...).argmax(1)`` but never holds the full
     (N, C, H, W) logits when tiling, so huge images need memory for the int64 label map
-    plus one strip of logits.
+    plus one strip of logits. Arguments as for :func:`predict_logits`.
 
     Returns:
         (N, H, W) int64 class indices, on the image's device.
     """
     parts = [s.argmax(dim=1) for _, s in iter_logit_strips(
-        model, image, num_classes=num_classes, window=window, overlap=overlap
+        model, image, num_classes=num_classes, window=window, overlap=overlap,
+        tile_transform=tile_transform,
     )]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 

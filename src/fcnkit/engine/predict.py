@@ -35,7 +35,7 @@ from torch import nn
 
 from fcnkit.atomic import atomic_path
 from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
-from fcnkit.engine.inference import as_window, predict_labels
+from fcnkit.engine.inference import as_window, iter_logit_strips
 from fcnkit.errors import InputError
 
 __all__ = [
@@ -191,7 +191,7 @@ def predict_image(
         device: device the model is on.
 
     Returns:
-        (H, W) int64 class indices on the CPU.
+        (H, W) class indices on the image's device: uint8 (num_classes <= 256), else int64.
     """
     from fcnkit.data.transforms import normalize
 
@@ -201,9 +201,16 @@ def predict_image(
     chosen = as_window(window)
     if chosen is None and max_pixels is not None and height * width > max_pixels:
         chosen = as_window(tile)
-    x = normalize(image).unsqueeze(0).to(device)
-    labels = predict_labels(model, x, num_classes=num_classes, window=chosen, overlap=overlap)
-    return labels[0].cpu()
+    device = torch.device(device)
+    # The raw image stays where it is; each tile is normalised and moved on its own, and
+    # each finished strip's argmax goes straight into a compact label map.
+    labels = torch.empty((height, width), dtype=torch.uint8 if num_classes <= 256 else torch.int64)
+    for top, strip in iter_logit_strips(
+        model, image.unsqueeze(0), num_classes=num_classes, window=chosen, overlap=overlap,
+        tile_transform=lambda t: normalize(t).to(device),
+    ):
+        labels[top : top + strip.shape[2]] = strip[0].argmax(dim=0).to(labels.dtype)
+    return labels
 
 
 def predict_paths(
@@ -279,7 +286,7 @@ def predict_paths(
             model, image, num_classes=num_classes, window=window, overlap=overlap,
             max_pixels=max_pixels, tile=tile, device=device,
         )
-        mask = labels.to(torch.uint8).numpy()
+        mask = labels.cpu().to(torch.uint8).numpy()
         out.mkdir(parents=True, exist_ok=True)
         save_mask_png(plan.mask, mask, palette)
         written.append(plan.mask)
