@@ -87,7 +87,7 @@ def test_matches_gradient_support_on_random_nets(blocks):
     model = _build(blocks)
     try:
         records = receptive_field_of(model, size)
-    except RuntimeError:  # output would be empty
+    except InputError:  # output would be empty
         assume(False)
     out = records[-1]
     assert out.name == "output" and not out.whole_input
@@ -237,6 +237,8 @@ def test_dict_outputs_and_bad_input():
         receptive_field_of(Two(), 0)
     with pytest.raises(InputError, match="no output"):
         receptive_field_of(_Const(), 8)
+    with pytest.raises(InputError, match="cannot run"):
+        receptive_field_of(nn.Conv2d(1, 1, 9), 4)
 
 
 class _Const(nn.Module):

@@ -21,13 +21,16 @@ exact fractions, PyTorch semantics) and the rules are:
   the input size and ``field`` keeps the local part, e.g. the convolutional path of a
   squeeze-and-excitation block, or None);
 * any other op that changes the spatial layout (flatten, reductions): whole input, with a
-  ``note`` naming the op.
+  ``note`` naming the op. Reshapes that keep the spatial axes last (channel shuffles) pass
+  through; channels-last layouts (ConvNeXt's and Swin's permutes) are not followed and
+  are flagged this way.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ from typing import Any
 from fcnkit.arith.receptive import ReceptiveField, merge_receptive_fields
 from fcnkit.errors import InputError
 
-__all__ = ["LayerRecord", "model_for_analysis", "receptive_field_of"]
+__all__ = ["LayerRecord", "conv_body_records", "model_for_analysis", "receptive_field_of"]
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,9 @@ def _op_name(func: Any) -> str:
 
 
 _IDENTITY = (1, 1, 0)
+# Reductions that, over the spatial axes, are global pooling (x.mean([2, 3]), ...).
+_REDUCTIONS = frozenset({"mean", "sum", "amax", "amin", "max", "min", "logsumexp", "std",
+                         "var", "norm"})
 
 
 def _resample_equivalent(q: Fraction, offset: Fraction, half_width: Fraction) -> tuple:
@@ -240,9 +246,11 @@ class _Tracer:
         ))
 
     def spatial_of(self, tensor: Any) -> tuple[int, ...] | None:
-        if tensor.dim() != self.nd + 2:
+        """The trailing spatial sizes: (N, C, H, W) layout, or any layout that keeps the
+        spatial axes last (N, groups, C/groups, H, W of a channel shuffle; N, H, W)."""
+        if tensor.dim() < self.nd + 1:
             return None
-        return tuple(tensor.shape[2:])
+        return tuple(tensor.shape[-self.nd:])
 
     # -- one torch op --------------------------------------------------------------------
     def on_op(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
@@ -349,6 +357,8 @@ class _Tracer:
         if out_sp is None or out_sp != in_sp:
             same = [t for t in tracked if self.spatial_of(t) == out_sp] if out_sp else []
             if not same:
+                if name in _REDUCTIONS:
+                    return _Info(None, True, f"global pooling ({name})"), False
                 return _Info(src.field, True, f"{name} changes the spatial layout"), False
         parts = [self.info[id(t)] for t in tracked]
         whole = any(p.whole for p in parts)
@@ -421,14 +431,14 @@ def receptive_field_of(
         in_channels: input channels; default: the first module with ``in_channels``, else 3.
 
     Returns:
-        One :class:`LayerRecord` per layer that changes the receptive field (convolutions,
-        pooling, resampling, crops, merges; element-wise layers are folded into them), in
-        execution order, then one record per model output (name ``output`` or
-        ``output[key]``): the last record is the model's output.
+        One :class:`LayerRecord` per convolution / pooling module and per other layer or
+        op that changes the receptive field (resampling, crops, merges; element-wise
+        layers are folded into them), in execution order, then one record per model
+        output (name ``output`` or ``output[key]``): the last record is the model's output.
 
     Raises:
-        InputError: for a bad ``input_size`` or a model whose output does not depend on
-            the input.
+        InputError: for a bad ``input_size``, a model that fails on that input (e.g. too
+            small for its pooling), or a model whose output does not depend on the input.
     """
     import torch
 
@@ -454,7 +464,8 @@ def receptive_field_of(
                 return
             first = next((t for t in _flatten(output) if isinstance(t, torch.Tensor)), None)
             info = tracer.get(first) if first is not None else None
-            if info is not None and info != before:
+            # every conv / pool layer gets a row; other leaves only when they change the field
+            if info is not None and (info != before or hasattr(mod, "kernel_size")):
                 tracer.record(name, type(mod).__name__, first, info)
 
         handles.append(module.register_forward_pre_hook(pre))
@@ -465,7 +476,16 @@ def receptive_field_of(
     try:
         model.eval()
         with torch.no_grad(), _mode_class()(tracer):
-            output = model(x)
+            try:
+                output = model(x)
+            except (RuntimeError, AssertionError, ValueError) as exc:
+                if isinstance(exc, InputError):
+                    raise
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise InputError(
+                    f"{type(model).__name__} cannot run on a {tuple(x.shape)} input ({first}); "
+                    "try another input size"
+                ) from exc
     finally:
         for handle in handles:
             handle.remove()
@@ -502,8 +522,10 @@ def model_for_analysis(name: str, num_classes: int = 21) -> Any:
         name: an fcnkit model (``fcnkit.models.list_models()``, built with ``num_classes``)
             or a torchvision classification model (``vgg16``, ``resnet50``, ``alexnet``,
             ``mobilenet_v3_large``, ...), of which only the convolutional body is kept:
-            ``features`` when the model has it, otherwise the children before the global
-            average pool (ResNet, ResNeXt, RegNet).
+            ``features`` when the model has it; otherwise the whole classifier is returned
+            with the attribute ``fcnkit_conv_body_only = True``, and the caller cuts its
+            records with :func:`conv_body_records` (ResNet, ResNeXt, RegNet, GoogLeNet,
+            ShuffleNet...).
 
     Returns:
         An ``nn.Module`` in eval mode.
@@ -536,16 +558,34 @@ def model_for_analysis(name: str, num_classes: int = 21) -> Any:
         body = vgg.make_layers(vgg.cfgs[cfg_of[key.removesuffix("_bn")]],
                                batch_norm=key.endswith("_bn"))
         return nn.Sequential(OrderedDict(features=body)).eval()
-    model = torchvision.models.get_model(key, weights=None)
+    with warnings.catch_warnings():
+        # e.g. GoogLeNet/Inception warn about their future default init: not the user's fault
+        warnings.simplefilter("ignore", FutureWarning)
+        model = torchvision.models.get_model(key, weights=None)
     if hasattr(model, "features"):
         return nn.Sequential(OrderedDict(features=model.features)).eval()
-    children = []
-    for child_name, child in model.named_children():
-        if child_name == "avgpool" or isinstance(child, (nn.AdaptiveAvgPool2d,
-                                                         nn.AdaptiveMaxPool2d)):
-            break
-        children.append((child_name, child))
-    if len(children) == len(list(model.children())):
-        raise InputError(f"{name}: cannot find its convolutional body (no 'features' and no "
-                         "global pooling child); pass an fcnkit model or a VGG/ResNet/MobileNet")
-    return nn.Sequential(OrderedDict(children)).eval()
+    # No `features`: keep the whole classifier (its forward may have control flow, as
+    # GoogLeNet's); conv_body_records() cuts the trace at its global pooling.
+    model.fcnkit_conv_body_only = True
+    return model.eval()
+
+
+def conv_body_records(records: list[LayerRecord]) -> list[LayerRecord]:
+    """Cut a classifier's records before its final global pooling (its conv body).
+
+    The last record before the last global-pooling record becomes the output (renamed
+    ``output``); records are returned unchanged when there is no global pooling.
+    """
+    cut = None
+    for i, record in enumerate(records):
+        # the step from a local field to "global pooling" without one (later layers,
+        # e.g. the classifier's Linear, inherit the flag and are not new cuts)
+        if (i and record.note.startswith("global pooling") and record.field is None
+                and records[i - 1].field is not None):
+            cut = i
+    if not cut:
+        return records
+    body = records[:cut]
+    last = body[-1]
+    return [*body, LayerRecord("output", last.kind, last.shape, last.field, last.whole_input,
+                               last.input_size, last.note)]

@@ -44,3 +44,19 @@ def test_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_classifier_without_features_is_cut_at_its_global_pooling(capsys):
+    # GoogLeNet: no `features`; the whole model runs (its forward has control flow) and
+    # the report ends at the tensor entering the final global average pool.
+    assert main(["rf", "googlenet", "--size", "96", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    names = [layer["name"] for layer in report["layers"]]
+    assert names[-2] == "inception5b.cat" and "fc" not in names and "avgpool" not in names
+    assert report["stride"] == [32, 32] and report["whole_input"] is False
+    assert report["layers"][-1]["shape"] == [1, 1024, 3, 3]
+
+
+def test_model_that_cannot_run_at_that_size(capsys):
+    assert main(["rf", "vit_b_16", "--size", "96"]) == 2
+    assert "try another input size" in capsys.readouterr().err

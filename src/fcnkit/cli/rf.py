@@ -53,11 +53,13 @@ def _fmt(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnkit.analysis import model_for_analysis, receptive_field_of
+    from fcnkit.analysis import conv_body_records, model_for_analysis, receptive_field_of
 
     size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
     model = model_for_analysis(args.model, num_classes=args.num_classes)
     records = receptive_field_of(model, size)
+    if getattr(model, "fcnkit_conv_body_only", False):
+        records = conv_body_records(records)
     if args.plot:
         from fcnkit.viz.receptive import plot_receptive_field_growth
 
