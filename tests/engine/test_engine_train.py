@@ -205,3 +205,14 @@ def test_config_validation_and_cli_round_trip(tmp_path):
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
     with pytest.raises(ValueError, match="--data is required"):
         config_from_args(build_parser().parse_args(["train"]))
+
+
+def test_model_options_follow_the_registry():
+    assert train_mod.model_options(TrainConfig(data="d")) == {"backbone": "resnet18"}
+    # The d2l FCN has its ResNet-18 built in: the default --backbone is not passed to it.
+    assert train_mod.model_options(TrainConfig(data="d", model="fcn_resnet18_d2l")) == {}
+    assert train_mod.model_options(
+        TrainConfig(data="d", model="fcn32s", upsample="deconv", backbone="vgg16")
+    ) == {"backbone": "vgg16", "upsample": "deconv"}
+    with pytest.raises(InputError, match="unknown model"):
+        train_mod.model_options(TrainConfig(data="d", model="nope"))

@@ -162,9 +162,19 @@ def class_weights_for(config: TrainConfig, train_set: Any, num_classes: int) -> 
 
 
 def model_options(config: TrainConfig) -> dict[str, Any]:
-    """Keyword options for ``build_model`` besides name and num_classes."""
+    """Keyword options for ``build_model`` besides name and num_classes.
+
+    ``backbone`` is passed only to models that take one (``fcn_resnet18_d2l`` has its
+    backbone built in), so the default ``--backbone resnet18`` works with every model.
+    """
+    from fcnkit.models.registry import model_options as accepted_options
+
     options: dict[str, Any] = {}
-    if config.backbone is not None:
+    try:
+        accepted = accepted_options(config.model)
+    except ValueError as exc:
+        raise InputError(f"--model: {exc}") from None
+    if config.backbone is not None and "backbone" in accepted:
         options["backbone"] = config.backbone
     if config.upsample is not None:
         options["upsample"] = config.upsample
