@@ -125,3 +125,9 @@ def test_impossible_target_gives_nothing():
 def test_bad_arguments(call):
     with pytest.raises(InputError):
         call()
+
+
+@pytest.mark.parametrize("layers, target", [(6, 37), (5, 40), (8, 101)])
+def test_suggestion_window_does_not_change_the_ranking(layers, target):
+    # the enumeration keeps only `limit` last rates per prefix; a larger limit must agree
+    assert suggest_rates(layers, target, limit=4) == suggest_rates(layers, target, limit=200)[:4]

@@ -280,8 +280,15 @@ def suggest_rates(
                 return
             # hole-free iff each new rate <= (K - 1) * below + 1 (prefix rule, module doc)
             top = min(max_rate, (kernel_size - 1) * below + 1)
-            for r in range(group[-1] + 1, top + 1):
-                extend((*group, r), below + copies[len(group)] * r)
+            low = group[-1] + 1
+            j = len(group)
+            if j == m - 1:
+                # Last rate: only the `limit` smallest sums >= need from this prefix can
+                # rank (every larger rate gives a strictly larger receptive field).
+                low = max(low, -(-(need - below) // copies[j]))
+                top = min(top, low + limit - 1)
+            for r in range(low, top + 1):
+                extend((*group, r), below + copies[j] * r)
 
         extend((1,), copies[0])
     ranked = sorted(
