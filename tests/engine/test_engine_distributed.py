@@ -53,7 +53,7 @@ def test_single_process_without_torchrun(monkeypatch):
 def _clean_env(**extra):
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(FCNKIT_DIST_TIMEOUT="120", OMP_NUM_THREADS="1", **extra)
+    env.update({"FCNKIT_DIST_TIMEOUT": "120", "OMP_NUM_THREADS": "1", **extra})
     return env
 
 
@@ -109,3 +109,21 @@ def test_failing_ranks_give_one_clear_error(tmp_path):
     assert "missing" in proc.stderr and "of 2 failed" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_rendezvous_that_cannot_form_times_out_with_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a free port nobody listens on after this block
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = _clean_env(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                     MASTER_PORT=str(port), FCNKIT_DIST_TIMEOUT="3")
+    cmd = [sys.executable, "-m", "fcnkit", "train", "--data", f"voc:{tmp_path}",
+           "--out", str(tmp_path / "run"), "--no-progress"]
+    # Rank 1 never starts: rank 0 must give up after the timeout, not hang.
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "could not form within 3 s" in lines[0]
+    assert "MASTER_ADDR" in lines[0]

@@ -29,6 +29,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
+from fcnkit.errors import InputError
+
 # Seconds a collective (and the rendezvous) may wait before failing with an error instead
 # of hanging; override with FCNKIT_DIST_TIMEOUT.
 DEFAULT_TIMEOUT_S = 300
@@ -104,8 +106,8 @@ def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
         A :class:`DistInfo`; ``distributed=False`` when the process runs alone.
 
     Raises:
-        RuntimeError: the rendezvous does not form within the timeout (clear message,
-            never a hang).
+        InputError: the rendezvous does not form within the timeout (one-line message
+            naming the address to check, never a hang).
     """
     if not launched_by_torchrun() or env_world_size() <= 1:
         return DistInfo()
@@ -121,7 +123,7 @@ def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
     try:
         dist.init_process_group(backend=backend, timeout=timeout)
     except Exception as exc:  # the store raises several types on a failed rendezvous
-        raise RuntimeError(
+        raise InputError(
             f"rank {rank}/{world}: the process group ({backend}) could not form within "
             f"{timeout.total_seconds():.0f} s ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
             "check MASTER_ADDR/MASTER_PORT or the torchrun --rdzv-endpoint and that every "
