@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--data", required=True,
-        help="dataset: voc:ROOT, folder:ROOT or a directory (layout detected)",
+        help="dataset: voc:ROOT, folder:ROOT, synth:ROOT or a directory (layout detected)",
     )
     parser.add_argument("--split", default="val", help="split to evaluate (default val)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -56,7 +56,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--batch-size", type=int, default=1,
-        help="images per batch; smaller images are padded with ignored pixels (default 1)",
+        help="images per batch (default 1, exact); larger batches pad smaller images with "
+        "ignored pixels, which slightly changes predictions near their bottom/right edges",
     )
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
