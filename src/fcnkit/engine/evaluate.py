@@ -104,11 +104,11 @@ def _all_reduce_(cm: ConfusionMatrix, device: torch.device) -> None:
     """Sum ``cm.matrix`` over all processes in place (no-op without torch.distributed)."""
     import torch.distributed as dist
 
+    from fcnkit.engine.distributed import all_reduce_sum
+
     if not (dist.is_available() and dist.is_initialized()):
         return
     # gloo reduces CPU tensors, nccl only CUDA ones: reduce on the backend's device. The
     # int64 counts are summed exactly (no float rounding of large pixel counts).
     where = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    total = cm.matrix.to(where, dtype=torch.int64)
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    cm.matrix = total.cpu()
+    cm.matrix = all_reduce_sum(cm.matrix.to(where, dtype=torch.int64)).cpu()
