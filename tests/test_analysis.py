@@ -281,3 +281,25 @@ def test_faithful_fcn8s_is_aligned_and_local():
     assert out.center(0) == (0, 0) and out.stride == (1, 1)
     assert not any(r.whole_input for r in records)
     assert out.shape[2:] == (40, 40)
+
+
+def test_channels_last_permutes_are_followed():
+    class ChannelsLastBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.norm = nn.LayerNorm(4)
+            self.mix = nn.Linear(4, 4)
+            self.down = nn.Conv2d(4, 4, 2, stride=2)
+
+        def forward(self, x):
+            y = self.conv(x).permute(0, 2, 3, 1)  # N, H, W, C
+            y = self.mix(self.norm(y))[:, 1:, 1:, :]  # crop in channels-last layout
+            return self.down(y.permute(0, 3, 1, 2).contiguous())
+
+    out = receptive_field_of(ChannelsLastBlock(), 16)[-1]
+    assert not out.whole_input and out.size == (4, 4) and out.stride == (2, 2)
+    # conv centre j, crop by 1, then a 2x2 stride-2 conv: centre 2j + 1/2 + 1
+    assert out.center((0, 0)) == (Fraction(3, 2), Fraction(3, 2))
+    flat = receptive_field_of(nn.Sequential(nn.Conv2d(1, 1, 3), nn.Flatten(2)), 16)[-1]
+    assert flat.whole_input

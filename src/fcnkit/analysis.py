@@ -22,8 +22,8 @@ exact fractions, PyTorch semantics) and the rules are:
   squeeze-and-excitation block, or None);
 * any other op that changes the spatial layout (flatten, reductions): whole input, with a
   ``note`` naming the op. Reshapes that keep the spatial axes last (channel shuffles) pass
-  through; channels-last layouts (ConvNeXt's and Swin's permutes) are not followed and
-  are flagged this way.
+  through, and permutes / transposes are followed (ConvNeXt's channels-last LayerNorm and
+  Linear layers); reshapes that move the spatial axes (Swin's windows) are flagged.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class _Info:
     field: ReceptiveField | None  # local receptive field (None: only global context left)
     whole: bool = False  # depends on the whole input (global pooling, flatten, ...)
     note: str = ""
+    axes: tuple[int, ...] = ()  # spatial axes as negative indices; () = the last ones
+
+    def same_field(self, other: _Info | None) -> bool:
+        return other is not None and (self.field, self.whole, self.note) == (
+            other.field, other.whole, other.note)
 
 
 @dataclass
@@ -245,12 +250,36 @@ class _Tracer:
             unique, kind, tuple(tensor.shape), info.field, info.whole, self.spatial, info.note,
         ))
 
-    def spatial_of(self, tensor: Any) -> tuple[int, ...] | None:
-        """The trailing spatial sizes: (N, C, H, W) layout, or any layout that keeps the
-        spatial axes last (N, groups, C/groups, H, W of a channel shuffle; N, H, W)."""
-        if tensor.dim() < self.nd + 1:
+    def spatial_of(self, tensor: Any, axes: tuple[int, ...] = ()) -> tuple[int, ...] | None:
+        """The spatial sizes of ``tensor``: by default its last axes ((N, C, H, W), or any
+        layout that keeps them last, such as a channel shuffle's (N, g, C/g, H, W));
+        ``axes`` (negative indices) follows permutes, e.g. channels-last (N, H, W, C)."""
+        axes = axes or tuple(range(-self.nd, 0))
+        if tensor.dim() < self.nd + 1 or any(a < -tensor.dim() for a in axes):
             return None
-        return tuple(tensor.shape[-self.nd:])
+        return tuple(tensor.shape[a] for a in axes)
+
+    def out_axes(self, name: str, args: tuple, kwargs: dict, x: Any, axes: tuple[int, ...],
+                 out: Any) -> tuple[int, ...]:
+        """Where the spatial axes of ``x`` end up in ``out`` (negative indices, () = last)."""
+        axes = axes or tuple(range(-self.nd, 0))
+        ndim = x.dim()
+        positive = [a % ndim for a in axes]
+        if name == "permute" and out.dim() == ndim:
+            dims = _flatten(list(args[1:]) or kwargs.get("dims", []))
+            order = [int(d) % ndim for d in dims]
+            if sorted(order) == list(range(ndim)):
+                new = tuple(order.index(a) - ndim for a in positive)
+                return () if new == tuple(range(-self.nd, 0)) else new
+        if name in ("transpose", "swapaxes", "swapdims") and out.dim() == ndim:
+            d0 = int(_arg(args, kwargs, 1, "dim0", 0)) % ndim
+            d1 = int(_arg(args, kwargs, 2, "dim1", 0)) % ndim
+            swap = {d0: d1, d1: d0}
+            new = tuple(swap.get(a, a) - ndim for a in positive)
+            return () if new == tuple(range(-self.nd, 0)) else new
+        if out.dim() == ndim:
+            return () if tuple(axes) == tuple(range(-self.nd, 0)) else tuple(axes)
+        return ()
 
     # -- one torch op --------------------------------------------------------------------
     def on_op(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
@@ -272,14 +301,16 @@ class _Tracer:
             self.set(t, new)
         # Functional ops outside leaf modules get their own records when they matter.
         inside_leaf = bool(self.stack) and self.stack[-1][1]
-        if not inside_leaf and (merged or new != src):
+        if not inside_leaf and (merged or not new.same_field(src)):
             prefix = self.stack[-1][0] if self.stack else ""
             self.record(f"{prefix}.{name}" if prefix else name, name, outs[0], new)
 
     def transfer(self, name: str, func: Any, x: Any, src: _Info, tracked: list[Any],
                  args: tuple, kwargs: dict, out: Any) -> tuple[_Info, bool]:
         nd = self.nd
-        in_sp, out_sp = self.spatial_of(x), self.spatial_of(out)
+        in_sp = self.spatial_of(x, src.axes)
+        axes = self.out_axes(name, args, kwargs, x, src.axes, out)
+        out_sp = self.spatial_of(out, axes)
         geometry: Any = None
         note = src.note
         base = re.sub(r"[123]d", "", name)  # conv2d -> conv, max_pool2d_with_indices -> ...
@@ -334,7 +365,7 @@ class _Tracer:
                    for i, o, s in zip(in_sp, out_sp, scales)]
             geometry = tuple(zip(*eqs))
         elif name == "getitem":
-            geometry = self.slice_equivalent(x, args[1] if len(args) > 1 else None)
+            geometry = self.slice_equivalent(x, args[1] if len(args) > 1 else None, src.axes)
             if geometry is None:
                 if out_sp == in_sp:
                     return src, False
@@ -346,16 +377,18 @@ class _Tracer:
             lefts = [pad[2 * (nd - 1 - d)] for d in range(nd)]
             geometry = ((1,) * nd, (1,) * nd, tuple(lefts))
         if geometry is not None:
+            keep = axes if name == "getitem" else ()  # slicing keeps the layout
             if src.field is None:
-                return _Info(None, src.whole, note), False
+                return _Info(None, src.whole, note, keep), False
             if isinstance(geometry, dict):
                 new_field = src.field.then(geometry, where=name)
             else:
                 new_field = src.field.then_equivalent(*geometry)
-            return _Info(new_field, src.whole, note), False
+            return _Info(new_field, src.whole, note, keep), False
         # Anything else: element-wise / shape-keeping ops pass through, merges take the union.
         if out_sp is None or out_sp != in_sp:
-            same = [t for t in tracked if self.spatial_of(t) == out_sp] if out_sp else []
+            same = [t for t in tracked
+                    if self.spatial_of(t, self.info[id(t)].axes) == out_sp] if out_sp else []
             if not same:
                 if name in _REDUCTIONS:
                     return _Info(None, True, f"global pooling ({name})"), False
@@ -364,17 +397,17 @@ class _Tracer:
         whole = any(p.whole for p in parts)
         notes = [p.note for p in parts if p.note]
         fields = [p.field for p, t in zip(parts, tracked)
-                  if p.field is not None and self.spatial_of(t) == out_sp]
+                  if p.field is not None and self.spatial_of(t, p.axes) == out_sp]
         merged = len(tracked) > 1 and len({id(t) for t in tracked}) > 1
         if not fields:
-            return _Info(None, whole, notes[0] if notes else ""), merged
+            return _Info(None, whole, notes[0] if notes else "", axes), merged
         try:
             new_field = merge_receptive_fields(fields) if len(fields) > 1 else fields[0]
         except InputError:
-            return _Info(fields[0], True, f"{name}: branches on different grids"), merged
-        return _Info(new_field, whole, notes[0] if notes else ""), merged
+            return _Info(fields[0], True, f"{name}: branches on different grids", axes), merged
+        return _Info(new_field, whole, notes[0] if notes else "", axes), merged
 
-    def slice_equivalent(self, x: Any, index: Any) -> tuple | None:
+    def slice_equivalent(self, x: Any, index: Any, axes: tuple[int, ...] = ()) -> tuple | None:
         """(k', s', p') of basic slicing on the spatial axes; None when not plain slicing."""
         nd = self.nd
         idx = index if isinstance(index, tuple) else (index,)
@@ -386,8 +419,8 @@ class _Tracer:
             idx = idx[:pos] + (slice(None),) * fill + idx[pos + 1:]
         idx = idx + (slice(None),) * (x.dim() - len(idx))
         starts, steps = [], []
-        for i, size in zip(idx[2:], x.shape[2:]):
-            start, _, step = i.indices(size)
+        for a in axes or range(-nd, 0):
+            start, _, step = idx[a].indices(x.shape[a])
             starts.append(-start)
             steps.append(step)
         # a crop that keeps the start (stop < size) is the identity map on coordinates
@@ -465,7 +498,8 @@ def receptive_field_of(
             first = next((t for t in _flatten(output) if isinstance(t, torch.Tensor)), None)
             info = tracer.get(first) if first is not None else None
             # every conv / pool layer gets a row; other leaves only when they change the field
-            if info is not None and (info != before or hasattr(mod, "kernel_size")):
+            if info is not None and (not info.same_field(before)
+                                     or hasattr(mod, "kernel_size")):
                 tracer.record(name, type(mod).__name__, first, info)
 
         handles.append(module.register_forward_pre_hook(pre))
