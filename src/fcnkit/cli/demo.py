@@ -52,6 +52,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--workers", type=int, default=0,
                         help="data loader workers (default 0: the images are small)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads (default: all cores; use 1 on a busy machine)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(handler=run)
@@ -110,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         data=f"voc:{data_dir}", model="fcn8s", backbone="resnet18", out=str(out),
         seed=args.seed, workers=args.workers, device="cpu", progress=not args.no_progress,
-        log_every=5, **recipe["train"],
+        log_every=5,
+        **{**recipe["train"], **({"threads": args.threads} if args.threads else {})},
     )
     result = train(config)
 
