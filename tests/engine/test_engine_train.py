@@ -132,6 +132,10 @@ def test_resume_bad_input(tiny_data, tmp_path):
     assert not (tmp_path / "x").exists()
     run = tmp_path / "one"
     train_mod.train(tiny_config(tiny_data, run, epochs=1, max_steps_per_epoch=1))
+    before = (run / "last.pt").read_bytes()
+    done = train_mod.train(tiny_config(tiny_data, run, epochs=1, max_steps_per_epoch=1,
+                                       resume=str(run)))
+    assert done["step"] == 1 and (run / "last.pt").read_bytes() == before  # nothing to do
     with pytest.raises(InputError, match=r"is a fcn8s \(backbone resnet18\).*--backbone"):
         train_mod.train(tiny_config(tiny_data, run, backbone="resnet34", resume=str(run)))
     with pytest.raises(InputError, match=r"--model"):

@@ -534,6 +534,10 @@ def _train(
             f"run dir {run_dir}",
             file=sys.stderr, flush=True,
         )
+    if info.is_main and start_epoch >= config.epochs:
+        print(f"fcnkit train: {ckpt_io.describe_checkpoint(resume or {})} already trained "
+              f"{start_epoch} of {config.epochs} epochs; pass a larger --epochs to continue",
+              file=sys.stderr)
     bare = ddp.unwrap_model(model)
     metrics: dict[str, Any] = dict(resume.get("metrics", {})) if resume else {}
     train_loss = float("nan")
