@@ -171,3 +171,22 @@ def test_fcn_bilinear_and_interpolate_agree_inside_the_image():
     # Score map 3x4 upsampled x32: interior rows/cols 16 .. 32*(n-1)+15.
     torch.testing.assert_close(ya[..., 16:80, 16:112], yb[..., 16:80, 16:112])
     assert not torch.allclose(ya[..., :8, :8], yb[..., :8, :8])
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("fcn8s", {"faithful": True}), ("fcn16s", {}), ("fcn8s", {"backbone": "resnet18"}),
+     ("fcn_resnet18_d2l", {})],
+)
+def test_output_pixel_centres_checked_by_an_independent_forward_trace(name, options):
+    # fcnkit.analysis traces a real forward pass (crops and slices included), not the
+    # module lists the crop computation reads: output pixel 0 must be centred on input
+    # pixel 0, or off by exactly the reported misalignment.
+    from fcnkit.analysis import receptive_field_of
+
+    model = faithful(name) if options.get("faithful") else build_model(name, num_classes=3,
+                                                                         **options)
+    record = receptive_field_of(model.eval(), (40, 56))[-1]
+    assert not record.whole_input
+    shift = model.misalignment["final"]
+    assert record.field.center(0) == (-shift, -shift)
