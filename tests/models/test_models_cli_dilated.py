@@ -73,6 +73,10 @@ def test_dilated_model_sets_rates_on_its_convolutions():
                for layer in (model.backbone.layer3, model.backbone.layer4)
                for m in layer[0].downsample.modules() if isinstance(m, nn.Conv2d))
     assert model.output_stride == 8
+    same = build_model("fcn_dilated", backbone="resnet18", dilations="1,2,5,9")
+    assert same.dilations == [1, 2, 5, 9]
+    with pytest.raises(ValueError, match="hdc"):
+        build_model("fcn_dilated", dilations="wide")
     with torch.no_grad():
         feats = model.backbone.eval()(torch.randn(1, 3, 64, 80))
     assert feats["layer4"].shape[-2:] == (8, 10)

@@ -15,7 +15,8 @@ fcn16s              "mobilenet_v3_large"), faithful (False; True = Caffe VGG16 F
 fcn8s               upsample ("bilinear", "deconv", "interpolate")
 fcn_resnet18_d2l    upsample ("deconv" only: the d2l design)
 fcn_dilated         backbone ("resnet18", "resnet34", "resnet50", "resnet101"),
-                    output_stride (8, 16), dilations ("hdc" or one rate per dilated block),
+                    output_stride (8, 16), dilations ("hdc", or one rate per dilated
+                    block as a list or "1,2,5,9"),
                     upsample ("bilinear", "deconv", "interpolate")
 ==================  =====================================================================
 
@@ -203,9 +204,14 @@ def _build_dilated(
     _check_choice("backbone", backbone, RESNETS)
     _check_choice("output_stride", output_stride, (8, 16))
     _check_choice("upsample", upsample, UPSAMPLE_MODES)
+    if isinstance(dilations, str) and dilations.strip() != "hdc":
+        # "1,2,5,9" (from a command line or a config file) is a list of rates.
+        parts = [p.strip() for p in dilations.split(",") if p.strip()]
+        if not parts or not all(p.isdigit() for p in parts):
+            raise ValueError(f"dilations must be 'hdc' or a list of ints like 1,2,5,9, got "
+                             f"{dilations!r}")
+        dilations = [int(p) for p in parts]
     if isinstance(dilations, str):
-        if dilations != "hdc":
-            raise ValueError(f"dilations must be 'hdc' or a list of ints, got {dilations!r}")
         rates = hdc_rates(backbone, output_stride)
     else:
         try:
