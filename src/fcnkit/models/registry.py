@@ -434,9 +434,10 @@ def model_summary(
         from fcnkit.analysis import receptive_field_of
 
         record = receptive_field_of(model, (h, w))[-1]
-        value = record.size
-        rf = value[0] if isinstance(value, tuple) and len(set(value)) == 1 else value
-        rf = float(rf) if not isinstance(rf, (int, tuple)) else rf
+        values = record.size if isinstance(record.size, tuple) else (record.size,)
+        # Fractions (continuous footprints after transposed layers) become floats.
+        plain = [int(v) if v == int(v) else float(v) for v in values]
+        rf = plain[0] if len(set(plain)) == 1 else plain
     return {
         "model": name,
         "options": dict(options),
