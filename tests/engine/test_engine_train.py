@@ -200,6 +200,8 @@ def test_config_validation_and_cli_round_trip(tmp_path):
         TrainConfig(data="d", epochs=0)
     with pytest.raises(ValueError, match="--optimizer"):
         TrainConfig(data="d", optimizer="rmsprop")
+    with pytest.raises(ValueError, match="--sync-bn needs --device cuda"):
+        TrainConfig(data="d", sync_bn=True)
     with pytest.raises(ValueError, match="unknown field"):
         TrainConfig.from_dict({"data": "d", "bogus": 1})
     config = TrainConfig(data="voc:/x", crop=(64, 48), scale_range=(0.5, 1.5), hflip=False,

@@ -48,7 +48,7 @@ class TrainConfig:
         device: ``"cpu"`` or ``"cuda"``.
         amp: mixed precision (float16 autocast + GradScaler); used on CUDA only.
         skip_bad: skip unreadable/inconsistent samples with a warning instead of failing.
-        sync_bn: SyncBatchNorm across processes (distributed runs only).
+        sync_bn: SyncBatchNorm across processes (distributed CUDA runs only).
         log_every: write a ``metrics.jsonl`` step line every this many optimizer steps.
         max_steps_per_epoch: stop each epoch after this many steps (None: the whole split).
         threads: torch intra-op threads per process (None: cores / local processes).
@@ -105,6 +105,10 @@ class TrainConfig:
             (c.max_steps_per_epoch is None or c.max_steps_per_epoch >= 1,
              f"--max-steps-per-epoch {c.max_steps_per_epoch} must be at least 1"),
             (c.threads is None or c.threads >= 1, f"--threads {c.threads} must be at least 1"),
+            # PyTorch's SyncBatchNorm refuses CPU modules under DDP ("only work with GPU").
+            (not (c.sync_bn and c.device == "cpu"),
+             "--sync-bn needs --device cuda (PyTorch's SyncBatchNorm runs on GPUs only); "
+             "drop --sync-bn for CPU training"),
         ]
         for ok, message in checks:
             if not ok:
