@@ -19,15 +19,15 @@ from fcnkit.cli._common import OneLineParser
 
 # Subcommand modules, in the order ``fcnkit --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "conv",
+    "demo",
     "data",
+    "train",
     "eval",
     "predict",
-    "train",
-    "demo",
+    "models",
+    "conv",
     "rf",
     "gridding",
-    "models",
     "animate",
 )
 
@@ -40,7 +40,9 @@ def build_parser() -> OneLineParser:
     from fcnkit import __version__
 
     parser.add_argument("--version", action="version", version=f"fcnkit {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=OneLineParser
+    )
     for name in COMMAND_MODULES:
         importlib.import_module(f"fcnkit.cli.{name}").register(subparsers)
     return parser
