@@ -81,3 +81,7 @@ __all__ += [
     "prefix_rule_ok",
     "suggest_rates",
 ]
+
+from fcnkit.arith.tiling import check_overlap, sliding_window_starts  # noqa: E402
+
+__all__ += ["check_overlap", "sliding_window_starts"]

@@ -22,11 +22,12 @@ activations, not ``C × H × W``; :func:`predict_labels` relies on that for huge
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
+
+from fcnkit.arith.tiling import check_overlap, sliding_window_starts
 
 __all__ = [
     "as_window",
@@ -65,44 +66,6 @@ def as_window(window: int | tuple[int, int] | list[int] | None) -> tuple[int, in
             "pass e.g. 512 or (512, 768)"
         )
     return pair[0], pair[1]
-
-
-def _check_overlap(overlap: float) -> float:
-    overlap = float(overlap)
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(
-            f"overlap must be in [0, 1) (fraction of a window shared by neighbours), "
-            f"got {overlap}"
-        )
-    return overlap
-
-
-def sliding_window_starts(size: int, window: int, overlap: float) -> list[int]:
-    """Start offsets of the tiles that cover ``[0, size)`` along one dimension.
-
-    The step between tiles is ``stride = max(1, floor(window · (1 − overlap)))`` (so
-    neighbours share at least ``overlap`` of a window), tiles are placed at
-    ``0, stride, 2·stride, ...`` and the last one is moved flush with the border at
-    ``size − window``. The number of tiles is ``ceil((size − window) / stride) + 1``.
-    If ``window >= size`` there is one tile, starting at 0, of length ``size``.
-
-    Args:
-        size: length of the dimension in pixels (>= 1).
-        window: tile length in pixels (>= 1).
-        overlap: fraction in ``[0, 1)``.
-
-    Returns:
-        Strictly increasing start offsets; tile ``i`` covers ``[s_i, s_i + min(window, size))``.
-    """
-    if size < 1 or window < 1:
-        raise ValueError(f"size and window must be positive, got size={size}, window={window}")
-    overlap = _check_overlap(overlap)
-    if window >= size:
-        return [0]
-    stride = max(1, math.floor(window * (1.0 - overlap)))
-    count = math.ceil((size - window) / stride) + 1
-    # Tiles at multiples of the stride, the last one clamped flush with the border.
-    return [min(i * stride, size - window) for i in range(count)]
 
 
 def _forward_logits(model: nn.Module, x: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -155,7 +118,7 @@ def iter_logit_strips(
     if image.dim() != 4:
         raise ValueError(f"image must be a (N, C, H, W) tensor, got shape {tuple(image.shape)}")
     win = as_window(window)
-    _check_overlap(overlap)
+    check_overlap(overlap)
     n, _, height, width = image.shape
 
     def logits_of(x: torch.Tensor) -> torch.Tensor:

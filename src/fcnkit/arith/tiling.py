@@ -1,0 +1,50 @@
+"""Tiling geometry for sliding-window inference: where the windows start along one axis.
+
+Used by :mod:`fcnkit.engine.inference` (sliding-window evaluation and tiled prediction of
+large images); pure integer arithmetic, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["check_overlap", "sliding_window_starts"]
+
+
+def check_overlap(overlap: float) -> float:
+    """``overlap`` as a float in ``[0, 1)``, or ValueError naming the argument."""
+    overlap = float(overlap)
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(
+            f"overlap must be in [0, 1) (fraction of a window shared by neighbours), "
+            f"got {overlap}"
+        )
+    return overlap
+
+
+def sliding_window_starts(size: int, window: int, overlap: float) -> list[int]:
+    """Start offsets of the tiles that cover ``[0, size)`` along one dimension.
+
+    The step between tiles is ``stride = max(1, floor(window · (1 − overlap)))`` (so
+    neighbours share at least ``overlap`` of a window), tiles are placed at
+    ``0, stride, 2·stride, ...`` and the last one is moved flush with the border at
+    ``size − window``. The number of tiles is ``ceil((size − window) / stride) + 1``.
+    If ``window >= size`` there is one tile, starting at 0, of length ``size``.
+
+    Args:
+        size: length of the dimension in pixels (>= 1).
+        window: tile length in pixels (>= 1).
+        overlap: fraction in ``[0, 1)``.
+
+    Returns:
+        Strictly increasing start offsets; tile ``i`` covers ``[s_i, s_i + min(window, size))``.
+    """
+    if size < 1 or window < 1:
+        raise ValueError(f"size and window must be positive, got size={size}, window={window}")
+    overlap = check_overlap(overlap)
+    if window >= size:
+        return [0]
+    stride = max(1, math.floor(window * (1.0 - overlap)))
+    count = math.ceil((size - window) / stride) + 1
+    # Tiles at multiples of the stride, the last one clamped flush with the border.
+    return [min(i * stride, size - window) for i in range(count)]
