@@ -96,11 +96,12 @@ class _CountingLoader:
 def run(args: Any) -> int:
     from torch.utils.data import DataLoader
 
+    from fcnkit.arith.tiling import check_overlap
     from fcnkit.data import open_dataset
     from fcnkit.data.transforms import eval_transform, pad_collate
     from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from fcnkit.engine.evaluate import evaluate
-    from fcnkit.engine.inference import as_window, resolve_device, sliding_window_starts
+    from fcnkit.engine.inference import as_window, resolve_device
     from fcnkit.errors import InputError
 
     if args.batch_size < 1:
@@ -110,7 +111,7 @@ def run(args: Any) -> int:
     window = as_window(args.window) if args.window is not None else None
     if window is None and args.sliding:
         window = (DEFAULT_WINDOW, DEFAULT_WINDOW)
-    sliding_window_starts(1, 1, args.overlap)  # validates --overlap before any work
+    check_overlap(args.overlap)  # fail on a bad --overlap before any work
     device = resolve_device(args.device)
 
     ckpt = load_checkpoint(checkpoint_file(args.checkpoint))

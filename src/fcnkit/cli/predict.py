@@ -67,14 +67,15 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: Any) -> int:
+    from fcnkit.arith.tiling import check_overlap
     from fcnkit.cli.eval import checkpoint_file
     from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from fcnkit.engine.inference import as_window, resolve_device, sliding_window_starts
+    from fcnkit.engine.inference import as_window, resolve_device
     from fcnkit.engine.predict import collect_images, predict_paths
     from fcnkit.errors import InputError
 
     window = as_window(args.window) if args.window is not None else None
-    sliding_window_starts(1, 1, args.overlap)  # validates --overlap before any work
+    check_overlap(args.overlap)  # fail on a bad --overlap before any work
     if args.max_pixels < 1:
         raise InputError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     device = resolve_device(args.device)
