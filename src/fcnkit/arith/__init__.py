@@ -13,6 +13,7 @@ from fcnkit.arith.matrix import (
 from fcnkit.arith.sizes import (
     TransposedEquivalent,
     UpsamplingRecipe,
+    as_pair,
     conv_output_size,
     conv_transpose_output_size,
     effective_kernel,
@@ -26,6 +27,7 @@ from fcnkit.arith.sizes import (
 __all__ = [
     "TransposedEquivalent",
     "UpsamplingRecipe",
+    "as_pair",
     "bilinear_kernel",
     "bilinear_kernel_1d",
     "bilinear_upsampling_weight",

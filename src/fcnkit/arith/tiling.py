@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import math
 
+from fcnkit.errors import InputError
+
 __all__ = ["check_overlap", "sliding_window_starts"]
 
 
 def check_overlap(overlap: float) -> float:
-    """``overlap`` as a float in ``[0, 1)``, or ValueError naming the argument."""
+    """``overlap`` as a float in ``[0, 1)``, or InputError naming the argument."""
     overlap = float(overlap)
     if not 0.0 <= overlap < 1.0:
-        raise ValueError(
+        raise InputError(
             f"overlap must be in [0, 1) (fraction of a window shared by neighbours), "
             f"got {overlap}"
         )
@@ -40,7 +42,7 @@ def sliding_window_starts(size: int, window: int, overlap: float) -> list[int]:
         Strictly increasing start offsets; tile ``i`` covers ``[s_i, s_i + min(window, size))``.
     """
     if size < 1 or window < 1:
-        raise ValueError(f"size and window must be positive, got size={size}, window={window}")
+        raise InputError(f"size and window must be positive, got size={size}, window={window}")
     overlap = check_overlap(overlap)
     if window >= size:
         return [0]

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from fcnkit.arith import bilinear_kernel
+from fcnkit.arith import as_pair, bilinear_kernel
+from fcnkit.errors import InputError
 
 
 def linear_to_conv_weight(weight: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
@@ -43,12 +44,6 @@ def linear_to_conv(linear: nn.Linear, kernel: tuple[int, int] = (1, 1)) -> nn.Co
         if linear.bias is not None:
             conv.bias.copy_(linear.bias.detach())
     return conv
-
-
-def _pair(value: int | tuple[int, int] | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 def convolutionalize(model: nn.Module) -> nn.Sequential:
@@ -80,9 +75,12 @@ def convolutionalize(model: nn.Module) -> nn.Sequential:
                 f"convolutionalize needs a VGG/AlexNet-style model with .{attr}; "
                 f"got {type(model).__name__}"
             )
-    kernel = _pair(getattr(model.avgpool, "output_size", None))
-    if kernel is None or None in kernel:
-        raise ValueError("convolutionalize: model.avgpool must be AdaptiveAvgPool2d(size)")
+    output_size = getattr(model.avgpool, "output_size", None)
+    try:
+        kernel = as_pair(output_size, "model.avgpool.output_size", minimum=1)
+    except InputError:
+        raise InputError("convolutionalize: model.avgpool must be AdaptiveAvgPool2d(size) "
+                         f"with a fixed size, got output_size={output_size!r}") from None
     layers: list[nn.Module] = []
     first = True
     for layer in model.classifier:

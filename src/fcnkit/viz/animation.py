@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from fcnkit.arith.sizes import conv_output_size, conv_transpose_output_size, transposed_equivalent
+from fcnkit.arith.sizes import (
+    as_pair,
+    conv_output_size,
+    conv_transpose_output_size,
+    transposed_equivalent,
+)
 from fcnkit.atomic import atomic_path
 from fcnkit.errors import InputError
 from fcnkit.viz import pyplot
@@ -38,18 +43,6 @@ __all__ = [
 # Cell kinds of the drawn input grid.
 PADDING, INPUT, INSERTED_ZERO = 0, 1, 2
 MAX_FRAMES = 400
-
-
-def _pair(value: Any, name: str) -> tuple[int, int]:
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2:
-        raise InputError(f"{name}: expected N or H,W, got {value!r}")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise InputError(f"{name}: expected integers, got {value!r}")
-    return int(values[0]), int(values[1])
 
 
 @dataclass(frozen=True)
@@ -105,9 +98,9 @@ def animation_geometry(
             positions, or a transposed layer whose padding exceeds ``dilation*(kernel - 1)``
             (its equivalent direct convolution would crop, which is not drawn).
     """
-    size2, k2, s2 = _pair(size, "size"), _pair(kernel, "kernel"), _pair(stride, "stride")
-    p2, d2 = _pair(padding, "padding"), _pair(dilation, "dilation")
-    op2 = _pair(output_padding, "output_padding")
+    size2, k2, s2 = as_pair(size, "size"), as_pair(kernel, "kernel"), as_pair(stride, "stride")
+    p2, d2 = as_pair(padding, "padding"), as_pair(dilation, "dilation")
+    op2 = as_pair(output_padding, "output_padding")
     if any(v < 1 for v in (*size2, *k2, *s2, *d2)) or any(v < 0 for v in (*p2, *op2)):
         raise InputError("size, kernel, stride and dilation must be >= 1; padding and "
                          "output_padding >= 0")
