@@ -96,7 +96,7 @@ def test_human_output_is_a_table(capsys):
         (["--size", "5", "--kernel", "3", "--padding", "-1"], "padding"),
         (["--size", "5", "--kernel", "3", "--transposed", "--stride", "2",
           "--output-padding", "2"], "output_padding"),
-        (["--size", "5", "--kernel", "3", "--output-padding", "1"], "--transposed"),
+        (["--size", "5", "--kernel", "3", "--output-padding", "1"], "transposed"),
         (["--size", "5", "--kernel", "3", "--convention", "tensorflow"], "same"),
         (["--size", "5", "--kernel", "3", "--padding", "2", "--pool"], "half the kernel"),
         (["--size", "5,a", "--kernel", "3"], "integer"),

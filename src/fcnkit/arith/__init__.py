@@ -87,3 +87,7 @@ __all__ += [
 from fcnkit.arith.tiling import check_overlap, sliding_window_starts  # noqa: E402
 
 __all__ += ["check_overlap", "sliding_window_starts"]
+
+from fcnkit.arith.layer import describe_layer  # noqa: E402
+
+__all__ += ["describe_layer"]
