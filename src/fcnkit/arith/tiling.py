@@ -10,7 +10,14 @@ import math
 
 from fcnkit.errors import InputError
 
-__all__ = ["check_overlap", "sliding_window_starts"]
+__all__ = ["DEFAULT_OVERLAP", "DEFAULT_WINDOW", "check_overlap", "sliding_window_starts"]
+
+#: Tile (window) size in pixels when tiling is asked for (or forced by a pixel budget)
+#: without a size: the one default of ``fcnkit eval --sliding`` and ``fcnkit predict``.
+DEFAULT_WINDOW = 512
+#: Fraction of a window shared by neighbouring windows when none is given: a third, so
+#: every pixel away from the border is seen by at least two tiles along each axis.
+DEFAULT_OVERLAP = 0.33
 
 
 def check_overlap(overlap: float) -> float:
