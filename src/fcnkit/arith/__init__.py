@@ -50,19 +50,27 @@ __all__ = [
 
 # Receptive fields (issue 3).
 from fcnkit.arith.receptive import (  # noqa: E402
+    FusionCrops,
     LayerGeometry,
     ReceptiveField,
+    crop_offset,
+    integer_crop,
     layer_geometry,
     merge_receptive_fields,
     receptive_field,
+    skip_fusion_crops,
 )
 
 __all__ += [
+    "FusionCrops",
     "LayerGeometry",
     "ReceptiveField",
+    "crop_offset",
+    "integer_crop",
     "layer_geometry",
     "merge_receptive_fields",
     "receptive_field",
+    "skip_fusion_crops",
 ]
 
 # Dilated stacks: coverage, HDC check, rate suggestions (issue 3).
@@ -71,6 +79,7 @@ from fcnkit.arith.gridding import (  # noqa: E402
     RateSuggestion,
     dilation_coverage,
     hdc_check,
+    hdc_schedule,
     prefix_rule_ok,
     suggest_rates,
 )
@@ -80,6 +89,7 @@ __all__ += [
     "RateSuggestion",
     "dilation_coverage",
     "hdc_check",
+    "hdc_schedule",
     "prefix_rule_ok",
     "suggest_rates",
 ]

@@ -41,12 +41,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnkit.models.registry import (
-        TABLE_VARIANTS,
-        describe_options,
-        list_models,
-        model_summary,
-    )
+    from fcnkit.analysis import TABLE_VARIANTS, describe_options, model_summary
+    from fcnkit.errors import InputError
+    from fcnkit.models import list_models
 
     size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
     variants = list(TABLE_VARIANTS)
@@ -54,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = [n for n in wanted if n not in list_models()]
         if unknown:
-            raise ValueError(f"--only: unknown model {', '.join(unknown)}; choose from "
+            raise InputError(f"--only: unknown model {', '.join(unknown)}; choose from "
                              f"{', '.join(list_models())}")
         variants = [v for v in variants if v[0] in wanted]
     rows = [

@@ -28,7 +28,7 @@ def linear_to_conv_weight(weight: torch.Tensor, kernel: tuple[int, int]) -> torc
     out_features, in_features = weight.shape
     kh, kw = kernel
     if in_features % (kh * kw):
-        raise ValueError(
+        raise InputError(
             f"a Linear layer with {in_features} inputs cannot read a {kh}x{kw} map "
             "(in_features must be channels * kh * kw)"
         )
@@ -67,11 +67,11 @@ def convolutionalize(model: nn.Module) -> nn.Sequential:
         ``h = (feature height) - kh + 1``.
 
     Raises:
-        ValueError: for a model without that structure.
+        InputError: for a model without that structure.
     """
     for attr in ("features", "avgpool", "classifier"):
         if not hasattr(model, attr):
-            raise ValueError(
+            raise InputError(
                 f"convolutionalize needs a VGG/AlexNet-style model with .{attr}; "
                 f"got {type(model).__name__}"
             )
@@ -90,9 +90,9 @@ def convolutionalize(model: nn.Module) -> nn.Sequential:
         elif isinstance(layer, (nn.ReLU, nn.Dropout)):
             layers.append(type(layer)(**_module_kwargs(layer)))
         else:
-            raise ValueError(f"convolutionalize: cannot convert {type(layer).__name__}")
+            raise InputError(f"convolutionalize: cannot convert {type(layer).__name__}")
     if first:
-        raise ValueError("convolutionalize: the classifier has no Linear layer")
+        raise InputError("convolutionalize: the classifier has no Linear layer")
     return nn.Sequential(model.features, nn.Sequential(*layers))
 
 
@@ -119,7 +119,7 @@ def bilinear_init_(layer: nn.ConvTranspose2d) -> nn.ConvTranspose2d:
     c_in, c_out_per_group, kh, kw = layer.weight.shape
     groups = layer.groups
     if c_in != c_out_per_group * groups:
-        raise ValueError(
+        raise InputError(
             f"bilinear_init_ needs in_channels == out_channels, got {c_in} and "
             f"{c_out_per_group * groups}"
         )
