@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+#: Every temporary file :func:`atomic_path` creates is named ``.fcnkit-tmp.<stem>.<random>
+#: <suffix>``, so that files left by a killed process can be recognised and removed
+#: (:func:`remove_stale_temp_files`).
+TEMP_PREFIX = ".fcnkit-tmp."
+# Names written by earlier versions: ".<stem>.<8 random chars>.tmp<suffix>" (mkstemp).
+_OLD_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
 
 
 @contextlib.contextmanager
@@ -31,7 +40,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+        prefix=f"{TEMP_PREFIX}{target.stem}.", suffix=target.suffix, dir=target.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
@@ -52,3 +61,36 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def is_temp_file(path: str | os.PathLike[str]) -> bool:
+    """True for a temporary file of :func:`atomic_path` (this or an earlier version)."""
+    name = Path(path).name
+    return name.startswith(TEMP_PREFIX) or bool(_OLD_TEMP_NAME.match(name))
+
+
+def remove_stale_temp_files(directory: str | os.PathLike[str],
+                            older_than_s: float = 0.0) -> list[Path]:
+    """Remove :func:`atomic_path` temporaries a killed process left in ``directory``.
+
+    Call it where no other process writes ``directory`` at the same time (a training run
+    does, under its run-directory lock); elsewhere pass ``older_than_s`` so that a
+    concurrent writer's file in progress is kept.
+
+    Returns:
+        The files removed (not recursive; a missing directory gives an empty list).
+    """
+    removed: list[Path] = []
+    root = Path(directory)
+    if not root.is_dir():
+        return removed
+    now = time.time()
+    for entry in root.iterdir():
+        if not is_temp_file(entry) or not entry.is_file() or entry.is_symlink():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if older_than_s and now - entry.stat().st_mtime < older_than_s:
+                continue
+            entry.unlink()
+            removed.append(entry)
+    return removed

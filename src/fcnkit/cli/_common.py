@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -44,18 +43,10 @@ def int_list(text: str) -> list[int]:
 
 
 def print_json(obj: Any) -> None:
-    """Print one JSON object (numpy/tuple values converted) to stdout."""
-    print(json.dumps(obj, indent=2, default=_json_default))
+    """Print one strict JSON document to stdout (NaN/inf → null; :mod:`fcnkit.jsonio`)."""
+    from fcnkit.jsonio import dumps_strict
 
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if hasattr(value, "__dict__"):
-        return vars(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    print(dumps_strict(obj, indent=2))
 
 
 def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:

@@ -75,18 +75,33 @@ def read_image_array(path: str | os.PathLike[str]) -> np.ndarray:
     """An image file as an (H, W, 3) uint8 RGB array, EXIF orientation applied.
 
     Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit inputs are converted to
-    8-bit RGB. A corrupt or truncated file raises :class:`InputError` naming it.
+    8-bit RGB; 16-bit values are scaled by the type's range (65535 → 255), float images
+    by 1.0 → 255. A corrupt or truncated file raises :class:`InputError` naming it.
     """
     image = _open_image(Path(path), "image")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit grayscale: scale the full range down to 8 bits.
-        array = np.asarray(image, dtype=np.float64)
-        top = array.max() if array.size and array.max() > 255 else 255.0
-        gray = np.clip(np.rint(array * (255.0 / top)), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode.startswith("I") or image.mode == "F":
+        return np.repeat(_wide_gray_to_uint8(image)[..., None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA").convert("RGB")
     return np.asarray(image.convert("RGB"))
+
+
+#: Full-scale value of PIL's wide grayscale modes. 16-bit files (PNG, TIFF) open as
+#: ``I;16*`` or, in older Pillow, ``I``: both hold 0..65535. ``F`` holds floats in [0, 1]
+#: (torchvision's convention for float images, ``transforms.v2.ToDtype(scale=True)``).
+_FULL_SCALE = {"I": 65535.0, "F": 1.0}
+
+
+def _wide_gray_to_uint8(image: Image.Image) -> np.ndarray:
+    """16/32-bit or float grayscale → uint8, scaled by the type's range, not the image's max.
+
+    ``v8 = round(v16 * 255 / 65535)`` (= v16 / 257), as ``ToDtype(torch.uint8, scale=True)``
+    does, so the same picture stored in 8 and in 16 bits reads the same.
+    """
+    array = np.asarray(image, dtype=np.float64)
+    top = _FULL_SCALE["F" if image.mode == "F" else "I"]
+    array = np.nan_to_num(array, nan=0.0, posinf=top, neginf=0.0)
+    return np.clip(np.rint(array * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
 def read_image(path: str | os.PathLike[str]) -> torch.Tensor:

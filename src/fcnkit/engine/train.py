@@ -440,13 +440,24 @@ def train(
     Raises:
         InputError: bad data, a checkpoint that does not fit, a missing ``--resume``.
     """
+    from fcnkit.atomic import remove_stale_temp_files
+    from fcnkit.engine.runlock import RunLock
+
     _device_check(config)
     start_time = time.perf_counter()
     resume = load_resume_checkpoint(config)  # before creating anything: fail early
     info = ddp.init_distributed(config.device)
+    # Rank 0 writes the run directory: it holds the lock (a second run into the same
+    # directory is refused) and removes temporaries a killed earlier run left there.
+    lock = RunLock(resolve_run_dir(config)) if info.is_main else None
     try:
+        if lock is not None:
+            lock.acquire()
+            remove_stale_temp_files(lock.run_dir)
         return _train(config, info, resume, on_epoch, start_time)
     finally:
+        if lock is not None:
+            lock.release()
         ddp.cleanup_distributed()
 
 
