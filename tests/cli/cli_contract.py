@@ -1,0 +1,161 @@
+"""The CLI contract harness: run ``fcnkit.cli.main(argv)`` in a forked child, bounded.
+
+Each case runs in a child forked from a server process that imported ``fcnkit.cli`` and
+torch once (fork is cheap; a fresh interpreter per case would cost seconds). The child has
+an address-space limit (so a runaway allocation fails instead of the kernel's OOM killer
+taking the machine), its stdout/stderr go to files, and the parent kills it after
+``timeout`` seconds. An exception escaping ``main`` is printed as a traceback and exits 1,
+which the contract forbids, exactly as the console script would show it.
+
+The contract (:func:`contract_violation`):
+
+* exit code 0 or 2 (argparse errors, InputError and the other user errors give 2);
+* exit 2 prints exactly one ``error:`` line and no traceback;
+* the case finishes within the timeout;
+* a run directory written with exit 0 holds no NaN/inf weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Address-space limit of a case (bytes). torch alone maps ~3.2 GB of virtual memory.
+CASE_ADDRESS_SPACE = 8 * 2**30
+#: Seconds a case may run (tiny inputs: real work takes well under a few seconds).
+CASE_TIMEOUT_S = 60.0
+
+
+@dataclass
+class CaseResult:
+    argv: list[str]
+    code: int | None  # None: killed after the timeout
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def timed_out(self) -> bool:
+        return self.code is None
+
+
+def _child(argv: list[str], out_path: str, err_path: str, env: dict[str, str]) -> None:
+    """Body of the forked child: never returns (os._exit)."""
+    code = 1
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (CASE_ADDRESS_SPACE, CASE_ADDRESS_SPACE))
+        os.environ.update(env)
+        out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        sys.stdout = os.fdopen(1, "w", buffering=1)
+        sys.stderr = os.fdopen(2, "w", buffering=1)
+        from fcnkit.cli import main
+
+        try:
+            code = int(main(argv) or 0)
+        except SystemExit as exc:  # argparse
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def run_case(argv: list[str], *, timeout: float = CASE_TIMEOUT_S, cwd: Path | None = None,
+             env: dict[str, str] | None = None) -> CaseResult:
+    """Run ``fcnkit ARGV`` in a forked child with the contract's limits (see module doc)."""
+    import fcnkit.cli  # noqa: F401  (imported once in the parent, inherited by the child)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path, err_path = os.path.join(tmp, "out"), os.path.join(tmp, "err")
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            if cwd is not None:
+                os.chdir(cwd)
+            os.setpgid(0, 0)
+            _child([str(a) for a in argv], out_path, err_path, dict(env or {}))
+        code: int | None = None
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() - start > timeout:
+                # the child and anything it started (DataLoader / synth workers)
+                for target in (-pid, pid):
+                    try:
+                        os.kill(target, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.02)
+        seconds = time.monotonic() - start
+        out = Path(out_path).read_text(errors="replace") if os.path.exists(out_path) else ""
+        err = Path(err_path).read_text(errors="replace") if os.path.exists(err_path) else ""
+    return CaseResult([str(a) for a in argv], code, out, err, seconds)
+
+
+def nan_weights_in(directory: Path) -> list[str]:
+    """Checkpoints under ``directory`` whose model weights hold NaN or inf."""
+    import torch
+
+    bad = []
+    for path in sorted(Path(directory).rglob("*.pt")):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - not ours to judge here
+            continue
+        weights = state.get("model_state", state) if isinstance(state, dict) else {}
+        if any(torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+               for v in weights.values()):
+            bad.append(str(path))
+    return bad
+
+
+def contract_violation(result: CaseResult, run_dirs: list[Path] = ()) -> str | None:
+    """Why ``result`` breaks the CLI contract, or None when it keeps it."""
+    argv = " ".join(result.argv)
+    if result.timed_out:
+        return f"timeout after {result.seconds:.0f} s: fcnkit {argv}"
+    if "Traceback (most recent call last)" in result.stderr:
+        last = result.stderr.strip().splitlines()[-1]
+        return f"traceback ({last}): fcnkit {argv}"
+    if result.code not in (0, 2):
+        tail = result.stderr.strip().splitlines()[-1:] or ["(no stderr)"]
+        return f"exit {result.code} ({tail[0]}): fcnkit {argv}"
+    if result.code == 2:
+        errors = [line for line in result.stderr.splitlines() if "error:" in line]
+        if len(errors) != 1:
+            return f"exit 2 with {len(errors)} error lines: fcnkit {argv}"
+    if result.code == 0:
+        for directory in run_dirs:
+            bad = nan_weights_in(directory) if Path(directory).exists() else []
+            if bad:
+                return f"exit 0 with NaN/inf weights in {bad[0]}: fcnkit {argv}"
+    if "--json" in result.argv and result.code == 0 and result.stdout.strip():
+        try:
+            json.loads(result.stdout, parse_constant=_reject_constant)
+        except ValueError as exc:
+            return f"--json output is not strict JSON ({exc}): fcnkit {argv}"
+    return None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")

@@ -1,0 +1,112 @@
+"""The CLI contract, for every subcommand and every numeric option: whatever the value, no
+traceback, no hang, exit 0 or a one-line error with exit 2, and never exit 0 with NaN
+weights (harness: tests/cli/conftest.py).
+
+Each option is tried with the hostile values of its kind: not-a-number, infinities, zero,
+negatives, huge and overflowing numbers, non-numbers, empty strings and (for sizes) huge
+H,W pairs. Valid values among them run for real on tiny inputs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from cli_contract import contract_violation, run_case
+
+NUMBERS = ["nan", "inf", "-inf", "0", "-1", "-0.5", "1e6", "1e18", str(2**64), "abc", "",
+           "1,2,3"]
+INTEGERS = ["0", "-1", "1000000", str(10**18), str(2**64), "1.5", "nan", "abc", ""]
+SIZES = ["0", "-1", "0,5", "5,-3", "1000000", "30000,30000", "100000,100000", str(2**64),
+         "1e6", "abc", "", "1,2,3"]
+#: demo runs a whole training when given a valid value: only values it must refuse.
+REFUSED_INTEGERS = ["-1", str(2**64), "1.5", "nan", "abc", ""]
+
+# subcommand -> (base argv with {data}/{ckpt}/{images}/{out} placeholders, {option: values})
+COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
+    "gridding": (["gridding", "1,2,5"], {
+        "RATES": ["0", "-1", "1000000", "1,1000000", str(2**64), "1.5", "abc", "",
+                  ",".join(["1000"] * 2000)],
+        "--kernel": INTEGERS,
+        "--suggest": ["0,5", "5,0", "-1,5", "1000000,67", "6,100000000", str(2**64) + ",5",
+                      "6", "6,67,1", "abc"],
+    }),
+    "animate": (["animate", "--size", "5", "--kernel", "3", "-o", "{out}/a.gif"], {
+        "--size": SIZES, "--kernel": SIZES, "--stride": SIZES, "--padding": SIZES,
+        "--dilation": SIZES, "--frame-ms": INTEGERS,
+    }),
+    "animate --transposed": (["animate", "--size", "3", "--kernel", "3", "--stride", "2",
+                              "--transposed", "-o", "{out}/t.gif"], {
+        "--size": SIZES, "--stride": SIZES, "--output-padding": SIZES,
+    }),
+    "conv": (["conv", "--size", "32", "--kernel", "3", "--json"], {
+        "--size": SIZES, "--kernel": SIZES, "--stride": SIZES, "--padding": SIZES,
+        "--dilation": SIZES,
+    }),
+    "conv --transposed": (["conv", "--size", "8", "--kernel", "4", "--stride", "2",
+                           "--transposed"], {"--output-padding": SIZES, "--stride": SIZES}),
+    "models": (["models", "--only", "fcn32s", "--no-rf", "--size", "64"], {
+        "--size": SIZES, "--num-classes": INTEGERS,
+    }),
+    "rf": (["rf", "fcn32s", "--size", "64"], {"--size": SIZES, "--num-classes": INTEGERS}),
+    "data synth": (["data", "synth", "--out", "{out}/synth", "--train", "2", "--val", "1",
+                    "--size", "32,32", "--workers", "0"], {
+        "--train": INTEGERS, "--val": INTEGERS, "--seed": INTEGERS, "--size": SIZES,
+        "--workers": INTEGERS,
+    }),
+    "train": (["train", "--data", "synth:{data}", "--model", "fcn32s", "--epochs", "1",
+               "--batch-size", "2", "--crop", "32,32", "--workers", "0",
+               "--max-steps-per-epoch", "1", "--no-progress", "--out", "{out}/run"], {
+        "--epochs": INTEGERS, "--batch-size": INTEGERS, "--lr": NUMBERS,
+        "--momentum": NUMBERS, "--weight-decay": NUMBERS, "--lr-power": NUMBERS,
+        "--crop": SIZES, "--scale-range": ["0,1", "-1,2", "2,1", "1,inf", "nan,1", "1e-30,1",
+                                           "1,1e30", "0.5", "abc", ""],
+        "--seed": INTEGERS, "--workers": ["-1", str(2**64), "1.5", "abc"],
+        "--log-every": INTEGERS, "--max-steps-per-epoch": INTEGERS,
+        "--threads": ["0", "-1", "1000000", str(2**64), "abc"],
+        "--class-weights": ["0,0,0,0,0,0,0,0,0", "nan,1,1,1,1,1,1,1,1",
+                            "inf,1,1,1,1,1,1,1,1", "-1,1,1,1,1,1,1,1,1", "1,2", "abc", "",
+                            "1e30,1e30,1e30,1e30,1e30,1e30,1e30,1e30,1e30"],
+        "--nproc": ["0", "-1", str(2**64), "abc"],
+    }),
+    "eval": (["eval", "--checkpoint", "{ckpt}", "--data", "synth:{data}", "--json"], {
+        "--window": SIZES, "--overlap": NUMBERS, "--batch-size": INTEGERS,
+        "--workers": ["-1", str(2**64), "1.5", "abc"],
+    }),
+    "predict": (["predict", "--checkpoint", "{ckpt}", "{images}", "--out", "{out}/pred",
+                 "--json"], {
+        "--window": SIZES, "--overlap": NUMBERS, "--max-pixels": INTEGERS,
+    }),
+    "demo": (["demo", "--quick", "--out", "{out}/demo", "--cache", "{out}/cache"], {
+        "--seed": REFUSED_INTEGERS, "--workers": REFUSED_INTEGERS,
+        "--threads": REFUSED_INTEGERS + ["0"],
+    }),
+}
+
+HEAVY = {"train", "eval", "predict", "models", "rf"}
+
+
+def _cases():
+    for command, (_, options) in COMMANDS.items():
+        for option, values in options.items():
+            for value in values:
+                marks = [pytest.mark.slow] if command.split()[0] in HEAVY else []
+                yield pytest.param(command, option, value, marks=marks,
+                                   id=f"{command}{' ' if option else ''}{option}={value[:24]}")
+
+
+def build_argv(command: str, option: str, value: str, world: dict, out) -> list[str]:
+    base, _ = COMMANDS[command]
+    fill = {"data": world["data"], "ckpt": world["ckpt"], "images": world["images"], "out": out}
+    argv = [part.format(**fill) for part in base]
+    if option == "RATES":
+        argv[1] = value
+    else:
+        argv += [f"{option}={value}"]  # "=": a value starting with '-' is not an option
+    return argv
+
+
+@pytest.mark.parametrize(("command", "option", "value"), list(_cases()))
+def test_cli_contract(command, option, value, contract_world, tmp_path):
+    argv = build_argv(command, option, value, contract_world, tmp_path)
+    result = run_case(argv, env={"FCNKIT_CACHE": str(tmp_path / "cache")})
+    violation = contract_violation(result, run_dirs=[tmp_path])
+    assert violation is None, violation + "\n" + result.stderr[-2000:]
