@@ -21,7 +21,6 @@ maps to 255); without colours they are rejected.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcnkit.data.palette import IGNORE_INDEX, voc_palette
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, warn
 
 RGB = tuple[int, int, int]
 
@@ -41,10 +40,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: Colour of void pixels in Pascal VOC's colour-rendered masks.
 VOC_VOID_COLOUR: RGB = (224, 224, 192)
 
-
-def warn(message: str) -> None:
-    """Print one warning line on stderr (same format as the command line's warnings)."""
-    print(f"fcnkit: warning: {message}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------ file readers

@@ -38,10 +38,9 @@ from fcnkit.data.folder import (
     colour_lookup,
     read_classes_file,
     read_mask,
-    warn,
 )
 from fcnkit.data.palette import voc_palette
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, warn
 
 #: The 21 Pascal VOC segmentation classes (index = label value).
 VOC_CLASSES: list[str] = [
