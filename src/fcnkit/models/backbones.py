@@ -110,11 +110,11 @@ class Backbone(nn.Module, ABC):
         return self.strides[self.deepest]
 
     def feature_at_stride(self, stride: int) -> str:
-        """Name of the feature whose stride is ``stride``; ValueError if there is none."""
+        """Name of the feature whose stride is ``stride``; InputError if there is none."""
         for name, s in self.strides.items():
             if s == stride:
                 return name
-        raise ValueError(
+        raise InputError(
             f"backbone {type(self).__name__} has no feature at stride {stride}; "
             f"it has {self.strides}"
         )
