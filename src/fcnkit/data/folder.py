@@ -62,7 +62,7 @@ def _open_image(path: Path, what: str) -> Image.Image:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(
             f"{path}: cannot read {what} ({reason}); replace or remove the file "
-            "(or pass --skip-bad)"
+            "(or skip bad samples)"
         ) from None
 
 
@@ -430,7 +430,7 @@ class FolderDataset(SegmentationDataset):
         root = Path(root).expanduser()
         images_dir, masks_dir = root / "images" / split, root / "masks" / split
         if not root.is_dir():
-            raise InputError(f"{root}: dataset directory not found; check --data")
+            raise InputError(f"{root}: dataset directory not found; check the path")
         for directory in (images_dir, masks_dir):
             if not directory.is_dir():
                 available = sorted(p.name for p in (root / "images").glob("*") if p.is_dir())
@@ -450,7 +450,7 @@ class FolderDataset(SegmentationDataset):
                 continue
             message = f"{image_file}: no mask {mask_file.name} in {masks_dir}; add it"
             if not skip_bad:
-                raise InputError(message + " or remove the image (or pass --skip-bad)")
+                raise InputError(message + " or remove the image (or skip bad samples)")
             warn(f"skipping {stem}: {message}")
             missing.append((stem, message))
         classes_file = root / "classes.txt"
