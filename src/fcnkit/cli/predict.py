@@ -17,15 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fcnkit.arith.tiling import DEFAULT_OVERLAP, DEFAULT_WINDOW
+from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.cli._common import device, format_table, overlap, positive_int, print_json, window
 
 NAME = "predict"
 
 
 def register(subparsers: Any) -> None:
-    from fcnkit.engine.predict import DEFAULT_MAX_PIXELS
-
     parser = subparsers.add_parser(
         NAME,
         help="segment image files or directories with a checkpoint",

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fcnkit.arith.tiling import DEFAULT_OVERLAP, DEFAULT_WINDOW
+from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.atomic import atomic_path
 from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
 from fcnkit.engine.inference import as_window, iter_logit_strips
@@ -55,8 +55,6 @@ __all__ = [
 #: File extensions picked up when an input is a directory (case-insensitive): the same
 #: list the dataset readers use.
 IMAGE_EXTENSIONS = FOLDER_IMAGE_EXTENSIONS
-#: Images with more pixels than this are segmented in tiles when no window is given.
-DEFAULT_MAX_PIXELS = 1024 * 1024
 #: Opacity of the class colours in overlays.
 OVERLAY_ALPHA = 0.5
 
