@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 
-__all__ = ["FcnkitWarning", "InputError", "warn"]
+__all__ = ["FcnkitWarning", "InputError", "first_line", "warn"]
 
 
 class InputError(ValueError):
@@ -24,6 +24,12 @@ class InputError(ValueError):
 
 class FcnkitWarning(UserWarning):
     """Something the user should know that does not stop the work (a skipped sample, ...)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name if it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def warn(message: str, *, stacklevel: int = 2) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fcnkit.cli._common import OneLineParser
-from fcnkit.errors import FcnkitWarning, InputError
+from fcnkit.errors import FcnkitWarning, InputError, first_line
 
 # Subcommand modules, in the order ``fcnkit --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -68,11 +68,6 @@ def _is_main_rank() -> bool:
     return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _show_warning(
     message: Warning | str, category: type[Warning], filename: str, lineno: int,
     file: Any = None, line: str | None = None,
@@ -80,7 +75,7 @@ def _show_warning(
     """``warnings.showwarning`` for the command line: one ``fcnkit: warning:`` line."""
     if not _is_main_rank():
         return
-    text = _first_line(message) if isinstance(message, Warning) else str(message).strip()
+    text = first_line(message) if isinstance(message, Warning) else str(message).strip()
     if not issubclass(category, FcnkitWarning):
         text = f"{category.__name__}: {text}"  # a warning from a library fcnkit uses
     print(f"fcnkit: warning: {text}", file=sys.stderr)
@@ -134,5 +129,5 @@ def main(argv: list[str] | None = None) -> int:
         # A user's mistake (or a file they named that cannot be read): one line, exit 2.
         if os.environ.get("FCNKIT_DEBUG"):
             raise
-        print(f"fcnkit {args.command}: error: {_first_line(exc)}", file=sys.stderr)
+        print(f"fcnkit {args.command}: error: {first_line(exc)}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcnkit.data.palette import IGNORE_INDEX, voc_palette
-from fcnkit.errors import InputError, warn
+from fcnkit.errors import InputError, first_line, warn
 
 RGB = tuple[int, int, int]
 
@@ -59,7 +59,7 @@ def _open_image(path: Path, what: str) -> Image.Image:
         raise InputError(f"{path}: {what} is too large to decode safely ({exc}); downscale "
                          "it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise InputError(
             f"{path}: cannot read {what} ({reason}); replace or remove the file "
             "(or skip bad samples)"

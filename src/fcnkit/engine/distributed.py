@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
     except Exception as exc:  # the store raises several types on a failed rendezvous
         raise InputError(
             f"rank {rank}/{world}: the process group ({backend}) could not form within "
-            f"{timeout.total_seconds():.0f} s ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+            f"{timeout.total_seconds():.0f} s ({first_line(exc)}); "
             "check MASTER_ADDR/MASTER_PORT or the torchrun --rdzv-endpoint and that every "
             "node started"
         ) from exc

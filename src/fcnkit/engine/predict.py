@@ -37,7 +37,7 @@ from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WIN
 from fcnkit.atomic import atomic_path
 from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
 from fcnkit.engine.inference import as_window, iter_logit_strips
-from fcnkit.errors import InputError, warn
+from fcnkit.errors import InputError, first_line, warn
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -357,7 +357,7 @@ def predict_checkpoint(
 
     def on_bad(path: Path, exc: Exception) -> None:
         bad.append(str(path))
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         warn(f"skipped: {reason}" if str(path) in reason else f"skipped {path}: {reason}")
 
     def on_done(plan: PlannedOutput, labels: torch.Tensor) -> None:
