@@ -8,7 +8,11 @@ torchvision's ``references/segmentation`` uses ``ignore_index=255`` likewise).
 
 from __future__ import annotations
 
-__all__ = ["IGNORE_INDEX"]
+__all__ = ["IGNORE_INDEX", "MAX_CLASSES"]
 
 #: Label of "void" / ignored pixels in every mask fcnkit reads, writes, trains and scores on.
 IGNORE_INDEX = 255
+
+#: Most classes a model or dataset may have: masks are 8-bit PNGs whose value 255 is void,
+#: so labels 0..254 are the classes (a checkpoint claiming more is refused).
+MAX_CLASSES = 255

@@ -31,7 +31,7 @@ from pathlib import Path
 #: Address-space limit of a case (bytes). torch alone maps ~3.2 GB of virtual memory.
 CASE_ADDRESS_SPACE = 8 * 2**30
 #: Seconds a case may run (tiny inputs: real work takes well under a few seconds).
-CASE_TIMEOUT_S = 60.0
+CASE_TIMEOUT_S = 40.0
 
 
 @dataclass

@@ -131,3 +131,31 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fcnkit {args.command}: error: {first_line(exc)}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError, ArithmeticError) as exc:
+        # Out of memory (Python's MemoryError, torch's allocator RuntimeError) or a number
+        # out of range deep inside a computation: the input was too large for this machine
+        # or an option value slipped past the checks. One line that says so; any other
+        # RuntimeError is a bug and keeps its traceback.
+        message = resource_error_message(exc)
+        if message is None or os.environ.get("FCNKIT_DEBUG"):
+            raise
+        print(f"fcnkit {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+#: Substrings of the RuntimeErrors torch raises when an allocation fails.
+_ALLOCATOR_MESSAGES = ("not enough memory", "DefaultCPUAllocator", "out of memory",
+                       "can't allocate memory", "Cannot allocate memory")
+
+
+def resource_error_message(exc: BaseException) -> str | None:
+    """The one-line message for an out-of-memory or arithmetic error, None for a bug."""
+    text = first_line(exc)
+    if isinstance(exc, MemoryError) or (
+            isinstance(exc, RuntimeError) and any(m in str(exc) for m in _ALLOCATOR_MESSAGES)):
+        return (f"out of memory ({text[:160]}); use a smaller input size, --crop, --batch-size "
+                "or --window")
+    if isinstance(exc, ArithmeticError):  # OverflowError, ZeroDivisionError, FloatingPointError
+        return (f"a number went out of range ({type(exc).__name__}: {text[:160]}); check the "
+                "numeric options (FCNKIT_DEBUG=1 shows where)")
+    return None

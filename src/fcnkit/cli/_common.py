@@ -8,6 +8,7 @@ reported as ``fcnkit CMD: error: argument --NAME: ...`` before any work starts.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -91,6 +92,71 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """argparse ``type=`` for a count that may be 0 (DataLoader workers)."""
     return _checked(_integer, _at_least(0))(text)
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type=`` for an integer in [low, high] (refuses absurd values up front)."""
+
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise InputError(f"expected an integer from {low} to {high}, got {value}")
+        return value
+
+    return _checked(_integer, check)
+
+
+def float_in(low: float, high: float, *, low_open: bool = False,
+             high_open: bool = False) -> Callable[[str], float]:
+    """An argparse ``type=`` for a finite number in [low, high] (``*_open``: bound excluded).
+
+    NaN and infinities are refused by name: ``float("nan")`` would otherwise pass every
+    comparison-based check unnoticed.
+    """
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+
+    def check(value: float) -> float:
+        if not math.isfinite(value):
+            raise InputError(f"expected a finite number, got {value}")
+        below = value <= low if low_open else value < low
+        above = value >= high if high_open else value > high
+        if below or above:
+            raise InputError(f"expected a number in {left}{low:g}, {high:g}{right}, got {value:g}")
+        return value
+
+    return _checked(_float, check)
+
+
+def float_pair_in(low: float, high: float) -> Callable[[str], tuple[float, float]]:
+    """An argparse ``type=`` for ``MIN,MAX``: two finite numbers, low <= MIN <= MAX <= high."""
+    number = float_in(low, high)
+
+    def parse(text: str) -> tuple[float, float]:
+        parts = [p for p in str(text).split(",") if p.strip()]
+        if len(parts) != 2:
+            raise argparse.ArgumentTypeError(f"expected MIN,MAX like 0.5,2.0, got {text!r}")
+        first, second = number(parts[0]), number(parts[1])
+        if first > second:
+            raise argparse.ArgumentTypeError(f"expected MIN <= MAX, got {text!r}")
+        return first, second
+
+    return parse
+
+
+def size_pair(maximum: int) -> Callable[[str], tuple[int, int]]:
+    """An argparse ``type=`` for a size N or H,W in pixels, each from 1 to ``maximum``."""
+    from fcnkit.arith.sizes import as_pair
+
+    def check(value: Any) -> tuple[int, int]:
+        pair = as_pair(value, "size", minimum=1)
+        if max(pair) > maximum:
+            raise InputError(f"expected sizes up to {maximum}, got {value}")
+        return pair
+
+    return _checked(dims, check)
+
+
+#: Seeds of numpy's legacy generator and of most tools are 32-bit: 0 .. 2**32 - 1.
+seed = int_in(0, 2**32 - 1)
 
 
 def overlap(text: str) -> float:

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import dims, print_json
+from fcnkit.cli._common import dims, int_in, print_json
 
 NAME = "animate"
 
@@ -43,18 +43,20 @@ def register(subparsers: Any) -> None:
                         help="GIF to write (with --png and a .png PATH: only the sheet)")
     parser.add_argument("--png", action="store_true",
                         help="also write a contact sheet of all frames (PATH with .png)")
-    parser.add_argument("--frame-ms", type=int, default=500, help="frame duration (500 ms)")
+    # GIF frame delays are 16-bit counts of 10 ms (GIF89a, Graphic Control Extension).
+    parser.add_argument("--frame-ms", type=int_in(10, 655_350), default=500,
+                        help="frame duration, 10..655350 ms (default 500)")
     parser.add_argument("--json", action="store_true", help="print what was written as JSON")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from fcnkit.arith.sizes import as_pair
     from fcnkit.arith.taps import tap_layout
     from fcnkit.errors import InputError
+    from fcnkit.limits import check_animation
     from fcnkit.viz.animation import write_conv_animation
 
-    if args.frame_ms < 10:
-        raise InputError(f"--frame-ms must be >= 10, got {args.frame_ms}")
     out = Path(args.output)
     if out.suffix.lower() == ".png":
         if not args.png:
@@ -65,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         if out.suffix.lower() != ".gif":
             raise InputError(f"-o {out}: the animation is a GIF; name it .gif")
         gif, sheet = out, (out.with_suffix(".png") if args.png else None)
+    check_animation(*(as_pair(v, name) for v, name in (
+        (args.size, "--size"), (args.kernel, "--kernel"), (args.stride, "--stride"),
+        (args.padding, "--padding"), (args.dilation, "--dilation"))),
+        args.transposed, as_pair(args.output_padding, "--output-padding"))
     geom = tap_layout(args.size, args.kernel, args.stride, args.padding, args.dilation,
                       args.transposed, args.output_padding)
     frames = write_conv_animation(geom, gif, sheet, frame_ms=args.frame_ms)

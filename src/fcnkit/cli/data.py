@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from fcnkit.cli._common import OneLineParser, dims, format_table, print_json
+from fcnkit.cli._common import OneLineParser, dims, format_table, int_in, print_json, seed
+from fcnkit.limits import SYNTH_MAX_IMAGES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,12 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ImageSets/Segmentation/{train,val}.txt and classes.txt. Deterministic per seed.",
     )
     synth.add_argument("--out", required=True, help="output directory")
-    synth.add_argument("--train", type=int, default=800, help="training images (default 800)")
-    synth.add_argument("--val", type=int, default=200, help="validation images (default 200)")
-    synth.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    synth.add_argument("--train", type=int_in(0, SYNTH_MAX_IMAGES), default=800,
+                       help="training images (default 800)")
+    synth.add_argument("--val", type=int_in(0, SYNTH_MAX_IMAGES), default=200,
+                       help="validation images (default 200)")
+    synth.add_argument("--seed", type=seed, default=0, help="dataset seed (default 0)")
     synth.add_argument("--size", type=dims, default=(150, 210),
                        help="image size H,W in pixels (default 150,210)")
-    synth.add_argument("--workers", type=int, default=None,
+    synth.add_argument("--workers", type=int_in(0, 256), default=None,
                        help="worker processes (default: up to 2)")
     synth.add_argument("--json", action="store_true", help="print a JSON summary")
     synth.set_defaults(handler=run_synth)

@@ -44,7 +44,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from fcnkit.arith.gridding import hdc_check, suggest_rates
     from fcnkit.errors import InputError
+    from fcnkit.limits import check_gridding
 
+    check_gridding(args.rates, args.kernel, args.suggest if isinstance(args.suggest, tuple)
+                   else None)
     report = hdc_check(args.rates, kernel_size=args.kernel)
     suggestions = None
     if args.suggest is not None:

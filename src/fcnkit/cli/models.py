@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fcnkit.cli._common import dims, format_table, print_json
+from fcnkit.cli._common import dims, format_table, int_in, print_json
+from fcnkit.constants import MAX_CLASSES
 
 NAME = "models"
 
@@ -32,7 +33,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--size", type=dims, default=(320, 480),
                         help="input size H,W for GFLOPs and receptive field (320,480)")
-    parser.add_argument("--num-classes", type=int, default=21, help="classes (default 21)")
+    parser.add_argument("--num-classes", type=int_in(1, MAX_CLASSES), default=21,
+                        help="classes (default 21)")
     parser.add_argument("--only", default=None, metavar="NAMES",
                         help="comma-separated model names to keep (default: all)")
     parser.add_argument("--no-rf", action="store_true",

@@ -13,7 +13,8 @@ import argparse
 from fractions import Fraction
 from typing import Any
 
-from fcnkit.cli._common import dims, format_table, print_json
+from fcnkit.cli._common import dims, format_table, int_in, print_json
+from fcnkit.constants import MAX_CLASSES
 
 NAME = "rf"
 
@@ -33,7 +34,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("model", metavar="MODEL", help="fcnkit or torchvision model name")
     parser.add_argument("--size", type=dims, default=224, help="input size N or H,W (224)")
-    parser.add_argument("--num-classes", type=int, default=21,
+    parser.add_argument("--num-classes", type=int_in(1, MAX_CLASSES), default=21,
                         help="classes for fcnkit models (default 21)")
     parser.add_argument("--plot", metavar="PNG", default=None,
                         help="write a receptive-field growth plot to this PNG")
@@ -54,8 +55,10 @@ def _fmt(value: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from fcnkit.analysis import conv_body_records, model_for_analysis, receptive_field_of
+    from fcnkit.limits import check_model_input
 
     size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
+    check_model_input(size)
     model = model_for_analysis(args.model, num_classes=args.num_classes)
     records = receptive_field_of(model, size)
     if getattr(model, "fcnkit_conv_body_only", False):

@@ -7,25 +7,26 @@ import dataclasses
 import os
 from typing import Any
 
-from fcnkit.cli._common import dims, print_json
+from fcnkit.cli._common import int_in, print_json, size_pair
+from fcnkit.errors import InputError
 
 # Flags whose value is a comma-separated pair of numbers.
 _PAIRS = {"crop", "scale_range"}
 
 
-def _float_pair(text: str) -> tuple[float, float]:
-    try:
-        values = tuple(float(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        values = ()
-    if len(values) != 2:
-        raise argparse.ArgumentTypeError(f"expected MIN,MAX like 0.5,2.0, got {text!r}")
-    return values  # type: ignore[return-value]
+def _ranged(name: str) -> Any:
+    """The argparse type of TrainConfig field ``name``: its range from engine.config.RANGES."""
+    from fcnkit.cli._common import float_in, float_pair_in, int_in
+    from fcnkit.engine.config import INTEGER_FIELDS, RANGES
 
-
-def _crop(text: str) -> tuple[int, int]:
-    value = dims(text)
-    return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+    span = RANGES[name]
+    if name == "scale_range":
+        return float_pair_in(span.low, span.high)
+    if name == "crop":
+        return size_pair(int(span.high))
+    if name in INTEGER_FIELDS:
+        return int_in(int(span.low), int(span.high))
+    return float_in(span.low, span.high, low_open=span.low_open, high_open=span.high_open)
 
 
 def register(subparsers: Any) -> None:
@@ -48,31 +49,36 @@ def register(subparsers: Any) -> None:
     a("--model", help="model name (default fcn8s; see fcnkit models)")
     a("--backbone", help="backbone (default resnet18)")
     a("--upsample", choices=("bilinear", "deconv", "interpolate"), help="upsampling layers")
-    a("--epochs", type=int, help="total epochs (default 30)")
-    a("--batch-size", type=int, help="images per process per step (default 8)")
-    a("--lr", type=float, help="base learning rate (default 0.01)")
+    a("--epochs", type=_ranged("epochs"), help="total epochs (default 30)")
+    a("--batch-size", type=_ranged("batch_size"), help="images per process per step (default 8)")
+    a("--lr", type=_ranged("lr"), help="base learning rate (default 0.01)")
     a("--optimizer", choices=("sgd", "adamw"), help="optimizer (default sgd, momentum 0.9)")
-    a("--momentum", type=float, help="SGD momentum (default 0.9)")
-    a("--weight-decay", type=float, help="weight decay (default 1e-4)")
-    a("--lr-power", type=float, help="poly decay exponent (default 0.9)")
-    a("--crop", type=_crop, metavar="H,W", help="training crop in pixels (default 256,256)")
-    a("--scale-range", type=_float_pair, metavar="MIN,MAX", help="random rescale (0.5,2.0)")
+    a("--momentum", type=_ranged("momentum"), help="SGD momentum (default 0.9)")
+    a("--weight-decay", type=_ranged("weight_decay"), help="weight decay (default 1e-4)")
+    a("--lr-power", type=_ranged("lr_power"), help="poly decay exponent (default 0.9)")
+    a("--crop", type=_ranged("crop"), metavar="H,W",
+       help="training crop in pixels (default 256,256)")
+    a("--scale-range", type=_ranged("scale_range"), metavar="MIN,MAX",
+       help="random rescale (0.5,2.0)")
     a("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips (on)")
     a("--color-jitter", action=argparse.BooleanOptionalAction, help="colour jitter (on)")
     a("--class-weights", metavar="auto|W1,W2,..", help="cross-entropy class weights")
     a("--out", metavar="RUN_DIR", help="run directory (default runs/<model>)")
     a("--resume", metavar="RUN_DIR|CKPT", help="continue a run from its last.pt")
-    a("--seed", type=int, help="random seed (default 0)")
-    a("--workers", type=int, help="data loader workers per process (default 2)")
+    a("--seed", type=_ranged("seed"), help="random seed (default 0)")
+    a("--workers", type=_ranged("workers"), help="data loader workers per process (default 2)")
     a("--device", choices=("cpu", "cuda"), help="device (default cpu)")
     a("--amp", action=argparse.BooleanOptionalAction, help="mixed precision on CUDA (on)")
     a("--skip-bad", action=argparse.BooleanOptionalAction, help="skip unreadable samples")
     a("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm under DDP")
-    a("--log-every", type=int, help="metrics.jsonl step line every N steps (default 10)")
-    a("--max-steps-per-epoch", type=int, help="cap on optimizer steps per epoch")
-    a("--threads", type=int, help="torch threads per process (default cores / processes)")
+    a("--log-every", type=_ranged("log_every"),
+       help="metrics.jsonl step line every N steps (default 10)")
+    a("--max-steps-per-epoch", type=_ranged("max_steps_per_epoch"),
+       help="cap on optimizer steps per epoch")
+    a("--threads", type=_ranged("threads"),
+       help="torch threads per process (default cores / processes)")
     a("--progress", action=argparse.BooleanOptionalAction, help="progress bar (on)")
-    parser.add_argument("--nproc", type=int, default=1,
+    parser.add_argument("--nproc", type=int_in(1, 1024), default=1,
                         help="processes on this node (DDP; default 1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=run)
@@ -90,7 +96,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         base = resume_config(args.resume)
         return base.replace(**given)
     if "data" not in given:
-        raise ValueError("--data is required (e.g. --data synth:DIR); or pass --resume RUN_DIR")
+        raise InputError("--data is required (e.g. --data synth:DIR); or pass --resume RUN_DIR")
     return TrainConfig(**given)
 
 
@@ -101,7 +107,7 @@ def config_to_argv(config: Any) -> list[str]:
         value = getattr(config, f.name)
         if f.name == "model_options":
             if value:
-                raise ValueError("model options beyond --backbone/--upsample cannot be "
+                raise InputError("model options beyond --backbone/--upsample cannot be "
                                  "passed to worker processes; use torchrun with the library")
             continue
         if value is None:
@@ -121,8 +127,6 @@ def run(args: argparse.Namespace) -> int:
     from fcnkit.engine.train import train
 
     config = config_from_args(args)
-    if args.nproc < 1:
-        raise ValueError(f"--nproc {args.nproc} must be at least 1")
     if args.nproc > 1 and not distributed.launched_by_torchrun():
         # Relaunch this command as N workers; the workers see RANK/WORLD_SIZE and train.
         argv = ["fcnkit", "train", *config_to_argv(config)]

@@ -61,6 +61,7 @@ from scipy import ndimage
 from fcnkit.atomic import atomic_path, write_text_atomic
 from fcnkit.data.palette import IGNORE_INDEX, save_mask_png, voc_palette
 from fcnkit.errors import InputError
+from fcnkit.limits import check_synthetic
 
 #: Class names of the synthetic dataset, index = label value (0 = background).
 SYNTHETIC_CLASSES: list[str] = [
@@ -429,6 +430,7 @@ def generate_synthetic_dataset(
     size = (int(size[0]), int(size[1]))
     if train < 0 or val < 0 or train + val == 0:
         raise InputError(f"train/val image counts must be >= 0 and not both 0, got {train}/{val}")
+    check_synthetic(train, val, size)  # before anything is created: no empty tree on refusal
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a directory; choose another path")

@@ -9,12 +9,74 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fcnkit.errors import InputError
+
 OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Accepted values of a numeric field: ``low .. high`` (``*_open``: bound excluded)."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        above_low = value > self.low if self.low_open else value >= self.low
+        below_high = value < self.high if self.high_open else value <= self.high
+        return math.isfinite(value) and above_low and below_high
+
+    def describe(self) -> str:
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"{left}{self.low:g}, {self.high:g}{right}"
+
+
+#: The one table of accepted numeric training settings (the CLI's argument types use it
+#: too). Bounds that are not physical say where nonsense starts: an SGD learning rate
+#: above 10 or a momentum of 1 (no decay of the velocity) diverge; seeds are 32-bit
+#: (numpy's legacy range); scale factors outside [0.01, 100] turn a crop into a few pixels
+#: or a gigapixel image.
+RANGES: dict[str, Range] = {
+    "epochs": Range(1, 100_000),
+    "batch_size": Range(1, 4096),
+    "lr": Range(0.0, 10.0, low_open=True),
+    "momentum": Range(0.0, 1.0, high_open=True),
+    "weight_decay": Range(0.0, 1.0),
+    "lr_power": Range(0.0, 100.0),
+    "crop": Range(8, 65_536),
+    "scale_range": Range(0.01, 100.0),
+    "seed": Range(0, 2**32 - 1),
+    "workers": Range(0, 256),
+    "log_every": Range(1, 10**9),
+    "max_steps_per_epoch": Range(1, 10**9),
+    "threads": Range(1, 4096),
+}
+#: Fields that hold integers (the rest of RANGES are real numbers).
+INTEGER_FIELDS = frozenset({"epochs", "batch_size", "crop", "seed", "workers", "log_every",
+                            "max_steps_per_epoch", "threads"})
+
+
+def check_field(name: str, value: Any) -> None:
+    """Raise :class:`InputError` unless ``value`` (or each of a pair) is in ``RANGES[name]``."""
+    span = RANGES[name]
+    flag = "--" + name.replace("_", "-")
+    for v in (value if isinstance(value, (tuple, list)) else (value,)):
+        integer = name in INTEGER_FIELDS
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (
+                integer and not float(v).is_integer()):
+            kind = "an integer" if integer else "a number"
+            raise InputError(f"{flag} {value!r}: expected {kind} in {span.describe()}")
+        if not span.contains(float(v)):
+            raise InputError(f"{flag} {value!r}: expected a finite "
+                             f"{'integer' if integer else 'number'} in {span.describe()}")
 
 
 @dataclass(frozen=True)
@@ -90,6 +152,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         c = self
+        for name in RANGES:
+            value = getattr(c, name)
+            if value is not None:
+                check_field(name, value)
         checks = [
             (c.epochs >= 1, f"--epochs {c.epochs} must be at least 1"),
             (c.batch_size >= 1, f"--batch-size {c.batch_size} must be at least 1"),
@@ -112,7 +178,7 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise InputError(message)
         # Normalise sequences to tuples so the frozen config is hashable and compares equal
         # after a JSON round trip.
         object.__setattr__(self, "crop", tuple(int(v) for v in self.crop))
@@ -132,7 +198,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"training config has unknown field(s) {', '.join(unknown)}; it was written by "
                 "another fcnkit version: start a fresh run"
             )

@@ -134,11 +134,15 @@ def class_weights_for(config: TrainConfig, train_set: Any, num_classes: int) -> 
             values = [float(v) for v in str(spec).split(",") if v.strip()]
         except ValueError:
             values = []
-        if len(values) != num_classes or any(v < 0 or not math.isfinite(v) for v in values):
+        # Bounded above so that sum(w * loss) / sum(w) stays finite in float32 (max 3.4e38).
+        if len(values) != num_classes or any(not 0 <= v <= 1e6 for v in values):
             raise InputError(
                 f"--class-weights {spec!r} must be 'auto' or {num_classes} comma-separated "
-                "non-negative numbers (one per class)"
+                "finite numbers in [0, 1e6] (one per class)"
             )
+        if not any(values):
+            raise InputError(f"--class-weights {spec!r}: every weight is 0, so no pixel would "
+                             "count in the loss; give at least one class a positive weight")
         return torch.tensor(values, dtype=torch.float32)
     pixels = torch.zeros(num_classes, dtype=torch.float64)
     image_pixels = torch.zeros(num_classes, dtype=torch.float64)
@@ -440,8 +444,10 @@ def train(
     """
     from fcnkit.atomic import remove_stale_temp_files
     from fcnkit.engine.runlock import RunLock
+    from fcnkit.limits import check_training_crop
 
     _device_check(config)
+    check_training_crop(config.crop, config.batch_size)
     start_time = time.perf_counter()
     resume = load_resume_checkpoint(config)  # before creating anything: fail early
     info = ddp.init_distributed(config.device)
