@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any
 
 from fcnkit.cli._common import int_in, print_json, size_pair
@@ -64,7 +65,8 @@ def register(subparsers: Any) -> None:
     a("--color-jitter", action=argparse.BooleanOptionalAction, help="colour jitter (on)")
     a("--class-weights", metavar="auto|W1,W2,..", help="cross-entropy class weights")
     a("--out", metavar="RUN_DIR", help="run directory (default runs/<model>)")
-    a("--resume", metavar="RUN_DIR|CKPT", help="continue a run from its last.pt")
+    a("--resume", metavar="RUN_DIR|CKPT|auto",
+      help="continue a run from its last.pt; auto: the --out run's last.pt if any, else fresh")
     a("--seed", type=_ranged("seed"), help="random seed (default 0)")
     a("--workers", type=_ranged("workers"), help="data loader workers per process (default 2)")
     a("--device", choices=("cpu", "cuda"), help="device (default cpu)")
@@ -86,13 +88,19 @@ def register(subparsers: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """A TrainConfig from the flags given; with --resume, missing flags come from the run."""
-    from fcnkit.engine.config import TrainConfig
-    from fcnkit.engine.train import resume_config
+    from fcnkit.engine.config import AUTO_RESUME, TrainConfig
+    from fcnkit.engine.train import auto_resume_path, resume_config
 
     fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "model_options"]
     given = {name: getattr(args, name) for name in fields
              if getattr(args, name, None) is not None}
-    if args.resume is not None:
+    if args.resume == AUTO_RESUME:
+        # Continue the run directory's last.pt if there is one (a restarted torchrun
+        # worker group lands here), else start fresh with the flags given.
+        found = auto_resume_path(TrainConfig(**{"data": "", **given}))
+        if found is not None:
+            return resume_config(found).replace(**given)
+    elif args.resume is not None:
         base = resume_config(args.resume)
         return base.replace(**given)
     if "data" not in given:
@@ -146,5 +154,8 @@ def run(args: argparse.Namespace) -> int:
         rows += [["best_miou", result["best_miou"]], ["train_loss", result["train_loss"]],
                  ["time_s", round(result["time_s"], 1)]]
         print(format_table(rows, ["metric", "value"]))
-        print(f"run directory: {result['run_dir']} (last.pt, best.pt, metrics.jsonl, curves.png)")
+        files = [Path(p).name for p in (result["last"], result["best"]) if p]
+        files += [n for n in ("metrics.jsonl", "curves.png")
+                  if (Path(result["run_dir"]) / n).is_file()]
+        print(f"run directory: {result['run_dir']} ({', '.join(files) or 'nothing written'})")
     return 0

@@ -17,6 +17,9 @@ from typing import Any
 from fcnkit.errors import InputError
 
 OPTIMIZERS = ("sgd", "adamw")
+#: ``resume`` value that continues from the run directory's last.pt if there is one, else
+#: starts fresh (a restarted torchrun worker group runs the same command again).
+AUTO_RESUME = "auto"
 DEVICES = ("cpu", "cuda")
 
 
@@ -104,7 +107,8 @@ class TrainConfig:
         class_weights: None (unweighted), ``"auto"`` (median-frequency balancing over the
             training masks) or comma-separated per-class weights.
         out: run directory (None: the resumed run's directory, else ``runs/<model>``).
-        resume: run directory or checkpoint to continue from (None: start fresh).
+        resume: run directory or checkpoint to continue from (None: start fresh;
+            ``"auto"``: the run directory's last.pt if it exists, else start fresh).
         seed: seed of model initialisation, shuffling and augmentation.
         workers: DataLoader worker processes per training process.
         device: ``"cpu"`` or ``"cuda"``.

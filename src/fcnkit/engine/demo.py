@@ -101,7 +101,7 @@ def run_demo(
     )
     result = train(config)
 
-    best = load_checkpoint(result["best"])
+    best = load_checkpoint(result["best"] or result["last"])
     metrics = best["metrics"]
     classes = list(best["classes"])
     plot_confusion_matrix(metrics["confusion"], classes, run_dir / "confusion.png")

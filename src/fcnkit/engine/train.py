@@ -57,8 +57,9 @@ from fcnkit.atomic import write_text_atomic
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.engine import checkpoint as ckpt_io
 from fcnkit.engine import distributed as ddp
-from fcnkit.engine.config import TrainConfig
+from fcnkit.engine.config import AUTO_RESUME, TrainConfig
 from fcnkit.errors import InputError
+from fcnkit.jsonio import dumps_strict
 
 # --------------------------------------------------------------------------------------------
 # Data
@@ -243,7 +244,7 @@ class RunLog:
     def append(self, record: Mapping[str, Any]) -> None:
         self.records.append(dict(record))
         if self.path is not None:
-            lines = (json.dumps(r, default=_json_value, allow_nan=True) for r in self.records)
+            lines = (dumps_strict(r) for r in self.records)
             write_text_atomic(self.path, "".join(f"{line}\n" for line in lines))
 
     @classmethod
@@ -259,12 +260,6 @@ class RunLog:
         return cls(path, records)
 
 
-def _json_value(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _metrics_dict(cm: Any, classes: list[str]) -> dict[str, Any]:
     """Scalar metrics, per-class IoU and the raw confusion matrix (plain Python types)."""
     computed = cm.compute()
@@ -278,6 +273,60 @@ def _metrics_dict(cm: Any, classes: list[str]) -> dict[str, Any]:
     metrics["classes"] = list(classes)
     metrics["confusion"] = np.asarray(cm.matrix, dtype=np.int64).tolist()
     return metrics
+
+
+# --------------------------------------------------------------------------------------------
+# Divergence
+
+
+class TrainingDiverged(InputError):
+    """The loss or the weights became NaN/inf: the settings (or the data) do not train."""
+
+
+def divergence_message(config: TrainConfig, what: str, step: int,
+                       images: torch.Tensor | None = None,
+                       weight: torch.Tensor | None = None) -> str:
+    """One line: what diverged, where, and the likely causes among this run's settings.
+
+    The thresholds are where common recipes stop (FCN: SGD lr 1e-4 unnormalised / ~1e-2
+    normalised loss, momentum 0.9-0.99, weight decay 5e-4; AdamW lr ~1e-3), not hard laws.
+    """
+    causes = []
+    if images is not None and not bool(torch.isfinite(images).all()):
+        causes.append("the data: this batch holds NaN/inf pixel values")
+    high_lr = 0.1 if config.optimizer == "sgd" else 0.01
+    if config.lr > high_lr:
+        causes.append(f"lr={config.lr:g} is high for {config.optimizer} (try <= {high_lr:g})")
+    if config.optimizer == "sgd" and config.momentum >= 0.99:
+        causes.append(f"momentum={config.momentum:g} is close to 1")
+    if config.weight_decay > 0.01:
+        causes.append(f"weight_decay={config.weight_decay:g} is large (typical 1e-4..5e-4)")
+    if weight is not None and float(weight.max()) > 100 * max(float(weight.min()), 1e-12):
+        causes.append("class_weights span more than 100x")
+    if not causes:
+        causes.append(f"lr={config.lr:g} may still be too high for this model and data, or "
+                      "the data holds extreme values")
+    return (f"training diverged: {what} at step {step}; likely cause: {'; '.join(causes)}. "
+            "The checkpoints keep the last finite epoch")
+
+
+def _test_kill_hook(step: int, info: ddp.DistInfo) -> None:
+    """Test hook for elastic restarts: ``FCNKIT_TEST_KILL_AT_STEP=RANK:STEP`` makes that rank
+    exit abruptly at that global step, on torchrun's first attempt only."""
+    spec = os.environ.get("FCNKIT_TEST_KILL_AT_STEP")
+    if not spec or os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
+        return
+    rank, _, at = spec.partition(":")
+    if int(rank) == info.rank and int(at) == step:
+        os._exit(17)
+
+
+def _check_finite_weights(model: nn.Module, config: TrainConfig, step: int) -> None:
+    """Raise TrainingDiverged when a parameter or buffer is NaN/inf (never save such weights)."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise TrainingDiverged(divergence_message(config, f"weight {name} became NaN/inf",
+                                                      step))
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,9 +381,9 @@ def train_one_epoch(
         step += 1
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise FloatingPointError(
-                f"training loss became {value} at step {step}; lower --lr (now {config.lr})"
-            )
+            raise TrainingDiverged(divergence_message(config, f"the loss became {value}", step,
+                                                      images, weight))
+        _test_kill_hook(step, info)
         loss_sum += torch.tensor([value, 1.0], dtype=torch.float64)
         window = [window[0] + value, window[1] + images.shape[0], window[2] + 1]
         if step % config.log_every == 0 or i + 1 == steps_per_epoch:
@@ -370,16 +419,29 @@ def resolve_run_dir(config: TrainConfig) -> Path:
     """``--out``, else the resumed run's directory, else ``runs/<model>``."""
     if config.out is not None:
         return Path(config.out).expanduser()
-    if config.resume is not None:
+    if config.resume is not None and config.resume != AUTO_RESUME:
         resume = Path(config.resume).expanduser()
         return resume if resume.is_dir() else resume.parent
     return Path("runs") / config.model
 
 
+def auto_resume_path(config: TrainConfig) -> Path | None:
+    """For ``resume="auto"``: the run directory's ``last.pt`` if it exists, else None."""
+    last = resolve_run_dir(config) / "last.pt"
+    return last if last.is_file() else None
+
+
 def load_resume_checkpoint(config: TrainConfig) -> dict[str, Any] | None:
-    """The checkpoint ``--resume`` names (RUN_DIR → RUN_DIR/last.pt), or None."""
+    """The checkpoint ``--resume`` names (RUN_DIR → RUN_DIR/last.pt), or None.
+
+    ``resume="auto"`` resumes from the run directory's ``last.pt`` when there is one and
+    starts fresh otherwise (what a restarted torchrun worker group needs).
+    """
     if config.resume is None:
         return None
+    if config.resume == AUTO_RESUME:
+        found = auto_resume_path(config)
+        return ckpt_io.load_checkpoint(found) if found is not None else None
     path = Path(config.resume).expanduser()
     if not path.exists():
         raise InputError(
@@ -409,6 +471,49 @@ def _check_resume_fits(ckpt: Mapping[str, Any], config: TrainConfig, num_classes
                 f"{flag} asks for {key}={value!r}; resume with the run's own settings or start "
                 "a new run with another --out"
             )
+
+
+def _record_failure(run_dir: Path, exc: BaseException) -> None:
+    """A run that had started writing its directory says why it stopped: ``error.txt``.
+
+    The checkpoints are the last complete epoch's; ``--resume`` continues from there once
+    the cause (a bad sample, a diverging setting) is fixed.
+    """
+    if not (run_dir / "config.json").is_file():
+        return  # nothing written yet: leave no directory behind
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    text = (f"{when} training stopped: {type(exc).__name__}: {str(exc).strip()}\n"
+            f"last.pt/best.pt hold the last complete epoch; fix the cause and resume with "
+            f"--resume {run_dir}\n")
+    try:
+        write_text_atomic(run_dir / "error.txt", text)
+    except OSError:
+        pass
+
+
+def _reconcile_best(run_dir: Path, best_miou: float, best_epoch: int,
+                    start_epoch: int) -> tuple[float, int]:
+    """The best mIoU / epoch to resume with, repaired from ``best.pt`` when it is newer.
+
+    A ``best.pt`` written for an epoch that ``last.pt`` does not include yet (a crash
+    between the two writes) is dropped from the comparison: that epoch is trained again and
+    its result decides. A ``best.pt`` at or before ``last.pt``'s epoch with a higher mIoU
+    than ``last.pt`` records (an older fcnkit wrote last.pt first) is trusted.
+    """
+    path = run_dir / "best.pt"
+    if not path.is_file():
+        return best_miou, best_epoch
+    try:
+        stored = ckpt_io.load_checkpoint(path)
+    except InputError:
+        return best_miou, best_epoch
+    epoch = int(stored.get("epoch", 0) or 0)
+    miou = float((stored.get("metrics") or {}).get("miou", stored.get("best_miou", -math.inf)))
+    if epoch > start_epoch:
+        return best_miou, best_epoch
+    if math.isfinite(miou) and miou > best_miou:
+        return miou, epoch
+    return best_miou, best_epoch
 
 
 def _configure_threads(config: TrainConfig) -> None:
@@ -458,7 +563,12 @@ def train(
         if lock is not None:
             lock.acquire()
             remove_stale_temp_files(lock.run_dir)
-        return _train(config, info, resume, on_epoch, start_time)
+        try:
+            return _train(config, info, resume, on_epoch, start_time)
+        except Exception as exc:
+            if lock is not None:
+                _record_failure(lock.run_dir, exc)
+            raise
     finally:
         if lock is not None:
             lock.release()
@@ -514,10 +624,12 @@ def _train(
     if weight is not None:
         weight = weight.to(device)
 
-    start_epoch, step, best_miou = 0, 0, -math.inf
+    start_epoch, step, best_miou, best_epoch = 0, 0, -math.inf, 0
     if resume is not None:
         start_epoch, step = int(resume.get("epoch", 0)), int(resume.get("step", 0))
         best_miou = float(resume.get("best_miou", -math.inf))
+        best_epoch = int(resume.get("best_epoch", 0) or 0)
+        best_miou, best_epoch = _reconcile_best(run_dir, best_miou, best_epoch, start_epoch)
         if "optimizer_state" in resume:
             optimizer.load_state_dict(resume["optimizer_state"])
         if "scheduler_state" in resume:
@@ -564,6 +676,7 @@ def _train(
             model, train_loader, optimizer, scheduler, epoch=epoch, step=step, config=config,
             info=info, weight=weight, scaler=scaler, log=log, steps_per_epoch=steps_per_epoch,
         )
+        _check_finite_weights(bare, config, step)  # best.pt / last.pt never hold NaN weights
         metrics = validate(bare, val_loader, num_classes=num_classes, device=device,
                            classes=classes)
         miou = metrics.get("miou", float("nan"))
@@ -592,11 +705,16 @@ def _train(
                 "rng_state": ckpt_io.capture_rng_state(),
                 "metrics": metrics,
                 "best_miou": best_miou,
+                "best_epoch": epoch + 1 if is_best else best_epoch,
                 "world_size": info.world_size,
             }
-            ckpt_io.save_checkpoint(run_dir / "last.pt", payload)
+            # best.pt before last.pt: a crash between the two leaves last.pt one epoch
+            # behind, so resuming re-runs that epoch and rewrites both. (The other order
+            # would leave best.pt stale for good: last.pt would say the epoch was done.)
             if is_best:
                 ckpt_io.save_checkpoint(run_dir / "best.pt", payload)
+                best_epoch = epoch + 1
+            ckpt_io.save_checkpoint(run_dir / "last.pt", payload)
             _draw_curves(log.records, run_dir / "curves.png")
             print(
                 f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, val mIoU "
@@ -611,11 +729,15 @@ def _train(
     skipped = int(getattr(train_set, "skipped", 0) or 0) + int(getattr(val_set, "skipped", 0) or 0)
     if skipped and info.is_main:
         print(f"fcnkit train: skipped {skipped} bad sample(s) (--skip-bad)", file=sys.stderr)
+    if info.is_main:
+        (run_dir / "error.txt").unlink(missing_ok=True)  # a resumed run that finished
+    written = {name: str(run_dir / name) if (run_dir / name).is_file() else None
+               for name in ("last.pt", "best.pt")}
     return {
         "run_dir": str(run_dir),
         "skipped": skipped,
-        "last": str(run_dir / "last.pt"),
-        "best": str(run_dir / "best.pt"),
+        "last": written["last.pt"],
+        "best": written["best.pt"],
         "best_miou": best_miou,
         "epoch": config.epochs,
         "step": step,
