@@ -94,3 +94,32 @@ def remove_stale_temp_files(directory: str | os.PathLike[str],
             entry.unlink()
             removed.append(entry)
     return removed
+
+
+def check_writable_directory(path: str | os.PathLike[str], what: str = "output directory"
+                             ) -> None:
+    """Raise :class:`~fcnkit.errors.InputError` unless files can be written in ``path``.
+
+    Checked by writing (and removing) a probe file, which also catches read-only mounts and
+    ACLs that permission bits miss. Directories created for the probe are removed again,
+    so a refused or later failing command leaves no empty tree behind.
+    """
+    from fcnkit.errors import InputError
+
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{what} {target} is a file; pass a directory path")
+    created = [p for p in (target, *target.parents) if not p.exists()]
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}probe.", dir=target)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"{what} {target} is not writable ({reason}); choose another "
+                         "directory or fix its permissions") from None
+    finally:
+        for directory in created:  # deepest first
+            with contextlib.suppress(OSError):
+                directory.rmdir()

@@ -103,3 +103,26 @@ def test_a_run_refused_before_writing_leaves_no_directory(tmp_path, capsys):
     assert main(["train", "--data", f"synth:{tmp_path / 'missing'}", "--out", str(out)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_predict_refuses_an_unwritable_output_directory_before_loading(tmp_path, capsys):
+    from fcnkit.atomic import check_writable_directory
+    from fcnkit.cli import main
+
+    # /sys refuses new entries even to root (chmod would not stop root).
+    unwritable = "/sys/fcnkit_cannot_write_here"
+    with pytest.raises(InputError, match="not writable"):
+        check_writable_directory(unwritable)
+    # the checkpoint does not exist either: the output directory is checked first
+    code = main(["predict", "--checkpoint", str(tmp_path / "missing.pt"), str(tmp_path),
+                 "--out", unwritable])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not writable" in err[0]
+    # a writable, missing directory is probed and not left behind
+    check_writable_directory(tmp_path / "a" / "b")
+    assert not (tmp_path / "a").exists()
+    if os.geteuid() != 0:
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(InputError, match="not writable"):
+            check_writable_directory(locked)

@@ -25,6 +25,7 @@ prediction need nothing else. :func:`model_from_checkpoint` rebuilds the network
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Mapping
@@ -120,8 +121,52 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
         raise InputError(
             f"checkpoint {file} lacks {what}; it is incomplete: re-create it with fcnkit train"
         )
+    problem = checkpoint_field_problem(data)
+    if problem:
+        raise InputError(f"checkpoint {file} has {problem}; it was not written by fcnkit train "
+                         "or was modified: re-create it")
     data[SOURCE_KEY] = str(file)
     return data
+
+
+def checkpoint_field_problem(data: Mapping[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's plain fields, or None (checked before any model is
+    built: a crafted ``num_classes`` of 10**9 would otherwise allocate a huge score layer).
+    """
+    from fcnkit.constants import MAX_CLASSES
+
+    cfg = data["model_config"]
+    num_classes = cfg.get("num_classes")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not (
+            1 <= num_classes <= MAX_CLASSES):
+        return f"model_config num_classes={num_classes!r} (expected an integer 1..{MAX_CLASSES})"
+    if not isinstance(cfg.get("name"), str):
+        return f"model_config name={cfg.get('name')!r} (expected a model name)"
+    for key, value in cfg.items():
+        if not isinstance(value, (str, int, float, bool, type(None), list, tuple)):
+            return f"model_config {key}={type(value).__name__} (expected plain values)"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"model_config {key}={value!r} (expected a finite number)"
+    classes = data.get("classes")
+    if classes is not None and (not isinstance(classes, (list, tuple)) or len(classes) !=
+                                num_classes or not all(isinstance(c, str) for c in classes)):
+        return f"classes {str(classes)[:60]} (expected {num_classes} class names)"
+    palette = data.get("palette")
+    if palette:
+        if not isinstance(palette, (list, tuple)) or len(palette) < num_classes or not all(
+                isinstance(c, (list, tuple)) and len(c) == 3
+                and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+                        for v in c) for c in palette):
+            return (f"palette {str(palette)[:60]} (expected {num_classes} RGB triples of "
+                    "integers 0..255)")
+    config = data.get("config")
+    if config is not None and not isinstance(config, Mapping):
+        return f"config of type {type(config).__name__} (expected a dict)"
+    for key in ("epoch", "step"):
+        value = data.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{key}={value!r} (expected a non-negative integer)"
+    return None
 
 
 def resolve_checkpoint_path(path: str | os.PathLike[str], *, name: str = "last.pt") -> Path:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
-from fcnkit.atomic import atomic_path
+from fcnkit.atomic import atomic_path, check_writable_directory
 from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
 from fcnkit.engine.inference import as_window, iter_logit_strips
 from fcnkit.errors import InputError, first_line, warn
@@ -138,7 +138,7 @@ def plan_outputs(images: Sequence[Path], out_dir: str | os.PathLike[str], *,
 
 
 def check_out_dir(out_dir: Path) -> None:
-    """Raise InputError unless ``out_dir`` is a directory or can be created as one."""
+    """Raise InputError unless ``out_dir`` is (or can be created as) a writable directory."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(
             f"output directory {out_dir} is a file; pass a directory path (it is created if "
@@ -150,6 +150,8 @@ def check_out_dir(out_dir: Path) -> None:
                 f"output directory {out_dir} cannot be created because {parent} is a file; "
                 "pass another directory"
             )
+    # Writable? Checked before the model is loaded and any image is segmented.
+    check_writable_directory(out_dir)
 
 
 def _infer_num_classes(model: nn.Module, device: torch.device) -> int:

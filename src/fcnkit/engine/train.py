@@ -457,7 +457,12 @@ def resume_config(path: str | os.PathLike[str]) -> TrainConfig:
     stored = ckpt_io.load_checkpoint(file).get("config")
     if not isinstance(stored, Mapping):
         raise InputError(f"checkpoint {file} holds no training config; pass --data and options")
-    return TrainConfig.from_dict(stored)
+    try:
+        return TrainConfig.from_dict(stored)
+    except (InputError, TypeError) as exc:
+        raise InputError(f"checkpoint {file} holds an unusable training config ({exc}); "
+                         "start a fresh run or pass a checkpoint written by fcnkit train"
+                         ) from None
 
 
 def _check_resume_fits(ckpt: Mapping[str, Any], config: TrainConfig, num_classes: int) -> None:
