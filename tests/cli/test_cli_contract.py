@@ -107,6 +107,9 @@ def build_argv(command: str, option: str, value: str, world: dict, out) -> list[
 @pytest.mark.parametrize(("command", "option", "value"), list(_cases()))
 def test_cli_contract(command, option, value, contract_world, tmp_path):
     argv = build_argv(command, option, value, contract_world, tmp_path)
-    result = run_case(argv, env={"FCNKIT_CACHE": str(tmp_path / "cache")})
+    # Real training/inference on a loaded 2-core machine can take minutes; the bound is
+    # still a bound (a hang or a runaway loop is killed).
+    timeout = 300 if command.split()[0] in HEAVY else 60
+    result = run_case(argv, timeout=timeout, env={"FCNKIT_CACHE": str(tmp_path / "cache")})
     violation = contract_violation(result, run_dirs=[tmp_path])
     assert violation is None, violation + "\n" + result.stderr[-2000:]

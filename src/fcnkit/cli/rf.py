@@ -13,7 +13,7 @@ import argparse
 from fractions import Fraction
 from typing import Any
 
-from fcnkit.cli._common import dims, format_table, int_in, print_json
+from fcnkit.cli._common import format_table, int_in, print_json, size_pair
 from fcnkit.constants import MAX_CLASSES
 
 NAME = "rf"
@@ -33,7 +33,8 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("model", metavar="MODEL", help="fcnkit or torchvision model name")
-    parser.add_argument("--size", type=dims, default=224, help="input size N or H,W (224)")
+    parser.add_argument("--size", type=size_pair(65_536), default=224,
+                        help="input size N or H,W (224)")
     parser.add_argument("--num-classes", type=int_in(1, MAX_CLASSES), default=21,
                         help="classes for fcnkit models (default 21)")
     parser.add_argument("--plot", metavar="PNG", default=None,
