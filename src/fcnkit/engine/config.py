@@ -67,6 +67,26 @@ INTEGER_FIELDS = frozenset({"epochs", "batch_size", "crop", "seed", "workers", "
                             "max_steps_per_epoch", "threads"})
 
 
+def check_class_weights(spec: str | None) -> None:
+    """Refuse class weights that are not ``"auto"`` or finite numbers in [0, 1e6], not all 0.
+
+    (The count is checked against the dataset's classes when training starts.) The bound
+    keeps ``sum(w * loss) / sum(w)`` finite in float32 (max 3.4e38).
+    """
+    if spec is None or spec == "auto":
+        return
+    try:
+        values = [float(v) for v in str(spec).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(0 <= v <= 1e6 for v in values):
+        raise InputError(f"--class-weights {spec!r} must be 'auto' or comma-separated finite "
+                         "numbers in [0, 1e6], one per class")
+    if not any(values):
+        raise InputError(f"--class-weights {spec!r}: every weight is 0, so no pixel would "
+                         "count in the loss; give at least one class a positive weight")
+
+
 def check_field(name: str, value: Any) -> None:
     """Raise :class:`InputError` unless ``value`` (or each of a pair) is in ``RANGES[name]``."""
     span = RANGES[name]
@@ -160,6 +180,7 @@ class TrainConfig:
             value = getattr(c, name)
             if value is not None:
                 check_field(name, value)
+        check_class_weights(c.class_weights)
         checks = [
             (c.epochs >= 1, f"--epochs {c.epochs} must be at least 1"),
             (c.batch_size >= 1, f"--batch-size {c.batch_size} must be at least 1"),

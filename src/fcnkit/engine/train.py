@@ -135,15 +135,13 @@ def class_weights_for(config: TrainConfig, train_set: Any, num_classes: int) -> 
             values = [float(v) for v in str(spec).split(",") if v.strip()]
         except ValueError:
             values = []
-        # Bounded above so that sum(w * loss) / sum(w) stays finite in float32 (max 3.4e38).
+        # Values were checked by TrainConfig (engine.config.check_class_weights); the count
+        # needs the dataset.
         if len(values) != num_classes or any(not 0 <= v <= 1e6 for v in values):
             raise InputError(
                 f"--class-weights {spec!r} must be 'auto' or {num_classes} comma-separated "
                 "finite numbers in [0, 1e6] (one per class)"
             )
-        if not any(values):
-            raise InputError(f"--class-weights {spec!r}: every weight is 0, so no pixel would "
-                             "count in the loss; give at least one class a positive weight")
         return torch.tensor(values, dtype=torch.float32)
     pixels = torch.zeros(num_classes, dtype=torch.float64)
     image_pixels = torch.zeros(num_classes, dtype=torch.float64)
