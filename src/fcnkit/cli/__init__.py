@@ -29,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rf",
     "gridding",
     "animate",
+    "explore",
+    "report",
 )
 
 

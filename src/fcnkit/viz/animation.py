@@ -29,6 +29,7 @@ from fcnkit.arith.sizes import (
 )
 from fcnkit.atomic import atomic_path
 from fcnkit.errors import InputError
+from fcnkit.limits import MAX_ANIMATION_FRAMES
 from fcnkit.viz import pyplot
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
 
 # Cell kinds of the drawn input grid.
 PADDING, INPUT, INSERTED_ZERO = 0, 1, 2
-MAX_FRAMES = 400
+MAX_FRAMES = MAX_ANIMATION_FRAMES
 
 
 @dataclass(frozen=True)
