@@ -286,10 +286,11 @@ async function update() {
       stride: state.stride || "1", dilation: state.dilation,
       padding: /^\d+$/.test(state.padding) ? state.padding : "0" }),
   };
-  const results = {};
-  for (const [name, promise] of Object.entries(requests)) {
-    try { results[name] = { data: await promise }; } catch (e) { results[name] = { error: e.message }; }
-  }
+  // Every request settles into {data} or {error}: a refused view is shown, never thrown.
+  const names = Object.keys(requests);
+  const settled = await Promise.all(names.map((name) => requests[name].then(
+    (data) => ({ data }), (error) => ({ error: error.message }))));
+  const results = Object.fromEntries(names.map((name, i) => [name, settled[i]]));
   if (mine !== generation) return;  // a newer update is under way
   const layerResult = results.layer;
   if (layerResult.error) {
@@ -318,6 +319,7 @@ async function update() {
   } else {
     renderInverse(results.inverse.data);
   }
+  document.body.dataset.rendered = new URLSearchParams(state).toString();
   document.body.dataset.state = "ready";
   document.body.dataset.renders = String(Number(document.body.dataset.renders) + 1);
 }
