@@ -7,6 +7,7 @@ or selenium are missing here; CI installs them (.ci/run).
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -227,7 +228,7 @@ def test_report_renders_curves_and_gallery(browser, fake_runs, tmp_path):
     assert severe_console_messages(browser) == []
 
 
-@pytest.mark.skipif(not __import__("os").environ.get("FCNKIT_SCREENSHOTS"),
+@pytest.mark.skipif(not os.environ.get("FCNKIT_SCREENSHOTS"),
                     reason="set FCNKIT_SCREENSHOTS=1 to refresh docs/img screenshots")
 def test_refresh_screenshots(browser, explorer, fake_runs, tmp_path):
     """Regenerate docs/img/explore.png and docs/img/report.png (opt-in)."""
@@ -241,7 +242,9 @@ def test_refresh_screenshots(browser, explorer, fake_runs, tmp_path):
     browser.find_element(By.ID, "play").click()
     time.sleep(0.3)
     browser.save_screenshot(str(img / "explore.png"))
+    # The docs show real runs when given (FCNKIT_SCREENSHOT_RUNS=dir1:dir2), else fake ones.
+    runs = [p for p in os.environ.get("FCNKIT_SCREENSHOT_RUNS", "").split(":") if p]
     out = tmp_path / "report.html"
-    write_report(fake_runs, out, gallery=2)
+    write_report(runs or fake_runs, out, gallery=2)
     browser.get(out.as_uri())
     browser.save_screenshot(str(img / "report.png"))

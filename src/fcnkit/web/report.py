@@ -138,9 +138,10 @@ def _gallery(run: dict[str, Any], count: int, device: str) -> list[dict[str, str
         warnings.warn(f"{run['path']}: no gallery, the validation data cannot be opened "
                       f"({str(exc).splitlines()[0]})", stacklevel=2)
         return []
-    from fcnkit.data.palette import IGNORE_INDEX, colorize, voc_palette
+    from fcnkit.data.palette import voc_palette
     from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from fcnkit.engine.predict import predict_image
+    from fcnkit.viz.predictions import PANEL_NAMES, pixel_accuracy, prediction_panels
 
     ckpt = load_checkpoint(run["checkpoint_path"])
     model = model_from_checkpoint(ckpt, device=device)
@@ -150,24 +151,10 @@ def _gallery(run: dict[str, Any], count: int, device: str) -> list[dict[str, str
     for index in range(min(count, len(dataset))):
         image, mask = dataset[index]
         pred = predict_image(model, image, num_classes=num_classes, device=device)
-        rgb = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        truth = mask.numpy()
-        labels = pred.numpy().astype(np.int64)
-        # Errors: wrong pixels red over the dimmed image; void (ignored) pixels black.
-        errors = (rgb.astype(np.float32) * 0.35 + 255 * 0.1).astype(np.uint8)
-        wrong = (labels != truth) & (truth != IGNORE_INDEX)
-        errors[wrong] = (220, 30, 30)
-        errors[truth == IGNORE_INDEX] = (0, 0, 0)
-        valid = truth != IGNORE_INDEX
-        accuracy = float((~wrong & valid).sum() / max(int(valid.sum()), 1))
-        items.append({
-            "image": _png_uri(rgb),
-            "truth": _png_uri(np.asarray(colorize(truth.astype(np.uint8), palette).convert("RGB"))),
-            "prediction": _png_uri(np.asarray(colorize(labels.astype(np.uint8), palette)
-                                              .convert("RGB"))),
-            "errors": _png_uri(errors),
-            "caption": f"val #{index}: pixel accuracy {accuracy:.1%}",
-        })
+        panels = prediction_panels(image, mask, pred, palette)
+        item = {name: _png_uri(panels[name]) for name in PANEL_NAMES}
+        item["caption"] = f"val #{index}: pixel accuracy {pixel_accuracy(mask, pred):.1%}"
+        items.append(item)
     return items
 
 

@@ -4,7 +4,8 @@
 "use strict";
 
 const FIELDS = ["kind", "convention", "size", "kernel", "stride", "padding", "dilation",
-  "output_padding", "ceil_mode", "row", "col", "target", "rates", "grid_kernel"];
+  "output_padding", "ceil_mode", "row", "col", "target", "rates", "grid_kernel",
+  "stack_size", "stack_row", "stack_col"];
 const SVG_NS = "http://www.w3.org/2000/svg";
 const COLOURS = { 0: "#ffffff", 1: "#6baed6", 2: "#e5e5e5" };  // padding, input, inserted zero
 const $ = (id) => document.getElementById(id);
@@ -279,8 +280,8 @@ async function update() {
     layer: api("layer", layer),
     animation: api("animation", layer),
     matrix: api("matrix", { ...layer, ...pixel }),
-    stack: api("stack", { size: state.size, convention: state.convention, layers: state.stack,
-      ...pixel }),
+    stack: api("stack", { size: state.stack_size, convention: state.convention,
+      layers: state.stack, row: state.stack_row, col: state.stack_col }),
     gridding: api("gridding", { rates: state.rates, kernel: state.grid_kernel }),
     inverse: api("inverse", { size: state.size, target: state.target, kernel: state.kernel,
       stride: state.stride || "1", dilation: state.dilation,
@@ -333,8 +334,10 @@ function schedule() {
 function init() {
   writeControls(stateFromHash());
   $("controls").addEventListener("submit", (event) => event.preventDefault());
-  $("controls").addEventListener("input", schedule);
-  $("controls").addEventListener("change", schedule);
+  // Controls live in the form and in the stack panel: listen on the whole document.
+  const onControl = (event) => { if (FIELDS.includes(event.target.id)) schedule(); };
+  document.addEventListener("input", onControl);
+  document.addEventListener("change", onControl);
   $("play").addEventListener("click", () => {
     animation.playing = !animation.playing;
     $("play").textContent = animation.playing ? "Pause" : "Play";
