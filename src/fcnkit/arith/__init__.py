@@ -94,6 +94,15 @@ __all__ += [
     "suggest_rates",
 ]
 
+# Resampling (F.interpolate, adaptive pooling) as fractional-stride layers.
+from fcnkit.arith.resample import (  # noqa: E402
+    adaptive_pool_equivalent,
+    interpolate_equivalent,
+    resample_equivalent,
+)
+
+__all__ += ["adaptive_pool_equivalent", "interpolate_equivalent", "resample_equivalent"]
+
 from fcnkit.arith.tiling import check_overlap, sliding_window_starts  # noqa: E402
 
 __all__ += ["check_overlap", "sliding_window_starts"]

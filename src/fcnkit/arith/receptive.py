@@ -326,8 +326,8 @@ class ReceptiveField:
         its centre at input coordinate s'*j + (k' - 1)/2 - p' of the current feature map.
         Scalars are repeated over dimensions.
         """
-        ndim = max(self.ndim, *(len(v) for v in (kernel, stride, padding)
-                                if isinstance(v, (tuple, list))))
+        ndim = max([self.ndim, *(len(v) for v in (kernel, stride, padding)
+                                 if isinstance(v, (tuple, list)))])
         k_eq, s_eq, p_eq = (_per_dim(v, ndim, name) for v, name in
                             ((kernel, "kernel"), (stride, "stride"), (padding, "padding")))
         sizes, strides, paddings = (_per_dim(v, ndim, "field") for v in

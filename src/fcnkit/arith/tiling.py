@@ -10,7 +10,13 @@ import math
 
 from fcnkit.errors import InputError
 
-__all__ = ["DEFAULT_OVERLAP", "DEFAULT_WINDOW", "check_overlap", "sliding_window_starts"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_OVERLAP",
+    "DEFAULT_WINDOW",
+    "check_overlap",
+    "sliding_window_starts",
+]
 
 #: Tile (window) size in pixels when tiling is asked for (or forced by a pixel budget)
 #: without a size: the one default of ``fcnkit eval --sliding`` and ``fcnkit predict``.
@@ -18,6 +24,9 @@ DEFAULT_WINDOW = 512
 #: Fraction of a window shared by neighbouring windows when none is given: a third, so
 #: every pixel away from the border is seen by at least two tiles along each axis.
 DEFAULT_OVERLAP = 0.33
+#: Images with more pixels than this (1024 x 1024) are tiled even when no window is given,
+#: so one forward pass never holds the activations of a huge photo.
+DEFAULT_MAX_PIXELS = 1024 * 1024
 
 
 def check_overlap(overlap: float) -> float:

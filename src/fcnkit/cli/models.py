@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
         NAME,
         help="table of the FCN models: parameters, GFLOPs, output stride, receptive field",
         description=(
-            "Build every model (random weights, nothing downloads) and report its parameters "
+            "Build every model (on the meta device: no weights, nothing downloads) and report "
+            "its parameters "
             "(trainable and frozen), GFLOPs of one forward pass at --size (torch "
             "FlopCounterMode: 2 per multiply-add; interpolation counts 0), output stride and "
             "receptive field of an output pixel in input pixels (traced by fcnkit.analysis). "

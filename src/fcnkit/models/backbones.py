@@ -69,7 +69,8 @@ def path_stride(modules: Sequence[nn.Module]) -> int:
     return int(next(iter(strides)))
 
 
-def _last_conv(modules: Sequence[nn.Module]) -> nn.Conv2d:
+def last_conv(modules: Sequence[nn.Module]) -> nn.Conv2d:
+    """The last ``nn.Conv2d`` of a module list: it sets the channels of the map they make."""
     return [m for m in modules if isinstance(m, nn.Conv2d)][-1]
 
 
@@ -101,7 +102,7 @@ class Backbone(nn.Module, ABC):
         the modules on each feature's :meth:`spatial_path`."""
         paths = {name: self.spatial_path(name) for name in names}
         self.strides = {name: path_stride(path) for name, path in paths.items()}
-        self.channels = {name: _last_conv(path).out_channels for name, path in paths.items()}
+        self.channels = {name: last_conv(path).out_channels for name, path in paths.items()}
         self.deepest = names[-1]
 
     @property
@@ -110,11 +111,11 @@ class Backbone(nn.Module, ABC):
         return self.strides[self.deepest]
 
     def feature_at_stride(self, stride: int) -> str:
-        """Name of the feature whose stride is ``stride``; ValueError if there is none."""
+        """Name of the feature whose stride is ``stride``; InputError if there is none."""
         for name, s in self.strides.items():
             if s == stride:
                 return name
-        raise ValueError(
+        raise InputError(
             f"backbone {type(self).__name__} has no feature at stride {stride}; "
             f"it has {self.strides}"
         )
@@ -148,9 +149,10 @@ class VGG16Backbone(Backbone):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-        conv1_1 = features[0]
-        # Caffe voc-fcn*s/net.py: conv1_1 pad=100 so that fc6 (7×7, no pad) fits any input.
-        conv1_1.padding = (100, 100) if faithful else (1, 1)
+        if faithful:
+            # Caffe voc-fcn*s/net.py: conv1_1 pad=100 so that fc6 (7×7, no pad) fits any
+            # input (a published constant of that network, not derived).
+            features[0].padding = (100, 100)
         pools = []
         for index, layer in enumerate(features):
             if isinstance(layer, nn.MaxPool2d):
@@ -162,7 +164,7 @@ class VGG16Backbone(Backbone):
         fc6_kernel = 7  # VGG16's classifier sees a 7×7×512 map: fc6 is a 7×7 convolution.
         # Efficient variant: symmetric "same" padding (stride 1), so fc6 keeps the pool5 grid.
         fc6_padding = 0 if faithful else same_padding(fc6_kernel)[0]
-        self.fc6 = nn.Conv2d(_last_conv(features).out_channels, 4096, fc6_kernel,
+        self.fc6 = nn.Conv2d(last_conv(features).out_channels, 4096, fc6_kernel,
                              padding=fc6_padding)
         self.relu6 = nn.ReLU(inplace=True)
         self.drop6 = nn.Dropout(dropout)

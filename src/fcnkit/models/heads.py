@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnkit.arith import bilinear_kernel, upsampling_recipe
+from fcnkit.arith import bilinear_kernel, same_padding, upsampling_recipe
 from fcnkit.errors import InputError
 from fcnkit.models.surgery import bilinear_init_
 
@@ -244,7 +244,9 @@ class ConvHead(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, hidden: int | None = None) -> None:
         super().__init__()
         hidden = hidden or max(1, in_channels // 4)
-        self.conv = nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False)
+        kernel = 3
+        self.conv = nn.Conv2d(in_channels, hidden, kernel, padding=same_padding(kernel)[0],
+                              bias=False)
         self.bn = nn.BatchNorm2d(hidden)
         self.relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(0.1)

@@ -23,7 +23,7 @@ def linear_to_conv_weight(weight: torch.Tensor, kernel: tuple[int, int]) -> torc
     """Reshape a Linear weight ``(out, C*kh*kw)`` into a Conv2d weight ``(out, C, kh, kw)``.
 
     Raises:
-        ValueError: when ``in_features`` is not divisible by ``kh*kw``.
+        InputError: when ``in_features`` is not divisible by ``kh*kw``.
     """
     out_features, in_features = weight.shape
     kh, kw = kernel
@@ -114,7 +114,7 @@ def bilinear_init_(layer: nn.ConvTranspose2d) -> nn.ConvTranspose2d:
         ``layer``.
 
     Raises:
-        ValueError: when in and out channels differ (there is no channel diagonal).
+        InputError: when in and out channels differ (there is no channel diagonal).
     """
     c_in, c_out_per_group, kh, kw = layer.weight.shape
     groups = layer.groups

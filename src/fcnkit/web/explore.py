@@ -14,7 +14,7 @@ Views (the HTTP paths of :mod:`fcnkit.web.server` are ``/api/<name>``):
 * ``layer``: :func:`fcnkit.arith.layer.describe_layer` and the Dumoulin & Visin size
   relationship that applies (:func:`fcnkit.arith.relationships.size_relationship`).
 * ``animation``: the kernel positions per output pixel on the (padded, zero-inserted) input,
-  :func:`fcnkit.viz.animation.animation_geometry`.
+  :func:`fcnkit.arith.taps.tap_layout`.
 * ``matrix``: the convolution as a dense matrix C (a direct layer) or Cᵀ (a transposed
   one), entries = kernel tap numbers, :func:`fcnkit.arith.conv_matrix`.
 * ``stack``: output size and receptive field of every layer of a stack, and the input
@@ -118,20 +118,22 @@ def layer_view(params: Params) -> dict[str, Any]:
 
 
 def animation_view(params: Params) -> dict[str, Any]:
-    """Cell kinds of the drawn input grid and the kernel taps of every output pixel."""
-    # The tap layout is drawing geometry; issue 9 moves it from viz.animation into arith.
-    from fcnkit.viz.animation import animation_geometry
+    """Cell kinds of the drawn input grid and the kernel taps of every output pixel
+    (:func:`fcnkit.arith.taps.tap_layout`), at most ``limits.MAX_ANIMATION_FRAMES`` of them."""
+    from fcnkit.arith.taps import tap_layout
 
     args = _layer_args(params)
     if args["convention"] != "pytorch" or args["ceil_mode"]:
         raise InputError("the animation draws PyTorch floor-mode geometry; choose the pytorch "
                          "convention without ceil_mode")
-    describe_layer(**args)  # the layer's own validation first: its message is the clearest
+    report = describe_layer(**args)  # the layer's own validation first: the clearest message
+    out = report["output_size"]
+    limits.check_at_most(f"the animation has {out}x{out} output positions (frames)", out * out,
+                         limits.MAX_ANIMATION_FRAMES, "use a smaller input size")
     stride = args["stride"] if args["stride"] is not None else (
         args["kernel"] if args["kind"] == "pool" else 1)
-    geom = animation_geometry(args["size"], args["kernel"], stride, args["padding"],
-                              args["dilation"], args["kind"] == "conv_transpose",
-                              args["output_padding"])
+    geom = tap_layout(args["size"], args["kernel"], stride, args["padding"], args["dilation"],
+                      args["kind"] == "conv_transpose", args["output_padding"])
     return {
         "cells": geom.cells.tolist(),
         "input_index": geom.input_index.tolist(),
