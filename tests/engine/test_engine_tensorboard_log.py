@@ -40,3 +40,24 @@ def test_records_and_predictions_round_trip(tmp_path):
     (image,) = events.Images("val/predictions")
     # Two rows of four 8x10 panels.
     assert (image.step, image.height, image.width) == (4, 2 * 8, 4 * 10)
+
+
+@pytest.mark.slow
+def test_train_with_tensorboard_writes_events(tmp_path):
+    """``fcnkit train --tensorboard``: the run's scalars and per-epoch prediction images."""
+    from fcnkit.cli import main
+    from fcnkit.data.synthetic import generate_synthetic_dataset
+
+    data = tmp_path / "synth"
+    generate_synthetic_dataset(data, train=4, val=2, seed=3, size=(40, 56), workers=1)
+    run = tmp_path / "run"
+    assert main(["train", "--data", f"synth:{data}", "--epochs", "2", "--batch-size", "2",
+                 "--crop", "32,32", "--out", str(run), "--workers", "0", "--threads", "1",
+                 "--no-progress", "--log-every", "1", "--tensorboard"]) == 0
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/miou")] == [2, 4]
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    images = events.Images("val/predictions")
+    assert [(i.step, i.height, i.width) for i in images] == [(2, 2 * 40, 4 * 56),
+                                                             (4, 2 * 40, 4 * 56)]

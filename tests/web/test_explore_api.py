@@ -49,7 +49,8 @@ def test_layer_view_matches_describe_layer(explorer, http_get):
     assert status == 200
     assert body["layer"] == describe_layer(size=5, kernel=3, stride=2, padding=1)
     assert body["relationship"]["number"] == 6
-    assert body["layer"]["output_size"] == nn.Conv2d(1, 1, 3, 2, 1)(torch.zeros(1, 1, 5, 5)).shape[-1]
+    conv = nn.Conv2d(1, 1, 3, 2, 1)
+    assert body["layer"]["output_size"] == conv(torch.zeros(1, 1, 5, 5)).shape[-1]
 
 
 @pytest.mark.parametrize(("params", "message"), [

@@ -27,7 +27,10 @@ import numpy as np
 
 from fcnkit.errors import InputError
 
-__all__ = ["EPOCH_TAGS", "STEP_TAGS", "TensorBoardLogger"]
+__all__ = ["EPOCH_TAGS", "PREDICTION_IMAGES", "STEP_TAGS", "TensorBoardLogger"]
+
+#: Validation images shown per epoch under ``val/predictions``.
+PREDICTION_IMAGES = 4
 
 #: metrics.jsonl key -> TensorBoard tag, for "step" records.
 STEP_TAGS = {"loss": "train/loss", "lr": "train/lr", "img_per_s": "train/images_per_s"}
@@ -41,19 +44,21 @@ class TensorBoardLogger:
 
     Args:
         log_dir: directory for the event files (``RUN_DIR/tensorboard`` by convention).
+        purge_step: on a resumed run, the first step written again: TensorBoard hides the
+            older events from this step on (``SummaryWriter(purge_step=...)``).
 
     Raises:
         InputError: the ``tensorboard`` package is not installed.
     """
 
-    def __init__(self, log_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, log_dir: str | os.PathLike[str], purge_step: int | None = None) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise InputError("TensorBoard logging needs the tensorboard package: pip install "
                              "'fcnkit[tensorboard]' (or drop the TensorBoard option)") from None
         self.log_dir = Path(log_dir)
-        self.writer = SummaryWriter(log_dir=str(self.log_dir))
+        self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step)
 
     def log_record(self, record: Mapping[str, Any]) -> None:
         """Log one ``metrics.jsonl`` record (its ``kind`` picks the tags; others are ignored)."""
@@ -72,7 +77,8 @@ class TensorBoardLogger:
 
         Args:
             samples: ``(image, truth, prediction)`` triples: (3, H, W) float RGB in [0, 1],
-                (H, W) true and predicted class indices. All images must share H, W.
+                (H, W) true and predicted class indices
+                (:func:`fcnkit.engine.predict.predict_samples`).
             step: the optimizer step.
             palette: RGB colour per class (``None``: VOC).
         """
@@ -84,8 +90,9 @@ class TensorBoardLogger:
         for image, truth, prediction in samples:
             panels = prediction_panels(image, truth, prediction, palette)
             rows.append(np.concatenate([panels[name] for name in PANEL_NAMES], axis=1))
-        if len({row.shape for row in rows}) != 1:
-            raise ValueError("log_predictions: all images must have the same size")
+        # Rows of different widths (images of different sizes) are padded with black.
+        width = max(row.shape[1] for row in rows)
+        rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows]
         self.writer.add_image("val/predictions", np.concatenate(rows, axis=0), step,
                               dataformats="HWC")
 

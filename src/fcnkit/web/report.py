@@ -140,7 +140,7 @@ def _gallery(run: dict[str, Any], count: int, device: str) -> list[dict[str, str
         return []
     from fcnkit.data.palette import voc_palette
     from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from fcnkit.engine.predict import predict_image
+    from fcnkit.engine.predict import predict_samples
     from fcnkit.viz.predictions import PANEL_NAMES, pixel_accuracy, prediction_panels
 
     ckpt = load_checkpoint(run["checkpoint_path"])
@@ -148,9 +148,8 @@ def _gallery(run: dict[str, Any], count: int, device: str) -> list[dict[str, str
     num_classes = int(ckpt["model_config"]["num_classes"])
     palette = run.get("palette") or voc_palette(num_classes)
     items = []
-    for index in range(min(count, len(dataset))):
-        image, mask = dataset[index]
-        pred = predict_image(model, image, num_classes=num_classes, device=device)
+    samples = predict_samples(model, dataset, count, num_classes=num_classes, device=device)
+    for index, (image, mask, pred) in enumerate(samples):
         panels = prediction_panels(image, mask, pred, palette)
         item = {name: _png_uri(panels[name]) for name in PANEL_NAMES}
         item["caption"] = f"val #{index}: pixel accuracy {pixel_accuracy(mask, pred):.1%}"
@@ -302,7 +301,8 @@ def _curves(runs: list[dict[str, Any]]) -> str:
     charts = [
         _line_chart("chart-loss", "training loss (per logged step)", "step",
                     series("steps", "step", "loss")),
-        _line_chart("chart-miou", "val mIoU (per epoch)", "epoch", series("epochs", "epoch", "miou")),
+        _line_chart("chart-miou", "val mIoU (per epoch)", "epoch",
+                    series("epochs", "epoch", "miou")),
         _line_chart("chart-acc", "val pixel accuracy (per epoch)", "epoch",
                     series("epochs", "epoch", "pixel_acc")),
         _line_chart("chart-lr", "learning rate", "step", series("steps", "step", "lr")),
