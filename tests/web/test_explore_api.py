@@ -251,3 +251,14 @@ def test_concurrent_requests_give_the_sequential_answers(explorer, http_get):
     with ThreadPoolExecutor(max_workers=12) as pool:
         concurrent = list(pool.map(lambda r: http_get(explorer, *r)[::2], requests * 2))
     assert concurrent == sequential * 2
+
+
+def test_cli_explore_refuses_a_busy_or_bad_port(explorer, capsys):
+    from fcnkit.cli import main
+
+    port = explorer.server_address[1]
+    assert main(["explore", "--port", str(port)]) == 2  # taken by the fixture's server
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err
+    assert main(["explore", "--port", "70000"]) == 2
+    assert "--port must be in 0..65535" in capsys.readouterr().err
