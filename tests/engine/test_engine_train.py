@@ -1,4 +1,7 @@
-"""The training loop on a tiny synthetic dataset: run directory, resume equivalence, bad input."""
+"""The training loop on a tiny synthetic dataset: run directory, resume equivalence, bad input.
+
+The end-to-end runs are marked ``slow``; ``pytest -m "not slow"`` keeps the unit tests.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +66,7 @@ def brute_force_confusion(model, data, num_classes):
     return total
 
 
+@pytest.mark.slow  # end-to-end training runs (> 5 s on a shared 2-core CPU)
 def test_train_writes_run_directory(tiny_data, tmp_path):
     out = tmp_path / "run"
     seen = []  # after each epoch: (inode of metrics.jsonl, its text)
@@ -104,6 +108,7 @@ def test_train_writes_run_directory(tiny_data, tmp_path):
     assert best["metrics"]["miou"] == max(r["miou"] for r in epochs)
 
 
+@pytest.mark.slow  # end-to-end training runs (> 5 s on a shared 2-core CPU)
 def test_resume_gives_identical_weights(tiny_data, tmp_path, monkeypatch):
     straight = train_mod.train(tiny_config(tiny_data, tmp_path / "a", workers=0))
 
@@ -141,6 +146,7 @@ def test_resume_gives_identical_weights(tiny_data, tmp_path, monkeypatch):
     assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow  # end-to-end training runs (> 5 s on a shared 2-core CPU)
 def test_resume_bad_input(tiny_data, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         train_mod.train(tiny_config(tiny_data, tmp_path / "x", resume=str(tmp_path / "nope")))
@@ -368,6 +374,7 @@ def test_console_bar_on_a_tty_plain_lines_off_it():
     assert ConsoleProgress(stream=io.StringIO()).tty is False  # detected: not a terminal
 
 
+@pytest.mark.slow  # end-to-end training runs (> 5 s on a shared 2-core CPU)
 def test_training_off_a_tty_writes_no_carriage_returns(tiny_data, tmp_path, capsys):
     train_mod.train(tiny_config(tiny_data, tmp_path / "r", epochs=1, max_steps_per_epoch=2,
                                 progress=True))

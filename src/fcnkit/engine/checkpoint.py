@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from fcnkit.atomic import atomic_path
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, first_line
 
 CHECKPOINT_FORMAT = "fcnkit-checkpoint/1"
 REQUIRED_KEYS = ("format", "model_state", "model_config")
@@ -142,7 +142,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
     try:
         data = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/truncated/unsafe files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         if "weights only" in reason.lower() or "weights_only" in reason.lower():
             reason = "it contains pickled objects other than tensors and plain data"
         raise InputError(
@@ -243,7 +243,7 @@ def model_from_checkpoint(
     if name is not None and cfg.get("name") != name:
         raise InputError(
             f"checkpoint {source} is a {what}, not a {name}; pass a checkpoint trained "
-            f"as {name} or ask for --model {cfg.get('name')}"
+            f"as {name} or ask for model {cfg.get('name')!r}"
         )
     if num_classes is not None and cfg.get("num_classes") != num_classes:
         raise InputError(
@@ -260,22 +260,17 @@ def model_from_checkpoint(
     except (TypeError, ValueError, KeyError) as exc:
         raise InputError(
             f"checkpoint {source} describes a model this fcnkit cannot build ({what}: "
-            f"{_first_line(exc)}); use the fcnkit version that wrote it"
+            f"{first_line(exc)}); use the fcnkit version that wrote it"
         ) from None
     try:
         model.load_state_dict(ckpt["model_state"], strict=True)
     except (RuntimeError, KeyError, TypeError) as exc:
         raise InputError(
             f"checkpoint {source} is a {what}, but its weights do not fit that model "
-            f"({_first_line(exc)[:200]}); the file is damaged or from another fcnkit "
+            f"({first_line(exc)[:200]}); the file is damaged or from another fcnkit "
             "version: re-create it with fcnkit train"
         ) from None
     return model.to(device).eval()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --- RNG state -----------------------------------------------------------------------------

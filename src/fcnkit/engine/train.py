@@ -42,7 +42,7 @@ run at that point.
 Determinism: the model is initialised from ``seed``; at the start of every epoch the
 python/numpy/torch generators are re-seeded from ``(seed, epoch, rank)`` and the sampler
 shuffles with ``(seed, epoch)``. An epoch's randomness therefore depends only on where it
-is in the run, which is why 2 epochs straight and 1 epoch + ``--resume`` give identical
+is in the run, which is why 2 epochs straight and 1 epoch + a resume give identical
 weights on the CPU.
 """
 
@@ -598,9 +598,3 @@ def _configure_threads(config: TrainConfig) -> None:
     elif torch.device(config.device).type == "cpu":
         local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
-
-
-def main(config: TrainConfig) -> int:
-    """Entry point used by ``fcnkit train``: train and return the exit code."""
-    train(config)
-    return 0
