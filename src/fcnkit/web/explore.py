@@ -120,7 +120,7 @@ def layer_view(params: Params) -> dict[str, Any]:
 def animation_view(params: Params) -> dict[str, Any]:
     """Cell kinds of the drawn input grid and the kernel taps of every output pixel
     (:func:`fcnkit.arith.taps.tap_layout`), at most ``limits.MAX_ANIMATION_FRAMES`` of them."""
-    from fcnkit.arith.taps import tap_layout
+    from fcnkit.arith.taps import INPUT, INSERTED_ZERO, PADDING, tap_layout
 
     args = _layer_args(params)
     if args["convention"] != "pytorch" or args["ceil_mode"]:
@@ -141,7 +141,7 @@ def animation_view(params: Params) -> dict[str, Any]:
         "taps": geom.taps.tolist(),
         "grid_stride": list(geom.grid_stride),
         "transposed": geom.transposed,
-        "kinds": {"padding": 0, "input": 1, "inserted_zero": 2},
+        "kinds": {"padding": PADDING, "input": INPUT, "inserted_zero": INSERTED_ZERO},
     }
 
 

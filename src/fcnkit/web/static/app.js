@@ -7,7 +7,8 @@ const FIELDS = ["kind", "convention", "size", "kernel", "stride", "padding", "di
   "output_padding", "ceil_mode", "row", "col", "target", "rates", "grid_kernel",
   "stack_size", "stack_row", "stack_col"];
 const SVG_NS = "http://www.w3.org/2000/svg";
-const COLOURS = { 0: "#ffffff", 1: "#6baed6", 2: "#e5e5e5" };  // padding, input, inserted zero
+// Cell colours by kind name; the numbers of the kinds come with the animation view.
+const KIND_COLOURS = { padding: "#ffffff", input: "#6baed6", inserted_zero: "#e5e5e5" };
 const $ = (id) => document.getElementById(id);
 
 let stack = [
@@ -149,12 +150,15 @@ function renderAnimationFrame() {
   const svg = el("svg", { width, height, viewBox: `0 0 ${width} ${height}`, id: "animation-svg" },
     holder);
   const taps = new Set(data.taps[oy][ox].map(([r, c]) => `${r},${c}`));
+  const colours = {};
+  for (const [name, number] of Object.entries(data.kinds)) colours[number] = KIND_COLOURS[name];
+  const padding = data.kinds.padding;
   for (let r = 0; r < gh; r++) {
     for (let c = 0; c < gw; c++) {
       const kind = grid[r][c];
       const rect = el("rect", { x: c * cell + 1, y: r * cell + 1, width: cell - 1, height: cell - 1,
-        fill: COLOURS[kind], stroke: kind === 0 ? "#9aa" : "#fff" }, svg);
-      if (kind === 0) rect.setAttribute("stroke-dasharray", "2,2");
+        fill: colours[kind], stroke: kind === padding ? "#9aa" : "#fff" }, svg);
+      if (kind === padding) rect.setAttribute("stroke-dasharray", "2,2");
       if (taps.has(`${r},${c}`)) {
         el("rect", { x: c * cell + 3, y: r * cell + 3, width: cell - 5, height: cell - 5,
           fill: "none", stroke: "#08306b", "stroke-width": 2 }, svg);
