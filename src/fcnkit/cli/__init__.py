@@ -40,6 +40,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rf",
     "gridding",
     "animate",
+    "explore",
+    "report",
 )
 
 

@@ -89,6 +89,9 @@ def register(subparsers: Any) -> None:
     a("--threads", type=positive_int, help="torch threads per process (default cores / processes)")
     a("--progress", action=argparse.BooleanOptionalAction,
       help="per-step progress: a bar on a terminal, else a line per log window (on)")
+    a("--tensorboard", action=argparse.BooleanOptionalAction,
+      help="also log scalars and validation predictions to RUN_DIR/tensorboard "
+      "(tensorboard --logdir; pip install 'fcnkit[tensorboard]') (off)")
     parser.add_argument("--nproc", type=positive_int, default=1,
                         help="processes on this node (DDP; default 1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

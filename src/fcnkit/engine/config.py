@@ -61,6 +61,8 @@ class TrainConfig:
         max_steps_per_epoch: stop each epoch after this many steps (None: the whole split).
         threads: torch intra-op threads per process (None: cores / local processes).
         progress: tqdm progress bar on rank 0.
+        tensorboard: also write TensorBoard events to ``RUN_DIR/tensorboard`` (scalars and a
+            few validation predictions per epoch; needs the ``tensorboard`` extra).
         model_options: further keyword options for ``build_model`` (plain values only).
     """
 
@@ -94,6 +96,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     threads: int | None = None
     progress: bool = True
+    tensorboard: bool = False
     model_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -28,6 +28,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ __all__ = [
     "predict_checkpoint",
     "predict_image",
     "predict_paths",
+    "predict_samples",
 ]
 
 #: File extensions picked up when an input is a directory (case-insensitive): the same
@@ -378,3 +380,28 @@ def predict_checkpoint(
     if bad:
         warn(f"{len(bad)} unreadable image(s) skipped")
     return {"out_dir": str(out), "num_images": len(done), "skipped": bad, "outputs": done}
+
+
+def predict_samples(model: nn.Module, dataset: Any, count: int, *, num_classes: int,
+                    device: str | torch.device = "cpu") -> list[tuple[Any, Any, torch.Tensor]]:
+    """The first ``count`` items of a dataset with the model's prediction for each.
+
+    Args:
+        model: the model (put in eval mode here).
+        dataset: yields ``(image, mask)`` with the image (3, H, W) float RGB in [0, 1]
+            (:func:`fcnkit.data.open_dataset` without a transform).
+        count: how many items (fewer when the dataset is shorter).
+        num_classes: classes the model predicts.
+        device: device the model is on.
+
+    Returns:
+        ``(image, mask, prediction)`` triples, prediction (H, W) class indices
+        (:func:`predict_image`).
+    """
+    model.eval()
+    samples = []
+    for index in range(min(int(count), len(dataset))):
+        image, mask = dataset[index]
+        samples.append((image, mask, predict_image(model, image, num_classes=num_classes,
+                                                   device=device)))
+    return samples

@@ -33,11 +33,15 @@ class RunLog:
     """
 
     def __init__(
-        self, path: Path | None, records: list[dict[str, Any]], file: IO[str] | None
+        self, path: Path | None, records: list[dict[str, Any]], file: IO[str] | None,
+        tensorboard: Any = None,
     ) -> None:
         self.path = path
         self.records = records
         self._file = file
+        #: A :class:`fcnkit.engine.tensorboard_log.TensorBoardLogger` that gets every
+        #: appended record too, or None.
+        self.tensorboard = tensorboard
 
     @classmethod
     def in_memory(cls) -> RunLog:
@@ -45,12 +49,15 @@ class RunLog:
         return cls(None, [], None)
 
     @classmethod
-    def open(cls, path: str | Path, *, keep_up_to_step: int) -> RunLog:
+    def open(cls, path: str | Path, *, keep_up_to_step: int,
+             tensorboard_dir: str | Path | None = None) -> RunLog:
         """Open ``path`` for appending, keeping the lines of steps ``<= keep_up_to_step``.
 
         A fresh run passes 0 (every old line goes); a resumed run passes the checkpoint's
         step, so the lines written after that checkpoint, and a line torn by a crash, are
-        cut off. The cut happens once, here, by truncating the file in place.
+        cut off. The cut happens once, here, by truncating the file in place. With
+        ``tensorboard_dir``, records also go to TensorBoard events there (events after
+        ``keep_up_to_step`` are purged the same way).
         """
         path = Path(path)
         records: list[dict[str, Any]] = []
@@ -63,9 +70,14 @@ class RunLog:
                         break
                     records.append(record)
                     keep_bytes += len(raw)
+        board = None
+        if tensorboard_dir is not None:
+            from fcnkit.engine.tensorboard_log import TensorBoardLogger
+
+            board = TensorBoardLogger(tensorboard_dir, purge_step=keep_up_to_step + 1)
         file = path.open("a", encoding="utf-8")
         file.truncate(keep_bytes)
-        return cls(path, records, file)
+        return cls(path, records, file, board)
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Keep ``record`` and write it as one line (flushed at once)."""
@@ -74,11 +86,16 @@ class RunLog:
         if self._file is not None:
             self._file.write(json.dumps(record, default=_json_value, allow_nan=True) + "\n")
             self._file.flush()
+        if self.tensorboard is not None:
+            self.tensorboard.log_record(record)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
     def __enter__(self) -> RunLog:
         return self

@@ -447,6 +447,9 @@ def _run(
             }
             if info.is_main:
                 log.append(record)
+                if log.tensorboard is not None:
+                    log_val_predictions(log.tensorboard, bare, config, step,
+                                        num_classes=num_classes, device=device, palette=palette)
                 checkpoint = TrainingCheckpoint(
                     model_state=bare.state_dict(), model_config=model_config,
                     classes=classes, palette=palette, config=config.to_dict(),
@@ -495,7 +498,22 @@ def open_run_log(run_dir: Path, config: TrainConfig, *, keep_up_to_step: int,
         return RunLog.in_memory()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", config.to_json())
-    return RunLog.open(run_dir / "metrics.jsonl", keep_up_to_step=keep_up_to_step)
+    return RunLog.open(run_dir / "metrics.jsonl", keep_up_to_step=keep_up_to_step,
+                       tensorboard_dir=run_dir / "tensorboard" if config.tensorboard else None)
+
+
+def log_val_predictions(board: Any, model: nn.Module, config: TrainConfig, step: int, *,
+                        num_classes: int, device: torch.device, palette: list[Any]) -> None:
+    """TensorBoard: the first validation images' predictions (rank 0, once per epoch)."""
+    from fcnkit.data import open_dataset
+    from fcnkit.engine.predict import predict_samples
+    from fcnkit.engine.tensorboard_log import PREDICTION_IMAGES
+
+    dataset = open_dataset(config.data, config.val_split, skip_bad=config.skip_bad)
+    samples = predict_samples(model, dataset, PREDICTION_IMAGES, num_classes=num_classes,
+                              device=device)
+    board.log_predictions(samples, step, palette or None)
+    model.train()
 
 
 def save_epoch(run_dir: Path, checkpoint: TrainingCheckpoint, log: RunLog, *,
