@@ -54,13 +54,11 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from fcnkit.atomic import write_text_atomic
+from fcnkit.constants import IGNORE_INDEX
 from fcnkit.engine import checkpoint as ckpt_io
 from fcnkit.engine import distributed as ddp
 from fcnkit.engine.config import TrainConfig
 from fcnkit.errors import InputError
-
-IGNORE_INDEX = 255
-
 
 # --------------------------------------------------------------------------------------------
 # Data

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, first_line
 from fcnkit.models.preprocess import CAFFE, IMAGENET, Preprocessing, preprocessing_from
 
 FCNKIT, TORCHVISION, PYTORCH_FCN = "fcnkit", "torchvision", "pytorch-fcn"
@@ -95,11 +95,6 @@ class LoadReport:
 
 # Reading ---------------------------------------------------------------------------------
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
                                                              dict[str, Any]]:
     """Tensors and decoded fcnkit metadata of a ``.safetensors`` file (no code runs).
@@ -119,7 +114,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tens
             state = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise InputError(f"weights: cannot read {str(path)!r} as safetensors "
-                         f"({_first_line(exc)[:120]}); pass a file written by fcnkit export"
+                         f"({first_line(exc)[:120]}); pass a file written by fcnkit export"
                          ) from None
     metadata: dict[str, Any] = {}
     for key, value in raw.items():
@@ -152,7 +147,7 @@ def read_state_file(path: str | os.PathLike[str], option: str = "weights") -> We
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
             raise InputError(
                 f"{option}: cannot read {str(file)!r} as torch weights "
-                f"({_first_line(exc)[:120]}); pass a state_dict saved with torch.save"
+                f"({first_line(exc)[:120]}); pass a state_dict saved with torch.save"
             ) from None
         if isinstance(data, Mapping):
             for key in ("model_state", "model_state_dict", "state_dict", "model"):
@@ -368,20 +363,22 @@ def torchvision_dilations(backbone: str, output_stride: int = 8) -> list[int]:
     previous rate: 1, 2, 2, … then 2, 4, 4). Read from the built module, not typed in.
 
     Raises:
-        ValueError: for ResNet-18/34 (torchvision's BasicBlock refuses dilation).
+        InputError: for ResNet-18/34 (torchvision's BasicBlock refuses dilation).
     """
     import torchvision
 
-    from fcnkit.models.backbones import dilated_layers
+    from fcnkit.models.backbones import ResNetBackbone
 
-    dilated = dilated_layers(output_stride)
+    # The layers whose plain stride is coarser than output_stride stop downsampling.
+    plain = ResNetBackbone(backbone).strides
+    dilated = [layer for layer in ("layer2", "layer3", "layer4") if plain[layer] > output_stride]
     replace = [layer in dilated for layer in ("layer2", "layer3", "layer4")]
     try:
         net = getattr(torchvision.models, backbone)(weights=None,
                                                     replace_stride_with_dilation=replace)
     except NotImplementedError as exc:
-        raise ValueError(f"dilations='torchvision' needs a Bottleneck ResNet (resnet50, "
-                         f"resnet101), not {backbone!r}: {_first_line(exc)}") from None
+        raise InputError(f"dilations='torchvision' needs a Bottleneck ResNet (resnet50, "
+                         f"resnet101), not {backbone!r}: {first_line(exc)}") from None
     rates = []
     for layer in dilated:
         for block in getattr(net, layer):
