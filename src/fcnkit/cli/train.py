@@ -87,6 +87,15 @@ def register(subparsers: Any) -> None:
     a("--log-every", type=positive_int, help="metrics.jsonl step line every N steps (default 10)")
     a("--max-steps-per-epoch", type=positive_int, help="cap on optimizer steps per epoch")
     a("--threads", type=positive_int, help="torch threads per process (default cores / processes)")
+    a("--init-from", metavar="CKPT",
+      help="start from these weights (fcnkit checkpoint/.safetensors, torchvision or "
+      "pytorch-fcn file): tensors matching by name and shape are copied; counts reported")
+    a("--recipe", choices=("modern", "caffe"),
+      help="modern (default) or caffe: the FCN paper's summed loss, SGD momentum 0.99, "
+      "fixed lr 1e-10/1e-12/1e-14 (32s/16s/8s), wd 5e-4, biases 2x lr without decay, "
+      "frozen bilinear upsampling, whole images at batch 1 (flags given still win)")
+    a("--aux-loss-weight", type=float,
+      help="weight of the auxiliary head's loss for aux=True models (default 0.5)")
     a("--progress", action=argparse.BooleanOptionalAction,
       help="per-step progress: a bar on a terminal, else a line per log window (on)")
     a("--tensorboard", action=argparse.BooleanOptionalAction,
@@ -111,6 +120,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
         return base.replace(**given)
     if "data" not in given:
         raise InputError("--data is required (e.g. --data synth:DIR); or pass --resume RUN_DIR")
+    if given.get("recipe") == "caffe":
+        from fcnkit.engine.optim import caffe_recipe_defaults
+
+        # The recipe's settings fill in what the command line leaves open.
+        given = {**caffe_recipe_defaults(given.get("model", "fcn8s")), **given}
     return TrainConfig(**given)
 
 
@@ -160,6 +174,10 @@ def run(args: argparse.Namespace) -> int:
         rows += [["best_miou", result["best_miou"]], ["train_loss", result["train_loss"]],
                  ["time_s", round(result["time_s"], 1)]]
         print(format_table(rows, ["metric", "value"]))
+        if result.get("init_from"):
+            counts = result["init_from"]
+            print(f"init from {config.init_from}: copied {counts['copied']}, skipped "
+                  f"{counts['skipped']}, new {counts['new']} tensors")
         if result["skipped"]:
             print(f"skipped {result['skipped']} bad sample(s) (--skip-bad)")
         print(f"run directory: {result['run_dir']} (last.pt, best.pt, metrics.jsonl, curves.png)")

@@ -139,6 +139,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
     if not file.exists():
         raise InputError(f"checkpoint {file} does not exist; check the path (fcnkit train "
                          "writes RUN_DIR/last.pt and RUN_DIR/best.pt)")
+    if file.suffix == ".safetensors":
+        return _checkpoint_from_safetensors(file)
     try:
         data = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/truncated/unsafe files
@@ -165,6 +167,23 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
         )
     data[SOURCE_KEY] = str(file)
     return data
+
+
+def _checkpoint_from_safetensors(file: Path) -> dict[str, Any]:
+    # fcnkit export's .safetensors (engine.export_safetensors): weights + model metadata.
+    from fcnkit.models.weights import SAFETENSORS_FORMAT, read_safetensors
+
+    state, meta = read_safetensors(file)
+    config = meta.get("model_config")
+    if meta.get("format") != SAFETENSORS_FORMAT or not isinstance(config, dict) or (
+        "name" not in config
+    ):
+        raise InputError(f"checkpoint {file} is a .safetensors file without fcnkit metadata "
+                         f"(format {meta.get('format')!r}); pass a file written by fcnkit "
+                         "export, or load it with build_model(name, weights=...)")
+    return {"format": CHECKPOINT_FORMAT, "model_state": state, "model_config": config,
+            "classes": list(meta.get("classes") or []),
+            "palette": list(meta.get("palette") or []), SOURCE_KEY: str(file)}
 
 
 def resolve_checkpoint_path(path: str | os.PathLike[str], *, name: str = "last.pt") -> Path:

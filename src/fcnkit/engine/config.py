@@ -19,6 +19,8 @@ from typing import Any
 from fcnkit.errors import InputError
 
 OPTIMIZERS = ("sgd", "adamw")
+# "modern": the defaults below; "caffe": the FCN paper's (fcnkit.engine.optim).
+RECIPES = ("modern", "caffe")
 # Training devices: the CPU, or CUDA (the current GPU, or GPU N). Checked as text so the
 # config stays torch-free; train() asks torch whether the device exists.
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
@@ -64,6 +66,16 @@ class TrainConfig:
         tensorboard: also write TensorBoard events to ``RUN_DIR/tensorboard`` (scalars and a
             few validation predictions per epoch; needs the ``tensorboard`` extra).
         model_options: further keyword options for ``build_model`` (plain values only).
+        init_from: weights to start from (a fcnkit checkpoint or .safetensors, a torchvision
+            or pytorch-fcn file): every tensor matching by name (mapped by role for foreign
+            layouts) and shape is copied, the rest initialised as usual, and the counts
+            reported (staged training FCN-32s → 16s → 8s, fine-tuning). Their
+            preprocessing becomes the model's.
+        recipe: ``"modern"`` or ``"caffe"`` (summed loss, per-parameter lr multipliers,
+            whole images without augmentation; see :mod:`fcnkit.engine.optim` and
+            :func:`fcnkit.engine.optim.caffe_recipe_defaults` for its hyper-parameters).
+        aux_loss_weight: weight of the auxiliary head's loss for models built with
+            ``aux=True`` (0.5 as in torchvision's references).
     """
 
     data: str
@@ -98,6 +110,9 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = False
     model_options: Mapping[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    recipe: str = "modern"
+    aux_loss_weight: float = 0.5
 
     def __post_init__(self) -> None:
         c = self
@@ -105,6 +120,8 @@ class TrainConfig:
             (c.epochs >= 1, f"epochs={c.epochs} must be at least 1"),
             (c.batch_size >= 1, f"batch_size={c.batch_size} must be at least 1"),
             (c.lr > 0, f"lr={c.lr} must be positive"),
+            (c.recipe in RECIPES, f"recipe={c.recipe!r} must be one of {', '.join(RECIPES)}"),
+            (c.aux_loss_weight >= 0, f"aux_loss_weight={c.aux_loss_weight} must be >= 0"),
             (c.optimizer in OPTIMIZERS,
              f"optimizer={c.optimizer!r} must be one of {', '.join(OPTIMIZERS)}"),
             (DEVICE_PATTERN.fullmatch(c.device) is not None,

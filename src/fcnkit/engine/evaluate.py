@@ -179,6 +179,7 @@ def evaluate_checkpoint(
     from fcnkit.data.transforms import eval_transform, pad_collate
     from fcnkit.engine import distributed as ddp
     from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
+    from fcnkit.models.preprocess import preprocessing_from
 
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -188,7 +189,9 @@ def evaluate_checkpoint(
     overlap = check_overlap(overlap)
     device = resolve_device(device)
     ckpt = load_checkpoint(run_checkpoint(checkpoint))
-    dataset = open_dataset(data, split, transform=eval_transform(), skip_bad=skip_bad)
+    # Images are normalised as the checkpoint's weights expect (models.preprocess).
+    normalize = preprocessing_from(ckpt["model_config"].get("preprocessing")).transform()
+    dataset = open_dataset(data, split, transform=eval_transform(normalize), skip_bad=skip_bad)
     if len(dataset) == 0:
         raise InputError(f"dataset {data}: split {split!r} holds no images; "
                          "pass a split with images (e.g. val)")

@@ -8,22 +8,39 @@
 * :func:`build_scheduler`: the "poly" decay ``lr = base * (1 - step/total) ** power``
   (Chen et al., DeepLab 2016), stepped once per optimizer step as in torchvision's
   ``references/segmentation/train.py``.
+* :func:`training_loss`: the loss of a model output, with torchvision's auxiliary-head term
+  ``loss(out) + aux_weight * loss(aux)`` (``aux_weight`` 0.5 in torchvision's references).
+
+Two recipes (:data:`RECIPES`): ``"modern"`` (the defaults above: mean loss, momentum 0.9,
+poly decay, augmentation) and ``"caffe"``, the FCN paper's (Long et al. 2015, §4.3 and the
+``solver.prototxt`` of ``fcn.berkeleyvision.org``'s voc-fcn32s/16s/8s): the loss *summed*
+over pixels (Caffe's ``normalize: false``), SGD with momentum 0.99, a fixed learning rate
+of 1e-10 / 1e-12 / 1e-14 for FCN-32s / 16s / 8s, weight decay 5e-4, biases at twice the
+learning rate without decay (``lr_mult: 2, decay_mult: 0``), frozen bilinear upsampling
+(``lr_mult: 0``) and whole images, batch 1, no augmentation (:func:`caffe_recipe_defaults`,
+:func:`build_caffe_optimizer`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fcnkit.constants import IGNORE_INDEX
+from fcnkit.engine.config import RECIPES as _RECIPES
 from fcnkit.errors import InputError
 
 __all__ = [
+    "RECIPES",
+    "build_caffe_optimizer",
     "build_optimizer",
+    "caffe_recipe_defaults",
+    "training_loss",
     "build_scheduler",
     "median_frequency_weights",
     "parse_class_weights",
@@ -34,7 +51,8 @@ __all__ = [
 
 
 def segmentation_loss(
-    logits: torch.Tensor, masks: torch.Tensor, weight: torch.Tensor | None
+    logits: torch.Tensor, masks: torch.Tensor, weight: torch.Tensor | None,
+    *, reduction: str = "mean",
 ) -> torch.Tensor:
     """Mean per-pixel cross-entropy over non-ignored pixels (weighted mean with ``weight``).
 
@@ -42,11 +60,14 @@ def segmentation_loss(
     except that a batch whose pixels are all ignored gives a zero loss that still depends
     on the logits (so every DDP rank runs the same backward), not NaN (0/0). Computed as
     ``sum / total weight`` on the device: no value is read back to the host, so the
-    training step never waits for the GPU.
+    training step never waits for the GPU. ``reduction="sum"``: the (weighted) sum over
+    the non-ignored pixels, Caffe's ``SoftmaxWithLoss`` with ``normalize: false``.
     """
     logits = logits.float()
     summed = F.cross_entropy(logits, masks, weight=weight, ignore_index=IGNORE_INDEX,
                              reduction="sum")
+    if reduction == "sum":
+        return summed
     valid = masks != IGNORE_INDEX
     if weight is None:
         total = valid.sum(dtype=summed.dtype)
@@ -135,3 +156,55 @@ def set_schedule_position(
     scheduler.last_epoch = step
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] * poly_factor(step, total_steps, power)
+
+
+def training_loss(
+    output: torch.Tensor | Mapping[str, torch.Tensor], masks: torch.Tensor,
+    weight: torch.Tensor | None, *, reduction: str = "mean", aux_weight: float = 0.5,
+) -> torch.Tensor:
+    """:func:`segmentation_loss` of ``output`` (logits, or torchvision-style
+    ``{"out", "aux"}``): ``loss(out) + aux_weight * loss(aux)`` (torchvision's
+    ``references/segmentation/train.py`` uses 0.5)."""
+    if not isinstance(output, Mapping):
+        return segmentation_loss(output, masks, weight, reduction=reduction)
+    loss = segmentation_loss(output["out"], masks, weight, reduction=reduction)
+    if "aux" in output:
+        loss = loss + aux_weight * segmentation_loss(output["aux"], masks, weight,
+                                                     reduction=reduction)
+    return loss
+
+
+RECIPES = _RECIPES  # one list, in engine.config (torch-free)
+# Fixed learning rates of the FCN paper's solvers (summed loss): Long et al. 2015 §4.3,
+# fcn.berkeleyvision.org voc-fcn32s/16s/8s solver.prototxt (base_lr 1e-10, 1e-12, 1e-14).
+_CAFFE_LR = {"fcn32s": 1e-10, "fcn16s": 1e-12, "fcn8s": 1e-14}
+
+
+def caffe_recipe_defaults(model: str) -> dict[str, Any]:
+    """TrainConfig settings of the FCN paper's recipe for ``model`` (see the module
+    docstring); the caller keeps any value the user gave explicitly.
+
+    Raises:
+        InputError: a model the paper gives no learning rate for.
+    """
+    if model not in _CAFFE_LR:
+        raise InputError(f"recipe 'caffe' is the FCN paper's for {', '.join(_CAFFE_LR)}; "
+                         f"model {model!r} has no published learning rate: pass lr explicitly "
+                         "or use the modern recipe")
+    return {"lr": _CAFFE_LR[model], "optimizer": "sgd", "momentum": 0.99,
+            "weight_decay": 5e-4, "lr_power": 0.0, "batch_size": 1, "upsample": "bilinear"}
+
+
+def build_caffe_optimizer(
+    model: nn.Module, *, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.SGD:
+    """SGD with Caffe's per-parameter multipliers: weights at ``lr`` with ``weight_decay``,
+    biases at ``2 * lr`` without decay (``lr_mult: 2, decay_mult: 0``); frozen parameters
+    (the bilinear upsamplers, ``lr_mult: 0``) are left out."""
+    weights, biases = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (biases if name.endswith("bias") else weights).append(param)
+    groups = [{"params": weights, "lr": lr, "weight_decay": weight_decay},
+              {"params": biases, "lr": 2 * lr, "weight_decay": 0.0}]
+    return torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=momentum)

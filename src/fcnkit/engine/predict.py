@@ -195,7 +195,9 @@ def predict_image(
     Returns:
         (H, W) class indices on the image's device: uint8 (num_classes <= 256), else int64.
     """
-    from fcnkit.data.transforms import normalize
+    from fcnkit.models.preprocess import model_preprocessing
+
+    preprocessing = model_preprocessing(model)  # what the model's weights expect
 
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W) RGB, got shape {tuple(image.shape)}")
@@ -209,7 +211,7 @@ def predict_image(
     labels = torch.empty((height, width), dtype=torch.uint8 if num_classes <= 256 else torch.int64)
     for top, strip in iter_logit_strips(
         model, image.unsqueeze(0), num_classes=num_classes, window=chosen, overlap=overlap,
-        tile_transform=lambda t: normalize(t).to(device),
+        tile_transform=lambda t: preprocessing.apply(t).to(device),
     ):
         labels[top : top + strip.shape[2]] = strip[0].argmax(dim=0).to(labels.dtype)
     return labels

@@ -69,6 +69,7 @@ from fcnkit.engine.checkpoint import TrainingCheckpoint
 from fcnkit.engine.config import TrainConfig
 from fcnkit.engine.inference import resolve_device
 from fcnkit.engine.optim import (
+    build_caffe_optimizer,
     build_optimizer,
     build_scheduler,
     median_frequency_weights,
@@ -76,6 +77,7 @@ from fcnkit.engine.optim import (
     poly_factor,
     segmentation_loss,
     set_schedule_position,
+    training_loss,
 )
 from fcnkit.engine.runlog import ConsoleProgress, RunLog, draw_curves
 from fcnkit.errors import InputError, warn
@@ -98,20 +100,28 @@ __all__ = [
 # Data
 
 
-def get_dataset(config: TrainConfig, split: str, *, train: bool) -> Any:
-    """Open ``config.data``'s ``split`` with the training or the evaluation transform."""
+def get_dataset(config: TrainConfig, split: str, *, train: bool,
+                preprocessing: Any = None) -> Any:
+    """Open ``config.data``'s ``split`` with the training or the evaluation transform.
+
+    Images are normalised as ``preprocessing`` (a
+    :class:`fcnkit.models.preprocess.Preprocessing`; None: ImageNet) says. The caffe recipe
+    trains on whole images without augmentation, as the FCN paper did.
+    """
     from fcnkit.data import open_dataset
     from fcnkit.data.transforms import eval_transform, train_transform
 
-    if train:
+    normalize = preprocessing.transform() if preprocessing is not None else None
+    if train and config.recipe != "caffe":
         transform = train_transform(
             crop_size=config.crop,
             scale_range=config.scale_range,
             hflip=config.hflip,
             color_jitter=config.color_jitter,
+            normalize=normalize,
         )
     else:
-        transform = eval_transform()
+        transform = eval_transform(normalize)
     dataset = open_dataset(config.data, split, transform=transform, skip_bad=config.skip_bad)
     if len(dataset) == 0:
         raise InputError(f"data {config.data}: split {split!r} is empty; add images to it")
@@ -193,23 +203,71 @@ def model_options(config: TrainConfig) -> dict[str, Any]:
     return options
 
 
+def load_init_weights(config: TrainConfig) -> Any:
+    """The weights ``config.init_from`` names (a :class:`fcnkit.models.weights.WeightsFile`),
+    or None. A fcnkit checkpoint's or .safetensors' metadata comes along."""
+    if config.init_from is None:
+        return None
+    from fcnkit.models.weights import read_state_file
+
+    return read_state_file(Path(config.init_from).expanduser(), "init_from")
+
+
+def training_preprocessing(
+    config: TrainConfig, resume: Mapping[str, Any] | None, init: Any
+) -> Any:
+    """What the trained model expects: the explicit model option, else the resumed run's,
+    else the initial weights', else ImageNet's."""
+    from fcnkit.models.preprocess import preprocessing_from
+    from fcnkit.models.weights import weights_preprocessing
+
+    explicit = config.model_options.get("preprocessing")
+    if explicit is not None:
+        return preprocessing_from(explicit)
+    if resume is not None:
+        return preprocessing_from(resume["model_config"].get("preprocessing"))
+    if init is not None:
+        return weights_preprocessing(init)
+    return preprocessing_from(None)
+
+
 def build_training_model(
-    config: TrainConfig, num_classes: int, resume: Mapping[str, Any] | None
-) -> tuple[nn.Module, dict[str, Any]]:
+    config: TrainConfig, num_classes: int, resume: Mapping[str, Any] | None,
+    *, init: Any = None, preprocessing: Any = None,
+) -> tuple[nn.Module, dict[str, Any], Any]:
     """The model to train, seeded (the same initial weights on every rank), with the
-    resumed checkpoint's weights when there is one. Returns ``(model, model_config)``."""
+    resumed checkpoint's weights when there is one, else the tensors of ``init`` that fit.
+
+    Returns:
+        ``(model, model_config, init_report)``; ``model_config`` records ``preprocessing``
+        when it is not the default ImageNet one; ``init_report`` is the
+        :class:`fcnkit.models.weights.LoadReport` of ``init`` (None without it).
+    """
     from fcnkit.models import build_model
+    from fcnkit.models.preprocess import IMAGENET, PREPROCESSINGS
+    from fcnkit.models.weights import transfer_matching
 
     seed_everything(config.seed)
     model_config = {"name": config.model, "num_classes": num_classes, **model_options(config)}
+    if preprocessing is not None and preprocessing != IMAGENET:
+        named = PREPROCESSINGS.get(preprocessing.name) == preprocessing
+        model_config["preprocessing"] = preprocessing.name if named else preprocessing.to_dict()
     try:
         model = build_model(**model_config)
     except (TypeError, KeyError) as exc:
         raise InputError(f"model {model_config}: {exc}; see fcnkit models") from None
+    report = None
     if resume is not None:
         _check_resume_fits(resume, model_config)
         model.load_state_dict(resume["model_state"])
-    return model, model_config
+    elif init is not None:
+        report = transfer_matching(model, init)
+    if config.recipe == "caffe":
+        # Caffe's upsampling Deconvolutions are frozen (lr_mult: 0).
+        for module in model.modules():
+            if isinstance(module, nn.ConvTranspose2d):
+                module.weight.requires_grad_(False)
+    return model, model_config, report
 
 
 def seed_everything(seed: int, epoch: int = 0, rank: int = 0) -> None:
@@ -263,7 +321,8 @@ def train_one_epoch(
         with torch.autocast(device_type=device.type, dtype=torch.float16,
                             enabled=scaler is not None):
             logits = model(images)
-        loss = segmentation_loss(logits, masks, weight)
+        loss = training_loss(logits, masks, weight, aux_weight=config.aux_loss_weight,
+                             reduction="sum" if config.recipe == "caffe" else "mean")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -346,7 +405,7 @@ def train(
     Returns:
         ``{"run_dir", "skipped", "last", "best", "best_miou", "epoch", "step",
         "train_loss", "metrics" (last validation), "world_size", "batch_size",
-        "effective_batch_size", "time_s"}``; paths as strings.
+        "effective_batch_size", "time_s", "init_from"}``; paths as strings.
 
     Raises:
         InputError: bad data, a device that is absent, a checkpoint that does not fit, a
@@ -376,9 +435,12 @@ def _run(
     run_dir = resolve_run_dir(config)
     console = ConsoleProgress(enabled=info.is_main, bar=config.progress)
 
-    # Data
-    train_set = get_dataset(config, config.train_split, train=True)
-    val_set = get_dataset(config, config.val_split, train=False)
+    # Data, normalised as the model's weights expect
+    init = load_init_weights(config) if resume is None else None
+    preprocessing = training_preprocessing(config, resume, init)
+    train_set = get_dataset(config, config.train_split, train=True,
+                            preprocessing=preprocessing)
+    val_set = get_dataset(config, config.val_split, train=False, preprocessing=preprocessing)
     num_classes = int(train_set.num_classes)
     classes = list(getattr(train_set, "classes", [str(i) for i in range(num_classes)]))
     palette = [list(map(int, c)) for c in getattr(train_set, "palette", [])]
@@ -389,11 +451,21 @@ def _run(
     total_steps = config.epochs * steps_per_epoch
 
     # Model, loss, optimizer, schedule
-    model, model_config = build_training_model(config, num_classes, resume)
+    model, model_config, init_report = build_training_model(
+        config, num_classes, resume, init=init, preprocessing=preprocessing)
+    if init_report is not None:
+        counts = init_report.counts()
+        console.line(f"fcnkit train: init from {config.init_from} ({init_report.layout}): "
+                     f"copied {counts['copied']}, skipped {counts['skipped']}, new "
+                     f"{counts['new']} tensors")
     model = ddp.wrap_model(model, info, device, sync_bn=config.sync_bn)
     bare = ddp.unwrap_model(model)
-    optimizer = build_optimizer(model, name=config.optimizer, lr=config.lr,
-                                momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.recipe == "caffe":
+        optimizer = build_caffe_optimizer(model, lr=config.lr, momentum=config.momentum,
+                                          weight_decay=config.weight_decay)
+    else:
+        optimizer = build_optimizer(model, name=config.optimizer, lr=config.lr,
+                                    momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = build_scheduler(optimizer, total_steps, config.lr_power)
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
     weight = class_weights_for(config, train_set, num_classes)
@@ -483,6 +555,8 @@ def _run(
         "batch_size": config.batch_size,
         "effective_batch_size": config.batch_size * info.world_size,
         "time_s": time.perf_counter() - start_time,
+        # copied / skipped / new tensor counts of init_from (None without it)
+        "init_from": init_report.counts() if init_report is not None else None,
     }
 
 

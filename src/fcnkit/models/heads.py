@@ -206,6 +206,9 @@ class FCNHead(nn.Module):
                                             caffe_padding=caffe_geometry)
         self._skip_offsets: list[tuple[int, int]] = [(0, 0)] * len(self.skips)
         self._final_offset: tuple[int, int] = (0, 0)
+        # Fixed factors on each skip feature before its score layer: 1 except for FCN-8s
+        # at-once (Shelhamer et al. 2017 §4.1: pool4 × 0.01, pool3 × 0.0001).
+        self.skip_scales: list[float] = [1.0] * len(self.skips)
 
     def set_offsets(self, skip_offsets: Sequence[Sequence[int]], final: Sequence[int]) -> None:
         """Crop offsets per skip (index in the skip's score map of the upsampled map's pixel
@@ -223,9 +226,11 @@ class FCNHead(nn.Module):
         self, features: Mapping[str, torch.Tensor], input_size: Sequence[int]
     ) -> torch.Tensor:
         scores = self.score_fr(features[self.deepest])
-        for name, up, offset in zip(self.skips, self.upscores, self._skip_offsets):
+        for name, up, offset, scale in zip(self.skips, self.upscores, self._skip_offsets,
+                                           self.skip_scales):
             upsampled = up(scores)
-            skip = self.skip_score(name)(features[name])
+            feature = features[name] if scale == 1.0 else features[name] * scale
+            skip = self.skip_score(name)(feature)
             # Caffe: fuse = upscore + crop(score_skip, upscore); here the crop is the overlap.
             scores = fuse(skip, upsampled, offset)
         out = self.upscore_final(scores)
