@@ -135,7 +135,7 @@ def config_to_argv(config: Any) -> list[str]:
         value = getattr(config, f.name)
         if f.name == "model_options":
             if value:
-                raise ValueError("model options beyond --backbone/--upsample cannot be "
+                raise InputError("model options beyond --backbone/--upsample cannot be "
                                  "passed to worker processes; use torchrun with the library")
             continue
         if value is None:
