@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "eval",
     "predict",
+    "export",
     "models",
     "conv",
     "rf",

@@ -13,7 +13,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import dims, format_table, print_json, warn
+from fcnkit.cli._common import (
+    add_backend_arguments,
+    backend_options,
+    dims,
+    format_table,
+    print_json,
+    warn,
+)
 
 NAME = "eval"
 #: Sliding-window tile size when ``--sliding`` is given without ``--window``.
@@ -34,7 +41,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--checkpoint", required=True,
-        help="checkpoint file, or a run directory (its best.pt, else last.pt)",
+        help="checkpoint file, or a run directory (its best.pt, else last.pt), or an .onnx "
+        "model (with --backend onnxruntime)",
     )
     parser.add_argument(
         "--data", required=True,
@@ -65,6 +73,7 @@ def register(subparsers: Any) -> None:
         "--skip-bad", action="store_true",
         help="skip unreadable or inconsistent samples with a warning instead of stopping",
     )
+    add_backend_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -99,7 +108,8 @@ def run(args: Any) -> int:
     from fcnkit.arith.tiling import check_overlap
     from fcnkit.data import open_dataset
     from fcnkit.data.transforms import eval_transform, pad_collate
-    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from fcnkit.engine.backends import is_onnx_file, open_backend
+    from fcnkit.engine.checkpoint import load_checkpoint
     from fcnkit.engine.evaluate import evaluate
     from fcnkit.engine.inference import as_window, resolve_device
     from fcnkit.errors import InputError
@@ -114,12 +124,15 @@ def run(args: Any) -> int:
     check_overlap(args.overlap)  # fail on a bad --overlap before any work
     device = resolve_device(args.device)
 
-    ckpt = load_checkpoint(checkpoint_file(args.checkpoint))
+    onnx_model = is_onnx_file(args.checkpoint)
+    source = args.checkpoint if onnx_model else load_checkpoint(checkpoint_file(args.checkpoint))
     dataset = open_dataset(args.data, args.split, transform=eval_transform(),
                            skip_bad=args.skip_bad)
     num_classes = int(dataset.num_classes)
-    model = model_from_checkpoint(ckpt, device=device, num_classes=num_classes)
-    ckpt_classes = list(ckpt.get("classes") or [])
+    opened = open_backend(source, device=device, num_classes=num_classes,
+                          **backend_options(args))
+    model = opened.backend
+    ckpt_classes = opened.classes
     data_classes = list(getattr(dataset, "classes", None) or [])
     if ckpt_classes and data_classes and ckpt_classes != data_classes:
         warn(f"checkpoint classes {ckpt_classes} differ from the dataset's {data_classes}; "
@@ -144,7 +157,7 @@ def run(args: Any) -> int:
         f"sliding window {window[0]}x{window[1]}, overlap {args.overlap:g}")
     skipped = f" ({result['skipped']} bad samples skipped)" if result["skipped"] else ""
     print(f"\n{loader.images} images of split {args.split!r}{skipped}, {mode}, "
-          f"checkpoint {ckpt.get('path', args.checkpoint)}")
+          f"{model.describe()}, model {opened.source}")
     return 0
 
 

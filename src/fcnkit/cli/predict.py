@@ -17,7 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import dims, format_table, print_json, warn
+from fcnkit.cli._common import (
+    add_backend_arguments,
+    backend_options,
+    dims,
+    format_table,
+    print_json,
+    warn,
+)
 
 NAME = "predict"
 
@@ -38,7 +45,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--checkpoint", required=True,
-        help="checkpoint file, or a run directory (its best.pt, else last.pt)",
+        help="checkpoint file, or a run directory (its best.pt, else last.pt), or an .onnx "
+        "model (with --backend onnxruntime)",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or directories")
     parser.add_argument("--out", required=True, help="output directory (created if missing)")
@@ -63,13 +71,15 @@ def register(subparsers: Any) -> None:
         help="skip unreadable images with a warning (and a count at the end) instead of stopping",
     )
     parser.add_argument("--json", action="store_true", help="print the outputs as JSON")
+    add_backend_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: Any) -> int:
     from fcnkit.arith.tiling import check_overlap
     from fcnkit.cli.eval import checkpoint_file
-    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from fcnkit.engine.backends import is_onnx_file, open_backend
+    from fcnkit.engine.checkpoint import load_checkpoint
     from fcnkit.engine.inference import as_window, resolve_device
     from fcnkit.engine.predict import collect_images, predict_paths
     from fcnkit.errors import InputError
@@ -84,10 +94,12 @@ def run(args: Any) -> int:
         raise InputError(f"--out {out} is a file; pass a directory (it is created if missing)")
     collect_images(args.inputs)  # missing inputs / empty directories fail before loading
 
-    ckpt = load_checkpoint(checkpoint_file(args.checkpoint))
-    model = model_from_checkpoint(ckpt, device=device)
-    classes = list(ckpt.get("classes") or [])
-    num_classes = int(ckpt["model_config"].get("num_classes") or len(classes)) or None
+    source = (args.checkpoint if is_onnx_file(args.checkpoint)
+              else load_checkpoint(checkpoint_file(args.checkpoint)))
+    opened = open_backend(source, device=device, **backend_options(args))
+    model = opened.backend
+    classes = opened.classes
+    num_classes = opened.num_classes or None
 
     done: list[dict[str, Any]] = []
     bad: list[str] = []
@@ -113,7 +125,7 @@ def run(args: Any) -> int:
         })
 
     predict_paths(
-        model, args.inputs, out, palette=ckpt.get("palette"), overlay=args.overlay,
+        model, args.inputs, out, palette=opened.palette or None, overlay=args.overlay,
         window=window, device=device, overlap=args.overlap, max_pixels=args.max_pixels,
         num_classes=num_classes, skip_bad=args.skip_bad, on_bad=on_bad, on_done=on_done,
     )
