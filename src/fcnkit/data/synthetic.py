@@ -425,13 +425,13 @@ def generate_synthetic_dataset(
     if isinstance(size, int):
         size = (size, size)
     if len(tuple(size)) != 2 or min(size) < 32:
-        raise InputError(f"--size must be H,W with both at least 32 pixels, got {size}")
+        raise InputError(f"size must be (H, W) with both at least 32 pixels, got {size}")
     size = (int(size[0]), int(size[1]))
     if train < 0 or val < 0 or train + val == 0:
-        raise InputError(f"--train/--val must be >= 0 and not both 0, got {train}/{val}")
+        raise InputError(f"train/val image counts must be >= 0 and not both 0, got {train}/{val}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a directory; choose another path")
+        raise InputError(f"output {out} exists and is not a directory; choose another path")
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     jobs = [(out, int(seed), split, i, size)

@@ -169,7 +169,8 @@ def open_backend(
 
     Args:
         source: a checkpoint dict from :func:`fcnkit.engine.checkpoint.load_checkpoint`, a
-            checkpoint file, or an ``.onnx`` file from ``fcnkit export``.
+            checkpoint file or run directory (its best.pt, else last.pt), or an ``.onnx``
+            file from ``fcnkit export``.
         backend: ``"torch"`` (checkpoints only) or ``"onnxruntime"`` (an ``.onnx`` file, or
             a checkpoint, which is exported to a temporary dynamic-size ONNX file first).
         device, precision, channels_last: for the torch backend.
@@ -187,9 +188,9 @@ def open_backend(
             raise InputError(f"{source} is an ONNX model; run it with --backend onnxruntime "
                              "or pass a checkpoint for --backend torch")
         return _open_onnx(source, threads=threads, num_classes=num_classes)
-    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
 
-    ckpt = source if isinstance(source, Mapping) else load_checkpoint(source)
+    ckpt = source if isinstance(source, Mapping) else load_checkpoint(run_checkpoint(source))
     model = model_from_checkpoint(ckpt, num_classes=num_classes, device=device)
     classes = list(ckpt.get("classes") or [])
     palette = [list(map(int, c)) for c in (ckpt.get("palette") or [])]

@@ -147,6 +147,19 @@ def resolve_checkpoint_path(path: str | os.PathLike[str], *, name: str = "last.p
     return p
 
 
+def run_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint to evaluate or predict with: a file as given, or a run directory's
+    ``best.pt`` (``last.pt`` when the run has no best yet).
+
+    Raises:
+        InputError: ``path`` does not exist, or the run directory holds neither file.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir() and not (p / "best.pt").is_file():
+        return resolve_checkpoint_path(p, name="last.pt")
+    return resolve_checkpoint_path(p, name="best.pt")
+
+
 def describe_checkpoint(ckpt: Mapping[str, Any]) -> str:
     """A short description such as ``"fcn8s (backbone resnet18) for 9 classes"``."""
     cfg = ckpt.get("model_config", {})

@@ -349,13 +349,13 @@ def export_checkpoint(
     Returns:
         A report dict: ``format``, ``output``, ``bytes`` and the format's details.
     """
-    from fcnkit.engine.checkpoint import load_checkpoint
+    from fcnkit.engine.checkpoint import load_checkpoint, run_checkpoint
 
     if format not in EXPORTERS:
         raise InputError(f"--format {format!r} is not supported; choose one of "
                          f"{', '.join(EXPORTERS)}")
     if not isinstance(checkpoint, Mapping):
-        checkpoint = load_checkpoint(_checkpoint_file(checkpoint))
+        checkpoint = load_checkpoint(run_checkpoint(checkpoint))
     target = Path(out).expanduser()
     if target.is_dir():
         raise InputError(f"output {target} is a directory; pass a file such as "
@@ -363,16 +363,6 @@ def export_checkpoint(
     report = EXPORTERS[format](checkpoint, target, **options)
     report["checkpoint"] = str(checkpoint.get("path", "<in memory>"))
     return report
-
-
-def _checkpoint_file(path: str | os.PathLike[str]) -> Path:
-    """A checkpoint file, or a run directory's best.pt (last.pt when there is no best)."""
-    from fcnkit.engine.checkpoint import resolve_checkpoint_path
-
-    p = Path(path).expanduser()
-    if p.is_dir() and not (p / "best.pt").is_file():
-        return resolve_checkpoint_path(p, name="last.pt")
-    return resolve_checkpoint_path(p, name="best.pt")
 
 
 def _first_line(exc: BaseException) -> str:
