@@ -82,6 +82,17 @@ class TorchBackend(nn.Module):
             out = out["out"]
         return out.float().contiguous()
 
+    def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(x).argmax(1)``, without full-resolution logits when the model allows
+        (:func:`fcnkit.engine.inference.whole_image_labels`)."""
+        from fcnkit.engine.inference import whole_image_labels
+
+        x = x.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.precision, self.device):
+            return whole_image_labels(self.model, x)
+
     def describe(self) -> str:
         layout = "channels_last" if self.channels_last else "NCHW"
         return f"torch {self.precision.name} {layout} on {self.device}"

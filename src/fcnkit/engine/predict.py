@@ -36,7 +36,7 @@ from torch import nn
 from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.atomic import atomic_path
 from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
-from fcnkit.engine.inference import as_window, iter_logit_strips
+from fcnkit.engine.inference import as_window, iter_logit_strips, whole_image_labels
 from fcnkit.errors import InputError, first_line, warn
 
 __all__ = [
@@ -204,7 +204,11 @@ def predict_image(
     device = torch.device(device)
     # The raw image stays where it is; each tile is normalised and moved on its own, and
     # each finished strip's argmax goes straight into a compact label map.
-    labels = torch.empty((height, width), dtype=torch.uint8 if num_classes <= 256 else torch.int64)
+    dtype = torch.uint8 if num_classes <= 256 else torch.int64
+    if chosen is None:  # one pass; labels without full-resolution logits when possible
+        labels = whole_image_labels(model, normalize(image).unsqueeze(0).to(device))[0]
+        return labels.to(image.device, dtype)
+    labels = torch.empty((height, width), dtype=dtype)
     for top, strip in iter_logit_strips(
         model, image.unsqueeze(0), num_classes=num_classes, window=chosen, overlap=overlap,
         tile_transform=lambda t: normalize(t).to(device),

@@ -245,16 +245,25 @@ class FCNHead(nn.Module):
         """The 1×1 score layer of skip feature ``name``."""
         return self.skip_scores[_score_name(name)]
 
-    def forward(
-        self, features: Mapping[str, torch.Tensor], input_size: Sequence[int]
-    ) -> torch.Tensor:
+    @property
+    def final_offset(self) -> tuple[int, int]:
+        """``(dy, dx)``: index in the last upsampled map of the input's pixel 0."""
+        return self._final_offset
+
+    def coarse(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The fused score map before the last upsampling (stride ``final_stride``)."""
         scores = self.score_fr(features[self.deepest])
         for name, up, offset in zip(self.skips, self.upscores, self._skip_offsets):
             upsampled = up(scores)
             skip = self.skip_score(name)(features[name])
             # Caffe: fuse = upscore + crop(score_skip, upscore); here the crop is the overlap.
             scores = fuse(skip, upsampled, offset)
-        out = self.upscore_final(scores)
+        return scores
+
+    def forward(
+        self, features: Mapping[str, torch.Tensor], input_size: Sequence[int]
+    ) -> torch.Tensor:
+        out = self.upscore_final(self.coarse(features))
         return crop_to(out, self._final_offset, input_size)
 
 
