@@ -165,8 +165,7 @@ def _cell(value: Any) -> str:
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """``--backend``, ``--precision``, ``--channels-last``, ``--threads`` (eval, predict)."""
-    from fcnkit.engine.backends import BACKENDS
-    from fcnkit.engine.precision import PRECISIONS
+    from fcnkit.engine.precision import BACKENDS, LAYOUTS, PRECISIONS
 
     parser.add_argument(
         "--backend", choices=BACKENDS, default="torch",
@@ -179,7 +178,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         "fp32, bf16 or fp16 autocast (default auto)",
     )
     parser.add_argument(
-        "--channels-last", choices=["auto", "on", "off"], default="auto",
+        "--channels-last", choices=LAYOUTS, default="auto",
         help="torch backend: channels_last (NHWC) layout (default auto: on for CPU and CUDA)",
     )
     parser.add_argument(
@@ -190,7 +189,6 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 def backend_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`fcnkit.engine.backends.open_backend` from ``args``."""
-    layout = {"on": True, "off": False}.get(args.channels_last, args.channels_last)
-    return {"backend": args.backend, "precision": args.precision, "channels_last": layout,
-            "threads": args.threads}
+    return {"backend": args.backend, "precision": args.precision,
+            "channels_last": args.channels_last, "threads": args.threads}
 

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from fcnkit.cli._common import dims, print_json
+from fcnkit.engine.precision import LAYOUTS, PRECISIONS
 
 # Flags whose value is a comma-separated pair of numbers.
 _PAIRS = {"crop", "scale_range"}
@@ -65,7 +66,9 @@ def register(subparsers: Any) -> None:
     a("--seed", type=int, help="random seed (default 0)")
     a("--workers", type=int, help="data loader workers per process (default 2)")
     a("--device", choices=("cpu", "cuda"), help="device (default cpu)")
-    a("--amp", action=argparse.BooleanOptionalAction, help="mixed precision on CUDA (on)")
+    a("--precision", choices=PRECISIONS,
+      help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16, fp16")
+    a("--channels-last", choices=LAYOUTS, help="NHWC model and batches (default auto: on)")
     a("--skip-bad", action=argparse.BooleanOptionalAction, help="skip unreadable samples")
     a("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm under DDP")
     a("--log-every", type=int, help="metrics.jsonl step line every N steps (default 10)")

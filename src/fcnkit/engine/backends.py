@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from fcnkit.engine.precision import (
+    BACKENDS,
     Precision,
     autocast,
     resolve_channels_last,
@@ -44,7 +45,6 @@ from fcnkit.errors import InputError
 
 __all__ = ["BACKENDS", "TorchBackend", "OnnxRuntimeBackend", "OpenedBackend", "open_backend"]
 
-BACKENDS = ("torch", "onnxruntime")
 
 
 class TorchBackend(nn.Module):

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fcnkit.engine.precision import LAYOUTS, PRECISIONS
+
 OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("cpu", "cuda")
 
@@ -46,7 +48,11 @@ class TrainConfig:
         seed: seed of model initialisation, shuffling and augmentation.
         workers: DataLoader worker processes per training process.
         device: ``"cpu"`` or ``"cuda"``.
-        amp: mixed precision (float16 autocast + GradScaler); used on CUDA only.
+        precision: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, else
+            fp32), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast + GradScaler); weights
+            and checkpoints stay float32 (:mod:`fcnkit.engine.precision`).
+        channels_last: ``"auto"`` (on for CPU and CUDA), ``"on"`` or ``"off"``: model and
+            batches in NHWC layout.
         skip_bad: skip unreadable/inconsistent samples with a warning instead of failing.
         sync_bn: SyncBatchNorm across processes (distributed CUDA runs only).
         log_every: write a ``metrics.jsonl`` step line every this many optimizer steps.
@@ -79,7 +85,8 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     device: str = "cpu"
-    amp: bool = True
+    precision: str = "auto"
+    channels_last: str = "auto"
     skip_bad: bool = False
     sync_bn: bool = False
     log_every: int = 10
@@ -98,6 +105,10 @@ class TrainConfig:
              f"--optimizer {c.optimizer!r} must be one of {', '.join(OPTIMIZERS)}"),
             (c.device in DEVICES, f"--device {c.device!r} must be one of {', '.join(DEVICES)}"),
             (c.workers >= 0, f"--workers {c.workers} must be >= 0"),
+            (c.precision in PRECISIONS,
+             f"--precision {c.precision!r} must be one of {', '.join(PRECISIONS)}"),
+            (c.channels_last in LAYOUTS,
+             f"--channels-last {c.channels_last!r} must be one of {', '.join(LAYOUTS)}"),
             (c.log_every >= 1, f"--log-every {c.log_every} must be at least 1"),
             (len(c.crop) == 2 and min(c.crop) >= 8, f"--crop {c.crop} must be H,W, both >= 8"),
             (len(c.scale_range) == 2 and 0 < c.scale_range[0] <= c.scale_range[1],
@@ -130,6 +141,8 @@ class TrainConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys (from another version) are rejected."""
         names = {f.name for f in dataclasses.fields(cls)}
+        # "amp" (fp16 autocast on CUDA) was replaced by "precision"; old runs still resume.
+        data = {k: v for k, v in data.items() if k != "amp"}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(

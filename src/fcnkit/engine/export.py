@@ -34,13 +34,14 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from fcnkit.atomic import atomic_path
 from fcnkit.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where it is used: `fcnkit --help` stays torch-free
+    import torch
+    from torch import nn
 
 __all__ = [
     "EXPORTERS",
@@ -158,6 +159,8 @@ def export_onnx(
     Returns:
         ``out`` as a Path. Raises InputError when the exporter rejects the model or opset.
     """
+    import torch
+
     require("onnxscript")
     onnx = require("onnx")
     model = _cpu_float_copy(model)
@@ -196,6 +199,8 @@ def export_onnx(
 
 def _cpu_float_copy(model: nn.Module) -> nn.Module:
     import copy
+
+    import torch
 
     copied = copy.deepcopy(model).cpu().float().eval()
     copied.to(memory_format=torch.contiguous_format)
@@ -275,6 +280,8 @@ def quantize_int8(
 def calibration_images(data: str, *, split: str = "train", count: int = 16
                        ) -> list[torch.Tensor]:
     """Up to ``count`` normalised images ``(1, 3, H, W)`` of a dataset split, in order."""
+    import torch
+
     from fcnkit.data import open_dataset
     from fcnkit.data.transforms import eval_transform
 

@@ -1,4 +1,7 @@
-"""Numeric precision and memory layout for training and inference.
+"""Numeric precision, memory layout and backend names for training and inference.
+
+This module imports torch only inside its functions, so the command line can offer
+:data:`PRECISIONS`, :data:`LAYOUTS` and :data:`BACKENDS` without loading torch.
 
 ``precision`` is one of :data:`PRECISIONS`:
 
@@ -19,13 +22,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-import torch
+from typing import Any
 
 from fcnkit.errors import InputError
 
 __all__ = [
+    "BACKENDS",
     "PRECISIONS",
+    "LAYOUTS",
     "Precision",
     "cpu_has_native_bf16",
     "resolve_precision",
@@ -34,7 +38,9 @@ __all__ = [
 ]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+LAYOUTS = ("auto", "on", "off")
+#: Inference backends (:mod:`fcnkit.engine.backends`).
+BACKENDS = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class Precision:
     (None for fp32) and ``reason``, one line saying why it was chosen."""
 
     name: str
-    dtype: torch.dtype | None
+    dtype: Any  # torch.dtype | None
     reason: str
 
 
@@ -53,6 +59,8 @@ def cpu_has_native_bf16() -> bool:
     Uses PyTorch's own CPU feature probes (``torch.cpu._is_avx512_bf16_supported``,
     ``_is_amx_tile_supported``); False when this torch build has neither probe.
     """
+    import torch
+
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     for name in probes:
         probe = getattr(torch.cpu, name, None)
@@ -61,13 +69,15 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: str | torch.device = "cpu") -> Precision:
+def resolve_precision(precision: str, device: Any = "cpu") -> Precision:
     """Turn a ``--precision`` value into a :class:`Precision` for ``device``.
 
     Raises:
         InputError: an unknown name, or fp16 on a CPU (PyTorch's CPU fp16 autocast exists
             but is far slower than fp32 without AMX-FP16; refuse rather than crawl).
     """
+    import torch
+
     if precision not in PRECISIONS:
         raise InputError(f"--precision {precision!r} is unknown; choose one of "
                          f"{', '.join(PRECISIONS)}")
@@ -85,23 +95,33 @@ def resolve_precision(precision: str, device: str | torch.device = "cpu") -> Pre
     )():
         raise InputError("--precision fp16 needs a GPU (or a CPU with AMX-FP16); "
                          "pass --precision bf16 or fp32 on this CPU")
-    return Precision(precision, _DTYPES[precision], f"{precision} (asked for)")
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    return Precision(precision, dtypes[precision], f"{precision} (asked for)")
 
 
-def resolve_channels_last(channels_last: bool | str, device: str | torch.device = "cpu"
-                          ) -> bool:
-    """``"auto"`` → True: NHWC is at least as fast for these conv nets on CPU (oneDNN) and
-    CUDA (cuDNN) in docs/benchmarks.md; a bool is returned as given."""
+def resolve_channels_last(channels_last: bool | str, device: Any = "cpu") -> bool:
+    """Whether to run in channels_last: a bool as given, ``"on"``/``"off"``, or ``"auto"``.
+
+    ``"auto"`` is on for CPU and CUDA, where oneDNN / cuDNN have NHWC convolution kernels
+    (docs/benchmarks.md has the measurements), off elsewhere (MPS).
+    """
     if isinstance(channels_last, bool):
         return channels_last
+    if channels_last not in LAYOUTS:
+        raise InputError(f"channels_last must be one of {', '.join(LAYOUTS)}, got "
+                         f"{channels_last!r}")
     if channels_last != "auto":
-        raise InputError(f"channels_last must be True, False or 'auto', got {channels_last!r}")
+        return channels_last == "on"
+    import torch
+
     return torch.device(device).type in ("cpu", "cuda")
 
 
 @contextlib.contextmanager
-def autocast(precision: Precision, device: str | torch.device = "cpu") -> Iterator[None]:
+def autocast(precision: Precision, device: Any = "cpu") -> Iterator[None]:
     """``torch.autocast`` for a resolved precision; a no-op for fp32."""
+    import torch
+
     if precision.dtype is None:
         yield
         return

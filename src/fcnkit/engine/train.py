@@ -57,6 +57,7 @@ from fcnkit.atomic import write_text_atomic
 from fcnkit.engine import checkpoint as ckpt_io
 from fcnkit.engine import distributed as ddp
 from fcnkit.engine.config import TrainConfig
+from fcnkit.engine.precision import autocast, resolve_channels_last, resolve_precision
 from fcnkit.errors import InputError
 
 IGNORE_INDEX = 255
@@ -299,7 +300,8 @@ def train_one_epoch(
 ) -> tuple[int, float]:
     """Train for one epoch. Returns (global step after the epoch, mean loss over ranks)."""
     device = torch.device(config.device)
-    use_amp = scaler is not None
+    precision = resolve_precision(config.precision, device)
+    channels_last = resolve_channels_last(config.channels_last, device)
     model.train()
     progress = None
     if info.is_main and config.progress:
@@ -314,10 +316,12 @@ def train_one_epoch(
         if i >= steps_per_epoch:
             break
         images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         masks = masks.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        with autocast(precision, device):
             logits = model(images)
-        loss = segmentation_loss(logits, masks, weight)
+        loss = segmentation_loss(logits.float(), masks, weight)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -490,11 +494,16 @@ def _train(
     if resume is not None:
         _check_resume_fits(resume, config, num_classes)
         model.load_state_dict(resume["model_state"])
+    precision = resolve_precision(config.precision, device)
+    channels_last = resolve_channels_last(config.channels_last, device)
+    if channels_last:  # weights keep their values; only the memory order changes
+        model = model.to(memory_format=torch.channels_last)
     model = ddp.wrap_model(model, info, device, sync_bn=config.sync_bn)
     optimizer = build_optimizer(config, model)
     scheduler = build_scheduler(optimizer, total_steps, config.lr_power)
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    # fp16 needs loss scaling against gradient underflow; bf16 has fp32's exponent range.
+    use_scaler = precision.name == "fp16" and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     weight = class_weights_for(config, train_set, num_classes)
     if weight is not None:
         weight = weight.to(device)
@@ -531,6 +540,7 @@ def _train(
             f"{len(val_set)} val images, {num_classes} classes; {world} process(es) x batch "
             f"{config.batch_size} = effective batch {world * config.batch_size}; "
             f"{steps_per_epoch} steps/epoch; epochs {start_epoch + 1}..{config.epochs}; "
+            f"precision {precision.reason}; {'channels_last' if channels_last else 'NCHW'}; "
             f"run dir {run_dir}",
             file=sys.stderr, flush=True,
         )
