@@ -59,7 +59,8 @@ from PIL import Image
 from scipy import ndimage
 
 from fcnkit.atomic import atomic_path, write_text_atomic
-from fcnkit.data.palette import IGNORE_INDEX, save_mask_png, voc_palette
+from fcnkit.constants import IGNORE_INDEX
+from fcnkit.data.palette import save_mask_png, voc_palette
 from fcnkit.errors import InputError
 
 #: Class names of the synthetic dataset, index = label value (0 = background).

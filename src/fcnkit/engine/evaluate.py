@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from fcnkit.arith.tiling import DEFAULT_OVERLAP, check_overlap
+from fcnkit.constants import IGNORE_INDEX
 from fcnkit.engine.inference import as_window, predict_labels, resolve_device
 from fcnkit.errors import InputError, warn
 from fcnkit.metrics import ConfusionMatrix
@@ -65,7 +66,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     window: int | tuple[int, int] | None = None,
     overlap: float = DEFAULT_OVERLAP,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> ConfusionMatrix:
     """Accumulate the confusion matrix of ``model`` over every pixel ``loader`` yields.
 

@@ -30,6 +30,7 @@ __all__ = [
     "BACKENDS",
     "PRECISIONS",
     "LAYOUTS",
+    "FP32",
     "Precision",
     "cpu_has_native_bf16",
     "resolve_precision",
@@ -51,6 +52,10 @@ class Precision:
     name: str
     dtype: Any  # torch.dtype | None
     reason: str
+
+
+#: Plain float32 (no autocast).
+FP32 = Precision("fp32", None, "fp32")
 
 
 def cpu_has_native_bf16() -> bool:

@@ -33,7 +33,13 @@ from fcnkit.arith import (
     upsampling_recipe,
 )
 from fcnkit.errors import InputError
-from fcnkit.models.backbones import Backbone, build_backbone, last_conv, spatial_modules
+from fcnkit.models.backbones import (
+    Backbone,
+    build_backbone,
+    last_conv,
+    path_stride,
+    spatial_modules,
+)
 from fcnkit.models.heads import ConvHead, FCNHead, crop_to, make_upsampler
 from fcnkit.models.surgery import bilinear_init_
 
@@ -149,8 +155,9 @@ class D2LFCN(nn.Sequential):
     def __init__(self, num_classes: int = 21) -> None:
         net = torchvision.models.resnet18(weights=None)
         super().__init__(*list(net.children())[:-2])
-        recipe = upsampling_recipe(32)
-        body_channels = last_conv(spatial_modules(self)).out_channels  # 512 for ResNet-18
+        body = spatial_modules(self)
+        recipe = upsampling_recipe(path_stride(body))  # x32: the body's stride
+        body_channels = last_conv(body).out_channels  # 512 for ResNet-18
         self.add_module("final_conv", nn.Conv2d(body_channels, num_classes, kernel_size=1))
         self.add_module(
             "transpose_conv",
