@@ -63,7 +63,7 @@ def make_step(model: torch.nn.Module, dtype: torch.dtype | None, channels_last: 
         loss = F.cross_entropy(logits.float(), masks, ignore_index=255)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
