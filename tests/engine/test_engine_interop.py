@@ -73,8 +73,8 @@ def test_export_cli_writes_safetensors_from_a_checkpoint(tmp_path, capsys):
                                                             "backbone": "resnet18"}})
     assert main(["export", str(tmp_path / "best.pt"), "--format", "safetensors", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["path"].endswith("best.safetensors") and result["preprocessing"] == "imagenet"
-    state = load_checkpoint(result["path"])["model_state"]
+    assert result["output"].endswith("best.safetensors") and result["preprocessing"] == "imagenet"
+    state = load_checkpoint(result["output"])["model_state"]
     assert torch.equal(state["head.score_fr.weight"], model.state_dict()["head.score_fr.weight"])
     # A .safetensors of another tool (no fcnkit metadata) is refused as a checkpoint.
     from safetensors.torch import save_file

@@ -109,8 +109,12 @@ def test_train_writes_run_directory(tiny_data, tmp_path):
 
 
 @pytest.mark.slow  # end-to-end training runs (> 5 s on a shared 2-core CPU)
-def test_resume_gives_identical_weights(tiny_data, tmp_path, monkeypatch):
-    straight = train_mod.train(tiny_config(tiny_data, tmp_path / "a", workers=0))
+@pytest.mark.parametrize("layout", [
+    {"precision": "fp32", "channels_last": "off"},
+    {"precision": "bf16", "channels_last": "on"},
+], ids=["fp32", "bf16-channels-last"])
+def test_resume_gives_identical_weights(tiny_data, tmp_path, monkeypatch, layout):
+    straight = train_mod.train(tiny_config(tiny_data, tmp_path / "a", workers=0, **layout))
 
     # Interrupt the second run as it enters its second epoch (after epoch 1's last.pt).
     original = train_mod.train_one_epoch
@@ -122,18 +126,22 @@ def test_resume_gives_identical_weights(tiny_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_mod.train(tiny_config(tiny_data, tmp_path / "b"))
+        train_mod.train(tiny_config(tiny_data, tmp_path / "b", **layout))
     monkeypatch.setattr(train_mod, "train_one_epoch", original)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
     # Scramble the global RNGs: resuming must not depend on the process's state.
     torch.manual_seed(12345)
     np.random.seed(12345)
-    resumed = train_mod.train(tiny_config(tiny_data, tmp_path / "b", resume=str(tmp_path / "b")))
+    resumed = train_mod.train(tiny_config(tiny_data, tmp_path / "b", resume=str(tmp_path / "b"),
+                                          **layout))
 
     a = load_checkpoint(straight["last"])
     b = load_checkpoint(resumed["last"])
     assert a["step"] == b["step"] == 4
     assert a["model_state"].keys() == b["model_state"].keys()
+    # Checkpoints stay float32 whatever the compute precision.
+    assert {v.dtype for v in a["model_state"].values() if v.is_floating_point()} == {
+        torch.float32}
     for key, value in a["model_state"].items():
         assert torch.equal(value, b["model_state"][key]), key
     for pa, pb in zip(a["optimizer_state"]["state"].values(),
@@ -237,8 +245,15 @@ def test_config_validation_and_cli_round_trip(tmp_path):
         TrainConfig(data="d", sync_bn=True)
     with pytest.raises(InputError, match="unknown field"):
         TrainConfig.from_dict({"data": "d", "bogus": 1})
+    with pytest.raises(InputError, match="precision='fp8'"):
+        TrainConfig(data="d", precision="fp8")
+    with pytest.raises(InputError, match="channels_last='yes'"):
+        TrainConfig(data="d", channels_last="yes")
+    # Runs written before "precision" replaced "amp" still load.
+    assert TrainConfig.from_dict({"data": "d", "amp": True}) == TrainConfig(data="d")
     config = TrainConfig(data="voc:/x", crop=(64, 48), scale_range=(0.5, 1.5), hflip=False,
-                         class_weights="auto", optimizer="adamw", lr=0.003)
+                         class_weights="auto", optimizer="adamw", lr=0.003,
+                         precision="bf16", channels_last="off")
     argv = ["train", *config_to_argv(config)]
     assert config_from_args(build_parser().parse_args(argv)) == config
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config

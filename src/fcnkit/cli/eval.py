@@ -17,6 +17,8 @@ from typing import Any
 
 from fcnkit.arith.tiling import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.cli._common import (
+    add_backend_arguments,
+    backend_options,
     device,
     format_table,
     non_negative_int,
@@ -44,7 +46,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--checkpoint", required=True,
-        help="checkpoint file, or a run directory (its best.pt, else last.pt)",
+        help="checkpoint file, or a run directory (its best.pt, else last.pt), or an .onnx "
+        "model (with --backend onnxruntime)",
     )
     parser.add_argument(
         "--data", required=True,
@@ -78,6 +81,7 @@ def register(subparsers: Any) -> None:
         "--skip-bad", action="store_true",
         help="skip unreadable or inconsistent samples with a warning instead of stopping",
     )
+    add_backend_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -90,7 +94,7 @@ def run(args: Any) -> int:
     result = evaluate_checkpoint(
         args.checkpoint, args.data, split=args.split, window=window_size, overlap=args.overlap,
         batch_size=args.batch_size, workers=args.workers, device=args.device,
-        skip_bad=args.skip_bad,
+        skip_bad=args.skip_bad, **backend_options(args),
     )
     if args.json:
         print_json(_nan_to_none(result))
@@ -100,7 +104,7 @@ def run(args: Any) -> int:
         f"sliding window {window_size[0]}x{window_size[1]}, overlap {args.overlap:g}")
     skipped = f" ({result['skipped']} bad samples skipped)" if result["skipped"] else ""
     print(f"\n{result['num_images']} images of split {args.split!r}{skipped}, {mode}, "
-          f"checkpoint {result['checkpoint']}")
+          f"model {result['checkpoint']} ({result['backend']})")
     return 0
 
 

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from fcnkit.cli._common import device, dims, non_negative_int, positive_int, print_json
+from fcnkit.engine.precision import LAYOUTS, PRECISIONS
 from fcnkit.errors import InputError
 
 # Flags whose value is a comma-separated pair of numbers.
@@ -81,7 +82,9 @@ def register(subparsers: Any) -> None:
     a("--seed", type=int, help="random seed (default 0)")
     a("--workers", type=non_negative_int, help="data loader workers per process (default 2)")
     a("--device", type=_device_name, metavar="DEVICE", help="cpu, cuda or cuda:N (default cpu)")
-    a("--amp", action=argparse.BooleanOptionalAction, help="mixed precision on CUDA (on)")
+    a("--precision", choices=PRECISIONS,
+      help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16, fp16")
+    a("--channels-last", choices=LAYOUTS, help="NHWC model and batches (default auto: on)")
     a("--skip-bad", action=argparse.BooleanOptionalAction, help="skip unreadable samples")
     a("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm under DDP")
     a("--log-every", type=positive_int, help="metrics.jsonl step line every N steps (default 10)")

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fcnkit.engine.precision import LAYOUTS, PRECISIONS
 from fcnkit.errors import InputError
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -56,7 +57,11 @@ class TrainConfig:
         workers: DataLoader worker processes per training process.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (under DDP each process uses
             ``cuda:LOCAL_RANK``).
-        amp: mixed precision (float16 autocast + GradScaler); used on CUDA only.
+        precision: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, else
+            fp32), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast + GradScaler); weights
+            and checkpoints stay float32 (:mod:`fcnkit.engine.precision`).
+        channels_last: ``"auto"`` (on for CPU and CUDA), ``"on"`` or ``"off"``: model and
+            batches in NHWC layout.
         skip_bad: skip unreadable/inconsistent samples with a warning instead of failing.
         sync_bn: SyncBatchNorm across processes (distributed CUDA runs only).
         log_every: write a ``metrics.jsonl`` step line every this many optimizer steps.
@@ -101,7 +106,8 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     device: str = "cpu"
-    amp: bool = True
+    precision: str = "auto"
+    channels_last: str = "auto"
     skip_bad: bool = False
     sync_bn: bool = False
     log_every: int = 10
@@ -127,6 +133,10 @@ class TrainConfig:
             (DEVICE_PATTERN.fullmatch(c.device) is not None,
              f"device={c.device!r} must be cpu, cuda or cuda:N"),
             (c.workers >= 0, f"workers={c.workers} must be >= 0"),
+            (c.precision in PRECISIONS,
+             f"precision={c.precision!r} must be one of {', '.join(PRECISIONS)}"),
+            (c.channels_last in LAYOUTS,
+             f"channels_last={c.channels_last!r} must be one of {', '.join(LAYOUTS)}"),
             (c.log_every >= 1, f"log_every={c.log_every} must be at least 1"),
             (len(c.crop) == 2 and min(c.crop) >= 8, f"crop={c.crop} must be (H, W), both >= 8"),
             (len(c.scale_range) == 2 and 0 < c.scale_range[0] <= c.scale_range[1],
@@ -163,6 +173,8 @@ class TrainConfig:
             InputError: unknown keys (a config written by another fcnkit version).
         """
         names = {f.name for f in dataclasses.fields(cls)}
+        # "amp" (fp16 autocast on CUDA) was replaced by "precision"; old runs still resume.
+        data = {k: v for k, v in data.items() if k != "amp"}
         unknown = sorted(set(data) - names)
         if unknown:
             raise InputError(

@@ -145,6 +145,10 @@ def evaluate_checkpoint(
     workers: int = 0,
     device: str | torch.device = "cpu",
     skip_bad: bool = False,
+    backend: str = "torch",
+    precision: str = "fp32",
+    channels_last: bool | str = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset split: what ``fcnkit eval`` reports.
 
@@ -154,7 +158,8 @@ def evaluate_checkpoint(
 
     Args:
         checkpoint: a checkpoint file, or a run directory (its ``best.pt``, else
-            ``last.pt``; :func:`fcnkit.engine.checkpoint.run_checkpoint`).
+            ``last.pt``; :func:`fcnkit.engine.checkpoint.run_checkpoint`), or an ``.onnx``
+            model from ``fcnkit export`` (with ``backend="onnxruntime"``).
         data: dataset spec for :func:`fcnkit.data.open_dataset` (``voc:ROOT``, ...).
         split: split name.
         window: ``None`` for whole-image inference, else the sliding-window size.
@@ -164,9 +169,12 @@ def evaluate_checkpoint(
         device: ``cpu``, ``cuda`` or ``cuda:N`` (under torchrun ``cuda`` means the
             process's ``cuda:LOCAL_RANK``).
         skip_bad: drop unreadable samples with a warning instead of raising.
+        backend, precision, channels_last, threads: how the model runs
+            (:func:`fcnkit.engine.backends.open_backend`).
 
     Returns:
-        :meth:`fcnkit.metrics.ConfusionMatrix.compute`'s metrics plus ``num_images``,
+        :meth:`fcnkit.metrics.ConfusionMatrix.compute`'s metrics plus ``backend`` (a
+        one-line description of how the model ran), ``num_images``,
         ``skipped`` (bad samples dropped), ``classes`` (the checkpoint's names, else the
         dataset's) and ``checkpoint`` (the file read).
 
@@ -178,8 +186,7 @@ def evaluate_checkpoint(
     from fcnkit.data import open_dataset
     from fcnkit.data.transforms import eval_transform, pad_collate
     from fcnkit.engine import distributed as ddp
-    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
-    from fcnkit.models.preprocess import preprocessing_from
+    from fcnkit.engine.backends import open_backend, read_source, source_preprocessing
 
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -188,16 +195,19 @@ def evaluate_checkpoint(
     window = as_window(window)
     overlap = check_overlap(overlap)
     device = resolve_device(device)
-    ckpt = load_checkpoint(run_checkpoint(checkpoint))
-    # Images are normalised as the checkpoint's weights expect (models.preprocess).
-    normalize = preprocessing_from(ckpt["model_config"].get("preprocessing")).transform()
+    source = read_source(checkpoint)
+    # Images are normalised as the weights expect (models.preprocess), whatever the backend.
+    normalize = source_preprocessing(source).transform()
     dataset = open_dataset(data, split, transform=eval_transform(normalize), skip_bad=skip_bad)
     if len(dataset) == 0:
         raise InputError(f"dataset {data}: split {split!r} holds no images; "
                          "pass a split with images (e.g. val)")
     num_classes = int(dataset.num_classes)
-    model = model_from_checkpoint(ckpt, num_classes=num_classes)  # evaluate() moves it
-    ckpt_classes = list(ckpt.get("classes") or [])
+    opened = open_backend(source, backend=backend, device=device, precision=precision,
+                          channels_last=channels_last, threads=threads,
+                          num_classes=num_classes)
+    model = opened.backend  # evaluate() moves it
+    ckpt_classes = opened.classes
     data_classes = list(getattr(dataset, "classes", None) or [])
     if ckpt_classes and data_classes and ckpt_classes != data_classes:
         warn(f"checkpoint classes {ckpt_classes} differ from the dataset's {data_classes}; "
@@ -226,5 +236,6 @@ def evaluate_checkpoint(
     result["num_images"] = images
     result["skipped"] = int(getattr(dataset, "skipped", 0) or 0)
     result["classes"] = ckpt_classes or data_classes
-    result["checkpoint"] = str(ckpt.get("path", checkpoint))
+    result["checkpoint"] = opened.source
+    result["backend"] = model.describe()
     return result

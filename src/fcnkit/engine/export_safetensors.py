@@ -29,7 +29,7 @@ from fcnkit.atomic import atomic_path
 from fcnkit.models.preprocess import preprocessing_from
 from fcnkit.models.weights import SAFETENSORS_FORMAT
 
-__all__ = ["checkpoint_from_model", "export_safetensors", "export_weights"]
+__all__ = ["checkpoint_from_model", "export_safetensors"]
 
 
 def export_safetensors(
@@ -79,39 +79,3 @@ def checkpoint_from_model(
         config["preprocessing"] = preprocessing.to_dict()
     return {"model_state": model.state_dict(), "model_config": config,
             "classes": list(classes or []), "palette": list(palette or [])}
-
-
-def export_weights(
-    source: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
-    model: str | None = None, num_classes: int = 21, options: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """``fcnkit export SOURCE --format safetensors``: a checkpoint or foreign weights out.
-
-    Args:
-        source: a fcnkit checkpoint or run directory; or, with ``model``, any weights
-            ``build_model(model, weights=source)`` loads (torchvision, pytorch-fcn).
-        out: the file to write (default: ``source`` with the suffix ``.safetensors``).
-        model, num_classes, options: the fcnkit model the foreign weights load into.
-
-    Returns:
-        ``{"path", "model_config", "tensors", "preprocessing"}`` of the file written.
-    """
-    from fcnkit.engine.checkpoint import load_checkpoint, run_checkpoint
-
-    src = Path(source).expanduser()
-    if model is None:
-        checkpoint = load_checkpoint(run_checkpoint(src))
-    else:
-        from fcnkit.models import build_model
-
-        config = {"name": model, "num_classes": num_classes, **dict(options or {})}
-        built = build_model(model, num_classes=num_classes, weights=str(src),
-                            **dict(options or {}))
-        checkpoint = checkpoint_from_model(built, config)
-    target = Path(out) if out is not None else (src if src.is_file() else src / "model"
-                                                 ).with_suffix(".safetensors")
-    path = export_safetensors(checkpoint, target)
-    config = checkpoint["model_config"]
-    return {"path": str(path), "model_config": dict(config),
-            "tensors": len(checkpoint["model_state"]),
-            "preprocessing": preprocessing_from(config.get("preprocessing")).name}

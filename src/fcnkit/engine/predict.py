@@ -37,7 +37,7 @@ from torch import nn
 from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.atomic import atomic_path
 from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
-from fcnkit.engine.inference import as_window, iter_logit_strips
+from fcnkit.engine.inference import as_window, iter_logit_strips, whole_image_labels
 from fcnkit.errors import InputError, first_line, warn
 
 __all__ = [
@@ -208,7 +208,11 @@ def predict_image(
     device = torch.device(device)
     # The raw image stays where it is; each tile is normalised and moved on its own, and
     # each finished strip's argmax goes straight into a compact label map.
-    labels = torch.empty((height, width), dtype=torch.uint8 if num_classes <= 256 else torch.int64)
+    dtype = torch.uint8 if num_classes <= 256 else torch.int64
+    if chosen is None:  # one pass; labels without full-resolution logits when possible
+        labels = whole_image_labels(model, preprocessing.apply(image).unsqueeze(0).to(device))[0]
+        return labels.to(image.device, dtype)
+    labels = torch.empty((height, width), dtype=dtype)
     for top, strip in iter_logit_strips(
         model, image.unsqueeze(0), num_classes=num_classes, window=chosen, overlap=overlap,
         tile_transform=lambda t: preprocessing.apply(t).to(device),
@@ -331,6 +335,10 @@ def predict_checkpoint(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     device: str | torch.device = "cpu",
     skip_bad: bool = False,
+    backend: str = "torch",
+    precision: str = "fp32",
+    channels_last: bool | str = False,
+    threads: int | None = None,
 ) -> dict[str, object]:
     """Segment images with a checkpoint: what ``fcnkit predict`` reports.
 
@@ -338,24 +346,28 @@ def predict_checkpoint(
     skipped image (with ``skip_bad``) is reported as a :class:`~fcnkit.errors.FcnkitWarning`.
 
     Args:
-        checkpoint: a checkpoint file, or a run directory (its ``best.pt``, else ``last.pt``).
+        checkpoint: a checkpoint file, or a run directory (its ``best.pt``, else ``last.pt``),
+            or an ``.onnx`` model from ``fcnkit export`` (with ``backend="onnxruntime"``).
         inputs, out_dir, overlay, window, overlap, max_pixels, device, skip_bad: as for
             :func:`predict_paths` (the palette is the checkpoint's).
+        backend, precision, channels_last, threads: how the model runs
+            (:func:`fcnkit.engine.backends.open_backend`).
 
     Returns:
         ``out_dir``, ``num_images`` (segmented), ``skipped`` (unreadable inputs) and
         ``outputs``: per image ``input``, ``mask``, ``overlay`` (or None), ``size`` [H, W]
         and ``class_fractions`` (the three most frequent predicted classes).
     """
-    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
+    from fcnkit.engine.backends import open_backend
 
     out = Path(out_dir).expanduser()
     check_out_dir(out)
     collect_images(inputs)  # missing inputs / empty directories fail before loading
-    ckpt = load_checkpoint(run_checkpoint(checkpoint))
-    model = model_from_checkpoint(ckpt, device=device)
-    classes = list(ckpt.get("classes") or [])
-    num_classes = int(ckpt["model_config"].get("num_classes") or len(classes)) or None
+    opened = open_backend(checkpoint, backend=backend, device=device, precision=precision,
+                          channels_last=channels_last, threads=threads)
+    model = opened.backend
+    classes = opened.classes
+    num_classes = opened.num_classes or None
     done: list[dict[str, object]] = []
     bad: list[str] = []
 
@@ -375,13 +387,14 @@ def predict_checkpoint(
         })
 
     predict_paths(
-        model, inputs, out, palette=ckpt.get("palette"), overlay=overlay, window=window,
+        model, inputs, out, palette=opened.palette or None, overlay=overlay, window=window,
         device=device, overlap=overlap, max_pixels=max_pixels, num_classes=num_classes,
         skip_bad=skip_bad, on_bad=on_bad, on_done=on_done,
     )
     if bad:
         warn(f"{len(bad)} unreadable image(s) skipped")
-    return {"out_dir": str(out), "num_images": len(done), "skipped": bad, "outputs": done}
+    return {"out_dir": str(out), "num_images": len(done), "skipped": bad,
+            "backend": model.describe(), "outputs": done}
 
 
 def predict_samples(model: nn.Module, dataset: Any, count: int, *, num_classes: int,

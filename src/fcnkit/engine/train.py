@@ -79,6 +79,13 @@ from fcnkit.engine.optim import (
     set_schedule_position,
     training_loss,
 )
+from fcnkit.engine.precision import (
+    FP32,
+    Precision,
+    autocast,
+    resolve_channels_last,
+    resolve_precision,
+)
 from fcnkit.engine.runlog import ConsoleProgress, RunLog, draw_curves
 from fcnkit.errors import InputError, warn
 
@@ -298,8 +305,14 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     log: RunLog | None = None,
     console: ConsoleProgress | None = None,
+    precision: Precision | None = None,
+    channels_last: bool = False,
 ) -> tuple[int, float]:
     """Train for ``steps`` batches of ``loader``. Returns (global step, mean loss over ranks).
+
+    The forward pass runs under ``precision``'s autocast (None: fp32; the loss is computed
+    in float32) and, with ``channels_last``, on NHWC batches (the model converted by the
+    caller). ``scaler`` (fp16 only) scales the loss against gradient underflow.
 
     Every ``config.log_every`` steps, and at the epoch's last step, the window's losses are
     summed over the ranks and read back to the host (the only host sync of the window),
@@ -317,10 +330,12 @@ def train_one_epoch(
     window_start = time.perf_counter()
     for i, (images, masks) in enumerate(itertools.islice(loader, steps)):
         images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         masks = masks.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.float16,
-                            enabled=scaler is not None):
+        with autocast(precision or FP32, device):
             logits = model(images)
+        # The loss is computed in fp32 whatever the autocast precision (optim.segmentation_loss).
         loss = training_loss(logits, masks, weight, aux_weight=config.aux_loss_weight,
                              reduction="sum" if config.recipe == "caffe" else "mean")
         optimizer.zero_grad(set_to_none=True)
@@ -458,6 +473,10 @@ def _run(
         console.line(f"fcnkit train: init from {config.init_from} ({init_report.layout}): "
                      f"copied {counts['copied']}, skipped {counts['skipped']}, new "
                      f"{counts['new']} tensors")
+    precision = resolve_precision(config.precision, device)
+    channels_last = resolve_channels_last(config.channels_last, device)
+    if channels_last:  # the weights keep their values; only their memory order changes
+        model = model.to(memory_format=torch.channels_last)
     model = ddp.wrap_model(model, info, device, sync_bn=config.sync_bn)
     bare = ddp.unwrap_model(model)
     if config.recipe == "caffe":
@@ -467,7 +486,9 @@ def _run(
         optimizer = build_optimizer(model, name=config.optimizer, lr=config.lr,
                                     momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = build_scheduler(optimizer, total_steps, config.lr_power)
-    scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
+    # fp16 needs loss scaling against gradient underflow; bf16 has fp32's exponent range.
+    use_scaler = precision.name == "fp16" and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     weight = class_weights_for(config, train_set, num_classes)
     if weight is not None:
         weight = weight.to(device)
@@ -488,6 +509,7 @@ def _run(
         f"{len(val_set)} val images; {info.world_size} process(es) x batch "
         f"{config.batch_size} = effective batch {info.world_size * config.batch_size}; "
         f"{steps_per_epoch} steps/epoch; epochs {start_epoch + 1}..{config.epochs}; "
+        f"precision {precision.reason}; {'channels_last' if channels_last else 'NCHW'}; "
         f"run dir {run_dir}"
     )
     if info.is_main and start_epoch >= config.epochs:
@@ -503,7 +525,8 @@ def _run(
             step, train_loss = train_one_epoch(
                 model, train_loader, optimizer, scheduler, epoch=epoch, step=step,
                 steps=steps_per_epoch, config=config, device=device, weight=weight,
-                scaler=scaler, log=log, console=console,
+                scaler=scaler, log=log, console=console, precision=precision,
+                channels_last=channels_last,
             )
             metrics = validate(bare, val_loader, num_classes=num_classes, device=device,
                                classes=classes)

@@ -134,6 +134,22 @@ class FCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x), x.shape[-2:])
 
+    # Labels without full-resolution logits (fcnkit.engine.inference.labels_by_strips):
+    # forward(x) == crop_to(final_upsampler(coarse_scores(x)), final_offset, x.shape[-2:]).
+    def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores before the last upsampling (see :attr:`final_upsampler`)."""
+        return self.head.coarse(self.backbone(x))
+
+    @property
+    def final_upsampler(self) -> nn.Module:
+        """The last upsampling layer (kernel_size/stride/padding of a transposed conv)."""
+        return self.head.upscore_final
+
+    @property
+    def final_offset(self) -> tuple[int, int]:
+        """``(dy, dx)``: where the input's pixel 0 is in the last upsampled map."""
+        return self.head.final_offset
+
 
 class D2LFCN(nn.Sequential):
     """d2l's FCN (Dive into Deep Learning §14.11), layer for layer.
@@ -168,6 +184,21 @@ class D2LFCN(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return crop_to(super().forward(x), (0, 0), x.shape[-2:])
+
+    # The coarse-score protocol of FCN (fcnkit.engine.inference.labels_by_strips).
+    def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """``final_conv`` scores at stride 32, before ``transpose_conv``."""
+        for module in list(self)[:-1]:
+            x = module(x)
+        return x
+
+    @property
+    def final_upsampler(self) -> nn.Module:
+        return self.transpose_conv
+
+    @property
+    def final_offset(self) -> tuple[int, int]:
+        return (0, 0)
 
 
 class DilatedFCN(nn.Module):
@@ -233,8 +264,26 @@ class DilatedFCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         if self.aux_classifier is not None and self.training:
             return self.forward_all(x)
-        features = self.backbone(x)
-        return self._upsample(self.classifier(features[self.backbone.deepest]), x.shape[-2:])
+        return self._upsample(self.coarse_scores(x), x.shape[-2:])
+
+    # The coarse-score protocol of FCN (fcnkit.engine.inference.labels_by_strips). With
+    # upsample="resize" the scale is H / ceil(H/S), not a fixed transposed geometry, so
+    # strip-wise labels are not exact and the engine takes the plain path.
+    def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's scores at the output stride, before ``upsample``."""
+        return self.classifier(self.backbone(x)[self.backbone.deepest])
+
+    @property
+    def strip_labels_exact(self) -> bool:
+        return not self.resize_to_input
+
+    @property
+    def final_upsampler(self) -> nn.Module:
+        return self.upsample
+
+    @property
+    def final_offset(self) -> tuple[int, int]:
+        return (0, 0)
 
 
 def build_fcn(
