@@ -382,20 +382,37 @@ def render_synthetic_sample(
     return image_u8, void_band(labels), int(rng.integers(72, 96))
 
 
-def _write_sample(job: tuple[Path, int, str, int, tuple[int, int]]) -> str:
-    out, seed, split, index, size = job
+#: Synthetic tasks: ``objects`` (the default: class = shape + colour family + texture) and
+#: ``shapes`` (:mod:`fcnkit.data.shapes`: class = shape only).
+TASKS = ("objects", "shapes")
+
+
+def _task_info(task: str) -> tuple[Callable[..., tuple[Array, Array, int]], list[str], int]:
+    """(render function, class names, generator version) of a synthetic task."""
+    if task == "shapes":
+        from fcnkit.data.shapes import SHAPES_CLASSES, SHAPES_VERSION, render_shapes_sample
+
+        return render_shapes_sample, SHAPES_CLASSES, SHAPES_VERSION
+    if task == "objects":
+        return render_synthetic_sample, SYNTHETIC_CLASSES, GENERATOR_VERSION
+    raise InputError(f"--task {task!r} must be one of {', '.join(TASKS)}")
+
+
+def _write_sample(job: tuple[Path, int, str, int, tuple[int, int], str]) -> str:
+    out, seed, split, index, size, task = job
     sample_id = f"{split}_{index:05d}"
-    image, mask, quality = render_synthetic_sample(seed, split, index, size)
+    render, classes, _ = _task_info(task)
+    image, mask, quality = render(seed, split, index, size)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     with atomic_path(out / "JPEGImages" / f"{sample_id}.jpg") as tmp:
         tmp.write_bytes(buffer.getvalue())
-    save_mask_png(out / "SegmentationClass" / f"{sample_id}.png", mask, _palette())
+    save_mask_png(out / "SegmentationClass" / f"{sample_id}.png", mask, _palette(len(classes)))
     return sample_id
 
 
-def _palette() -> list[tuple[int, int, int]]:
-    return voc_palette(len(SYNTHETIC_CLASSES))
+def _palette(num_classes: int = len(SYNTHETIC_CLASSES)) -> list[tuple[int, int, int]]:
+    return voc_palette(num_classes)
 
 
 def generate_synthetic_dataset(
@@ -406,6 +423,7 @@ def generate_synthetic_dataset(
     seed: int = 0,
     size: tuple[int, int] = (150, 210),
     workers: int | None = None,
+    task: str = "objects",
 ) -> Path:
     """Write the synthetic segmentation dataset in Pascal VOC layout.
 
@@ -417,6 +435,8 @@ def generate_synthetic_dataset(
         seed: dataset seed; the same seed gives the same bytes.
         size: (height, width) of every image in pixels, each ≥ 32.
         workers: worker processes (``None`` → up to 2, one per CPU core; 1 → no pool).
+        task: ``"objects"`` (default) or ``"shapes"`` (class decided by shape alone, image
+            sizes varying around ``size``; see :mod:`fcnkit.data.shapes`).
 
     Returns:
         The output directory as a :class:`~pathlib.Path` (a VOC2012-style root that
@@ -427,6 +447,7 @@ def generate_synthetic_dataset(
     if len(tuple(size)) != 2 or min(size) < 32:
         raise InputError(f"--size must be H,W with both at least 32 pixels, got {size}")
     size = (int(size[0]), int(size[1]))
+    _, classes, version = _task_info(task)
     if train < 0 or val < 0 or train + val == 0:
         raise InputError(f"--train/--val must be >= 0 and not both 0, got {train}/{val}")
     out = Path(out_dir)
@@ -434,7 +455,7 @@ def generate_synthetic_dataset(
         raise InputError(f"--out {out} exists and is not a directory; choose another path")
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, int(seed), split, i, size)
+    jobs = [(out, int(seed), split, i, size, task)
             for split, count in (("train", train), ("val", val)) for i in range(count)]
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
@@ -452,9 +473,11 @@ def generate_synthetic_dataset(
     write_text_atomic(out / "ImageSets" / "Segmentation" / "trainval.txt",
                       "".join(f"{i}\n" for i in ids))
     write_text_atomic(out / "classes.txt", "".join(
-        f"{name} {r} {g} {b}\n" for name, (r, g, b) in zip(SYNTHETIC_CLASSES, _palette())))
-    manifest = {"generator": "fcnkit.data.synthetic", "version": GENERATOR_VERSION,
+        f"{name} {r} {g} {b}\n" for name, (r, g, b) in zip(classes, _palette(len(classes)))))
+    manifest = {"generator": "fcnkit.data.synthetic", "version": version,
                 "seed": int(seed), "train": int(train), "val": int(val),
-                "size": list(size), "classes": SYNTHETIC_CLASSES}
+                "size": list(size), "classes": classes}
+    if task != "objects":  # the default task's manifest stays as before (demo cache check)
+        manifest["task"] = task
     write_text_atomic(out / "synthetic.json", json.dumps(manifest, indent=2) + "\n")
     return out
