@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rf",
     "gridding",
     "animate",
+    "reproduce",
 )
 
 
