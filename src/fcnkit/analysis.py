@@ -28,19 +28,27 @@ exact fractions, PyTorch semantics) and the rules are:
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
+from fcnkit.arith import adaptive_pool_equivalent, as_pair, interpolate_equivalent
 from fcnkit.arith.receptive import ReceptiveField, merge_receptive_fields
 from fcnkit.errors import InputError
 
-__all__ = ["LayerRecord", "conv_body_records", "model_for_analysis", "receptive_field_of"]
+__all__ = [
+    "TABLE_VARIANTS",
+    "LayerRecord",
+    "conv_body_records",
+    "count_flops",
+    "describe_options",
+    "model_for_analysis",
+    "model_summary",
+    "receptive_field_of",
+]
 
 
 @dataclass(frozen=True)
@@ -159,61 +167,9 @@ def _op_name(func: Any) -> str:
     return name.strip("_").rstrip("_") or name
 
 
-_IDENTITY = (1, 1, 0)
 # Reductions that, over the spatial axes, are global pooling (x.mean([2, 3]), ...).
 _REDUCTIONS = frozenset({"mean", "sum", "amax", "amin", "max", "min", "logsumexp", "std",
                          "var", "norm"})
-
-
-def _resample_equivalent(q: Fraction, offset: Fraction, half_width: Fraction) -> tuple:
-    """(k', s', p') of a layer whose output j reads input pixels within
-    q*j + offset +- half_width (centre(j) = s'*j + (k' - 1)/2 - p')."""
-    return 1 + 2 * half_width, q, half_width - offset
-
-
-def _interpolate_equivalent(mode: str, align_corners: bool | None, n_in: int, n_out: int,
-                            scale: Any) -> tuple:
-    """Equivalent (k', s', p') of F.interpolate along one axis (PyTorch's source maps)."""
-    if scale is not None:
-        q = 1 / Fraction(float(scale)).limit_denominator(1_000_000)
-    else:
-        q = Fraction(n_in, n_out)
-    if mode == "nearest":
-        # src = floor(j*q): within [j*q - (1 - 1/D), j*q], D = denominator of q
-        slack = 1 - Fraction(1, q.denominator)
-        return _resample_equivalent(q, -slack / 2, slack / 2)
-    if mode == "nearest-exact":
-        # src = floor((j + 1/2)*q)
-        base = q / 2
-        slack = 1 - Fraction(1, base.denominator)
-        return _resample_equivalent(q, base - slack / 2, slack / 2)
-    if mode in ("linear", "bilinear", "trilinear", "bicubic"):
-        taps = 1 if mode != "bicubic" else 2  # bicubic reads floor(x) - 1 .. floor(x) + 2
-        if align_corners:
-            q = Fraction(n_in - 1, n_out - 1) if n_out > 1 else Fraction(0)
-            offset = Fraction(0)
-        else:
-            offset = q / 2 - Fraction(1, 2)  # x = (j + 1/2)*q - 1/2
-        den = math.lcm(q.denominator, offset.denominator)
-        half = taps - Fraction(1, den) if den > 1 else Fraction(taps - 1)
-        if mode == "bicubic":
-            half = Fraction(2)
-        if q == 0:
-            return _resample_equivalent(Fraction(1), Fraction(0), Fraction(0))
-        return _resample_equivalent(q, offset, half)
-    raise InputError(f"interpolate mode {mode!r} is not supported by the receptive-field tracer")
-
-
-def _adaptive_equivalent(n_in: int, n_out: int) -> tuple[tuple, bool]:
-    """(k', s', p') of adaptive pooling along one axis, and whether it is exact."""
-    if n_out == n_in:
-        return _IDENTITY, True
-    if n_in % n_out == 0:
-        k = n_in // n_out
-        return (k, k, 0), True
-    # bin j covers floor(j*q) .. ceil((j + 1)*q) - 1, q = in/out: inside [j*q - 1, (j+1)*q]
-    q = Fraction(n_in, n_out)
-    return (q + 2, q, Fraction(1)), False
 
 
 # ---------------------------------------------------------------------------------------
@@ -350,7 +306,7 @@ class _Tracer:
                 return _Info(src.field, True, f"{name} changes the layout"), False
             if all(o == 1 for o in out_sp) and any(i > 1 for i in in_sp):
                 return _Info(None, True, f"global pooling ({name})"), False
-            eqs = [_adaptive_equivalent(i, o) for i, o in zip(in_sp, out_sp)]
+            eqs = [adaptive_pool_equivalent(i, o) for i, o in zip(in_sp, out_sp)]
             if not all(exact for _, exact in eqs):
                 note = f"{name}: uneven bins, field is an upper bound"
             geometry = tuple(zip(*(eq for eq, _ in eqs)))
@@ -361,7 +317,7 @@ class _Tracer:
             if _arg(args, kwargs, 5, "recompute_scale_factor", None):
                 scale = None
             scales = _tuple(scale, nd) if scale is not None else (None,) * nd
-            eqs = [_interpolate_equivalent(mode, align, i, o, s)
+            eqs = [interpolate_equivalent(mode, align, i, o, s)
                    for i, o, s in zip(in_sp, out_sp, scales)]
             geometry = tuple(zip(*eqs))
         elif name == "getitem":
@@ -623,3 +579,95 @@ def conv_body_records(records: list[LayerRecord]) -> list[LayerRecord]:
     last = body[-1]
     return [*body, LayerRecord("output", last.kind, last.shape, last.field, last.whole_input,
                                last.input_size, last.note)]
+
+
+# ---------------------------------------------------------------------------------------
+# the model table (``fcnkit models``): what each registered model costs and sees
+
+# Every registered model with its defaults, plus the backbone / variant choices.
+TABLE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("fcn32s", {}),
+    ("fcn16s", {}),
+    ("fcn8s", {}),
+    ("fcn8s", {"faithful": True}),
+    ("fcn8s", {"backbone": "resnet18"}),
+    ("fcn8s", {"backbone": "resnet34"}),
+    ("fcn8s", {"backbone": "resnet50"}),
+    ("fcn8s", {"backbone": "resnet101"}),
+    ("fcn8s", {"backbone": "mobilenet_v3_large"}),
+    ("fcn32s", {"backbone": "resnet18", "upsample": "deconv"}),
+    ("fcn_resnet18_d2l", {}),
+    ("fcn_dilated", {}),
+    ("fcn_dilated", {"backbone": "resnet50", "output_stride": 16}),
+)
+
+
+def describe_options(options: Mapping[str, Any]) -> str:
+    """``"backbone=resnet18 upsample=deconv"`` (empty for the defaults)."""
+    return " ".join(f"{k}={v}" for k, v in options.items())
+
+
+def count_flops(model: Any, size: Sequence[int]) -> int:
+    """FLOPs of one forward pass on a ``(1, 3, H, W)`` input (torch FlopCounterMode).
+
+    FlopCounterMode counts 2 FLOPs per multiply-add of convolutions (transposed ones too)
+    and matrix products; element-wise ops, pooling and ``F.interpolate`` count 0.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, *size)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def model_summary(
+    name: str, size: Sequence[int] = (320, 480), *, num_classes: int = 21,
+    receptive_field: bool = True, **options: Any,
+) -> dict[str, Any]:
+    """One row of the model table: parameters, GFLOPs at ``size``, stride, receptive field.
+
+    The model is built on PyTorch's meta device (no weights allocated, no arithmetic run),
+    which makes the whole table a matter of seconds.
+
+    Args:
+        name, num_classes, **options: as for :func:`fcnkit.models.build_model` (options
+            that load weight files do not apply).
+        size: input ``(H, W)`` for the FLOP count and the receptive-field trace.
+        receptive_field: trace the receptive field with :func:`receptive_field_of` (side
+            length in input pixels of the output pixels' field).
+
+    Returns:
+        ``{"model", "options", "params", "trainable_params", "gflops", "output_stride",
+        "receptive_field"}``; ``receptive_field`` is None when not traced.
+    """
+    import torch
+
+    from fcnkit.models import build_model
+
+    h, w = as_pair(size, "size", minimum=1)
+    # On the meta device: shapes without storage, so nothing is allocated or computed;
+    # parameter counts, FlopCounterMode's counts and the traced geometry are the same.
+    with torch.device("meta"):
+        model = build_model(name, num_classes=num_classes, **options).eval()
+        params = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        rf = None
+        if receptive_field:
+            record = receptive_field_of(model, (h, w))[-1]
+            values = record.size if isinstance(record.size, tuple) else (record.size,)
+            # Fractions (continuous footprints after transposed layers) become floats.
+            plain = [int(v) if v == int(v) else float(v) for v in values]
+            rf = plain[0] if len(set(plain)) == 1 else plain
+        gflops = count_flops(model, (h, w)) / 1e9
+    return {
+        "model": name,
+        "options": dict(options),
+        "params": params,
+        "trainable_params": trainable,
+        "gflops": gflops,
+        "output_stride": int(getattr(model, "output_stride", 0)) or None,
+        "receptive_field": rf,
+    }

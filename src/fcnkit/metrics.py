@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fcnkit.constants import IGNORE_INDEX
+
 
 def _as_long_tensor(values: Any, name: str) -> torch.Tensor:
     if isinstance(values, torch.Tensor):
@@ -49,7 +51,7 @@ class ConfusionMatrix:
 
     Args:
         num_classes: number of classes ``K``; labels are 0 … K − 1.
-        ignore_index: target value that marks pixels to leave out (default 255).
+        ignore_index: target value that marks pixels to leave out (default ``IGNORE_INDEX``, 255).
 
     Example::
 
@@ -60,7 +62,7 @@ class ConfusionMatrix:
                                 #  "iou": [per class], "acc": [per class]}
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         if int(num_classes) < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
@@ -68,7 +70,7 @@ class ConfusionMatrix:
         self.matrix = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64)
 
     @classmethod
-    def from_matrix(cls, matrix: Any, ignore_index: int = 255) -> ConfusionMatrix:
+    def from_matrix(cls, matrix: Any, ignore_index: int = IGNORE_INDEX) -> ConfusionMatrix:
         """A ConfusionMatrix holding a copy of ``matrix`` (square, non-negative integers)."""
         tensor = torch.as_tensor(np.asarray(matrix) if not isinstance(matrix, torch.Tensor)
                                  else matrix).detach().to("cpu")

@@ -16,6 +16,7 @@ from fcnkit.arith.gridding import (
     dilation_coverage_1d,
     hdc_check,
     hdc_max_distances,
+    hdc_schedule,
     prefix_rule_ok,
     suggest_rates,
 )
@@ -131,3 +132,27 @@ def test_bad_arguments(call):
 def test_suggestion_window_does_not_change_the_ranking(layers, target):
     # the enumeration keeps only `limit` last rates per prefix; a larger limit must agree
     assert suggest_rates(layers, target, limit=4) == suggest_rates(layers, target, limit=200)[:4]
+
+
+@pytest.mark.parametrize(
+    "plain, kernel, convs",
+    [([2, 2, 4, 4], 3, 2), ([2, 2], 3, 2), ([2] * 6 + [4] * 3, 3, 1), ([2] * 3, 3, 1),
+     ([2, 2, 2], 5, 1)],
+)
+def test_hdc_schedule_against_torch_delta(plain, kernel, convs):
+    # Dilated ResNets (ResNet-18 OS 8 / 16, ResNet-50 OS 8 / 16) and one 5x5 stack.
+    rates = hdc_schedule(plain, kernel, convs)
+    assert len(rates) == len(plain)
+    per_conv = [r for r in rates for _ in range(convs)]
+    paths = _torch_paths(per_conv, kernel)
+    assert (paths > 0).all()  # no holes: every pixel of the footprint reaches the output
+    # ...and a footprint at least as wide as the plain per-block schedule's (the target).
+    assert paths.shape[0] >= _torch_paths(plain, kernel).shape[0]
+    assert (_torch_paths([r for r in plain for _ in range(convs)], kernel) == 0).any()
+
+
+def test_hdc_schedule_bad_input():
+    with pytest.raises(InputError, match="convs_per_rate"):
+        hdc_schedule([2, 2], 3, 0)
+    with pytest.raises(InputError, match="rates"):
+        hdc_schedule([], 3)

@@ -1,5 +1,5 @@
 """receptive_field vs brute force (gradient support through real torch layers) and
-published numbers (Araujo et al. 2019 for VGG-16; Caffe FCN crop offsets)."""
+published numbers (Araujo et al. 2019 for VGG-16). Crop offsets: test_arith_crops.py."""
 
 from fractions import Fraction
 
@@ -32,33 +32,6 @@ def test_vgg16_pool5_matches_araujo_et_al():
     pool5 = receptive_field(_vgg16_body())[-1]
     assert (pool5.size, pool5.stride, pool5.padding) == (212, 32, 90)
     assert pool5.center(0) == Fraction(31, 2)
-
-
-def test_fcn_caffe_crop_offsets():
-    # Caffe voc-fcn{32,16,8}s: conv1_1 pad 100, fc6 7x7, deconvs without padding.
-    # Published crops: FCN-8s 5 (score_pool4), 9 (score_pool3), 31 (final);
-    # FCN-16s 27; FCN-32s 19.  offset = (centre(ref, 0) - centre(A, 0)) / stride(A).
-    body = _vgg16_body(first_padding=100)
-    pool4, pool3 = body[:17], body[:10]
-    score_fr = body + [(7, 1, 0), (1, 1, 0), (1, 1, 0)]
-    up = {"kernel": 4, "stride": 2, "transposed": True}
-    upscore2 = receptive_field(score_fr + [up])[-1]
-    score_pool4 = receptive_field(pool4 + [(1, 1, 0)])[-1]
-    score_pool3 = receptive_field(pool3 + [(1, 1, 0)])[-1]
-
-    def offset(a, ref):
-        return (Fraction(ref.center(0)) - Fraction(a.center(0))) / a.stride
-
-    assert offset(score_pool4, upscore2) == 5
-    fuse4 = merge_receptive_fields([upscore2, score_pool4])
-    upscore_pool4 = fuse4.then(up)
-    assert offset(score_pool3, upscore_pool4) == 9
-    upscore8 = upscore_pool4.then({"kernel": 16, "stride": 8, "transposed": True})
-    assert upscore8.stride == 1 and -upscore8.center(0) == 31
-    fcn16 = fuse4.then({"kernel": 32, "stride": 16, "transposed": True})
-    assert -fcn16.center(0) == 27
-    fcn32 = receptive_field(score_fr + [{"kernel": 64, "stride": 32, "transposed": True}])
-    assert -fcn32[-1].center(0) == 19
 
 
 def test_small_examples_and_fractions():

@@ -444,3 +444,20 @@ def test_conventions_validate_padding_form():
         pool_output_size(10, 3, 2, "same")
     with pytest.raises(ValueError, match="convention"):
         conv_output_size(10, 3, convention="mxnet")
+
+
+def test_as_pair_is_torch_pair_with_checks():
+    from torch.nn.modules.utils import _pair
+
+    from fcnkit.arith import as_pair
+    from fcnkit.errors import InputError
+
+    # torch's own _pair is the oracle for the accepted forms.
+    for value in (3, (2, 5), [4, 1]):
+        assert as_pair(value, "kernel") == tuple(_pair(value))
+    assert as_pair((7,), "size") == (7, 7) and as_pair(torch.tensor(2).numpy()[()], "s") == (2, 2)
+    for bad in (1.5, True, (1, 2, 3), "3", None):
+        with pytest.raises(InputError, match="kernel"):
+            as_pair(bad, "kernel")
+    with pytest.raises(InputError, match="crop_size must be integers >= 1"):
+        as_pair((0, 4), "crop_size", minimum=1)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from fcnkit.cli import main
+from fcnkit.errors import InputError, warn
 
 
 def run_json(capsys, *argv):
@@ -96,7 +97,7 @@ def test_human_output_is_a_table(capsys):
         (["--size", "5", "--kernel", "3", "--padding", "-1"], "padding"),
         (["--size", "5", "--kernel", "3", "--transposed", "--stride", "2",
           "--output-padding", "2"], "output_padding"),
-        (["--size", "5", "--kernel", "3", "--output-padding", "1"], "--transposed"),
+        (["--size", "5", "--kernel", "3", "--output-padding", "1"], "transposed"),
         (["--size", "5", "--kernel", "3", "--convention", "tensorflow"], "same"),
         (["--size", "5", "--kernel", "3", "--padding", "2", "--pool"], "half the kernel"),
         (["--size", "5,a", "--kernel", "3"], "integer"),
@@ -128,3 +129,64 @@ def test_caffe_convention_conv_and_deconv(capsys):
     report = run_json(capsys, "--size", "16", "--kernel", "64", "--stride", "32",
                       "--transposed", "--convention", "caffe")
     assert report["output_size"] == 544
+
+
+# --- the error contract and rank-0 printing (cli/__init__.main), on the fastest command ---
+
+
+def test_a_programming_error_keeps_its_traceback(monkeypatch):
+    import fcnkit.cli.conv as conv
+
+    def bug(**kwargs):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(conv, "describe_layer", bug)
+    with pytest.raises(ValueError, match="internal invariant"):
+        main(["conv", "--size", "5", "--kernel", "3"])
+
+
+@pytest.mark.parametrize("exc", [InputError("size 0 is bad; pass 5"),
+                                 FileNotFoundError(2, "No such file", "x.json")])
+def test_user_errors_are_one_line_exit_2(monkeypatch, capsys, exc):
+    import fcnkit.cli.conv as conv
+
+    def refuse(**kwargs):
+        raise exc
+
+    monkeypatch.setattr(conv, "describe_layer", refuse)
+    assert main(["conv", "--size", "5", "--kernel", "3"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("fcnkit conv: error: ")
+
+
+def test_reports_and_warnings_are_printed_on_rank_0_only(monkeypatch, capsys):
+    import fcnkit.cli.conv as conv
+
+    real = conv.describe_layer
+
+    def warn_then_describe(**kwargs):
+        warn("a note for the user")
+        return real(**kwargs)
+
+    monkeypatch.setattr(conv, "describe_layer", warn_then_describe)
+    argv = ["conv", "--size", "5", "--kernel", "3", "--json"]
+    monkeypatch.setenv("RANK", "1")
+    assert main(argv) == 0
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["output_size"] == 3
+    assert err == "fcnkit: warning: a note for the user\n"
+
+
+def test_the_arithmetic_commands_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from fcnkit.cli import main; "
+            "main(['conv', '--size', '5', '--kernel', '3', '--json']); "
+            "sys.exit(3 if 'torch' in sys.modules else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, "building the parser or running conv imported torch"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import fcnkit.cli.demo as demo
+import fcnkit.engine.demo as demo
 from fcnkit.cli import main
 
 TINY = {
@@ -18,6 +18,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 def test_demo_quick_writes_run_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(demo.RECIPES, "quick", TINY)
     out, cache = tmp_path / "run", tmp_path / "cache"

@@ -84,7 +84,10 @@ def direct_labels(model: torch.nn.Module, path: Path) -> np.ndarray:
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse rejects a bad option while parsing
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 

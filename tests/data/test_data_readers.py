@@ -13,7 +13,7 @@ from fcnkit.data import detect_layout, open_dataset, read_image
 from fcnkit.data.folder import read_classes_file, read_mask
 from fcnkit.data.palette import save_mask_png, voc_palette
 from fcnkit.data.voc import VOC_CLASSES
-from fcnkit.errors import InputError
+from fcnkit.errors import FcnkitWarning, InputError
 
 H, W = 12, 16
 
@@ -131,7 +131,7 @@ def _wrong_size(path):
         (lambda p: save_mask_png(p, _mask(1, classes=7)), "masks", "mask label [3-6] is not"),
     ],
 )
-def test_bad_samples_raise_one_line_or_are_skipped(tmp_path, capsys, damage, target, message):
+def test_bad_samples_raise_one_line_or_are_skipped(tmp_path, damage, target, message):
     root = make_folder(tmp_path / "d", classes_txt="bg\ncat\ndog\n")
     damage(root / target / "train" / "s1.png")
     dataset = open_dataset(f"folder:{root}", "train")
@@ -139,19 +139,22 @@ def test_bad_samples_raise_one_line_or_are_skipped(tmp_path, capsys, damage, tar
         dataset[1]
     assert "\n" not in str(info.value)
     dataset[0]  # the other samples are fine
-    skipping = open_dataset(f"folder:{root}", "train", skip_bad=True)
+    with pytest.warns(FcnkitWarning) as record:
+        skipping = open_dataset(f"folder:{root}", "train", skip_bad=True)
     assert skipping.ids == ["s0", "s2"] and skipping.skipped == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "skipping s1" in err[0] and "skipped 1" in err[1]
+    warned = [str(w.message) for w in record]
+    assert len(warned) == 2 and "skipping s1" in warned[0] and "skipped 1" in warned[1]
 
 
-def test_image_without_mask(tmp_path, capsys):
+def test_image_without_mask(tmp_path):
     root = make_folder(tmp_path / "d")
     (root / "masks" / "train" / "s0.png").unlink()
     with pytest.raises(InputError, match="s0.png: no mask s0.png"):
         open_dataset(f"folder:{root}", "train")
-    dataset = open_dataset(f"folder:{root}", "train", skip_bad=True)
+    with pytest.warns(FcnkitWarning) as record:
+        dataset = open_dataset(f"folder:{root}", "train", skip_bad=True)
     assert dataset.ids == ["s1", "s2"] and dataset.skipped == 1
+    assert "skipping s0" in str(record[0].message)
 
 
 def test_missing_directories_and_bad_specs(tmp_path):
@@ -254,7 +257,7 @@ def test_voc_reader_direct_and_nested(tmp_path):
     assert open_dataset(str(tmp_path), "val").ids == ["2007_000003"]
 
 
-def test_voc_bad_inputs(tmp_path, capsys):
+def test_voc_bad_inputs(tmp_path):
     voc = make_voc(tmp_path / "VOC2012")
     sets = voc / "ImageSets" / "Segmentation"
     (sets / "empty.txt").write_text("\n")
@@ -265,7 +268,9 @@ def test_voc_bad_inputs(tmp_path, capsys):
     (voc / "SegmentationClass" / "2007_000002.png").unlink()
     with pytest.raises(InputError, match="2007_000002.png: no mask for image 2007_000002"):
         open_dataset(f"voc:{voc}", "train")
-    assert open_dataset(f"voc:{voc}", "train", skip_bad=True).ids == ["2007_000001"]
+    with pytest.warns(FcnkitWarning) as record:
+        assert open_dataset(f"voc:{voc}", "train", skip_bad=True).ids == ["2007_000001"]
+    assert "skipping 2007_000002" in str(record[0].message)
     (sets / "ghost.txt").write_text("2007_999999\n")
     with pytest.raises(InputError, match="image listed in the split file is missing"):
         open_dataset(f"voc:{voc}", "ghost")
@@ -332,3 +337,13 @@ def test_bad_sample_message_survives_dataloader_workers(tmp_path):
         next(iter(loader))
     first_line = str(info.value).splitlines()[0]
     assert "s1.png: cannot read image" in first_line and "Caught" not in first_line
+
+
+def test_cli_prints_library_warnings_as_one_line_each(tmp_path, capsys):
+    root = make_folder(tmp_path / "d", classes_txt="bg\ncat\ndog\n")
+    _corrupt(root / "images" / "train" / "s1.png")
+    for _ in range(2):  # every run shows its warnings (no once-per-process filter)
+        assert main(["data", "info", f"folder:{root}", "--skip-bad", "--json"]) == 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2 and err[0].startswith("fcnkit: warning: skipping s1: ")
+        assert err[1] == "fcnkit: warning: skipped 1 bad sample(s) of split 'train'"

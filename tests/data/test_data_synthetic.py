@@ -124,9 +124,9 @@ def test_readable_by_voc_reader(synth):
 
 
 def test_bad_arguments_and_cli(tmp_path, capsys):
-    with pytest.raises(InputError, match="--size"):
+    with pytest.raises(InputError, match="size must be"):
         generate_synthetic_dataset(tmp_path / "x", size=(16, 200))
-    with pytest.raises(InputError, match="--train"):
+    with pytest.raises(InputError, match="train/val image counts"):
         generate_synthetic_dataset(tmp_path / "x", train=0, val=0)
     assert main(["data", "synth", "--out", str(tmp_path / "cli"), "--train", "2", "--val",
                  "1", "--size", "40,50", "--workers", "1", "--json"]) == 0
@@ -150,3 +150,16 @@ def test_data_without_action_prints_help(capsys):
     assert main(["data"]) == 2
     out = capsys.readouterr().out
     assert "synth" in out and "info" in out
+
+
+def test_ensure_dataset_generates_once_and_regenerates_a_stale_cache(tmp_path, monkeypatch):
+    from fcnkit.data import cache_dir, ensure_dataset
+
+    spec = {"train": 2, "val": 1, "seed": 3, "size": (32, 40)}
+    root, generated = ensure_dataset(spec, tmp_path)
+    assert generated and root.parent == tmp_path and (root / "synthetic.json").is_file()
+    assert ensure_dataset(spec, tmp_path) == (root, False)
+    (root / "synthetic.json").write_text("{torn")  # an interrupted run
+    assert ensure_dataset(spec, tmp_path) == (root, True)
+    monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "env"))
+    assert cache_dir() == tmp_path / "env" and cache_dir(tmp_path) == tmp_path

@@ -65,6 +65,7 @@ def tiny_data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_two_process_training_resumes_on_one(tiny_data, tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "fcnkit", "train", "--nproc", "2", "--data", f"voc:{tiny_data}",
@@ -101,6 +102,7 @@ def test_two_process_training_resumes_on_one(tiny_data, tmp_path):
                for key, value in resumed["model_state"].items())
 
 
+@pytest.mark.slow
 def test_failing_ranks_give_one_clear_error(tmp_path):
     cmd = [sys.executable, "-m", "fcnkit", "train", "--nproc", "2", "--data",
            f"voc:{tmp_path / 'missing'}", "--out", str(tmp_path / "run"), "--no-progress"]
@@ -111,6 +113,7 @@ def test_failing_ranks_give_one_clear_error(tmp_path):
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+@pytest.mark.slow
 def test_rendezvous_that_cannot_form_times_out_with_one_line(tmp_path):
     import socket
 
@@ -127,3 +130,34 @@ def test_rendezvous_that_cannot_form_times_out_with_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "could not form within 3 s" in lines[0]
     assert "MASTER_ADDR" in lines[0]
+
+
+@pytest.mark.slow
+def test_torchrun_eval_prints_one_json_equal_to_single_process(tiny_data, tmp_path):
+    from fcnkit.data import SYNTHETIC_CLASSES
+    from fcnkit.engine.checkpoint import save_checkpoint
+    from fcnkit.models import build_model
+
+    torch.manual_seed(0)
+    config = {"name": "fcn32s", "num_classes": len(SYNTHETIC_CLASSES), "backbone": "resnet18"}
+    model = build_model(config["name"], num_classes=config["num_classes"],
+                        backbone=config["backbone"])
+    ckpt = save_checkpoint(tmp_path / "run" / "best.pt", {
+        "model_state": model.state_dict(), "model_config": config,
+        "classes": list(SYNTHETIC_CLASSES),
+    })
+    args = ["-m", "fcnkit", "eval", "--checkpoint", str(ckpt.parent), "--data",
+            f"voc:{tiny_data}", "--json"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc-per-node", "2"]
+    proc = subprocess.run([*torchrun, *args], env=_clean_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Exactly one JSON document on stdout: rank 1 printed nothing.
+    document, end = json.JSONDecoder().raw_decode(proc.stdout.strip())
+    assert end == len(proc.stdout.strip())
+    single = subprocess.run([sys.executable, *args], env=_clean_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert document == json.loads(single.stdout)
+    assert document["num_images"] == 3  # 2 + 1 images on the two shards, none twice

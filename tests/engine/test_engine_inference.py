@@ -15,6 +15,7 @@ from fcnkit.engine.inference import (
     predict_logits,
     sliding_window_starts,
 )
+from fcnkit.errors import InputError
 
 
 def pointwise_model(num_classes: int = 4, seed: int = 0) -> nn.Module:
@@ -72,13 +73,13 @@ def test_tile_counts_match_hand_examples() -> None:
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 2.0])
 def test_bad_overlap_is_rejected(bad: float) -> None:
-    with pytest.raises(ValueError, match="overlap"):
+    with pytest.raises(InputError, match="overlap"):
         sliding_window_starts(10, 4, bad)
 
 
-@pytest.mark.parametrize("bad", [0, -3, (4,), (4, 0), "abc", (1, 2, 3)])
+@pytest.mark.parametrize("bad", [0, -3, (4, 0), "abc", (1, 2, 3)])
 def test_bad_window_is_rejected(bad: object) -> None:
-    with pytest.raises(ValueError, match="window"):
+    with pytest.raises(InputError, match="window"):
         as_window(bad)  # type: ignore[arg-type]
 
 
@@ -87,6 +88,7 @@ def test_window_forms() -> None:
     assert as_window(7) == (7, 7)
     assert as_window((5, 9)) == (5, 9)
     assert as_window([5, 9]) == (5, 9)
+    assert as_window((4,)) == (4, 4)  # one value for both dimensions, as torch's _pair
 
 
 # --- logits -----------------------------------------------------------------------------
@@ -215,10 +217,10 @@ def test_resolve_device() -> None:
     from fcnkit.engine.inference import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match="--device"):
+    with pytest.raises(InputError, match="'toaster' is not a device"):
         resolve_device("toaster")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="--device cpu"):
+        with pytest.raises(InputError, match="none is available; use cpu"):
             resolve_device("cuda")
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from fcnkit.cli import main
 from fcnkit.models import build_model
-from fcnkit.models.registry import hdc_rates
+from fcnkit.models.backbones import hdc_rates
 
 
 def test_models_json_row_matches_the_model(capsys):

@@ -176,7 +176,8 @@ def test_fcn_bilinear_and_interpolate_agree_inside_the_image():
 @pytest.mark.parametrize(
     "name, options",
     [("fcn8s", {"faithful": True}), ("fcn16s", {}), ("fcn8s", {"backbone": "resnet18"}),
-     ("fcn_resnet18_d2l", {})],
+     ("fcn_resnet18_d2l", {}), ("fcn_dilated", {}),
+     ("fcn_dilated", {"output_stride": 16, "upsample": "interpolate"})],
 )
 def test_output_pixel_centres_checked_by_an_independent_forward_trace(name, options):
     # fcnkit.analysis traces a real forward pass (crops and slices included), not the
@@ -190,3 +191,49 @@ def test_output_pixel_centres_checked_by_an_independent_forward_trace(name, opti
     assert not record.whole_input
     shift = model.misalignment["final"]
     assert record.field.center(0) == (-shift, -shift)
+
+
+def test_dilated_fcn_reports_its_half_stride_shift():
+    # The dilated ResNet puts feature pixel i at 8 i, the x8 upsampler at 8 i + 3.5.
+    assert build_model("fcn_dilated", num_classes=3).misalignment == {"final": 3.5}
+    assert build_model("fcn_dilated", num_classes=3, output_stride=16).misalignment == {
+        "final": 7.5}
+
+
+def test_dilated_fcn_upsample_default_is_the_registry_default():
+    import inspect
+
+    from fcnkit.models.fcn import DilatedFCN
+
+    default = inspect.signature(DilatedFCN).parameters["upsample"].default
+    model = build_model("fcn_dilated", num_classes=3)
+    assert default == "bilinear"
+    assert isinstance(model.upsample, nn.ConvTranspose2d) and model.upsample.groups == 3
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "resnet18", "mobilenet_v3_large"])
+def test_backbone_strides_and_channels_are_what_the_forward_pass_gives(backbone):
+    # Declared from the modules by fcnkit.arith; checked against real feature maps: an
+    # input of 64*S pixels gives 64 feature pixels at stride S (ceil-mode or "same" padding).
+    from fcnkit.models import build_backbone
+
+    net = build_backbone(backbone).eval()
+    with torch.no_grad():
+        features = net(torch.randn(1, 3, 64, 96))
+    for name, tensor in features.items():
+        stride = net.strides[name]
+        assert tensor.shape[1] == net.channels[name]
+        assert tensor.shape[-2:] == (-(-64 // stride), -(-96 // stride))
+    assert sorted(net.strides.values()) == [8, 16, 32] and net.deepest in features
+
+
+def test_backbone_contract_is_declared():
+    from fcnkit.models import FCN, Backbone, FCNHead
+
+    class NoPath(Backbone):
+        def forward(self, x):
+            return {}
+
+    with pytest.raises(TypeError, match="spatial_path"):
+        NoPath()
+    assert FCN.__module__ == "fcnkit.models.fcn" and FCNHead.__module__ == "fcnkit.models.heads"

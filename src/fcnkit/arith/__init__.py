@@ -13,6 +13,7 @@ from fcnkit.arith.matrix import (
 from fcnkit.arith.sizes import (
     TransposedEquivalent,
     UpsamplingRecipe,
+    as_pair,
     conv_output_size,
     conv_transpose_output_size,
     effective_kernel,
@@ -26,6 +27,7 @@ from fcnkit.arith.sizes import (
 __all__ = [
     "TransposedEquivalent",
     "UpsamplingRecipe",
+    "as_pair",
     "bilinear_kernel",
     "bilinear_kernel_1d",
     "bilinear_upsampling_weight",
@@ -48,19 +50,27 @@ __all__ = [
 
 # Receptive fields (issue 3).
 from fcnkit.arith.receptive import (  # noqa: E402
+    FusionCrops,
     LayerGeometry,
     ReceptiveField,
+    crop_offset,
+    integer_crop,
     layer_geometry,
     merge_receptive_fields,
     receptive_field,
+    skip_fusion_crops,
 )
 
 __all__ += [
+    "FusionCrops",
     "LayerGeometry",
     "ReceptiveField",
+    "crop_offset",
+    "integer_crop",
     "layer_geometry",
     "merge_receptive_fields",
     "receptive_field",
+    "skip_fusion_crops",
 ]
 
 # Dilated stacks: coverage, HDC check, rate suggestions (issue 3).
@@ -69,6 +79,7 @@ from fcnkit.arith.gridding import (  # noqa: E402
     RateSuggestion,
     dilation_coverage,
     hdc_check,
+    hdc_schedule,
     prefix_rule_ok,
     suggest_rates,
 )
@@ -78,10 +89,24 @@ __all__ += [
     "RateSuggestion",
     "dilation_coverage",
     "hdc_check",
+    "hdc_schedule",
     "prefix_rule_ok",
     "suggest_rates",
 ]
 
+# Resampling (F.interpolate, adaptive pooling) as fractional-stride layers.
+from fcnkit.arith.resample import (  # noqa: E402
+    adaptive_pool_equivalent,
+    interpolate_equivalent,
+    resample_equivalent,
+)
+
+__all__ += ["adaptive_pool_equivalent", "interpolate_equivalent", "resample_equivalent"]
+
 from fcnkit.arith.tiling import check_overlap, sliding_window_starts  # noqa: E402
 
 __all__ += ["check_overlap", "sliding_window_starts"]
+
+from fcnkit.arith.layer import describe_layer  # noqa: E402
+
+__all__ += ["describe_layer"]

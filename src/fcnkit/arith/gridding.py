@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fcnkit.arith.receptive import receptive_field
 from fcnkit.errors import InputError
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "dilation_coverage_1d",
     "hdc_check",
     "hdc_max_distances",
+    "hdc_schedule",
     "prefix_rule_ok",
     "suggest_rates",
 ]
@@ -297,3 +299,46 @@ def suggest_rates(
                        max(s.rates), -len(s.group), s.rates),
     )
     return ranked[:limit]
+
+
+def hdc_schedule(
+    plain_rates: Sequence[int], kernel_size: int = 3, convs_per_rate: int = 1
+) -> tuple[int, ...]:
+    """The hole-free sawtooth that replaces a plain dilated schedule (Wang et al. 2018, HDC).
+
+    The plain dilated network (Yu & Koltun; torchvision's ``replace_stride_with_dilation``)
+    gives every block of a layer that stopped downsampling the rate its stride would have
+    had (2, 2, ..., 4, 4): equal rates, which grid. HDC keeps that schedule's receptive
+    field with a rising sawtooth without holes: the receptive field of the plain per-block
+    stack (:func:`fcnkit.arith.receptive_field` of K x K layers with those dilations) is the
+    target of :func:`suggest_rates`, whose best schedule is returned once
+    :func:`hdc_check` confirms that the per-convolution stack (each rate on each of a
+    block's ``convs_per_rate`` convolutions) has no holes.
+
+    Args:
+        plain_rates: one rate per block of the plain dilated network.
+        kernel_size: K of the dilated convolutions.
+        convs_per_rate: K x K convolutions per block (2 in a ResNet BasicBlock, 1 in a
+            Bottleneck).
+
+    Returns:
+        One rate per block.
+
+    Raises:
+        InputError: for bad arguments, or when no hole-free schedule exists.
+    """
+    plain = _check_rates(plain_rates, kernel_size)
+    if isinstance(convs_per_rate, bool) or not isinstance(convs_per_rate, int) \
+            or convs_per_rate < 1:
+        raise InputError(f"convs_per_rate must be an integer >= 1, got {convs_per_rate!r}")
+    target = receptive_field([(kernel_size, 1, 0, r) for r in plain])[-1].size
+    suggestions = suggest_rates(len(plain), target, kernel_size)
+    if not suggestions:
+        raise InputError(f"no hole-free HDC schedule reaches the receptive field {target} of "
+                         f"{list(plain)}; give the dilations explicitly")
+    rates = suggestions[0].rates
+    report = hdc_check([r for r in rates for _ in range(convs_per_rate)], kernel_size)
+    if report.grids:
+        raise InputError(f"HDC schedule {list(rates)} grids ({report.holes} holes); give the "
+                         "dilations explicitly")
+    return rates

@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from fcnkit.arith.sizes import as_pair
+from fcnkit.errors import InputError
+
 __all__ = ["bilinear_kernel", "bilinear_kernel_1d", "bilinear_upsampling_weight"]
 
 
@@ -24,10 +27,10 @@ def bilinear_kernel_1d(kernel_size: int, dtype: Any = np.float64) -> np.ndarray:
         A (k,) array of tent weights, symmetric, maximal at the centre.
     """
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)):
-        raise ValueError(f"kernel_size must be a positive integer, got {kernel_size!r}")
+        raise InputError(f"kernel_size must be a positive integer, got {kernel_size!r}")
     k = int(kernel_size)
     if k < 1:
-        raise ValueError(f"kernel_size must be a positive integer, got {k}")
+        raise InputError(f"kernel_size must be a positive integer, got {k}")
     f = (k + 1) // 2
     c = f - 1 if k % 2 == 1 else f - 0.5
     i = np.arange(k, dtype=np.float64)
@@ -50,12 +53,7 @@ def bilinear_kernel(kernel_size: int | tuple[int, int], dtype: Any = np.float64)
     Returns:
         A (k, k) (or (kh, kw)) array.
     """
-    if isinstance(kernel_size, (tuple, list)):
-        if len(kernel_size) != 2:
-            raise ValueError(f"kernel_size must be an int or a pair (kh, kw), got {kernel_size!r}")
-        kh, kw = kernel_size
-    else:
-        kh = kw = kernel_size
+    kh, kw = as_pair(kernel_size, "kernel_size")
     return np.outer(bilinear_kernel_1d(kh), bilinear_kernel_1d(kw)).astype(dtype)
 
 
@@ -77,7 +75,7 @@ def bilinear_upsampling_weight(
         The weight array, zero off the channel diagonal.
     """
     if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
-        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        raise InputError(f"channels must be a positive integer, got {channels!r}")
     kernel = bilinear_kernel(kernel_size, dtype=dtype)
     weight = np.zeros((int(channels), int(channels), *kernel.shape), dtype=dtype)
     idx = np.arange(int(channels))

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from fcnkit.arith.sizes import conv_output_size, conv_transpose_output_size
+from fcnkit.arith.sizes import as_pair, conv_output_size, conv_transpose_output_size
+from fcnkit.errors import InputError
 
 __all__ = [
     "conv2d",
@@ -40,16 +41,6 @@ __all__ = [
 ]
 
 
-def _pair(name: str, value: Any) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
-        return int(value[0]), int(value[1])
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
-    return int(value), int(value)
-
-
 def _batched(name: str, x: Any) -> tuple[np.ndarray, bool]:
     """``x`` as (N, C, H, W) and whether it arrived unbatched (C, H, W)."""
     arr = np.asarray(x)
@@ -57,17 +48,17 @@ def _batched(name: str, x: Any) -> tuple[np.ndarray, bool]:
         return arr[None], True
     if arr.ndim == 4:
         return arr, False
-    raise ValueError(f"{name} must have shape (C, H, W) or (N, C, H, W), got {arr.shape}")
+    raise InputError(f"{name} must have shape (C, H, W) or (N, C, H, W), got {arr.shape}")
 
 
 def _weight(weight: Any, channels: int, role: str) -> np.ndarray:
     w = np.asarray(weight)
     if w.ndim != 4:
-        raise ValueError(f"weight must have shape (C_out, C_in, kh, kw), got {w.shape}")
+        raise InputError(f"weight must have shape (C_out, C_in, kh, kw), got {w.shape}")
     axis = 1 if role == "input" else 0
     if w.shape[axis] != channels:
         which = "C_in (axis 1)" if role == "input" else "C_out (axis 0)"
-        raise ValueError(
+        raise InputError(
             f"weight {which} is {w.shape[axis]} but the {role} has {channels} channels"
         )
     return w
@@ -96,7 +87,8 @@ def conv2d(
     """
     xb, unbatched = _batched("x", x)
     w = _weight(weight, xb.shape[1], "input")
-    s, p, d = _pair("stride", stride), _pair("padding", padding), _pair("dilation", dilation)
+    s, p = as_pair(stride, "stride"), as_pair(padding, "padding")
+    d = as_pair(dilation, "dilation")
     kh, kw = w.shape[2:]
     oh, ow = conv_output_size(tuple(xb.shape[2:]), (kh, kw), s, p, d)
     dtype = np.result_type(xb.dtype, w.dtype, np.float32)
@@ -141,8 +133,9 @@ def conv_transpose2d(
     """
     yb, unbatched = _batched("y", y)
     w = _weight(weight, yb.shape[1], "output")
-    s, p, d = _pair("stride", stride), _pair("padding", padding), _pair("dilation", dilation)
-    a = _pair("output_padding", output_padding)
+    s, p = as_pair(stride, "stride"), as_pair(padding, "padding")
+    d = as_pair(dilation, "dilation")
+    a = as_pair(output_padding, "output_padding")
     kh, kw = w.shape[2:]
     h, wd = yb.shape[2:]
     oh, ow = conv_transpose_output_size((h, wd), (kh, kw), s, p, d, a)
@@ -196,10 +189,11 @@ def conv_matrix(
         that in index memory): it is meant for teaching and small tests, not real layers.
     """
     if len(tuple(input_shape)) != 3:
-        raise ValueError(f"input_shape must be (C_in, H, W), got {input_shape!r}")
+        raise InputError(f"input_shape must be (C_in, H, W), got {input_shape!r}")
     c_in, h, wd = (int(v) for v in input_shape)
     w = _weight(weight, c_in, "input")
-    s, p, d = _pair("stride", stride), _pair("padding", padding), _pair("dilation", dilation)
+    s, p = as_pair(stride, "stride"), as_pair(padding, "padding")
+    d = as_pair(dilation, "dilation")
     c_out, _, kh, kw = w.shape
     oh, ow = conv_output_size((h, wd), (kh, kw), s, p, d)
     # Broadcast over (o, c, i, j, u, v) without materialising more than the index grid.
@@ -248,8 +242,9 @@ def conv_transpose_via_matrix(
     """
     yb, unbatched = _batched("y", y)
     w = _weight(weight, yb.shape[1], "output")
-    s, p, d = _pair("stride", stride), _pair("padding", padding), _pair("dilation", dilation)
-    a = _pair("output_padding", output_padding)
+    s, p = as_pair(stride, "stride"), as_pair(padding, "padding")
+    d = as_pair(dilation, "dilation")
+    a = as_pair(output_padding, "output_padding")
     kh, kw = w.shape[2:]
     oh, ow = conv_transpose_output_size(tuple(yb.shape[2:]), (kh, kw), s, p, d, a)
     c = conv_matrix((w.shape[1], oh, ow), w, s, p, d)
@@ -283,14 +278,14 @@ def correlate2d(x: Any, kernel: Any, mode: str = "valid") -> np.ndarray:
     x2 = np.asarray(x)
     k2 = np.asarray(kernel)
     if x2.ndim != 2 or k2.ndim != 2:
-        raise ValueError(f"x and kernel must be 2-D, got shapes {x2.shape} and {k2.shape}")
+        raise InputError(f"x and kernel must be 2-D, got shapes {x2.shape} and {k2.shape}")
     if mode not in _MODES:
-        raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+        raise InputError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
     kh, kw = k2.shape
     h, w = x2.shape
     if mode == "valid":
         if kh > h or kw > w:
-            raise ValueError(
+            raise InputError(
                 f"kernel {k2.shape} is larger than x {x2.shape}; use mode='full' or 'same'"
             )
         xp = x2
@@ -332,7 +327,7 @@ def convolve2d(x: Any, kernel: Any, mode: str = "valid") -> np.ndarray:
     """
     k2 = np.asarray(kernel)
     if k2.ndim != 2:
-        raise ValueError(f"kernel must be 2-D, got shape {k2.shape}")
+        raise InputError(f"kernel must be 2-D, got shape {k2.shape}")
     if mode == "same":
         # scipy centres 'same' on the full convolution; flipping moves the even-size
         # offset to the other side, so compute 'full' and cut the centre directly.
@@ -360,13 +355,13 @@ def zero_insert(x: Any, stride: int | tuple[int, int]) -> np.ndarray:
     """
     arr = np.asarray(x)
     if arr.ndim < 2:
-        raise ValueError(f"x must have at least 2 dimensions (H, W), got shape {arr.shape}")
-    sh, sw = _pair("stride", stride)
+        raise InputError(f"x must have at least 2 dimensions (H, W), got shape {arr.shape}")
+    sh, sw = as_pair(stride, "stride")
     if sh < 1 or sw < 1:
-        raise ValueError(f"stride must be positive, got {stride!r}")
+        raise InputError(f"stride must be positive, got {stride!r}")
     h, w = arr.shape[-2:]
     if h < 1 or w < 1:
-        raise ValueError(f"x must have non-empty H and W, got shape {arr.shape}")
+        raise InputError(f"x must have non-empty H and W, got shape {arr.shape}")
     out = np.zeros((*arr.shape[:-2], (h - 1) * sh + 1, (w - 1) * sw + 1), dtype=arr.dtype)
     out[..., ::sh, ::sw] = arr
     return out

@@ -35,6 +35,14 @@ fraction); the input pixels an output really depends on always lie inside ``boun
 
 Branches that merge (residual additions, concatenations) take the union of the branches'
 footprints: :func:`merge_receptive_fields` (Araujo et al., "arbitrary computation graphs").
+
+Crops (Caffe's ``coord_map``, caffe/python/caffe/coord_map.py). Two maps on grids of the
+same stride are aligned by cropping the one whose pixel 0 lies further out: the crop offset
+of map A against map B is the index in A of the pixel whose centre is B's pixel 0,
+``(c_B(0) - c_A(0)) / S`` (:func:`crop_offset`). Only a whole offset can be cropped
+(:func:`integer_crop`); :func:`skip_fusion_crops` runs the whole FCN skip-fusion
+computation (score maps upsampled, fused with a skip over their common part, upsampled to
+the input) and reports what integer crops cannot remove.
 """
 
 from __future__ import annotations
@@ -49,11 +57,15 @@ from fcnkit.errors import InputError
 Number = int | Fraction
 
 __all__ = [
+    "FusionCrops",
     "LayerGeometry",
     "ReceptiveField",
+    "crop_offset",
+    "integer_crop",
     "layer_geometry",
     "merge_receptive_fields",
     "receptive_field",
+    "skip_fusion_crops",
 ]
 
 
@@ -314,8 +326,8 @@ class ReceptiveField:
         its centre at input coordinate s'*j + (k' - 1)/2 - p' of the current feature map.
         Scalars are repeated over dimensions.
         """
-        ndim = max(self.ndim, *(len(v) for v in (kernel, stride, padding)
-                                if isinstance(v, (tuple, list))))
+        ndim = max([self.ndim, *(len(v) for v in (kernel, stride, padding)
+                                 if isinstance(v, (tuple, list)))])
         k_eq, s_eq, p_eq = (_per_dim(v, ndim, name) for v, name in
                             ((kernel, "kernel"), (stride, "stride"), (padding, "padding")))
         sizes, strides, paddings = (_per_dim(v, ndim, "field") for v in
@@ -329,6 +341,17 @@ class ReceptiveField:
             new_p.append(_exact(Fraction(P) + Fraction(p) * Fraction(S)))
         return ReceptiveField(_maybe_scalar(tuple(new_r)), _maybe_scalar(tuple(new_s)),
                               _maybe_scalar(tuple(new_p)))
+
+    def cropped(self, pixels: int | Sequence[int]) -> ReceptiveField:
+        """The field of the map after its first ``pixels`` are cropped off (per dimension).
+
+        The new pixel 0 is the old pixel c: ``center(0)`` moves by c*S, so P' = P - c*S
+        (size and stride are unchanged; P' may be negative).
+        """
+        crops = _per_dim(pixels, self.ndim, "pixels")
+        padding = tuple(_exact(Fraction(p) - c * Fraction(s))
+                        for p, s, c in zip(self.paddings, self.strides, crops))
+        return ReceptiveField(self.size, self.stride, _maybe_scalar(padding))
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``size``, ``stride``, ``padding``, ``center`` (of pixel 0).
@@ -422,3 +445,108 @@ def merge_receptive_fields(fields: Sequence[ReceptiveField]) -> ReceptiveField:
 
 def _pick(values: tuple[Number, ...], dim: int) -> Number:
     return values[0] if len(values) == 1 else values[dim]
+
+
+
+# Crops (Caffe coord_map) -------------------------------------------------------------------
+
+
+def crop_offset(a: ReceptiveField, b: ReceptiveField) -> tuple[Number, ...]:
+    """Exact crop offset of map A against map B, per dimension (Caffe ``coord_map.crop``).
+
+    The index j in A whose centre is B's pixel 0: ``j = (c_B(0) - c_A(0)) / S_A``. An int
+    when whole; a Fraction when the grids are shifted by part of a pixel, which no crop can
+    fix. Negative when B's pixel 0 lies before A's.
+
+    Raises:
+        ValueError: when A and B are not on grids of the same stride (a caller's bug: maps
+            of different strides are never cropped against each other).
+    """
+    ndim = max(a.ndim, b.ndim)
+    strides_a = _per_dim(a.strides, ndim, "a.stride")
+    strides_b = _per_dim(b.strides, ndim, "b.stride")
+    if tuple(map(Fraction, strides_a)) != tuple(map(Fraction, strides_b)):
+        raise ValueError(f"maps are on different grids: strides {strides_a} and {strides_b}")
+    centres_a = _per_dim(a.center(0), ndim, "a.center")
+    centres_b = _per_dim(b.center(0), ndim, "b.center")
+    return tuple(_exact((Fraction(cb) - Fraction(ca)) / Fraction(s))
+                 for ca, cb, s in zip(centres_a, centres_b, strides_a))
+
+
+def integer_crop(offset: Sequence[Number]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Split exact crop offsets into the crop to apply and the misalignment left over.
+
+    A whole offset is cropped exactly (nothing left over). A fractional one cannot be
+    cropped: the maps are aligned at pixel 0 instead, as torchvision's and d2l's heads do,
+    and the whole offset is left over.
+
+    Returns:
+        ``(crop, left_over)`` per dimension; ``left_over`` is in map pixels.
+    """
+    crops, left = [], []
+    for value in offset:
+        value = Fraction(value)
+        whole = value.denominator == 1
+        crops.append(int(value) if whole else 0)
+        left.append(0.0 if whole else float(value))
+    return tuple(crops), tuple(left)
+
+
+@dataclass(frozen=True)
+class FusionCrops:
+    """The crops of an FCN skip fusion, per dimension (see :func:`skip_fusion_crops`).
+
+    Attributes:
+        skip_offsets: per skip, in fusion order: the index in the skip's score map of the
+            upsampled map's pixel 0 (Caffe's crop offset; the fusion adds the two maps over
+            their common part).
+        final_offset: the index in the final upsampled map of input pixel 0.
+        skip_misalignment: per skip, the shift (input pixels) integer crops leave.
+        final_misalignment: the same for the final map (0 when the output is aligned).
+    """
+
+    skip_offsets: tuple[tuple[int, ...], ...]
+    final_offset: tuple[int, ...]
+    skip_misalignment: tuple[tuple[float, ...], ...]
+    final_misalignment: tuple[float, ...]
+
+
+def skip_fusion_crops(
+    coarse: Sequence[Any],
+    skips: Sequence[tuple[Any, Sequence[Any]]],
+    final: Any,
+    ndim: int = 2,
+) -> FusionCrops:
+    """Crop offsets of an FCN-32s/16s/8s head from its layers' geometry (Caffe coord_map).
+
+    The running score map starts as the coarsest one; for each skip it is upsampled onto
+    the skip's grid and added to the skip's score map over their common part, which starts
+    at the upsampled map's pixel ``max(0, -offset)``; at the end it is upsampled to the
+    input grid and cropped at ``final_offset``. For Caffe's voc-fcn8s (conv1_1 padding 100)
+    this gives the published crops 5, 9 and 31 (Long et al. 2015; fcn.berkeleyvision.org).
+
+    Args:
+        coarse: layers (anything :func:`layer_geometry` accepts, torch modules included)
+            from the input to the coarsest score map, in order.
+        skips: ``(upsampler, skip_layers)`` per skip, coarse to fine: the layer that brings
+            the running map onto the skip's grid, and the layers from the input to the
+            skip's score map.
+        final: the upsampler onto the input grid.
+        ndim: spatial dimensions.
+
+    Returns:
+        A :class:`FusionCrops`. Misalignments are in input pixels.
+    """
+    field = receptive_field(coarse, ndim)[-1]
+    skip_offsets, skip_misalignment = [], []
+    for upsampler, skip_layers in skips:
+        upsampled = field.then(upsampler)
+        skip = receptive_field(skip_layers, ndim)[-1]
+        crops, left = integer_crop(crop_offset(skip, upsampled))
+        skip_offsets.append(crops)
+        skip_misalignment.append(tuple(v * float(s) for v, s in zip(left, skip.strides)))
+        field = upsampled.cropped([max(0, -c) for c in crops])
+    out = field.then(final)
+    crops, left = integer_crop(crop_offset(out, ReceptiveField.identity(ndim)))
+    return FusionCrops(tuple(skip_offsets), crops, tuple(skip_misalignment),
+                       tuple(v * float(s) for v, s in zip(left, out.strides)))

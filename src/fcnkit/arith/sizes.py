@@ -9,8 +9,9 @@ Conventions (every function):
 * Semantics are PyTorch's (``nn.Conv2d``, ``nn.ConvTranspose2d``, ``nn.MaxPool2d``,
   ``nn.AvgPool2d``) unless a ``convention`` or a string padding says otherwise. Padding is
   symmetric: ``padding`` units on *each* side.
-* Every geometry PyTorch rejects is rejected here with a one-line :class:`ValueError` naming
-  the argument (and the dimension, for tuples) and saying what would be accepted.
+* Every geometry PyTorch rejects is rejected here with a one-line
+  :class:`~fcnkit.errors.InputError` (a ValueError) naming the argument (and the dimension,
+  for tuples) and saying what would be accepted.
 
 The formulas are those of Dumoulin & Visin, "A guide to convolution arithmetic for deep
 learning" (arXiv:1603.07285), written with dilation as in PyTorch's documentation.
@@ -23,12 +24,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fcnkit.errors import InputError
+
 Dims = int | tuple[int, ...]
 
 __all__ = [
     "Dims",
     "TransposedEquivalent",
     "UpsamplingRecipe",
+    "as_pair",
     "conv_output_size",
     "conv_transpose_output_size",
     "effective_kernel",
@@ -50,13 +54,39 @@ CONVENTIONS = ("pytorch", "caffe", "tensorflow")
 def _as_int(name: str, value: Any) -> int:
     """``value`` as a Python int (ints and numpy integers; not bools or floats)."""
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer or a tuple of integers, got {value!r}")
+        raise InputError(f"{name} must be an integer or a tuple of integers, got {value!r}")
     try:
         return operator.index(value)
     except TypeError:
-        raise ValueError(
+        raise InputError(
             f"{name} must be an integer or a tuple of integers, got {value!r}"
         ) from None
+
+
+def as_pair(value: Any, name: str, *, minimum: int | None = None) -> tuple[int, int]:
+    """``value`` as an ``(h, w)`` pair of Python ints: the one place a 2-D argument is read.
+
+    Args:
+        value: an int (numpy integers too; not a bool or float), or a sequence of one or two
+            of them (one value is used for both dimensions), as PyTorch's ``_pair`` accepts.
+        name: the argument's name, used in the error message.
+        minimum: when given, every value must be at least this.
+
+    Returns:
+        ``(h, w)``.
+
+    Raises:
+        InputError: for anything else, naming ``name`` and what would be accepted.
+    """
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2:
+        raise InputError(f"{name} must be an int or a pair (h, w), got {value!r}")
+    pair = tuple(_as_int(name, v) for v in values)
+    if minimum is not None and min(pair) < minimum:
+        raise InputError(f"{name} must be integers >= {minimum}, got {value!r}")
+    return pair[0], pair[1]
 
 
 def _broadcast(**named: Any) -> tuple[int | None, dict[str, list[Any]]]:
@@ -71,11 +101,11 @@ def _broadcast(**named: Any) -> tuple[int | None, dict[str, list[Any]]]:
     for name, value in named.items():
         if isinstance(value, (tuple, list)):
             if len(value) == 0:
-                raise ValueError(f"{name} must not be an empty tuple")
+                raise InputError(f"{name} must not be an empty tuple")
             if ndim is None:
                 ndim, first = len(value), name
             elif len(value) != ndim:
-                raise ValueError(
+                raise InputError(
                     f"{name} has {len(value)} dimensions but {first} has {ndim}; "
                     "give one value per spatial dimension or a single int"
                 )
@@ -98,14 +128,14 @@ def _pack(ndim: int | None, results: Sequence[Any]) -> Any:
 def _positive(name: str, value: Any) -> int:
     v = _as_int(name, value)
     if v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v}")
+        raise InputError(f"{name} must be a positive integer, got {v}")
     return v
 
 
 def _non_negative(name: str, value: Any) -> int:
     v = _as_int(name, value)
     if v < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {v}")
+        raise InputError(f"{name} must be a non-negative integer, got {v}")
     return v
 
 
@@ -151,15 +181,15 @@ def _check_convention(convention: Any, padding: Any) -> str:
     """Normalise ``convention`` and check that ``padding`` has the form it needs."""
     conv = str(convention).strip().lower()
     if conv not in CONVENTIONS:
-        raise ValueError(
+        raise InputError(
             f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}"
         )
     if conv == "tensorflow" and not isinstance(padding, str):
-        raise ValueError(
+        raise InputError(
             f"padding must be 'same' or 'valid' with convention='tensorflow', got {padding!r}"
         )
     if conv == "caffe" and isinstance(padding, str):
-        raise ValueError(
+        raise InputError(
             f"padding must be an integer with convention='caffe' (Caffe has no {padding!r} "
             "mode); use same_padding(...) to compute one"
         )
@@ -170,7 +200,7 @@ def _padding_mode(padding: Any) -> str | None:
     if isinstance(padding, str):
         mode = padding.strip().lower()
         if mode not in ("same", "valid"):
-            raise ValueError(f"padding must be an integer, 'same' or 'valid', got {padding!r}")
+            raise InputError(f"padding must be an integer, 'same' or 'valid', got {padding!r}")
         return mode
     return None
 
@@ -206,7 +236,7 @@ def conv_output_size(
         relationship 6 with dilation), int or tuple like the inputs.
 
     Raises:
-        ValueError: non-positive size/kernel/stride/dilation, negative padding, or an
+        InputError: non-positive size/kernel/stride/dilation, negative padding, or an
             effective kernel larger than the padded input (PyTorch rejects it too).
     """
     conv = _check_convention(convention, padding)
@@ -229,13 +259,13 @@ def conv_output_size(
             # output_dim = (input_dim + 2 * pad - kernel_extent) / stride + 1 in C++ ints.
             out = int((i + 2 * p - extent) / s) + 1
             if out < 1:
-                raise ValueError(
+                raise InputError(
                     f"{_label('kernel', ndim, j)}: the effective kernel {extent} overhangs "
                     f"the padded input {i + 2 * p} by a stride or more (Caffe output < 1)"
                 )
             return out
         if i + 2 * p < extent:
-            raise ValueError(
+            raise InputError(
                 f"{_label('kernel', ndim, j)}: the effective kernel d*(k-1)+1 = {extent} does "
                 f"not fit the padded input size + 2*padding = {i + 2 * p}; use a larger "
                 "input, more padding or a smaller kernel/dilation"
@@ -279,7 +309,7 @@ def conv_transpose_output_size(
         14 with dilation), int or tuple like the inputs.
 
     Raises:
-        ValueError: bad argument values, ``output_padding >= max(stride, dilation)``, or a
+        InputError: bad argument values, ``output_padding >= max(stride, dilation)``, or a
             non-positive output size (PyTorch rejects all of these).
     """
     conv = _check_convention(convention, padding)
@@ -310,7 +340,7 @@ def conv_transpose_output_size(
         extent = d * (k - 1) + 1
         if mode is not None:
             if a:
-                raise ValueError(
+                raise InputError(
                     f"output_padding must be 0 with padding={mode!r} (TensorFlow shape "
                     "inference); use an integer padding to set output_padding"
                 )
@@ -318,18 +348,18 @@ def conv_transpose_output_size(
             return i * s if mode == "same" else i * s + max(extent - s, 0)
         p = _non_negative(_label("padding", ndim, j), padding)
         if conv == "caffe" and a:
-            raise ValueError(
+            raise InputError(
                 f"{_label('output_padding', ndim, j)} must be 0 with convention='caffe' "
                 "(Caffe's Deconvolution layer has no output_padding)"
             )
         if a >= max(s, d):
-            raise ValueError(
+            raise InputError(
                 f"{_label('output_padding', ndim, j)} = {a} must be smaller than either "
                 f"stride ({s}) or dilation ({d}); use output_padding < {max(s, d)}"
             )
         out = (i - 1) * s - 2 * p + extent + a
         if out < 1:
-            raise ValueError(
+            raise InputError(
                 f"{_label('padding', ndim, j)} = {p} is too large: the transposed convolution "
                 f"output (i-1)*s - 2p + d*(k-1) + a + 1 = {out} is not positive; use "
                 f"padding <= {((i - 1) * s + extent + a - 1) // 2}"
@@ -376,7 +406,7 @@ def pool_output_size(
         The pooled size, int or tuple like the inputs.
 
     Raises:
-        ValueError: non-positive size/kernel/stride/dilation, negative padding, padding
+        InputError: non-positive size/kernel/stride/dilation, negative padding, padding
             larger than half the kernel (PyTorch: ``p <= k // 2``, also with dilation;
             Caffe: ``p < k``), or an output smaller than 1.
     """
@@ -385,7 +415,7 @@ def pool_output_size(
     if conv == "tensorflow":
         return conv_output_size(size, kernel, stride_arg, padding, dilation, "tensorflow")
     if isinstance(padding, str):
-        raise ValueError(
+        raise InputError(
             f"padding {padding!r} needs convention='tensorflow'; PyTorch pooling takes an "
             "integer padding"
         )
@@ -405,12 +435,12 @@ def pool_output_size(
         extent = d * (k - 1) + 1
         if conv == "caffe":
             if d != 1:
-                raise ValueError(
+                raise InputError(
                     f"{_label('dilation', ndim, j)} must be 1 with convention='caffe' "
                     "(Caffe's Pooling layer has no dilation)"
                 )
             if p >= k:
-                raise ValueError(
+                raise InputError(
                     f"{_label('padding', ndim, j)} = {p} must be smaller than the kernel "
                     f"({k}) with convention='caffe' (Caffe: CHECK_LT(pad_h_, kernel_h_))"
                 )
@@ -422,7 +452,7 @@ def pool_output_size(
             if any_padding and (out - 1) * s >= i + p:
                 out -= 1
             if out < 1:
-                raise ValueError(
+                raise InputError(
                     f"{_label('kernel', ndim, j)} = {k} does not fit the padded input "
                     f"size + 2*padding = {i + 2 * p} (output size would be < 1); use a "
                     "smaller kernel or more padding"
@@ -431,7 +461,7 @@ def pool_output_size(
         # PyTorch checks both pad <= (d(k-1)+1) // 2 (max_pool2d) and pad <= k // 2
         # (pool2d_shape_check); the second is the binding one since d(k-1)+1 >= k.
         if p > k // 2:
-            raise ValueError(
+            raise InputError(
                 f"{_label('padding', ndim, j)} = {p} must be at most half the kernel "
                 f"size {k}; use padding <= {k // 2}"
             )
@@ -442,7 +472,7 @@ def pool_output_size(
         if ceil_mode and (out - 1) * s >= i + p:
             out -= 1
         if out < 1:
-            raise ValueError(
+            raise InputError(
                 f"{_label('kernel', ndim, j)}: the effective pooling window d*(k-1)+1 = "
                 f"{extent} does not fit the padded input size + 2*padding = {i + 2 * p} "
                 "(output size would be < 1); use a larger input or a smaller window"
@@ -478,7 +508,7 @@ def output_padding_for(
         inputs.
 
     Raises:
-        ValueError: when ``target`` is not reachable; the message gives the reachable range
+        InputError: when ``target`` is not reachable; the message gives the reachable range
             ``[base, base + max(s, d) - 1]`` (limited to positive sizes).
     """
     ndim, vals = _broadcast(
@@ -510,7 +540,7 @@ def output_padding_for(
         a = t - base
         if not (0 <= a < max(s, d)) or t < 1:
             reach = f"[{lo}, {hi}]" if hi >= lo else "none (padding too large)"
-            raise ValueError(
+            raise InputError(
                 f"{_label('target', ndim, j)} = {t} is not reachable from size {i} with "
                 f"kernel {k}, stride {s}, padding {p}, dilation {d}: reachable output sizes "
                 f"are {reach} (output_padding 0..{max(s, d) - 1})"
@@ -540,7 +570,7 @@ def same_padding(
         dilation: dilation d.
         size: input size i. With stride 1 it is not needed (total = d(k-1), independent of
             i). With stride > 1 the total depends on ``i mod s``, so ``size`` is required
-            and a ValueError is raised without it.
+            and an InputError is raised without it.
 
     Returns:
         ``(before, after)`` for int arguments; a tuple of such pairs, one per dimension,
@@ -555,7 +585,7 @@ def same_padding(
         extent = d * (k - 1) + 1
         if size is None:
             if s != 1:
-                raise ValueError(
+                raise InputError(
                     f"size is required for same_padding with {_label('stride', ndim, j)} = "
                     f"{s} > 1 (the padding depends on size mod stride); pass size="
                 )
@@ -678,7 +708,7 @@ def transposed_equivalent(
     if isinstance(padding, str) or (
         isinstance(padding, (tuple, list)) and any(isinstance(v, str) for v in padding)
     ):
-        raise ValueError(
+        raise InputError(
             f"padding must be an integer or a tuple of integers here, got {padding!r}; for "
             "TensorFlow 'same' use same_padding(...) and pad explicitly, 'valid' is padding=0"
         )

@@ -8,14 +8,32 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["check_overlap", "sliding_window_starts"]
+from fcnkit.errors import InputError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_OVERLAP",
+    "DEFAULT_WINDOW",
+    "check_overlap",
+    "sliding_window_starts",
+]
+
+#: Tile (window) size in pixels when tiling is asked for (or forced by a pixel budget)
+#: without a size: the one default of ``fcnkit eval --sliding`` and ``fcnkit predict``.
+DEFAULT_WINDOW = 512
+#: Fraction of a window shared by neighbouring windows when none is given: a third, so
+#: every pixel away from the border is seen by at least two tiles along each axis.
+DEFAULT_OVERLAP = 0.33
+#: Images with more pixels than this (1024 x 1024) are tiled even when no window is given,
+#: so one forward pass never holds the activations of a huge photo.
+DEFAULT_MAX_PIXELS = 1024 * 1024
 
 
 def check_overlap(overlap: float) -> float:
-    """``overlap`` as a float in ``[0, 1)``, or ValueError naming the argument."""
+    """``overlap`` as a float in ``[0, 1)``, or InputError naming the argument."""
     overlap = float(overlap)
     if not 0.0 <= overlap < 1.0:
-        raise ValueError(
+        raise InputError(
             f"overlap must be in [0, 1) (fraction of a window shared by neighbours), "
             f"got {overlap}"
         )
@@ -40,7 +58,7 @@ def sliding_window_starts(size: int, window: int, overlap: float) -> list[int]:
         Strictly increasing start offsets; tile ``i`` covers ``[s_i, s_i + min(window, size))``.
     """
     if size < 1 or window < 1:
-        raise ValueError(f"size and window must be positive, got size={size}, window={window}")
+        raise InputError(f"size and window must be positive, got size={size}, window={window}")
     overlap = check_overlap(overlap)
     if window >= size:
         return [0]

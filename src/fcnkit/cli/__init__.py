@@ -4,18 +4,29 @@ Each subcommand lives in its own module of this package, which defines
 ``register(subparsers)`` (adds its parser and ``set_defaults(handler=run)``) and
 ``run(args) -> int``. Modules parse, call the library and print; they compute nothing.
 
-User errors (:class:`fcnkit.errors.InputError`, ``ValueError`` from argument checks,
-missing files) are printed as one line on stderr with exit code 2. Set
-``FCNKIT_DEBUG=1`` to see the full traceback instead.
+The error contract (:mod:`fcnkit.errors`): a user's mistake, :class:`~fcnkit.errors.InputError`
+or an ``OSError`` about a file the user named, is printed as one line on stderr with exit
+code 2; any other exception is a bug and keeps its traceback. Set ``FCNKIT_DEBUG=1`` to see
+the traceback of a user error too. Library warnings (:class:`~fcnkit.errors.FcnkitWarning`)
+and the ``fcnkit`` loggers' messages are printed as one ``fcnkit: ...`` line each.
+
+Under ``torchrun`` every process runs the command, but only rank 0 prints reports and
+warnings: every report appears once. Errors are printed by whichever rank meets them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
 
 from fcnkit.cli._common import OneLineParser
+from fcnkit.errors import FcnkitWarning, InputError, first_line
 
 # Subcommand modules, in the order ``fcnkit --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -49,6 +60,59 @@ def build_parser() -> OneLineParser:
     return parser
 
 
+def _is_main_rank() -> bool:
+    """False in the processes torchrun started with ``RANK`` > 0.
+
+    Read from the environment (what ``fcnkit.engine.distributed`` reads too) so that the
+    fast commands do not import torch.
+    """
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int,
+    file: Any = None, line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` for the command line: one ``fcnkit: warning:`` line."""
+    if not _is_main_rank():
+        return
+    text = first_line(message) if isinstance(message, Warning) else str(message).strip()
+    if not issubclass(category, FcnkitWarning):
+        text = f"{category.__name__}: {text}"  # a warning from a library fcnkit uses
+    print(f"fcnkit: warning: {text}", file=sys.stderr)
+
+
+class _LogFormatter(logging.Formatter):
+    """``fcnkit: message`` for INFO, ``fcnkit: warning: message`` and so on above it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
+        return f"fcnkit: {level}{record.getMessage()}"
+
+
+@contextlib.contextmanager
+def _console() -> Iterator[None]:
+    """Warnings and ``fcnkit`` log records as one line each; stdout silenced off rank 0."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter())
+    logger = logging.getLogger("fcnkit")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("always", FcnkitWarning)  # every skipped file, every run
+        warnings.showwarning = _show_warning
+        if not _is_main_rank():
+            devnull = stack.enter_context(open(os.devnull, "w", encoding="utf-8"))
+            stack.enter_context(contextlib.redirect_stdout(devnull))
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -57,14 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(handler(args) or 0)
+        with _console():
+            return int(handler(args) or 0)
     except KeyboardInterrupt:
         print("fcnkit: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-        # InputError is a ValueError. One line, exit 2, unless debugging.
+    except (InputError, OSError) as exc:
+        # A user's mistake (or a file they named that cannot be read): one line, exit 2.
         if os.environ.get("FCNKIT_DEBUG"):
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"fcnkit {args.command}: error: {message}", file=sys.stderr)
+        print(f"fcnkit {args.command}: error: {first_line(exc)}", file=sys.stderr)
         return 2

@@ -1,12 +1,18 @@
-"""Helpers shared by the subcommands: one-line argument errors, H,W parsing, output."""
+"""Helpers shared by the subcommands: one-line argument errors, argument types, output.
+
+The argument types (``type=`` converters) check a value with the library's own check and
+turn its :class:`~fcnkit.errors.InputError` into an argparse error, so a bad option is
+reported as ``fcnkit CMD: error: argument --NAME: ...`` before any work starts.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
+
+from fcnkit.errors import InputError
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -41,6 +47,72 @@ def int_list(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
     return values
+
+
+def _checked(convert: Callable[[str], Any], check: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse type: ``check(convert(text))``, an InputError becoming an argparse error."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check(convert(text))
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _at_least(minimum: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value < minimum:
+            raise InputError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"expected a number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for a count that must be at least 1 (batch size, pixels)."""
+    return _checked(_integer, _at_least(1))(text)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type=`` for a count that may be 0 (DataLoader workers)."""
+    return _checked(_integer, _at_least(0))(text)
+
+
+def overlap(text: str) -> float:
+    """argparse ``type=`` for a tiling overlap: a fraction in [0, 1) (arith.tiling's check)."""
+    from fcnkit.arith.tiling import check_overlap
+
+    return _checked(_float, check_overlap)(text)
+
+
+def window(text: str) -> tuple[int, int]:
+    """argparse ``type=`` for a tile size: ``"512"`` → (512, 512), ``"320,480"`` → (320, 480)."""
+    from fcnkit.arith.sizes import as_pair
+
+    return _checked(dims, lambda value: as_pair(value, "window", minimum=1))(text)
+
+
+def device(text: str) -> Any:
+    """argparse ``type=`` for a torch device usable here: cpu, cuda, cuda:N (imports torch)."""
+    from fcnkit.engine.inference import resolve_device
+
+    return _checked(str, resolve_device)(text)
 
 
 def print_json(obj: Any) -> None:
@@ -89,7 +161,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return "x".join(str(v) for v in value)
     return str(value)
-
-
-def warn(message: str) -> None:
-    print(f"fcnkit: warning: {message}", file=sys.stderr)

@@ -49,22 +49,24 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnkit.viz.animation import animation_geometry, write_conv_animation
+    from fcnkit.arith.taps import tap_layout
+    from fcnkit.errors import InputError
+    from fcnkit.viz.animation import write_conv_animation
 
     if args.frame_ms < 10:
-        raise ValueError(f"--frame-ms must be >= 10, got {args.frame_ms}")
+        raise InputError(f"--frame-ms must be >= 10, got {args.frame_ms}")
     out = Path(args.output)
     if out.suffix.lower() == ".png":
         if not args.png:
-            raise ValueError(f"-o {out}: a .png output needs --png (contact sheet); use .gif "
+            raise InputError(f"-o {out}: a .png output needs --png (contact sheet); use .gif "
                              "for the animation")
         gif, sheet = None, out
     else:
         if out.suffix.lower() != ".gif":
-            raise ValueError(f"-o {out}: the animation is a GIF; name it .gif")
+            raise InputError(f"-o {out}: the animation is a GIF; name it .gif")
         gif, sheet = out, (out.with_suffix(".png") if args.png else None)
-    geom = animation_geometry(args.size, args.kernel, args.stride, args.padding,
-                              args.dilation, args.transposed, args.output_padding)
+    geom = tap_layout(args.size, args.kernel, args.stride, args.padding, args.dilation,
+                      args.transposed, args.output_padding)
     frames = write_conv_animation(geom, gif, sheet, frame_ms=args.frame_ms)
     written = [str(p) for p in (gif, sheet) if p is not None]
     if args.json:

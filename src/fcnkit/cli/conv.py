@@ -15,6 +15,7 @@ import argparse
 from typing import Any
 
 from fcnkit.arith import sizes
+from fcnkit.arith.layer import describe_layer
 from fcnkit.cli._common import dims, format_table, print_json
 
 NAME = "conv"
@@ -80,130 +81,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _listify(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
-def describe_layer(args: argparse.Namespace) -> dict[str, Any]:
-    """Compute the report for the parsed arguments (all arithmetic is fcnkit.arith's)."""
-    layer = "pool" if args.pool else "conv_transpose" if args.transposed else "conv"
-    padding = args.padding
-    convention = args.convention
-    if args.output_padding != 0 and layer != "conv_transpose":
-        raise ValueError("--output-padding only applies with --transposed")
-    if args.ceil_mode and layer != "pool":
-        raise ValueError("--ceil-mode only applies with --pool")
-
-    stride = args.stride
-    if stride is None:
-        stride = args.kernel if layer == "pool" else 1
-
-    report: dict[str, Any] = {
-        "layer": layer,
-        "convention": convention,
-        "input_size": _listify(args.size),
-        "kernel": _listify(args.kernel),
-        "stride": _listify(stride),
-        "padding": _listify(padding),
-        "dilation": _listify(args.dilation),
-    }
-    report["effective_kernel"] = _listify(sizes.effective_kernel(args.kernel, args.dilation))
-    geometry = (args.size, args.kernel, stride, padding, args.dilation)
-
-    if layer == "pool":
-        out = sizes.pool_output_size(
-            *geometry, ceil_mode=args.ceil_mode, convention=convention
-        )
-        if convention != "tensorflow":
-            report["ceil_mode"] = bool(args.ceil_mode) or convention == "caffe"
-        report["output_size"] = _listify(out)
-        return report
-
-    if layer == "conv_transpose":
-        out = sizes.conv_transpose_output_size(
-            *geometry, output_padding=args.output_padding, convention=convention
-        )
-        report["output_padding"] = _listify(args.output_padding)
-        report["output_size"] = _listify(out)
-        if not isinstance(padding, str):
-            # The direct convolution with the same geometry maps the output back.
-            back = sizes.conv_output_size(out, args.kernel, stride, padding, args.dilation)
-            report["inverse"] = {
-                "layer": "conv",
-                "kernel": _listify(args.kernel),
-                "stride": _listify(stride),
-                "padding": _listify(padding),
-                "dilation": _listify(args.dilation),
-                "output_size": _listify(back),
-            }
-        return report
-
-    out = sizes.conv_output_size(*geometry, convention=convention)
-    report["output_size"] = _listify(out)
-    symmetric = padding
-    if padding == "valid":
-        symmetric = 0
-    elif padding == "same":
-        pairs = sizes.same_padding(args.kernel, stride, args.dilation, size=args.size)
-        pair_list = [pairs] if isinstance(pairs[0], int) else list(pairs)
-        report["same_padding"] = [list(p) for p in pair_list]
-        if all(before == after for before, after in pair_list):
-            befores = tuple(before for before, _ in pair_list)
-            symmetric = befores[0] if isinstance(pairs[0], int) else befores
-        else:
-            symmetric = None
-    if symmetric is None:
-        report["inverse"] = None
-        report["note"] = (
-            "TensorFlow SAME padding is asymmetric here; no symmetric ConvTranspose2d "
-            "inverts it (pad explicitly, or use tf.nn.conv2d_transpose with output_shape)"
-        )
-        return report
-    try:
-        eq = sizes.transposed_equivalent(args.size, args.kernel, stride, symmetric, args.dilation)
-    except ValueError:
-        # Only Caffe's truncating division gets here: its kernel overhangs the input.
-        report["inverse"] = None
-        report["note"] = (
-            "the kernel overhangs the padded input (Caffe's truncating division still "
-            "gives an output); PyTorch refuses this geometry, so no inverse is given"
-        )
-        return report
-    recovered = sizes.conv_transpose_output_size(
-        out, args.kernel, stride, symmetric, args.dilation, eq.extra
-    )
-    report["inverse"] = {
-        "layer": "conv_transpose",
-        "kernel": _listify(args.kernel),
-        "stride": _listify(stride),
-        "padding": _listify(symmetric),
-        "dilation": _listify(args.dilation),
-        "output_padding": _listify(eq.extra),
-        "output_size": _listify(recovered),
-    }
-    report["transposed_as_direct"] = {
-        "zeros_inserted": _listify(eq.zeros_inserted),
-        "padding_before": _listify(eq.padding_before),
-        "padding_after": _listify(eq.padding_after),
-        "stride": 1,
-        "kernel_flipped": True,
-        "stretched_size": _listify(eq.stretched_size),
-        "padded_size": _listify(eq.padded_size),
-    }
-    if convention == "caffe" and any(v != 0 for v in _as_list(eq.extra)):
-        report["note"] = (
-            "Caffe's Deconvolution has no output_padding: it gives the smaller size; "
-            "crop or pad to reach the original"
-        )
-    return report
-
-
-def _as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, (tuple, list)) else [value]
-
-
 def run(args: argparse.Namespace) -> int:
-    report = describe_layer(args)
+    kind = "pool" if args.pool else "conv_transpose" if args.transposed else "conv"
+    report = describe_layer(
+        size=args.size, kernel=args.kernel, stride=args.stride, padding=args.padding,
+        dilation=args.dilation, kind=kind, output_padding=args.output_padding,
+        ceil_mode=args.ceil_mode, convention=args.convention,
+    )
     if args.json:
         print_json(report)
         return 0

@@ -14,6 +14,7 @@ import argparse
 import time
 
 from fcnkit.cli._common import OneLineParser, dims, format_table, print_json
+from fcnkit.constants import IGNORE_INDEX
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,6 +104,6 @@ def run_info(args: argparse.Namespace) -> int:
     rows = [[i, name, count, fraction]
             for i, (name, count, fraction) in enumerate(
                 zip(summary["classes"], summary["pixels"], summary["fraction"]))]
-    rows.append(["255", "void", summary["void_pixels"], summary["void_fraction"]])
+    rows.append([IGNORE_INDEX, "void", summary["void_pixels"], summary["void_fraction"]])
     print(format_table(rows, ["index", "class", "pixels", "fraction"]))
     return 0

@@ -5,19 +5,28 @@ Examples::
     fcnkit eval --checkpoint runs/demo/best.pt --data ~/.cache/fcnkit/synth
     fcnkit eval --checkpoint runs/demo --data voc:VOCdevkit/VOC2012 --split val --json
     fcnkit eval --checkpoint best.pt --data folder:DATA --sliding --window 320,480 --overlap 0.5
+    torchrun --standalone --nproc-per-node 2 -m fcnkit eval --checkpoint runs/demo --data DIR
+
+The computation is :func:`fcnkit.engine.evaluate.evaluate_checkpoint`; this module parses
+and prints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import dims, format_table, print_json, warn
+from fcnkit.arith.tiling import DEFAULT_OVERLAP, DEFAULT_WINDOW
+from fcnkit.cli._common import (
+    device,
+    format_table,
+    non_negative_int,
+    overlap,
+    positive_int,
+    print_json,
+    window,
+)
 
 NAME = "eval"
-#: Sliding-window tile size when ``--sliding`` is given without ``--window``.
-DEFAULT_WINDOW = 512
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +38,8 @@ def register(subparsers: Any) -> None:
             "the four metrics of Long et al. (2015) computed from one confusion matrix "
             "accumulated over the whole split (pixels labelled 255 are ignored). "
             "Inference is whole-image by default; --sliding averages the logits of "
-            "overlapping windows."
+            "overlapping windows. Under torchrun the split is sharded over the processes "
+            "and rank 0 prints the result."
         ),
     )
     parser.add_argument(
@@ -47,20 +57,23 @@ def register(subparsers: Any) -> None:
         help=f"sliding-window inference (window {DEFAULT_WINDOW} unless --window is given)",
     )
     parser.add_argument(
-        "--window", type=dims, default=None,
+        "--window", type=window, default=None,
         help="sliding-window size: N or H,W pixels (implies --sliding)",
     )
     parser.add_argument(
-        "--overlap", type=float, default=0.33,
-        help="fraction of a window shared by neighbouring windows, in [0, 1) (default 0.33)",
+        "--overlap", type=overlap, default=DEFAULT_OVERLAP,
+        help="fraction of a window shared by neighbouring windows, in [0, 1) "
+        f"(default {DEFAULT_OVERLAP})",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=1,
+        "--batch-size", type=positive_int, default=1,
         help="images per batch (default 1, exact); larger batches pad smaller images with "
         "ignored pixels, which slightly changes predictions near their bottom/right edges",
     )
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--workers", type=non_negative_int, default=0,
+                        help="DataLoader workers (default 0)")
+    parser.add_argument("--device", type=device, default="cpu",
+                        help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument(
         "--skip-bad", action="store_true",
         help="skip unreadable or inconsistent samples with a warning instead of stopping",
@@ -68,83 +81,26 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def checkpoint_file(path: str) -> Path:
-    """A checkpoint file, or a run directory's ``best.pt`` (``last.pt`` if there is no best)."""
-    from fcnkit.engine.checkpoint import resolve_checkpoint_path
-
-    p = Path(path).expanduser()
-    if p.is_dir() and not (p / "best.pt").is_file():
-        return resolve_checkpoint_path(p, name="last.pt")
-    return resolve_checkpoint_path(p, name="best.pt")
-
-
-class _CountingLoader:
-    """Wraps a loader and counts the images (batch rows) it yields."""
-
-    def __init__(self, loader: Iterable[Any]) -> None:
-        self.loader = loader
-        self.images = 0
-
-    def __iter__(self) -> Iterator[Any]:
-        from fcnkit.engine.evaluate import split_batch
-
-        for batch in self.loader:
-            self.images += int(split_batch(batch)[0].shape[0])
-            yield batch
-
-
 def run(args: Any) -> int:
-    from torch.utils.data import DataLoader
+    from fcnkit.engine.evaluate import evaluate_checkpoint
 
-    from fcnkit.arith.tiling import check_overlap
-    from fcnkit.data import open_dataset
-    from fcnkit.data.transforms import eval_transform, pad_collate
-    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from fcnkit.engine.evaluate import evaluate
-    from fcnkit.engine.inference import as_window, resolve_device
-    from fcnkit.errors import InputError
-
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.workers < 0:
-        raise InputError(f"--workers must be >= 0, got {args.workers}")
-    window = as_window(args.window) if args.window is not None else None
-    if window is None and args.sliding:
-        window = (DEFAULT_WINDOW, DEFAULT_WINDOW)
-    check_overlap(args.overlap)  # fail on a bad --overlap before any work
-    device = resolve_device(args.device)
-
-    ckpt = load_checkpoint(checkpoint_file(args.checkpoint))
-    dataset = open_dataset(args.data, args.split, transform=eval_transform(),
-                           skip_bad=args.skip_bad)
-    num_classes = int(dataset.num_classes)
-    model = model_from_checkpoint(ckpt, device=device, num_classes=num_classes)
-    ckpt_classes = list(ckpt.get("classes") or [])
-    data_classes = list(getattr(dataset, "classes", None) or [])
-    if ckpt_classes and data_classes and ckpt_classes != data_classes:
-        warn(f"checkpoint classes {ckpt_classes} differ from the dataset's {data_classes}; "
-             "the table uses the checkpoint's names")
-    if len(dataset) == 0:
-        raise InputError(f"--data {args.data}: split {args.split!r} holds no images; "
-                         "pass a split with images (e.g. --split val)")
-    loader = _CountingLoader(DataLoader(
-        dataset, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
-        collate_fn=pad_collate,
-    ))
-    cm = evaluate(model, loader, num_classes=num_classes, device=device, window=window,
-                  overlap=args.overlap)
-    result = dict(cm.compute())
-    result["num_images"] = loader.images
-    result["skipped"] = int(getattr(dataset, "skipped", 0) or 0)
+    window_size = args.window
+    if window_size is None and args.sliding:
+        window_size = (DEFAULT_WINDOW, DEFAULT_WINDOW)
+    result = evaluate_checkpoint(
+        args.checkpoint, args.data, split=args.split, window=window_size, overlap=args.overlap,
+        batch_size=args.batch_size, workers=args.workers, device=args.device,
+        skip_bad=args.skip_bad,
+    )
     if args.json:
         print_json(_nan_to_none(result))
         return 0
-    print(format_report(result, ckpt_classes or data_classes))
-    mode = "whole-image" if window is None else (
-        f"sliding window {window[0]}x{window[1]}, overlap {args.overlap:g}")
+    print(format_report(result, result["classes"]))
+    mode = "whole-image" if window_size is None else (
+        f"sliding window {window_size[0]}x{window_size[1]}, overlap {args.overlap:g}")
     skipped = f" ({result['skipped']} bad samples skipped)" if result["skipped"] else ""
-    print(f"\n{loader.images} images of split {args.split!r}{skipped}, {mode}, "
-          f"checkpoint {ckpt.get('path', args.checkpoint)}")
+    print(f"\n{result['num_images']} images of split {args.split!r}{skipped}, {mode}, "
+          f"checkpoint {result['checkpoint']}")
     return 0
 
 

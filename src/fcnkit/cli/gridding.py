@@ -43,12 +43,13 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fcnkit.arith.gridding import hdc_check, suggest_rates
+    from fcnkit.errors import InputError
 
     report = hdc_check(args.rates, kernel_size=args.kernel)
     suggestions = None
     if args.suggest is not None:
         if not isinstance(args.suggest, tuple) or len(args.suggest) != 2:
-            raise ValueError("--suggest takes LAYERS,RF, e.g. --suggest 6,67")
+            raise InputError("--suggest takes LAYERS,RF, e.g. --suggest 6,67")
         suggestions = suggest_rates(args.suggest[0], args.suggest[1], kernel_size=args.kernel)
     if args.plot:
         from fcnkit.viz.gridding import plot_dilation_coverage

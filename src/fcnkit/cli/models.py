@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
         NAME,
         help="table of the FCN models: parameters, GFLOPs, output stride, receptive field",
         description=(
-            "Build every model (random weights, nothing downloads) and report its parameters "
+            "Build every model (on the meta device: no weights, nothing downloads) and report "
+            "its parameters "
             "(trainable and frozen), GFLOPs of one forward pass at --size (torch "
             "FlopCounterMode: 2 per multiply-add; interpolation counts 0), output stride and "
             "receptive field of an output pixel in input pixels (traced by fcnkit.analysis). "
@@ -41,12 +42,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnkit.models.registry import (
-        TABLE_VARIANTS,
-        describe_options,
-        list_models,
-        model_summary,
-    )
+    from fcnkit.analysis import TABLE_VARIANTS, describe_options, model_summary
+    from fcnkit.errors import InputError
+    from fcnkit.models import list_models
 
     size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
     variants = list(TABLE_VARIANTS)
@@ -54,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = [n for n in wanted if n not in list_models()]
         if unknown:
-            raise ValueError(f"--only: unknown model {', '.join(unknown)}; choose from "
+            raise InputError(f"--only: unknown model {', '.join(unknown)}; choose from "
                              f"{', '.join(list_models())}")
         variants = [v for v in variants if v[0] in wanted]
     rows = [

@@ -17,14 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import dims, format_table, print_json, warn
+from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
+from fcnkit.cli._common import device, format_table, overlap, positive_int, print_json, window
 
 NAME = "predict"
 
 
 def register(subparsers: Any) -> None:
-    from fcnkit.engine.predict import DEFAULT_MAX_PIXELS, DEFAULT_TILE
-
     parser = subparsers.add_parser(
         NAME,
         help="segment image files or directories with a checkpoint",
@@ -33,7 +32,7 @@ def register(subparsers: Any) -> None:
             "palette PNG whose pixel values are class indices, and with --overlay "
             "OUT/<stem>_overlay.jpg. Any size and mode (grayscale, RGBA, EXIF-rotated: "
             "outputs follow the EXIF orientation). Images above --max-pixels are "
-            f"segmented in overlapping {DEFAULT_TILE}-pixel tiles so memory stays bounded."
+            f"segmented in overlapping {DEFAULT_WINDOW}-pixel tiles so memory stays bounded."
         ),
     )
     parser.add_argument(
@@ -46,18 +45,20 @@ def register(subparsers: Any) -> None:
         "--overlay", action="store_true", help="also write <stem>_overlay.jpg"
     )
     parser.add_argument(
-        "--window", type=dims, default=None,
+        "--window", type=window, default=None,
         help="tile every image with windows of N or H,W pixels (default: whole image)",
     )
     parser.add_argument(
-        "--overlap", type=float, default=0.33,
-        help="fraction of a window shared by neighbouring windows, in [0, 1) (default 0.33)",
+        "--overlap", type=overlap, default=DEFAULT_OVERLAP,
+        help="fraction of a window shared by neighbouring windows, in [0, 1) "
+        f"(default {DEFAULT_OVERLAP})",
     )
     parser.add_argument(
-        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+        "--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
         help=f"tile images with more pixels than this (default {DEFAULT_MAX_PIXELS})",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--device", type=device, default="cpu",
+                        help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument(
         "--skip-bad", action="store_true",
         help="skip unreadable images with a warning (and a count at the end) instead of stopping",
@@ -67,68 +68,22 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: Any) -> int:
-    from fcnkit.arith.tiling import check_overlap
-    from fcnkit.cli.eval import checkpoint_file
-    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from fcnkit.engine.inference import as_window, resolve_device
-    from fcnkit.engine.predict import collect_images, predict_paths
-    from fcnkit.errors import InputError
+    from fcnkit.engine.predict import predict_checkpoint
 
-    window = as_window(args.window) if args.window is not None else None
-    check_overlap(args.overlap)  # fail on a bad --overlap before any work
-    if args.max_pixels < 1:
-        raise InputError(f"--max-pixels must be >= 1, got {args.max_pixels}")
-    device = resolve_device(args.device)
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; pass a directory (it is created if missing)")
-    collect_images(args.inputs)  # missing inputs / empty directories fail before loading
-
-    ckpt = load_checkpoint(checkpoint_file(args.checkpoint))
-    model = model_from_checkpoint(ckpt, device=device)
-    classes = list(ckpt.get("classes") or [])
-    num_classes = int(ckpt["model_config"].get("num_classes") or len(classes)) or None
-
-    done: list[dict[str, Any]] = []
-    bad: list[str] = []
-
-    def on_bad(path: Path, exc: Exception) -> None:
-        bad.append(str(path))
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        warn(f"skipped: {reason}" if str(path) in reason else f"skipped {path}: {reason}")
-
-    def on_done(plan: Any, labels: Any) -> None:
-        counts = labels.flatten().bincount(minlength=num_classes or 0).tolist()
-        total = max(1, sum(counts))
-        top = sorted(((c, i) for i, c in enumerate(counts) if c), reverse=True)[:3]
-        done.append({
-            "input": str(plan.source),
-            "mask": str(plan.mask),
-            "overlay": str(plan.overlay) if plan.overlay is not None else None,
-            "size": [int(labels.shape[0]), int(labels.shape[1])],
-            "class_fractions": {
-                (classes[i] if i < len(classes) else str(i)): round(c / total, 4)
-                for c, i in top
-            },
-        })
-
-    predict_paths(
-        model, args.inputs, out, palette=ckpt.get("palette"), overlay=args.overlay,
-        window=window, device=device, overlap=args.overlap, max_pixels=args.max_pixels,
-        num_classes=num_classes, skip_bad=args.skip_bad, on_bad=on_bad, on_done=on_done,
+    report = predict_checkpoint(
+        args.checkpoint, args.inputs, args.out, overlay=args.overlay, window=args.window,
+        overlap=args.overlap, max_pixels=args.max_pixels, device=args.device,
+        skip_bad=args.skip_bad,
     )
     if args.json:
-        print_json({"out_dir": str(out), "num_images": len(done), "skipped": bad,
-                    "outputs": done})
+        print_json(report)
         return 0
     rows = [
         [d["input"], Path(d["mask"]).name, d["size"],
          ", ".join(f"{k} {100 * v:.0f}%" for k, v in d["class_fractions"].items())]
-        for d in done
+        for d in report["outputs"]
     ]
     print(format_table(rows, ["input", "mask", "HxW", "main classes"]))
     extra = " (+ overlays)" if args.overlay else ""
-    print(f"\n{len(done)} images segmented into {out}{extra}")
-    if bad:
-        warn(f"{len(bad)} unreadable image(s) skipped")
+    print(f"\n{report['num_images']} images segmented into {report['out_dir']}{extra}")
     return 0

@@ -7,7 +7,8 @@ import dataclasses
 import os
 from typing import Any
 
-from fcnkit.cli._common import dims, print_json
+from fcnkit.cli._common import device, dims, non_negative_int, positive_int, print_json
+from fcnkit.errors import InputError
 
 # Flags whose value is a comma-separated pair of numbers.
 _PAIRS = {"crop", "scale_range"}
@@ -26,6 +27,21 @@ def _float_pair(text: str) -> tuple[float, float]:
 def _crop(text: str) -> tuple[int, int]:
     value = dims(text)
     return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _device_name(text: str) -> str:
+    """cpu, cuda or cuda:N, checked to exist here (engine.inference.resolve_device)."""
+    return str(device(text))
 
 
 def register(subparsers: Any) -> None:
@@ -48,9 +64,9 @@ def register(subparsers: Any) -> None:
     a("--model", help="model name (default fcn8s; see fcnkit models)")
     a("--backbone", help="backbone (default resnet18)")
     a("--upsample", choices=("bilinear", "deconv", "interpolate"), help="upsampling layers")
-    a("--epochs", type=int, help="total epochs (default 30)")
-    a("--batch-size", type=int, help="images per process per step (default 8)")
-    a("--lr", type=float, help="base learning rate (default 0.01)")
+    a("--epochs", type=positive_int, help="total epochs (default 30)")
+    a("--batch-size", type=positive_int, help="images per process per step (default 8)")
+    a("--lr", type=_positive_float, help="base learning rate (default 0.01)")
     a("--optimizer", choices=("sgd", "adamw"), help="optimizer (default sgd, momentum 0.9)")
     a("--momentum", type=float, help="SGD momentum (default 0.9)")
     a("--weight-decay", type=float, help="weight decay (default 1e-4)")
@@ -63,16 +79,17 @@ def register(subparsers: Any) -> None:
     a("--out", metavar="RUN_DIR", help="run directory (default runs/<model>)")
     a("--resume", metavar="RUN_DIR|CKPT", help="continue a run from its last.pt")
     a("--seed", type=int, help="random seed (default 0)")
-    a("--workers", type=int, help="data loader workers per process (default 2)")
-    a("--device", choices=("cpu", "cuda"), help="device (default cpu)")
+    a("--workers", type=non_negative_int, help="data loader workers per process (default 2)")
+    a("--device", type=_device_name, metavar="DEVICE", help="cpu, cuda or cuda:N (default cpu)")
     a("--amp", action=argparse.BooleanOptionalAction, help="mixed precision on CUDA (on)")
     a("--skip-bad", action=argparse.BooleanOptionalAction, help="skip unreadable samples")
     a("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm under DDP")
-    a("--log-every", type=int, help="metrics.jsonl step line every N steps (default 10)")
-    a("--max-steps-per-epoch", type=int, help="cap on optimizer steps per epoch")
-    a("--threads", type=int, help="torch threads per process (default cores / processes)")
-    a("--progress", action=argparse.BooleanOptionalAction, help="progress bar (on)")
-    parser.add_argument("--nproc", type=int, default=1,
+    a("--log-every", type=positive_int, help="metrics.jsonl step line every N steps (default 10)")
+    a("--max-steps-per-epoch", type=positive_int, help="cap on optimizer steps per epoch")
+    a("--threads", type=positive_int, help="torch threads per process (default cores / processes)")
+    a("--progress", action=argparse.BooleanOptionalAction,
+      help="per-step progress: a bar on a terminal, else a line per log window (on)")
+    parser.add_argument("--nproc", type=positive_int, default=1,
                         help="processes on this node (DDP; default 1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=run)
@@ -90,7 +107,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         base = resume_config(args.resume)
         return base.replace(**given)
     if "data" not in given:
-        raise ValueError("--data is required (e.g. --data synth:DIR); or pass --resume RUN_DIR")
+        raise InputError("--data is required (e.g. --data synth:DIR); or pass --resume RUN_DIR")
     return TrainConfig(**given)
 
 
@@ -121,8 +138,6 @@ def run(args: argparse.Namespace) -> int:
     from fcnkit.engine.train import train
 
     config = config_from_args(args)
-    if args.nproc < 1:
-        raise ValueError(f"--nproc {args.nproc} must be at least 1")
     if args.nproc > 1 and not distributed.launched_by_torchrun():
         # Relaunch this command as N workers; the workers see RANK/WORLD_SIZE and train.
         argv = ["fcnkit", "train", *config_to_argv(config)]
@@ -142,5 +157,7 @@ def run(args: argparse.Namespace) -> int:
         rows += [["best_miou", result["best_miou"]], ["train_loss", result["train_loss"]],
                  ["time_s", round(result["time_s"], 1)]]
         print(format_table(rows, ["metric", "value"]))
+        if result["skipped"]:
+            print(f"skipped {result['skipped']} bad sample(s) (--skip-bad)")
         print(f"run directory: {result['run_dir']} (last.pt, best.pt, metrics.jsonl, curves.png)")
     return 0

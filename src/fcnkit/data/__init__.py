@@ -8,6 +8,7 @@ Public API::
     open_dataset(spec, split, *, transform=None, skip_bad=False) -> SegmentationDataset
     read_image(path) -> float tensor (3, H, W) in [0, 1]
     generate_synthetic_dataset(out_dir, *, train, val, seed, size, workers) -> Path
+    ensure_dataset(spec, cache=None) -> (Path, generated_now)   the cached synthetic dataset
     SYNTHETIC_CLASSES, VOC_CLASSES, IGNORE_INDEX
 """
 
@@ -21,13 +22,15 @@ from typing import Any
 from fcnkit.errors import InputError
 
 _LAZY = {
-    "IGNORE_INDEX": "fcnkit.data.palette",
+    "IGNORE_INDEX": "fcnkit.constants",
     "voc_palette": "fcnkit.data.palette",
     "colorize": "fcnkit.data.palette",
     "overlay": "fcnkit.data.palette",
     "save_mask_png": "fcnkit.data.palette",
     "SYNTHETIC_CLASSES": "fcnkit.data.synthetic",
     "generate_synthetic_dataset": "fcnkit.data.synthetic",
+    "cache_dir": "fcnkit.data.cache",
+    "ensure_dataset": "fcnkit.data.cache",
     "SegmentationDataset": "fcnkit.data.folder",
     "FolderDataset": "fcnkit.data.folder",
     "read_image": "fcnkit.data.folder",
@@ -57,11 +60,12 @@ def parse_spec(spec: str) -> tuple[str | None, Path]:
     (kind or None, path)."""
     text = str(spec).strip()
     if not text:
-        raise InputError("--data is empty; give voc:ROOT, folder:ROOT, synth:ROOT or a directory")
+        raise InputError("the dataset spec is empty; give voc:ROOT, folder:ROOT, synth:ROOT "
+                         "or a directory")
     kind, sep, rest = text.partition(":")
     if sep and kind.lower() in _KINDS:
         if not rest:
-            raise InputError(f"--data {text!r}: missing directory after '{kind}:'")
+            raise InputError(f"dataset spec {text!r}: missing directory after '{kind}:'")
         return kind.lower(), Path(rest).expanduser()
     return None, Path(text).expanduser()
 
@@ -70,7 +74,7 @@ def detect_layout(root: str | os.PathLike[str]) -> str:
     """``"folder"`` if ``root`` has images/ and masks/, ``"voc"`` if it is a VOC tree."""
     base = Path(root).expanduser()
     if not base.is_dir():
-        raise InputError(f"{base}: dataset directory not found; check --data")
+        raise InputError(f"{base}: dataset directory not found; check the path")
     if (base / "images").is_dir() and (base / "masks").is_dir():
         return "folder"
     for candidate in (base, base / "VOC2012", base / "VOCdevkit" / "VOC2012"):

@@ -21,7 +21,6 @@ maps to 255); without colours they are rejected.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fcnkit.data.palette import IGNORE_INDEX, voc_palette
-from fcnkit.errors import InputError
+from fcnkit.constants import IGNORE_INDEX
+from fcnkit.data.palette import voc_palette
+from fcnkit.errors import InputError, first_line, warn
 
 RGB = tuple[int, int, int]
 
@@ -41,10 +41,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: Colour of void pixels in Pascal VOC's colour-rendered masks.
 VOC_VOID_COLOUR: RGB = (224, 224, 192)
 
-
-def warn(message: str) -> None:
-    """Print one warning line on stderr (same format as the command line's warnings)."""
-    print(f"fcnkit: warning: {message}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------ file readers
@@ -64,10 +60,10 @@ def _open_image(path: Path, what: str) -> Image.Image:
         raise InputError(f"{path}: {what} is too large to decode safely ({exc}); downscale "
                          "it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise InputError(
             f"{path}: cannot read {what} ({reason}); replace or remove the file "
-            "(or pass --skip-bad)"
+            "(or skip bad samples)"
         ) from None
 
 
@@ -435,7 +431,7 @@ class FolderDataset(SegmentationDataset):
         root = Path(root).expanduser()
         images_dir, masks_dir = root / "images" / split, root / "masks" / split
         if not root.is_dir():
-            raise InputError(f"{root}: dataset directory not found; check --data")
+            raise InputError(f"{root}: dataset directory not found; check the path")
         for directory in (images_dir, masks_dir):
             if not directory.is_dir():
                 available = sorted(p.name for p in (root / "images").glob("*") if p.is_dir())
@@ -455,7 +451,7 @@ class FolderDataset(SegmentationDataset):
                 continue
             message = f"{image_file}: no mask {mask_file.name} in {masks_dir}; add it"
             if not skip_bad:
-                raise InputError(message + " or remove the image (or pass --skip-bad)")
+                raise InputError(message + " or remove the image (or skip bad samples)")
             warn(f"skipping {stem}: {message}")
             missing.append((stem, message))
         classes_file = root / "classes.txt"

@@ -15,11 +15,9 @@ import numpy as np
 from PIL import Image
 
 from fcnkit.atomic import atomic_path
+from fcnkit.constants import IGNORE_INDEX  # re-exported here; defined once there
 
 RGB = tuple[int, int, int]
-
-#: Index used for "void" / ignored pixels in every mask fcnkit reads or writes.
-IGNORE_INDEX = 255
 
 
 def voc_palette(num: int = 256) -> list[RGB]:

@@ -59,7 +59,8 @@ from PIL import Image
 from scipy import ndimage
 
 from fcnkit.atomic import atomic_path, write_text_atomic
-from fcnkit.data.palette import IGNORE_INDEX, save_mask_png, voc_palette
+from fcnkit.constants import IGNORE_INDEX
+from fcnkit.data.palette import save_mask_png, voc_palette
 from fcnkit.errors import InputError
 
 #: Class names of the synthetic dataset, index = label value (0 = background).
@@ -445,14 +446,14 @@ def generate_synthetic_dataset(
     if isinstance(size, int):
         size = (size, size)
     if len(tuple(size)) != 2 or min(size) < 32:
-        raise InputError(f"--size must be H,W with both at least 32 pixels, got {size}")
+        raise InputError(f"size must be (H, W) with both at least 32 pixels, got {size}")
     size = (int(size[0]), int(size[1]))
     _, classes, version = _task_info(task)
     if train < 0 or val < 0 or train + val == 0:
-        raise InputError(f"--train/--val must be >= 0 and not both 0, got {train}/{val}")
+        raise InputError(f"train/val image counts must be >= 0 and not both 0, got {train}/{val}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a directory; choose another path")
+        raise InputError(f"output {out} exists and is not a directory; choose another path")
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     jobs = [(out, int(seed), split, i, size, task)

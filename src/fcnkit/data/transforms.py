@@ -23,6 +23,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from fcnkit.arith import as_pair
 from fcnkit.data.palette import IGNORE_INDEX
 
 #: Per-channel RGB mean and standard deviation of ImageNet (torchvision's pretrained models).
@@ -82,15 +83,6 @@ class RandomScale(v2.Transform):
                                  interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
 
 
-def _pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
-    if isinstance(size, int):
-        size = (size, size)
-    size = tuple(int(v) for v in size)
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"{name} must be a positive int or (H, W), got {size}")
-    return size  # type: ignore[return-value]
-
-
 def train_transform(
     crop_size: int | Sequence[int],
     scale_range: Sequence[float] | None = (0.5, 2.0),
@@ -109,7 +101,7 @@ def train_transform(
     Returns:
         A ``v2.Compose`` taking and returning ``(tv_tensors.Image, tv_tensors.Mask)``.
     """
-    crop = _pair(crop_size, "crop_size")
+    crop = as_pair(crop_size, "crop_size", minimum=1)
     steps: list[Any] = []
     if scale_range is not None:
         steps.append(RandomScale(scale_range))

@@ -38,10 +38,9 @@ from fcnkit.data.folder import (
     colour_lookup,
     read_classes_file,
     read_mask,
-    warn,
 )
 from fcnkit.data.palette import voc_palette
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, warn
 
 #: The 21 Pascal VOC segmentation classes (index = label value).
 VOC_CLASSES: list[str] = [
@@ -60,7 +59,7 @@ def find_voc_root(root: str | os.PathLike[str]) -> Path:
     """
     base = Path(root).expanduser()
     if not base.is_dir():
-        raise InputError(f"{base}: dataset directory not found; check --data")
+        raise InputError(f"{base}: dataset directory not found; check the path")
     for candidate in (base, base / "VOC2012", base / "VOCdevkit" / "VOC2012"):
         if (candidate / "JPEGImages").is_dir():
             return candidate
@@ -101,7 +100,7 @@ def load_sbd_mask(path: str | os.PathLike[str]) -> np.ndarray:
                          "cls/ file?") from None
     except Exception as exc:  # scipy raises assorted errors for corrupt files
         raise InputError(f"{file}: cannot read SBD .mat file ({type(exc).__name__}); "
-                         "replace or remove it (or pass --skip-bad)") from None
+                         "replace or remove it (or skip bad samples)") from None
     labels = np.asarray(segmentation)
     if labels.ndim != 2 or labels.size == 0 or labels.min() < 0 or labels.max() > 255:
         raise InputError(f"{file}: GTcls.Segmentation must be a 2-D array of labels 0..255")

@@ -1,7 +1,9 @@
 """Checkpoints: one plain dict, written atomically, loaded with ``weights_only=True``.
 
 A fcnkit checkpoint is a ``dict`` holding only tensors and plain Python data (no pickled
-classes), so ``torch.load(path, weights_only=True)`` opens it without running code::
+classes), so ``torch.load(path, weights_only=True)`` opens it without running code. Its
+schema is :class:`TrainingCheckpoint` (``fcnkit train`` writes every ``last.pt`` and
+``best.pt`` through :meth:`TrainingCheckpoint.to_payload`)::
 
     {
         "format": "fcnkit-checkpoint/1",
@@ -14,20 +16,25 @@ classes), so ``torch.load(path, weights_only=True)`` opens it without running co
         "step": 1200,                    # optimizer steps completed
         "optimizer_state": {...},
         "scheduler_state": {...},
+        "scaler_state": {...},           # AMP GradScaler ({} without AMP)
         "rng_state": {...},              # capture_rng_state(): python / numpy / torch
         "metrics": {...},                # last validation metrics
+        "best_miou": 0.61,               # best validation mIoU so far
+        "world_size": 2,                 # processes that trained it
     }
 
 Only ``format``, ``model_state`` and ``model_config`` are required; evaluation and
 prediction need nothing else. :func:`model_from_checkpoint` rebuilds the network through
 ``fcnkit.models.build_model(**model_config)`` and loads the weights.
 """
-
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +51,42 @@ REQUIRED_KEYS = ("format", "model_state", "model_config")
 SOURCE_KEY = "path"
 # build_model options that download or read weights; a checkpoint already holds the weights.
 _WEIGHT_OPTIONS = ("weights", "backbone_weights")
+
+
+@dataclass
+class TrainingCheckpoint:
+    """The schema of ``last.pt`` / ``best.pt``: what a training run saves and resumes from.
+
+    Every field is plain data or tensors (see the module docstring for an example).
+    :meth:`to_payload` is the dict :func:`save_checkpoint` writes; :meth:`from_payload`
+    reads one back, filling the resume fields a minimal checkpoint lacks.
+    """
+
+    model_state: Mapping[str, Any]
+    model_config: Mapping[str, Any]
+    classes: list[str] = field(default_factory=list)
+    palette: list[list[int]] = field(default_factory=list)
+    config: Mapping[str, Any] = field(default_factory=dict)
+    epoch: int = 0
+    step: int = 0
+    optimizer_state: Mapping[str, Any] = field(default_factory=dict)
+    scheduler_state: Mapping[str, Any] = field(default_factory=dict)
+    scaler_state: Mapping[str, Any] = field(default_factory=dict)
+    rng_state: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    best_miou: float = -math.inf
+    world_size: int = 1
+
+    def to_payload(self) -> dict[str, Any]:
+        """The checkpoint dict, ``format`` first (shallow: tensors are not copied)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {"format": CHECKPOINT_FORMAT, **fields}
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> TrainingCheckpoint:
+        """The fields of a loaded checkpoint (missing optional keys take their defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
@@ -145,6 +188,19 @@ def resolve_checkpoint_path(path: str | os.PathLike[str], *, name: str = "last.p
             "checkpoint file"
         )
     return p
+
+
+def run_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint to evaluate or predict with: a file as given, or a run directory's
+    ``best.pt`` (``last.pt`` when the run has no best yet).
+
+    Raises:
+        InputError: ``path`` does not exist, or the run directory holds neither file.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir() and not (p / "best.pt").is_file():
+        return resolve_checkpoint_path(p, name="last.pt")
+    return resolve_checkpoint_path(p, name="best.pt")
 
 
 def describe_checkpoint(ckpt: Mapping[str, Any]) -> str:

@@ -2,19 +2,26 @@
 
 ``TrainConfig`` is written to ``RUN_DIR/config.json`` and, as a plain dict, into every
 checkpoint (``asdict`` keeps only str/int/float/bool/None/tuples, which
-``torch.load(weights_only=True)`` reads back).
+``torch.load(weights_only=True)`` reads back). Its checks raise
+:class:`~fcnkit.errors.InputError` naming the field (``epochs=0 must be at least 1``); the
+command line checks its flags while parsing, so these messages reach library callers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fcnkit.errors import InputError
+
 OPTIMIZERS = ("sgd", "adamw")
-DEVICES = ("cpu", "cuda")
+# Training devices: the CPU, or CUDA (the current GPU, or GPU N). Checked as text so the
+# config stays torch-free; train() asks torch whether the device exists.
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,8 @@ class TrainConfig:
         resume: run directory or checkpoint to continue from (None: start fresh).
         seed: seed of model initialisation, shuffling and augmentation.
         workers: DataLoader worker processes per training process.
-        device: ``"cpu"`` or ``"cuda"``.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (under DDP each process uses
+            ``cuda:LOCAL_RANK``).
         amp: mixed precision (float16 autocast + GradScaler); used on CUDA only.
         skip_bad: skip unreadable/inconsistent samples with a warning instead of failing.
         sync_bn: SyncBatchNorm across processes (distributed CUDA runs only).
@@ -91,28 +99,29 @@ class TrainConfig:
     def __post_init__(self) -> None:
         c = self
         checks = [
-            (c.epochs >= 1, f"--epochs {c.epochs} must be at least 1"),
-            (c.batch_size >= 1, f"--batch-size {c.batch_size} must be at least 1"),
-            (c.lr > 0, f"--lr {c.lr} must be positive"),
+            (c.epochs >= 1, f"epochs={c.epochs} must be at least 1"),
+            (c.batch_size >= 1, f"batch_size={c.batch_size} must be at least 1"),
+            (c.lr > 0, f"lr={c.lr} must be positive"),
             (c.optimizer in OPTIMIZERS,
-             f"--optimizer {c.optimizer!r} must be one of {', '.join(OPTIMIZERS)}"),
-            (c.device in DEVICES, f"--device {c.device!r} must be one of {', '.join(DEVICES)}"),
-            (c.workers >= 0, f"--workers {c.workers} must be >= 0"),
-            (c.log_every >= 1, f"--log-every {c.log_every} must be at least 1"),
-            (len(c.crop) == 2 and min(c.crop) >= 8, f"--crop {c.crop} must be H,W, both >= 8"),
+             f"optimizer={c.optimizer!r} must be one of {', '.join(OPTIMIZERS)}"),
+            (DEVICE_PATTERN.fullmatch(c.device) is not None,
+             f"device={c.device!r} must be cpu, cuda or cuda:N"),
+            (c.workers >= 0, f"workers={c.workers} must be >= 0"),
+            (c.log_every >= 1, f"log_every={c.log_every} must be at least 1"),
+            (len(c.crop) == 2 and min(c.crop) >= 8, f"crop={c.crop} must be (H, W), both >= 8"),
             (len(c.scale_range) == 2 and 0 < c.scale_range[0] <= c.scale_range[1],
-             f"--scale-range {c.scale_range} must be MIN,MAX with 0 < MIN <= MAX"),
+             f"scale_range={c.scale_range} must be (MIN, MAX) with 0 < MIN <= MAX"),
             (c.max_steps_per_epoch is None or c.max_steps_per_epoch >= 1,
-             f"--max-steps-per-epoch {c.max_steps_per_epoch} must be at least 1"),
-            (c.threads is None or c.threads >= 1, f"--threads {c.threads} must be at least 1"),
+             f"max_steps_per_epoch={c.max_steps_per_epoch} must be at least 1"),
+            (c.threads is None or c.threads >= 1, f"threads={c.threads} must be at least 1"),
             # PyTorch's SyncBatchNorm refuses CPU modules under DDP ("only work with GPU").
             (not (c.sync_bn and c.device == "cpu"),
-             "--sync-bn needs --device cuda (PyTorch's SyncBatchNorm runs on GPUs only); "
-             "drop --sync-bn for CPU training"),
+             "sync_bn needs a CUDA device (PyTorch's SyncBatchNorm runs on GPUs only); "
+             "turn sync_bn off for CPU training"),
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise InputError(message)
         # Normalise sequences to tuples so the frozen config is hashable and compares equal
         # after a JSON round trip.
         object.__setattr__(self, "crop", tuple(int(v) for v in self.crop))
@@ -128,11 +137,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys (from another version) are rejected."""
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            InputError: unknown keys (a config written by another fcnkit version).
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"training config has unknown field(s) {', '.join(unknown)}; it was written by "
                 "another fcnkit version: start a fresh run"
             )

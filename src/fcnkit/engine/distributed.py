@@ -17,6 +17,7 @@ evaluation exactly.
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import os
 import sys
@@ -29,7 +30,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, first_line
+
+logger = logging.getLogger(__name__)
 
 # Seconds a collective (and the rendezvous) may wait before failing with an error instead
 # of hanging; override with FCNKIT_DIST_TIMEOUT.
@@ -65,7 +68,7 @@ def env_world_size() -> int:
     try:
         return int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"environment variable WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an "
             "integer; unset it or launch with torchrun"
         ) from None
@@ -87,11 +90,11 @@ def timeout_seconds() -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"FCNKIT_DIST_TIMEOUT={text!r} is not a whole number of seconds; fix or unset it"
         ) from None
     if value <= 0:
-        raise ValueError(f"FCNKIT_DIST_TIMEOUT={value} must be positive; fix or unset it")
+        raise InputError(f"FCNKIT_DIST_TIMEOUT={value} must be positive; fix or unset it")
     return value
 
 
@@ -125,35 +128,40 @@ def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
     except Exception as exc:  # the store raises several types on a failed rendezvous
         raise InputError(
             f"rank {rank}/{world}: the process group ({backend}) could not form within "
-            f"{timeout.total_seconds():.0f} s ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+            f"{timeout.total_seconds():.0f} s ({first_line(exc)}); "
             "check MASTER_ADDR/MASTER_PORT or the torchrun --rdzv-endpoint and that every "
             "node started"
         ) from exc
     return DistInfo(rank, world, local_rank, True, backend)
 
 
+def is_initialized() -> bool:
+    """True when this process is in a ``torch.distributed`` process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def cleanup_distributed() -> None:
     """Leave the process group (no-op when none was initialised)."""
-    if dist.is_available() and dist.is_initialized():
+    if is_initialized():
         dist.destroy_process_group()
 
 
 def barrier() -> None:
     """Wait for every rank (no-op when not distributed)."""
-    if dist.is_available() and dist.is_initialized():
+    if is_initialized():
         dist.barrier()
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over ranks in place and return it (identity when not distributed)."""
-    if dist.is_available() and dist.is_initialized():
+    if is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
 def broadcast_object(obj: object, src: int = 0) -> object:
     """Send a picklable object from rank ``src`` to every rank (identity when alone)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not is_initialized():
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src=src)
@@ -224,7 +232,7 @@ def launch_single_node(nproc: int, module_args: Sequence[str]) -> int:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     if nproc < 1:
-        raise ValueError(f"--nproc {nproc} must be at least 1")
+        raise InputError(f"nproc={nproc}: the number of processes must be at least 1")
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -242,10 +250,7 @@ def launch_single_node(nproc: int, module_args: Sequence[str]) -> int:
     except ChildFailedError as exc:
         codes = [f.exitcode for f in exc.failures.values()]
         ranks = sorted(exc.failures)
-        print(
-            f"fcnkit: rank(s) {', '.join(map(str, ranks))} of {nproc} failed "
-            f"(exit code {codes[0]}); see the messages above",
-            file=sys.stderr,
-        )
+        logger.error("rank(s) %s of %d failed (exit code %s); see the messages above",
+                     ", ".join(map(str, ranks)), nproc, codes[0])
         return int(codes[0]) if codes and codes[0] and codes[0] > 0 else 1
     return 0

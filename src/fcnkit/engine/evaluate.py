@@ -11,6 +11,9 @@ Under ``torchrun`` every process evaluates its own shard of the data and the mat
 summed with ``all_reduce``; the eval sampler shards without padding, so the sum equals a
 single-process evaluation exactly.
 
+:func:`evaluate_checkpoint` is ``fcnkit eval``: checkpoint + dataset split in, metrics out,
+sharded over the processes when launched by ``torchrun``.
+
 Example::
 
     from fcnkit.engine.evaluate import evaluate
@@ -20,16 +23,20 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from fcnkit.engine.inference import predict_labels
+from fcnkit.arith.tiling import DEFAULT_OVERLAP, check_overlap
+from fcnkit.constants import IGNORE_INDEX
+from fcnkit.engine.inference import as_window, predict_labels, resolve_device
+from fcnkit.errors import InputError, warn
 from fcnkit.metrics import ConfusionMatrix
 
-__all__ = ["evaluate", "split_batch"]
+__all__ = ["evaluate", "evaluate_checkpoint", "split_batch"]
 
 
 def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,8 +65,8 @@ def evaluate(
     num_classes: int,
     device: str | torch.device = "cpu",
     window: int | tuple[int, int] | None = None,
-    overlap: float = 0.33,
-    ignore_index: int = 255,
+    overlap: float = DEFAULT_OVERLAP,
+    ignore_index: int = IGNORE_INDEX,
 ) -> ConfusionMatrix:
     """Accumulate the confusion matrix of ``model`` over every pixel ``loader`` yields.
 
@@ -112,3 +119,109 @@ def _all_reduce_(cm: ConfusionMatrix, device: torch.device) -> None:
     # int64 counts are summed exactly (no float rounding of large pixel counts).
     where = device if dist.get_backend() == "nccl" else torch.device("cpu")
     cm.matrix = all_reduce_sum(cm.matrix.to(where, dtype=torch.int64)).cpu()
+
+
+class _CountingLoader:
+    """Wraps a loader and counts the images (batch rows) it yields."""
+
+    def __init__(self, loader: Iterable[Any]) -> None:
+        self.loader = loader
+        self.images = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            self.images += int(split_batch(batch)[0].shape[0])
+            yield batch
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    data: str,
+    *,
+    split: str = "val",
+    window: int | tuple[int, int] | None = None,
+    overlap: float = DEFAULT_OVERLAP,
+    batch_size: int = 1,
+    workers: int = 0,
+    device: str | torch.device = "cpu",
+    skip_bad: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on a dataset split: what ``fcnkit eval`` reports.
+
+    Launched by ``torchrun``, every process evaluates its shard of the split
+    (:class:`~fcnkit.engine.distributed.ShardedEvalSampler`, no padding) and the confusion
+    matrices and image counts are summed, so every rank returns the single-process result.
+
+    Args:
+        checkpoint: a checkpoint file, or a run directory (its ``best.pt``, else
+            ``last.pt``; :func:`fcnkit.engine.checkpoint.run_checkpoint`).
+        data: dataset spec for :func:`fcnkit.data.open_dataset` (``voc:ROOT``, ...).
+        split: split name.
+        window: ``None`` for whole-image inference, else the sliding-window size.
+        overlap: fraction of a window shared by neighbouring windows, in ``[0, 1)``.
+        batch_size: images per batch (> 1 pads smaller images with ignored pixels).
+        workers: DataLoader worker processes.
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (under torchrun ``cuda`` means the
+            process's ``cuda:LOCAL_RANK``).
+        skip_bad: drop unreadable samples with a warning instead of raising.
+
+    Returns:
+        :meth:`fcnkit.metrics.ConfusionMatrix.compute`'s metrics plus ``num_images``,
+        ``skipped`` (bad samples dropped), ``classes`` (the checkpoint's names, else the
+        dataset's) and ``checkpoint`` (the file read).
+
+    Raises:
+        InputError: a bad argument, checkpoint or dataset, or a split without images.
+    """
+    from torch.utils.data import DataLoader
+
+    from fcnkit.data import open_dataset
+    from fcnkit.data.transforms import eval_transform, pad_collate
+    from fcnkit.engine import distributed as ddp
+    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
+
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    if workers < 0:
+        raise InputError(f"workers must be >= 0, got {workers}")
+    window = as_window(window)
+    overlap = check_overlap(overlap)
+    device = resolve_device(device)
+    ckpt = load_checkpoint(run_checkpoint(checkpoint))
+    dataset = open_dataset(data, split, transform=eval_transform(), skip_bad=skip_bad)
+    if len(dataset) == 0:
+        raise InputError(f"dataset {data}: split {split!r} holds no images; "
+                         "pass a split with images (e.g. val)")
+    num_classes = int(dataset.num_classes)
+    model = model_from_checkpoint(ckpt, num_classes=num_classes)  # evaluate() moves it
+    ckpt_classes = list(ckpt.get("classes") or [])
+    data_classes = list(getattr(dataset, "classes", None) or [])
+    if ckpt_classes and data_classes and ckpt_classes != data_classes:
+        warn(f"checkpoint classes {ckpt_classes} differ from the dataset's {data_classes}; "
+             "the report uses the checkpoint's names")
+
+    owns_group = not ddp.is_initialized()
+    info = ddp.init_distributed(device)
+    try:
+        if info.distributed and device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", info.local_rank)
+        sampler = (ddp.ShardedEvalSampler(len(dataset), rank=info.rank,
+                                          world_size=info.world_size)
+                   if info.distributed else None)
+        loader = _CountingLoader(DataLoader(
+            dataset, batch_size=batch_size, shuffle=False, sampler=sampler,
+            num_workers=workers, collate_fn=pad_collate,
+        ))
+        cm = evaluate(model, loader, num_classes=num_classes, device=device, window=window,
+                      overlap=overlap)
+        where = device if info.backend == "nccl" else torch.device("cpu")
+        images = int(ddp.all_reduce_sum(torch.tensor([loader.images], device=where)).item())
+    finally:
+        if owns_group:
+            ddp.cleanup_distributed()
+    result: dict[str, Any] = dict(cm.compute())
+    result["num_images"] = images
+    result["skipped"] = int(getattr(dataset, "skipped", 0) or 0)
+    result["classes"] = ckpt_classes or data_classes
+    result["checkpoint"] = str(ckpt.get("path", checkpoint))
+    return result

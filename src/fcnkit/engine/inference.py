@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from fcnkit.arith.tiling import check_overlap, sliding_window_starts
+from fcnkit.arith.sizes import as_pair
+from fcnkit.arith.tiling import DEFAULT_OVERLAP, check_overlap, sliding_window_starts
+from fcnkit.errors import InputError
 
 __all__ = [
     "as_window",
@@ -46,26 +48,11 @@ def as_window(window: int | tuple[int, int] | list[int] | None) -> tuple[int, in
         window: ``None`` (whole image), an int (square window) or a pair ``(h, w)``.
 
     Raises:
-        ValueError: the window is not one or two positive integers.
+        InputError: the window is not one or two positive integers.
     """
     if window is None:
         return None
-    if isinstance(window, int) and not isinstance(window, bool):
-        pair: tuple[int, ...] = (window, window)
-    else:
-        try:
-            pair = tuple(int(v) for v in window)  # type: ignore[union-attr]
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"window must be an int or (height, width), got {window!r}; "
-                "pass e.g. 512 or (512, 768)"
-            ) from None
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(
-            f"window must be one or two positive integers, got {window!r}; "
-            "pass e.g. 512 or (512, 768)"
-        )
-    return pair[0], pair[1]
+    return as_pair(window, "window", minimum=1)
 
 
 def _forward_logits(model: nn.Module, x: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -89,7 +76,7 @@ def iter_logit_strips(
     *,
     num_classes: int,
     window: int | tuple[int, int] | None = None,
-    overlap: float = 0.33,
+    overlap: float = DEFAULT_OVERLAP,
     tile_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield the averaged logits of ``image`` as horizontal strips, top to bottom.
@@ -160,7 +147,7 @@ def predict_logits(
     *,
     num_classes: int,
     window: int | tuple[int, int] | None = None,
-    overlap: float = 0.33,
+    overlap: float = DEFAULT_OVERLAP,
     tile_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Logits for a batch, by one whole-image pass or by averaged sliding windows.
@@ -190,7 +177,7 @@ def predict_labels(
     *,
     num_classes: int,
     window: int | tuple[int, int] | None = None,
-    overlap: float = 0.33,
+    overlap: float = DEFAULT_OVERLAP,
     tile_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Per-pixel class indices (argmax of the averaged logits), strip by strip.
@@ -213,18 +200,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``torch.device(device)``, checked to be usable here.
 
     Raises:
-        ValueError: the string is not a device, or CUDA/MPS was asked for but is absent.
+        InputError: the string is not a device, or CUDA/MPS was asked for but is absent.
     """
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"--device {device!r} is not a device; pass cpu, cuda or cuda:N") from None
+        raise InputError(f"device {device!r} is not a device; pass cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"--device {device} asked for CUDA but none is available; pass --device cpu"
-        )
+        raise InputError(f"device {device} asked for CUDA but none is available; use cpu")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(
-            f"--device {device} asked for MPS but it is not available; pass --device cpu"
-        )
+        raise InputError(f"device {device} asked for MPS but it is not available; use cpu")
     return dev

@@ -33,18 +33,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.atomic import atomic_path
 from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
 from fcnkit.engine.inference import as_window, iter_logit_strips
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, first_line, warn
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DEFAULT_MAX_PIXELS",
-    "DEFAULT_TILE",
     "PlannedOutput",
+    "check_out_dir",
     "collect_images",
+    "label_fractions",
     "plan_outputs",
+    "predict_checkpoint",
     "predict_image",
     "predict_paths",
 ]
@@ -52,10 +55,6 @@ __all__ = [
 #: File extensions picked up when an input is a directory (case-insensitive): the same
 #: list the dataset readers use.
 IMAGE_EXTENSIONS = FOLDER_IMAGE_EXTENSIONS
-#: Images with more pixels than this are segmented in tiles when no window is given.
-DEFAULT_MAX_PIXELS = 1024 * 1024
-#: Tile size (pixels) used for images above the pixel budget.
-DEFAULT_TILE = 512
 #: Opacity of the class colours in overlays.
 OVERLAY_ALPHA = 0.5
 
@@ -138,7 +137,8 @@ def plan_outputs(images: Sequence[Path], out_dir: str | os.PathLike[str], *,
     return plans
 
 
-def _check_out_dir(out_dir: Path) -> None:
+def check_out_dir(out_dir: Path) -> None:
+    """Raise InputError unless ``out_dir`` is a directory or can be created as one."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(
             f"output directory {out_dir} is a file; pass a directory path (it is created if "
@@ -171,9 +171,9 @@ def predict_image(
     *,
     num_classes: int,
     window: int | tuple[int, int] | None = None,
-    overlap: float = 0.33,
+    overlap: float = DEFAULT_OVERLAP,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    tile: int | tuple[int, int] = DEFAULT_TILE,
+    tile: int | tuple[int, int] = DEFAULT_WINDOW,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Class indices for one RGB image in ``[0, 1]``.
@@ -222,9 +222,9 @@ def predict_paths(
     overlay: bool = True,
     window: int | tuple[int, int] | None = None,
     device: str | torch.device = "cpu",
-    overlap: float = 0.33,
+    overlap: float = DEFAULT_OVERLAP,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    tile: int | tuple[int, int] = DEFAULT_TILE,
+    tile: int | tuple[int, int] = DEFAULT_WINDOW,
     num_classes: int | None = None,
     skip_bad: bool = False,
     on_bad: Callable[[Path, Exception], None] | None = None,
@@ -261,7 +261,7 @@ def predict_paths(
     from fcnkit.data.palette import save_mask_png
 
     out = Path(out_dir)
-    _check_out_dir(out)
+    check_out_dir(out)
     images = collect_images(inputs)
     plans = plan_outputs(images, out, overlay=overlay)
     device = torch.device(device)
@@ -269,7 +269,8 @@ def predict_paths(
     if num_classes is None:
         num_classes = _infer_num_classes(model, device)
     if num_classes > 255:
-        raise ValueError(f"num_classes={num_classes} does not fit an 8-bit mask PNG (max 255)")
+        raise InputError(f"num_classes={num_classes} does not fit an 8-bit mask PNG (max 255); "
+                         "predict with a model of at most 255 classes")
     written: list[Path] = []
     skipped = 0
     for plan in plans:
@@ -304,3 +305,76 @@ def predict_paths(
             "(all were skipped as corrupt)"
         )
     return written
+
+
+def label_fractions(labels: torch.Tensor, classes: Sequence[str], *, num_classes: int,
+                    top: int = 3) -> dict[str, float]:
+    """The ``top`` most frequent predicted classes and their pixel fractions (4 decimals)."""
+    counts = labels.flatten().to(torch.int64).bincount(minlength=num_classes).tolist()
+    total = max(1, sum(counts))
+    ranked = sorted(((c, i) for i, c in enumerate(counts) if c), reverse=True)[:top]
+    return {(classes[i] if i < len(classes) else str(i)): round(c / total, 4) for c, i in ranked}
+
+
+def predict_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    overlay: bool = False,
+    window: int | tuple[int, int] | None = None,
+    overlap: float = DEFAULT_OVERLAP,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    device: str | torch.device = "cpu",
+    skip_bad: bool = False,
+) -> dict[str, object]:
+    """Segment images with a checkpoint: what ``fcnkit predict`` reports.
+
+    Inputs and the output directory are checked before the checkpoint is loaded; a
+    skipped image (with ``skip_bad``) is reported as a :class:`~fcnkit.errors.FcnkitWarning`.
+
+    Args:
+        checkpoint: a checkpoint file, or a run directory (its ``best.pt``, else ``last.pt``).
+        inputs, out_dir, overlay, window, overlap, max_pixels, device, skip_bad: as for
+            :func:`predict_paths` (the palette is the checkpoint's).
+
+    Returns:
+        ``out_dir``, ``num_images`` (segmented), ``skipped`` (unreadable inputs) and
+        ``outputs``: per image ``input``, ``mask``, ``overlay`` (or None), ``size`` [H, W]
+        and ``class_fractions`` (the three most frequent predicted classes).
+    """
+    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
+
+    out = Path(out_dir).expanduser()
+    check_out_dir(out)
+    collect_images(inputs)  # missing inputs / empty directories fail before loading
+    ckpt = load_checkpoint(run_checkpoint(checkpoint))
+    model = model_from_checkpoint(ckpt, device=device)
+    classes = list(ckpt.get("classes") or [])
+    num_classes = int(ckpt["model_config"].get("num_classes") or len(classes)) or None
+    done: list[dict[str, object]] = []
+    bad: list[str] = []
+
+    def on_bad(path: Path, exc: Exception) -> None:
+        bad.append(str(path))
+        reason = first_line(exc)
+        warn(f"skipped: {reason}" if str(path) in reason else f"skipped {path}: {reason}")
+
+    def on_done(plan: PlannedOutput, labels: torch.Tensor) -> None:
+        done.append({
+            "input": str(plan.source),
+            "mask": str(plan.mask),
+            "overlay": str(plan.overlay) if plan.overlay is not None else None,
+            "size": [int(labels.shape[0]), int(labels.shape[1])],
+            "class_fractions": label_fractions(labels, classes,
+                                               num_classes=num_classes or 0),
+        })
+
+    predict_paths(
+        model, inputs, out, palette=ckpt.get("palette"), overlay=overlay, window=window,
+        device=device, overlap=overlap, max_pixels=max_pixels, num_classes=num_classes,
+        skip_bad=skip_bad, on_bad=on_bad, on_done=on_done,
+    )
+    if bad:
+        warn(f"{len(bad)} unreadable image(s) skipped")
+    return {"out_dir": str(out), "num_images": len(done), "skipped": bad, "outputs": done}

@@ -6,6 +6,8 @@ channels (``channels``) — the torchvision ``IntermediateLayerGetter`` / smp en
 ``deepest`` names the coarsest feature. ``spatial_path(name)`` lists the modules that change
 geometry (convolutions and poolings) on the way from the input to a feature, in order; the
 FCN head feeds them to :mod:`fcnkit.arith` to compute crop offsets and receptive fields.
+Strides are not typed in: :meth:`Backbone.declare_features` reads them off the same paths
+with :func:`fcnkit.arith.receptive_field`, and channels off their last convolution.
 
 Inputs are float ``(N, 3, H, W)`` images normalised with the ImageNet statistics torchvision's
 classifiers were trained with (mean ``(0.485, 0.456, 0.406)``, std ``(0.229, 0.224, 0.225)``,
@@ -15,12 +17,17 @@ loaded explicitly by :mod:`fcnkit.models.registry` — nothing here downloads.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from fractions import Fraction
 
 import torch
 import torchvision
 import torchvision.models.vgg as vgg_module
 from torch import nn
+
+from fcnkit.arith import hdc_schedule, receptive_field, same_padding
+from fcnkit.errors import InputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,15 +55,55 @@ def spatial_modules(module: nn.Module) -> list[nn.Module]:
     return found
 
 
-class Backbone(nn.Module):
-    """Base class: ``strides``/``channels`` per feature name and ``deepest``.
+def path_stride(modules: Sequence[nn.Module]) -> int:
+    """Effective stride (input pixels per feature pixel) of a path of spatial modules.
 
-    Subclasses also define ``spatial_path(name) -> list[nn.Module]``.
+    Read from the modules' own geometry with :func:`fcnkit.arith.receptive_field`.
+
+    Raises:
+        ValueError: when the stride is not one integer for both axes (no such backbone here).
+    """
+    strides = set(receptive_field(list(modules), ndim=2)[-1].strides) if modules else {1}
+    if len(strides) != 1 or Fraction(next(iter(strides))).denominator != 1:
+        raise ValueError(f"a feature path has strides {sorted(strides)}; expected one integer")
+    return int(next(iter(strides)))
+
+
+def last_conv(modules: Sequence[nn.Module]) -> nn.Conv2d:
+    """The last ``nn.Conv2d`` of a module list: it sets the channels of the map they make."""
+    return [m for m in modules if isinstance(m, nn.Conv2d)][-1]
+
+
+class Backbone(nn.Module, ABC):
+    """Base class and contract of every backbone.
+
+    A subclass defines ``forward(x) -> dict[str, Tensor]`` (the named features) and
+    :meth:`spatial_path`, and calls :meth:`declare_features` at the end of ``__init__``.
+    The FCN head and its crop computation rely on exactly these members:
+
+    Attributes:
+        strides: stride of each feature relative to the input (pixels), derived from
+            :meth:`spatial_path` with :mod:`fcnkit.arith`.
+        channels: channels of each feature (its path's last convolution).
+        deepest: name of the coarsest feature (the last one declared).
     """
 
     strides: dict[str, int]
     channels: dict[str, int]
     deepest: str
+
+    @abstractmethod
+    def spatial_path(self, name: str) -> list[nn.Module]:
+        """The convolutions and poolings from the input to feature ``name``, in forward order
+        (what :func:`fcnkit.arith.receptive_field` reads); KeyError for an unknown name."""
+
+    def declare_features(self, names: Sequence[str]) -> None:
+        """Set ``strides``, ``channels`` and ``deepest`` for ``names`` (fine to coarse) from
+        the modules on each feature's :meth:`spatial_path`."""
+        paths = {name: self.spatial_path(name) for name in names}
+        self.strides = {name: path_stride(path) for name, path in paths.items()}
+        self.channels = {name: last_conv(path).out_channels for name, path in paths.items()}
+        self.deepest = names[-1]
 
     @property
     def output_stride(self) -> int:
@@ -64,11 +111,11 @@ class Backbone(nn.Module):
         return self.strides[self.deepest]
 
     def feature_at_stride(self, stride: int) -> str:
-        """Name of the feature whose stride is ``stride``; ValueError if there is none."""
+        """Name of the feature whose stride is ``stride``; InputError if there is none."""
         for name, s in self.strides.items():
             if s == stride:
                 return name
-        raise ValueError(
+        raise InputError(
             f"backbone {type(self).__name__} has no feature at stride {stride}; "
             f"it has {self.strides}"
         )
@@ -77,7 +124,8 @@ class Backbone(nn.Module):
 class VGG16Backbone(Backbone):
     """VGG16 conv1_1…pool5 plus fc6/fc7 as convolutions (Long et al. 2015, §3.1).
 
-    Features: ``pool3`` (stride 8, 256 ch), ``pool4`` (16, 512), ``fc7`` (32, 4096).
+    Features: ``pool3`` (stride 8, 256 ch), ``pool4`` (16, 512), ``fc7`` (32, 4096); the
+    strides and channels are read off the modules (:meth:`Backbone.declare_features`).
 
     Args:
         faithful: the Caffe FCN geometry — conv1_1 padding 100, fc6 a 7×7 convolution without
@@ -101,9 +149,10 @@ class VGG16Backbone(Backbone):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-        conv1_1 = features[0]
-        # Caffe voc-fcn*s/net.py: conv1_1 pad=100 so that fc6 (7×7, no pad) fits any input.
-        conv1_1.padding = (100, 100) if faithful else (1, 1)
+        if faithful:
+            # Caffe voc-fcn*s/net.py: conv1_1 pad=100 so that fc6 (7×7, no pad) fits any
+            # input (a published constant of that network, not derived).
+            features[0].padding = (100, 100)
         pools = []
         for index, layer in enumerate(features):
             if isinstance(layer, nn.MaxPool2d):
@@ -113,15 +162,16 @@ class VGG16Backbone(Backbone):
         # pool1..pool5 are the 5 max-pooling layers, in order.
         self._pool_index = {f"pool{i + 1}": index for i, index in enumerate(pools)}
         fc6_kernel = 7  # VGG16's classifier sees a 7×7×512 map: fc6 is a 7×7 convolution.
-        self.fc6 = nn.Conv2d(512, 4096, fc6_kernel, padding=0 if faithful else fc6_kernel // 2)
+        # Efficient variant: symmetric "same" padding (stride 1), so fc6 keeps the pool5 grid.
+        fc6_padding = 0 if faithful else same_padding(fc6_kernel)[0]
+        self.fc6 = nn.Conv2d(last_conv(features).out_channels, 4096, fc6_kernel,
+                             padding=fc6_padding)
         self.relu6 = nn.ReLU(inplace=True)
         self.drop6 = nn.Dropout(dropout)
         self.fc7 = nn.Conv2d(4096, 4096, 1)
         self.relu7 = nn.ReLU(inplace=True)
         self.drop7 = nn.Dropout(dropout)
-        self.strides = {"pool3": 8, "pool4": 16, "fc7": 32}
-        self.channels = {"pool3": 256, "pool4": 512, "fc7": 4096}
-        self.deepest = "fc7"
+        self.declare_features(("pool3", "pool4", "fc7"))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
@@ -144,12 +194,8 @@ class VGG16Backbone(Backbone):
 
 def _resnet_constructor(name: str):
     if name not in RESNETS:
-        raise ValueError(f"unknown ResNet {name!r}; choose one of {', '.join(RESNETS)}")
+        raise InputError(f"unknown ResNet {name!r}; choose one of {', '.join(RESNETS)}")
     return getattr(torchvision.models, name)
-
-
-def _three_by_three_convs(block: nn.Module) -> list[nn.Conv2d]:
-    return [m for m in spatial_modules(block) if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1]
 
 
 class ResNetBackbone(Backbone):
@@ -161,13 +207,21 @@ class ResNetBackbone(Backbone):
 
     Args:
         name: "resnet18", "resnet34", "resnet50" or "resnet101".
-        dilations: ``None`` for the plain network, else one dilation rate per residual block of
-            the layers that stop downsampling (layer4 for output stride 16, layer3 + layer4 for
-            8). Those layers get stride 1 and every 3×3 convolution of a block gets the block's
-            rate as dilation and padding (so the map size is kept). This is done here rather
-            than with torchvision's ``replace_stride_with_dilation`` because its BasicBlock
-            (ResNet-18/34) refuses dilation > 1.
-        output_stride: 8, 16 or 32 (32 = not dilated); must match ``dilations``.
+        output_stride: the stride of ``layer2``, ``layer3`` or ``layer4`` in the plain
+            network (8, 16 or 32, read off the modules); the layers whose plain stride is
+            coarser stop downsampling (layer4 for 16, layer3 + layer4 for 8).
+        dilations: ``None`` for the plain network; ``"hdc"`` for the hole-free schedule of
+            :func:`fcnkit.arith.hdc_schedule` (kernel and convolutions per block read from
+            the blocks); else one rate per residual block of the layers that stop
+            downsampling. Those layers get stride 1 and every k×k (k > 1) convolution of a
+            block gets the block's rate as dilation and the "same" padding
+            (:func:`fcnkit.arith.same_padding`), so the map size is kept. This is done here
+            rather than with torchvision's ``replace_stride_with_dilation`` because its
+            BasicBlock (ResNet-18/34) refuses dilation > 1.
+
+    Raises:
+        InputError: for an unknown name, an output stride the network does not have, or
+            dilations that do not fit the dilated blocks.
     """
 
     def __init__(
@@ -175,7 +229,7 @@ class ResNetBackbone(Backbone):
         name: str = "resnet18",
         *,
         output_stride: int = 32,
-        dilations: Sequence[int] | None = None,
+        dilations: Sequence[int] | str | None = None,
     ) -> None:
         super().__init__()
         net = _resnet_constructor(name)(weights=None)
@@ -184,33 +238,42 @@ class ResNetBackbone(Backbone):
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             net.layer1, net.layer2, net.layer3, net.layer4,
         )
-        dilated = dilated_layers(output_stride)
+        plain = {layer: path_stride(self.spatial_path(layer)) for layer in _RESNET_FEATURES}
+        if output_stride not in plain.values():
+            raise InputError(f"output_stride must be one of {sorted(plain.values())} for "
+                             f"{name}, got {output_stride!r}")
+        dilated = [layer for layer in _RESNET_FEATURES if plain[layer] > output_stride]
         blocks = [block for layer in dilated for block in getattr(self, layer)]
+        # The plain dilated network: each block gets the stride its layer gave up
+        # (torchvision's replace_stride_with_dilation; 2 and 4 at output stride 8).
+        plain_rates = [plain[layer] // output_stride for layer in dilated
+                       for _ in getattr(self, layer)]
         if dilations is None:
             if dilated:
-                raise ValueError(f"output_stride={output_stride} needs a list of dilations")
+                raise InputError(f"output_stride={output_stride} needs dilations ('hdc' or "
+                                 f"{len(blocks)} rates)")
+            rates = None
+        elif isinstance(dilations, str):
+            if dilations != "hdc" or not blocks:
+                raise InputError(f"dilations: 'hdc' or one rate per dilated block, got "
+                                 f"{dilations!r} at output_stride {output_stride}")
+            convs = _dilatable_convs(blocks[0])
+            rates = list(hdc_schedule(plain_rates, convs[0].kernel_size[0], len(convs)))
         else:
-            if len(dilations) != len(blocks):
-                raise ValueError(
+            rates = list(dilations)
+            if len(rates) != len(blocks):
+                raise InputError(
                     f"dilations: {name} at output_stride {output_stride} has {len(blocks)} "
-                    f"dilated residual blocks ({' + '.join(dilated)}); got {len(dilations)} "
-                    f"rates {list(dilations)}"
+                    f"dilated residual blocks ({' + '.join(dilated)}); got {len(rates)} "
+                    f"rates {rates}"
                 )
-            if any(int(r) < 1 for r in dilations):
-                raise ValueError(f"dilations must be positive integers, got {list(dilations)}")
-            for block, rate in zip(blocks, dilations):
+            if any(isinstance(r, bool) or int(r) != r or r < 1 for r in rates):
+                raise InputError(f"dilations must be positive integers, got {rates}")
+        if rates is not None:
+            for block, rate in zip(blocks, rates):
                 _dilate_block(block, int(rate))
-        self.dilations = [int(r) for r in dilations] if dilations is not None else None
-        stride_after = {"layer1": 4}
-        stride = 4
-        for layer in ("layer2", "layer3", "layer4"):
-            if layer not in dilated:
-                stride *= 2
-            stride_after[layer] = stride
-        channels = {layer: _out_channels(getattr(self, layer)) for layer in stride_after}
-        self.strides = {k: stride_after[k] for k in ("layer2", "layer3", "layer4")}
-        self.channels = {k: channels[k] for k in self.strides}
-        self.deepest = "layer4"
+        self.dilations = [int(r) for r in rates] if rates is not None else None
+        self.declare_features(_RESNET_FEATURES)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -221,8 +284,8 @@ class ResNetBackbone(Backbone):
         return out
 
     def spatial_path(self, name: str) -> list[nn.Module]:
-        order = ["conv1", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-        if name not in self.strides:
+        order = ["conv1", "maxpool", "layer1", *_RESNET_FEATURES]
+        if name not in _RESNET_FEATURES:
             raise KeyError(name)
         modules: list[nn.Module] = []
         for part in order[: order.index(name) + 1]:
@@ -230,37 +293,32 @@ class ResNetBackbone(Backbone):
         return modules
 
 
-def dilated_layers(output_stride: int) -> tuple[str, ...]:
-    """ResNet layers that trade their stride for dilation at ``output_stride`` (8, 16, 32)."""
-    table = {32: (), 16: ("layer4",), 8: ("layer3", "layer4")}
-    if output_stride not in table:
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
-    return table[output_stride]
+_RESNET_FEATURES = ("layer2", "layer3", "layer4")
 
 
-def resnet_block_counts(name: str, output_stride: int) -> list[int]:
-    """Number of residual blocks in each layer dilated at ``output_stride`` (no weights built)."""
-    blocks = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3],
-              "resnet50": [3, 4, 6, 3], "resnet101": [3, 4, 23, 3]}
-    if name not in blocks:
-        raise ValueError(f"unknown ResNet {name!r}; choose one of {', '.join(RESNETS)}")
-    index = {"layer1": 0, "layer2": 1, "layer3": 2, "layer4": 3}
-    return [blocks[name][index[layer]] for layer in dilated_layers(output_stride)]
+def hdc_rates(backbone: str, output_stride: int) -> list[int]:
+    """The HDC rates of a dilated ResNet: one per dilated block (see :class:`ResNetBackbone`).
+
+    Builds the backbone (random weights) and reads its blocks; e.g. ResNet-18 at output
+    stride 8 → ``[1, 2, 4, 5]``.
+    """
+    return list(ResNetBackbone(backbone, output_stride=output_stride, dilations="hdc").dilations)
 
 
-def resnet_convs_per_block(name: str) -> int:
-    """3×3 convolutions per residual block: 2 for BasicBlock (18/34), 1 for Bottleneck."""
-    _resnet_constructor(name)
-    return 2 if name in ("resnet18", "resnet34") else 1
+def _dilatable_convs(block: nn.Module) -> list[nn.Conv2d]:
+    # The k×k (k > 1) convolutions of a residual block's main path: the ones that dilate.
+    return [m for m in spatial_modules(block) if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1]
 
 
 def _dilate_block(block: nn.Module, rate: int) -> None:
-    # A stride-2 3×3 conv becomes stride 1 with dilation r and padding r: output size kept,
-    # centres stay on the (now finer) grid. The 1×1 shortcut drops its stride too.
-    for conv in _three_by_three_convs(block):
+    # A stride-2 k×k conv becomes stride 1 with dilation r and "same" padding r*(k-1)/2:
+    # output size kept, centres stay on the (now finer) grid. The 1×1 shortcut drops its
+    # stride too.
+    for conv in _dilatable_convs(block):
         conv.stride = (1, 1)
         conv.dilation = (rate, rate)
-        conv.padding = (rate * (conv.kernel_size[0] // 2), rate * (conv.kernel_size[1] // 2))
+        conv.padding = tuple(before for before, _ in
+                             same_padding(tuple(conv.kernel_size), 1, (rate, rate)))
     downsample = getattr(block, "downsample", None)
     if downsample is not None:
         for m in downsample.modules():
@@ -268,38 +326,24 @@ def _dilate_block(block: nn.Module, rate: int) -> None:
                 m.stride = (1, 1)
 
 
-def _out_channels(layer: nn.Module) -> int:
-    # The last convolution of the main path sets the channels of a residual layer.
-    return [m for m in spatial_modules(layer) if isinstance(m, nn.Conv2d)][-1].out_channels
-
-
 class MobileNetV3Backbone(Backbone):
     """torchvision MobileNetV3-Large ``features`` (classifier dropped).
 
-    Features are named ``features.<i>``: the last block at each of the strides 8, 16 and 32
-    (found by multiplying the strides of the convolutions of each block, not typed in).
-    Submodule names equal torchvision's, so its ``features.*`` weights load directly.
+    Features are named ``features.<i>``: the last block at each of the three coarsest
+    strides (8, 16, 32; FCN-8s fuses three), the strides read off the blocks' convolutions
+    with :mod:`fcnkit.arith`, not typed in. Submodule names equal torchvision's, so its
+    ``features.*`` weights load directly.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.features = torchvision.models.mobilenet_v3_large(weights=None).features
-        stride = 1
         last_at: dict[int, int] = {}
-        for index, block in enumerate(self.features):
-            for m in spatial_modules(block):
-                stride *= m.stride[0] if isinstance(m.stride, tuple) else m.stride
-            last_at[stride] = index
-        self._taps = {f"features.{last_at[s]}": last_at[s] for s in (8, 16, 32)}
-        self.strides = {name: s for name, s in zip(self._taps, (8, 16, 32))}
-        self.channels = {
-            name: [m for m in spatial_modules(self.features[i]) if isinstance(m, nn.Conv2d)][
-                -1
-            ].out_channels
-            for name, i in self._taps.items()
-        }
-        self.deepest = f"features.{last_at[32]}"
-        self._last = last_at[32]
+        for index in range(len(self.features)):
+            last_at[path_stride(spatial_modules(self.features[: index + 1]))] = index
+        self._taps = {f"features.{last_at[s]}": last_at[s] for s in sorted(last_at)[-3:]}
+        self._last = max(self._taps.values())
+        self.declare_features(list(self._taps))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
@@ -331,11 +375,11 @@ def build_backbone(
         output_stride, dilations: ResNets only (see :class:`ResNetBackbone`).
     """
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+        raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     if faithful and name != "vgg16":
-        raise ValueError(f"faithful=True exists only for backbone 'vgg16', not {name!r}")
+        raise InputError(f"faithful=True exists only for backbone 'vgg16', not {name!r}")
     if name not in RESNETS and (output_stride != 32 or dilations is not None):
-        raise ValueError(
+        raise InputError(
             f"output_stride/dilations apply to ResNet backbones ({', '.join(RESNETS)}), "
             f"not {name!r}"
         )

@@ -6,8 +6,9 @@ Every model maps a float ``(N, 3, H, W)`` ImageNet-normalised image (see
 Alignment. Caffe's FCN aligns its score maps with crops whose offsets come from the layer
 geometry (``caffe.coord_map``): the crop offset of a map A against a reference B is the
 index in A of the pixel whose receptive-field centre coincides with B's pixel 0. Here the
-same offsets are computed by :func:`fcnkit.arith.receptive.receptive_field` from the
-modules' own kernel/stride/padding (:func:`fcn_crop_offsets`); nothing is typed in. For the
+same offsets are computed by :func:`fcnkit.arith.skip_fusion_crops` from the modules' own
+kernel/stride/padding (:func:`fcn_crop_offsets` gathers the modules); nothing is typed in.
+For the
 faithful VGG16 they come out as Caffe's 5, 9, 31 (FCN-8s), for the efficient VGG16 as 0.
 Backbones whose stride-2 layers use "same" padding (ResNet, MobileNet) put feature pixel i
 at input coordinate ``S*i`` while bilinear upsampling (and ``F.interpolate``) assumes
@@ -19,93 +20,61 @@ pixel 0, as torchvision and d2l do, and the residual shift is recorded in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from fractions import Fraction
 
 import torch
 import torchvision
 from torch import nn
 
-from fcnkit.arith import upsampling_recipe
-from fcnkit.arith.receptive import ReceptiveField, receptive_field
-from fcnkit.models.backbones import Backbone, build_backbone, spatial_modules
+from fcnkit.arith import (
+    ReceptiveField,
+    crop_offset,
+    receptive_field,
+    skip_fusion_crops,
+    upsampling_recipe,
+)
+from fcnkit.errors import InputError
+from fcnkit.models.backbones import (
+    Backbone,
+    build_backbone,
+    last_conv,
+    path_stride,
+    spatial_modules,
+)
 from fcnkit.models.heads import ConvHead, FCNHead, crop_to, make_upsampler
 from fcnkit.models.surgery import bilinear_init_
 
 
-def trace_field(modules: Sequence[nn.Module]) -> ReceptiveField:
-    """Receptive field (2-D) of the map after ``modules``, applied in order from the input."""
-    return receptive_field(list(modules), ndim=2)[-1]
-
-
-def _shift(field: ReceptiveField, pixels: Sequence[int]) -> ReceptiveField:
-    # Cropping `c` leading pixels moves pixel 0 by c*S: center(0) = (r-1)/2 - P + c*S.
-    padding = tuple(
-        Fraction(p) - c * Fraction(s) for p, s, c in zip(field.paddings, field.strides, pixels)
-    )
-    return ReceptiveField(field.size, field.stride, padding)
-
-
-def crop_offset(a: ReceptiveField, b: ReceptiveField) -> tuple[Fraction, Fraction]:
-    """Exact crop offset of map A against map B on the same grid, per dimension.
-
-    The index j in A whose centre equals B's pixel 0: ``j = (c_B(0) - c_A(0)) / S_A``.
-
-    Raises:
-        ValueError: when A and B are not on grids of the same stride.
-    """
-    if tuple(a.strides) != tuple(b.strides) and len(a.strides) == len(b.strides):
-        raise ValueError(f"maps are on different grids: strides {a.strides} and {b.strides}")
-    ca, cb = a.center(0), b.center(0)
-    ca = ca if isinstance(ca, tuple) else (ca, ca)
-    cb = cb if isinstance(cb, tuple) else (cb, cb)
-    return tuple(
-        (Fraction(y) - Fraction(x)) / Fraction(s) for x, y, s in zip(ca, cb, a.strides)
-    )
-
-
-def _usable(offset: Sequence[Fraction]) -> tuple[tuple[int, int], tuple[float, float]]:
-    """Integer crop offset, and the misalignment left over (in map pixels)."""
-    ints, rest = [], []
-    for value in offset:
-        if value.denominator == 1:
-            ints.append(int(value))
-            rest.append(0.0)
-        else:
-            # A fractional offset cannot be cropped: align at pixel 0 (torchvision/d2l).
-            ints.append(0)
-            rest.append(float(value))
-    return tuple(ints), tuple(rest)
-
-
 def fcn_crop_offsets(backbone: Backbone, head: FCNHead) -> dict[str, object]:
     """Crop offsets of an FCN, computed from its modules' geometry with fcnkit.arith.
+
+    Hands the crops to ``head`` (:meth:`FCNHead.set_offsets`) and returns them.
 
     Returns:
         ``{"offsets": {name: (dy, dx)}, "misalignment": {name: (py, px)}}`` where the names
         are the skip score layers (``score_pool4``…) and ``"final"`` (the input's pixel 0 in
         the last upsampled map). ``misalignment`` is in input pixels (0 when exact).
     """
-    field = trace_field([*backbone.spatial_path(head.deepest), head.score_fr])
-    offsets: dict[str, tuple[int, int]] = {}
-    misalignment: dict[str, tuple[float, float]] = {}
-    skip_offsets = []
-    for name, up in zip(head.skips, head.upscores):
-        upsampled = field.then(up)
-        skip = trace_field([*backbone.spatial_path(name), head.skip_score(name)])
-        ints, rest = _usable(crop_offset(skip, upsampled))
-        key = "score_" + name.replace(".", "_")
-        offsets[key] = ints
-        misalignment[key] = tuple(r * float(s) for r, s in zip(rest, skip.strides))
-        skip_offsets.append(ints)
-        # The fused map starts where both maps exist: up-sampled pixel max(0, -offset).
-        field = _shift(upsampled, [max(0, -o) for o in ints])
-    final = field.then(head.upscore_final)
-    identity = ReceptiveField.identity(2)
-    ints, rest = _usable(crop_offset(final, identity))
-    offsets["final"] = ints
-    misalignment["final"] = rest
-    head.set_offsets(skip_offsets, ints)
-    return {"offsets": offsets, "misalignment": misalignment}
+    crops = skip_fusion_crops(
+        [*backbone.spatial_path(head.deepest), head.score_fr],
+        [(up, [*backbone.spatial_path(name), head.skip_score(name)])
+         for name, up in zip(head.skips, head.upscores)],
+        head.upscore_final,
+    )
+    head.set_offsets(crops.skip_offsets, crops.final_offset)
+    names = [*head.skip_scores, "final"]
+    return {
+        "offsets": dict(zip(names, [*crops.skip_offsets, crops.final_offset])),
+        "misalignment": dict(zip(names, [*crops.skip_misalignment,
+                                         crops.final_misalignment])),
+    }
+
+
+def _origin_misalignment(modules: Sequence[nn.Module]) -> dict[str, float]:
+    # An output cropped at pixel 0 (d2l, torchvision): the exact offset of the input's pixel
+    # 0 in it is the shift left over, in input pixels (the map has stride 1).
+    field = receptive_field(list(modules), ndim=2)[-1]
+    offset = crop_offset(field, ReceptiveField.identity(2))
+    return {"final": float(offset[0]) if offset[0] == offset[1] else tuple(map(float, offset))}
 
 
 def _scalar_if_square(pairs: dict[str, tuple]) -> dict[str, object]:
@@ -135,7 +104,7 @@ class FCN(nn.Module):
     ) -> None:
         super().__init__()
         if num_skips not in (0, 1, 2):
-            raise ValueError(f"num_skips must be 0, 1 or 2, got {num_skips}")
+            raise InputError(f"num_skips must be 0, 1 or 2, got {num_skips}")
         stride = backbone.output_stride
         skips = [backbone.feature_at_stride(stride // 2 ** (i + 1)) for i in range(num_skips)]
         self.backbone = backbone
@@ -170,8 +139,10 @@ class D2LFCN(nn.Sequential):
     def __init__(self, num_classes: int = 21) -> None:
         net = torchvision.models.resnet18(weights=None)
         super().__init__(*list(net.children())[:-2])
-        recipe = upsampling_recipe(32)
-        self.add_module("final_conv", nn.Conv2d(512, num_classes, kernel_size=1))
+        body = spatial_modules(self)
+        recipe = upsampling_recipe(path_stride(body))  # x32: the body's stride
+        body_channels = last_conv(body).out_channels  # 512 for ResNet-18
+        self.add_module("final_conv", nn.Conv2d(body_channels, num_classes, kernel_size=1))
         self.add_module(
             "transpose_conv",
             nn.ConvTranspose2d(num_classes, num_classes, kernel_size=recipe.kernel,
@@ -180,8 +151,7 @@ class D2LFCN(nn.Sequential):
         bilinear_init_(self.transpose_conv)
         self.output_stride = recipe.stride
         self.num_classes = num_classes
-        exact = crop_offset(trace_field(spatial_modules(self)), ReceptiveField.identity(2))
-        self.misalignment = {"final": float(exact[0])}
+        self.misalignment = _origin_misalignment(spatial_modules(self))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return crop_to(super().forward(x), (0, 0), x.shape[-2:])
@@ -191,15 +161,18 @@ class DilatedFCN(nn.Module):
     """A dilated ResNet (output stride 8 or 16) + torchvision-style :class:`ConvHead`.
 
     The head's scores are upsampled by the output stride with the chosen upsampler and
-    cropped to the input (the upsampled map has ``S*ceil(H/S) >= H`` rows).
+    cropped to the input at pixel 0 (the upsampled map has ``S*ceil(H/S) >= H`` rows).
+    ``misalignment["final"]`` is the shift the arithmetic finds between output pixel 0 and
+    input pixel 0 (3.5 px at output stride 8: the dilated ResNet puts feature pixel i at
+    8 i, the ×8 upsampler at 8 i + 3.5), as for the other models.
 
     Args:
         backbone: a :class:`~fcnkit.models.backbones.ResNetBackbone` built with dilations.
         num_classes: C.
-        upsample: "bilinear", "deconv" or "interpolate".
+        upsample: "bilinear", "deconv" or "interpolate" (the default is the registry's).
     """
 
-    def __init__(self, backbone: Backbone, num_classes: int, upsample: str = "interpolate"):
+    def __init__(self, backbone: Backbone, num_classes: int, upsample: str = "bilinear"):
         super().__init__()
         self.backbone = backbone
         self.classifier = ConvHead(backbone.channels[backbone.deepest], num_classes)
@@ -207,6 +180,10 @@ class DilatedFCN(nn.Module):
         self.output_stride = backbone.output_stride
         self.num_classes = num_classes
         self.dilations = list(getattr(backbone, "dilations", None) or [])
+        self.misalignment = _origin_misalignment([
+            *backbone.spatial_path(backbone.deepest), *spatial_modules(self.classifier),
+            self.upsample,
+        ])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)

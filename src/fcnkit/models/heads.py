@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnkit.arith import bilinear_kernel, upsampling_recipe
+from fcnkit.arith import bilinear_kernel, same_padding, upsampling_recipe
+from fcnkit.errors import InputError
 from fcnkit.models.surgery import bilinear_init_
 
 UPSAMPLE_MODES = ("bilinear", "deconv", "interpolate")
@@ -78,11 +79,11 @@ def make_upsampler(
         An ``nn.Module`` mapping ``(N, C, h, w)`` to ``(N, C, f*h, f*w)`` (or the Caffe size).
     """
     if mode not in UPSAMPLE_MODES:
-        raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {mode!r}")
+        raise InputError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {mode!r}")
     recipe = upsampling_recipe(factor)
     if mode == "interpolate":
         if caffe_padding:
-            raise ValueError("upsample='interpolate' has no Caffe (padding 0) geometry")
+            raise InputError("upsample='interpolate' has no Caffe (padding 0) geometry")
         return Interpolate(factor)
     padding = 0 if caffe_padding else recipe.padding
     grouped = mode == "bilinear" and not caffe_padding
@@ -188,9 +189,9 @@ class FCNHead(nn.Module):
         stride = strides[deepest]
         for name in self.skips:
             if name not in strides:
-                raise ValueError(f"skip {name!r} is not a backbone feature ({', '.join(strides)})")
+                raise InputError(f"skip {name!r} is not a backbone feature ({', '.join(strides)})")
             if strides[name] >= stride or stride % strides[name]:
-                raise ValueError(
+                raise InputError(
                     f"skip {name!r} has stride {strides[name]}, which must divide and be "
                     f"finer than the previous stride {stride}"
                 )
@@ -210,7 +211,7 @@ class FCNHead(nn.Module):
         """Crop offsets per skip (index in the skip's score map of the upsampled map's pixel
         0) and of the input's pixel 0 in the final upsampled map, each ``(dy, dx)``."""
         if len(skip_offsets) != len(self.skips):
-            raise ValueError(f"need {len(self.skips)} skip offsets, got {len(skip_offsets)}")
+            raise InputError(f"need {len(self.skips)} skip offsets, got {len(skip_offsets)}")
         self._skip_offsets = [(int(a), int(b)) for a, b in skip_offsets]
         self._final_offset = (int(final[0]), int(final[1]))
 
@@ -243,7 +244,9 @@ class ConvHead(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, hidden: int | None = None) -> None:
         super().__init__()
         hidden = hidden or max(1, in_channels // 4)
-        self.conv = nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False)
+        kernel = 3
+        self.conv = nn.Conv2d(in_channels, hidden, kernel, padding=same_padding(kernel)[0],
+                              bias=False)
         self.bn = nn.BatchNorm2d(hidden)
         self.relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(0.1)

@@ -34,15 +34,8 @@ import torch
 import torchvision
 from torch import nn
 
-from fcnkit.arith import hdc_check, suggest_rates
 from fcnkit.errors import InputError
-from fcnkit.models.backbones import (
-    BACKBONES,
-    RESNETS,
-    ResNetBackbone,
-    resnet_block_counts,
-    resnet_convs_per_block,
-)
+from fcnkit.models.backbones import BACKBONES, RESNETS, ResNetBackbone
 from fcnkit.models.fcn import D2LFCN, DilatedFCN, build_fcn
 from fcnkit.models.heads import UPSAMPLE_MODES
 from fcnkit.models.surgery import vgg16_classifier_to_fc
@@ -71,7 +64,7 @@ def model_options(name: str) -> tuple[str, ...]:
 
 def _check_name(name: str) -> None:
     if name not in _OPTIONS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(_OPTIONS)}")
+        raise InputError(f"unknown model {name!r}; choose one of {', '.join(_OPTIONS)}")
 
 
 def build_model(name: str, *, num_classes: int = 21, **options: Any) -> nn.Module:
@@ -93,18 +86,18 @@ def build_model(name: str, *, num_classes: int = 21, **options: Any) -> nn.Modul
         is the stride of the coarsest score map.
 
     Raises:
-        ValueError: unknown name, unknown option or bad option value (lists valid ones).
-        InputError: a weights file that is missing or does not fit.
+        InputError: unknown name, unknown option or bad option value (lists valid ones), or
+            a weights file that is missing or does not fit.
     """
     _check_name(name)
     unknown = sorted(set(options) - set(_OPTIONS[name]))
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"model {name!r} has no option {', '.join(unknown)}; valid options: "
             f"num_classes, {', '.join(_OPTIONS[name])}"
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")
     opts = {k: v for k, v in options.items() if v is not None}
     weights = opts.pop("weights", None)
     backbone_weights = opts.pop("backbone_weights", None)
@@ -127,7 +120,7 @@ def build_model(name: str, *, num_classes: int = 21, **options: Any) -> nn.Modul
 
 def _check_choice(option: str, value: Any, choices: Sequence[Any]) -> None:
     if value not in choices:
-        raise ValueError(
+        raise InputError(
             f"{option} must be one of {', '.join(map(str, choices))}, got {value!r}"
         )
 
@@ -143,12 +136,12 @@ def _build_fcn(
     _check_choice("backbone", backbone, BACKBONES)
     _check_choice("upsample", upsample, UPSAMPLE_MODES)
     if faithful not in (True, False):
-        raise ValueError(f"faithful must be True or False, got {faithful!r}")
+        raise InputError(f"faithful must be True or False, got {faithful!r}")
     if faithful and backbone != "vgg16":
-        raise ValueError(f"faithful=True is the Caffe VGG16 network; use backbone='vgg16', "
+        raise InputError(f"faithful=True is the Caffe VGG16 network; use backbone='vgg16', "
                          f"not {backbone!r}")
     if faithful and upsample == "interpolate":
-        raise ValueError("faithful=True needs upsample='bilinear' (Caffe's frozen "
+        raise InputError("faithful=True needs upsample='bilinear' (Caffe's frozen "
                          "Deconvolution) or 'deconv' (learnable); 'interpolate' has no crops")
     model = build_fcn(_SKIPS[name], num_classes=num_classes, backbone=backbone,
                       faithful=bool(faithful), upsample=upsample)
@@ -157,40 +150,12 @@ def _build_fcn(
 
 def _build_d2l(num_classes: int, *, upsample: str = "deconv") -> nn.Module:
     if upsample != "deconv":
-        raise ValueError(
+        raise InputError(
             "fcn_resnet18_d2l is d2l's dense deconvolution (upsample='deconv'); for "
             f"upsample={upsample!r} use build_model('fcn32s', backbone='resnet18', "
             f"upsample={upsample!r})"
         )
     return D2LFCN(num_classes)
-
-
-def hdc_rates(backbone: str, output_stride: int) -> list[int]:
-    """The HDC sawtooth schedule for a dilated ResNet: one rate per dilated block.
-
-    The plain dilated ResNet (Yu & Koltun; torchvision) gives every block of a layer that
-    stopped downsampling the rate that layer's stride would have had (2 for the first such
-    layer, 4 for the second): equal rates, which grid (Wang et al. 2018, "Understanding
-    convolution for semantic segmentation"). HDC keeps the receptive field of that schedule
-    but uses a rising sawtooth without holes: :func:`fcnkit.arith.suggest_rates` picks it
-    for the per-block stack, and :func:`fcnkit.arith.hdc_check` confirms the per-convolution
-    stack (each block's rate on each of its 3×3 convolutions) has no holes.
-    """
-    counts = resnet_block_counts(backbone, output_stride)
-    plain = [2 ** (i + 1) for i, n in enumerate(counts) for _ in range(n)]
-    # RF of a stack of 3×3 convolutions: 1 + (K - 1) * sum(rates).
-    target = 1 + 2 * sum(plain)
-    suggestions = suggest_rates(len(plain), target)
-    if not suggestions:
-        raise ValueError(f"no hole-free HDC schedule for {backbone} at output_stride "
-                         f"{output_stride}; pass dilations explicitly")
-    rates = list(suggestions[0].rates)
-    per_conv = [r for r in rates for _ in range(resnet_convs_per_block(backbone))]
-    report = hdc_check(per_conv)
-    if report.grids:
-        raise ValueError(f"HDC schedule {rates} grids ({report.holes} holes); "
-                         "pass dilations explicitly")
-    return rates
 
 
 def _build_dilated(
@@ -208,16 +173,16 @@ def _build_dilated(
         # "1,2,5,9" (from a command line or a config file) is a list of rates.
         parts = [p.strip() for p in dilations.split(",") if p.strip()]
         if not parts or not all(p.isdigit() for p in parts):
-            raise ValueError(f"dilations must be 'hdc' or a list of ints like 1,2,5,9, got "
+            raise InputError(f"dilations must be 'hdc' or a list of ints like 1,2,5,9, got "
                              f"{dilations!r}")
         dilations = [int(p) for p in parts]
     if isinstance(dilations, str):
-        rates = hdc_rates(backbone, output_stride)
+        rates: str | list[int] = "hdc"  # the backbone reads the schedule off its blocks
     else:
         try:
             rates = [int(r) for r in dilations]
         except (TypeError, ValueError):
-            raise ValueError(
+            raise InputError(
                 f"dilations must be 'hdc' or a list of ints, got {dilations!r}"
             ) from None
     net = ResNetBackbone(backbone, output_stride=output_stride, dilations=rates)
@@ -366,94 +331,3 @@ def load_model_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
             f"weights: {str(path)!r} does not fit this model ({detail[:160]}); pass weights "
             "saved from the same build_model(name, num_classes, options)"
         ) from None
-
-
-
-# The model table (``fcnkit models``) -------------------------------------------------------
-
-# Every registered model with its defaults, plus the backbone / variant choices.
-TABLE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("fcn32s", {}),
-    ("fcn16s", {}),
-    ("fcn8s", {}),
-    ("fcn8s", {"faithful": True}),
-    ("fcn8s", {"backbone": "resnet18"}),
-    ("fcn8s", {"backbone": "resnet34"}),
-    ("fcn8s", {"backbone": "resnet50"}),
-    ("fcn8s", {"backbone": "resnet101"}),
-    ("fcn8s", {"backbone": "mobilenet_v3_large"}),
-    ("fcn32s", {"backbone": "resnet18", "upsample": "deconv"}),
-    ("fcn_resnet18_d2l", {}),
-    ("fcn_dilated", {}),
-    ("fcn_dilated", {"backbone": "resnet50", "output_stride": 16}),
-)
-
-
-def describe_options(options: Mapping[str, Any]) -> str:
-    """``"backbone=resnet18 upsample=deconv"`` (empty for the defaults)."""
-    return " ".join(f"{k}={v}" for k, v in options.items())
-
-
-def count_flops(model: nn.Module, size: Sequence[int]) -> int:
-    """FLOPs of one forward pass on a ``(1, 3, H, W)`` input (torch FlopCounterMode).
-
-    FlopCounterMode counts 2 FLOPs per multiply-add of convolutions (transposed ones too)
-    and matrix products; element-wise ops, pooling and ``F.interpolate`` count 0.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.zeros(1, 3, *size)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(x)
-    return int(counter.get_total_flops())
-
-
-def model_summary(
-    name: str, size: Sequence[int] = (320, 480), *, num_classes: int = 21,
-    receptive_field: bool = True, **options: Any,
-) -> dict[str, Any]:
-    """One row of the model table: parameters, GFLOPs at ``size``, stride, receptive field.
-
-    Args:
-        name, num_classes, **options: as for :func:`build_model` (random weights).
-        size: input ``(H, W)`` for the FLOP count and the receptive-field trace.
-        receptive_field: trace the receptive field with :func:`fcnkit.analysis.
-            receptive_field_of` (side length in input pixels of the output pixels' field).
-
-    Returns:
-        ``{"model", "options", "params", "trainable_params", "gflops", "output_stride",
-        "receptive_field"}``; ``receptive_field`` is None when not traced.
-    """
-    h, w = _size_pair(size)
-    model = build_model(name, num_classes=num_classes, **options).eval()
-    params = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    rf = None
-    if receptive_field:
-        from fcnkit.analysis import receptive_field_of
-
-        record = receptive_field_of(model, (h, w))[-1]
-        values = record.size if isinstance(record.size, tuple) else (record.size,)
-        # Fractions (continuous footprints after transposed layers) become floats.
-        plain = [int(v) if v == int(v) else float(v) for v in values]
-        rf = plain[0] if len(set(plain)) == 1 else plain
-    return {
-        "model": name,
-        "options": dict(options),
-        "params": params,
-        "trainable_params": trainable,
-        "gflops": count_flops(model, (h, w)) / 1e9,
-        "output_stride": int(getattr(model, "output_stride", 0)) or None,
-        "receptive_field": rf,
-    }
-
-
-def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        size = (size, size)
-    pair = tuple(size)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
-                             for v in pair):
-        raise ValueError(f"size must be H,W with positive integers, got {size!r}")
-    return pair[0], pair[1]

@@ -15,19 +15,20 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from fcnkit.arith import bilinear_kernel
+from fcnkit.arith import as_pair, bilinear_kernel
+from fcnkit.errors import InputError
 
 
 def linear_to_conv_weight(weight: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     """Reshape a Linear weight ``(out, C*kh*kw)`` into a Conv2d weight ``(out, C, kh, kw)``.
 
     Raises:
-        ValueError: when ``in_features`` is not divisible by ``kh*kw``.
+        InputError: when ``in_features`` is not divisible by ``kh*kw``.
     """
     out_features, in_features = weight.shape
     kh, kw = kernel
     if in_features % (kh * kw):
-        raise ValueError(
+        raise InputError(
             f"a Linear layer with {in_features} inputs cannot read a {kh}x{kw} map "
             "(in_features must be channels * kh * kw)"
         )
@@ -43,12 +44,6 @@ def linear_to_conv(linear: nn.Linear, kernel: tuple[int, int] = (1, 1)) -> nn.Co
         if linear.bias is not None:
             conv.bias.copy_(linear.bias.detach())
     return conv
-
-
-def _pair(value: int | tuple[int, int] | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 def convolutionalize(model: nn.Module) -> nn.Sequential:
@@ -72,17 +67,20 @@ def convolutionalize(model: nn.Module) -> nn.Sequential:
         ``h = (feature height) - kh + 1``.
 
     Raises:
-        ValueError: for a model without that structure.
+        InputError: for a model without that structure.
     """
     for attr in ("features", "avgpool", "classifier"):
         if not hasattr(model, attr):
-            raise ValueError(
+            raise InputError(
                 f"convolutionalize needs a VGG/AlexNet-style model with .{attr}; "
                 f"got {type(model).__name__}"
             )
-    kernel = _pair(getattr(model.avgpool, "output_size", None))
-    if kernel is None or None in kernel:
-        raise ValueError("convolutionalize: model.avgpool must be AdaptiveAvgPool2d(size)")
+    output_size = getattr(model.avgpool, "output_size", None)
+    try:
+        kernel = as_pair(output_size, "model.avgpool.output_size", minimum=1)
+    except InputError:
+        raise InputError("convolutionalize: model.avgpool must be AdaptiveAvgPool2d(size) "
+                         f"with a fixed size, got output_size={output_size!r}") from None
     layers: list[nn.Module] = []
     first = True
     for layer in model.classifier:
@@ -92,9 +90,9 @@ def convolutionalize(model: nn.Module) -> nn.Sequential:
         elif isinstance(layer, (nn.ReLU, nn.Dropout)):
             layers.append(type(layer)(**_module_kwargs(layer)))
         else:
-            raise ValueError(f"convolutionalize: cannot convert {type(layer).__name__}")
+            raise InputError(f"convolutionalize: cannot convert {type(layer).__name__}")
     if first:
-        raise ValueError("convolutionalize: the classifier has no Linear layer")
+        raise InputError("convolutionalize: the classifier has no Linear layer")
     return nn.Sequential(model.features, nn.Sequential(*layers))
 
 
@@ -116,12 +114,12 @@ def bilinear_init_(layer: nn.ConvTranspose2d) -> nn.ConvTranspose2d:
         ``layer``.
 
     Raises:
-        ValueError: when in and out channels differ (there is no channel diagonal).
+        InputError: when in and out channels differ (there is no channel diagonal).
     """
     c_in, c_out_per_group, kh, kw = layer.weight.shape
     groups = layer.groups
     if c_in != c_out_per_group * groups:
-        raise ValueError(
+        raise InputError(
             f"bilinear_init_ needs in_channels == out_channels, got {c_in} and "
             f"{c_out_per_group * groups}"
         )

@@ -1,183 +1,31 @@
 """Animations of convolution arithmetic in the style of Dumoulin & Visin's conv_arithmetic.
 
 A frame per output position: the (padded, possibly zero-inserted) input grid with the
-kernel footprint on it, and the output grid filling in. A transposed convolution is drawn
-as its equivalent direct convolution -- stride 1 over the input with ``s - 1`` zeros
-inserted between pixels and ``d(k - 1) - p`` (+ ``output_padding`` at the bottom/right)
-padding, see :func:`fcnkit.arith.sizes.transposed_equivalent` -- which is how the
-conv_arithmetic figures show it.
-
-:func:`animation_geometry` computes the picture's geometry (cell kinds and footprints);
-:func:`write_conv_animation` renders it with matplotlib (Agg) and writes a GIF with Pillow
-(and optionally a PNG contact sheet of every frame), atomically and deterministically.
+kernel footprint on it, and the output grid filling in. The geometry -- which cell is
+padding, input or an inserted zero, and which cells every kernel tap reads -- is
+:func:`fcnkit.arith.taps.tap_layout`'s (a transposed convolution is drawn as its
+equivalent direct convolution, as the conv_arithmetic figures show it); this module only
+draws it. :func:`write_conv_animation` renders with matplotlib (Agg) and writes a GIF with
+Pillow (and optionally a PNG contact sheet of every frame), atomically and
+deterministically.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from fcnkit.arith.sizes import conv_output_size, conv_transpose_output_size, transposed_equivalent
+from fcnkit.arith.taps import INPUT, INSERTED_ZERO, PADDING, TapLayout
 from fcnkit.atomic import atomic_path
 from fcnkit.errors import InputError
 from fcnkit.viz import pyplot
 
-__all__ = [
-    "PADDING",
-    "INPUT",
-    "INSERTED_ZERO",
-    "AnimationGeometry",
-    "animation_geometry",
-    "write_conv_animation",
-]
+__all__ = ["MAX_FRAMES", "write_conv_animation"]
 
-# Cell kinds of the drawn input grid.
-PADDING, INPUT, INSERTED_ZERO = 0, 1, 2
+# One frame per output position; more than this is no longer a picture one can follow.
 MAX_FRAMES = 400
-
-
-def _pair(value: Any, name: str) -> tuple[int, int]:
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2:
-        raise InputError(f"{name}: expected N or H,W, got {value!r}")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise InputError(f"{name}: expected integers, got {value!r}")
-    return int(values[0]), int(values[1])
-
-
-@dataclass(frozen=True)
-class AnimationGeometry:
-    """What one animation draws (2-D, rows then columns).
-
-    Attributes:
-        cells: int array over the drawn input grid: PADDING, INPUT or INSERTED_ZERO.
-        input_index: int array of the same shape: flat index of the original input pixel
-            at each INPUT cell, -1 elsewhere.
-        output_shape: (rows, cols) of the output.
-        taps: int array (output rows, output cols, kernel rows * kernel cols, 2): the grid
-            cell under every kernel tap for every output position (row-major taps).
-        kernel, stride, padding, dilation, output_padding: the layer as given.
-        transposed: whether the layer is a transposed convolution (drawn as the direct
-            stride-1 convolution on the zero-inserted, padded input).
-        grid_stride: stride of the drawn (direct) convolution: the layer's for a direct
-            convolution, 1 for a transposed one.
-    """
-
-    cells: np.ndarray
-    input_index: np.ndarray
-    output_shape: tuple[int, int]
-    taps: np.ndarray
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-    output_padding: tuple[int, int]
-    transposed: bool
-    grid_stride: tuple[int, int]
-
-    @property
-    def frames(self) -> int:
-        """Number of frames: one per output position."""
-        return self.output_shape[0] * self.output_shape[1]
-
-
-def animation_geometry(
-    size: Any,
-    kernel: Any,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    transposed: bool = False,
-    output_padding: Any = 0,
-) -> AnimationGeometry:
-    """Compute what to draw for one convolution (all arguments N or (H, W), PyTorch
-    semantics; ``size`` is the input size of the layer being animated).
-
-    Raises:
-        InputError: for impossible geometry, an empty output, more than 400 output
-            positions, or a transposed layer whose padding exceeds ``dilation*(kernel - 1)``
-            (its equivalent direct convolution would crop, which is not drawn).
-    """
-    size2, k2, s2 = _pair(size, "size"), _pair(kernel, "kernel"), _pair(stride, "stride")
-    p2, d2 = _pair(padding, "padding"), _pair(dilation, "dilation")
-    op2 = _pair(output_padding, "output_padding")
-    if any(v < 1 for v in (*size2, *k2, *s2, *d2)) or any(v < 0 for v in (*p2, *op2)):
-        raise InputError("size, kernel, stride and dilation must be >= 1; padding and "
-                         "output_padding >= 0")
-    if not transposed and any(op2):
-        raise InputError("output_padding only applies to a transposed convolution "
-                         "(add --transposed)")
-    rows, cols = [], []
-    index_axes = []
-    out_shape = []
-    grid_stride = []
-    for axis in range(2):
-        n, k, s, p, d, op = (size2[axis], k2[axis], s2[axis], p2[axis], d2[axis], op2[axis])
-        if transposed:
-            if op >= s:
-                raise InputError(f"output_padding {op} must be smaller than stride {s} to "
-                                 "draw the equivalent direct convolution")
-            if p > d * (k - 1):
-                raise InputError(f"padding {p} > dilation*(kernel-1) = {d * (k - 1)}: the "
-                                 "equivalent convolution would crop; not drawable")
-            try:
-                full = conv_transpose_output_size(n, k, s, p, d, op)
-                eq = transposed_equivalent(full, k, s, p, d)
-            except ValueError as exc:
-                raise InputError(str(exc).splitlines()[0]) from None
-            # cells along the axis: before-padding, input with zeros inserted, after-padding
-            kinds = [PADDING] * eq.padding_before
-            index = [-1] * eq.padding_before
-            for i in range(n):
-                kinds.append(INPUT)
-                index.append(i)
-                if i < n - 1:
-                    kinds += [INSERTED_ZERO] * eq.zeros_inserted
-                    index += [-1] * eq.zeros_inserted
-            kinds += [PADDING] * eq.padding_after
-            index += [-1] * eq.padding_after
-            out = full
-            grid_stride.append(1)
-        else:
-            try:
-                out = conv_output_size(n, k, s, p, d)
-            except ValueError as exc:
-                raise InputError(str(exc).splitlines()[0]) from None
-            kinds = [PADDING] * p + [INPUT] * n + [PADDING] * p
-            index = [-1] * p + list(range(n)) + [-1] * p
-            grid_stride.append(s)
-        if out < 1:
-            raise InputError(f"the output would be empty (size {out}); enlarge --size")
-        (rows if axis == 0 else cols).append(kinds)
-        index_axes.append(index)
-        out_shape.append(out)
-    if out_shape[0] * out_shape[1] > MAX_FRAMES:
-        raise InputError(f"{out_shape[0]}x{out_shape[1]} output positions is more than "
-                         f"{MAX_FRAMES} frames; use a smaller --size")
-    row_kind, col_kind = np.array(rows[0]), np.array(cols[0])
-    cells = np.where((row_kind[:, None] == INPUT) & (col_kind[None, :] == INPUT), INPUT,
-                     np.where((row_kind[:, None] == PADDING) | (col_kind[None, :] == PADDING),
-                              PADDING, INSERTED_ZERO))
-    ri, ci = np.array(index_axes[0]), np.array(index_axes[1])
-    input_index = np.where(cells == INPUT, ri[:, None] * size2[1] + ci[None, :], -1)
-    taps = np.zeros((out_shape[0], out_shape[1], k2[0] * k2[1], 2), dtype=np.int64)
-    for oy in range(out_shape[0]):
-        for ox in range(out_shape[1]):
-            t = 0
-            for ky in range(k2[0]):
-                for kx in range(k2[1]):
-                    taps[oy, ox, t] = (oy * grid_stride[0] + ky * d2[0],
-                                       ox * grid_stride[1] + kx * d2[1])
-                    t += 1
-    return AnimationGeometry(cells, input_index, (out_shape[0], out_shape[1]), taps, k2, s2,
-                             p2, d2, op2, bool(transposed), (grid_stride[0], grid_stride[1]))
 
 
 _COLOURS = {
@@ -190,7 +38,7 @@ _FOOTPRINT = "#c6dbef"
 _OUT_EMPTY, _OUT_DONE, _OUT_NOW = "#ffffff", "#41ab5d", "#00441b"
 
 
-def _render_frames(geom: AnimationGeometry, dpi: int = 80) -> list[np.ndarray]:
+def _render_frames(geom: TapLayout, dpi: int = 80) -> list[np.ndarray]:
     plt = pyplot()
     from matplotlib.patches import Rectangle
 
@@ -262,7 +110,7 @@ def _fmt(pair: Sequence[int]) -> str:
 
 
 def write_conv_animation(
-    geom: AnimationGeometry,
+    geom: TapLayout,
     gif_path: str | os.PathLike[str] | None,
     sheet_path: str | os.PathLike[str] | None = None,
     frame_ms: int = 500,
@@ -270,7 +118,7 @@ def write_conv_animation(
     """Render ``geom`` and write a GIF (one frame per output position) and/or a contact sheet.
 
     Args:
-        geom: from :func:`animation_geometry`.
+        geom: from :func:`fcnkit.arith.taps.tap_layout`.
         gif_path: GIF file to write, or None.
         sheet_path: PNG contact sheet (all frames tiled like the output grid), or None.
         frame_ms: frame duration in milliseconds.
@@ -278,11 +126,18 @@ def write_conv_animation(
     Returns:
         The number of frames. Files are written atomically and are byte-for-byte
         reproducible for the same arguments.
+
+    Raises:
+        InputError: with no path, or more than ``MAX_FRAMES`` output positions.
     """
     from PIL import Image
 
     if gif_path is None and sheet_path is None:
         raise InputError("nothing to write: give a GIF path and/or a contact-sheet path")
+    oh, ow = geom.output_shape
+    if geom.positions > MAX_FRAMES:
+        raise InputError(f"{oh}x{ow} output positions is more than {MAX_FRAMES} frames; use "
+                         "a smaller input size")
     frames = [Image.fromarray(f) for f in _render_frames(geom)]
     if gif_path is not None:
         paletted = [f.convert("P", palette=Image.Palette.ADAPTIVE, colors=64) for f in frames]
@@ -290,7 +145,6 @@ def write_conv_animation(
             paletted[0].save(tmp, format="GIF", save_all=True, append_images=paletted[1:],
                              duration=frame_ms, loop=0, optimize=False)
     if sheet_path is not None:
-        oh, ow = geom.output_shape
         fw, fh = frames[0].size
         thumb = max(0.25, min(1.0, 1600 / (ow * fw)))
         tw, th = max(1, int(fw * thumb)), max(1, int(fh * thumb))

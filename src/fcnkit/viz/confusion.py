@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from fcnkit.errors import InputError
 from fcnkit.viz import pyplot, save_figure
 
 
@@ -35,9 +36,9 @@ def plot_confusion_matrix(
                         dtype=np.float64)
     k = counts.shape[0] if counts.ndim == 2 else -1
     if counts.ndim != 2 or counts.shape[1] != k:
-        raise ValueError(f"confusion matrix must be square (K, K), got shape {counts.shape}")
+        raise InputError(f"confusion matrix must be square (K, K), got shape {counts.shape}")
     if len(classes) != k:
-        raise ValueError(f"got {len(classes)} class names for a {k}x{k} confusion matrix")
+        raise InputError(f"got {len(classes)} class names for a {k}x{k} confusion matrix")
     if normalize:
         rows = counts.sum(axis=1, keepdims=True)
         values = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)

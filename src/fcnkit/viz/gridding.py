@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from fcnkit.errors import InputError
 from fcnkit.viz import pyplot, save_figure
 
 __all__ = ["plot_dilation_coverage"]
@@ -31,7 +32,7 @@ def plot_dilation_coverage(
     """
     cov = np.asarray(coverage)
     if cov.ndim != 2 or cov.size == 0:
-        raise ValueError(f"coverage must be a non-empty 2-D array, got shape {cov.shape}")
+        raise InputError(f"coverage must be a non-empty 2-D array, got shape {cov.shape}")
     plt = pyplot()
     from matplotlib.colors import LinearSegmentedColormap
     from matplotlib.ticker import MaxNLocator

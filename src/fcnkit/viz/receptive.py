@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from fcnkit.errors import InputError
 from fcnkit.viz import pyplot, save_figure
 
 __all__ = ["plot_receptive_field_growth"]
@@ -37,7 +38,7 @@ def plot_receptive_field_growth(
     crosses at the input size; the dashed line is the input size.
     """
     if not records:
-        raise ValueError("plot_receptive_field_growth: no layer records to plot")
+        raise InputError("plot_receptive_field_growth: no layer records to plot")
     plt = pyplot()
     xs = list(range(1, len(records) + 1))
     local = [_first(r.field.size) if r.field is not None else None for r in records]

@@ -1,0 +1,146 @@
+"""Where every kernel tap of a convolution lands: the picture of Dumoulin & Visin's figures.
+
+A direct convolution is drawn on its padded input; a transposed convolution as its
+equivalent direct convolution -- stride 1 over the input with ``s - 1`` zeros inserted
+between pixels and ``d(k - 1) - p`` padding (plus ``output_padding`` at the bottom/right),
+the flipped kernel (:func:`fcnkit.arith.transposed_equivalent`; Dumoulin & Visin, "A guide
+to convolution arithmetic", relationships 8-14). :func:`tap_layout` computes that grid
+(which cell is padding, input or an inserted zero, and which input pixel each input cell
+holds) and, for every output position, the grid cell under every kernel tap:
+
+    tap (u, v) of output (i, j) reads cell (i*s_h + u*d_h, j*s_w + v*d_w)
+
+with ``s`` the stride of the drawn convolution (the layer's, or 1 for a transposed one).
+:mod:`fcnkit.viz.animation` draws it; nothing here knows about pictures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fcnkit.arith.sizes import (
+    as_pair,
+    conv_output_size,
+    conv_transpose_output_size,
+    transposed_equivalent,
+)
+from fcnkit.errors import InputError
+
+__all__ = ["INPUT", "INSERTED_ZERO", "PADDING", "TapLayout", "tap_layout"]
+
+# Cell kinds of the drawn input grid.
+PADDING, INPUT, INSERTED_ZERO = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class TapLayout:
+    """The grid a convolution reads and its taps (2-D, rows then columns).
+
+    Attributes:
+        cells: int array over the drawn input grid: PADDING, INPUT or INSERTED_ZERO.
+        input_index: int array of the same shape: flat index of the original input pixel
+            at each INPUT cell, -1 elsewhere.
+        output_shape: (rows, cols) of the output.
+        taps: int array (output rows, output cols, kernel rows * kernel cols, 2): the grid
+            cell under every kernel tap for every output position (row-major taps).
+        kernel, stride, padding, dilation, output_padding: the layer as given.
+        transposed: whether the layer is a transposed convolution (drawn as the direct
+            stride-1 convolution on the zero-inserted, padded input).
+        grid_stride: stride of the drawn (direct) convolution: the layer's for a direct
+            convolution, 1 for a transposed one.
+    """
+
+    cells: np.ndarray
+    input_index: np.ndarray
+    output_shape: tuple[int, int]
+    taps: np.ndarray
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    output_padding: tuple[int, int]
+    transposed: bool
+    grid_stride: tuple[int, int]
+
+    @property
+    def positions(self) -> int:
+        """Number of output positions."""
+        return self.output_shape[0] * self.output_shape[1]
+
+
+def _axis_cells(n: int, k: int, s: int, p: int, d: int, op: int,
+                transposed: bool) -> tuple[list[int], list[int], int, int]:
+    """(cell kinds, input index, output size, drawn stride) along one axis."""
+    if not transposed:
+        try:
+            out = conv_output_size(n, k, s, p, d)
+        except InputError as exc:
+            raise InputError(str(exc).splitlines()[0]) from None
+        return [PADDING] * p + [INPUT] * n + [PADDING] * p, \
+            [-1] * p + list(range(n)) + [-1] * p, out, s
+    if op >= s:
+        raise InputError(f"output_padding {op} must be smaller than stride {s} to draw the "
+                         "equivalent direct convolution")
+    if p > d * (k - 1):
+        raise InputError(f"padding {p} > dilation*(kernel-1) = {d * (k - 1)}: the equivalent "
+                         "convolution would crop; not drawable")
+    out = conv_transpose_output_size(n, k, s, p, d, op)
+    if out < 1:
+        raise InputError(f"the output would be empty (size {out}); use a larger input size "
+                         "or less padding")
+    eq = transposed_equivalent(out, k, s, p, d)
+    # before-padding, input with zeros inserted, after-padding
+    kinds, index = [PADDING] * eq.padding_before, [-1] * eq.padding_before
+    for i in range(n):
+        kinds.append(INPUT)
+        index.append(i)
+        if i < n - 1:
+            kinds += [INSERTED_ZERO] * eq.zeros_inserted
+            index += [-1] * eq.zeros_inserted
+    kinds += [PADDING] * eq.padding_after
+    index += [-1] * eq.padding_after
+    return kinds, index, out, 1
+
+
+def tap_layout(
+    size: Any,
+    kernel: Any,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    transposed: bool = False,
+    output_padding: Any = 0,
+) -> TapLayout:
+    """The grid and kernel taps of one 2-D convolution (all arguments N or (H, W), PyTorch
+    semantics; ``size`` is the input size of the layer).
+
+    Raises:
+        InputError: for impossible geometry, an empty output, or a transposed layer whose
+            padding exceeds ``dilation*(kernel - 1)`` (its equivalent direct convolution
+            would crop the zero-inserted input, which is not a grid to draw).
+    """
+    size2, k2 = as_pair(size, "size", minimum=1), as_pair(kernel, "kernel", minimum=1)
+    s2, d2 = as_pair(stride, "stride", minimum=1), as_pair(dilation, "dilation", minimum=1)
+    p2 = as_pair(padding, "padding", minimum=0)
+    op2 = as_pair(output_padding, "output_padding", minimum=0)
+    if not transposed and any(op2):
+        raise InputError("output_padding only applies to a transposed convolution")
+    axes = [_axis_cells(size2[a], k2[a], s2[a], p2[a], d2[a], op2[a], transposed)
+            for a in range(2)]
+    (row_kind, row_index, oh, gs_h), (col_kind, col_index, ow, gs_w) = (
+        (np.array(kinds), np.array(index), out, gs) for kinds, index, out, gs in axes)
+    both_input = (row_kind[:, None] == INPUT) & (col_kind[None, :] == INPUT)
+    any_padding = (row_kind[:, None] == PADDING) | (col_kind[None, :] == PADDING)
+    cells = np.where(both_input, INPUT, np.where(any_padding, PADDING, INSERTED_ZERO))
+    input_index = np.where(cells == INPUT, row_index[:, None] * size2[1] + col_index[None, :],
+                           -1)
+    # tap (u, v) of output (i, j) reads cell (i*s_h + u*d_h, j*s_w + v*d_w)
+    oy, ox, ky, kx = np.meshgrid(np.arange(oh), np.arange(ow), np.arange(k2[0]),
+                                 np.arange(k2[1]), indexing="ij")
+    taps = np.stack([oy * gs_h + ky * d2[0], ox * gs_w + kx * d2[1]], axis=-1)
+    taps = taps.reshape(oh, ow, k2[0] * k2[1], 2).astype(np.int64)
+    return TapLayout(cells, input_index, (oh, ow), taps, k2, s2, p2, d2, op2, bool(transposed),
+                     (gs_h, gs_w))
