@@ -48,7 +48,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from fcnkit.data.synthetic import _SPLIT_CODES, _regular_polygon, _smooth_noise, void_band
+from fcnkit.data.drawing import SPLIT_CODES, regular_polygon, smooth_noise, void_band
 
 Array = np.ndarray
 
@@ -120,12 +120,12 @@ def _texture_pattern(look: dict, y: Array, x: Array) -> Array:
         fine = np.repeat(np.repeat(coarse, block, axis=0), block, axis=1)
         return fine[: y.shape[0], : y.shape[1]].astype(np.float32)
     # mottle: smooth value noise with features ~period px wide
-    return np.clip(0.35 * _smooth_noise(rng, y.shape[0], y.shape[1], period), -0.5, 0.5)
+    return np.clip(0.35 * smooth_noise(rng, y.shape[0], y.shape[1], period), -0.5, 0.5)
 
 
 def _paint(look: dict, y: Array, x: Array, rng) -> Array:
     pattern = _texture_pattern(look, y, x)
-    shade = 0.12 * _smooth_noise(rng, y.shape[0], y.shape[1], look["shade_cell"])
+    shade = 0.12 * smooth_noise(rng, y.shape[0], y.shape[1], look["shade_cell"])
     factor = 1.0 + look["contrast"] * pattern + shade
     return look["colour"][None, None, :] * factor[..., None]
 
@@ -146,7 +146,7 @@ def _square(u, v, r, t, R, rng):
 
 
 def _triangle(u, v, r, t, R, rng):
-    return _regular_polygon(u, v * rng.uniform(0.85, 1.15), R, 3)
+    return regular_polygon(u, v * rng.uniform(0.85, 1.15), R, 3)
 
 
 def _ring(u, v, r, t, R, rng):
@@ -241,7 +241,7 @@ def render_shapes_sample(
     Returns:
         ``(image, mask, jpeg_quality)`` as :func:`fcnkit.data.synthetic.render_synthetic_sample`.
     """
-    rng = np.random.default_rng([int(seed), _SPLIT_CODES[split], int(index), _TASK_CODE])
+    rng = np.random.default_rng([int(seed), SPLIT_CODES[split], int(index), _TASK_CODE])
     height, width = sample_size(rng, size)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     image = _paint(_random_appearance(rng), y, x, rng)

@@ -59,7 +59,10 @@ from PIL import Image
 from scipy import ndimage
 
 from fcnkit.atomic import atomic_path, write_text_atomic
-from fcnkit.constants import IGNORE_INDEX
+from fcnkit.data.drawing import SPLIT_CODES as _SPLIT_CODES
+from fcnkit.data.drawing import regular_polygon as _regular_polygon
+from fcnkit.data.drawing import smooth_noise as _smooth_noise
+from fcnkit.data.drawing import void_band
 from fcnkit.data.palette import save_mask_png, voc_palette
 from fcnkit.errors import InputError
 
@@ -79,7 +82,6 @@ SYNTHETIC_CLASSES: list[str] = [
 #: Bumped whenever the generator's output for a given seed changes.
 GENERATOR_VERSION = 1
 
-_SPLIT_CODES = {"train": 0, "val": 1}
 
 # Hue (fraction of the colour circle) of each foreground class's colour family.
 _HUES = {
@@ -114,16 +116,6 @@ def _shape_box(u: Array, v: Array, r: Array, t: Array, R: float, rng) -> Array:
     aspect = rng.uniform(0.55, 1.0)
     half = R / math.sqrt(1.0 + aspect**2)  # corner on the circle of radius R
     return (np.abs(u) <= half) & (np.abs(v) <= half * aspect)
-
-
-def _regular_polygon(u: Array, v: Array, R: float, sides: int) -> Array:
-    # Inside a regular n-gon of circumradius R iff every edge normal n_k has u·n_k <= R cos(π/n).
-    inside = np.ones(u.shape, dtype=bool)
-    apothem = R * math.cos(math.pi / sides)
-    for k in range(sides):
-        angle = 2.0 * math.pi * k / sides
-        inside &= u * math.cos(angle) + v * math.sin(angle) <= apothem
-    return inside
 
 
 def _shape_triangle(u: Array, v: Array, r: Array, t: Array, R: float, rng) -> Array:
@@ -241,14 +233,6 @@ _TEXTURES: dict[str, Callable[..., Array]] = {
 # ----------------------------------------------------------------------- rendering
 
 
-def _smooth_noise(rng, height: int, width: int, cell: float) -> Array:
-    """Zero-mean noise with features about ``cell`` pixels wide (bilinear value noise)."""
-    gh, gw = int(height / cell) + 2, int(width / cell) + 2
-    grid = rng.standard_normal((gh, gw)).astype(np.float32)
-    field = ndimage.zoom(grid, (height / (gh - 1) + 1e-6, width / (gw - 1) + 1e-6), order=1)
-    return field[:height, :width]
-
-
 def _segment_mask(
     y: Array, x: Array, p0: tuple[float, float], p1: tuple[float, float], width: float
 ) -> Array:
@@ -325,31 +309,6 @@ def _draw_object(rng, image: Array, labels: Array, class_index: int) -> None:
     labels[y0:y1, x0:x1][inside] = class_index
 
 
-def void_band(labels: Array, ignore_index: int = IGNORE_INDEX) -> Array:
-    """Labels with every pixel next to a different label (4-neighbourhood) set to void.
-
-    The band is one pixel wide on each side of a boundary, like the void outlines that
-    Pascal VOC's annotators drew around objects.
-
-    Args:
-        labels: (H, W) integer class indices.
-        ignore_index: value written into the band.
-
-    Returns:
-        A copy of ``labels`` (same dtype) with the band set to ``ignore_index``.
-    """
-    edge = np.zeros(labels.shape, dtype=bool)
-    vertical = labels[1:, :] != labels[:-1, :]
-    horizontal = labels[:, 1:] != labels[:, :-1]
-    edge[1:, :] |= vertical
-    edge[:-1, :] |= vertical
-    edge[:, 1:] |= horizontal
-    edge[:, :-1] |= horizontal
-    out = labels.copy()
-    out[edge] = ignore_index
-    return out
-
-
 def render_synthetic_sample(
     seed: int, split: str, index: int, size: tuple[int, int] = (150, 210)
 ) -> tuple[Array, Array, int]:
@@ -388,7 +347,7 @@ def render_synthetic_sample(
 TASKS = ("objects", "shapes")
 
 
-def _task_info(task: str) -> tuple[Callable[..., tuple[Array, Array, int]], list[str], int]:
+def task_info(task: str) -> tuple[Callable[..., tuple[Array, Array, int]], list[str], int]:
     """(render function, class names, generator version) of a synthetic task."""
     if task == "shapes":
         from fcnkit.data.shapes import SHAPES_CLASSES, SHAPES_VERSION, render_shapes_sample
@@ -402,7 +361,7 @@ def _task_info(task: str) -> tuple[Callable[..., tuple[Array, Array, int]], list
 def _write_sample(job: tuple[Path, int, str, int, tuple[int, int], str]) -> str:
     out, seed, split, index, size, task = job
     sample_id = f"{split}_{index:05d}"
-    render, classes, _ = _task_info(task)
+    render, classes, _ = task_info(task)
     image, mask, quality = render(seed, split, index, size)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
@@ -448,7 +407,7 @@ def generate_synthetic_dataset(
     if len(tuple(size)) != 2 or min(size) < 32:
         raise InputError(f"size must be (H, W) with both at least 32 pixels, got {size}")
     size = (int(size[0]), int(size[1]))
-    _, classes, version = _task_info(task)
+    _, classes, version = task_info(task)
     if train < 0 or val < 0 or train + val == 0:
         raise InputError(f"train/val image counts must be >= 0 and not both 0, got {train}/{val}")
     out = Path(out_dir)

@@ -82,14 +82,11 @@ def dataset_for(config: ReproduceConfig, budget: Budget) -> str:
     """``config.data``, else the shapes task for ``budget`` (generated once under out/data)."""
     if config.data:
         return config.data
-    from fcnkit.data.synthetic import generate_synthetic_dataset
+    from fcnkit.data.cache import ensure_dataset
 
-    h, w = budget.size
-    root = Path(config.out) / "data" / f"shapes-s0-{budget.train}-{budget.val}-{h}x{w}"
-    manifest = root / "synthetic.json"
-    if not manifest.is_file():
-        generate_synthetic_dataset(root, train=budget.train, val=budget.val, seed=0,
-                                   size=budget.size, task="shapes")
+    spec = {"train": budget.train, "val": budget.val, "seed": 0, "size": budget.size,
+            "task": "shapes"}
+    root, _ = ensure_dataset(spec, Path(config.out) / "data")
     return f"synth:{root}"
 
 
@@ -134,22 +131,13 @@ def val_loader(data: str) -> Any:
 
 
 def score_checkpoint(checkpoint: str | Path, data: str, width: int) -> dict[str, float]:
-    """mIoU, pixel accuracy, trimap mIoU and Boundary IoU of a checkpoint on data's val."""
-    import torch
+    """mIoU, pixel accuracy, trimap mIoU and Boundary IoU of a checkpoint on data's val
+    (:func:`fcnkit.engine.evaluate.evaluate_checkpoint`, whole images, batch 1)."""
+    from fcnkit.engine.evaluate import evaluate_checkpoint
 
-    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from fcnkit.metrics import BoundaryMetrics, ConfusionMatrix
-
-    ckpt = load_checkpoint(str(checkpoint))
-    model, num_classes = model_from_checkpoint(ckpt), len(ckpt["classes"])
-    cm, boundary = ConfusionMatrix(num_classes), BoundaryMetrics(num_classes, width=width)
-    with torch.no_grad():
-        for images, masks in val_loader(data):
-            pred = model(images).argmax(1)
-            cm.update(pred, masks)
-            boundary.update(pred, masks)
-    scores, edges = cm.compute(), boundary.compute()
-    return {"miou": scores["miou"], "pixel_acc": scores["pixel_acc"],
+    result = evaluate_checkpoint(checkpoint, data, split="val", boundary_width=width)
+    edges = result["boundary"]
+    return {"miou": result["miou"], "pixel_acc": result["pixel_acc"],
             "trimap_miou": edges["trimap_miou"], "boundary_iou": edges["boundary_iou"]}
 
 
