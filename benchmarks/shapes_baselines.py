@@ -8,16 +8,15 @@ reports their validation mIoU (FCN metrics over every non-void val pixel,
 * ``colour``: the pixel's RGB plus its Gaussian-smoothed RGB (σ = 1 and 3 px);
 * ``patch5``: the raw 5×5×3 patch around the pixel (colour + local texture, 75 values).
 
-Both use scikit-learn's ``HistGradientBoostingClassifier`` (a non-linear model, so that a
-low score is the features' limit, not the classifier's). Train pixels are a uniform random
-sample of the non-void pixels of the first ``--train-images`` train images.
+Both use scikit-learn's ``HistGradientBoostingClassifier`` (100 iterations; a non-linear
+model, so that a low score is the features' limit, not the classifier's). Train pixels are
+a uniform random sample of the non-void pixels of the first ``--train-images`` train
+images.
 
 Run (numbers recorded in docs/datasets.md)::
 
     fcnkit data synth --task shapes --out data/shapes
     python benchmarks/shapes_baselines.py synth:data/shapes
-    fcnkit data synth --out data/synth
-    python benchmarks/shapes_baselines.py synth:data/synth
 """
 
 from __future__ import annotations
@@ -60,11 +59,12 @@ FEATURES = {"colour": colour_features, "patch5": patch_features}
 
 
 def run(spec: str, train_images: int, pixels_per_image: int, val_images: int,
-        seed: int) -> dict:
+        seed: int, iterations: int = 100) -> dict:
     train_set, val_set = open_dataset(spec, "train"), open_dataset(spec, "val")
     num_classes = len(train_set.classes)
     rng = np.random.default_rng(seed)
     results = {"data": spec, "train_images": train_images, "pixels_per_image": pixels_per_image,
+               "iterations": iterations,
                "val_images": min(val_images, len(val_set)), "classes": list(train_set.classes)}
     for name, features in FEATURES.items():
         start = time.perf_counter()
@@ -76,7 +76,7 @@ def run(spec: str, train_images: int, pixels_per_image: int, val_images: int,
             pick = rng.choice(valid, size=min(pixels_per_image, valid.size), replace=False)
             xs.append(f.reshape(-1, f.shape[-1])[pick])
             ys.append(mask.reshape(-1)[pick])
-        model = HistGradientBoostingClassifier(max_iter=200, random_state=seed)
+        model = HistGradientBoostingClassifier(max_iter=iterations, random_state=seed)
         model.fit(np.concatenate(xs), np.concatenate(ys))
         cm = ConfusionMatrix(num_classes)
         for i in range(results["val_images"]):
@@ -93,14 +93,16 @@ def run(spec: str, train_images: int, pixels_per_image: int, val_images: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="dataset spec, e.g. synth:data/shapes")
-    parser.add_argument("--train-images", type=int, default=300)
-    parser.add_argument("--pixels-per-image", type=int, default=600)
-    parser.add_argument("--val-images", type=int, default=100)
+    parser.add_argument("--train-images", type=int, default=200)
+    parser.add_argument("--pixels-per-image", type=int, default=400)
+    parser.add_argument("--val-images", type=int, default=50)
+    parser.add_argument("--iterations", type=int, default=100,
+                        help="boosting iterations (default 100)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = run(args.data, args.train_images, args.pixels_per_image, args.val_images,
-                  args.seed)
+                  args.seed, args.iterations)
     if args.json:
         print(json.dumps(results, indent=2))
         return

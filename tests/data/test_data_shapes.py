@@ -91,3 +91,15 @@ def test_cli_task_flag(tmp_path, capsys):
                  "--train", "2", "--val", "1", "--size", "40,48", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["task"] == "shapes" and summary["classes"] == SHAPES_CLASSES
+
+
+def test_dataset_cache_keeps_the_tasks_apart(tmp_path):
+    from fcnkit.data.cache import ensure_dataset
+
+    spec = {"train": 2, "val": 1, "seed": 0, "size": (40, 48)}
+    shapes_root, generated = ensure_dataset({**spec, "task": "shapes"}, tmp_path)
+    assert generated and json.loads((shapes_root / "synthetic.json").read_text())["task"] \
+        == "shapes"
+    assert ensure_dataset({**spec, "task": "shapes"}, tmp_path) == (shapes_root, False)
+    objects_root, generated = ensure_dataset(spec, tmp_path)
+    assert generated and objects_root != shapes_root
