@@ -70,11 +70,16 @@ def measure_artefact(model: Any, data: str) -> float:
     return float(np.mean([high_frequency_fraction(s) for s in captured]))
 
 
-def per_convolution_rates(block_rates: list[int]) -> list[int]:
-    """Every 3×3 convolution's rate: a ResNet-18 basic block dilates both of its convs."""
-    from fcnkit.models.backbones import resnet_convs_per_block
+def per_convolution_rates(model: Any) -> list[int]:
+    """The rate of every k×k (k > 1) convolution of the dilated residual blocks, read from
+    the modules (a ResNet-18 basic block dilates both of its 3×3 convolutions)."""
+    from torch import nn
 
-    return [r for r in block_rates for _ in range(resnet_convs_per_block("resnet18"))]
+    blocks = [block for name in ("layer1", "layer2", "layer3", "layer4")
+              for block in getattr(model.backbone, name)]
+    dilated = blocks[len(blocks) - len(model.dilations):]
+    return [int(m.dilation[0]) for block in dilated for m in block.modules()
+            if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1]
 
 
 def run(config: ReproduceConfig) -> dict[str, Any]:
@@ -85,6 +90,7 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
     data = dataset_for(config, budget)
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     rates: dict[str, list[int]] = {}
+    conv_rates: dict[str, list[int]] = {}
     for seed in config.seed_list():
         for variant, dilations in VARIANTS.items():
             run_dir = out / "runs" / f"{variant}-seed{seed}"
@@ -92,17 +98,18 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
                                    seed=seed, model_options={"dilations": dilations})
             model = load_run_model(run_dir)
             rates[variant] = list(model.dilations)
+            conv_rates[variant] = per_convolution_rates(model)
             result["high_freq"] = measure_artefact(model, data)
             runs[variant].append(result)
     summary = {v: summarise(runs[v], KEYS) for v in VARIANTS}
     coverage = {}
     for variant, block_rates in rates.items():
-        per_conv = per_convolution_rates(block_rates)
+        per_conv = conv_rates[variant]
         report = hdc_check(per_conv)
         coverage[variant] = {"block_rates": block_rates, "conv_rates": per_conv,
                              "holes": int(report.holes), "grids": bool(report.grids)}
     figure = out / "gridding_coverage.png"
-    _plot(rates, summary, figure, dilation_coverage)
+    _plot(rates, conv_rates, summary, figure, dilation_coverage)
     common, hdc = summary["common-factor"], summary["hdc"]
     grid_more = common["high_freq"]["mean"] - hdc["high_freq"]["mean"] > max(
         common["high_freq"]["std"], hdc["high_freq"]["std"])
@@ -136,14 +143,14 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
     return results
 
 
-def _plot(rates: dict[str, list[int]], summary: dict[str, Any], path: Path,
-          dilation_coverage: Any) -> None:
+def _plot(rates: dict[str, list[int]], conv_rates: dict[str, list[int]],
+          summary: dict[str, Any], path: Path, dilation_coverage: Any) -> None:
     from fcnkit.viz import pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(rates), figsize=(4.2 * len(rates), 4.2), squeeze=False)
     for ax, (variant, block_rates) in zip(axes[0], rates.items()):
-        cov = dilation_coverage(per_convolution_rates(block_rates))
+        cov = dilation_coverage(conv_rates[variant])
         shown = np.where(cov > 0, np.log1p(cov), np.nan)
         ax.imshow(shown, cmap="Reds", interpolation="nearest")
         ax.set_facecolor("black")
