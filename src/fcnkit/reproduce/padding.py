@@ -33,6 +33,9 @@ from fcnkit.reproduce.runner import (
 CLAIM = "FCN-8s with the 100-px padding (faithful) scores like the efficient geometry and " \
         "is slower."
 VARIANTS = {"faithful (pad 100)": True, "efficient": False}
+# Both variants upsample with learnable deconvolutions (Caffe's FCN-8s), so that they have
+# the same parameters and differ only in geometry.
+UPSAMPLE = "deconv"
 KEYS = ("miou", "trimap_miou", "boundary_iou")
 # VGG16 (134 M parameters, no BatchNorm) from scratch on a CPU: a smaller budget than the
 # ResNet-18 claims, and a lower learning rate (plain VGG diverges at 0.02 from scratch).
@@ -50,9 +53,9 @@ def latency_ratio(num_classes: int, size: tuple[int, int], repeats: int) -> dict
 
     torch.manual_seed(0)
     faithful = build_model("fcn8s", num_classes=num_classes, backbone="vgg16",
-                           faithful=True).eval()
+                           faithful=True, upsample=UPSAMPLE).eval()
     efficient = build_model("fcn8s", num_classes=num_classes, backbone="vgg16",
-                            faithful=False).eval()
+                            faithful=False, upsample=UPSAMPLE).eval()
     efficient.load_state_dict(faithful.state_dict())  # same parameters, other geometry
     x = torch.randn(1, 3, *size)
     times: dict[str, list[float]] = {"faithful": [], "efficient": []}
@@ -81,7 +84,8 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
             tag = "faithful" if faithful else "efficient"
             runs[variant].append(train_variant(
                 config, budget, data, out / "runs" / f"{tag}-seed{seed}", model="fcn8s",
-                seed=seed, backbone="vgg16", model_options={"faithful": faithful}))
+                seed=seed, backbone="vgg16", upsample=UPSAMPLE,
+                model_options={"faithful": faithful}))
     summary = {v: summarise(runs[v], KEYS) for v in VARIANTS}
     latency = latency_ratio(len(class_names(data)), budget.size,
                             repeats=3 if config.quick else 10)
