@@ -242,3 +242,26 @@ def test_cli_export_and_predict_with_onnxruntime(exported, tmp_path: Path, capsy
     torch_mask = np.asarray(Image.open(tmp_path / "torch" / "a.png"))
     assert ort_mask.shape == (37, 53)
     assert (ort_mask == torch_mask).mean() > 0.999
+
+
+def test_cli_formats_are_the_engine_exporters() -> None:
+    from fcnkit.cli.export import FORMATS
+    from fcnkit.engine.export import EXPORTERS
+
+    assert set(FORMATS) == set(EXPORTERS)
+
+
+def test_cli_export_format_from_output_suffix(tmp_path: Path, capsys) -> None:
+    from fcnkit.cli import main
+
+    model = build_model("fcn32s", num_classes=3, backbone="resnet18")
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, {"model_state": model.state_dict(),
+                           "model_config": {"name": "fcn32s", "num_classes": 3,
+                                            "backbone": "resnet18"}})
+    out = tmp_path / "weights.safetensors"
+    assert main(["export", str(ckpt), "-o", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["format"] == "safetensors"
+    assert out.read_bytes()[8:9] == b"{"  # safetensors: u64 header length, then JSON
+    assert main(["export", str(ckpt), "--format", "safetensors", "--dynamic"]) == 2
+    assert "--dynamic apply to --format onnx only" in capsys.readouterr().err

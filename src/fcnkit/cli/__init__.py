@@ -43,6 +43,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "animate",
     "explore",
     "report",
+    "reproduce",
 )
 
 

@@ -78,6 +78,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", type=device, default="cpu",
                         help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument(
+        "--boundary-width", type=non_negative_int, default=3, metavar="D",
+        help="also report trimap mIoU and Boundary IoU within D pixels of the true "
+        "boundaries (default 3; 0 = off)",
+    )
+    parser.add_argument(
         "--skip-bad", action="store_true",
         help="skip unreadable or inconsistent samples with a warning instead of stopping",
     )
@@ -94,7 +99,8 @@ def run(args: Any) -> int:
     result = evaluate_checkpoint(
         args.checkpoint, args.data, split=args.split, window=window_size, overlap=args.overlap,
         batch_size=args.batch_size, workers=args.workers, device=args.device,
-        skip_bad=args.skip_bad, **backend_options(args),
+        skip_bad=args.skip_bad, boundary_width=args.boundary_width or None,
+        **backend_options(args),
     )
     if args.json:
         print_json(_nan_to_none(result))
@@ -122,10 +128,20 @@ def format_report(result: dict[str, Any], classes: list[str]) -> str:
             ["mean accuracy", _percent(result.get("mean_acc"))],
             ["mean IoU", _percent(result.get("miou"))],
             ["frequency-weighted IoU", _percent(result.get("fwiou"))],
+            *_boundary_rows(result.get("boundary")),
         ],
         ["metric", "%"],
     )
     return f"{per_class}\n\n{summary}"
+
+
+def _boundary_rows(boundary: dict[str, Any] | None) -> list[list[str]]:
+    if not boundary:
+        return []
+    d = boundary["width"]
+    return [[f"trimap pixel accuracy (d={d})", _percent(boundary["trimap_pixel_acc"])],
+            [f"trimap mean IoU (d={d})", _percent(boundary["trimap_miou"])],
+            [f"Boundary IoU (d={d})", _percent(boundary["boundary_iou"])]]
 
 
 def _nan_to_none(value: Any) -> Any:

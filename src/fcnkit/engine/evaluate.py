@@ -34,7 +34,7 @@ from fcnkit.arith.tiling import DEFAULT_OVERLAP, check_overlap
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.engine.inference import as_window, predict_labels, resolve_device
 from fcnkit.errors import InputError, warn
-from fcnkit.metrics import ConfusionMatrix
+from fcnkit.metrics import BoundaryMetrics, ConfusionMatrix
 
 __all__ = ["evaluate", "evaluate_checkpoint", "split_batch"]
 
@@ -67,6 +67,7 @@ def evaluate(
     window: int | tuple[int, int] | None = None,
     overlap: float = DEFAULT_OVERLAP,
     ignore_index: int = IGNORE_INDEX,
+    boundary: BoundaryMetrics | None = None,
 ) -> ConfusionMatrix:
     """Accumulate the confusion matrix of ``model`` over every pixel ``loader`` yields.
 
@@ -84,6 +85,8 @@ def evaluate(
             pixels (int or (h, w)); overlapping tiles' logits are averaged.
         overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
         ignore_index: mask value excluded from the matrix (VOC "void", batch padding).
+        boundary: optional :class:`fcnkit.metrics.BoundaryMetrics` updated with the same
+            predictions (summed over processes like the matrix).
 
     Returns:
         A :class:`fcnkit.metrics.ConfusionMatrix`; when ``torch.distributed`` is initialised
@@ -101,9 +104,15 @@ def evaluate(
                 model, images, num_classes=num_classes, window=window, overlap=overlap
             )
             cm.update(labels.cpu(), masks.cpu())
+            if boundary is not None:
+                boundary.update(labels.cpu(), masks.cpu())
     finally:
         model.train(was_training)
     _all_reduce_(cm, device)
+    if boundary is not None:
+        _all_reduce_(boundary.trimap, device)
+        boundary.intersection = _reduced(boundary.intersection, device)
+        boundary.union = _reduced(boundary.union, device)
     return cm
 
 
@@ -119,6 +128,18 @@ def _all_reduce_(cm: ConfusionMatrix, device: torch.device) -> None:
     # int64 counts are summed exactly (no float rounding of large pixel counts).
     where = device if dist.get_backend() == "nccl" else torch.device("cpu")
     cm.matrix = all_reduce_sum(cm.matrix.to(where, dtype=torch.int64)).cpu()
+
+
+def _reduced(counts: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``counts`` (int64) summed over all processes (unchanged without torch.distributed)."""
+    import torch.distributed as dist
+
+    from fcnkit.engine.distributed import all_reduce_sum
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return counts
+    where = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    return all_reduce_sum(counts.to(where, dtype=torch.int64)).cpu()
 
 
 class _CountingLoader:
@@ -149,6 +170,7 @@ def evaluate_checkpoint(
     precision: str = "fp32",
     channels_last: bool | str = False,
     threads: int | None = None,
+    boundary_width: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset split: what ``fcnkit eval`` reports.
 
@@ -171,6 +193,10 @@ def evaluate_checkpoint(
         skip_bad: drop unreadable samples with a warning instead of raising.
         backend, precision, channels_last, threads: how the model runs
             (:func:`fcnkit.engine.backends.open_backend`).
+        boundary_width: when given (pixels, >= 1), also the boundary metrics within that
+            distance of the ground-truth boundaries (:class:`fcnkit.metrics.BoundaryMetrics`)
+            under ``"boundary"``; exact with ``batch_size=1`` (padding is void, and void
+            counts as a label for the trimap band).
 
     Returns:
         :meth:`fcnkit.metrics.ConfusionMatrix.compute`'s metrics plus ``backend`` (a
@@ -192,6 +218,8 @@ def evaluate_checkpoint(
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 0:
         raise InputError(f"workers must be >= 0, got {workers}")
+    if boundary_width is not None and boundary_width < 1:
+        raise InputError(f"boundary_width must be >= 1 pixel, got {boundary_width}")
     window = as_window(window)
     overlap = check_overlap(overlap)
     device = resolve_device(device)
@@ -225,14 +253,18 @@ def evaluate_checkpoint(
             dataset, batch_size=batch_size, shuffle=False, sampler=sampler,
             num_workers=workers, collate_fn=pad_collate,
         ))
+        boundary = (BoundaryMetrics(num_classes, width=boundary_width)
+                    if boundary_width is not None else None)
         cm = evaluate(model, loader, num_classes=num_classes, device=device, window=window,
-                      overlap=overlap)
+                      overlap=overlap, boundary=boundary)
         where = device if info.backend == "nccl" else torch.device("cpu")
         images = int(ddp.all_reduce_sum(torch.tensor([loader.images], device=where)).item())
     finally:
         if owns_group:
             ddp.cleanup_distributed()
     result: dict[str, Any] = dict(cm.compute())
+    if boundary is not None:
+        result["boundary"] = boundary.compute()
     result["num_images"] = images
     result["skipped"] = int(getattr(dataset, "skipped", 0) or 0)
     result["classes"] = ckpt_classes or data_classes
