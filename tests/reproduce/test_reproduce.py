@@ -66,3 +66,26 @@ def test_training_claims_smoke(claim, tmp_path):
     assert (tmp_path / "results.md").read_text().startswith(f"# fcnkit reproduce {claim}")
     for figure in results.get("figures", {}).values():
         assert (tmp_path / figure.split("/")[-1]).stat().st_size > 0
+
+
+def test_training_claims_near_a_constant_prediction_are_inconclusive(monkeypatch):
+    import numpy as np
+
+    from fcnkit.metrics import ConfusionMatrix
+    from fcnkit.reproduce import runner
+
+    monkeypatch.setattr(runner, "class_names", lambda data: [f"c{i}" for i in range(9)])
+    # A constant prediction (background everywhere) on masks where background dominates:
+    # its mIoU is the background IoU over C classes, below 1/C.
+    rng = np.random.default_rng(0)
+    target = np.where(rng.random(10_000) < 0.8, 0, rng.integers(1, 9, 10_000))
+    cm = ConfusionMatrix(9)
+    cm.update(np.zeros_like(target), target)
+    constant = cm.compute()["miou"]
+    assert constant <= 1 / 9
+    summary = {"a": {"miou": {"mean": constant, "std": 0.0}},
+               "b": {"miou": {"mean": constant + 0.002, "std": 0.001}}}
+    reason = runner.near_chance(summary, "synth:unused")
+    assert reason is not None and "constant prediction" in reason
+    summary["b"]["miou"]["mean"] = 0.6
+    assert runner.near_chance(summary, "synth:unused") is None

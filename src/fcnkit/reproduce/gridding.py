@@ -30,6 +30,7 @@ from fcnkit.reproduce.runner import (
     fmt,
     load_run_model,
     markdown_table,
+    near_chance,
     summarise,
     train_variant,
     val_loader,
@@ -126,6 +127,8 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
         verdict, reason = "inconclusive", (f"artefact energy higher for common factor: "
                                            f"{'yes' if grid_more else 'no'}; HDC − common "
                                            f"mIoU {gap:+.3f} (spread {spread:.3f})")
+    if (untrained := near_chance(summary, data)) is not None:
+        verdict, reason = "inconclusive", untrained
     results = {"claim": "gridding", "claim_text": CLAIM, "config": describe(config, budget),
                "data": data, "runs": runs, "summary": summary, "coverage": coverage,
                "figures": {"coverage": str(figure)}, "verdict": verdict,

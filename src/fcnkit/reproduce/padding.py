@@ -25,6 +25,7 @@ from fcnkit.reproduce.runner import (
     describe,
     fmt,
     markdown_table,
+    near_chance,
     summarise,
     train_variant,
     write_outputs,
@@ -91,7 +92,7 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
                             repeats=3 if config.quick else 10)
     a, b = (summary[v]["miou"] for v in VARIANTS)
     spread = max(a["std"], b["std"])
-    trained = max(a["mean"], b["mean"]) > 1.5 / len(class_names(data))
+    trained = near_chance(summary, data) is None
     faster = latency["ratio"] > 1.0
     if not trained or len(seeds) < 2:
         verdict = "inconclusive"

@@ -205,6 +205,23 @@ def load_run_model(run_dir: str | Path) -> Any:
     return model_from_checkpoint(str(Path(run_dir) / "last.pt"))
 
 
+#: A constant prediction scores mIoU <= 1/C (IoU 1 on one class at best, 0 on the rest); a
+#: claim about training is judged only when some variant clears this multiple of it.
+TRAINED_FACTOR = 1.5
+NEAR_CHANCE_REASON = ("the budget leaves every variant near a constant prediction (best mIoU "
+                      "{best:.3f} < {factor}/C = {bound:.3f}); nothing can be concluded")
+
+
+def near_chance(summary: Mapping[str, Mapping[str, Any]], data: str) -> str | None:
+    """The reason a training claim must be inconclusive (its models learned next to nothing),
+    else None. ``summary``: variant -> ``{"miou": {"mean", "std"}, ...}``."""
+    best = max(float(v["miou"]["mean"]) for v in summary.values())
+    bound = TRAINED_FACTOR / len(class_names(data))
+    if math.isfinite(best) and best >= bound:
+        return None
+    return NEAR_CHANCE_REASON.format(best=best, factor=TRAINED_FACTOR, bound=bound)
+
+
 def class_names(data: str) -> list[str]:
     from fcnkit.data import open_dataset
 

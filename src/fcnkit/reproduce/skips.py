@@ -19,6 +19,7 @@ from fcnkit.reproduce.runner import (
     describe,
     fmt,
     markdown_table,
+    near_chance,
     summarise,
     train_variant,
     write_outputs,
@@ -66,6 +67,8 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
     summary = {v: summarise(runs[v], KEYS) for v in VARIANTS}
     order = {key: ordered(summary, key) for key in ("miou", "trimap_miou", "boundary_iou")}
     verdict, reason = verdict_from(order)
+    if (untrained := near_chance(summary, data)) is not None:
+        verdict, reason = "inconclusive", untrained
     figure = out / "skips_predictions.png"
     prediction_grid({v: load_run_model(out / "runs" / f"{v}-seed0") for v in VARIANTS},
                     data, figure)

@@ -31,6 +31,7 @@ from fcnkit.reproduce.runner import (
     fmt,
     markdown_table,
     mean_std,
+    near_chance,
     summarise,
     train_variant,
     write_outputs,
@@ -110,6 +111,8 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
     else:
         verdict, reason = "inconclusive", (f"bilinear vs random init differ by {gap:+.3f} "
                                            f"mIoU, within the seed spread {spread:.3f}")
+    if (untrained := near_chance(summary, data)) is not None:
+        verdict, reason = "inconclusive", untrained
     results = {"claim": "upsampling", "claim_text": CLAIM, "config": describe(config, budget),
                "data": data, "runs": runs, "summary": summary,
                "figures": {"curves": str(figure)}, "verdict": verdict,
