@@ -272,6 +272,7 @@ class _Channels(nn.Module):
         return x[:, :1]
 
 
+@pytest.mark.slow
 def test_faithful_fcn8s_is_aligned_and_local():
     models = pytest.importorskip("fcnkit.models")
     model = models.build_model("fcn8s", num_classes=2, faithful=True)

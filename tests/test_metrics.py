@@ -147,3 +147,34 @@ def test_plot_confusion_matrix_writes_a_deterministic_png(tmp_path):
     with pytest.raises(ValueError, match="class names"):
         plot_confusion_matrix(cm.matrix, ["bg"], tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
+
+
+def test_one_void_label_for_the_whole_package():
+    """IGNORE_INDEX is defined once (fcnkit.constants) and is what every default means."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    import fcnkit
+    from fcnkit.constants import IGNORE_INDEX
+    from fcnkit.data import IGNORE_INDEX as data_ignore_index
+    from fcnkit.engine.evaluate import evaluate
+
+    assert IGNORE_INDEX == data_ignore_index == 255  # VOC's void label
+    assert ConfusionMatrix(3).ignore_index == IGNORE_INDEX
+    assert inspect.signature(evaluate).parameters["ignore_index"].default == IGNORE_INDEX
+    # Voids are left out of the matrix by default.
+    cm = ConfusionMatrix(2)
+    cm.update(np.array([0, 1, 1]), np.array([0, IGNORE_INDEX, 1]))
+    assert cm.matrix.sum() == 2
+    # No second definition, no literal default anywhere in the sources.
+    root = Path(fcnkit.__file__).parent
+    definitions, literal_defaults = [], []
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if re.search(r"^IGNORE_INDEX\s*=", text, flags=re.MULTILINE):
+            definitions.append(path.relative_to(root).as_posix())
+        if re.search(r"ignore_index\s*(:\s*int\s*)?=\s*255", text):
+            literal_defaults.append(path.relative_to(root).as_posix())
+    assert definitions == ["constants.py"]
+    assert literal_defaults == []

@@ -24,6 +24,13 @@ exact fractions, PyTorch semantics) and the rules are:
   ``note`` naming the op. Reshapes that keep the spatial axes last (channel shuffles) pass
   through, and permutes / transposes are followed (ConvNeXt's channels-last LayerNorm and
   Linear layers); reshapes that move the spatial axes (Swin's windows) are flagged.
+
+The resampling geometry (``F.interpolate``, adaptive pooling) is
+:mod:`fcnkit.arith.resample`'s; this module only reads the op's arguments.
+
+The model table of ``fcnkit models`` lives here too (:func:`model_summary`,
+:func:`count_flops`, :data:`TABLE_VARIANTS`): it reports on models, so it sits above
+:mod:`fcnkit.models`, which imports nothing from this module.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Constants shared across fcnkit, one definition each (no torch import here).
 
 ``IGNORE_INDEX`` is the label of "void" pixels: Pascal VOC marks object boundaries and
-ambiguous regions with 255 in its ``SegmentationClass`` PNGs, and the FCN paper's
-evaluation and loss leave those pixels out (Long et al., CVPR 2015, §4.2 and §5;
-torchvision's ``references/segmentation`` uses ``ignore_index=255`` likewise).
+ambiguous regions with 255 in its ``SegmentationClass`` PNGs and its devkit leaves them
+out of the evaluation; the loss ignores them too, as torchvision's
+``references/segmentation`` does (``ignore_index=`` this value).
 """
 
 from __future__ import annotations

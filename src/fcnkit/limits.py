@@ -1,24 +1,32 @@
 """Limits on work and memory: estimate what a request costs before doing it, refuse above.
 
-Every command whose work or memory grows with numbers the user types (a dilation rate, an
-image size, a dataset size, a training crop) first estimates the cost with one of the
-estimators below and calls :func:`check_budget`, which raises a one-line
-:class:`~fcnkit.errors.InputError` naming the option, the estimate and the limit. The
-estimators are plain arithmetic (stdlib only, never torch), so a refusal costs nothing.
+A geometry is cheap to describe and expensive to draw or run: an animation has one frame
+per output position, the matrix C has (output pixels) x (input pixels) entries, a gridding
+map has (1 + (K - 1) sum(rates))^2 cells, a forward pass at H x W keeps hundreds of floats
+per pixel. Every command whose work or memory grows with numbers the user types (the CLI
+and the explorer alike) first estimates the cost with plain arithmetic and calls
+:func:`check_at_most`, which raises a one-line :class:`~fcnkit.errors.InputError` naming
+the quantity, its estimate and the limit. Stdlib only (never torch), so :mod:`fcnkit.arith`
+may use it and a refusal costs nothing.
 
 The limits (docs/limits.md lists them with the reasoning):
 
-==========================  ============================================================
-``GRIDDING_MAX_CELLS``       cells of the gridding coverage map, RF x RF (RF = 1 + (K-1)
-                             sum(rates)); 16 M cells = 128 MB of int64 counts
-``GRIDDING_MAX_RF``          receptive-field side of ``gridding`` (1-D counts, suggestions)
-``ANIMATION_MAX_CELL_DRAWS`` frames x cells recoloured per frame in ``animate``
-``ANIMATION_MAX_TAPS``       output positions x kernel taps laid out by ``animate``
-``SYNTH_MAX_IMAGE_PIXELS``   pixels of one synthetic image (``data synth --size``)
-``SYNTH_MAX_TOTAL_PIXELS``   pixels of the whole synthetic dataset
-memory budget                bytes a model forward/backward may need (``models``, ``rf``,
-                             ``train --crop``): ``FCNKIT_MEMORY_LIMIT`` or half the RAM
-==========================  ============================================================
+=============================  =========================================================
+``MAX_RECEPTIVE_FIELD``         side of a dilated stack's receptive field whose coverage
+                                is computed (``gridding``, ``--suggest``, the explorer)
+``MAX_COVERAGE_MAP_SIDE``       side up to which the 2-D coverage map is sent to a page
+``MAX_STACK_LAYERS``            layers in one explorer stack or ``--suggest`` search
+``MAX_INPUT_SIZE``              an input size per dimension (explorer; ``rf``/``models``)
+``MAX_ANIMATION_FRAMES``        output positions (one frame each) an animation draws
+``MAX_ANIMATION_CELL_DRAWS``    frames x grid cells drawn by ``animate``
+``MAX_MATRIX_ENTRIES``          entries of a dense convolution matrix C
+``SYNTH_MAX_IMAGE_PIXELS``      pixels of one synthetic image (``data synth``)
+``SYNTH_MAX_IMAGES``            images of a synthetic dataset
+``SYNTH_MAX_TOTAL_PIXELS``      pixels of the whole synthetic dataset
+memory budget                   bytes a model forward/backward may need (``rf`` at a size,
+                                a training crop x batch): ``FCNKIT_MEMORY_LIMIT`` or half
+                                the RAM
+=============================  =========================================================
 
 Set ``FCNKIT_LIMITS_OFF=1`` to turn every check off (at your own risk: the process may then
 be killed by the kernel's out-of-memory handler or run for hours).
@@ -32,18 +40,58 @@ from collections.abc import Sequence
 
 from fcnkit.errors import InputError
 
-#: Environment variable that disables every limit when set to 1/true/yes.
+__all__ = [
+    "LIMITS_OFF_ENV",
+    "MAX_ANIMATION_CELL_DRAWS",
+    "MAX_ANIMATION_FRAMES",
+    "MAX_COVERAGE_MAP_SIDE",
+    "MAX_INPUT_SIZE",
+    "MAX_MATRIX_ENTRIES",
+    "MAX_RECEPTIVE_FIELD",
+    "MAX_STACK_LAYERS",
+    "MEMORY_LIMIT_ENV",
+    "SYNTH_MAX_IMAGES",
+    "SYNTH_MAX_IMAGE_PIXELS",
+    "SYNTH_MAX_TOTAL_PIXELS",
+    "check_animation",
+    "check_at_most",
+    "check_model_input",
+    "check_suggestion_search",
+    "check_synthetic",
+    "check_training_crop",
+    "forward_activation_bytes",
+    "limits_disabled",
+    "memory_budget",
+]
+
+#: Environment variable that disables every limit when set to 1/true/yes/on.
 LIMITS_OFF_ENV = "FCNKIT_LIMITS_OFF"
 #: Environment variable overriding the memory budget, in bytes ("8G", "512M" allowed).
 MEMORY_LIMIT_ENV = "FCNKIT_MEMORY_LIMIT"
 
-GRIDDING_MAX_CELLS = 16_000_000
-GRIDDING_MAX_RF = 100_000
-ANIMATION_MAX_CELL_DRAWS = 400_000
-ANIMATION_MAX_TAPS = 1_000_000
+#: Output positions an animation draws (one frame each): a 20 x 20 output.
+MAX_ANIMATION_FRAMES = 400
+#: Grid cells recoloured over a whole animation, frames x (cells per frame + frames): one
+#: matplotlib patch each, about 10 us apiece, so ~4 s of drawing.
+MAX_ANIMATION_CELL_DRAWS = 400_000
+#: Entries of a dense convolution matrix C (rows x columns): 256 x 256, a 16 x 16 input
+#: convolved to a 16 x 16 output.
+MAX_MATRIX_ENTRIES = 65_536
+#: Side of a dilated stack's receptive field, 1 + (K - 1) sum(rates), for which the
+#: coverage is computed (the 2-D map has side^2 int64 cells: 8 MB at 1025).
+MAX_RECEPTIVE_FIELD = 1025
+#: Side up to which the 2-D coverage map is sent to a page or printed as JSON.
+MAX_COVERAGE_MAP_SIDE = 129
+#: Layers in one explorer stack or in a ``gridding --suggest`` search.
+MAX_STACK_LAYERS = 32
+#: Input size (per dimension) the explorer, ``rf`` and ``models`` accept.
+MAX_INPUT_SIZE = 100_000
+#: Pixels of one synthetic image: 4096 x 4096.
 SYNTH_MAX_IMAGE_PIXELS = 4096 * 4096
-SYNTH_MAX_TOTAL_PIXELS = 2_000_000_000
+#: Images of one synthetic dataset.
 SYNTH_MAX_IMAGES = 1_000_000
+#: Pixels of a whole synthetic dataset (about 6 GB of PNG input at 3 bytes per pixel).
+SYNTH_MAX_TOTAL_PIXELS = 2_000_000_000
 
 #: Float32 activations kept per input pixel by one forward pass of the widest fcnkit model
 #: (FCN-VGG16): sum over its layers of channels / stride^2 = 64*2 + 128*2/4 + 256*3/16 +
@@ -56,8 +104,44 @@ BYTES_PER_FLOAT = 4
 
 
 def limits_disabled() -> bool:
-    """True when ``FCNKIT_LIMITS_OFF`` is set to 1/true/yes."""
+    """True when ``FCNKIT_LIMITS_OFF`` is set to 1/true/yes/on."""
     return os.environ.get(LIMITS_OFF_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _format_bytes(value: float) -> str:
+    for prefix, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}"
+    return f"{value:.0f} B"
+
+
+def check_at_most(what: str, value: float, maximum: float, fix: str, *,
+                  unit: str = "") -> None:
+    """Raise a one-line :class:`InputError` when ``value > maximum`` (unless limits are off).
+
+    The one check of this module: every limit goes through it.
+
+    Args:
+        what: the quantity, e.g. ``"the matrix C has 300x300 entries"`` reads
+            "the matrix C has 300x300 entries = 90000 is more than the limit 65536; ...".
+        value: its value (an estimate for costs).
+        maximum: the bound (inclusive).
+        fix: what the user can change, e.g. ``"use a smaller input size"``.
+        unit: ``"B"`` for bytes (printed in KiB/MiB/GiB/TiB), else a word (``"cells"``).
+    """
+    if value <= maximum or limits_disabled():
+        return
+    if unit == "B":
+        shown, limit = _format_bytes(value), _format_bytes(maximum)
+    else:
+        shown, limit = f"{value:g}" if isinstance(value, float) else str(value), str(maximum)
+        if unit:
+            shown, limit = f"{shown} {unit}", f"{limit} {unit}"
+    raise InputError(f"{what} = {shown} is more than the limit {limit}; {fix} "
+                     f"(or set {LIMITS_OFF_ENV}=1 to skip this check)")
+
+
+# ------------------------------------------------------------------------ memory budget
 
 
 def _parse_bytes(text: str) -> int:
@@ -96,64 +180,16 @@ def memory_budget() -> int:
     return ram // 2 if ram else 4 * 2**30
 
 
-def format_count(value: float, unit: str = "") -> str:
-    """``1.5e9`` → ``'1.5 G'`` + unit (bytes in binary units: ``'1.4 GiB'``)."""
-    if unit == "B":
-        for prefix, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-            if value >= scale:
-                return f"{value / scale:.3g} {prefix}"
-        return f"{value:.0f} B"
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g}{prefix} {unit}".rstrip()
-    return f"{value:.0f} {unit}".rstrip()
-
-
-def check_budget(what: str, estimate: float, limit: float, option: str, *, unit: str = "",
-                 fix: str = "") -> None:
-    """Raise :class:`InputError` when ``estimate`` exceeds ``limit`` (unless limits are off).
-
-    Args:
-        what: the quantity, e.g. ``"gridding coverage map"``.
-        estimate: its estimated size (same unit as ``limit``).
-        limit: the documented limit.
-        option: the option(s) that set the size, named in the message (``"--kernel/RATES"``).
-        unit: ``"B"`` for bytes (printed in KiB/MiB/GiB), else a word (``"cells"``).
-        fix: what to do instead; default: lower the option.
-    """
-    if limits_disabled() or estimate <= limit:
-        return
-    advice = fix or f"lower {option}"
-    raise InputError(
-        f"{option}: the {what} would need {format_count(estimate, unit)}, above the limit of "
-        f"{format_count(limit, unit)}; {advice} (or set {LIMITS_OFF_ENV}=1 to skip this check)"
-    )
-
-
 # ------------------------------------------------------------------------ estimators
 
 
-def gridding_receptive_field(rates: Sequence[int], kernel_size: int) -> int:
-    """Side of a stride-1 dilated stack's receptive field: ``1 + (K - 1) * sum(rates)``.
-
-    (Yu & Koltun 2016, Sec. 2: each KxK layer of dilation r adds (K - 1) r.)
-    """
-    return 1 + (int(kernel_size) - 1) * sum(int(r) for r in rates)
-
-
-def check_gridding(rates: Sequence[int], kernel_size: int,
-                   suggest: Sequence[int] | None = None) -> None:
-    """Refuse a ``gridding`` request whose coverage map or suggestion search is too large."""
-    rf = gridding_receptive_field(rates, kernel_size)
-    check_budget("receptive field side", rf, GRIDDING_MAX_RF, "RATES/--kernel", unit="pixels",
-                 fix="use smaller rates or a smaller kernel")
-    check_budget("coverage map (RF x RF)", rf * rf, GRIDDING_MAX_CELLS, "RATES/--kernel",
-                 unit="cells", fix="use smaller rates or a smaller kernel")
-    if suggest is not None and len(suggest) == 2:
-        layers, target = (int(v) for v in suggest)
-        check_budget("suggestion search (receptive field)", target, GRIDDING_MAX_RF,
-                     "--suggest", unit="pixels")
-        check_budget("suggestion search (layers)", layers, 1_000, "--suggest", unit="layers")
+def check_suggestion_search(layers: int, target_rf: int) -> None:
+    """Refuse a dilation-schedule search (``gridding --suggest``) that is too large: its
+    candidates' coverage is computed up to the target receptive field."""
+    check_at_most("the suggestion's receptive field", int(target_rf), MAX_RECEPTIVE_FIELD,
+                  "ask for a smaller receptive field")
+    check_at_most("layers in the suggestion search", int(layers), MAX_STACK_LAYERS,
+                  "ask for fewer layers")
 
 
 def _axis_cells(n: int, k: int, s: int, p: int, d: int, op: int, transposed: bool) -> int:
@@ -168,45 +204,46 @@ def _axis_cells(n: int, k: int, s: int, p: int, d: int, op: int, transposed: boo
 def check_animation(size: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
                     padding: Sequence[int], dilation: Sequence[int], transposed: bool,
                     output_padding: Sequence[int]) -> None:
-    """Refuse an ``animate`` request that would draw too many cells (all args (H, W) pairs).
+    """Refuse an animation with too many frames or cells to draw (all args (H, W) pairs),
+    before its tap layout is computed.
 
     Output positions (= frames) come from :mod:`fcnkit.arith.sizes`; invalid geometry is
     left to the animation's own checks (this function only measures).
     """
     from fcnkit.arith.sizes import conv_output_size, conv_transpose_output_size
 
-    cells, frames, taps = 1, 1, 1
+    cells, frames = 1, 1
     for axis in range(2):
         n, k, s = size[axis], kernel[axis], stride[axis]
         p, d, op = padding[axis], dilation[axis], output_padding[axis]
         if min(n, k, s, d) < 1 or min(p, op) < 0:
             return
         cells *= _axis_cells(n, k, s, p, d, op, transposed)
-        taps *= k
         try:
             out = (conv_transpose_output_size(n, k, s, p, d, op) if transposed
                    else conv_output_size(n, k, s, p, d))
         except ValueError:
             return
         frames *= max(0, int(out))
-    check_budget("animation (frames x grid cells)", frames * (cells + frames),
-                 ANIMATION_MAX_CELL_DRAWS, "--size/--kernel", unit="cell draws",
-                 fix="animate a smaller layer (a few cells per side show the same geometry)")
-    check_budget("animation tap layout (frames x kernel taps)", frames * taps,
-                 ANIMATION_MAX_TAPS, "--size/--kernel", unit="taps",
-                 fix="animate a smaller layer")
+    check_at_most("the animation's frames (one per output position)", frames,
+                  MAX_ANIMATION_FRAMES, "animate a smaller layer (a few cells per side show "
+                  "the same geometry)")
+    # A frame draws every cell of the grid (the kernel's taps lie within it) plus the output.
+    check_at_most("the animation's cell draws (frames x (grid cells + frames))",
+                  frames * (cells + frames), MAX_ANIMATION_CELL_DRAWS,
+                  "animate a smaller layer (a few cells per side show the same geometry)")
 
 
 def check_synthetic(train: int, val: int, size: Sequence[int]) -> None:
-    """Refuse a ``data synth`` request that is too large, before anything is written."""
+    """Refuse a synthetic dataset that is too large, before anything is written."""
     height, width = (int(v) for v in size)
     images = int(train) + int(val)
-    check_budget("synthetic image", height * width, SYNTH_MAX_IMAGE_PIXELS, "--size",
-                 unit="pixels", fix="use --size up to 4096,4096")
-    check_budget("synthetic dataset", images, SYNTH_MAX_IMAGES, "--train/--val",
-                 unit="images")
-    check_budget("synthetic dataset", images * height * width, SYNTH_MAX_TOTAL_PIXELS,
-                 "--train/--val/--size", unit="pixels")
+    check_at_most(f"a synthetic image of {height}x{width}", height * width,
+                  SYNTH_MAX_IMAGE_PIXELS, "use a size up to 4096x4096", unit="pixels")
+    check_at_most("the synthetic dataset's images (train + val)", images, SYNTH_MAX_IMAGES,
+                  "ask for fewer images")
+    check_at_most("the synthetic dataset's pixels (images x size)", images * height * width,
+                  SYNTH_MAX_TOTAL_PIXELS, "ask for fewer or smaller images", unit="pixels")
 
 
 def forward_activation_bytes(height: int, width: int, batch: int = 1) -> int:
@@ -214,19 +251,24 @@ def forward_activation_bytes(height: int, width: int, batch: int = 1) -> int:
     return int(height) * int(width) * int(batch) * ACTIVATION_FLOATS_PER_PIXEL * BYTES_PER_FLOAT
 
 
-def check_model_input(size: Sequence[int], option: str = "--size") -> None:
-    """Refuse a model forward pass (``models``, ``rf``) whose activations exceed the budget."""
+def check_model_input(size: Sequence[int], option: str = "size") -> None:
+    """Refuse a model forward pass at ``size`` whose activations exceed the memory budget.
+
+    ``option`` names what set the size in the message (``"--size"`` on the command line).
+    """
     height, width = (int(v) for v in size)
-    check_budget("forward pass at this input size", forward_activation_bytes(height, width),
-                 memory_budget(), option, unit="B",
-                 fix=f"use a smaller {option} (the receptive field and stride do not depend "
-                     "on it)")
+    check_at_most(f"the memory of a forward pass at {height}x{width} (estimate)",
+                  forward_activation_bytes(height, width), memory_budget(),
+                  f"use a smaller {option} (the receptive field and stride do not depend on "
+                  f"it) or raise {MEMORY_LIMIT_ENV}", unit="B")
 
 
 def check_training_crop(crop: Sequence[int], batch_size: int) -> None:
-    """Refuse a training crop x batch whose forward + backward memory exceeds the budget."""
+    """Refuse a training ``crop`` x ``batch_size`` whose forward + backward memory exceeds
+    the budget (the TrainConfig fields are named in the message)."""
     height, width = (int(v) for v in crop)
     estimate = TRAIN_MEMORY_FACTOR * forward_activation_bytes(height, width, batch_size)
-    check_budget("training step (crop x batch, forward + backward)", estimate,
-                 memory_budget(), "--crop/--batch-size", unit="B",
-                 fix="use a smaller --crop or --batch-size")
+    check_at_most(f"the memory of a training step at crop={height}x{width}, "
+                  f"batch_size={batch_size} (forward + backward, estimate)", estimate,
+                  memory_budget(), f"use a smaller crop or batch_size, or raise "
+                  f"{MEMORY_LIMIT_ENV}", unit="B")

@@ -97,7 +97,7 @@ def _fusion_probe(coarse, skips, up, crops, x):
     return fused, _run([up], running)[0, 0, crops.final_offset[0]:]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(st.lists(direct, min_size=1, max_size=2), st.integers(2, 3)),
                 min_size=3, max_size=3),
        st.integers(0, 12), st.booleans())

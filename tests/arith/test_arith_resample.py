@@ -25,7 +25,7 @@ def _field(equivalent) -> ReceptiveField:
 def _support(layer, n_in: int) -> list[list[int]]:
     """Input pixels with a non-zero derivative, per output pixel (brute force)."""
     jac = torch.autograd.functional.jacobian(
-        layer, torch.rand(1, 1, 1, n_in, dtype=torch.float64) + 0.5)
+        layer, torch.rand(1, 1, 1, n_in, dtype=torch.float64) + 0.5, vectorize=True)
     jac = jac[0, 0, 0, :, 0, 0, 0, :]  # (n_out, n_in)
     return [row.nonzero().flatten().tolist() for row in jac]
 

@@ -36,12 +36,17 @@ def test_demo_quick_writes_run_directory(tmp_path, monkeypatch, capsys):
     overlays = sorted((out / "predictions").glob("*_overlay.jpg"))
     assert len(masks) == len(overlays) == 3  # NUM_PREDICTIONS capped by the 3 val images
     assert np.asarray(Image.open(masks[0])).shape == (40, 48)
+    # The demo ends with the run's report (fcnkit report) and says where it is.
+    report = out / "report.html"
+    assert f"report: {report}" in text
+    assert report.read_text().count('src="data:image/png;base64,') == 3 * 4
 
     # A second run finds the cached dataset and prints JSON on request.
     assert main(["demo", "--quick", "--out", str(out), "--cache", str(cache),
                  "--no-progress", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["run_dir"] == str(out) and result["miou"] == summary["miou"]
+    assert result["files"]["report"] == str(out / "report.html")
 
 
 def test_train_cli_bad_input_is_one_line(tmp_path, capsys):

@@ -268,3 +268,29 @@ def test_console_script_exit_code(world, tmp_path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "missing.pt" in proc.stderr
+
+
+def test_eval_reports_boundary_metrics_of_the_oracle_predictions(world, oracle_model,
+                                                                 capsys) -> None:
+    from fcnkit.metrics import BoundaryMetrics
+
+    code, out, err = run_cli(
+        ["eval", "--checkpoint", world["ckpt"], "--data", world["data"], "--json",
+         "--boundary-width", "2"], capsys)
+    assert code == 0, err
+    expected = BoundaryMetrics(3, width=2)
+    for i in range(len(SIZES)):
+        mask = np.asarray(Image.open(world["data"] / "masks" / "val" / f"img{i}.png"))
+        expected.update(direct_labels(oracle_model, world["images"] / f"img{i}.png"),
+                        mask.astype(np.int64))
+    want = expected.compute()
+    got = json.loads(out)["boundary"]
+    assert got["width"] == 2
+    for key in ("trimap_pixel_acc", "trimap_miou", "boundary_iou"):
+        assert got[key] == pytest.approx(want[key])
+    code, out, err = run_cli(
+        ["eval", "--checkpoint", world["ckpt"], "--data", world["data"]], capsys)
+    assert code == 0 and "Boundary IoU (d=3)" in out
+    code, out, err = run_cli(["eval", "--checkpoint", world["ckpt"], "--data", world["data"],
+                              "--boundary-width", "0", "--json"], capsys)
+    assert code == 0 and "boundary" not in json.loads(out)

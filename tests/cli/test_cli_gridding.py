@@ -57,3 +57,13 @@ def test_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_gridding_is_bounded_like_every_picture(capsys):
+    """A receptive field above fcnkit.limits.MAX_RECEPTIVE_FIELD is refused in one line
+    (its 2-D map would be RF^2 cells) instead of exhausting memory."""
+    from fcnkit.limits import MAX_RECEPTIVE_FIELD
+
+    assert main(["gridding", f"1,{MAX_RECEPTIVE_FIELD // 2}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"limit {MAX_RECEPTIVE_FIELD}" in err

@@ -12,7 +12,7 @@ from fcnkit.cli import main
 from fcnkit.data import detect_layout, open_dataset, read_image
 from fcnkit.data.folder import read_classes_file, read_mask
 from fcnkit.data.palette import save_mask_png, voc_palette
-from fcnkit.data.voc import VOC_CLASSES
+from fcnkit.data.voc import VOC_CLASSES, packaged_split_ids
 from fcnkit.errors import FcnkitWarning, InputError
 
 H, W = 12, 16
@@ -263,7 +263,8 @@ def test_voc_bad_inputs(tmp_path):
     (sets / "empty.txt").write_text("\n")
     with pytest.raises(InputError, match="empty.txt: split file is empty"):
         open_dataset(f"voc:{voc}", "empty")
-    with pytest.raises(InputError, match=r"split 'test' not found; available: empty, train, val"):
+    with pytest.raises(InputError,
+                       match=r"split 'test' not found; available: empty, seg11valid, train, val"):
         open_dataset(f"voc:{voc}", "test")
     (voc / "SegmentationClass" / "2007_000002.png").unlink()
     with pytest.raises(InputError, match="2007_000002.png: no mask for image 2007_000002"):
@@ -303,6 +304,29 @@ def test_sbd_mat_masks_and_train_aug(tmp_path):
     (sbd / "cls" / "2008_000011.mat").write_bytes(b"garbage")
     with pytest.raises(InputError, match="2008_000011.mat: cannot read SBD"):
         dataset[3]
+
+
+def test_seg11valid_ships_with_fcnkit_and_is_held_out_of_training(tmp_path):
+    ids = packaged_split_ids("seg11valid")
+    # The FCN paper's evaluation split: 736 distinct VOC2011 val ids.
+    assert len(ids) == len(set(ids)) == 736
+    assert all(len(i) == 11 and 2007 <= int(i[:4]) <= 2011 for i in ids)
+    # A VOC root without ImageSets/Segmentation/seg11valid.txt still has the split.
+    voc = make_voc(tmp_path / "VOC2012", ids=("2007_000001",), val=("2007_000003",))
+    tiny = np.zeros((4, 4, 3), dtype=np.uint8)
+    for sample_id in ids:
+        Image.fromarray(tiny).save(voc / "JPEGImages" / f"{sample_id}.jpg")
+        save_mask_png(voc / "SegmentationClass" / f"{sample_id}.png",
+                      np.zeros((4, 4), dtype=np.uint8))
+    assert not (voc / "ImageSets" / "Segmentation" / "seg11valid.txt").exists()
+    assert open_dataset(f"voc:{voc}", "seg11valid").ids == ids
+    # With SBD: its train list minus seg11valid is the paper's training set.
+    sbd = tmp_path / "benchmark_RELEASE" / "dataset"
+    (sbd / "cls").mkdir(parents=True)
+    (sbd / "train.txt").write_text(f"2007_000001\n{ids[0]}\n")
+    (sbd / "val.txt").write_text(f"{ids[1]}\n")
+    assert open_dataset(f"voc:{voc}", "seg11train").ids == ["2007_000001"]
+    assert open_dataset(f"voc:{voc}", "train_aug").ids == ["2007_000001"]
 
 
 # --------------------------------------------------------------------------------- CLI

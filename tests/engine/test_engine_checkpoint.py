@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+import re
 
 import numpy as np
 import pytest
@@ -233,3 +235,23 @@ def test_resolve_checkpoint_path(tmp_path):
         ck.resolve_checkpoint_path(tmp_path, name="best.pt")
     with pytest.raises(InputError, match="does not exist"):
         ck.resolve_checkpoint_path(tmp_path / "nope")
+
+
+def test_training_checkpoint_is_the_one_schema(tmp_path):
+    """TrainingCheckpoint writes the keys the module docstring documents, and reads back."""
+    _, payload = make_payload()
+    state = ck.TrainingCheckpoint.from_payload({**payload, "format": ck.CHECKPOINT_FORMAT})
+    path = ck.save_checkpoint(tmp_path / "last.pt", state.to_payload())
+    raw = torch.load(path, weights_only=True)
+    documented = re.findall(r'^\s+"(\w+)":', ck.__doc__, flags=re.MULTILINE)
+    assert list(raw) == documented  # same keys, same order as the docstring's example
+    back = ck.TrainingCheckpoint.from_payload(ck.load_checkpoint(path))
+    assert (back.epoch, back.step, back.classes) == (1, 1, ["c0", "c1", "c2"])
+    assert back.scheduler_state["last_epoch"] == 1
+    for key, value in payload["model_state"].items():
+        assert torch.equal(back.model_state[key], value)
+    # A minimal checkpoint (format, model_state, model_config) resumes from scratch.
+    minimal = ck.TrainingCheckpoint.from_payload(
+        {"format": ck.CHECKPOINT_FORMAT, "model_state": {}, "model_config": {"name": "tiny"}})
+    assert (minimal.epoch, minimal.step, minimal.best_miou) == (0, 0, -math.inf)
+    assert minimal.optimizer_state == {} and minimal.world_size == 1

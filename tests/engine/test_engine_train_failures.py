@@ -104,21 +104,22 @@ def test_best_miou_repaired_from_a_newer_best_pt(tiny_data, tmp_path, scripted_v
 def test_divergence_stops_with_one_line_naming_the_cause(tiny_data, tmp_path, capsys,
                                                          monkeypatch, flags, cause):
     # The loss turns NaN at the 3rd step (epoch 2), as a diverging run's does.
-    original, calls = train_mod.segmentation_loss, []
+    original, calls = train_mod.training_loss, []
 
-    def diverging(logits, masks, weight):
+    def diverging(*args, **kwargs):
         calls.append(1)
-        loss = original(logits, masks, weight)
+        loss = original(*args, **kwargs)
         return loss * float("nan") if len(calls) >= 3 else loss
 
-    monkeypatch.setattr(train_mod, "segmentation_loss", diverging)
+    monkeypatch.setattr(train_mod, "training_loss", diverging)
     run = tmp_path / "run"
     code = main(["train", "--data", f"voc:{tiny_data}", "--model", "fcn32s", "--epochs", "3",
                  "--batch-size", "2", "--crop", "32,32", "--workers", "0", "--no-progress",
-                 "--max-steps-per-epoch", "2", "--out", str(run), *flags])
+                 "--max-steps-per-epoch", "2", "--log-every", "1", "--out", str(run), *flags])
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert code == 2 and len(errors) == 1, err
+    # The loss is read back once per log window (here every step): found at step 3.
     assert "diverged" in errors[0] and "step 3" in errors[0] and cause in errors[0]
     assert load_checkpoint(run / "last.pt")["epoch"] == 1  # the last finite epoch
     assert "diverged" in (run / "error.txt").read_text()
@@ -143,9 +144,7 @@ def test_nan_weights_are_never_saved(tiny_data, tmp_path, monkeypatch):
 
 def test_divergence_message_blames_the_data_when_pixels_are_not_finite():
     config = TrainConfig(data="d", lr=0.001)
-    images = torch.zeros(1, 3, 4, 4)
-    images[0, 0, 0, 0] = float("nan")
-    message = train_mod.divergence_message(config, "the loss became nan", 7, images)
+    message = train_mod.divergence_message(config, "the loss became nan", 7, bad_data=True)
     assert "the data" in message and "lr=" not in message.split("likely cause:")[1][:40]
 
 

@@ -44,11 +44,20 @@ def _id(config) -> str:
     return name + "".join(f"-{k}={v}" for k, v in options.items())
 
 
+# VGG16 models (134 M parameters) take seconds per forward/backward on a CPU: slow.
+INDICES = [
+    pytest.param(i, id=_id(c), marks=[pytest.mark.slow] if
+                 c[1].get("backbone", "vgg16") == "vgg16" and c[0].startswith("fcn") and
+                 c[0] not in ("fcn_resnet18_d2l", "fcn_dilated") else [])
+    for i, c in enumerate(CONFIGS)
+]
+
+
 def test_every_registered_name_is_covered():
     assert sorted({name for name, _ in CONFIGS}) == sorted(list_models())
 
 
-@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[_id(c) for c in CONFIGS])
+@pytest.mark.parametrize("index", INDICES)
 def test_output_shape_any_size(index):
     model = _model(index).eval()
     with torch.no_grad():
@@ -59,7 +68,7 @@ def test_output_shape_any_size(index):
     assert isinstance(model.output_stride, int)
 
 
-@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[_id(c) for c in CONFIGS])
+@pytest.mark.parametrize("index", INDICES)
 def test_backward_reaches_backbone_and_head(index):
     model = _model(index).train()
     x = torch.randn(2, 3, 32, 40)
@@ -75,7 +84,7 @@ def test_backward_reaches_backbone_and_head(index):
     model.zero_grad(set_to_none=True)
 
 
-@pytest.mark.parametrize("index", range(len(CONFIGS)), ids=[_id(c) for c in CONFIGS])
+@pytest.mark.parametrize("index", INDICES)
 def test_state_dict_round_trip_through_weights_file(index, tmp_path):
     name, options = CONFIGS[index]
     model = _model(index).eval()

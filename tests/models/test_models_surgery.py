@@ -20,6 +20,7 @@ def vgg16():
     return torchvision.models.vgg16(weights=None).eval()
 
 
+@pytest.mark.slow
 def test_convolutionalized_vgg16_gives_the_same_logits_and_a_map_on_larger_inputs(vgg16):
     fully_conv = convolutionalize(vgg16).eval()
     x = torch.randn(1, 3, 224, 224)
@@ -48,6 +49,7 @@ def test_convolutionalize_rejects_other_models():
         convolutionalize(torchvision.models.resnet18(weights=None))
 
 
+@pytest.mark.slow
 def test_vgg16_classifier_weights_become_fc6_fc7(vgg16):
     # The path build_model(backbone_weights=file) takes after reading the file (the file
     # reading itself is tested with ResNet-18 in test_models_registry.py: VGG16 is 528 MB).

@@ -47,6 +47,7 @@ import numpy as np
 
 from fcnkit.arith.receptive import receptive_field
 from fcnkit.errors import InputError
+from fcnkit.limits import MAX_RECEPTIVE_FIELD, check_at_most
 
 __all__ = [
     "HDCReport",
@@ -193,8 +194,16 @@ def hdc_check(rates: Sequence[int], kernel_size: int = 3) -> HDCReport:
     Returns:
         An :class:`HDCReport`; ``grids`` comes from the coverage map (exact), ``m_rule_ok``
         and ``common_factor`` are the published rules of thumb for comparison.
+
+    Raises:
+        InputError: bad rates, or a receptive field above
+            :data:`fcnkit.limits.MAX_RECEPTIVE_FIELD` (the map would not fit in memory).
     """
     rates = _check_rates(rates, kernel_size)
+    side = 1 + (kernel_size - 1) * sum(rates)
+    # The 2-D map has side^2 cells: bounded like every picture (fcnkit.limits).
+    check_at_most("the receptive field 1 + (K-1)*sum(rates)", side, MAX_RECEPTIVE_FIELD,
+                  "use smaller rates or fewer layers")
     m = hdc_max_distances(rates)
     counts = dilation_coverage_1d(rates, kernel_size)
     holes_1d = int((counts == 0).sum())

@@ -69,7 +69,8 @@ def describe_layer(
 
         * ``pool``: ``ceil_mode`` (not for TensorFlow);
         * ``conv_transpose``: ``output_padding``, and ``inverse``, the ``conv`` with the same
-          geometry (maps the output back to the input size);
+          geometry and the size it maps the output to (the input size, unless
+          ``output_padding >= stride``, which ``note`` then says);
         * ``conv``: ``inverse``, the ``conv_transpose`` with the ``output_padding`` that
           recovers the input size, and ``transposed_as_direct``, that transposed convolution
           as a stride-1 convolution of the zero-inserted, padded input with the flipped
@@ -131,6 +132,13 @@ def describe_layer(
                 "dilation": _listify(dilation),
                 "output_size": _listify(back),
             }
+            if back != size:
+                # o' = (i-1)s - 2p + d(k-1) + 1 + op maps back to i + floor(op / s): exact
+                # only for op < s, which PyTorch does not demand (it needs op < max(s, d)).
+                report["note"] = (
+                    "output_padding >= stride: the convolution with this geometry does not "
+                    "map the output back to the input size"
+                )
         return report
 
     out = sizes.conv_output_size(*geometry, convention=convention)

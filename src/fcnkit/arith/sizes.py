@@ -37,6 +37,7 @@ __all__ = [
     "conv_transpose_output_size",
     "effective_kernel",
     "output_padding_for",
+    "padding_for",
     "pool_output_size",
     "same_padding",
     "transposed_equivalent",
@@ -548,6 +549,54 @@ def output_padding_for(
         return a
 
     return _per_dim(one, ndim, vals)
+
+
+def padding_for(
+    size: int,
+    target: int,
+    kernel: int,
+    stride: int = 1,
+    dilation: int = 1,
+) -> tuple[int, int]:
+    """The paddings ``p`` for which a convolution maps ``size`` to exactly ``target``.
+
+    ``o = floor((i + 2p - d(k-1) - 1) / s) + 1`` (Dumoulin & Visin, relationship 6 with
+    dilation) equals ``t`` iff ``(t - 1) s <= i + 2p - d(k-1) - 1 <= (t - 1) s + s - 1``,
+    so the solutions are the integers ``p >= 0`` with
+    ``(t - 1) s - i + d(k-1) + 1 <= 2p <= t s - i + d(k-1)``: an interval, possibly empty.
+    One dimension, PyTorch semantics (``nn.Conv2d``).
+
+    Args:
+        size: input size i.
+        target: wanted output size t.
+        kernel, stride, dilation: the convolution's k, s, d.
+
+    Returns:
+        ``(smallest, largest)`` padding giving ``target``.
+
+    Raises:
+        InputError: when no padding gives ``target``; the message gives the output sizes
+            that paddings 0, 1, 2, ... reach.
+    """
+    i = _positive("size", size)
+    t = _positive("target", target)
+    k = _positive("kernel", kernel)
+    s = _positive("stride", stride)
+    d = _positive("dilation", dilation)
+    span = d * (k - 1)
+    low = max(0, _ceil_div((t - 1) * s - i + span + 1, 2))
+    high = (t * s - i + span) // 2
+    if high < low:
+        reach = []
+        for p in range(4):
+            if i + 2 * p > span:
+                reach.append(f"p={p}: {(i + 2 * p - span - 1) // s + 1}")
+        raise InputError(
+            f"target = {t} is not reachable from size {i} with kernel {k}, stride {s}, "
+            f"dilation {d} by any padding ({', '.join(reach) or 'the kernel does not fit'}, "
+            "...); change the stride or the kernel"
+        )
+    return low, high
 
 
 def same_padding(

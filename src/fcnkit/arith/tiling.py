@@ -14,8 +14,10 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_OVERLAP",
     "DEFAULT_WINDOW",
+    "DEFAULT_LABEL_STRIP",
     "check_overlap",
     "sliding_window_starts",
+    "transposed_input_span",
 ]
 
 #: Tile (window) size in pixels when tiling is asked for (or forced by a pixel budget)
@@ -27,6 +29,9 @@ DEFAULT_OVERLAP = 0.33
 #: Images with more pixels than this (1024 x 1024) are tiled even when no window is given,
 #: so one forward pass never holds the activations of a huge photo.
 DEFAULT_MAX_PIXELS = 1024 * 1024
+#: Output rows upsampled and reduced to labels at a time when only labels are wanted
+#: (:func:`fcnkit.engine.inference.labels_by_strips`): C x 64 x W floats stay in cache.
+DEFAULT_LABEL_STRIP = 64
 
 
 def check_overlap(overlap: float) -> float:
@@ -66,3 +71,33 @@ def sliding_window_starts(size: int, window: int, overlap: float) -> list[int]:
     count = math.ceil((size - window) / stride) + 1
     # Tiles at multiples of the stride, the last one clamped flush with the border.
     return [min(i * stride, size - window) for i in range(count)]
+
+
+def transposed_input_span(
+    out_start: int, out_stop: int, *, kernel: int, stride: int, padding: int,
+    input_size: int,
+) -> tuple[int, int]:
+    """Input rows ``[i0, i1)`` of a transposed convolution that produce output rows
+    ``[out_start, out_stop)``, one dimension (PyTorch ``ConvTranspose`` semantics, dilation 1).
+
+    Input row i adds ``w[o + padding - i*stride]`` to output row o when
+    ``0 <= o + padding - i*stride < kernel``, so output row o depends on
+    ``ceil((o + padding - kernel + 1) / stride) <= i <= floor((o + padding) / stride)``.
+    Running the same layer (same padding) on input rows ``[i0, i1)`` alone gives output
+    row o at local row ``o - i0*stride``, with the same terms: strip-wise upsampling then
+    equals the whole map's rows exactly. The span is widened where that local map would
+    not reach the wanted rows (``kernel < stride + padding``): ``i0*stride <= out_start``
+    and ``(i1 - 1)*stride - 2*padding + kernel >= out_stop``; rows added that way touch no
+    wanted row. Clamped to ``[0, input_size)``.
+
+    The same span serves bilinear ``F.interpolate`` by an integer factor f, whose
+    transposed-convolution equivalent is :func:`fcnkit.arith.upsampling_recipe` (f).
+    """
+    if not 0 <= out_start < out_stop:
+        raise InputError(f"output rows must satisfy 0 <= start < stop, got [{out_start}, "
+                         f"{out_stop})")
+    first = -((kernel - 1 - out_start - padding) // stride)  # ceil((o0 + p - k + 1) / s)
+    first = min(first, out_start // stride)  # local row of o0 = o0 - i0*s >= 0
+    last = (out_stop - 1 + padding) // stride  # floor((o1 - 1 + p) / s)
+    last = max(last, -((kernel - out_stop - 2 * padding) // stride))  # ceil((o1 + 2p - k) / s)
+    return max(0, first), min(input_size, last + 1)

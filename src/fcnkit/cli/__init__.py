@@ -35,11 +35,15 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "eval",
     "predict",
+    "export",
     "models",
     "conv",
     "rf",
     "gridding",
     "animate",
+    "explore",
+    "report",
+    "reproduce",
 )
 
 

@@ -218,3 +218,34 @@ def _cell(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return "x".join(str(v) for v in value)
     return str(value)
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--precision``, ``--channels-last``, ``--threads`` (eval, predict)."""
+    from fcnkit.engine.precision import BACKENDS, LAYOUTS, PRECISIONS
+
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="torch",
+        help="torch (a checkpoint) or onnxruntime (an .onnx file from fcnkit export, or a "
+        "checkpoint exported on the fly); default torch",
+    )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="torch backend: auto (bf16 on CUDA and on CPUs with native bf16, else fp32), "
+        "fp32, bf16 or fp16 autocast (default auto)",
+    )
+    parser.add_argument(
+        "--channels-last", choices=LAYOUTS, default="auto",
+        help="torch backend: channels_last (NHWC) layout (default auto: on for CPU and CUDA)",
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, default=None,
+        help="onnxruntime backend: intra-op threads (default: torch's thread count)",
+    )
+
+
+def backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`fcnkit.engine.backends.open_backend` from ``args``."""
+    return {"backend": args.backend, "precision": args.precision,
+            "channels_last": args.channels_last, "threads": args.threads}
+

@@ -3,6 +3,7 @@
 Examples::
 
     fcnkit data synth --out data/synth --train 800 --val 200 --seed 0 --size 150,210
+    fcnkit data synth --task shapes --out data/shapes
     fcnkit data info synth:data/synth --split val
     fcnkit data info folder:my_data --split train --json
 """
@@ -13,6 +14,7 @@ import argparse
 import time
 
 from fcnkit.cli._common import OneLineParser, dims, format_table, int_in, print_json, seed
+from fcnkit.constants import IGNORE_INDEX
 from fcnkit.limits import SYNTH_MAX_IMAGES
 
 
@@ -42,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=seed, default=0, help="dataset seed (default 0)")
     synth.add_argument("--size", type=dims, default=(150, 210),
                        help="image size H,W in pixels (default 150,210)")
+    synth.add_argument("--task", choices=("objects", "shapes"), default="objects",
+                       help="objects (default: class = shape, colour family and texture) or "
+                       "shapes (class = shape only; sizes vary around --size)")
     synth.add_argument("--workers", type=int_in(0, 256), default=None,
                        help="worker processes (default: up to 2)")
     synth.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -67,21 +72,22 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from fcnkit.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic_dataset
+    from fcnkit.data.synthetic import generate_synthetic_dataset
 
     size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
     start = time.perf_counter()
     out = generate_synthetic_dataset(args.out, train=args.train, val=args.val, seed=args.seed,
-                                     size=size, workers=args.workers)
+                                     size=size, workers=args.workers, task=args.task)
     seconds = time.perf_counter() - start
-    summary = {"out": str(out), "train": args.train, "val": args.val, "seed": args.seed,
-               "size": list(size), "classes": SYNTHETIC_CLASSES,
+    classes = [line.split()[0] for line in (out / "classes.txt").read_text().splitlines()]
+    summary = {"out": str(out), "task": args.task, "train": args.train, "val": args.val,
+               "seed": args.seed, "size": list(size), "classes": classes,
                "seconds": round(seconds, 2)}
     if args.json:
         print_json(summary)
     else:
         rows = [[key, value] for key, value in summary.items() if key != "classes"]
-        rows.append(["classes", ", ".join(SYNTHETIC_CLASSES)])
+        rows.append(["classes", ", ".join(classes)])
         print(format_table(rows, ["field", "value"]))
         print(f"read it with: --data synth:{out}")
     return 0
@@ -101,6 +107,6 @@ def run_info(args: argparse.Namespace) -> int:
     rows = [[i, name, count, fraction]
             for i, (name, count, fraction) in enumerate(
                 zip(summary["classes"], summary["pixels"], summary["fraction"]))]
-    rows.append(["255", "void", summary["void_pixels"], summary["void_fraction"]])
+    rows.append([IGNORE_INDEX, "void", summary["void_pixels"], summary["void_fraction"]])
     print(format_table(rows, ["index", "class", "pixels", "fraction"]))
     return 0

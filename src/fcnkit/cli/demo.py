@@ -20,8 +20,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Generate the synthetic dataset in a cache directory (once), train an FCN-8s "
             "(ResNet-18 backbone, from scratch) on the CPU, evaluate it and write a run "
-            "directory: best.pt/last.pt, metrics.json, curves.png, confusion.png and "
-            "prediction overlays. --quick gives a first look in about a minute."
+            "directory: best.pt/last.pt, metrics.json, curves.png, confusion.png, "
+            "prediction overlays and report.html (fcnkit report). --quick gives a first look "
+            "in about a minute."
         ),
     )
     parser.add_argument("--quick", action="store_true", help="tiny run (about a minute)")
@@ -50,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     summary = run_demo(quick=args.quick, out=args.out, cache=args.cache, seed=args.seed,
                        workers=args.workers, threads=args.threads,
                        progress=not args.no_progress, on_dataset=on_dataset)
+    from fcnkit.web.report import write_report
+
+    report = write_report([summary["run_dir"]], Path(summary["run_dir"]) / "report.html")
+    summary["files"]["report"] = report["path"]
     if args.json:
         print_json(summary)
         return 0
@@ -66,5 +71,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nrun directory {summary['run_dir']}: best.pt, last.pt, metrics.json, "
           f"metrics.jsonl, curves.png, confusion.png, predictions/ "
           f"({len(files['predictions'])} files)")
+    print(f"report: {files['report']} (open it in a browser; it works offline)")
     print(f"next: fcnkit eval --checkpoint {files['best']} --data voc:{summary['dataset']}")
     return 0

@@ -17,6 +17,8 @@ from typing import Any
 
 from fcnkit.arith.tiling import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.cli._common import (
+    add_backend_arguments,
+    backend_options,
     device,
     format_table,
     non_negative_int,
@@ -44,7 +46,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--checkpoint", required=True,
-        help="checkpoint file, or a run directory (its best.pt, else last.pt)",
+        help="checkpoint file, or a run directory (its best.pt, else last.pt), or an .onnx "
+        "model (with --backend onnxruntime)",
     )
     parser.add_argument(
         "--data", required=True,
@@ -75,9 +78,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", type=device, default="cpu",
                         help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument(
+        "--boundary-width", type=non_negative_int, default=3, metavar="D",
+        help="also report trimap mIoU and Boundary IoU within D pixels of the true "
+        "boundaries (default 3; 0 = off)",
+    )
+    parser.add_argument(
         "--skip-bad", action="store_true",
         help="skip unreadable or inconsistent samples with a warning instead of stopping",
     )
+    add_backend_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -90,7 +99,8 @@ def run(args: Any) -> int:
     result = evaluate_checkpoint(
         args.checkpoint, args.data, split=args.split, window=window_size, overlap=args.overlap,
         batch_size=args.batch_size, workers=args.workers, device=args.device,
-        skip_bad=args.skip_bad,
+        skip_bad=args.skip_bad, boundary_width=args.boundary_width or None,
+        **backend_options(args),
     )
     if args.json:
         print_json(_nan_to_none(result))
@@ -100,7 +110,7 @@ def run(args: Any) -> int:
         f"sliding window {window_size[0]}x{window_size[1]}, overlap {args.overlap:g}")
     skipped = f" ({result['skipped']} bad samples skipped)" if result["skipped"] else ""
     print(f"\n{result['num_images']} images of split {args.split!r}{skipped}, {mode}, "
-          f"checkpoint {result['checkpoint']}")
+          f"model {result['checkpoint']} ({result['backend']})")
     return 0
 
 
@@ -118,10 +128,20 @@ def format_report(result: dict[str, Any], classes: list[str]) -> str:
             ["mean accuracy", _percent(result.get("mean_acc"))],
             ["mean IoU", _percent(result.get("miou"))],
             ["frequency-weighted IoU", _percent(result.get("fwiou"))],
+            *_boundary_rows(result.get("boundary")),
         ],
         ["metric", "%"],
     )
     return f"{per_class}\n\n{summary}"
+
+
+def _boundary_rows(boundary: dict[str, Any] | None) -> list[list[str]]:
+    if not boundary:
+        return []
+    d = boundary["width"]
+    return [[f"trimap pixel accuracy (d={d})", _percent(boundary["trimap_pixel_acc"])],
+            [f"trimap mean IoU (d={d})", _percent(boundary["trimap_miou"])],
+            [f"Boundary IoU (d={d})", _percent(boundary["boundary_iou"])]]
 
 
 def _nan_to_none(value: Any) -> Any:

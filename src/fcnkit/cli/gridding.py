@@ -44,15 +44,15 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from fcnkit.arith.gridding import hdc_check, suggest_rates
     from fcnkit.errors import InputError
-    from fcnkit.limits import check_gridding
+    from fcnkit.limits import check_suggestion_search
 
-    check_gridding(args.rates, args.kernel, args.suggest if isinstance(args.suggest, tuple)
-                   else None)
+    # hdc_check refuses a receptive field above fcnkit.limits.MAX_RECEPTIVE_FIELD itself.
     report = hdc_check(args.rates, kernel_size=args.kernel)
     suggestions = None
     if args.suggest is not None:
         if not isinstance(args.suggest, tuple) or len(args.suggest) != 2:
             raise InputError("--suggest takes LAYERS,RF, e.g. --suggest 6,67")
+        check_suggestion_search(*args.suggest)
         suggestions = suggest_rates(args.suggest[0], args.suggest[1], kernel_size=args.kernel)
     if args.plot:
         from fcnkit.viz.gridding import plot_dilation_coverage

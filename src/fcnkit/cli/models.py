@@ -14,6 +14,7 @@ from typing import Any
 
 from fcnkit.cli._common import format_table, int_in, print_json, size_pair
 from fcnkit.constants import MAX_CLASSES
+from fcnkit.limits import MAX_INPUT_SIZE
 
 NAME = "models"
 
@@ -31,7 +32,7 @@ def register(subparsers: Any) -> None:
             "Inputs are ImageNet-normalised RGB images; outputs logits at the input size."
         ),
     )
-    parser.add_argument("--size", type=size_pair(65_536), default=(320, 480),
+    parser.add_argument("--size", type=size_pair(MAX_INPUT_SIZE), default=(320, 480),
                         help="input size H,W for GFLOPs and receptive field (320,480)")
     parser.add_argument("--num-classes", type=int_in(1, MAX_CLASSES), default=21,
                         help="classes (default 21)")

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
-from fcnkit.cli._common import device, format_table, overlap, positive_int, print_json, window
+from fcnkit.cli._common import (
+    add_backend_arguments,
+    backend_options,
+    device,
+    format_table,
+    overlap,
+    positive_int,
+    print_json,
+    window,
+)
 
 NAME = "predict"
 
@@ -37,7 +46,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--checkpoint", required=True,
-        help="checkpoint file, or a run directory (its best.pt, else last.pt)",
+        help="checkpoint file, or a run directory (its best.pt, else last.pt), or an .onnx "
+        "model (with --backend onnxruntime)",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or directories")
     parser.add_argument("--out", required=True, help="output directory (created if missing)")
@@ -64,6 +74,7 @@ def register(subparsers: Any) -> None:
         help="skip unreadable images with a warning (and a count at the end) instead of stopping",
     )
     parser.add_argument("--json", action="store_true", help="print the outputs as JSON")
+    add_backend_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -73,7 +84,7 @@ def run(args: Any) -> int:
     report = predict_checkpoint(
         args.checkpoint, args.inputs, args.out, overlay=args.overlay, window=args.window,
         overlap=args.overlap, max_pixels=args.max_pixels, device=args.device,
-        skip_bad=args.skip_bad,
+        skip_bad=args.skip_bad, **backend_options(args),
     )
     if args.json:
         print_json(report)

@@ -15,6 +15,7 @@ from typing import Any
 
 from fcnkit.cli._common import format_table, int_in, print_json, size_pair
 from fcnkit.constants import MAX_CLASSES
+from fcnkit.limits import MAX_INPUT_SIZE
 
 NAME = "rf"
 
@@ -33,7 +34,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("model", metavar="MODEL", help="fcnkit or torchvision model name")
-    parser.add_argument("--size", type=size_pair(65_536), default=224,
+    parser.add_argument("--size", type=size_pair(MAX_INPUT_SIZE), default=224,
                         help="input size N or H,W (224)")
     parser.add_argument("--num-classes", type=int_in(1, MAX_CLASSES), default=21,
                         help="classes for fcnkit models (default 21)")
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from fcnkit.limits import check_model_input
 
     size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
-    check_model_input(size)
+    check_model_input(size, "--size")
     model = model_for_analysis(args.model, num_classes=args.num_classes)
     records = receptive_field_of(model, size)
     if getattr(model, "fcnkit_conv_body_only", False):

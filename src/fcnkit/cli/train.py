@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import int_in, print_json, size_pair
+from fcnkit.cli._common import device, int_in, print_json, size_pair
+from fcnkit.engine.precision import LAYOUTS, PRECISIONS
 from fcnkit.errors import InputError
 
 # Flags whose value is a comma-separated pair of numbers.
@@ -28,6 +29,11 @@ def _ranged(name: str) -> Any:
     if name in INTEGER_FIELDS:
         return int_in(int(span.low), int(span.high))
     return float_in(span.low, span.high, low_open=span.low_open, high_open=span.high_open)
+
+
+def _device_name(text: str) -> str:
+    """cpu, cuda or cuda:N, checked to exist here (engine.inference.resolve_device)."""
+    return str(device(text))
 
 
 def register(subparsers: Any) -> None:
@@ -69,17 +75,32 @@ def register(subparsers: Any) -> None:
       help="continue a run from its last.pt; auto: the --out run's last.pt if any, else fresh")
     a("--seed", type=_ranged("seed"), help="random seed (default 0)")
     a("--workers", type=_ranged("workers"), help="data loader workers per process (default 2)")
-    a("--device", choices=("cpu", "cuda"), help="device (default cpu)")
-    a("--amp", action=argparse.BooleanOptionalAction, help="mixed precision on CUDA (on)")
+    a("--device", type=_device_name, metavar="DEVICE", help="cpu, cuda or cuda:N (default cpu)")
+    a("--precision", choices=PRECISIONS,
+      help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16, fp16")
+    a("--channels-last", choices=LAYOUTS, help="NHWC model and batches (default auto: on)")
     a("--skip-bad", action=argparse.BooleanOptionalAction, help="skip unreadable samples")
     a("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm under DDP")
     a("--log-every", type=_ranged("log_every"),
-       help="metrics.jsonl step line every N steps (default 10)")
+      help="metrics.jsonl step line every N steps (default 10)")
     a("--max-steps-per-epoch", type=_ranged("max_steps_per_epoch"),
-       help="cap on optimizer steps per epoch")
+      help="cap on optimizer steps per epoch")
     a("--threads", type=_ranged("threads"),
-       help="torch threads per process (default cores / processes)")
-    a("--progress", action=argparse.BooleanOptionalAction, help="progress bar (on)")
+      help="torch threads per process (default cores / processes)")
+    a("--init-from", metavar="CKPT",
+      help="start from these weights (fcnkit checkpoint/.safetensors, torchvision or "
+      "pytorch-fcn file): tensors matching by name and shape are copied; counts reported")
+    a("--recipe", choices=("modern", "caffe"),
+      help="modern (default) or caffe: the FCN paper's summed loss, SGD momentum 0.99, "
+      "fixed lr 1e-10/1e-12/1e-14 (32s/16s/8s), wd 5e-4, biases 2x lr without decay, "
+      "frozen bilinear upsampling, whole images at batch 1 (flags given still win)")
+    a("--aux-loss-weight", type=_ranged("aux_loss_weight"),
+      help="weight of the auxiliary head's loss for aux=True models (default 0.5)")
+    a("--progress", action=argparse.BooleanOptionalAction,
+      help="per-step progress: a bar on a terminal, else a line per log window (on)")
+    a("--tensorboard", action=argparse.BooleanOptionalAction,
+      help="also log scalars and validation predictions to RUN_DIR/tensorboard "
+      "(tensorboard --logdir; pip install 'fcnkit[tensorboard]') (off)")
     parser.add_argument("--nproc", type=int_in(1, 1024), default=1,
                         help="processes on this node (DDP; default 1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -105,6 +126,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
         return base.replace(**given)
     if "data" not in given:
         raise InputError("--data is required (e.g. --data synth:DIR); or pass --resume RUN_DIR")
+    if given.get("recipe") == "caffe":
+        from fcnkit.engine.optim import caffe_recipe_defaults
+
+        # The recipe's settings fill in what the command line leaves open.
+        given = {**caffe_recipe_defaults(given.get("model", "fcn8s")), **given}
     return TrainConfig(**given)
 
 
@@ -154,6 +180,12 @@ def run(args: argparse.Namespace) -> int:
         rows += [["best_miou", result["best_miou"]], ["train_loss", result["train_loss"]],
                  ["time_s", round(result["time_s"], 1)]]
         print(format_table(rows, ["metric", "value"]))
+        if result.get("init_from"):
+            counts = result["init_from"]
+            print(f"init from {config.init_from}: copied {counts['copied']}, skipped "
+                  f"{counts['skipped']}, new {counts['new']} tensors")
+        if result["skipped"]:
+            print(f"skipped {result['skipped']} bad sample(s) (--skip-bad)")
         files = [Path(p).name for p in (result["last"], result["best"]) if p]
         files += [n for n in ("metrics.jsonl", "curves.png")
                   if (Path(result["run_dir"]) / n).is_file()]

@@ -22,7 +22,7 @@ from typing import Any
 from fcnkit.errors import InputError
 
 _LAZY = {
-    "IGNORE_INDEX": "fcnkit.data.palette",
+    "IGNORE_INDEX": "fcnkit.constants",
     "voc_palette": "fcnkit.data.palette",
     "colorize": "fcnkit.data.palette",
     "overlay": "fcnkit.data.palette",

@@ -30,7 +30,8 @@ def ensure_dataset(
     """The synthetic dataset for ``spec`` under the cache; generated when absent.
 
     Args:
-        spec: ``{"train": int, "val": int, "seed": int, "size": (h, w)}``, the arguments of
+        spec: ``{"train": int, "val": int, "seed": int, "size": (h, w)}`` and optionally
+            ``"task"`` (``"objects"`` by default, or ``"shapes"``), the arguments of
             :func:`fcnkit.data.synthetic.generate_synthetic_dataset`.
         cache: cache directory (see :func:`cache_dir`).
 
@@ -38,10 +39,12 @@ def ensure_dataset(
         ``(directory, generated_now)``. A directory whose ``synthetic.json`` does not match
         ``spec`` (another generator version, or an interrupted run) is regenerated.
     """
-    from fcnkit.data.synthetic import GENERATOR_VERSION, generate_synthetic_dataset
+    from fcnkit.data.synthetic import generate_synthetic_dataset, task_info
 
     h, w = spec["size"]
-    root = cache_dir(cache) / f"synthetic-s{spec['seed']}-{spec['train']}-{spec['val']}-{h}x{w}"
+    task = spec.get("task", "objects")
+    prefix = "synthetic" if task == "objects" else task
+    root = cache_dir(cache) / f"{prefix}-s{spec['seed']}-{spec['train']}-{spec['val']}-{h}x{w}"
     manifest = root / "synthetic.json"
     if manifest.is_file():
         try:
@@ -50,8 +53,8 @@ def ensure_dataset(
             stored = {}
         same = all(stored.get(k) == (list(v) if isinstance(v, tuple) else v)
                    for k, v in spec.items())
-        if same and stored.get("version") == GENERATOR_VERSION:
+        if same and stored.get("version") == task_info(task)[2]:
             return root, False
     generate_synthetic_dataset(root, train=spec["train"], val=spec["val"], seed=spec["seed"],
-                               size=tuple(spec["size"]))
+                               size=tuple(spec["size"]), task=task)
     return root, True

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fcnkit.data.palette import IGNORE_INDEX, voc_palette
+from fcnkit.constants import IGNORE_INDEX
+from fcnkit.data.palette import voc_palette
 from fcnkit.errors import InputError, first_line, warn
 
 RGB = tuple[int, int, int]

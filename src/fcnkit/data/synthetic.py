@@ -59,7 +59,11 @@ from PIL import Image
 from scipy import ndimage
 
 from fcnkit.atomic import atomic_path, write_text_atomic
-from fcnkit.data.palette import IGNORE_INDEX, save_mask_png, voc_palette
+from fcnkit.data.drawing import SPLIT_CODES as _SPLIT_CODES
+from fcnkit.data.drawing import regular_polygon as _regular_polygon
+from fcnkit.data.drawing import smooth_noise as _smooth_noise
+from fcnkit.data.drawing import void_band
+from fcnkit.data.palette import save_mask_png, voc_palette
 from fcnkit.errors import InputError
 from fcnkit.limits import check_synthetic
 
@@ -79,7 +83,6 @@ SYNTHETIC_CLASSES: list[str] = [
 #: Bumped whenever the generator's output for a given seed changes.
 GENERATOR_VERSION = 1
 
-_SPLIT_CODES = {"train": 0, "val": 1}
 
 # Hue (fraction of the colour circle) of each foreground class's colour family.
 _HUES = {
@@ -114,16 +117,6 @@ def _shape_box(u: Array, v: Array, r: Array, t: Array, R: float, rng) -> Array:
     aspect = rng.uniform(0.55, 1.0)
     half = R / math.sqrt(1.0 + aspect**2)  # corner on the circle of radius R
     return (np.abs(u) <= half) & (np.abs(v) <= half * aspect)
-
-
-def _regular_polygon(u: Array, v: Array, R: float, sides: int) -> Array:
-    # Inside a regular n-gon of circumradius R iff every edge normal n_k has u·n_k <= R cos(π/n).
-    inside = np.ones(u.shape, dtype=bool)
-    apothem = R * math.cos(math.pi / sides)
-    for k in range(sides):
-        angle = 2.0 * math.pi * k / sides
-        inside &= u * math.cos(angle) + v * math.sin(angle) <= apothem
-    return inside
 
 
 def _shape_triangle(u: Array, v: Array, r: Array, t: Array, R: float, rng) -> Array:
@@ -241,14 +234,6 @@ _TEXTURES: dict[str, Callable[..., Array]] = {
 # ----------------------------------------------------------------------- rendering
 
 
-def _smooth_noise(rng, height: int, width: int, cell: float) -> Array:
-    """Zero-mean noise with features about ``cell`` pixels wide (bilinear value noise)."""
-    gh, gw = int(height / cell) + 2, int(width / cell) + 2
-    grid = rng.standard_normal((gh, gw)).astype(np.float32)
-    field = ndimage.zoom(grid, (height / (gh - 1) + 1e-6, width / (gw - 1) + 1e-6), order=1)
-    return field[:height, :width]
-
-
 def _segment_mask(
     y: Array, x: Array, p0: tuple[float, float], p1: tuple[float, float], width: float
 ) -> Array:
@@ -325,31 +310,6 @@ def _draw_object(rng, image: Array, labels: Array, class_index: int) -> None:
     labels[y0:y1, x0:x1][inside] = class_index
 
 
-def void_band(labels: Array, ignore_index: int = IGNORE_INDEX) -> Array:
-    """Labels with every pixel next to a different label (4-neighbourhood) set to void.
-
-    The band is one pixel wide on each side of a boundary, like the void outlines that
-    Pascal VOC's annotators drew around objects.
-
-    Args:
-        labels: (H, W) integer class indices.
-        ignore_index: value written into the band.
-
-    Returns:
-        A copy of ``labels`` (same dtype) with the band set to ``ignore_index``.
-    """
-    edge = np.zeros(labels.shape, dtype=bool)
-    vertical = labels[1:, :] != labels[:-1, :]
-    horizontal = labels[:, 1:] != labels[:, :-1]
-    edge[1:, :] |= vertical
-    edge[:-1, :] |= vertical
-    edge[:, 1:] |= horizontal
-    edge[:, :-1] |= horizontal
-    out = labels.copy()
-    out[edge] = ignore_index
-    return out
-
-
 def render_synthetic_sample(
     seed: int, split: str, index: int, size: tuple[int, int] = (150, 210)
 ) -> tuple[Array, Array, int]:
@@ -383,20 +343,37 @@ def render_synthetic_sample(
     return image_u8, void_band(labels), int(rng.integers(72, 96))
 
 
-def _write_sample(job: tuple[Path, int, str, int, tuple[int, int]]) -> str:
-    out, seed, split, index, size = job
+#: Synthetic tasks: ``objects`` (the default: class = shape + colour family + texture) and
+#: ``shapes`` (:mod:`fcnkit.data.shapes`: class = shape only).
+TASKS = ("objects", "shapes")
+
+
+def task_info(task: str) -> tuple[Callable[..., tuple[Array, Array, int]], list[str], int]:
+    """(render function, class names, generator version) of a synthetic task."""
+    if task == "shapes":
+        from fcnkit.data.shapes import SHAPES_CLASSES, SHAPES_VERSION, render_shapes_sample
+
+        return render_shapes_sample, SHAPES_CLASSES, SHAPES_VERSION
+    if task == "objects":
+        return render_synthetic_sample, SYNTHETIC_CLASSES, GENERATOR_VERSION
+    raise InputError(f"--task {task!r} must be one of {', '.join(TASKS)}")
+
+
+def _write_sample(job: tuple[Path, int, str, int, tuple[int, int], str]) -> str:
+    out, seed, split, index, size, task = job
     sample_id = f"{split}_{index:05d}"
-    image, mask, quality = render_synthetic_sample(seed, split, index, size)
+    render, classes, _ = task_info(task)
+    image, mask, quality = render(seed, split, index, size)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     with atomic_path(out / "JPEGImages" / f"{sample_id}.jpg") as tmp:
         tmp.write_bytes(buffer.getvalue())
-    save_mask_png(out / "SegmentationClass" / f"{sample_id}.png", mask, _palette())
+    save_mask_png(out / "SegmentationClass" / f"{sample_id}.png", mask, _palette(len(classes)))
     return sample_id
 
 
-def _palette() -> list[tuple[int, int, int]]:
-    return voc_palette(len(SYNTHETIC_CLASSES))
+def _palette(num_classes: int = len(SYNTHETIC_CLASSES)) -> list[tuple[int, int, int]]:
+    return voc_palette(num_classes)
 
 
 def generate_synthetic_dataset(
@@ -407,6 +384,7 @@ def generate_synthetic_dataset(
     seed: int = 0,
     size: tuple[int, int] = (150, 210),
     workers: int | None = None,
+    task: str = "objects",
 ) -> Path:
     """Write the synthetic segmentation dataset in Pascal VOC layout.
 
@@ -418,6 +396,8 @@ def generate_synthetic_dataset(
         seed: dataset seed; the same seed gives the same bytes.
         size: (height, width) of every image in pixels, each ≥ 32.
         workers: worker processes (``None`` → up to 2, one per CPU core; 1 → no pool).
+        task: ``"objects"`` (default) or ``"shapes"`` (class decided by shape alone, image
+            sizes varying around ``size``; see :mod:`fcnkit.data.shapes`).
 
     Returns:
         The output directory as a :class:`~pathlib.Path` (a VOC2012-style root that
@@ -428,6 +408,7 @@ def generate_synthetic_dataset(
     if len(tuple(size)) != 2 or min(size) < 32:
         raise InputError(f"size must be (H, W) with both at least 32 pixels, got {size}")
     size = (int(size[0]), int(size[1]))
+    _, classes, version = task_info(task)
     if train < 0 or val < 0 or train + val == 0:
         raise InputError(f"train/val image counts must be >= 0 and not both 0, got {train}/{val}")
     check_synthetic(train, val, size)  # before anything is created: no empty tree on refusal
@@ -436,7 +417,7 @@ def generate_synthetic_dataset(
         raise InputError(f"output {out} exists and is not a directory; choose another path")
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, int(seed), split, i, size)
+    jobs = [(out, int(seed), split, i, size, task)
             for split, count in (("train", train), ("val", val)) for i in range(count)]
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
@@ -454,9 +435,11 @@ def generate_synthetic_dataset(
     write_text_atomic(out / "ImageSets" / "Segmentation" / "trainval.txt",
                       "".join(f"{i}\n" for i in ids))
     write_text_atomic(out / "classes.txt", "".join(
-        f"{name} {r} {g} {b}\n" for name, (r, g, b) in zip(SYNTHETIC_CLASSES, _palette())))
-    manifest = {"generator": "fcnkit.data.synthetic", "version": GENERATOR_VERSION,
+        f"{name} {r} {g} {b}\n" for name, (r, g, b) in zip(classes, _palette(len(classes)))))
+    manifest = {"generator": "fcnkit.data.synthetic", "version": version,
                 "seed": int(seed), "train": int(train), "val": int(val),
-                "size": list(size), "classes": SYNTHETIC_CLASSES}
+                "size": list(size), "classes": classes}
+    if task != "objects":  # the default task's manifest stays as before (demo cache check)
+        manifest["task"] = task
     write_text_atomic(out / "synthetic.json", json.dumps(manifest, indent=2) + "\n")
     return out

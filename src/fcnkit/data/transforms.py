@@ -88,6 +88,7 @@ def train_transform(
     scale_range: Sequence[float] | None = (0.5, 2.0),
     hflip: bool = True,
     color_jitter: bool = True,
+    normalize: Any = None,
 ) -> v2.Compose:
     """The joint training augmentation: scale, crop (pad 0 / 255), flip, jitter, normalise.
 
@@ -97,6 +98,8 @@ def train_transform(
         scale_range: random scale factors (low, high), ``None`` for no scaling.
         hflip: random horizontal flip with probability 0.5.
         color_jitter: random brightness, contrast and saturation (factors 0.7 … 1.3).
+        normalize: the last step, a v2 transform on [0, 1] RGB images (default: ImageNet
+            mean/std; a model's own is ``fcnkit.models.preprocess.Preprocessing.transform()``).
 
     Returns:
         A ``v2.Compose`` taking and returning ``(tv_tensors.Image, tv_tensors.Mask)``.
@@ -115,16 +118,21 @@ def train_transform(
         steps.append(v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3))
     steps += [
         v2.ToDtype(torch.float32, scale=True),  # uint8 images → [0, 1]; masks untouched
-        v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
+        normalize or _imagenet_normalize(),
     ]
     return v2.Compose(steps)
 
 
-def eval_transform() -> v2.Compose:
-    """Evaluation: the whole image, ImageNet-normalised; the mask is unchanged."""
+def _imagenet_normalize() -> v2.Normalize:
+    return v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+
+
+def eval_transform(normalize: Any = None) -> v2.Compose:
+    """Evaluation: the whole image, normalised by ``normalize`` (default ImageNet mean/std,
+    see :func:`train_transform`); the mask is unchanged."""
     return v2.Compose([
         v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
+        normalize or _imagenet_normalize(),
     ])
 
 

@@ -16,8 +16,14 @@ SBD (Hariharan et al. 2011, "Semantic contours from inverse detectors") adds
 directory and their parents. With SBD present the splits are extended by
 
 * ``train_aug`` (unless ``ImageSets/Segmentation/train_aug.txt`` exists): SBD train ∪ SBD
-  val ∪ VOC train, minus VOC val — the 10,582-image set of the DeepLab papers;
+  val ∪ VOC train, minus VOC val and seg11valid — the 10,582-image set of the DeepLab papers;
+* ``seg11train``: SBD train minus seg11valid — the FCN paper's training set (Long et al.
+  2015 §4.1: the 8,498 SBD train images), kept disjoint from its evaluation split;
 * ``sbd_train``, ``sbd_val``: SBD's own lists.
+
+``seg11valid`` — the 736 VOC2011 val images the FCN paper reports on (val minus SBD train;
+the list of ``fcn.berkeleyvision.org``'s ``data/pascal/seg11valid.txt``) — ships with
+fcnkit and is used when ``ImageSets/Segmentation/seg11valid.txt`` is absent.
 
 A sample's mask is ``SegmentationClass/<id>.png``, else ``SegmentationClassAug/<id>.png``
 (the common PNG conversion of SBD), else SBD's ``cls/<id>.mat``.
@@ -115,11 +121,29 @@ def _read_ids(path: Path) -> list[str]:
     return ids
 
 
+#: Splits shipped as package data (``fcnkit/data/splits/<name>.txt``).
+PACKAGED_SPLITS = ("seg11valid",)
+
+
+def packaged_split_ids(name: str) -> list[str]:
+    """Ids of a split that ships with fcnkit (:data:`PACKAGED_SPLITS`)."""
+    from importlib.resources import files
+
+    text = files("fcnkit.data").joinpath("splits", f"{name}.txt").read_text(encoding="utf-8")
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+
 def _available_splits(voc_root: Path, sbd_root: Path | None) -> list[str]:
     names = sorted(p.stem for p in (voc_root / "ImageSets" / "Segmentation").glob("*.txt"))
+    names += list(PACKAGED_SPLITS)
     if sbd_root is not None:
-        names += ["train_aug", "sbd_train", "sbd_val"]
+        names += ["train_aug", "seg11train", "sbd_train", "sbd_val"]
     return sorted(set(names))
+
+
+def _seg11valid_ids(sets: Path) -> set[str]:
+    local = sets / "seg11valid.txt"
+    return set(_read_ids(local) if local.is_file() else packaged_split_ids("seg11valid"))
 
 
 def _split_ids(voc_root: Path, sbd_root: Path | None, split: str) -> list[str]:
@@ -127,8 +151,13 @@ def _split_ids(voc_root: Path, sbd_root: Path | None, split: str) -> list[str]:
     split_file = sets / f"{split}.txt"
     if split_file.is_file():
         return _read_ids(split_file)
+    if split in PACKAGED_SPLITS:
+        return packaged_split_ids(split)
     if sbd_root is not None and split in ("sbd_train", "sbd_val"):
         return _read_ids(sbd_root / f"{split[4:]}.txt")
+    if sbd_root is not None and split == "seg11train":
+        held_out = _seg11valid_ids(sets)
+        return [i for i in _read_ids(sbd_root / "train.txt") if i not in held_out]
     if sbd_root is not None and split == "train_aug":
         voc_val = set(_read_ids(sets / "val.txt")) if (sets / "val.txt").is_file() else set()
         voc_train = _read_ids(sets / "train.txt") if (sets / "train.txt").is_file() else []
@@ -136,7 +165,7 @@ def _split_ids(voc_root: Path, sbd_root: Path | None, split: str) -> list[str]:
         for name in ("train.txt", "val.txt"):
             if (sbd_root / name).is_file():
                 pool.update(_read_ids(sbd_root / name))
-        ids = sorted(pool - voc_val)
+        ids = sorted(pool - voc_val - _seg11valid_ids(sets))
         if not ids:
             raise InputError(f"{sbd_root}: SBD train/val lists give no train_aug images")
         return ids
@@ -151,7 +180,8 @@ class VOCDataset(SegmentationDataset):
     Args:
         root: see the module docstring.
         split: ``train``, ``val``, ``trainval``, any ``ImageSets/Segmentation/<split>.txt``,
-            or with SBD ``train_aug`` / ``sbd_train`` / ``sbd_val``.
+            ``seg11valid`` (packaged), or with SBD ``train_aug`` / ``seg11train`` /
+            ``sbd_train`` / ``sbd_val``.
         transform: joint transform, see :class:`SegmentationDataset`.
         skip_bad: drop bad samples (with a warning line each) instead of raising.
     """

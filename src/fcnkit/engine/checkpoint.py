@@ -1,7 +1,9 @@
 """Checkpoints: one plain dict, written atomically, loaded with ``weights_only=True``.
 
 A fcnkit checkpoint is a ``dict`` holding only tensors and plain Python data (no pickled
-classes), so ``torch.load(path, weights_only=True)`` opens it without running code::
+classes), so ``torch.load(path, weights_only=True)`` opens it without running code. Its
+schema is :class:`TrainingCheckpoint` (``fcnkit train`` writes every ``last.pt`` and
+``best.pt`` through :meth:`TrainingCheckpoint.to_payload`)::
 
     {
         "format": "fcnkit-checkpoint/1",
@@ -14,21 +16,26 @@ classes), so ``torch.load(path, weights_only=True)`` opens it without running co
         "step": 1200,                    # optimizer steps completed
         "optimizer_state": {...},
         "scheduler_state": {...},
+        "scaler_state": {...},           # AMP GradScaler ({} without AMP)
         "rng_state": {...},              # capture_rng_state(): python / numpy / torch
         "metrics": {...},                # last validation metrics
+        "best_miou": 0.61,               # best validation mIoU so far
+        "best_epoch": 2,                 # the epoch best.pt holds (None: no best yet)
+        "world_size": 2,                 # processes that trained it
     }
 
 Only ``format``, ``model_state`` and ``model_config`` are required; evaluation and
 prediction need nothing else. :func:`model_from_checkpoint` rebuilds the network through
 ``fcnkit.models.build_model(**model_config)`` and loads the weights.
 """
-
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +44,7 @@ import torch
 from torch import nn
 
 from fcnkit.atomic import atomic_path
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, first_line
 
 CHECKPOINT_FORMAT = "fcnkit-checkpoint/1"
 REQUIRED_KEYS = ("format", "model_state", "model_config")
@@ -45,6 +52,43 @@ REQUIRED_KEYS = ("format", "model_state", "model_config")
 SOURCE_KEY = "path"
 # build_model options that download or read weights; a checkpoint already holds the weights.
 _WEIGHT_OPTIONS = ("weights", "backbone_weights")
+
+
+@dataclass
+class TrainingCheckpoint:
+    """The schema of ``last.pt`` / ``best.pt``: what a training run saves and resumes from.
+
+    Every field is plain data or tensors (see the module docstring for an example).
+    :meth:`to_payload` is the dict :func:`save_checkpoint` writes; :meth:`from_payload`
+    reads one back, filling the resume fields a minimal checkpoint lacks.
+    """
+
+    model_state: Mapping[str, Any]
+    model_config: Mapping[str, Any]
+    classes: list[str] = field(default_factory=list)
+    palette: list[list[int]] = field(default_factory=list)
+    config: Mapping[str, Any] = field(default_factory=dict)
+    epoch: int = 0
+    step: int = 0
+    optimizer_state: Mapping[str, Any] = field(default_factory=dict)
+    scheduler_state: Mapping[str, Any] = field(default_factory=dict)
+    scaler_state: Mapping[str, Any] = field(default_factory=dict)
+    rng_state: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    best_miou: float = -math.inf
+    best_epoch: int | None = None
+    world_size: int = 1
+
+    def to_payload(self) -> dict[str, Any]:
+        """The checkpoint dict, ``format`` first (shallow: tensors are not copied)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {"format": CHECKPOINT_FORMAT, **fields}
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> TrainingCheckpoint:
+        """The fields of a loaded checkpoint (missing optional keys take their defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
@@ -97,10 +141,12 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
     if not file.exists():
         raise InputError(f"checkpoint {file} does not exist; check the path (fcnkit train "
                          "writes RUN_DIR/last.pt and RUN_DIR/best.pt)")
+    if file.suffix == ".safetensors":
+        return _checkpoint_from_safetensors(file)
     try:
         data = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/truncated/unsafe files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         if "weights only" in reason.lower() or "weights_only" in reason.lower():
             reason = "it contains pickled objects other than tensors and plain data"
         raise InputError(
@@ -121,12 +167,16 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
         raise InputError(
             f"checkpoint {file} lacks {what}; it is incomplete: re-create it with fcnkit train"
         )
-    problem = checkpoint_field_problem(data)
-    if problem:
-        raise InputError(f"checkpoint {file} has {problem}; it was not written by fcnkit train "
-                         "or was modified: re-create it")
+    _refuse_crafted_fields(file, data)
     data[SOURCE_KEY] = str(file)
     return data
+
+
+def _refuse_crafted_fields(file: Path, data: Mapping[str, Any]) -> None:
+    problem = checkpoint_field_problem(data)
+    if problem:
+        raise InputError(f"checkpoint {file} has {problem}; it was not written by fcnkit "
+                         "or was modified: re-create it")
 
 
 def checkpoint_field_problem(data: Mapping[str, Any]) -> str | None:
@@ -148,7 +198,7 @@ def checkpoint_field_problem(data: Mapping[str, Any]) -> str | None:
         if isinstance(value, float) and not math.isfinite(value):
             return f"model_config {key}={value!r} (expected a finite number)"
     classes = data.get("classes")
-    if classes is not None and (not isinstance(classes, (list, tuple)) or len(classes) !=
+    if classes and (not isinstance(classes, (list, tuple)) or len(classes) !=
                                 num_classes or not all(isinstance(c, str) for c in classes)):
         return f"classes {str(classes)[:60]} (expected {num_classes} class names)"
     palette = data.get("palette")
@@ -167,6 +217,25 @@ def checkpoint_field_problem(data: Mapping[str, Any]) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             return f"{key}={value!r} (expected a non-negative integer)"
     return None
+
+
+def _checkpoint_from_safetensors(file: Path) -> dict[str, Any]:
+    # fcnkit export's .safetensors (engine.export_safetensors): weights + model metadata.
+    from fcnkit.models.weights import SAFETENSORS_FORMAT, read_safetensors
+
+    state, meta = read_safetensors(file)
+    config = meta.get("model_config")
+    if meta.get("format") != SAFETENSORS_FORMAT or not isinstance(config, dict) or (
+        "name" not in config
+    ):
+        raise InputError(f"checkpoint {file} is a .safetensors file without fcnkit metadata "
+                         f"(format {meta.get('format')!r}); pass a file written by fcnkit "
+                         "export, or load it with build_model(name, weights=...)")
+    data = {"format": CHECKPOINT_FORMAT, "model_state": state, "model_config": config,
+            "classes": list(meta.get("classes") or []),
+            "palette": list(meta.get("palette") or []), SOURCE_KEY: str(file)}
+    _refuse_crafted_fields(file, data)
+    return data
 
 
 def resolve_checkpoint_path(path: str | os.PathLike[str], *, name: str = "last.pt") -> Path:
@@ -245,7 +314,7 @@ def model_from_checkpoint(
     if name is not None and cfg.get("name") != name:
         raise InputError(
             f"checkpoint {source} is a {what}, not a {name}; pass a checkpoint trained "
-            f"as {name} or ask for --model {cfg.get('name')}"
+            f"as {name} or ask for model {cfg.get('name')!r}"
         )
     if num_classes is not None and cfg.get("num_classes") != num_classes:
         raise InputError(
@@ -262,22 +331,17 @@ def model_from_checkpoint(
     except (TypeError, ValueError, KeyError) as exc:
         raise InputError(
             f"checkpoint {source} describes a model this fcnkit cannot build ({what}: "
-            f"{_first_line(exc)}); use the fcnkit version that wrote it"
+            f"{first_line(exc)}); use the fcnkit version that wrote it"
         ) from None
     try:
         model.load_state_dict(ckpt["model_state"], strict=True)
     except (RuntimeError, KeyError, TypeError) as exc:
         raise InputError(
             f"checkpoint {source} is a {what}, but its weights do not fit that model "
-            f"({_first_line(exc)[:200]}); the file is damaged or from another fcnkit "
+            f"({first_line(exc)[:200]}); the file is damaged or from another fcnkit "
             "version: re-create it with fcnkit train"
         ) from None
     return model.to(device).eval()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --- RNG state -----------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 ``TrainConfig`` is written to ``RUN_DIR/config.json`` and, as a plain dict, into every
 checkpoint (``asdict`` keeps only str/int/float/bool/None/tuples, which
-``torch.load(weights_only=True)`` reads back).
+``torch.load(weights_only=True)`` reads back). Its checks raise
+:class:`~fcnkit.errors.InputError` naming the field (``epochs=0 must be at least 1``); the
+command line checks its flags while parsing, so these messages reach library callers.
 """
 
 from __future__ import annotations
@@ -10,17 +12,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fcnkit.engine.precision import LAYOUTS, PRECISIONS
 from fcnkit.errors import InputError
 
 OPTIMIZERS = ("sgd", "adamw")
+# "modern": the defaults below; "caffe": the FCN paper's (fcnkit.engine.optim).
+RECIPES = ("modern", "caffe")
+# Training devices: the CPU, or CUDA (the current GPU, or GPU N). Checked as text so the
+# config stays torch-free; train() asks torch whether the device exists.
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
 #: ``resume`` value that continues from the run directory's last.pt if there is one, else
 #: starts fresh (a restarted torchrun worker group runs the same command again).
 AUTO_RESUME = "auto"
-DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ RANGES: dict[str, Range] = {
     "log_every": Range(1, 10**9),
     "max_steps_per_epoch": Range(1, 10**9),
     "threads": Range(1, 4096),
+    "aux_loss_weight": Range(0.0, 1000.0),
 }
 #: Fields that hold integers (the rest of RANGES are real numbers).
 INTEGER_FIELDS = frozenset({"epochs", "batch_size", "crop", "seed", "workers", "log_every",
@@ -80,26 +89,26 @@ def check_class_weights(spec: str | None) -> None:
     except ValueError:
         values = []
     if not values or not all(0 <= v <= 1e6 for v in values):
-        raise InputError(f"--class-weights {spec!r} must be 'auto' or comma-separated finite "
+        raise InputError(f"class_weights={spec!r} must be 'auto' or comma-separated finite "
                          "numbers in [0, 1e6], one per class")
     if not any(values):
-        raise InputError(f"--class-weights {spec!r}: every weight is 0, so no pixel would "
+        raise InputError(f"class_weights={spec!r}: every weight is 0, so no pixel would "
                          "count in the loss; give at least one class a positive weight")
 
 
 def check_field(name: str, value: Any) -> None:
-    """Raise :class:`InputError` unless ``value`` (or each of a pair) is in ``RANGES[name]``."""
+    """Raise :class:`InputError` unless ``value`` (or each of a pair) is in ``RANGES[name]``.
+
+    The message names the field (``lr=inf: expected ...``), as every TrainConfig check does.
+    """
     span = RANGES[name]
-    flag = "--" + name.replace("_", "-")
+    integer = name in INTEGER_FIELDS
+    kind = "integer" if integer else "number"
     for v in (value if isinstance(value, (tuple, list)) else (value,)):
-        integer = name in INTEGER_FIELDS
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (
-                integer and not float(v).is_integer()):
-            kind = "an integer" if integer else "a number"
-            raise InputError(f"{flag} {value!r}: expected {kind} in {span.describe()}")
-        if not span.contains(float(v)):
-            raise InputError(f"{flag} {value!r}: expected a finite "
-                             f"{'integer' if integer else 'number'} in {span.describe()}")
+                integer and not float(v).is_integer()) or not span.contains(float(v)):
+            raise InputError(f"{name}={value!r}: expected a finite {kind} in "
+                             f"{span.describe()}")
 
 
 @dataclass(frozen=True)
@@ -131,15 +140,32 @@ class TrainConfig:
             ``"auto"``: the run directory's last.pt if it exists, else start fresh).
         seed: seed of model initialisation, shuffling and augmentation.
         workers: DataLoader worker processes per training process.
-        device: ``"cpu"`` or ``"cuda"``.
-        amp: mixed precision (float16 autocast + GradScaler); used on CUDA only.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (under DDP each process uses
+            ``cuda:LOCAL_RANK``).
+        precision: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, else
+            fp32), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast + GradScaler); weights
+            and checkpoints stay float32 (:mod:`fcnkit.engine.precision`).
+        channels_last: ``"auto"`` (on for CPU and CUDA), ``"on"`` or ``"off"``: model and
+            batches in NHWC layout.
         skip_bad: skip unreadable/inconsistent samples with a warning instead of failing.
         sync_bn: SyncBatchNorm across processes (distributed CUDA runs only).
         log_every: write a ``metrics.jsonl`` step line every this many optimizer steps.
         max_steps_per_epoch: stop each epoch after this many steps (None: the whole split).
         threads: torch intra-op threads per process (None: cores / local processes).
         progress: tqdm progress bar on rank 0.
+        tensorboard: also write TensorBoard events to ``RUN_DIR/tensorboard`` (scalars and a
+            few validation predictions per epoch; needs the ``tensorboard`` extra).
         model_options: further keyword options for ``build_model`` (plain values only).
+        init_from: weights to start from (a fcnkit checkpoint or .safetensors, a torchvision
+            or pytorch-fcn file): every tensor matching by name (mapped by role for foreign
+            layouts) and shape is copied, the rest initialised as usual, and the counts
+            reported (staged training FCN-32s → 16s → 8s, fine-tuning). Their
+            preprocessing becomes the model's.
+        recipe: ``"modern"`` or ``"caffe"`` (summed loss, per-parameter lr multipliers,
+            whole images without augmentation; see :mod:`fcnkit.engine.optim` and
+            :func:`fcnkit.engine.optim.caffe_recipe_defaults` for its hyper-parameters).
+        aux_loss_weight: weight of the auxiliary head's loss for models built with
+            ``aux=True`` (0.5 as in torchvision's references).
     """
 
     data: str
@@ -165,14 +191,19 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     device: str = "cpu"
-    amp: bool = True
+    precision: str = "auto"
+    channels_last: str = "auto"
     skip_bad: bool = False
     sync_bn: bool = False
     log_every: int = 10
     max_steps_per_epoch: int | None = None
     threads: int | None = None
     progress: bool = True
+    tensorboard: bool = False
     model_options: Mapping[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    recipe: str = "modern"
+    aux_loss_weight: float = 0.5
 
     def __post_init__(self) -> None:
         c = self
@@ -182,24 +213,22 @@ class TrainConfig:
                 check_field(name, value)
         check_class_weights(c.class_weights)
         checks = [
-            (c.epochs >= 1, f"--epochs {c.epochs} must be at least 1"),
-            (c.batch_size >= 1, f"--batch-size {c.batch_size} must be at least 1"),
-            (c.lr > 0, f"--lr {c.lr} must be positive"),
+            (c.recipe in RECIPES, f"recipe={c.recipe!r} must be one of {', '.join(RECIPES)}"),
             (c.optimizer in OPTIMIZERS,
-             f"--optimizer {c.optimizer!r} must be one of {', '.join(OPTIMIZERS)}"),
-            (c.device in DEVICES, f"--device {c.device!r} must be one of {', '.join(DEVICES)}"),
-            (c.workers >= 0, f"--workers {c.workers} must be >= 0"),
-            (c.log_every >= 1, f"--log-every {c.log_every} must be at least 1"),
-            (len(c.crop) == 2 and min(c.crop) >= 8, f"--crop {c.crop} must be H,W, both >= 8"),
-            (len(c.scale_range) == 2 and 0 < c.scale_range[0] <= c.scale_range[1],
-             f"--scale-range {c.scale_range} must be MIN,MAX with 0 < MIN <= MAX"),
-            (c.max_steps_per_epoch is None or c.max_steps_per_epoch >= 1,
-             f"--max-steps-per-epoch {c.max_steps_per_epoch} must be at least 1"),
-            (c.threads is None or c.threads >= 1, f"--threads {c.threads} must be at least 1"),
+             f"optimizer={c.optimizer!r} must be one of {', '.join(OPTIMIZERS)}"),
+            (DEVICE_PATTERN.fullmatch(c.device) is not None,
+             f"device={c.device!r} must be cpu, cuda or cuda:N"),
+            (c.precision in PRECISIONS,
+             f"precision={c.precision!r} must be one of {', '.join(PRECISIONS)}"),
+            (c.channels_last in LAYOUTS,
+             f"channels_last={c.channels_last!r} must be one of {', '.join(LAYOUTS)}"),
+            (len(c.crop) == 2, f"crop={c.crop} must be (H, W)"),
+            (len(c.scale_range) == 2 and c.scale_range[0] <= c.scale_range[1],
+             f"scale_range={c.scale_range} must be (MIN, MAX) with 0 < MIN <= MAX"),
             # PyTorch's SyncBatchNorm refuses CPU modules under DDP ("only work with GPU").
             (not (c.sync_bn and c.device == "cpu"),
-             "--sync-bn needs --device cuda (PyTorch's SyncBatchNorm runs on GPUs only); "
-             "drop --sync-bn for CPU training"),
+             "sync_bn needs a CUDA device (PyTorch's SyncBatchNorm runs on GPUs only); "
+             "turn sync_bn off for CPU training"),
         ]
         for ok, message in checks:
             if not ok:
@@ -219,8 +248,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys (from another version) are rejected."""
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            InputError: unknown keys (a config written by another fcnkit version).
+        """
         names = {f.name for f in dataclasses.fields(cls)}
+        # "amp" (fp16 autocast on CUDA) was replaced by "precision"; old runs still resume.
+        data = {k: v for k, v in data.items() if k != "amp"}
         unknown = sorted(set(data) - names)
         if unknown:
             raise InputError(

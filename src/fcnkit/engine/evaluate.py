@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from fcnkit.arith.tiling import DEFAULT_OVERLAP, check_overlap
+from fcnkit.constants import IGNORE_INDEX
 from fcnkit.engine.inference import as_window, predict_labels, resolve_device
 from fcnkit.errors import InputError, warn
-from fcnkit.metrics import ConfusionMatrix
+from fcnkit.metrics import BoundaryMetrics, ConfusionMatrix
 
 __all__ = ["evaluate", "evaluate_checkpoint", "split_batch"]
 
@@ -65,7 +66,8 @@ def evaluate(
     device: str | torch.device = "cpu",
     window: int | tuple[int, int] | None = None,
     overlap: float = DEFAULT_OVERLAP,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
+    boundary: BoundaryMetrics | None = None,
 ) -> ConfusionMatrix:
     """Accumulate the confusion matrix of ``model`` over every pixel ``loader`` yields.
 
@@ -83,6 +85,8 @@ def evaluate(
             pixels (int or (h, w)); overlapping tiles' logits are averaged.
         overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
         ignore_index: mask value excluded from the matrix (VOC "void", batch padding).
+        boundary: optional :class:`fcnkit.metrics.BoundaryMetrics` updated with the same
+            predictions (summed over processes like the matrix).
 
     Returns:
         A :class:`fcnkit.metrics.ConfusionMatrix`; when ``torch.distributed`` is initialised
@@ -100,9 +104,15 @@ def evaluate(
                 model, images, num_classes=num_classes, window=window, overlap=overlap
             )
             cm.update(labels.cpu(), masks.cpu())
+            if boundary is not None:
+                boundary.update(labels.cpu(), masks.cpu())
     finally:
         model.train(was_training)
     _all_reduce_(cm, device)
+    if boundary is not None:
+        _all_reduce_(boundary.trimap, device)
+        boundary.intersection = _reduced(boundary.intersection, device)
+        boundary.union = _reduced(boundary.union, device)
     return cm
 
 
@@ -118,6 +128,18 @@ def _all_reduce_(cm: ConfusionMatrix, device: torch.device) -> None:
     # int64 counts are summed exactly (no float rounding of large pixel counts).
     where = device if dist.get_backend() == "nccl" else torch.device("cpu")
     cm.matrix = all_reduce_sum(cm.matrix.to(where, dtype=torch.int64)).cpu()
+
+
+def _reduced(counts: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``counts`` (int64) summed over all processes (unchanged without torch.distributed)."""
+    import torch.distributed as dist
+
+    from fcnkit.engine.distributed import all_reduce_sum
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return counts
+    where = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    return all_reduce_sum(counts.to(where, dtype=torch.int64)).cpu()
 
 
 class _CountingLoader:
@@ -144,6 +166,11 @@ def evaluate_checkpoint(
     workers: int = 0,
     device: str | torch.device = "cpu",
     skip_bad: bool = False,
+    backend: str = "torch",
+    precision: str = "fp32",
+    channels_last: bool | str = False,
+    threads: int | None = None,
+    boundary_width: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset split: what ``fcnkit eval`` reports.
 
@@ -153,7 +180,8 @@ def evaluate_checkpoint(
 
     Args:
         checkpoint: a checkpoint file, or a run directory (its ``best.pt``, else
-            ``last.pt``; :func:`fcnkit.engine.checkpoint.run_checkpoint`).
+            ``last.pt``; :func:`fcnkit.engine.checkpoint.run_checkpoint`), or an ``.onnx``
+            model from ``fcnkit export`` (with ``backend="onnxruntime"``).
         data: dataset spec for :func:`fcnkit.data.open_dataset` (``voc:ROOT``, ...).
         split: split name.
         window: ``None`` for whole-image inference, else the sliding-window size.
@@ -163,9 +191,16 @@ def evaluate_checkpoint(
         device: ``cpu``, ``cuda`` or ``cuda:N`` (under torchrun ``cuda`` means the
             process's ``cuda:LOCAL_RANK``).
         skip_bad: drop unreadable samples with a warning instead of raising.
+        backend, precision, channels_last, threads: how the model runs
+            (:func:`fcnkit.engine.backends.open_backend`).
+        boundary_width: when given (pixels, >= 1), also the boundary metrics within that
+            distance of the ground-truth boundaries (:class:`fcnkit.metrics.BoundaryMetrics`)
+            under ``"boundary"``; exact with ``batch_size=1`` (padding is void, and void
+            counts as a label for the trimap band).
 
     Returns:
-        :meth:`fcnkit.metrics.ConfusionMatrix.compute`'s metrics plus ``num_images``,
+        :meth:`fcnkit.metrics.ConfusionMatrix.compute`'s metrics plus ``backend`` (a
+        one-line description of how the model ran), ``num_images``,
         ``skipped`` (bad samples dropped), ``classes`` (the checkpoint's names, else the
         dataset's) and ``checkpoint`` (the file read).
 
@@ -177,23 +212,30 @@ def evaluate_checkpoint(
     from fcnkit.data import open_dataset
     from fcnkit.data.transforms import eval_transform, pad_collate
     from fcnkit.engine import distributed as ddp
-    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
+    from fcnkit.engine.backends import open_backend, read_source, source_preprocessing
 
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 0:
         raise InputError(f"workers must be >= 0, got {workers}")
+    if boundary_width is not None and boundary_width < 1:
+        raise InputError(f"boundary_width must be >= 1 pixel, got {boundary_width}")
     window = as_window(window)
     overlap = check_overlap(overlap)
     device = resolve_device(device)
-    ckpt = load_checkpoint(run_checkpoint(checkpoint))
-    dataset = open_dataset(data, split, transform=eval_transform(), skip_bad=skip_bad)
+    source = read_source(checkpoint)
+    # Images are normalised as the weights expect (models.preprocess), whatever the backend.
+    normalize = source_preprocessing(source).transform()
+    dataset = open_dataset(data, split, transform=eval_transform(normalize), skip_bad=skip_bad)
     if len(dataset) == 0:
         raise InputError(f"dataset {data}: split {split!r} holds no images; "
                          "pass a split with images (e.g. val)")
     num_classes = int(dataset.num_classes)
-    model = model_from_checkpoint(ckpt, num_classes=num_classes)  # evaluate() moves it
-    ckpt_classes = list(ckpt.get("classes") or [])
+    opened = open_backend(source, backend=backend, device=device, precision=precision,
+                          channels_last=channels_last, threads=threads,
+                          num_classes=num_classes)
+    model = opened.backend  # evaluate() moves it
+    ckpt_classes = opened.classes
     data_classes = list(getattr(dataset, "classes", None) or [])
     if ckpt_classes and data_classes and ckpt_classes != data_classes:
         warn(f"checkpoint classes {ckpt_classes} differ from the dataset's {data_classes}; "
@@ -211,16 +253,21 @@ def evaluate_checkpoint(
             dataset, batch_size=batch_size, shuffle=False, sampler=sampler,
             num_workers=workers, collate_fn=pad_collate,
         ))
+        boundary = (BoundaryMetrics(num_classes, width=boundary_width)
+                    if boundary_width is not None else None)
         cm = evaluate(model, loader, num_classes=num_classes, device=device, window=window,
-                      overlap=overlap)
+                      overlap=overlap, boundary=boundary)
         where = device if info.backend == "nccl" else torch.device("cpu")
         images = int(ddp.all_reduce_sum(torch.tensor([loader.images], device=where)).item())
     finally:
         if owns_group:
             ddp.cleanup_distributed()
     result: dict[str, Any] = dict(cm.compute())
+    if boundary is not None:
+        result["boundary"] = boundary.compute()
     result["num_images"] = images
     result["skipped"] = int(getattr(dataset, "skipped", 0) or 0)
     result["classes"] = ckpt_classes or data_classes
-    result["checkpoint"] = str(ckpt.get("path", checkpoint))
+    result["checkpoint"] = opened.source
+    result["backend"] = model.describe()
     return result

@@ -28,7 +28,13 @@ import torch
 from torch import nn
 
 from fcnkit.arith.sizes import as_pair
-from fcnkit.arith.tiling import DEFAULT_OVERLAP, check_overlap, sliding_window_starts
+from fcnkit.arith.tiling import (
+    DEFAULT_LABEL_STRIP,
+    DEFAULT_OVERLAP,
+    check_overlap,
+    sliding_window_starts,
+    transposed_input_span,
+)
 from fcnkit.errors import InputError
 
 __all__ = [
@@ -37,6 +43,8 @@ __all__ = [
     "iter_logit_strips",
     "predict_logits",
     "predict_labels",
+    "labels_by_strips",
+    "whole_image_labels",
     "resolve_device",
 ]
 
@@ -189,11 +197,85 @@ def predict_labels(
     Returns:
         (N, H, W) int64 class indices, on the image's device.
     """
+    if as_window(window) is None:
+        check_overlap(overlap)
+        x = tile_transform(image) if tile_transform is not None else image
+        return whole_image_labels(model, x).to(image.device)
     parts = [s.argmax(dim=1) for _, s in iter_logit_strips(
         model, image, num_classes=num_classes, window=window, overlap=overlap,
         tile_transform=tile_transform,
     )]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def supports_label_strips(model: nn.Module) -> bool:
+    """True for models that expose ``coarse_scores(x)``, ``final_upsampler`` and
+    ``final_offset`` (every fcnkit FCN) and do not opt out with ``strip_labels_exact =
+    False`` (a resize to the input size): their labels can skip the full-resolution logits."""
+    return getattr(model, "strip_labels_exact", True) and all(
+        hasattr(model, name) for name in ("coarse_scores", "final_upsampler", "final_offset"))
+
+
+def whole_image_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x).argmax(1)`` for a whole image, without full-resolution logits if possible.
+
+    Uses :func:`labels_by_strips` for models with the coarse-score protocol, a backend's own
+    ``predict_labels(x)`` when it has one, else the plain argmax of the logits.
+    """
+    if supports_label_strips(model):
+        return labels_by_strips(model, x)
+    own = getattr(model, "predict_labels", None)
+    if callable(own):
+        return own(x)
+    out = model(x)
+    if isinstance(out, dict):
+        out = out["out"]
+    return out.argmax(dim=1)
+
+
+def labels_by_strips(model: nn.Module, x: torch.Tensor, *,
+                     rows: int = DEFAULT_LABEL_STRIP) -> torch.Tensor:
+    """Labels ``model(x).argmax(1)`` computed ``rows`` output rows at a time.
+
+    The model's coarse scores (stride 8 for FCN-8s) are computed once; the last upsampling
+    and the argmax then run strip by strip, on the input rows each strip needs
+    (:func:`fcnkit.arith.tiling.transposed_input_span`), so the ``(N, C, H, W)`` logits are
+    never materialised: memory holds ``C × rows × W`` floats, which stay in cache.
+
+    Exactness: each strip's logits are the same terms as the whole map's rows (same
+    weights, same padding, the span covers every contributing input row; for bilinear
+    interpolation by a power-of-two factor the source coordinates shift by an exact
+    integer), and ``argmax`` returns the first maximal class in both, so the labels equal
+    the plain path's bit for bit in float32 (``tests/engine/test_engine_label_strips.py``).
+
+    Args:
+        model: a model with ``coarse_scores(x)``, ``final_upsampler`` (a transposed
+            convolution or :class:`fcnkit.models.heads.Interpolate`: ``kernel_size``,
+            ``stride``, ``padding``) and ``final_offset`` ``(dy, dx)``.
+        x: normalised ``(N, 3, H, W)`` images.
+        rows: output rows per strip.
+
+    Returns:
+        ``(N, H, W)`` int64 class indices.
+    """
+    scores = model.coarse_scores(x)
+    upsampler = model.final_upsampler
+    kernel, stride, padding = (int(upsampler.kernel_size[0]), int(upsampler.stride[0]),
+                               int(upsampler.padding[0]))
+    top, left = (int(v) for v in model.final_offset)
+    n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+    labels = torch.empty((n, height, width), dtype=torch.int64, device=scores.device)
+    for start in range(0, height, rows):
+        stop = min(height, start + rows)
+        first, last = transposed_input_span(
+            start + top, stop + top, kernel=kernel, stride=stride, padding=padding,
+            input_size=scores.shape[-2],
+        )
+        strip = upsampler(scores[:, :, first:last])
+        local = start + top - first * stride  # output row `start + top`, in the strip
+        strip = strip[:, :, local : local + stop - start, left : left + width]
+        labels[:, start:stop] = strip.argmax(dim=1)
+    return labels
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

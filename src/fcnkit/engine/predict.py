@@ -28,6 +28,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from torch import nn
 from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.atomic import atomic_path, check_writable_directory
 from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
-from fcnkit.engine.inference import as_window, iter_logit_strips
+from fcnkit.engine.inference import as_window, iter_logit_strips, whole_image_labels
 from fcnkit.errors import InputError, first_line, warn
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "predict_checkpoint",
     "predict_image",
     "predict_paths",
+    "predict_samples",
 ]
 
 #: File extensions picked up when an input is a directory (case-insensitive): the same
@@ -195,7 +197,9 @@ def predict_image(
     Returns:
         (H, W) class indices on the image's device: uint8 (num_classes <= 256), else int64.
     """
-    from fcnkit.data.transforms import normalize
+    from fcnkit.models.preprocess import model_preprocessing
+
+    preprocessing = model_preprocessing(model)  # what the model's weights expect
 
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W) RGB, got shape {tuple(image.shape)}")
@@ -206,10 +210,14 @@ def predict_image(
     device = torch.device(device)
     # The raw image stays where it is; each tile is normalised and moved on its own, and
     # each finished strip's argmax goes straight into a compact label map.
-    labels = torch.empty((height, width), dtype=torch.uint8 if num_classes <= 256 else torch.int64)
+    dtype = torch.uint8 if num_classes <= 256 else torch.int64
+    if chosen is None:  # one pass; labels without full-resolution logits when possible
+        labels = whole_image_labels(model, preprocessing.apply(image).unsqueeze(0).to(device))[0]
+        return labels.to(image.device, dtype)
+    labels = torch.empty((height, width), dtype=dtype)
     for top, strip in iter_logit_strips(
         model, image.unsqueeze(0), num_classes=num_classes, window=chosen, overlap=overlap,
-        tile_transform=lambda t: normalize(t).to(device),
+        tile_transform=lambda t: preprocessing.apply(t).to(device),
     ):
         labels[top : top + strip.shape[2]] = strip[0].argmax(dim=0).to(labels.dtype)
     return labels
@@ -329,6 +337,10 @@ def predict_checkpoint(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     device: str | torch.device = "cpu",
     skip_bad: bool = False,
+    backend: str = "torch",
+    precision: str = "fp32",
+    channels_last: bool | str = False,
+    threads: int | None = None,
 ) -> dict[str, object]:
     """Segment images with a checkpoint: what ``fcnkit predict`` reports.
 
@@ -336,24 +348,28 @@ def predict_checkpoint(
     skipped image (with ``skip_bad``) is reported as a :class:`~fcnkit.errors.FcnkitWarning`.
 
     Args:
-        checkpoint: a checkpoint file, or a run directory (its ``best.pt``, else ``last.pt``).
+        checkpoint: a checkpoint file, or a run directory (its ``best.pt``, else ``last.pt``),
+            or an ``.onnx`` model from ``fcnkit export`` (with ``backend="onnxruntime"``).
         inputs, out_dir, overlay, window, overlap, max_pixels, device, skip_bad: as for
             :func:`predict_paths` (the palette is the checkpoint's).
+        backend, precision, channels_last, threads: how the model runs
+            (:func:`fcnkit.engine.backends.open_backend`).
 
     Returns:
         ``out_dir``, ``num_images`` (segmented), ``skipped`` (unreadable inputs) and
         ``outputs``: per image ``input``, ``mask``, ``overlay`` (or None), ``size`` [H, W]
         and ``class_fractions`` (the three most frequent predicted classes).
     """
-    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
+    from fcnkit.engine.backends import open_backend
 
     out = Path(out_dir).expanduser()
     check_out_dir(out)
     collect_images(inputs)  # missing inputs / empty directories fail before loading
-    ckpt = load_checkpoint(run_checkpoint(checkpoint))
-    model = model_from_checkpoint(ckpt, device=device)
-    classes = list(ckpt.get("classes") or [])
-    num_classes = int(ckpt["model_config"].get("num_classes") or len(classes)) or None
+    opened = open_backend(checkpoint, backend=backend, device=device, precision=precision,
+                          channels_last=channels_last, threads=threads)
+    model = opened.backend
+    classes = opened.classes
+    num_classes = opened.num_classes or None
     done: list[dict[str, object]] = []
     bad: list[str] = []
 
@@ -373,10 +389,36 @@ def predict_checkpoint(
         })
 
     predict_paths(
-        model, inputs, out, palette=ckpt.get("palette"), overlay=overlay, window=window,
+        model, inputs, out, palette=opened.palette or None, overlay=overlay, window=window,
         device=device, overlap=overlap, max_pixels=max_pixels, num_classes=num_classes,
         skip_bad=skip_bad, on_bad=on_bad, on_done=on_done,
     )
     if bad:
         warn(f"{len(bad)} unreadable image(s) skipped")
-    return {"out_dir": str(out), "num_images": len(done), "skipped": bad, "outputs": done}
+    return {"out_dir": str(out), "num_images": len(done), "skipped": bad,
+            "backend": model.describe(), "outputs": done}
+
+
+def predict_samples(model: nn.Module, dataset: Any, count: int, *, num_classes: int,
+                    device: str | torch.device = "cpu") -> list[tuple[Any, Any, torch.Tensor]]:
+    """The first ``count`` items of a dataset with the model's prediction for each.
+
+    Args:
+        model: the model (put in eval mode here).
+        dataset: yields ``(image, mask)`` with the image (3, H, W) float RGB in [0, 1]
+            (:func:`fcnkit.data.open_dataset` without a transform).
+        count: how many items (fewer when the dataset is shorter).
+        num_classes: classes the model predicts.
+        device: device the model is on.
+
+    Returns:
+        ``(image, mask, prediction)`` triples, prediction (H, W) class indices
+        (:func:`predict_image`).
+    """
+    model.eval()
+    samples = []
+    for index in range(min(int(count), len(dataset))):
+        image, mask = dataset[index]
+        samples.append((image, mask, predict_image(model, image, num_classes=num_classes,
+                                                   device=device)))
+    return samples

@@ -14,74 +14,126 @@ Continue an interrupted run exactly where its last epoch ended::
 
     fcnkit train --resume runs/fcn8s
 
-The recipe follows Long, Shelhamer & Darrell (2015) and torchvision's
-``references/segmentation/train.py``: per-pixel cross-entropy that ignores label 255, SGD
-with momentum and the "poly" learning-rate decay ``lr = base * (1 - step/total) ** 0.9``
-(Chen et al., DeepLab 2016) or AdamW; validation (FCN metrics over the whole split) after
-every epoch; ``last.pt`` every epoch and ``best.pt`` at the best val mIoU.
+From Python::
 
-Run directory::
+    from fcnkit.engine.config import TrainConfig
+    from fcnkit.engine.train import train
+    result = train(TrainConfig(data="synth:DIR", epochs=2, out="runs/x"))
+
+The recipe follows Long, Shelhamer & Darrell (2015) and torchvision's
+``references/segmentation/train.py``: per-pixel cross-entropy that ignores the void label,
+SGD with momentum and the "poly" learning-rate decay, or AdamW (:mod:`fcnkit.engine.optim`);
+validation (FCN metrics over the whole split) after every epoch; ``last.pt`` every epoch
+and ``best.pt`` at the best val mIoU (schema: :class:`fcnkit.engine.checkpoint.TrainingCheckpoint`).
+
+This module is the loop: :func:`get_dataset`, :func:`get_loaders`, :func:`train_one_epoch`,
+:func:`validate` and :func:`train`, which ties them together. What it writes besides the
+checkpoints is the run log (:mod:`fcnkit.engine.runlog`)::
 
     config.json      the TrainConfig
-    metrics.jsonl    one JSON line per logged step ("kind": "step") and per epoch ("epoch")
+    metrics.jsonl    one JSON line per log window ("kind": "step") and per epoch ("epoch")
     curves.png       loss, learning rate and validation metrics
-    last.pt best.pt  checkpoints (fcnkit.engine.checkpoint)
+    last.pt best.pt  checkpoints
+
+The loss stays on the device during a log window and is read back once at its end (one
+host sync per ``log_every`` steps, not one per step); a loss that is not finite stops the
+run at that point.
 
 Determinism: the model is initialised from ``seed``; at the start of every epoch the
 python/numpy/torch generators are re-seeded from ``(seed, epoch, rank)`` and the sampler
 shuffles with ``(seed, epoch)``. An epoch's randomness therefore depends only on where it
-is in the run, which is why 2 epochs straight and 1 epoch + ``--resume`` give identical
+is in the run, which is why 2 epochs straight and 1 epoch + a resume give identical
 weights on the CPU.
 """
 
 from __future__ import annotations
 
-import json
+import itertools
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from fcnkit.atomic import write_text_atomic
-from fcnkit.constants import IGNORE_INDEX
 from fcnkit.engine import checkpoint as ckpt_io
 from fcnkit.engine import distributed as ddp
+from fcnkit.engine.checkpoint import TrainingCheckpoint
 from fcnkit.engine.config import AUTO_RESUME, TrainConfig
-from fcnkit.errors import InputError
-from fcnkit.jsonio import dumps_strict
+from fcnkit.engine.inference import resolve_device
+from fcnkit.engine.optim import (
+    build_caffe_optimizer,
+    build_optimizer,
+    build_scheduler,
+    median_frequency_weights,
+    parse_class_weights,
+    poly_factor,
+    segmentation_loss,
+    set_schedule_position,
+    training_loss,
+)
+from fcnkit.engine.precision import (
+    FP32,
+    Precision,
+    autocast,
+    resolve_channels_last,
+    resolve_precision,
+)
+from fcnkit.engine.runlog import ConsoleProgress, RunLog, draw_curves
+from fcnkit.errors import InputError, warn
+
+# Re-exported: the loss and schedule the loop uses live in engine.optim.
+__all__ = [
+    "TrainingDiverged",
+    "auto_resume_path",
+    "class_weights_for",
+    "get_dataset",
+    "get_loaders",
+    "model_options",
+    "poly_factor",
+    "resume_config",
+    "segmentation_loss",
+    "train",
+    "train_one_epoch",
+    "validate",
+]
 
 # --------------------------------------------------------------------------------------------
 # Data
 
 
-def get_dataset(config: TrainConfig, split: str, *, train: bool) -> Any:
-    """Open ``config.data``'s ``split`` with the training or the evaluation transform."""
+def get_dataset(config: TrainConfig, split: str, *, train: bool,
+                preprocessing: Any = None) -> Any:
+    """Open ``config.data``'s ``split`` with the training or the evaluation transform.
+
+    Images are normalised as ``preprocessing`` (a
+    :class:`fcnkit.models.preprocess.Preprocessing`; None: ImageNet) says. The caffe recipe
+    trains on whole images without augmentation, as the FCN paper did.
+    """
     from fcnkit.data import open_dataset
     from fcnkit.data.transforms import eval_transform, train_transform
 
-    if train:
+    normalize = preprocessing.transform() if preprocessing is not None else None
+    if train and config.recipe != "caffe":
         transform = train_transform(
             crop_size=config.crop,
             scale_range=config.scale_range,
             hflip=config.hflip,
             color_jitter=config.color_jitter,
+            normalize=normalize,
         )
     else:
-        transform = eval_transform()
+        transform = eval_transform(normalize)
     dataset = open_dataset(config.data, split, transform=transform, skip_bad=config.skip_bad)
     if len(dataset) == 0:
-        raise InputError(f"--data {config.data}: split {split!r} is empty; add images to it")
+        raise InputError(f"data {config.data}: split {split!r} is empty; add images to it")
     return dataset
 
 
@@ -123,50 +175,27 @@ def get_loaders(
 def class_weights_for(config: TrainConfig, train_set: Any, num_classes: int) -> torch.Tensor | None:
     """Cross-entropy class weights from ``config.class_weights``.
 
-    ``"auto"`` is median-frequency balancing (Eigen & Fergus 2015):
-    ``w_c = median(freq) / freq_c``, ``freq_c`` = pixels of class c / pixels of the images
-    where c is present, counted over the un-augmented training masks (255 excluded).
+    None: unweighted. ``"auto"``: median-frequency balancing over the un-augmented training
+    masks (:func:`fcnkit.engine.optim.median_frequency_weights`). Else one weight per class.
     """
     spec = config.class_weights
     if spec is None:
         return None
     if spec != "auto":
-        try:
-            values = [float(v) for v in str(spec).split(",") if v.strip()]
-        except ValueError:
-            values = []
-        # Values were checked by TrainConfig (engine.config.check_class_weights); the count
-        # needs the dataset.
-        if len(values) != num_classes or any(not 0 <= v <= 1e6 for v in values):
-            raise InputError(
-                f"--class-weights {spec!r} must be 'auto' or {num_classes} comma-separated "
-                "finite numbers in [0, 1e6] (one per class)"
-            )
-        return torch.tensor(values, dtype=torch.float32)
-    pixels = torch.zeros(num_classes, dtype=torch.float64)
-    image_pixels = torch.zeros(num_classes, dtype=torch.float64)
+        return parse_class_weights(spec, num_classes)
     plain = get_dataset(config, config.train_split, train=False)
-    for i in range(len(plain)):
-        mask = torch.as_tensor(plain[i][1]).reshape(-1)
-        valid = mask[mask != IGNORE_INDEX]
-        counts = torch.bincount(valid, minlength=num_classes)[:num_classes].double()
-        pixels += counts
-        image_pixels += (counts > 0).double() * valid.numel()
-    freq = torch.where(image_pixels > 0, pixels / image_pixels.clamp(min=1), torch.nan)
-    median = torch.nanmedian(freq)
-    weights = torch.where(freq > 0, median / freq, torch.zeros_like(freq))
-    return weights.float()
+    return median_frequency_weights((plain[i][1] for i in range(len(plain))), num_classes)
 
 
 # --------------------------------------------------------------------------------------------
-# Model, optimizer, schedule
+# Model
 
 
 def model_options(config: TrainConfig) -> dict[str, Any]:
     """Keyword options for ``build_model`` besides name and num_classes.
 
     ``backbone`` is passed only to models that take one (``fcn_resnet18_d2l`` has its
-    backbone built in), so the default ``--backbone resnet18`` works with every model.
+    backbone built in), so the default backbone works with every model.
     """
     from fcnkit.models.registry import model_options as accepted_options
 
@@ -174,7 +203,7 @@ def model_options(config: TrainConfig) -> dict[str, Any]:
     try:
         accepted = accepted_options(config.model)
     except ValueError as exc:
-        raise InputError(f"--model: {exc}") from None
+        raise InputError(f"model {config.model!r}: {exc}") from None
     if config.backbone is not None and "backbone" in accepted:
         options["backbone"] = config.backbone
     if config.upsample is not None:
@@ -183,40 +212,71 @@ def model_options(config: TrainConfig) -> dict[str, Any]:
     return options
 
 
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+def load_init_weights(config: TrainConfig) -> Any:
+    """The weights ``config.init_from`` names (a :class:`fcnkit.models.weights.WeightsFile`),
+    or None. A fcnkit checkpoint's or .safetensors' metadata comes along."""
+    if config.init_from is None:
+        return None
+    from fcnkit.models.weights import read_state_file
+
+    return read_state_file(Path(config.init_from).expanduser(), "init_from")
 
 
-def poly_factor(step: int, total_steps: int, power: float) -> float:
-    """Poly decay (DeepLab, Chen et al. 2016): ``(1 - step / total) ** power``, 0 at the end."""
-    return (1.0 - min(step, total_steps) / max(1, total_steps)) ** power
+def training_preprocessing(
+    config: TrainConfig, resume: Mapping[str, Any] | None, init: Any
+) -> Any:
+    """What the trained model expects: the explicit model option, else the resumed run's,
+    else the initial weights', else ImageNet's."""
+    from fcnkit.models.preprocess import preprocessing_from
+    from fcnkit.models.weights import weights_preprocessing
+
+    explicit = config.model_options.get("preprocessing")
+    if explicit is not None:
+        return preprocessing_from(explicit)
+    if resume is not None:
+        return preprocessing_from(resume["model_config"].get("preprocessing"))
+    if init is not None:
+        return weights_preprocessing(init)
+    return preprocessing_from(None)
 
 
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, total_steps: int, power: float
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step LambdaLR with the poly factor (as torchvision's segmentation reference)."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: poly_factor(step, total_steps, power)
-    )
+def build_training_model(
+    config: TrainConfig, num_classes: int, resume: Mapping[str, Any] | None,
+    *, init: Any = None, preprocessing: Any = None,
+) -> tuple[nn.Module, dict[str, Any], Any]:
+    """The model to train, seeded (the same initial weights on every rank), with the
+    resumed checkpoint's weights when there is one, else the tensors of ``init`` that fit.
 
-
-def segmentation_loss(
-    logits: torch.Tensor, masks: torch.Tensor, weight: torch.Tensor | None
-) -> torch.Tensor:
-    """Mean per-pixel cross-entropy over non-ignored pixels.
-
-    A batch whose pixels are all ignored gives a zero loss that still depends on the
-    logits (so every DDP rank runs the same backward), not NaN.
+    Returns:
+        ``(model, model_config, init_report)``; ``model_config`` records ``preprocessing``
+        when it is not the default ImageNet one; ``init_report`` is the
+        :class:`fcnkit.models.weights.LoadReport` of ``init`` (None without it).
     """
-    if not bool((masks != IGNORE_INDEX).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), masks, weight=weight, ignore_index=IGNORE_INDEX)
+    from fcnkit.models import build_model
+    from fcnkit.models.preprocess import IMAGENET, PREPROCESSINGS
+    from fcnkit.models.weights import transfer_matching
+
+    seed_everything(config.seed)
+    model_config = {"name": config.model, "num_classes": num_classes, **model_options(config)}
+    if preprocessing is not None and preprocessing != IMAGENET:
+        named = PREPROCESSINGS.get(preprocessing.name) == preprocessing
+        model_config["preprocessing"] = preprocessing.name if named else preprocessing.to_dict()
+    try:
+        model = build_model(**model_config)
+    except (TypeError, KeyError) as exc:
+        raise InputError(f"model {model_config}: {exc}; see fcnkit models") from None
+    report = None
+    if resume is not None:
+        _check_resume_fits(resume, model_config)
+        model.load_state_dict(resume["model_state"])
+    elif init is not None:
+        report = transfer_matching(model, init)
+    if config.recipe == "caffe":
+        # Caffe's upsampling Deconvolutions are frozen (lr_mult: 0).
+        for module in model.modules():
+            if isinstance(module, nn.ConvTranspose2d):
+                module.weight.requires_grad_(False)
+    return model, model_config, report
 
 
 def seed_everything(seed: int, epoch: int = 0, rank: int = 0) -> None:
@@ -229,51 +289,6 @@ def seed_everything(seed: int, epoch: int = 0, rank: int = 0) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Logging
-
-
-@dataclass
-class RunLog:
-    """``metrics.jsonl`` kept in memory and rewritten atomically (rank 0 only)."""
-
-    path: Path | None
-    records: list[dict[str, Any]] = field(default_factory=list)
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        self.records.append(dict(record))
-        if self.path is not None:
-            lines = (dumps_strict(r) for r in self.records)
-            write_text_atomic(self.path, "".join(f"{line}\n" for line in lines))
-
-    @classmethod
-    def resume(cls, path: Path | None, up_to_step: int) -> RunLog:
-        """Reload an existing log, dropping lines written after the resumed checkpoint."""
-        records: list[dict[str, Any]] = []
-        if path is not None and path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    if int(record.get("step", 0)) <= up_to_step:
-                        records.append(record)
-        return cls(path, records)
-
-
-def _metrics_dict(cm: Any, classes: list[str]) -> dict[str, Any]:
-    """Scalar metrics, per-class IoU and the raw confusion matrix (plain Python types)."""
-    computed = cm.compute()
-    metrics: dict[str, Any] = {}
-    for key in ("pixel_acc", "mean_acc", "miou", "fwiou"):
-        if key in computed:
-            metrics[key] = float(computed[key])
-    iou = computed.get("iou")
-    if iou is not None:
-        metrics["iou"] = [float(v) for v in np.asarray(iou, dtype=float).tolist()]
-    metrics["classes"] = list(classes)
-    metrics["confusion"] = np.asarray(cm.matrix, dtype=np.int64).tolist()
-    return metrics
-
-
-# --------------------------------------------------------------------------------------------
 # Divergence
 
 
@@ -281,8 +296,7 @@ class TrainingDiverged(InputError):
     """The loss or the weights became NaN/inf: the settings (or the data) do not train."""
 
 
-def divergence_message(config: TrainConfig, what: str, step: int,
-                       images: torch.Tensor | None = None,
+def divergence_message(config: TrainConfig, what: str, step: int, *, bad_data: bool = False,
                        weight: torch.Tensor | None = None) -> str:
     """One line: what diverged, where, and the likely causes among this run's settings.
 
@@ -290,8 +304,8 @@ def divergence_message(config: TrainConfig, what: str, step: int,
     normalised loss, momentum 0.9-0.99, weight decay 5e-4; AdamW lr ~1e-3), not hard laws.
     """
     causes = []
-    if images is not None and not bool(torch.isfinite(images).all()):
-        causes.append("the data: this batch holds NaN/inf pixel values")
+    if bad_data:
+        causes.append("the data: a batch held NaN/inf pixel values")
     high_lr = 0.1 if config.optimizer == "sgd" else 0.01
     if config.lr > high_lr:
         causes.append(f"lr={config.lr:g} is high for {config.optimizer} (try <= {high_lr:g})")
@@ -308,15 +322,16 @@ def divergence_message(config: TrainConfig, what: str, step: int,
             "The checkpoints keep the last finite epoch")
 
 
-def _test_kill_hook(step: int, info: ddp.DistInfo) -> None:
-    """Test hook for elastic restarts: ``FCNKIT_TEST_KILL_AT_STEP=RANK:STEP`` makes that rank
-    exit abruptly at that global step, on torchrun's first attempt only."""
+def _test_kill_step(rank: int) -> int | None:
+    """Test hook for elastic restarts: ``FCNKIT_TEST_KILL_AT_STEP=RANK:STEP`` makes rank
+    ``RANK`` exit abruptly (``os._exit``) after global step ``STEP``, on torchrun's first
+    attempt only (``TORCHELASTIC_RESTART_COUNT`` 0), so the restarted group can finish.
+    Returns that step for this rank, else None."""
     spec = os.environ.get("FCNKIT_TEST_KILL_AT_STEP")
     if not spec or os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
-        return
-    rank, _, at = spec.partition(":")
-    if int(rank) == info.rank and int(at) == step:
-        os._exit(17)
+        return None
+    target, _, at = spec.partition(":")
+    return int(at) if int(target) == rank else None
 
 
 def _check_finite_weights(model: nn.Module, config: TrainConfig, step: int) -> None:
@@ -333,40 +348,58 @@ def _check_finite_weights(model: nn.Module, config: TrainConfig, step: int) -> N
 
 def train_one_epoch(
     model: nn.Module,
-    loader: DataLoader,
+    loader: Any,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     *,
     epoch: int,
     step: int,
+    steps: int,
     config: TrainConfig,
-    info: ddp.DistInfo,
-    weight: torch.Tensor | None,
-    scaler: torch.amp.GradScaler | None,
-    log: RunLog,
-    steps_per_epoch: int,
+    device: torch.device,
+    weight: torch.Tensor | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    log: RunLog | None = None,
+    console: ConsoleProgress | None = None,
+    precision: Precision | None = None,
+    channels_last: bool = False,
+    rank: int = 0,
 ) -> tuple[int, float]:
-    """Train for one epoch. Returns (global step after the epoch, mean loss over ranks)."""
-    device = torch.device(config.device)
-    use_amp = scaler is not None
-    model.train()
-    progress = None
-    if info.is_main and config.progress:
-        from tqdm.auto import tqdm
+    """Train for ``steps`` batches of ``loader``. Returns (global step, mean loss over ranks).
 
-        progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
-                        unit="step", leave=False, dynamic_ncols=True)
-    loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of batch losses, batches)
-    window = [0.0, 0.0, 0.0]  # loss sum, images, batches since the last log line
+    The forward pass runs under ``precision``'s autocast (None: fp32; the loss is computed
+    in float32) and, with ``channels_last``, on NHWC batches (the model converted by the
+    caller). ``scaler`` (fp16 only) scales the loss against gradient underflow.
+
+    Every ``config.log_every`` steps, and at the epoch's last step, the window's losses are
+    summed over the ranks and read back to the host (the only host sync of the window),
+    appended to ``log`` as a ``"step"`` record and shown by ``console``.
+
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite (an InputError naming the likely
+            causes: the settings, or NaN/inf pixels in the window's batches).
+    """
+    console = console or ConsoleProgress(enabled=False)
+    model.train()
+    console.start_epoch(epoch + 1, config.epochs, steps)
+    window_loss = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device
+    # Non-finite input values seen in the window, counted on the device (read with the loss).
+    window_bad_inputs = torch.zeros((), dtype=torch.float64, device=device)
+    kill_at = _test_kill_step(rank)
+    window_images = window_batches = 0
+    epoch_loss, epoch_batches = 0.0, 0.0
     window_start = time.perf_counter()
-    for i, (images, masks) in enumerate(loader):
-        if i >= steps_per_epoch:
-            break
+    for i, (images, masks) in enumerate(itertools.islice(loader, steps)):
         images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         masks = masks.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        window_bad_inputs += (~torch.isfinite(images)).any()
+        with autocast(precision or FP32, device):
             logits = model(images)
-        loss = segmentation_loss(logits, masks, weight)
+        # The loss is computed in fp32 whatever the autocast precision (optim.segmentation_loss).
+        loss = training_loss(logits, masks, weight, aux_weight=config.aux_loss_weight,
+                             reduction="sum" if config.recipe == "caffe" else "mean")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -377,44 +410,327 @@ def train_one_epoch(
             optimizer.step()
         scheduler.step()
         step += 1
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingDiverged(divergence_message(config, f"the loss became {value}", step,
-                                                      images, weight))
-        _test_kill_hook(step, info)
-        loss_sum += torch.tensor([value, 1.0], dtype=torch.float64)
-        window = [window[0] + value, window[1] + images.shape[0], window[2] + 1]
-        if step % config.log_every == 0 or i + 1 == steps_per_epoch:
-            # Sum the window over ranks (every rank reaches this line at the same steps, so
-            # the collective matches up): mean loss per batch, images per second overall.
-            stats = ddp.all_reduce_sum(torch.tensor(window, dtype=torch.float64))
-            elapsed = max(time.perf_counter() - window_start, 1e-9)
-            record = {
-                "kind": "step", "epoch": epoch + 1, "step": step,
-                "loss": stats[0].item() / max(stats[2].item(), 1.0),
-                "lr": optimizer.param_groups[0]["lr"],
-                "img_per_s": stats[1].item() / elapsed,
-            }
-            if info.is_main:
-                log.append(record)
-            if progress is not None:
-                progress.set_postfix(loss=f"{record['loss']:.3f}",
-                                     img_s=f"{record['img_per_s']:.1f}")
-            window, window_start = [0.0, 0.0, 0.0], time.perf_counter()
-        if progress is not None:
-            progress.update(1)
-    if progress is not None:
-        progress.close()
-    total = ddp.all_reduce_sum(loss_sum)
-    return step, total[0].item() / max(total[1].item(), 1.0)
+        window_loss += loss.detach()
+        window_images += images.shape[0]
+        window_batches += 1
+        console.advance()
+        if kill_at == step:
+            os._exit(17)  # the elastic-restart test's simulated crash (no cleanup at all)
+        if step % config.log_every != 0 and i + 1 != steps:
+            continue
+        # End of a log window: sum over ranks (every rank reaches this line at the same
+        # steps, so the collective matches up) and read back once.
+        totals = torch.stack([window_loss, window_loss.new_tensor(window_images),
+                              window_loss.new_tensor(window_batches), window_bad_inputs])
+        loss_sum, images_seen, batches_seen, bad_inputs = ddp.all_reduce_sum(totals).tolist()
+        if not math.isfinite(loss_sum):
+            raise TrainingDiverged(divergence_message(
+                config, f"the loss became {loss_sum}", step, bad_data=bad_inputs > 0,
+                weight=weight))
+        epoch_loss, epoch_batches = epoch_loss + loss_sum, epoch_batches + batches_seen
+        record = {
+            "kind": "step", "epoch": epoch + 1, "step": step,
+            "loss": loss_sum / max(batches_seen, 1.0),
+            "lr": optimizer.param_groups[0]["lr"],
+            "img_per_s": images_seen / max(time.perf_counter() - window_start, 1e-9),
+        }
+        if log is not None:
+            log.append(record)
+        console.log_window(record, i + 1)
+        window_loss.zero_()
+        window_bad_inputs.zero_()
+        window_images = window_batches = 0
+        window_start = time.perf_counter()
+    console.end_epoch()
+    return step, epoch_loss / max(epoch_batches, 1.0)
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module, loader: DataLoader, *, num_classes: int, device: torch.device,
+    classes: list[str],
+) -> dict[str, Any]:
+    """Evaluate the bare (un-wrapped) model; every rank gets the all-reduced metrics:
+    the FCN paper's scores, per-class IoU, class names and the confusion matrix."""
+    from fcnkit.engine.evaluate import evaluate
+
+    computed = evaluate(model, loader, num_classes=num_classes, device=device)
+    scores = computed.compute()
+    metrics: dict[str, Any] = {
+        key: float(scores[key]) for key in ("pixel_acc", "mean_acc", "miou", "fwiou")
+        if key in scores
+    }
+    if scores.get("iou") is not None:
+        metrics["iou"] = [float(v) for v in np.asarray(scores["iou"], dtype=float).tolist()]
+    metrics["classes"] = list(classes)
+    metrics["confusion"] = np.asarray(computed.matrix, dtype=np.int64).tolist()
+    return metrics
 
 
 # --------------------------------------------------------------------------------------------
 # The run
 
 
+def train(
+    config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Train (or resume) a model as ``config`` says; write the run directory.
+
+    Args:
+        config: the run's settings.
+        on_epoch: optional callback, called on every rank after each epoch's validation
+            with the epoch record (``metrics.jsonl``'s ``"epoch"`` line).
+
+    Returns:
+        ``{"run_dir", "skipped", "last", "best", "best_miou", "epoch", "step",
+        "train_loss", "metrics" (last validation), "world_size", "batch_size",
+        "effective_batch_size", "time_s", "init_from"}``; paths as strings.
+
+    Raises:
+        InputError: bad data, a device that is absent, a checkpoint that does not fit, a
+            missing resume checkpoint, a crop x batch above the memory budget
+            (:func:`fcnkit.limits.check_training_crop`), a run directory another run holds
+            (:class:`fcnkit.engine.runlock.RunLock`), a loss or weights that diverged
+            (:class:`TrainingDiverged`). A failure after the run directory was started
+            leaves ``RUN_DIR/error.txt`` saying why.
+    """
+    from fcnkit.atomic import remove_stale_temp_files
+    from fcnkit.engine.runlock import RunLock
+    from fcnkit.limits import check_training_crop
+
+    start_time = time.perf_counter()
+    check_training_crop(config.crop, config.batch_size)
+    device = resolve_device(config.device)
+    resume = load_resume_checkpoint(config)  # before creating anything: fail early
+    info = ddp.init_distributed(device)
+    # Rank 0 writes the run directory: it holds the lock (a second run into the same
+    # directory is refused) and removes temporaries a killed earlier run left there.
+    lock = RunLock(resolve_run_dir(config)) if info.is_main else None
+    try:
+        if device.type == "cuda" and info.distributed:
+            device = torch.device("cuda", info.local_rank)  # one GPU per process
+        if lock is not None:
+            lock.acquire()
+            remove_stale_temp_files(lock.run_dir)
+        try:
+            return _run(config, info, device, resume, on_epoch, start_time)
+        except Exception as exc:
+            if lock is not None:
+                _record_failure(lock.run_dir, exc)
+            raise
+    finally:
+        if lock is not None:
+            lock.release()
+        ddp.cleanup_distributed()
+
+
+def _run(
+    config: TrainConfig,
+    info: ddp.DistInfo,
+    device: torch.device,
+    resume: dict[str, Any] | None,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+    start_time: float,
+) -> dict[str, Any]:
+    _configure_threads(config)
+    run_dir = resolve_run_dir(config)
+    console = ConsoleProgress(enabled=info.is_main, bar=config.progress)
+
+    # Data, normalised as the model's weights expect
+    init = load_init_weights(config) if resume is None else None
+    preprocessing = training_preprocessing(config, resume, init)
+    train_set = get_dataset(config, config.train_split, train=True,
+                            preprocessing=preprocessing)
+    val_set = get_dataset(config, config.val_split, train=False, preprocessing=preprocessing)
+    num_classes = int(train_set.num_classes)
+    classes = list(getattr(train_set, "classes", [str(i) for i in range(num_classes)]))
+    palette = [list(map(int, c)) for c in getattr(train_set, "palette", [])]
+    train_loader, train_sampler, val_loader = get_loaders(config, train_set, val_set, info)
+    steps_per_epoch = min(len(train_loader), config.max_steps_per_epoch or len(train_loader))
+    if steps_per_epoch == 0:
+        raise InputError(f"data {config.data}: the training split yields no batch")
+    total_steps = config.epochs * steps_per_epoch
+
+    # Model, loss, optimizer, schedule
+    model, model_config, init_report = build_training_model(
+        config, num_classes, resume, init=init, preprocessing=preprocessing)
+    if init_report is not None:
+        counts = init_report.counts()
+        console.line(f"fcnkit train: init from {config.init_from} ({init_report.layout}): "
+                     f"copied {counts['copied']}, skipped {counts['skipped']}, new "
+                     f"{counts['new']} tensors")
+    precision = resolve_precision(config.precision, device)
+    channels_last = resolve_channels_last(config.channels_last, device)
+    if channels_last:  # the weights keep their values; only their memory order changes
+        model = model.to(memory_format=torch.channels_last)
+    model = ddp.wrap_model(model, info, device, sync_bn=config.sync_bn)
+    bare = ddp.unwrap_model(model)
+    if config.recipe == "caffe":
+        optimizer = build_caffe_optimizer(model, lr=config.lr, momentum=config.momentum,
+                                          weight_decay=config.weight_decay)
+    else:
+        optimizer = build_optimizer(model, name=config.optimizer, lr=config.lr,
+                                    momentum=config.momentum, weight_decay=config.weight_decay)
+    scheduler = build_scheduler(optimizer, total_steps, config.lr_power)
+    # fp16 needs loss scaling against gradient underflow; bf16 has fp32's exponent range.
+    use_scaler = precision.name == "fp16" and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    weight = class_weights_for(config, train_set, num_classes)
+    if weight is not None:
+        weight = weight.to(device)
+
+    # Where the run starts: epoch 0, or where the resumed checkpoint ended
+    state = TrainingCheckpoint.from_payload(resume) if resume else None
+    start_epoch, step = (state.epoch, state.step) if state else (0, 0)
+    best_miou = state.best_miou if state else -math.inf
+    best_epoch = state.best_epoch if state else None
+    if state is not None:  # best.pt may be newer or older than last.pt says (a crash)
+        best_miou, best_epoch = _reconcile_best(run_dir, best_miou, best_epoch, start_epoch)
+    metrics: dict[str, Any] = dict(state.metrics) if state else {}
+    if state is not None:
+        _restore_training_state(state, optimizer, scheduler, scaler)
+        set_schedule_position(scheduler, optimizer, start_epoch * steps_per_epoch, total_steps,
+                              config.lr_power)
+
+    log = open_run_log(run_dir, config, keep_up_to_step=step, is_main=info.is_main)
+    console.line(
+        f"fcnkit train: {config.model} ({model_config}) on {len(train_set)} train / "
+        f"{len(val_set)} val images; {info.world_size} process(es) x batch "
+        f"{config.batch_size} = effective batch {info.world_size * config.batch_size}; "
+        f"{steps_per_epoch} steps/epoch; epochs {start_epoch + 1}..{config.epochs}; "
+        f"precision {precision.reason}; {'channels_last' if channels_last else 'NCHW'}; "
+        f"run dir {run_dir}"
+    )
+    if info.is_main and start_epoch >= config.epochs:
+        warn(f"{run_dir}: the {ckpt_io.describe_checkpoint(resume or {})} already trained "
+             f"{start_epoch} of {config.epochs} epochs; nothing to do (ask for more epochs "
+             "to continue)")
+    train_loss = float("nan")
+    with log:
+        for epoch in range(start_epoch, config.epochs):
+            epoch_start = time.perf_counter()
+            seed_everything(config.seed, epoch + 1, info.rank)
+            train_sampler.set_epoch(epoch)
+            step, train_loss = train_one_epoch(
+                model, train_loader, optimizer, scheduler, epoch=epoch, step=step,
+                steps=steps_per_epoch, config=config, device=device, weight=weight,
+                scaler=scaler, log=log, console=console, precision=precision,
+                channels_last=channels_last, rank=info.rank,
+            )
+            _check_finite_weights(bare, config, step)  # no checkpoint ever holds NaN weights
+            metrics = validate(bare, val_loader, num_classes=num_classes, device=device,
+                               classes=classes)
+            miou = metrics.get("miou", float("nan"))
+            is_best = math.isfinite(miou) and miou > best_miou
+            if is_best:
+                best_miou, best_epoch = miou, epoch + 1
+            record = {
+                "kind": "epoch", "epoch": epoch + 1, "step": step, "train_loss": train_loss,
+                "lr": optimizer.param_groups[0]["lr"],
+                "time_s": time.perf_counter() - epoch_start,
+                **{k: metrics[k] for k in ("pixel_acc", "mean_acc", "miou", "fwiou")
+                   if k in metrics},
+            }
+            if info.is_main:
+                log.append(record)
+                if log.tensorboard is not None:
+                    log_val_predictions(log.tensorboard, bare, config, step,
+                                        num_classes=num_classes, device=device, palette=palette)
+                checkpoint = TrainingCheckpoint(
+                    model_state=bare.state_dict(), model_config=model_config,
+                    classes=classes, palette=palette, config=config.to_dict(),
+                    epoch=epoch + 1, step=step, optimizer_state=optimizer.state_dict(),
+                    scheduler_state=scheduler.state_dict(),
+                    scaler_state=scaler.state_dict() if scaler is not None else {},
+                    rng_state=ckpt_io.capture_rng_state(), metrics=metrics,
+                    best_miou=best_miou, best_epoch=best_epoch, world_size=info.world_size,
+                )
+                save_epoch(run_dir, checkpoint, log, is_best=is_best)
+            console.line(
+                f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, val mIoU "
+                f"{miou:.4f}, pixel acc {metrics.get('pixel_acc', float('nan')):.4f} "
+                f"({record['time_s']:.1f} s){' *best*' if is_best else ''}"
+            )
+            ddp.barrier()  # no rank starts the next epoch before rank 0 wrote the checkpoint
+            if on_epoch is not None:
+                on_epoch(record)
+
+    if info.is_main:
+        (run_dir / "error.txt").unlink(missing_ok=True)  # a resumed run that finished
+    written = {name: str(run_dir / name) if (run_dir / name).is_file() else None
+               for name in ("last.pt", "best.pt")}
+    return {
+        "run_dir": str(run_dir),
+        "skipped": sum(int(getattr(ds, "skipped", 0) or 0) for ds in (train_set, val_set)),
+        "last": written["last.pt"],
+        "best": written["best.pt"],
+        "best_miou": best_miou,
+        "epoch": config.epochs,
+        "step": step,
+        "train_loss": train_loss,
+        "metrics": metrics,
+        "world_size": info.world_size,
+        "batch_size": config.batch_size,
+        "effective_batch_size": config.batch_size * info.world_size,
+        "time_s": time.perf_counter() - start_time,
+        # copied / skipped / new tensor counts of init_from (None without it)
+        "init_from": init_report.counts() if init_report is not None else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The run directory
+
+
+def open_run_log(run_dir: Path, config: TrainConfig, *, keep_up_to_step: int,
+                 is_main: bool) -> RunLog:
+    """Rank 0: create ``run_dir``, write ``config.json``, open ``metrics.jsonl`` (kept up
+    to the resumed step). Other ranks: a log that writes nothing."""
+    if not is_main:
+        return RunLog.in_memory()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.json", config.to_json())
+    return RunLog.open(run_dir / "metrics.jsonl", keep_up_to_step=keep_up_to_step,
+                       tensorboard_dir=run_dir / "tensorboard" if config.tensorboard else None)
+
+
+def log_val_predictions(board: Any, model: nn.Module, config: TrainConfig, step: int, *,
+                        num_classes: int, device: torch.device, palette: list[Any]) -> None:
+    """TensorBoard: the first validation images' predictions (rank 0, once per epoch)."""
+    from fcnkit.data import open_dataset
+    from fcnkit.engine.predict import predict_samples
+    from fcnkit.engine.tensorboard_log import PREDICTION_IMAGES
+
+    dataset = open_dataset(config.data, config.val_split, skip_bad=config.skip_bad)
+    samples = predict_samples(model, dataset, PREDICTION_IMAGES, num_classes=num_classes,
+                              device=device)
+    board.log_predictions(samples, step, palette or None)
+    model.train()
+
+
+def save_epoch(run_dir: Path, checkpoint: TrainingCheckpoint, log: RunLog, *,
+               is_best: bool) -> None:
+    """An epoch's files (rank 0): ``best.pt`` when it is the best so far, then ``last.pt``,
+    then ``curves.png``.
+
+    Best before last: a crash between the two leaves ``last.pt`` one epoch behind, so the
+    resume re-runs that epoch and rewrites both (:func:`_reconcile_best` ignores the newer
+    ``best.pt``). The other order would leave ``best.pt`` stale for good: ``last.pt`` would
+    say the epoch was done.
+    """
+    payload = checkpoint.to_payload()
+    if is_best:
+        ckpt_io.save_checkpoint(run_dir / "best.pt", payload)
+    ckpt_io.save_checkpoint(run_dir / "last.pt", payload)
+    draw_curves(log.records, run_dir / "curves.png")
+
+
+# --------------------------------------------------------------------------------------------
+# Resuming
+
+
 def resolve_run_dir(config: TrainConfig) -> Path:
-    """``--out``, else the resumed run's directory, else ``runs/<model>``."""
+    """``config.out``, else the resumed run's directory, else ``runs/<model>``."""
     if config.out is not None:
         return Path(config.out).expanduser()
     if config.resume is not None and config.resume != AUTO_RESUME:
@@ -430,7 +746,7 @@ def auto_resume_path(config: TrainConfig) -> Path | None:
 
 
 def load_resume_checkpoint(config: TrainConfig) -> dict[str, Any] | None:
-    """The checkpoint ``--resume`` names (RUN_DIR → RUN_DIR/last.pt), or None.
+    """The checkpoint ``config.resume`` names (RUN_DIR → RUN_DIR/last.pt), or None.
 
     ``resume="auto"`` resumes from the run directory's ``last.pt`` when there is one and
     starts fresh otherwise (what a restarted torchrun worker group needs).
@@ -443,7 +759,7 @@ def load_resume_checkpoint(config: TrainConfig) -> dict[str, Any] | None:
     path = Path(config.resume).expanduser()
     if not path.exists():
         raise InputError(
-            f"--resume {path} does not exist; pass a run directory written by fcnkit train "
+            f"resume {path} does not exist; pass a run directory written by fcnkit train "
             "(or its last.pt)"
         )
     return ckpt_io.load_checkpoint(ckpt_io.resolve_checkpoint_path(path, name="last.pt"))
@@ -453,8 +769,9 @@ def resume_config(path: str | os.PathLike[str]) -> TrainConfig:
     """The TrainConfig stored in a run directory's last.pt (or a checkpoint file)."""
     file = ckpt_io.resolve_checkpoint_path(Path(path).expanduser(), name="last.pt")
     stored = ckpt_io.load_checkpoint(file).get("config")
-    if not isinstance(stored, Mapping):
-        raise InputError(f"checkpoint {file} holds no training config; pass --data and options")
+    if not isinstance(stored, Mapping) or not stored:
+        raise InputError(f"checkpoint {file} holds no training config; give the data and "
+                         "options explicitly")
     try:
         return TrainConfig.from_dict(stored)
     except (InputError, TypeError) as exc:
@@ -463,16 +780,14 @@ def resume_config(path: str | os.PathLike[str]) -> TrainConfig:
                          ) from None
 
 
-def _check_resume_fits(ckpt: Mapping[str, Any], config: TrainConfig, num_classes: int) -> None:
+def _check_resume_fits(ckpt: Mapping[str, Any], model_config: Mapping[str, Any]) -> None:
     stored = ckpt["model_config"]
-    wanted = {"name": config.model, "num_classes": num_classes, **model_options(config)}
-    for key, value in wanted.items():
+    for key, value in model_config.items():
         if stored.get(key) != value:
-            flag = {"name": "--model", "num_classes": "--data"}.get(key, f"--{key}")
             raise InputError(
                 f"checkpoint {ckpt.get('path')} is a {ckpt_io.describe_checkpoint(ckpt)}, but "
-                f"{flag} asks for {key}={value!r}; resume with the run's own settings or start "
-                "a new run with another --out"
+                f"this run asks for {key}={value!r}; resume with the run's own settings or "
+                "start a new run in another directory"
             )
 
 
@@ -494,8 +809,8 @@ def _record_failure(run_dir: Path, exc: BaseException) -> None:
         pass
 
 
-def _reconcile_best(run_dir: Path, best_miou: float, best_epoch: int,
-                    start_epoch: int) -> tuple[float, int]:
+def _reconcile_best(run_dir: Path, best_miou: float, best_epoch: int | None,
+                    start_epoch: int) -> tuple[float, int | None]:
     """The best mIoU / epoch to resume with, repaired from ``best.pt`` when it is newer.
 
     A ``best.pt`` written for an epoch that ``last.pt`` does not include yet (a crash
@@ -519,258 +834,26 @@ def _reconcile_best(run_dir: Path, best_miou: float, best_epoch: int,
     return best_miou, best_epoch
 
 
+def _restore_training_state(
+    state: TrainingCheckpoint,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+) -> None:
+    """Optimizer, schedule, AMP scaler and RNG states of a resumed checkpoint."""
+    if state.optimizer_state:
+        optimizer.load_state_dict(state.optimizer_state)
+    if state.scheduler_state:
+        scheduler.load_state_dict(state.scheduler_state)
+    if scaler is not None and state.scaler_state:
+        scaler.load_state_dict(state.scaler_state)
+    if state.rng_state:
+        ckpt_io.restore_rng_state(state.rng_state)
+
+
 def _configure_threads(config: TrainConfig) -> None:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     elif torch.device(config.device).type == "cpu":
         local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
-
-
-def _device_check(config: TrainConfig) -> None:
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available; use --device cpu")
-
-
-def train(
-    config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | None = None
-) -> dict[str, Any]:
-    """Train (or resume) a model as ``config`` says; write the run directory.
-
-    Args:
-        config: the run's settings.
-        on_epoch: optional callback, called on every rank after each epoch's validation
-            with the epoch record (``metrics.jsonl``'s ``"epoch"`` line).
-
-    Returns:
-        ``{"run_dir", "last", "best", "best_miou", "epoch", "step", "train_loss",
-        "metrics" (last validation), "world_size", "batch_size", "effective_batch_size",
-        "time_s"}``; paths as strings.
-
-    Raises:
-        InputError: bad data, a checkpoint that does not fit, a missing ``--resume``.
-    """
-    from fcnkit.atomic import remove_stale_temp_files
-    from fcnkit.engine.runlock import RunLock
-    from fcnkit.limits import check_training_crop
-
-    _device_check(config)
-    check_training_crop(config.crop, config.batch_size)
-    start_time = time.perf_counter()
-    resume = load_resume_checkpoint(config)  # before creating anything: fail early
-    info = ddp.init_distributed(config.device)
-    # Rank 0 writes the run directory: it holds the lock (a second run into the same
-    # directory is refused) and removes temporaries a killed earlier run left there.
-    lock = RunLock(resolve_run_dir(config)) if info.is_main else None
-    try:
-        if lock is not None:
-            lock.acquire()
-            remove_stale_temp_files(lock.run_dir)
-        try:
-            return _train(config, info, resume, on_epoch, start_time)
-        except Exception as exc:
-            if lock is not None:
-                _record_failure(lock.run_dir, exc)
-            raise
-    finally:
-        if lock is not None:
-            lock.release()
-        ddp.cleanup_distributed()
-
-
-def _train(
-    config: TrainConfig,
-    info: ddp.DistInfo,
-    resume: dict[str, Any] | None,
-    on_epoch: Callable[[dict[str, Any]], None] | None,
-    start_time: float,
-) -> dict[str, Any]:
-    from fcnkit.models import build_model
-
-    _configure_threads(config)
-    device = torch.device(config.device)
-    if device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-    run_dir = resolve_run_dir(config)
-
-    # Data
-    train_set = get_dataset(config, config.train_split, train=True)
-    val_set = get_dataset(config, config.val_split, train=False)
-    num_classes = int(train_set.num_classes)
-    classes = list(getattr(train_set, "classes", [str(i) for i in range(num_classes)]))
-    palette = [list(map(int, c)) for c in getattr(train_set, "palette", [])]
-    train_loader, train_sampler, val_loader = get_loaders(config, train_set, val_set, info)
-    batches = len(train_loader)
-    steps_per_epoch = min(batches, config.max_steps_per_epoch or batches)
-    if steps_per_epoch == 0:
-        raise InputError(f"--data {config.data}: the training split yields no batch")
-    total_steps = config.epochs * steps_per_epoch
-
-    # Model: the same initial weights on every rank (seeded), then DDP.
-    seed_everything(config.seed)
-    options = model_options(config)
-    try:
-        model = build_model(config.model, num_classes=num_classes, **options)
-    except (TypeError, KeyError) as exc:
-        raise InputError(
-            f"--model {config.model} with options {options}: {exc}; see fcnkit models"
-        ) from None
-    if resume is not None:
-        _check_resume_fits(resume, config, num_classes)
-        model.load_state_dict(resume["model_state"])
-    model = ddp.wrap_model(model, info, device, sync_bn=config.sync_bn)
-    optimizer = build_optimizer(config, model)
-    scheduler = build_scheduler(optimizer, total_steps, config.lr_power)
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    weight = class_weights_for(config, train_set, num_classes)
-    if weight is not None:
-        weight = weight.to(device)
-
-    start_epoch, step, best_miou, best_epoch = 0, 0, -math.inf, 0
-    if resume is not None:
-        start_epoch, step = int(resume.get("epoch", 0)), int(resume.get("step", 0))
-        best_miou = float(resume.get("best_miou", -math.inf))
-        best_epoch = int(resume.get("best_epoch", 0) or 0)
-        best_miou, best_epoch = _reconcile_best(run_dir, best_miou, best_epoch, start_epoch)
-        if "optimizer_state" in resume:
-            optimizer.load_state_dict(resume["optimizer_state"])
-        if "scheduler_state" in resume:
-            scheduler.load_state_dict(resume["scheduler_state"])
-        if scaler is not None and resume.get("scaler_state"):
-            scaler.load_state_dict(resume["scaler_state"])
-        # A checkpoint from N processes resumed on M: steps per epoch differ, so restart the
-        # schedule at this epoch's boundary in the new step count.
-        position = start_epoch * steps_per_epoch
-        if scheduler.last_epoch != position:
-            scheduler.last_epoch = position
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * poly_factor(
-                    position, total_steps, config.lr_power
-                )
-        if "rng_state" in resume:
-            ckpt_io.restore_rng_state(resume["rng_state"])
-
-    log = RunLog.resume(run_dir / "metrics.jsonl" if info.is_main else None, step)
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.json", config.to_json())
-        world = info.world_size
-        print(
-            f"fcnkit train: {config.model} ({options}) on {len(train_set)} train / "
-            f"{len(val_set)} val images, {num_classes} classes; {world} process(es) x batch "
-            f"{config.batch_size} = effective batch {world * config.batch_size}; "
-            f"{steps_per_epoch} steps/epoch; epochs {start_epoch + 1}..{config.epochs}; "
-            f"run dir {run_dir}",
-            file=sys.stderr, flush=True,
-        )
-    if info.is_main and start_epoch >= config.epochs:
-        print(f"fcnkit train: {ckpt_io.describe_checkpoint(resume or {})} already trained "
-              f"{start_epoch} of {config.epochs} epochs; pass a larger --epochs to continue",
-              file=sys.stderr)
-    bare = ddp.unwrap_model(model)
-    metrics: dict[str, Any] = dict(resume.get("metrics", {})) if resume else {}
-    train_loss = float("nan")
-    for epoch in range(start_epoch, config.epochs):
-        epoch_start = time.perf_counter()
-        seed_everything(config.seed, epoch + 1, info.rank)
-        train_sampler.set_epoch(epoch)
-        step, train_loss = train_one_epoch(
-            model, train_loader, optimizer, scheduler, epoch=epoch, step=step, config=config,
-            info=info, weight=weight, scaler=scaler, log=log, steps_per_epoch=steps_per_epoch,
-        )
-        _check_finite_weights(bare, config, step)  # best.pt / last.pt never hold NaN weights
-        metrics = validate(bare, val_loader, num_classes=num_classes, device=device,
-                           classes=classes)
-        miou = metrics.get("miou", float("nan"))
-        is_best = math.isfinite(miou) and miou > best_miou
-        if is_best:
-            best_miou = miou
-        record = {
-            "kind": "epoch", "epoch": epoch + 1, "step": step, "train_loss": train_loss,
-            "lr": optimizer.param_groups[0]["lr"], "time_s": time.perf_counter() - epoch_start,
-            **{k: metrics[k] for k in ("pixel_acc", "mean_acc", "miou", "fwiou") if k in metrics},
-        }
-        if info.is_main:
-            log.append(record)
-            payload = {
-                "format": ckpt_io.CHECKPOINT_FORMAT,
-                "model_state": bare.state_dict(),
-                "model_config": {"name": config.model, "num_classes": num_classes, **options},
-                "classes": classes,
-                "palette": palette,
-                "config": config.to_dict(),
-                "epoch": epoch + 1,
-                "step": step,
-                "optimizer_state": optimizer.state_dict(),
-                "scheduler_state": scheduler.state_dict(),
-                "scaler_state": scaler.state_dict() if scaler is not None else {},
-                "rng_state": ckpt_io.capture_rng_state(),
-                "metrics": metrics,
-                "best_miou": best_miou,
-                "best_epoch": epoch + 1 if is_best else best_epoch,
-                "world_size": info.world_size,
-            }
-            # best.pt before last.pt: a crash between the two leaves last.pt one epoch
-            # behind, so resuming re-runs that epoch and rewrites both. (The other order
-            # would leave best.pt stale for good: last.pt would say the epoch was done.)
-            if is_best:
-                ckpt_io.save_checkpoint(run_dir / "best.pt", payload)
-                best_epoch = epoch + 1
-            ckpt_io.save_checkpoint(run_dir / "last.pt", payload)
-            _draw_curves(log.records, run_dir / "curves.png")
-            print(
-                f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, val mIoU "
-                f"{miou:.4f}, pixel acc {metrics.get('pixel_acc', float('nan')):.4f} "
-                f"({record['time_s']:.1f} s){' *best*' if is_best else ''}",
-                file=sys.stderr, flush=True,
-            )
-        ddp.barrier()  # no rank starts the next epoch before rank 0 wrote the checkpoint
-        if on_epoch is not None:
-            on_epoch(record)
-
-    skipped = int(getattr(train_set, "skipped", 0) or 0) + int(getattr(val_set, "skipped", 0) or 0)
-    if skipped and info.is_main:
-        print(f"fcnkit train: skipped {skipped} bad sample(s) (--skip-bad)", file=sys.stderr)
-    if info.is_main:
-        (run_dir / "error.txt").unlink(missing_ok=True)  # a resumed run that finished
-    written = {name: str(run_dir / name) if (run_dir / name).is_file() else None
-               for name in ("last.pt", "best.pt")}
-    return {
-        "run_dir": str(run_dir),
-        "skipped": skipped,
-        "last": written["last.pt"],
-        "best": written["best.pt"],
-        "best_miou": best_miou,
-        "epoch": config.epochs,
-        "step": step,
-        "train_loss": train_loss,
-        "metrics": metrics,
-        "world_size": info.world_size,
-        "batch_size": config.batch_size,
-        "effective_batch_size": config.batch_size * info.world_size,
-        "time_s": time.perf_counter() - start_time,
-    }
-
-
-def validate(
-    model: nn.Module, loader: DataLoader, *, num_classes: int, device: torch.device,
-    classes: list[str],
-) -> dict[str, Any]:
-    """Evaluate the bare (un-wrapped) model; every rank gets the all-reduced metrics."""
-    from fcnkit.engine.evaluate import evaluate
-
-    cm = evaluate(model, loader, num_classes=num_classes, device=device)
-    return _metrics_dict(cm, classes)
-
-
-def _draw_curves(records: list[dict[str, Any]], path: Path) -> None:
-    from fcnkit.viz.curves import plot_training_curves
-
-    plot_training_curves(records, path)
-
-
-def main(config: TrainConfig) -> int:
-    """Entry point used by ``fcnkit train``: train and return the exit code."""
-    train(config)
-    return 0

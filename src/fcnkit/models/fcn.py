@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -40,7 +41,7 @@ from fcnkit.models.backbones import (
     path_stride,
     spatial_modules,
 )
-from fcnkit.models.heads import ConvHead, FCNHead, crop_to, make_upsampler
+from fcnkit.models.heads import ConvHead, FCNHead, Interpolate, crop_to, make_upsampler
 from fcnkit.models.surgery import bilinear_init_
 
 
@@ -91,7 +92,13 @@ class FCN(nn.Module):
             ``score_pool3``, ``final``); a ``(dy, dx)`` pair only if they differ.
         misalignment: ``{layer: float}`` residual shift in input pixels that integer crops
             cannot remove (0 for VGG16; see the module docstring).
+        at_once: FCN-8s "at-once" (Shelhamer, Long & Darrell 2017, §4.1): trained in one
+            stage, with pool4 scaled by 0.01 and pool3 by 0.0001 before their score layers.
     """
+
+    # Shelhamer et al. (2017) §4.1 and pytorch-fcn's FCN8sAtOnce: fixed skip factors,
+    # coarse to fine.
+    AT_ONCE_SKIP_SCALES = (0.01, 0.0001)
 
     def __init__(
         self,
@@ -101,10 +108,13 @@ class FCN(nn.Module):
         upsample: str = "bilinear",
         *,
         caffe_geometry: bool = False,
+        at_once: bool = False,
     ) -> None:
         super().__init__()
         if num_skips not in (0, 1, 2):
             raise InputError(f"num_skips must be 0, 1 or 2, got {num_skips}")
+        if at_once and num_skips != 2:
+            raise InputError("at_once is the single-stage FCN-8s; it needs 2 skips")
         stride = backbone.output_stride
         skips = [backbone.feature_at_stride(stride // 2 ** (i + 1)) for i in range(num_skips)]
         self.backbone = backbone
@@ -112,6 +122,9 @@ class FCN(nn.Module):
             backbone.channels, backbone.strides, backbone.deepest, skips, num_classes,
             upsample, caffe_geometry=caffe_geometry,
         )
+        self.at_once = bool(at_once)
+        if self.at_once:
+            self.head.skip_scales = list(self.AT_ONCE_SKIP_SCALES)
         geometry = fcn_crop_offsets(backbone, self.head)
         self.crop_offsets = _scalar_if_square(geometry["offsets"])
         self.misalignment = _scalar_if_square(geometry["misalignment"])
@@ -120,6 +133,22 @@ class FCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x), x.shape[-2:])
+
+    # Labels without full-resolution logits (fcnkit.engine.inference.labels_by_strips):
+    # forward(x) == crop_to(final_upsampler(coarse_scores(x)), final_offset, x.shape[-2:]).
+    def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores before the last upsampling (see :attr:`final_upsampler`)."""
+        return self.head.coarse(self.backbone(x))
+
+    @property
+    def final_upsampler(self) -> nn.Module:
+        """The last upsampling layer (kernel_size/stride/padding of a transposed conv)."""
+        return self.head.upscore_final
+
+    @property
+    def final_offset(self) -> tuple[int, int]:
+        """``(dy, dx)``: where the input's pixel 0 is in the last upsampled map."""
+        return self.head.final_offset
 
 
 class D2LFCN(nn.Sequential):
@@ -156,6 +185,21 @@ class D2LFCN(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return crop_to(super().forward(x), (0, 0), x.shape[-2:])
 
+    # The coarse-score protocol of FCN (fcnkit.engine.inference.labels_by_strips).
+    def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """``final_conv`` scores at stride 32, before ``transpose_conv``."""
+        for module in list(self)[:-1]:
+            x = module(x)
+        return x
+
+    @property
+    def final_upsampler(self) -> nn.Module:
+        return self.transpose_conv
+
+    @property
+    def final_offset(self) -> tuple[int, int]:
+        return (0, 0)
+
 
 class DilatedFCN(nn.Module):
     """A dilated ResNet (output stride 8 or 16) + torchvision-style :class:`ConvHead`.
@@ -165,18 +209,36 @@ class DilatedFCN(nn.Module):
     ``misalignment["final"]`` is the shift the arithmetic finds between output pixel 0 and
     input pixel 0 (3.5 px at output stride 8: the dilated ResNet puts feature pixel i at
     8 i, the ×8 upsampler at 8 i + 3.5), as for the other models.
+    ``upsample="resize"`` is torchvision's ``FCN``: ``F.interpolate`` (bilinear,
+    ``align_corners=False``) straight to the input size. It equals ``"interpolate"`` when
+    H and W are multiples of S; otherwise its scale factor is ``H / ceil(H/S)``, not S.
 
     Args:
         backbone: a :class:`~fcnkit.models.backbones.ResNetBackbone` built with dilations.
         num_classes: C.
-        upsample: "bilinear", "deconv" or "interpolate" (the default is the registry's).
+        upsample: "bilinear", "deconv", "interpolate" or "resize" (the default is the
+            registry's).
+        aux: add torchvision's auxiliary head (``aux_classifier``, a :class:`ConvHead` on
+            the feature before the deepest, ``layer3``). In training mode ``forward``
+            then returns ``{"out": logits, "aux": aux_logits}``; in eval mode the logits.
     """
 
-    def __init__(self, backbone: Backbone, num_classes: int, upsample: str = "bilinear"):
+    def __init__(self, backbone: Backbone, num_classes: int, upsample: str = "bilinear",
+                 *, aux: bool = False):
         super().__init__()
         self.backbone = backbone
         self.classifier = ConvHead(backbone.channels[backbone.deepest], num_classes)
-        self.upsample = make_upsampler(num_classes, backbone.output_stride, upsample)
+        self.resize_to_input = upsample == "resize"
+        if self.resize_to_input:
+            # Same geometry as "interpolate" for receptive-field tracing.
+            self.upsample = Interpolate(backbone.output_stride)
+        else:
+            self.upsample = make_upsampler(num_classes, backbone.output_stride, upsample)
+        names = list(backbone.strides)
+        self.aux_feature = names[names.index(backbone.deepest) - 1] if aux else None
+        self.aux_classifier = (
+            ConvHead(backbone.channels[self.aux_feature], num_classes) if aux else None
+        )
         self.output_stride = backbone.output_stride
         self.num_classes = num_classes
         self.dilations = list(getattr(backbone, "dilations", None) or [])
@@ -185,10 +247,43 @@ class DilatedFCN(nn.Module):
             self.upsample,
         ])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _upsample(self, scores: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        if self.resize_to_input:
+            return F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
+        return crop_to(self.upsample(scores), (0, 0), size)
+
+    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"out": logits}`` plus ``"aux"`` (aux head logits) when built with ``aux``."""
         features = self.backbone(x)
-        scores = self.upsample(self.classifier(features[self.backbone.deepest]))
-        return crop_to(scores, (0, 0), x.shape[-2:])
+        size = x.shape[-2:]
+        out = {"out": self._upsample(self.classifier(features[self.backbone.deepest]), size)}
+        if self.aux_classifier is not None:
+            out["aux"] = self._upsample(self.aux_classifier(features[self.aux_feature]), size)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        if self.aux_classifier is not None and self.training:
+            return self.forward_all(x)
+        return self._upsample(self.coarse_scores(x), x.shape[-2:])
+
+    # The coarse-score protocol of FCN (fcnkit.engine.inference.labels_by_strips). With
+    # upsample="resize" the scale is H / ceil(H/S), not a fixed transposed geometry, so
+    # strip-wise labels are not exact and the engine takes the plain path.
+    def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's scores at the output stride, before ``upsample``."""
+        return self.classifier(self.backbone(x)[self.backbone.deepest])
+
+    @property
+    def strip_labels_exact(self) -> bool:
+        return not self.resize_to_input
+
+    @property
+    def final_upsampler(self) -> nn.Module:
+        return self.upsample
+
+    @property
+    def final_offset(self) -> tuple[int, int]:
+        return (0, 0)
 
 
 def build_fcn(
@@ -198,6 +293,7 @@ def build_fcn(
     backbone: str = "vgg16",
     faithful: bool = False,
     upsample: str = "bilinear",
+    at_once: bool = False,
 ) -> FCN:
     """FCN-32s/16s/8s (``num_skips`` 0/1/2) on a named backbone with random weights.
 
@@ -205,7 +301,9 @@ def build_fcn(
     7×7 fc6, Caffe Deconvolution geometry (padding 0, full C × C weights), crops.
     With ``faithful=True``, ``upsample="bilinear"`` means Caffe's frozen bilinear
     Deconvolution (``lr_mult=0``), ``"deconv"`` the same layer learnable; ``"interpolate"``
-    is refused (Caffe's crops depend on the deconvolution geometry).
+    is refused (Caffe's crops depend on the deconvolution geometry). ``at_once`` (FCN-8s
+    only) scales the skips as the single-stage FCN-8s does (see :class:`FCN`).
     """
     net = build_backbone(backbone, faithful=faithful)
-    return FCN(net, num_classes, num_skips, upsample, caffe_geometry=faithful)
+    return FCN(net, num_classes, num_skips, upsample, caffe_geometry=faithful,
+               at_once=at_once)

@@ -111,7 +111,9 @@ def overlap(offset: int, size_a: int, size_b: int) -> tuple[slice, slice]:
     """Slices of two maps on one pixel grid that cover their common part (one dimension).
 
     ``offset`` is the index in map A of map B's pixel 0 (Caffe's crop offset). Returns
-    ``(slice_a, slice_b)``; B is cropped only where A does not cover it.
+    ``(slice_a, slice_b)``; B is cropped only where A does not cover it. Integer sizes only:
+    the tensor functions below (:func:`fuse`, :func:`crop_to`) do the same with sizes that
+    may be symbolic.
     """
     start_b = max(0, -offset)
     stop_b = min(size_b, size_a - offset)
@@ -122,25 +124,49 @@ def overlap(offset: int, size_a: int, size_b: int) -> tuple[slice, slice]:
     return slice(start_b + offset, stop_b + offset), slice(start_b, stop_b)
 
 
+# Export note (fuse, crop_to). ``torch.export`` / ``torch.onnx.export(dynamo=True)`` trace
+# with symbolic sizes; a Python comparison of two sizes (``min``, ``if a == b``) is
+# evaluated once at trace time and its outcome frozen into the graph, which then returns
+# wrong sizes at other inputs (a trace at 64×96 answered 375×500 with 376×504). So sizes
+# are only combined with ``torch.sym_min`` and checked with ``torch._check`` (a symbolic
+# assertion, not a branch); the crop offsets themselves are integers fixed by the layer
+# geometry, so they may stay Python ints.
+
+
 def fuse(a: torch.Tensor, b: torch.Tensor, offset: Sequence[int]) -> torch.Tensor:
-    """``a + b`` over their common part; ``offset[d]`` = index in ``a`` of ``b``'s pixel 0."""
-    (ya, yb), (xa, xb) = (
-        overlap(offset[0], a.shape[-2], b.shape[-2]),
-        overlap(offset[1], a.shape[-1], b.shape[-1]),
-    )
-    return a[..., ya, xa] + b[..., yb, xb]
+    """``a + b`` over their common part; ``offset[d]`` = index in ``a`` of ``b``'s pixel 0.
+
+    Correct for symbolic (dynamic) spatial sizes: per dimension the common part starts at
+    ``max(offset, 0)`` in A and ``max(-offset, 0)`` in B and is
+    ``min(size_a - start_a, size_b - start_b)`` long (``torch.sym_min``). RuntimeError if
+    the maps do not overlap.
+    """
+    window_a, window_b = [], []
+    for dim, off in zip((-2, -1), offset):
+        start_a, start_b = max(int(off), 0), max(-int(off), 0)
+        length = torch.sym_min(a.shape[dim] - start_a, b.shape[dim] - start_b)
+        torch._check(length > 0, lambda off=off: f"maps do not overlap at offset {off}")
+        window_a.append(slice(start_a, start_a + length))
+        window_b.append(slice(start_b, start_b + length))
+    return a[(..., *window_a)] + b[(..., *window_b)]
 
 
 def crop_to(x: torch.Tensor, offset: Sequence[int], size: Sequence[int]) -> torch.Tensor:
-    """``x[..., oy:oy+h, ox:ox+w]``; RuntimeError if ``x`` does not cover that window."""
-    (oy, ox), (h, w) = offset, size
-    if oy < 0 or ox < 0 or oy + h > x.shape[-2] or ox + w > x.shape[-1]:
-        raise RuntimeError(
-            f"cannot crop {h}x{w} at offset ({oy}, {ox}) from a {tuple(x.shape[-2:])} map"
+    """``x[..., oy:oy+h, ox:ox+w]``; RuntimeError if ``x`` does not cover that window.
+
+    ``size`` may be symbolic (the input's size under ``torch.export``); it is checked with
+    ``torch._check``, never compared in Python.
+    """
+    window = []
+    for dim, start, length in zip((-2, -1), offset, size):
+        start = int(start)
+        torch._check(
+            start >= 0 and start + length <= x.shape[dim],
+            lambda: f"cannot crop {tuple(size)} at offset {tuple(offset)} "
+            f"from a {tuple(x.shape[-2:])} map",
         )
-    if (oy, ox) == (0, 0) and tuple(x.shape[-2:]) == (h, w):
-        return x  # nothing to crop
-    return x[..., oy : oy + h, ox : ox + w]
+        window.append(slice(start, start + length))
+    return x[(..., *window)]
 
 
 def _score_name(feature: str) -> str:
@@ -206,6 +232,9 @@ class FCNHead(nn.Module):
                                             caffe_padding=caffe_geometry)
         self._skip_offsets: list[tuple[int, int]] = [(0, 0)] * len(self.skips)
         self._final_offset: tuple[int, int] = (0, 0)
+        # Fixed factors on each skip feature before its score layer: 1 except for FCN-8s
+        # at-once (Shelhamer et al. 2017 §4.1: pool4 × 0.01, pool3 × 0.0001).
+        self.skip_scales: list[float] = [1.0] * len(self.skips)
 
     def set_offsets(self, skip_offsets: Sequence[Sequence[int]], final: Sequence[int]) -> None:
         """Crop offsets per skip (index in the skip's score map of the upsampled map's pixel
@@ -219,16 +248,27 @@ class FCNHead(nn.Module):
         """The 1×1 score layer of skip feature ``name``."""
         return self.skip_scores[_score_name(name)]
 
+    @property
+    def final_offset(self) -> tuple[int, int]:
+        """``(dy, dx)``: index in the last upsampled map of the input's pixel 0."""
+        return self._final_offset
+
+    def coarse(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The fused score map before the last upsampling (stride ``final_stride``)."""
+        scores = self.score_fr(features[self.deepest])
+        for name, up, offset, scale in zip(self.skips, self.upscores, self._skip_offsets,
+                                           self.skip_scales):
+            upsampled = up(scores)
+            feature = features[name] if scale == 1.0 else features[name] * scale
+            skip = self.skip_score(name)(feature)
+            # Caffe: fuse = upscore + crop(score_skip, upscore); here the crop is the overlap.
+            scores = fuse(skip, upsampled, offset)
+        return scores
+
     def forward(
         self, features: Mapping[str, torch.Tensor], input_size: Sequence[int]
     ) -> torch.Tensor:
-        scores = self.score_fr(features[self.deepest])
-        for name, up, offset in zip(self.skips, self.upscores, self._skip_offsets):
-            upsampled = up(scores)
-            skip = self.skip_score(name)(features[name])
-            # Caffe: fuse = upscore + crop(score_skip, upscore); here the crop is the overlap.
-            scores = fuse(skip, upsampled, offset)
-        out = self.upscore_final(scores)
+        out = self.upscore_final(self.coarse(features))
         return crop_to(out, self._final_offset, input_size)
 
 

@@ -12,15 +12,20 @@ name                options (defaults first)
 ==================  =====================================================================
 fcn32s              backbone ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101",
 fcn16s              "mobilenet_v3_large"), faithful (False; True = Caffe VGG16 FCN),
-fcn8s               upsample ("bilinear", "deconv", "interpolate")
+fcn8s               upsample ("bilinear", "deconv", "interpolate"); fcn8s also at_once
+                    (False; True = the single-stage FCN-8s, skips scaled 0.01 / 0.0001)
 fcn_resnet18_d2l    upsample ("deconv" only: the d2l design)
 fcn_dilated         backbone ("resnet18", "resnet34", "resnet50", "resnet101"),
-                    output_stride (8, 16), dilations ("hdc", or one rate per dilated
-                    block as a list or "1,2,5,9"),
-                    upsample ("bilinear", "deconv", "interpolate")
+                    output_stride (8, 16), dilations ("hdc", "torchvision", or one rate
+                    per dilated block as a list or "1,2,5,9"),
+                    upsample ("bilinear", "deconv", "interpolate", "resize"),
+                    aux (False; True = torchvision's auxiliary head on layer3)
 ==================  =====================================================================
 
-Every model also takes ``weights`` and ``backbone_weights``.
+Every model also takes ``weights``, ``backbone_weights`` and ``preprocessing`` ("imagenet",
+"caffe"; default: what the weights expect, see :mod:`fcnkit.models.preprocess`), and
+carries it as ``model.preprocessing``. torchvision's ``fcn_resnet50``/``fcn_resnet101`` are
+``fcn_dilated`` with the options in :data:`fcnkit.models.weights.TORCHVISION_FCN_OPTIONS`.
 """
 
 from __future__ import annotations
@@ -38,15 +43,23 @@ from fcnkit.errors import InputError
 from fcnkit.models.backbones import BACKBONES, RESNETS, ResNetBackbone
 from fcnkit.models.fcn import D2LFCN, DilatedFCN, build_fcn
 from fcnkit.models.heads import UPSAMPLE_MODES
+from fcnkit.models.preprocess import preprocessing_from
 from fcnkit.models.surgery import vgg16_classifier_to_fc
+from fcnkit.models.weights import (
+    LoadReport,
+    WeightsFile,
+    load_weights,
+    read_state_file,
+    torchvision_dilations,
+)
 
-_COMMON = ("weights", "backbone_weights")
+_COMMON = ("weights", "backbone_weights", "preprocessing")
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "fcn32s": ("backbone", "faithful", "upsample", *_COMMON),
     "fcn16s": ("backbone", "faithful", "upsample", *_COMMON),
-    "fcn8s": ("backbone", "faithful", "upsample", *_COMMON),
+    "fcn8s": ("backbone", "faithful", "upsample", "at_once", *_COMMON),
     "fcn_resnet18_d2l": ("upsample", *_COMMON),
-    "fcn_dilated": ("backbone", "output_stride", "dilations", "upsample", *_COMMON),
+    "fcn_dilated": ("backbone", "output_stride", "dilations", "upsample", "aux", *_COMMON),
 }
 _SKIPS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2}
 
@@ -101,6 +114,7 @@ def build_model(name: str, *, num_classes: int = 21, **options: Any) -> nn.Modul
     opts = {k: v for k, v in options.items() if v is not None}
     weights = opts.pop("weights", None)
     backbone_weights = opts.pop("backbone_weights", None)
+    preprocessing = opts.pop("preprocessing", None)
     if name in _SKIPS:
         model, backbone_name = _build_fcn(name, num_classes, **opts)
         target = model.backbone
@@ -113,9 +127,30 @@ def build_model(name: str, *, num_classes: int = 21, **options: Any) -> nn.Modul
     if backbone_weights is not None:
         state = load_backbone_state(backbone_name, backbone_weights)
         load_backbone_weights(target, backbone_name, state, str(backbone_weights))
+    # What the weights expect, unless the caller says otherwise.
+    model.preprocessing = preprocessing_from(preprocessing)
     if weights is not None:
-        load_model_weights(model, weights)
+        report = load_model_weights(model, _weights_file(name, backbone_name, weights))
+        if preprocessing is None:
+            model.preprocessing = report.preprocessing
     return model
+
+
+def _weights_file(name: str, backbone: str, spec: Any) -> WeightsFile:
+    # fcn_dilated also takes torchvision's segmentation weights names (fcn_resnet50's
+    # "COCO_WITH_VOC_LABELS_V1", "DEFAULT"), resolved in the TORCH_HOME cache only.
+    if isinstance(spec, WeightsFile):
+        return spec
+    text = str(spec)
+    looks_like_file = os.sep in text or Path(text).suffix or Path(text).exists()
+    if name == "fcn_dilated" and not looks_like_file:
+        tv_name = f"fcn_{backbone}"
+        if tv_name not in torchvision.models.list_models():
+            raise InputError(f"weights: {text!r} is not a file, and torchvision has no "
+                             f"{tv_name} weights; pass a local .pth/.safetensors file")
+        path = cached_weights_path(tv_name, text, option="weights")
+        return read_state_file(path, "weights")
+    return read_state_file(text, "weights")
 
 
 def _check_choice(option: str, value: Any, choices: Sequence[Any]) -> None:
@@ -132,8 +167,11 @@ def _build_fcn(
     backbone: str = "vgg16",
     faithful: bool = False,
     upsample: str = "bilinear",
+    at_once: bool = False,
 ) -> tuple[nn.Module, str]:
     _check_choice("backbone", backbone, BACKBONES)
+    if at_once not in (True, False):
+        raise InputError(f"at_once must be True or False, got {at_once!r}")
     _check_choice("upsample", upsample, UPSAMPLE_MODES)
     if faithful not in (True, False):
         raise InputError(f"faithful must be True or False, got {faithful!r}")
@@ -144,7 +182,7 @@ def _build_fcn(
         raise InputError("faithful=True needs upsample='bilinear' (Caffe's frozen "
                          "Deconvolution) or 'deconv' (learnable); 'interpolate' has no crops")
     model = build_fcn(_SKIPS[name], num_classes=num_classes, backbone=backbone,
-                      faithful=bool(faithful), upsample=upsample)
+                      faithful=bool(faithful), upsample=upsample, at_once=bool(at_once))
     return model, backbone
 
 
@@ -165,10 +203,16 @@ def _build_dilated(
     output_stride: int = 8,
     dilations: str | Sequence[int] = "hdc",
     upsample: str = "bilinear",
+    aux: bool = False,
 ) -> tuple[nn.Module, str]:
     _check_choice("backbone", backbone, RESNETS)
     _check_choice("output_stride", output_stride, (8, 16))
-    _check_choice("upsample", upsample, UPSAMPLE_MODES)
+    # "resize": F.interpolate straight to the input size, as torchvision's FCN does.
+    _check_choice("upsample", upsample, (*UPSAMPLE_MODES, "resize"))
+    if aux not in (True, False):
+        raise InputError(f"aux must be True or False, got {aux!r}")
+    if isinstance(dilations, str) and dilations.strip() == "torchvision":
+        dilations = torchvision_dilations(backbone, output_stride)
     if isinstance(dilations, str) and dilations.strip() != "hdc":
         # "1,2,5,9" (from a command line or a config file) is a list of rates.
         parts = [p.strip() for p in dilations.split(",") if p.strip()]
@@ -186,36 +230,42 @@ def _build_dilated(
                 f"dilations must be 'hdc' or a list of ints, got {dilations!r}"
             ) from None
     net = ResNetBackbone(backbone, output_stride=output_stride, dilations=rates)
-    return DilatedFCN(net, num_classes, upsample), backbone
+    return DilatedFCN(net, num_classes, upsample, aux=bool(aux)), backbone
 
 
 # Weights ---------------------------------------------------------------------------------
 
 def _read_state(path: str | os.PathLike[str], option: str) -> dict[str, torch.Tensor]:
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"{option}: no such file {str(file)!r}; pass an existing .pth/.pt file")
-    try:
-        data = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(
-            f"{option}: cannot read {str(file)!r} as torch weights ({first[:120]}); "
-            "pass a state_dict saved with torch.save"
-        ) from None
-    if isinstance(data, Mapping):
-        for key in ("model_state", "state_dict", "model"):
-            if isinstance(data.get(key), Mapping):
-                data = data[key]
-                break
-    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor)
-                                                for v in data.values()):
-        raise InputError(f"{option}: {str(file)!r} holds no state_dict of tensors")
-    return dict(data)
+    return read_state_file(path, option).state
 
 
 def _weights_enum(backbone: str) -> Any:
     return torchvision.models.get_model_weights(backbone)
+
+
+def cached_weights_path(model: str, name: str, *, option: str = "backbone_weights") -> Path:
+    """Where torchvision weights ``name`` of ``model`` sit in the TORCH_HOME cache.
+
+    Raises:
+        InputError: unknown name, or not cached (the message gives the URL and the cache
+            path to put the file at; fcnkit never downloads).
+    """
+    enum = _weights_enum(model)
+    try:
+        entry = enum[name]
+    except KeyError:
+        names = ", ".join(w.name for w in enum)
+        raise InputError(
+            f"{option}: {name!r} is neither a file nor a torchvision weights name "
+            f"for {model} ({names}, DEFAULT)"
+        ) from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(entry.url)
+    if not cached.is_file():
+        raise InputError(
+            f"{option}: {model} {entry.name} is not in the torch cache and fcnkit "
+            f"never downloads; put {entry.url} at {cached} or pass a local file"
+        )
+    return cached
 
 
 def load_backbone_state(backbone: str, spec: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -233,22 +283,7 @@ def load_backbone_state(backbone: str, spec: str | os.PathLike[str]) -> dict[str
     text = str(spec)
     if os.sep in text or text.endswith((".pth", ".pt")) or Path(text).exists():
         return _read_state(text, "backbone_weights")
-    enum = _weights_enum(backbone)
-    try:
-        entry = enum[text]
-    except KeyError:
-        names = ", ".join(w.name for w in enum)
-        raise InputError(
-            f"backbone_weights: {text!r} is neither a file nor a torchvision weights name "
-            f"for {backbone} ({names}, DEFAULT)"
-        ) from None
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(entry.url)
-    if not cached.is_file():
-        raise InputError(
-            f"backbone_weights: {backbone} {entry.name} is not in the torch cache and fcnkit "
-            f"never downloads; put {entry.url} at {cached} or pass a local .pth file"
-        )
-    return _read_state(cached, "backbone_weights")
+    return _read_state(cached_weights_path(backbone, text), "backbone_weights")
 
 
 def _adapt_resnet(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -315,19 +350,19 @@ def load_backbone_weights(
         )
 
 
-def load_model_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load a full-model state dict (or a fcnkit checkpoint's ``model_state``), strictly.
+def load_model_weights(
+    model: nn.Module, weights: str | os.PathLike[str] | WeightsFile
+) -> LoadReport:
+    """Load full-model weights strictly: a fcnkit state dict / checkpoint / .safetensors, or
+    a torchvision or pytorch-fcn checkpoint mapped by :mod:`fcnkit.models.weights`.
+
+    Returns:
+        The :class:`~fcnkit.models.weights.LoadReport` (layout, preprocessing expected).
 
     Raises:
-        InputError: missing/unreadable file, or weights of another architecture.
+        InputError: missing/unreadable file, or weights of another architecture (one line
+            naming the file and the first key that does not fit).
     """
-    state = _read_state(path, "weights")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        detail = lines[1] if len(lines) > 1 else lines[0]
-        raise InputError(
-            f"weights: {str(path)!r} does not fit this model ({detail[:160]}); pass weights "
-            "saved from the same build_model(name, num_classes, options)"
-        ) from None
+    if not isinstance(weights, WeightsFile):
+        weights = read_state_file(weights, "weights")
+    return load_weights(model, weights)

@@ -20,12 +20,14 @@ import numpy as np
 from fcnkit.arith.taps import INPUT, INSERTED_ZERO, PADDING, TapLayout
 from fcnkit.atomic import atomic_path
 from fcnkit.errors import InputError
+from fcnkit.limits import MAX_ANIMATION_FRAMES
 from fcnkit.viz import pyplot
 
 __all__ = ["MAX_FRAMES", "write_conv_animation"]
 
-# One frame per output position; more than this is no longer a picture one can follow.
-MAX_FRAMES = 400
+# One frame per output position; more than this is no longer a picture one can follow
+# (fcnkit.limits, shared with the explorer).
+MAX_FRAMES = MAX_ANIMATION_FRAMES
 
 
 _COLOURS = {

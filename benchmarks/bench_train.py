@@ -1,0 +1,183 @@
+"""Training throughput by precision and memory layout, and the data loader's beside it.
+
+One process times a full training step (forward, cross-entropy with ignore index 255,
+backward, SGD with momentum) of FCN-8s/ResNet-18 at batch 8 × 256² for fp32 and bf16
+autocast, each in NCHW and channels_last, interleaved round by round. Then it times the
+training DataLoader alone (the training transforms of ``fcnkit train``: random scale, crop,
+flip, colour jitter, normalisation; ``TrainConfig``'s default workers) on the synthetic
+dataset, so ``loader img/s ÷ step img/s`` says whether data loading can keep up.
+
+Run (results go in docs/benchmarks.md with the load average printed here)::
+
+    .venv/bin/python benchmarks/bench_train.py --repeats 5 --warmup 2
+    .venv/bin/python benchmarks/bench_train.py --backbone mobilenet_v3_large --crop 128 --json
+
+Method: ``torch.set_num_threads(--threads)``, random weights and one fixed random batch per
+variant (so only compute is timed); ``--warmup`` untimed steps, then ``--repeats`` rounds
+each timing one step of every variant. Reported: median and minimum seconds per step,
+img/s and ``speed-up`` against fp32 NCHW (medians, and minima). bf16 on a CPU without
+AVX512-BF16/AMX is emulated: ``native_bf16`` in the output says which case was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fcnkit.engine.config import TrainConfig
+from fcnkit.engine.precision import cpu_has_native_bf16
+from fcnkit.models import build_model
+
+VARIANTS = {  # name: (autocast dtype or None, channels_last)
+    "fp32 NCHW": (None, False),
+    "fp32 channels_last": (None, True),
+    "bf16 NCHW": (torch.bfloat16, False),
+    "bf16 channels_last": (torch.bfloat16, True),
+}
+
+
+def make_step(model: torch.nn.Module, dtype: torch.dtype | None, channels_last: bool,
+              images: torch.Tensor, masks: torch.Tensor) -> Callable[[], float]:
+    """One optimizer step on a fixed batch; returns the loss (synced, as a log line would)."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    model.train()
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), masks, ignore_index=255)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    return step
+
+
+def time_steps(steps: dict[str, Callable[[], float]], repeats: int, warmup: int
+               ) -> dict[str, list[float]]:
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def loader_throughput(data: Path, crop: int, batch: int, workers: int, batches: int) -> float:
+    """Images per second the training DataLoader delivers (no model)."""
+    from torch.utils.data import DataLoader
+
+    from fcnkit.data import open_dataset
+    from fcnkit.data.transforms import pad_collate, train_transform
+
+    config = TrainConfig(data=str(data))
+    dataset = open_dataset(str(data), "train", transform=train_transform(
+        crop_size=crop, scale_range=config.scale_range, hflip=config.hflip,
+        color_jitter=config.color_jitter))
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                        collate_fn=pad_collate, drop_last=True)
+    iterator = iter(loader)
+    next(iterator)  # worker start-up is not throughput
+    start, images = time.perf_counter(), 0
+    for _ in range(batches):
+        try:
+            images += int(next(iterator)[0].shape[0])
+        except StopIteration:
+            break
+    return images / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="fcn8s")
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=TrainConfig(data=".").workers,
+                        help="loader workers (default: fcnkit train's default)")
+    parser.add_argument("--loader-batches", type=int, default=12)
+    parser.add_argument("--data", default=None,
+                        help="dataset for the loader timing (default: a synthetic one, "
+                        "generated in a temporary directory)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()[0]
+
+    torch.manual_seed(0)
+    base = build_model(args.model, num_classes=21, backbone=args.backbone)
+    images = torch.randn(args.batch, 3, args.crop, args.crop)
+    masks = torch.randint(0, 21, (args.batch, args.crop, args.crop))
+    steps = {name: make_step(copy.deepcopy(base), dtype, layout, images, masks)
+             for name, (dtype, layout) in VARIANTS.items()}
+    times = time_steps(steps, args.repeats, args.warmup)
+    ref_median, ref_min = statistics.median(times["fp32 NCHW"]), min(times["fp32 NCHW"])
+    rows = []
+    for name, values in times.items():
+        median, low = statistics.median(values), min(values)
+        rows.append({"variant": name, "median_s": round(median, 3), "min_s": round(low, 3),
+                     "img_per_s": round(args.batch / median, 2),
+                     "speedup_median": round(ref_median / median, 2),
+                     "speedup_min": round(ref_min / low, 2)})
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(args.data) if args.data else Path(tmp) / "synth"
+        if not args.data:
+            from fcnkit.data.synthetic import generate_synthetic_dataset
+
+            generate_synthetic_dataset(data, train=8 * args.batch, val=1, seed=0,
+                                       size=(150, 210))
+        loader_ips = loader_throughput(data, args.crop, args.batch, args.workers,
+                                       args.loader_batches)
+    best = max(rows, key=lambda r: r["img_per_s"])
+    report = {
+        "model": f"{args.model} {args.backbone}", "batch": args.batch, "crop": args.crop,
+        "threads": args.threads, "native_bf16": cpu_has_native_bf16(), "rows": rows,
+        "loader": {"workers": args.workers, "img_per_s": round(loader_ips, 1),
+                   "ratio_to_fp32_step": round(loader_ips / rows[0]["img_per_s"], 1),
+                   "ratio_to_fastest_step": round(loader_ips / best["img_per_s"], 1)},
+        "load_average_start": load_start, "load_average_end": os.getloadavg()[0],
+        "torch": torch.__version__,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    keys = list(rows[0])
+    print(f"{report['model']}, batch {args.batch} x {args.crop}^2, {args.threads} threads, "
+          f"native bf16: {report['native_bf16']}")
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+    print(f"\nloader ({args.workers} workers): {report['loader']['img_per_s']} img/s = "
+          f"{report['loader']['ratio_to_fp32_step']}x the fp32 step, "
+          f"{report['loader']['ratio_to_fastest_step']}x the fastest step")
+    print(f"load average {load_start:.1f} at the start, {report['load_average_end']:.1f} at "
+          f"the end; torch {torch.__version__}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""``fcnkit export``: a checkpoint (or foreign weights) out as ONNX or safetensors.
+
+Examples::
+
+    fcnkit export runs/demo/best.pt --format onnx --dynamic -o model.onnx
+    fcnkit export runs/demo --dynamic --quantize int8 --calibrate ~/.cache/fcnkit/synth -o int8.onnx
+    fcnkit export runs/demo/best.pt --format safetensors
+    fcnkit export fcn8s_from_caffe.pth --model fcn8s --option faithful=true \\
+        --format safetensors -o fcn8s-caffe.safetensors
+
+Run an ONNX file with ``fcnkit predict/eval --checkpoint model.onnx --backend onnxruntime``;
+a ``.safetensors`` file opens wherever a checkpoint does (eval, predict, ``--init-from``,
+``build_model(weights=...)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from fcnkit.cli._common import dims, format_table, positive_int, print_json
+
+NAME = "export"
+FORMATS = ("onnx", "safetensors")  # fcnkit.engine.export.EXPORTERS (checked by a test)
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; true/false become booleans and integers ints."""
+    key, sep, value = str(text).partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE like faithful=true, got {text!r}")
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return key.strip(), lowered == "true"
+    if lowered.lstrip("-").isdigit():
+        return key.strip(), int(lowered)
+    return key.strip(), value.strip()
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        NAME,
+        help="export a checkpoint to ONNX (dynamic sizes, optional int8) or safetensors",
+        description=(
+            "Export a checkpoint (file, or run directory: best.pt, else last.pt). ONNX uses "
+            "the dynamo-based torch.onnx.export; with --dynamic one file is correct at "
+            "every batch size and every H, W >= 1; it is checked with onnx.checker and "
+            "carries its preprocessing, class names and palette as metadata. safetensors "
+            "writes the weights with the model config, classes, palette and preprocessing "
+            "as metadata. With --model, SOURCE may be torchvision or pytorch-fcn weights, "
+            "mapped into that fcnkit model."
+        ),
+    )
+    parser.add_argument("checkpoint", metavar="SOURCE",
+                        help="checkpoint file, run directory, or (with --model) weights")
+    parser.add_argument("--format", default=None, choices=FORMATS,
+                        help="output format (default: from the -o suffix, else onnx)")
+    parser.add_argument("-o", "--output", "--out", dest="output", default=None,
+                        help="file to write (default: SOURCE with the format's suffix)")
+    onnx = parser.add_argument_group("onnx")
+    onnx.add_argument("--dynamic", action="store_true",
+                      help="symbolic batch, height and width (else batch 1 at --size)")
+    onnx.add_argument("--size", type=dims, default=None,
+                      help="H,W of the example input traced (default 64,96)")
+    onnx.add_argument("--opset", type=positive_int, default=None,
+                      help="ONNX opset version (default: the exporter's)")
+    onnx.add_argument("--quantize", choices=["int8"], default=None,
+                      help="static int8 quantization (QDQ), calibrated on --calibrate")
+    onnx.add_argument("--calibrate", metavar="DATA", default=None,
+                      help="dataset whose images calibrate int8 (voc:, folder:, synth: ROOT)")
+    onnx.add_argument("--calibration-split", default="train",
+                      help="split of --calibrate to read (default train)")
+    onnx.add_argument("--calibration-images", type=positive_int, default=16,
+                      help="images read for calibration (default 16)")
+    foreign = parser.add_argument_group("foreign weights")
+    foreign.add_argument("--model", help="fcnkit model for foreign weights (e.g. fcn8s)")
+    foreign.add_argument("--num-classes", type=positive_int, default=21,
+                         help="classes of the foreign weights (default 21)")
+    foreign.add_argument("--option", type=_option, action="append", default=[],
+                         metavar="KEY=VALUE",
+                         help="build_model option for --model (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: Any) -> int:
+    from fcnkit.engine.export import DEFAULT_EXPORT_SIZE, export_checkpoint
+    from fcnkit.errors import InputError
+
+    options: dict[str, Any] = {}
+    if args.format is None:  # -o model.safetensors says which format is meant
+        suffix = str(args.output or "").rsplit(".", 1)[-1].lower()
+        args.format = suffix if suffix in FORMATS else "onnx"
+    if args.format == "onnx":
+        size = DEFAULT_EXPORT_SIZE if args.size is None else args.size
+        size = size if isinstance(size, tuple) else (size, size)
+        if len(size) != 2 or min(size) < 1:
+            raise InputError(f"--size must be H,W with positive integers, got {args.size!r}")
+        options = {"dynamic": args.dynamic, "opset": args.opset, "size": size}
+        if args.quantize or args.calibrate:
+            options.update(quantize=args.quantize, calibrate=args.calibrate,
+                           calibration_split=args.calibration_split,
+                           calibration_images=args.calibration_images)
+    else:
+        onnx_only = [flag for flag, given in (
+            ("--dynamic", args.dynamic), ("--size", args.size is not None),
+            ("--opset", args.opset is not None), ("--quantize", args.quantize),
+            ("--calibrate", args.calibrate)) if given]
+        if onnx_only:
+            raise InputError(f"{', '.join(onnx_only)} apply to --format onnx only")
+    report = export_checkpoint(args.checkpoint, args.output, format=args.format,
+                               model=args.model, num_classes=args.num_classes,
+                               model_options=dict(args.option), **options)
+    if args.json:
+        print_json(report)
+        return 0
+    rows = [[k, v] for k, v in report.items() if k != "model_config"]
+    print(format_table(rows, ["field", "value"]))
+    return 0

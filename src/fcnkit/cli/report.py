@@ -1,0 +1,54 @@
+"""``fcnkit report``: a training run (or several) as one self-contained HTML page.
+
+Examples::
+
+    fcnkit report runs/fcn8s                      # writes runs/fcn8s/report.html
+    fcnkit report runs/a runs/b -o compare.html   # two runs side by side
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from fcnkit.cli._common import print_json
+
+NAME = "report"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        NAME,
+        help="a run directory as one self-contained report.html (curves, IoU, gallery)",
+        description=(
+            "Write one HTML file that opens offline: the run's config, interactive training "
+            "curves (hover for values), the per-class IoU / accuracy table, the confusion "
+            "matrix, a gallery of validation predictions (image | ground truth | prediction "
+            "| errors, computed with best.pt) and the checkpoint's facts. Several RUN_DIRs "
+            "are compared: curves overlaid, metrics side by side."
+        ),
+    )
+    parser.add_argument("runs", metavar="RUN_DIR", nargs="+", help="training run directories")
+    parser.add_argument("-o", "--output", metavar="HTML", default=None,
+                        help="file to write (default RUN_DIR/report.html for one run, "
+                        "report.html for several)")
+    parser.add_argument("--gallery", type=int, default=None, metavar="N",
+                        help="validation images in the gallery (default 4; 0: none)")
+    parser.add_argument("--device", default="cpu", help="device for the gallery (default cpu)")
+    parser.add_argument("--json", action="store_true", help="print what was written as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fcnkit.web.report import DEFAULT_GALLERY, default_report_path, write_report
+
+    output = Path(args.output) if args.output else default_report_path(args.runs)
+    gallery = DEFAULT_GALLERY if args.gallery is None else args.gallery
+    summary = write_report(args.runs, output, gallery=gallery, device=args.device)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"wrote {summary['path']} ({summary['runs']} run(s), {summary['gallery']} "
+              f"gallery image(s), {summary['bytes'] // 1024} KiB)")
+    return 0

@@ -1,0 +1,68 @@
+"""Figures of the training claims: the same val images predicted by every variant, with a
+zoom on the most boundary-dense window (where skip fusion should show)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+def _zoom_window(mask: np.ndarray, side: int) -> tuple[slice, slice]:
+    """The side×side window holding the most label changes (ties: the first)."""
+    import torch
+
+    from fcnkit.metrics import trimap_band
+
+    band = trimap_band(torch.as_tensor(mask.astype(np.int64))[None], 1)[0].numpy()
+    h, w = band.shape
+    side = min(side, h, w)
+    # Window sums from the integral image (summed-area table).
+    table = np.pad(band.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = (table[side:, side:] - table[:-side, side:] - table[side:, :-side]
+            + table[:-side, :-side])
+    y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return slice(y, y + side), slice(x, x + side)
+
+
+def prediction_grid(
+    models: Mapping[str, Any], data: str, path: str | os.PathLike[str], *,
+    images: int = 3, zoom: int = 40,
+) -> None:
+    """Rows: val images; columns: image, ground truth, each model's overlay, then the same
+    columns zoomed on the most boundary-dense ``zoom``-pixel window."""
+    import torch
+
+    from fcnkit.data import open_dataset
+    from fcnkit.data.palette import colorize
+    from fcnkit.data.transforms import denormalize, eval_transform
+    from fcnkit.viz import pyplot, save_figure
+
+    dataset = open_dataset(data, "val", transform=eval_transform())
+    count = min(images, len(dataset))
+    names = ["image", "truth", *models]
+    plt = pyplot()
+    fig, axes = plt.subplots(count, 2 * len(names), figsize=(2.0 * 2 * len(names), 2.0 * count),
+                             squeeze=False)
+    for row in range(count):
+        image, mask = dataset[row]
+        rgb = denormalize(image).clamp(0, 1).permute(1, 2, 0).numpy()
+        panels = [rgb, np.asarray(colorize(mask.numpy()).convert("RGB")) / 255.0]
+        with torch.no_grad():
+            for model in models.values():
+                pred = model(image[None]).argmax(1)[0].numpy()
+                panels.append(0.45 * rgb + 0.55 * np.asarray(
+                    colorize(pred).convert("RGB")) / 255.0)
+        ys, xs = _zoom_window(mask.numpy(), zoom)
+        for col, panel in enumerate(panels + [p[ys, xs] for p in panels]):
+            ax = axes[row, col]
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                label = names[col % len(names)]
+                ax.set_title(label if col < len(names) else f"{label} (zoom)", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)

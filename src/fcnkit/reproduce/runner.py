@@ -1,0 +1,228 @@
+"""What every claim shares: its config, the dataset, training one variant per seed,
+scoring it (mIoU and boundary metrics), mean ± std over seeds, and the output files.
+
+A training claim compares variants (models or options) trained on the same data, with the
+same budget and the same seeds, through the library's own loop
+(:func:`fcnkit.engine.train.train`), then scores each run's last checkpoint on the whole
+val split with :class:`fcnkit.metrics.ConfusionMatrix` and
+:class:`fcnkit.metrics.BoundaryMetrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fcnkit.atomic import write_text_atomic
+from fcnkit.errors import InputError
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A training budget: dataset size (generated shapes task), epochs, crop, batch."""
+
+    train: int
+    val: int
+    size: tuple[int, int]
+    epochs: int
+    crop: tuple[int, int]
+    batch_size: int = 8
+    lr: float = 0.02
+    max_steps_per_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """Settings of one ``fcnkit reproduce CLAIM`` run.
+
+    Attributes:
+        quick: the short protocol (fewer seeds and epochs, ≤ 10 min per claim on 2 cores).
+        seeds: number of seeds (None: 2 quick, 3 full).
+        data: dataset spec (None: the shapes task, generated under ``out/data``; a
+            ``voc:ROOT`` runs the same protocol on real data).
+        out: output directory (results.json, results.md, figures, run directories).
+        threads: torch threads (None: the default).
+        budget: override of the claim's budget (tests use a tiny one).
+    """
+
+    quick: bool = False
+    seeds: int | None = None
+    data: str | None = None
+    out: str = "runs/reproduce"
+    threads: int | None = None
+    budget: Budget | None = None
+    boundary_width: int = 3
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def seed_list(self) -> list[int]:
+        n = self.seeds if self.seeds is not None else (2 if self.quick else 3)
+        if n < 1:
+            raise InputError(f"--seeds {n} must be at least 1")
+        return list(range(n))
+
+
+# The shapes-task budgets of the training claims (chosen for 2 CPU cores; see
+# docs/reproductions.md for the measured wall times).
+QUICK = Budget(train=160, val=40, size=(96, 128), epochs=4, crop=(96, 96))
+FULL = Budget(train=800, val=200, size=(150, 210), epochs=8, crop=(128, 128))
+
+
+def budget_for(config: ReproduceConfig) -> Budget:
+    if config.budget is not None:
+        return config.budget
+    return QUICK if config.quick else FULL
+
+
+def dataset_for(config: ReproduceConfig, budget: Budget) -> str:
+    """``config.data``, else the shapes task for ``budget`` (generated once under out/data)."""
+    if config.data:
+        return config.data
+    from fcnkit.data.cache import ensure_dataset
+
+    spec = {"train": budget.train, "val": budget.val, "seed": 0, "size": budget.size,
+            "task": "shapes"}
+    root, _ = ensure_dataset(spec, Path(config.out) / "data")
+    return f"synth:{root}"
+
+
+def train_variant(
+    config: ReproduceConfig,
+    budget: Budget,
+    data: str,
+    run_dir: Path,
+    *,
+    model: str,
+    seed: int,
+    backbone: str | None = "resnet18",
+    upsample: str | None = None,
+    model_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one variant with one seed; return its epoch records and final scores."""
+    from fcnkit.engine.config import TrainConfig
+    from fcnkit.engine.train import train
+
+    epochs: list[dict[str, Any]] = []
+    train_config = TrainConfig(
+        data=data, model=model, backbone=backbone, upsample=upsample,
+        epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, crop=budget.crop,
+        scale_range=(0.75, 1.25), out=str(run_dir), seed=seed, workers=0, device="cpu",
+        progress=False, log_every=50, max_steps_per_epoch=budget.max_steps_per_epoch,
+        threads=config.threads, model_options=dict(model_options or {}),
+    )
+    result = train(train_config, on_epoch=lambda record: epochs.append(
+        {"epoch": int(record["epoch"]), "miou": float(record.get("miou", math.nan))}))
+    scores = score_checkpoint(result["last"], data, config.boundary_width)
+    return {"seed": seed, "epochs": epochs, "time_s": round(result["time_s"], 1), **scores}
+
+
+def val_loader(data: str) -> Any:
+    from torch.utils.data import DataLoader
+
+    from fcnkit.data import open_dataset
+    from fcnkit.data.transforms import eval_transform, pad_collate
+
+    dataset = open_dataset(data, "val", transform=eval_transform())
+    return DataLoader(dataset, batch_size=1, collate_fn=pad_collate)
+
+
+def score_checkpoint(checkpoint: str | Path, data: str, width: int) -> dict[str, float]:
+    """mIoU, pixel accuracy, trimap mIoU and Boundary IoU of a checkpoint on data's val
+    (:func:`fcnkit.engine.evaluate.evaluate_checkpoint`, whole images, batch 1)."""
+    from fcnkit.engine.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(checkpoint, data, split="val", boundary_width=width)
+    edges = result["boundary"]
+    return {"miou": result["miou"], "pixel_acc": result["pixel_acc"],
+            "trimap_miou": edges["trimap_miou"], "boundary_iou": edges["boundary_iou"]}
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value) of finite values."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return {"mean": math.nan, "std": math.nan, "n": 0}
+    std = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return {"mean": statistics.fmean(finite), "std": std, "n": len(finite)}
+
+
+def summarise(runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
+    return {key: mean_std([r[key] for r in runs]) for key in keys}
+
+
+def fmt(stat: Mapping[str, float], digits: int = 3) -> str:
+    """``mean ± std`` for a table cell."""
+    if not math.isfinite(stat["mean"]):
+        return "n/a"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def describe(config: ReproduceConfig, budget: Budget | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"quick": config.quick, "seeds": config.seed_list(),
+                           "data": config.data, "boundary_width": config.boundary_width}
+    if budget is not None:
+        out["budget"] = asdict(budget)
+    return out
+
+
+def write_outputs(out: Path, results: dict[str, Any], table: str) -> None:
+    """``out/results.json`` and ``out/results.md`` (title, verdict, table, figures)."""
+    out.mkdir(parents=True, exist_ok=True)
+    results["files"] = {"json": str(out / "results.json"), "table": str(out / "results.md"),
+                        **results.get("files", {})}
+    write_text_atomic(out / "results.json",
+                      json.dumps(results, indent=2, default=_json_default) + "\n")
+    figures = "".join(f"\n![{name}]({Path(path).name})\n"
+                      for name, path in results.get("figures", {}).items())
+    text = (f"# fcnkit reproduce {results['claim']}\n\n{results['claim_text']}\n\n"
+            f"**Verdict: {results['verdict']}** — {results['verdict_reason']}\n\n{table}"
+            f"{figures}")
+    write_text_atomic(out / "results.md", text)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    return str(value)
+
+
+def load_run_model(run_dir: str | Path) -> Any:
+    """The model of a run directory's last checkpoint (eval mode)."""
+    from fcnkit.engine.checkpoint import model_from_checkpoint
+
+    return model_from_checkpoint(str(Path(run_dir) / "last.pt"))
+
+
+#: A constant prediction scores mIoU <= 1/C (IoU 1 on one class at best, 0 on the rest); a
+#: claim about training is judged only when some variant clears this multiple of it.
+TRAINED_FACTOR = 1.5
+NEAR_CHANCE_REASON = ("the budget leaves every variant near a constant prediction (best mIoU "
+                      "{best:.3f} < {factor}/C = {bound:.3f}); nothing can be concluded")
+
+
+def near_chance(summary: Mapping[str, Mapping[str, Any]], data: str) -> str | None:
+    """The reason a training claim must be inconclusive (its models learned next to nothing),
+    else None. ``summary``: variant -> ``{"miou": {"mean", "std"}, ...}``."""
+    best = max(float(v["miou"]["mean"]) for v in summary.values())
+    bound = TRAINED_FACTOR / len(class_names(data))
+    if math.isfinite(best) and best >= bound:
+        return None
+    return NEAR_CHANCE_REASON.format(best=best, factor=TRAINED_FACTOR, bound=bound)
+
+
+def class_names(data: str) -> list[str]:
+    from fcnkit.data import open_dataset
+
+    return list(open_dataset(data, "train").classes)

@@ -1,0 +1,91 @@
+"""``fcnkit reproduce``: the exact claims pass; every training claim runs end to end on a
+tiny budget and writes its table, JSON and figures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fcnkit.cli import main
+from fcnkit.reproduce import Budget, ReproduceConfig, run_claim
+from fcnkit.reproduce.gridding import high_frequency_fraction
+from fcnkit.reproduce.skips import ordered
+from fcnkit.reproduce.upsampling import epochs_to_fraction
+
+TINY = Budget(train=4, val=2, size=(40, 48), epochs=2, crop=(32, 32), batch_size=2)
+
+
+def test_matrix_claim_reproduces_exactly(tmp_path, capsys):
+    assert main(["reproduce", "matrix", "--quick", "--out", str(tmp_path), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["verdict"] == "reproduced"
+    assert all(r["conv_equal"] and r["transposed_equal"] for r in results["random"])
+    assert (tmp_path / "results.md").read_text().count("| yes |") == 2
+
+
+@pytest.mark.slow
+def test_receptive_fields_claim_matches_table_1(tmp_path):
+    results = run_claim("receptive-fields", ReproduceConfig(quick=True, out=str(tmp_path)))
+    assert {r["network"]: r["fcnkit_size"] for r in results["table1"]} == {
+        "AlexNet": 355, "VGG16": 404}
+    assert results["verdict"] == "reproduced"
+    assert (tmp_path / "rf_growth_vgg16.png").stat().st_size > 0
+
+
+def test_high_frequency_fraction_sees_a_period_2_lattice():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:16, 0:16]
+    smooth = np.cos(2 * np.pi * x / 16)[None].astype(float)
+    lattice = smooth + 0.5 * ((-1.0) ** (x + y))[None]
+    assert high_frequency_fraction(smooth) < 1e-12
+    assert high_frequency_fraction(lattice) > 0.2
+    assert 0.0 <= high_frequency_fraction(rng.normal(size=(2, 9, 11))) <= 1.0
+
+
+def test_epochs_to_ninety_percent_and_ordering():
+    curve = [{"epoch": 1, "miou": 0.2}, {"epoch": 2, "miou": 0.55}, {"epoch": 3, "miou": 0.6}]
+    assert epochs_to_fraction(curve) == 3 - 1  # 0.55 >= 0.9 * 0.6
+    stat = {"std": 0.01}
+    summary = {v: {"miou": {"mean": m, **stat}} for v, m in
+               (("fcn32s", 0.5), ("fcn16s", 0.6), ("fcn8s", 0.7))}
+    assert ordered(summary, "miou") == "yes"
+    summary["fcn8s"]["miou"]["mean"] = 0.605
+    assert ordered(summary, "miou") == "means only"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("claim", ["skips", "upsampling", "gridding", "padding"])
+def test_training_claims_smoke(claim, tmp_path):
+    config = ReproduceConfig(seeds=1, out=str(tmp_path), budget=TINY, threads=1)
+    results = run_claim(claim, config)
+    assert results["verdict"] in ("reproduced", "not reproduced", "inconclusive")
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert stored["claim"] == claim and stored["summary"]
+    assert (tmp_path / "results.md").read_text().startswith(f"# fcnkit reproduce {claim}")
+    for figure in results.get("figures", {}).values():
+        assert (tmp_path / figure.split("/")[-1]).stat().st_size > 0
+
+
+def test_training_claims_near_a_constant_prediction_are_inconclusive(monkeypatch):
+    import numpy as np
+
+    from fcnkit.metrics import ConfusionMatrix
+    from fcnkit.reproduce import runner
+
+    monkeypatch.setattr(runner, "class_names", lambda data: [f"c{i}" for i in range(9)])
+    # A constant prediction (background everywhere) on masks where background dominates:
+    # its mIoU is the background IoU over C classes, below 1/C.
+    rng = np.random.default_rng(0)
+    target = np.where(rng.random(10_000) < 0.8, 0, rng.integers(1, 9, 10_000))
+    cm = ConfusionMatrix(9)
+    cm.update(np.zeros_like(target), target)
+    constant = cm.compute()["miou"]
+    assert constant <= 1 / 9
+    summary = {"a": {"miou": {"mean": constant, "std": 0.0}},
+               "b": {"miou": {"mean": constant + 0.002, "std": 0.001}}}
+    reason = runner.near_chance(summary, "synth:unused")
+    assert reason is not None and "constant prediction" in reason
+    summary["b"]["miou"]["mean"] = 0.6
+    assert runner.near_chance(summary, "synth:unused") is None

@@ -1,0 +1,97 @@
+"""``fcnkit report``: a run directory -> one self-contained HTML file."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fcnkit.cli import main
+from fcnkit.errors import InputError
+from fcnkit.web.report import load_run, write_report
+
+
+def test_report_is_self_contained_and_complete(fake_runs, tmp_path):
+    out = tmp_path / "report.html"
+    summary = write_report(fake_runs[:1], out, gallery=2)
+    page = out.read_text()
+    assert summary == {"path": str(out), "runs": 1, "gallery": 2, "bytes": len(page.encode())}
+    # Opens offline: nothing is loaded from anywhere but the file itself.
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
+    assert "<script src" not in page and "<link" not in page
+    for section in ("summary", "curves", "per-class", "confusion", "gallery", "checkpoint",
+                    "config"):
+        assert f'id="{section}"' in page
+    # Curves: one point per logged record, each carrying its values for the hover.
+    assert page.count('class="point"') == 3 * 6 + 2 * 3  # loss/lr/speed per step; 2 per epoch
+    assert 'data-label="run-a: step 2, training loss 1"' in page
+    # Gallery: image | ground truth | prediction | errors, as data URIs.
+    assert page.count('src="data:image/png;base64,') == 2 * 4
+
+
+def test_per_class_values_come_from_the_confusion_matrix(fake_runs):
+    run = load_run(fake_runs[0])
+    confusion = np.array(run["metrics"]["confusion"], dtype=float)
+    diag = np.diag(confusion)
+    # IoU_i = n_ii / (t_i + sum_j n_ji - n_ii) (Long et al. 2015, section 5)
+    iou = diag / (confusion.sum(1) + confusion.sum(0) - diag)
+    np.testing.assert_allclose(run["metrics"]["iou"], iou)
+    np.testing.assert_allclose(run["metrics"]["acc"], diag / confusion.sum(1))
+    assert run["checkpoint"]["file"] == "best.pt" and run["checkpoint"]["parameters"] > 0
+
+
+def test_comparison_overlays_runs(fake_runs, tmp_path):
+    out = tmp_path / "compare.html"
+    write_report(fake_runs, out, gallery=0)
+    page = out.read_text()
+    chart = page[page.index('id="chart-loss"'):page.index('id="chart-miou"')]
+    assert chart.count("<polyline") == 2
+    assert "<th>run-a</th><th>run-b</th>" in page
+    assert "IoU run-a" in page and "IoU run-b" in page
+    assert "No gallery" in page
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(InputError, match="no metrics.jsonl"):
+        write_report([tmp_path], tmp_path / "r.html")
+    with pytest.raises(InputError, match="not a directory"):
+        write_report([tmp_path / "missing"], tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_reports_errors_in_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no metrics.jsonl" in err
+
+
+def test_cli_writes_the_report(fake_runs, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", *map(str, fake_runs), "-o", str(out), "--gallery", "1",
+                 "--json"]) == 0
+    assert '"gallery": 2' in capsys.readouterr().out and out.is_file()
+
+
+@pytest.mark.slow
+def test_train_then_report_end_to_end(tmp_path):
+    """A real (tiny) fcnkit train run directory, reported by the CLI."""
+    from fcnkit.data.synthetic import generate_synthetic_dataset
+
+    data = tmp_path / "synth"
+    generate_synthetic_dataset(data, train=4, val=2, seed=3, size=(40, 56), workers=1)
+    run = tmp_path / "run"
+    train = subprocess.run([sys.executable, "-m", "fcnkit", "train", "--data", f"synth:{data}",
+                            "--epochs", "2", "--batch-size", "2", "--crop", "32,32",
+                            "--out", str(run), "--workers", "0", "--threads", "1",
+                            "--no-progress", "--log-every", "1"],
+                           capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr
+    report = subprocess.run([sys.executable, "-m", "fcnkit", "report", str(run)],
+                            capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    page = (run / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 2 * 4
+    assert page.count('class="point"') > 4
