@@ -42,7 +42,7 @@ def test_second_process_is_refused_naming_the_holder(holder):
         RunLock(run).acquire()
     message = str(info.value)
     assert "\n" not in message
-    assert f"pid {proc.pid}" in message and "--out" in message
+    assert f"pid {proc.pid}" in message and "another run directory" in message
     assert read_lock_owner(run)["pid"] == proc.pid
 
 

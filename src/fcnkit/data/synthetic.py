@@ -356,7 +356,7 @@ def task_info(task: str) -> tuple[Callable[..., tuple[Array, Array, int]], list[
         return render_shapes_sample, SHAPES_CLASSES, SHAPES_VERSION
     if task == "objects":
         return render_synthetic_sample, SYNTHETIC_CLASSES, GENERATOR_VERSION
-    raise InputError(f"--task {task!r} must be one of {', '.join(TASKS)}")
+    raise InputError(f"task={task!r} must be one of {', '.join(TASKS)}")
 
 
 def _write_sample(job: tuple[Path, int, str, int, tuple[int, int], str]) -> str:

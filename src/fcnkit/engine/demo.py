@@ -14,13 +14,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fcnkit.errors import InputError
+from fcnkit.jsonio import dumps_strict
 
 __all__ = ["NUM_PREDICTIONS", "RECIPES", "default_run_dir", "run_demo"]
 
@@ -124,5 +124,6 @@ def run_demo(
             "predictions": [str(p) for p in written],
         },
     }
-    write_text_atomic(run_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    # Strict JSON (fcnkit.jsonio): an mIoU with no labelled pixel is null, not NaN.
+    write_text_atomic(run_dir / "metrics.json", dumps_strict(summary, indent=2) + "\n")
     return summary

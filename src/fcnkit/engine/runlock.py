@@ -15,7 +15,7 @@ Example::
 
 A second run into a locked directory raises :class:`~fcnkit.errors.InputError`:
 ``RUN_DIR is in use by fcnkit train (pid 1234 on host, since ...); wait for it or choose
-another --out``.
+another run directory (out)``.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class RunLock:
         owner = read_lock_owner(self.run_dir)
         return InputError(
             f"{self.run_dir} is in use by {(owner or {}).get('what', 'fcnkit train')} "
-            f"({_describe(owner)}); wait for it to finish or choose another --out"
+            f"({_describe(owner)}); wait for it to finish or choose another run directory (out)"
         )
 
     def release(self) -> None:

@@ -18,7 +18,6 @@ that allows only the server itself as a source: the page cannot fetch from the i
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import socket
 import threading
@@ -30,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fcnkit.errors import InputError
+from fcnkit.jsonio import dumps_strict
 from fcnkit.web.explore import VIEWS, view
 
 __all__ = ["BUSY_TIMEOUT_S", "MAX_CONCURRENT", "MAX_QUERY_LENGTH", "ExplorerServer",
@@ -86,7 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj, separators=(",", ":")).encode(),
+        self._send(status, dumps_strict(obj, separators=(",", ":")).encode(),
                    "application/json; charset=utf-8")
 
     def do_HEAD(self) -> None:  # noqa: N802 (stdlib name)
