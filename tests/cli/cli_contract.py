@@ -76,6 +76,36 @@ def _child(argv: list[str], out_path: str, err_path: str, env: dict[str, str]) -
             os._exit(code)
 
 
+def _limit_address_space() -> None:  # pragma: no cover - runs in the child
+    resource.setrlimit(resource.RLIMIT_AS, (CASE_ADDRESS_SPACE, CASE_ADDRESS_SPACE))
+
+
+def run_case_fresh(argv: list[str], *, timeout: float = CASE_TIMEOUT_S,
+                   env: dict[str, str] | None = None) -> CaseResult:
+    """Run ``python -m fcnkit ARGV`` in a fresh interpreter with the contract's limits.
+
+    For commands that run torch: a forked child of a process whose OpenMP thread pool is
+    already running (this pytest process trained the fixture's model) can deadlock in its
+    first parallel region, which would be the harness's hang, not fcnkit's.
+    """
+    import subprocess
+
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "fcnkit", *map(str, argv)],
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, errors="replace",
+                            preexec_fn=_limit_address_space, start_new_session=True)
+    code: int | None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the child and its DataLoader / synth workers
+        out, err = proc.communicate()
+        code = None
+    return CaseResult([str(a) for a in argv], code, out, err, time.monotonic() - start)
+
+
 def run_case(argv: list[str], *, timeout: float = CASE_TIMEOUT_S, cwd: Path | None = None,
              env: dict[str, str] | None = None) -> CaseResult:
     """Run ``fcnkit ARGV`` in a forked child with the contract's limits (see module doc)."""

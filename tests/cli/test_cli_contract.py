@@ -10,7 +10,7 @@ H,W pairs. Valid values among them run for real on tiny inputs.
 from __future__ import annotations
 
 import pytest
-from cli_contract import contract_violation, run_case
+from cli_contract import contract_violation, run_case, run_case_fresh
 
 NUMBERS = ["nan", "inf", "-inf", "0", "-1", "-0.5", "1e6", "1e18", str(2**64), "abc", "",
            "1,2,3"]
@@ -109,7 +109,9 @@ def test_cli_contract(command, option, value, contract_world, tmp_path):
     argv = build_argv(command, option, value, contract_world, tmp_path)
     # Real training/inference on a loaded 2-core machine can take minutes; the bound is
     # still a bound (a hang or a runaway loop is killed).
-    timeout = 300 if command.split()[0] in HEAVY else 60
-    result = run_case(argv, timeout=timeout, env={"FCNKIT_CACHE": str(tmp_path / "cache")})
+    heavy = command.split()[0] in HEAVY
+    # Heavy commands run torch: a fresh interpreter each (see cli_contract.run_case_fresh).
+    result = (run_case_fresh if heavy else run_case)(
+        argv, timeout=300 if heavy else 60, env={"FCNKIT_CACHE": str(tmp_path / "cache")})
     violation = contract_violation(result, run_dirs=[tmp_path])
     assert violation is None, violation + "\n" + result.stderr[-2000:]
