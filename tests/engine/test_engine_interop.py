@@ -39,7 +39,7 @@ def tiny_data(tmp_path_factory):
 def _config(data, out, **changes):
     base = dict(data=f"voc:{data}", model="fcn32s", backbone="resnet18", epochs=1,
                 batch_size=2, lr=0.01, crop=(32, 32), scale_range=(0.9, 1.1), out=str(out),
-                workers=0, progress=False, log_every=1, threads=1, seed=1, amp=False)
+                workers=0, progress=False, log_every=1, threads=1, seed=1, precision="fp32")
     base.update(changes)
     return TrainConfig(**base)
 
