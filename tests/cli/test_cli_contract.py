@@ -69,7 +69,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
     }),
     "eval": (["eval", "--checkpoint", "{ckpt}", "--data", "synth:{data}", "--json"], {
         "--window": SIZES, "--overlap": NUMBERS, "--batch-size": INTEGERS,
-        "--workers": ["-1", str(2**64), "1.5", "abc"],
+        "--workers": ["-1", str(2**64), "1.5", "abc"], "--max-pixels": INTEGERS,
     }),
     "predict": (["predict", "--checkpoint", "{ckpt}", "{images}", "--out", "{out}/pred",
                  "--json"], {

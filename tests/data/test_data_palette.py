@@ -58,3 +58,28 @@ def test_overlay_blends_classes_only():
     assert all_classes[0, 0].tolist() == [50, 50, 50]
     with pytest.raises(ValueError, match="does not match"):
         overlay(image, np.zeros((3, 3), dtype=np.uint8))
+
+
+def test_blend_into_strip_by_strip_equals_the_per_pixel_formula(monkeypatch):
+    from fcnkit.data import palette as palette_module
+
+    monkeypatch.setattr(palette_module, "BLEND_ROWS", 3)  # 10 rows: strips of 3, 3, 3, 1
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (10, 7, 3), dtype=np.uint8)
+    mask = rng.integers(0, 4, (10, 7)).astype(np.uint8)
+    mask[0, :3] = 255
+    colours = [(0, 0, 0), (200, 10, 0), (5, 250, 60), (90, 90, 255)]
+    got = image.copy()
+    palette_module.blend_into(got, mask, colours, alpha=0.3)
+    for y in range(10):
+        for x in range(7):
+            label = int(mask[y, x])
+            if label in (0, 255):
+                want = image[y, x].tolist()
+            else:
+                # float32 arithmetic, rounded half to even, as documented for overlay
+                want = [int(np.clip(np.rint(np.float32(0.7) * np.float32(p)
+                                            + np.float32(0.3) * np.float32(c)), 0, 255))
+                        for p, c in zip(image[y, x], colours[label])]
+            assert got[y, x].tolist() == want, (y, x)
+    assert np.array_equal(np.asarray(overlay(image, mask, colours, alpha=0.3)), got)

@@ -246,3 +246,40 @@ def test_tile_transform_equals_transforming_the_whole_image_first() -> None:
             assert torch.equal(got, predict_logits(model, norm(raw), num_classes=3, window=window))
             win = as_window(window) or (41, 57)
             assert all(h <= win[0] and w <= win[1] for h, w in seen)  # never the whole image
+
+
+@pytest.mark.parametrize("max_pixels", [None, 20 * 20])
+def test_uint8_image_view_gives_the_labels_of_the_float_image(max_pixels) -> None:
+    # predict keeps a huge image as its uint8 (H, W, 3) array and converts one tile at a
+    # time: the labels must equal those of the whole float image read by read_image.
+    import numpy as np
+
+    from fcnkit.data.folder import _to_float_chw
+    from fcnkit.engine.predict import predict_image
+
+    model = context_model(num_classes=3)
+    hwc = np.random.default_rng(6).integers(0, 256, (45, 38, 3), dtype=np.uint8)
+    as_float = _to_float_chw(hwc)
+    as_uint8 = torch.from_numpy(hwc).permute(2, 0, 1)
+    for window in (None, 16):
+        kwargs = dict(num_classes=3, window=window, max_pixels=max_pixels, tile=(24, 20))
+        want = predict_image(model, as_float, **kwargs)
+        got = predict_image(model, as_uint8, **kwargs)
+        assert got.shape == (45, 38) and torch.equal(got, want)
+
+
+@given(
+    n=st.integers(1, 2), c=st.integers(1, 6), h=st.integers(1, 9), w=st.integers(1, 9),
+    levels=st.integers(1, 4), seed=st.integers(0, 2**16), channels_last=st.booleans(),
+)
+def test_channel_argmax_equals_torch_argmax_with_ties(n, c, h, w, levels, seed,
+                                                      channels_last) -> None:
+    from fcnkit.engine.inference import channel_argmax
+
+    # Few distinct values, so ties are common: both must return the first maximal class.
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, levels, (n, c, h, w), generator=gen).float()
+    if channels_last:
+        scores = scores.contiguous(memory_format=torch.channels_last)
+    got = channel_argmax(scores)
+    assert got.dtype == torch.int64 and torch.equal(got, scores.argmax(dim=1))

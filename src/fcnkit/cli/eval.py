@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fcnkit.arith.tiling import DEFAULT_OVERLAP, DEFAULT_WINDOW
+from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.cli._common import (
     add_backend_arguments,
     backend_options,
@@ -39,8 +39,8 @@ def register(subparsers: Any) -> None:
             "Run a checkpoint over a dataset split and print the per-class IoU table and "
             "the four metrics of Long et al. (2015) computed from one confusion matrix "
             "accumulated over the whole split (pixels labelled 255 are ignored). "
-            "Inference is whole-image by default; --sliding averages the logits of "
-            "overlapping windows. Under torchrun the split is sharded over the processes "
+            "Inference is whole-image by default (images above --max-pixels are tiled); "
+            "--sliding averages the logits of overlapping windows. Under torchrun the split is sharded over the processes "
             "and rank 0 prints the result."
         ),
     )
@@ -67,6 +67,11 @@ def register(subparsers: Any) -> None:
         "--overlap", type=overlap, default=DEFAULT_OVERLAP,
         help="fraction of a window shared by neighbouring windows, in [0, 1) "
         f"(default {DEFAULT_OVERLAP})",
+    )
+    parser.add_argument(
+        "--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+        help=f"without --sliding, tile images with more pixels than this by {DEFAULT_WINDOW}-px "
+        f"windows, as fcnkit predict does (default {DEFAULT_MAX_PIXELS})",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=1,
@@ -100,13 +105,13 @@ def run(args: Any) -> int:
         args.checkpoint, args.data, split=args.split, window=window_size, overlap=args.overlap,
         batch_size=args.batch_size, workers=args.workers, device=args.device,
         skip_bad=args.skip_bad, boundary_width=args.boundary_width or None,
-        **backend_options(args),
+        max_pixels=args.max_pixels, **backend_options(args),
     )
     if args.json:
         print_json(_nan_to_none(result))
         return 0
     print(format_report(result, result["classes"]))
-    mode = "whole-image" if window_size is None else (
+    mode = f"whole-image up to {args.max_pixels} pixels" if window_size is None else (
         f"sliding window {window_size[0]}x{window_size[1]}, overlap {args.overlap:g}")
     skipped = f" ({result['skipped']} bad samples skipped)" if result["skipped"] else ""
     print(f"\n{result['num_images']} images of split {args.split!r}{skipped}, {mode}, "

@@ -130,14 +130,42 @@ def overlay(
         raise ValueError(
             f"overlay: mask shape {labels.shape} does not match image shape {base.shape[:2]}"
         )
+    out = np.array(base, dtype=np.uint8, copy=True)
+    blend_into(out, labels, palette, alpha, background=background)
+    return Image.fromarray(out)
+
+
+#: Rows blended at a time by :func:`blend_into`: its float temporaries stay this small.
+BLEND_ROWS = 256
+
+
+def blend_into(
+    image_rgb_uint8: np.ndarray,
+    mask: Any,
+    palette: Sequence[Sequence[int]] | None = None,
+    alpha: float = 0.5,
+    *,
+    background: int | None = 0,
+) -> None:
+    """:func:`overlay` in place on a writable (H, W, 3) uint8 array, ``BLEND_ROWS`` rows at a
+    time, so a huge image needs no float copy of itself (same values as :func:`overlay`)."""
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"overlay: alpha must be in 0..1, got {alpha}")
+    labels = _mask_array(mask)
+    if image_rgb_uint8.shape[:2] != labels.shape:
+        raise ValueError(f"overlay: mask shape {labels.shape} does not match image shape "
+                         f"{image_rgb_uint8.shape[:2]}")
     table = np.asarray(_full_palette(palette if palette is not None else voc_palette()))
-    colours = table.reshape(256, 3).astype(np.float32)[labels]
-    blend = labels != IGNORE_INDEX
-    if background is not None:
-        blend &= labels != background
-    out = base.astype(np.float32)
-    out[blend] = (1.0 - alpha) * out[blend] + alpha * colours[blend]
-    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+    table = table.reshape(256, 3).astype(np.float32)
+    for start in range(0, labels.shape[0], BLEND_ROWS):
+        rows = slice(start, start + BLEND_ROWS)
+        strip_labels = labels[rows]
+        blend = strip_labels != IGNORE_INDEX
+        if background is not None:
+            blend &= strip_labels != background
+        strip = image_rgb_uint8[rows]
+        mixed = (1.0 - alpha) * strip[blend].astype(np.float32) + alpha * table[strip_labels[blend]]
+        strip[blend] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
 
 def save_mask_png(

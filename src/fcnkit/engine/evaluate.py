@@ -30,7 +30,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from fcnkit.arith.tiling import DEFAULT_OVERLAP, check_overlap
+from fcnkit.arith.tiling import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_OVERLAP,
+    DEFAULT_WINDOW,
+    check_overlap,
+)
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.engine.inference import as_window, predict_labels, resolve_device
 from fcnkit.errors import InputError, warn
@@ -68,6 +73,7 @@ def evaluate(
     overlap: float = DEFAULT_OVERLAP,
     ignore_index: int = IGNORE_INDEX,
     boundary: BoundaryMetrics | None = None,
+    max_pixels: int | None = None,
 ) -> ConfusionMatrix:
     """Accumulate the confusion matrix of ``model`` over every pixel ``loader`` yields.
 
@@ -87,6 +93,9 @@ def evaluate(
         ignore_index: mask value excluded from the matrix (VOC "void", batch padding).
         boundary: optional :class:`fcnkit.metrics.BoundaryMetrics` updated with the same
             predictions (summed over processes like the matrix).
+        max_pixels: without a ``window``, a batch whose images exceed this many pixels is
+            segmented by tiles of :data:`fcnkit.arith.tiling.DEFAULT_WINDOW` (as ``fcnkit
+            predict`` does), so a huge image does not need whole-image activations.
 
     Returns:
         A :class:`fcnkit.metrics.ConfusionMatrix`; when ``torch.distributed`` is initialised
@@ -100,8 +109,12 @@ def evaluate(
         for batch in loader:
             images, masks = split_batch(batch)
             images = images.to(device, non_blocking=True)
+            chosen = window
+            if (chosen is None and max_pixels is not None
+                    and images.shape[-2] * images.shape[-1] > max_pixels):
+                chosen = DEFAULT_WINDOW
             labels = predict_labels(
-                model, images, num_classes=num_classes, window=window, overlap=overlap
+                model, images, num_classes=num_classes, window=chosen, overlap=overlap
             )
             cm.update(labels.cpu(), masks.cpu())
             if boundary is not None:
@@ -171,6 +184,7 @@ def evaluate_checkpoint(
     channels_last: bool | str = False,
     threads: int | None = None,
     boundary_width: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset split: what ``fcnkit eval`` reports.
 
@@ -197,6 +211,8 @@ def evaluate_checkpoint(
             distance of the ground-truth boundaries (:class:`fcnkit.metrics.BoundaryMetrics`)
             under ``"boundary"``; exact with ``batch_size=1`` (padding is void, and void
             counts as a label for the trimap band).
+        max_pixels: without a ``window``, images above this many pixels are segmented by
+            tiles (as ``fcnkit predict`` does); ``None``: always whole images.
 
     Returns:
         :meth:`fcnkit.metrics.ConfusionMatrix.compute`'s metrics plus ``backend`` (a
@@ -256,7 +272,7 @@ def evaluate_checkpoint(
         boundary = (BoundaryMetrics(num_classes, width=boundary_width)
                     if boundary_width is not None else None)
         cm = evaluate(model, loader, num_classes=num_classes, device=device, window=window,
-                      overlap=overlap, boundary=boundary)
+                      overlap=overlap, boundary=boundary, max_pixels=max_pixels)
         where = device if info.backend == "nccl" else torch.device("cpu")
         images = int(ddp.all_reduce_sum(torch.tensor([loader.images], device=where)).item())
     finally:

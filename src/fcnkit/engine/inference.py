@@ -16,8 +16,9 @@ dimension is processed in one piece along that dimension.
 
 Rows of tiles are processed top to bottom and the rows of pixels that no later tile can
 touch are released as soon as they are final (:func:`iter_logit_strips`). Peak memory is
-therefore about ``C × (window_h + stride_h) × W`` floats for the logits plus one tile's
+therefore one buffer of ``C × window_h × W`` floats for the logits plus one tile's
 activations, not ``C × H × W``; :func:`predict_labels` relies on that for huge images.
+The image itself may stay uint8 (``tile_transform`` converts one tile at a time).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "labels_by_strips",
     "whole_image_labels",
     "resolve_device",
+    "channel_argmax",
 ]
 
 
@@ -108,7 +110,8 @@ def iter_logit_strips(
     Yields:
         ``(row0, logits)`` with logits (N, num_classes, rows, W) float32 on ``image``'s
         device for image rows ``[row0, row0 + rows)``; the strips partition ``[0, H)`` in
-        order.
+        order. With a window, each strip is a view into a buffer the next step reuses:
+        use it (e.g. its argmax) or ``clone()`` it before asking for the next strip.
     """
     if image.dim() != 4:
         raise ValueError(f"image must be a (N, C, H, W) tensor, got shape {tuple(image.shape)}")
@@ -128,25 +131,30 @@ def iter_logit_strips(
     rows = sliding_window_starts(height, win_h, overlap)
     cols = sliding_window_starts(width, win_w, overlap)
 
-    acc = image.new_zeros((n, num_classes, 0, width), dtype=torch.float32)
-    count = image.new_zeros((1, 1, 0, width), dtype=torch.float32)
-    acc_top = 0  # image row of acc[..., 0, :]
+    # One fixed buffer of ``win_h`` rows (a tile row's height): after each tile row its
+    # final rows are divided in place and yielded, and the pending overlap rows are moved
+    # up. No per-row concatenation, so peak memory is one buffer, not two.
+    acc = image.new_zeros((n, num_classes, win_h, width), dtype=torch.float32)
+    count = image.new_zeros((1, 1, win_h, width), dtype=torch.float32)
     for i, top in enumerate(rows):
-        bottom = top + win_h
-        grow = bottom - (acc_top + acc.shape[2])
-        if grow > 0:
-            acc = torch.cat([acc, acc.new_zeros((n, num_classes, grow, width))], dim=2)
-            count = torch.cat([count, count.new_zeros((1, 1, grow, width))], dim=2)
-        r0, r1 = top - acc_top, bottom - acc_top
+        # ``acc`` row 0 is image row ``top``: the previous step moved the rows up to here.
         for left in cols:
-            tile = image[:, :, top:bottom, left : left + win_w]
-            acc[:, :, r0:r1, left : left + win_w] += logits_of(tile)
-            count[:, :, r0:r1, left : left + win_w] += 1.0
+            tile = image[:, :, top : top + win_h, left : left + win_w]
+            acc[:, :, :, left : left + win_w] += logits_of(tile)
+            count[:, :, :, left : left + win_w] += 1.0
         # Rows above the next tile row's top are final: no later tile touches them.
-        done = (rows[i + 1] if i + 1 < len(rows) else height) - acc_top
-        yield acc_top, acc[:, :, :done] / count[:, :, :done]
-        acc, count = acc[:, :, done:], count[:, :, done:]
-        acc_top += done
+        done = (rows[i + 1] if i + 1 < len(rows) else height) - top
+        final = acc[:, :, :done].div_(count[:, :, :done])
+        yield top, final
+        pending = win_h - done
+        # Move the pending rows up in chunks of ``done`` rows (source and destination of
+        # each copy do not overlap), then clear the rows the next tile row fills.
+        for start in range(0, pending, done):
+            stop = min(pending, start + done)
+            acc[:, :, start:stop].copy_(acc[:, :, start + done : stop + done])
+            count[:, :, start:stop].copy_(count[:, :, start + done : stop + done])
+        acc[:, :, pending:].zero_()
+        count[:, :, pending:].zero_()
 
 
 def predict_logits(
@@ -172,7 +180,7 @@ def predict_logits(
     Returns:
         (N, num_classes, H, W) float32 logits (tile logits averaged where tiles overlap).
     """
-    strips = [s for _, s in iter_logit_strips(
+    strips = [s.clone() for _, s in iter_logit_strips(
         model, image, num_classes=num_classes, window=window, overlap=overlap,
         tile_transform=tile_transform,
     )]
@@ -201,7 +209,7 @@ def predict_labels(
         check_overlap(overlap)
         x = tile_transform(image) if tile_transform is not None else image
         return whole_image_labels(model, x).to(image.device)
-    parts = [s.argmax(dim=1) for _, s in iter_logit_strips(
+    parts = [channel_argmax(s) for _, s in iter_logit_strips(
         model, image, num_classes=num_classes, window=window, overlap=overlap,
         tile_transform=tile_transform,
     )]
@@ -230,7 +238,7 @@ def whole_image_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = model(x)
     if isinstance(out, dict):
         out = out["out"]
-    return out.argmax(dim=1)
+    return channel_argmax(out)
 
 
 def labels_by_strips(model: nn.Module, x: torch.Tensor, *,
@@ -274,7 +282,33 @@ def labels_by_strips(model: nn.Module, x: torch.Tensor, *,
         strip = upsampler(scores[:, :, first:last])
         local = start + top - first * stride  # output row `start + top`, in the strip
         strip = strip[:, :, local : local + stop - start, left : left + width]
-        labels[:, start:stop] = strip.argmax(dim=1)
+        labels[:, start:stop] = channel_argmax(strip)
+    return labels
+
+
+def channel_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(dim=1)`` for (N, C, H, W) scores, by a running maximum over classes.
+
+    PyTorch's CPU argmax over the channel dimension of an NCHW tensor walks memory with a
+    stride of H·W and costs more than an FCN's whole head (``docs/benchmarks.md``); a
+    running maximum reads each class map contiguously. A class replaces the current best
+    only when strictly greater, so ties go to the first maximal class, as ``argmax`` does;
+    NaN scores (never produced by a finite model) are the only inputs where they differ.
+
+    Returns:
+        (N, H, W) int64 class indices.
+    """
+    if scores.dim() != 4:
+        raise ValueError(f"scores must be (N, C, H, W), got shape {tuple(scores.shape)}")
+    if scores.is_contiguous(memory_format=torch.channels_last) and scores.shape[1] > 1:
+        return scores.argmax(dim=1)  # channels are contiguous: argmax is already fast
+    best = scores[:, 0].clone()
+    labels = torch.zeros(best.shape, dtype=torch.int64, device=scores.device)
+    for c in range(1, scores.shape[1]):
+        candidate = scores[:, c]
+        better = candidate > best
+        labels.masked_fill_(better, c)
+        torch.maximum(best, candidate, out=best)
     return labels
 
 

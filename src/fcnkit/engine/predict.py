@@ -30,14 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.atomic import atomic_path, check_writable_directory
 from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
-from fcnkit.engine.inference import as_window, iter_logit_strips, whole_image_labels
+from fcnkit.engine.inference import (
+    as_window,
+    channel_argmax,
+    iter_logit_strips,
+    whole_image_labels,
+)
 from fcnkit.errors import InputError, first_line, warn
 
 __all__ = [
@@ -184,8 +189,10 @@ def predict_image(
 
     Args:
         model: fully convolutional model in eval mode on ``device``.
-        image: (3, H, W) float tensor in ``[0, 1]`` (not normalised: ImageNet
-            normalisation, as in training, is applied here).
+        image: (3, H, W) float tensor in ``[0, 1]``, or uint8 in ``[0, 255]`` (any view,
+            e.g. ``torch.from_numpy(hwc).permute(2, 0, 1)``: a huge image then stays 3 bytes
+            a pixel and only one tile at a time is converted to float). Not normalised: the
+            model's preprocessing, as in training, is applied here.
         num_classes: number of classes the model predicts.
         window: tile size for sliding-window inference; ``None`` means whole image, unless
             ``H·W > max_pixels``, then tiles of ``tile`` pixels.
@@ -201,6 +208,9 @@ def predict_image(
 
     preprocessing = model_preprocessing(model)  # what the model's weights expect
 
+    def prepare(pixels: torch.Tensor) -> torch.Tensor:
+        return preprocessing.apply(unit_float(pixels)).to(device)
+
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W) RGB, got shape {tuple(image.shape)}")
     height, width = image.shape[-2:]
@@ -212,15 +222,26 @@ def predict_image(
     # each finished strip's argmax goes straight into a compact label map.
     dtype = torch.uint8 if num_classes <= 256 else torch.int64
     if chosen is None:  # one pass; labels without full-resolution logits when possible
-        labels = whole_image_labels(model, preprocessing.apply(image).unsqueeze(0).to(device))[0]
+        labels = whole_image_labels(model, prepare(image.unsqueeze(0)))[0]
         return labels.to(image.device, dtype)
     labels = torch.empty((height, width), dtype=dtype)
     for top, strip in iter_logit_strips(
         model, image.unsqueeze(0), num_classes=num_classes, window=chosen, overlap=overlap,
-        tile_transform=lambda t: preprocessing.apply(t).to(device),
+        tile_transform=prepare,
     ):
-        labels[top : top + strip.shape[2]] = strip[0].argmax(dim=0).to(labels.dtype)
+        labels[top : top + strip.shape[2]] = channel_argmax(strip)[0].to(labels.dtype)
     return labels
+
+
+_INVERSE_255 = torch.tensor(1.0 / 255.0, dtype=torch.float32)
+
+
+def unit_float(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels → float32 in [0, 1] (``v * float32(1/255)``, the same values as
+    :func:`fcnkit.data.read_image`); float pixels are returned as they are."""
+    if pixels.dtype == torch.uint8:
+        return pixels.to(torch.float32).mul_(_INVERSE_255)
+    return pixels
 
 
 def predict_paths(
@@ -266,9 +287,8 @@ def predict_paths(
         InputError: an input is missing/corrupt (without ``skip_bad``), a directory holds
             no images, ``out_dir`` is a file, or no input could be read.
     """
-    from fcnkit.data import read_image
-    from fcnkit.data.palette import overlay as blend
-    from fcnkit.data.palette import save_mask_png
+    from fcnkit.data.folder import read_image_array
+    from fcnkit.data.palette import blend_into, save_mask_png
 
     out = Path(out_dir)
     check_out_dir(out)
@@ -285,7 +305,8 @@ def predict_paths(
     skipped = 0
     for plan in plans:
         try:
-            image = read_image(plan.source)
+            # Kept as uint8 (H, W, 3): 3 bytes a pixel; tiles are converted one at a time.
+            pixels = read_image_array(plan.source)
         except InputError as exc:
             if not skip_bad:
                 raise
@@ -294,18 +315,23 @@ def predict_paths(
                 on_bad(plan.source, exc)
             continue
         labels = predict_image(
-            model, image, num_classes=num_classes, window=window, overlap=overlap,
-            max_pixels=max_pixels, tile=tile, device=device,
+            model, torch.from_numpy(pixels).permute(2, 0, 1), num_classes=num_classes,
+            window=window, overlap=overlap, max_pixels=max_pixels, tile=tile, device=device,
         )
         mask = labels.cpu().to(torch.uint8).numpy()
         out.mkdir(parents=True, exist_ok=True)
         save_mask_png(plan.mask, mask, palette)
         written.append(plan.mask)
         if plan.overlay is not None:
-            rgb = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-            picture = blend(np.ascontiguousarray(rgb), mask, palette, OVERLAY_ALPHA)
+            # The pixels are not needed any more: blend into them, strip by strip.
+            if not pixels.flags.writeable:  # PIL's buffer is read-only
+                pixels = pixels.copy()
+            blend_into(pixels, mask, palette, OVERLAY_ALPHA)
+            picture = Image.fromarray(pixels)
+            del pixels
             with atomic_path(plan.overlay) as tmp:
                 picture.save(tmp, format="JPEG", quality=90)
+            del picture
             written.append(plan.overlay)
         if on_done is not None:
             on_done(plan, labels)
