@@ -40,8 +40,8 @@ def register(subparsers: Any) -> None:
             "the four metrics of Long et al. (2015) computed from one confusion matrix "
             "accumulated over the whole split (pixels labelled 255 are ignored). "
             "Inference is whole-image by default (images above --max-pixels are tiled); "
-            "--sliding averages the logits of overlapping windows. Under torchrun the split is sharded over the processes "
-            "and rank 0 prints the result."
+            "--sliding averages the logits of overlapping windows. Under torchrun the "
+            "split is sharded over the processes and rank 0 prints the result."
         ),
     )
     parser.add_argument(
