@@ -86,6 +86,9 @@ MAX_COVERAGE_MAP_SIDE = 129
 MAX_STACK_LAYERS = 32
 #: Input size (per dimension) the explorer, ``rf`` and ``models`` accept.
 MAX_INPUT_SIZE = 100_000
+#: Example input (per side) ``fcnkit export`` traces: the model runs once at this size, and
+#: with ``--dynamic`` the graph is right at every size, so a small trace is enough.
+MAX_EXPORT_TRACE_SIZE = 2048
 #: Pixels of one synthetic image: 4096 x 4096.
 SYNTH_MAX_IMAGE_PIXELS = 4096 * 4096
 #: Images of one synthetic dataset.

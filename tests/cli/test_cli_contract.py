@@ -75,13 +75,19 @@ COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
                  "--json"], {
         "--window": SIZES, "--overlap": NUMBERS, "--max-pixels": INTEGERS,
     }),
+    "export": (["export", "{ckpt}", "-o", "{out}/model.onnx", "--json"], {
+        "--opset": INTEGERS, "--size": SIZES, "--calibration-images": INTEGERS,
+    }),
+    "eval --boundary-width": (["eval", "--checkpoint", "{ckpt}", "--data", "synth:{data}",
+                               "--json"], {"--boundary-width": INTEGERS,
+                                           "--threads": INTEGERS}),
     "demo": (["demo", "--quick", "--out", "{out}/demo", "--cache", "{out}/cache"], {
         "--seed": REFUSED_INTEGERS, "--workers": REFUSED_INTEGERS,
         "--threads": REFUSED_INTEGERS + ["0"],
     }),
 }
 
-HEAVY = {"train", "eval", "predict", "models", "rf"}
+HEAVY = {"train", "eval", "predict", "models", "rf", "export"}
 
 
 def _cases():

@@ -61,10 +61,18 @@ def _checked(convert: Callable[[str], Any], check: Callable[[Any], Any]) -> Call
     return parse
 
 
+#: Largest count any option takes: what a C ``ssize_t`` holds. Python ints are unbounded,
+#: but a count handed to the standard library or torch (``itertools.islice``, thread
+#: counts, tensor sizes) must fit a machine word.
+MAX_COUNT = 2**63 - 1
+
+
 def _at_least(minimum: int) -> Callable[[int], int]:
     def check(value: int) -> int:
         if value < minimum:
             raise InputError(f"expected an integer >= {minimum}, got {value}")
+        if value > MAX_COUNT:
+            raise InputError(f"expected an integer up to {MAX_COUNT}, got {value}")
         return value
 
     return check
@@ -239,7 +247,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch backend: channels_last (NHWC) layout (default auto: on for CPU and CUDA)",
     )
     parser.add_argument(
-        "--threads", type=positive_int, default=None,
+        "--threads", type=int_in(1, 4096), default=None,
         help="onnxruntime backend: intra-op threads (default: torch's thread count)",
     )
 

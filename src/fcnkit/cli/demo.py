@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import format_table, non_negative_int, positive_int, print_json
+from fcnkit.cli._common import format_table, int_in, print_json
 
 
 def register(subparsers: Any) -> None:
@@ -31,9 +31,9 @@ def register(subparsers: Any) -> None:
         "--cache", help="dataset cache (default $FCNKIT_CACHE or ~/.cache/fcnkit)"
     )
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    parser.add_argument("--workers", type=non_negative_int, default=0,
+    parser.add_argument("--workers", type=int_in(0, 256), default=0,
                         help="data loader workers (default 0: the images are small)")
-    parser.add_argument("--threads", type=positive_int,
+    parser.add_argument("--threads", type=int_in(1, 4096),
                         help="torch threads (default: all cores; use 1 on a busy machine)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -21,7 +21,7 @@ from fcnkit.cli._common import (
     backend_options,
     device,
     format_table,
-    non_negative_int,
+    int_in,
     overlap,
     positive_int,
     print_json,
@@ -74,16 +74,16 @@ def register(subparsers: Any) -> None:
         f"windows, as fcnkit predict does (default {DEFAULT_MAX_PIXELS})",
     )
     parser.add_argument(
-        "--batch-size", type=positive_int, default=1,
+        "--batch-size", type=int_in(1, 4096), default=1,
         help="images per batch (default 1, exact); larger batches pad smaller images with "
         "ignored pixels, which slightly changes predictions near their bottom/right edges",
     )
-    parser.add_argument("--workers", type=non_negative_int, default=0,
+    parser.add_argument("--workers", type=int_in(0, 256), default=0,
                         help="DataLoader workers (default 0)")
     parser.add_argument("--device", type=device, default="cpu",
                         help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument(
-        "--boundary-width", type=non_negative_int, default=3, metavar="D",
+        "--boundary-width", type=int_in(0, 1024), default=3, metavar="D",
         help="also report trimap mIoU and Boundary IoU within D pixels of the true "
         "boundaries (default 3; 0 = off)",
     )

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fcnkit.cli._common import dims, format_table, positive_int, print_json
+from fcnkit.cli._common import format_table, int_in, print_json, size_pair
+from fcnkit.constants import MAX_CLASSES
+from fcnkit.limits import MAX_EXPORT_TRACE_SIZE
 
 NAME = "export"
 FORMATS = ("onnx", "safetensors")  # fcnkit.engine.export.EXPORTERS (checked by a test)
@@ -60,9 +62,11 @@ def register(subparsers: Any) -> None:
     onnx = parser.add_argument_group("onnx")
     onnx.add_argument("--dynamic", action="store_true",
                       help="symbolic batch, height and width (else batch 1 at --size)")
-    onnx.add_argument("--size", type=dims, default=None,
-                      help="H,W of the example input traced (default 64,96)")
-    onnx.add_argument("--opset", type=positive_int, default=None,
+    onnx.add_argument("--size", type=size_pair(MAX_EXPORT_TRACE_SIZE), default=None,
+                      help="H,W of the example input traced (default 64,96; at most "
+                      f"{MAX_EXPORT_TRACE_SIZE} per side: with --dynamic the graph is right at "
+                      "every size, so a small trace is enough)")
+    onnx.add_argument("--opset", type=int_in(7, 100), default=None,
                       help="ONNX opset version (default: the exporter's)")
     onnx.add_argument("--quantize", choices=["int8"], default=None,
                       help="static int8 quantization (QDQ), calibrated on --calibrate")
@@ -70,11 +74,11 @@ def register(subparsers: Any) -> None:
                       help="dataset whose images calibrate int8 (voc:, folder:, synth: ROOT)")
     onnx.add_argument("--calibration-split", default="train",
                       help="split of --calibrate to read (default train)")
-    onnx.add_argument("--calibration-images", type=positive_int, default=16,
+    onnx.add_argument("--calibration-images", type=int_in(1, 100_000), default=16,
                       help="images read for calibration (default 16)")
     foreign = parser.add_argument_group("foreign weights")
     foreign.add_argument("--model", help="fcnkit model for foreign weights (e.g. fcn8s)")
-    foreign.add_argument("--num-classes", type=positive_int, default=21,
+    foreign.add_argument("--num-classes", type=int_in(1, MAX_CLASSES), default=21,
                          help="classes of the foreign weights (default 21)")
     foreign.add_argument("--option", type=_option, action="append", default=[],
                          metavar="KEY=VALUE",
@@ -93,9 +97,6 @@ def run(args: Any) -> int:
         args.format = suffix if suffix in FORMATS else "onnx"
     if args.format == "onnx":
         size = DEFAULT_EXPORT_SIZE if args.size is None else args.size
-        size = size if isinstance(size, tuple) else (size, size)
-        if len(size) != 2 or min(size) < 1:
-            raise InputError(f"--size must be H,W with positive integers, got {args.size!r}")
         options = {"dynamic": args.dynamic, "opset": args.opset, "size": size}
         if args.quantize or args.calibrate:
             options.update(quantize=args.quantize, calibrate=args.calibrate,
