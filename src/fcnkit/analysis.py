@@ -468,7 +468,10 @@ def receptive_field_of(
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post))
     was_training = model.training
-    x = torch.zeros(1, channels, *sizes)
+    # On the model's device: a model built on the meta device is traced without weights
+    # or arithmetic (the geometry needs neither).
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = torch.zeros(1, channels, *sizes, device=device)
     tracer.set(x, _Info(ReceptiveField.identity(len(sizes))))
     try:
         model.eval()

@@ -36,20 +36,35 @@ def _with_fc6(name: str, in_channels: int, kernel: int) -> Any:
     channels would cost a minute of weight initialisation on a CPU. fc6 pads the width
     only (by kernel // 2, which leaves the field unchanged), so that a narrow input, whose
     height the gradient-support check measures, still has an output."""
+    import torch
     from torch import nn
 
     from fcnkit.analysis import model_for_analysis
 
-    body = model_for_analysis(name).features
+    # Built on the meta device and given storage afterwards: the classifier's 100 M
+    # weights are never initialised, and the body's are set to constants (the geometry
+    # needs no values; gradient_support sets its own weights).
+    with torch.device("meta"):
+        body = model_for_analysis(name).features
+    body = body.to_empty(device="cpu")
+    with torch.no_grad():
+        for parameter in body.parameters():
+            parameter.fill_(0.01)
     return nn.Sequential(OrderedDict(features=body,
                                      fc6=nn.Conv2d(in_channels, 64, kernel,
                                                    padding=(0, kernel // 2)))).eval()
 
 
-def _backbone(name: str) -> Any:
+def _backbone(name: str, *, meta: bool = False) -> Any:
+    """The backbone of fcnkit's FCN on ``name``; ``meta``: built on PyTorch's meta device
+    (no weights: tracing the geometry needs none, and VGG16's 4096-channel fc6 would take
+    most of the claim's time to initialise)."""
+    import torch
+
     from fcnkit.models import build_model
 
-    return build_model("fcn32s", num_classes=2, backbone=name).backbone.eval()
+    with torch.device("meta" if meta else "cpu"):
+        return build_model("fcn32s", num_classes=2, backbone=name).backbone.eval()
 
 
 def linearised(model: Any) -> Any:
@@ -122,7 +137,8 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
             vgg_records = records
     family = []
     for name in FAMILY if not config.quick else ("resnet18",):
-        model = _backbone(name)
+        # Only ResNet-18's fields are also checked by gradient support, with real weights.
+        model = _backbone(name, meta=name != "resnet18")
         records = receptive_field_of(model, 224)
         for feature, declared in model.strides.items():
             size, stride = _traced(records, f"output[{feature}]")
