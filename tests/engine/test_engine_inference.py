@@ -283,3 +283,12 @@ def test_channel_argmax_equals_torch_argmax_with_ties(n, c, h, w, levels, seed,
         scores = scores.contiguous(memory_format=torch.channels_last)
     got = channel_argmax(scores)
     assert got.dtype == torch.int64 and torch.equal(got, scores.argmax(dim=1))
+
+
+def test_channel_argmax_accepts_scores_that_require_grad() -> None:
+    # Outside torch.no_grad() (e.g. a notebook), logits carry autograd history.
+    from fcnkit.engine.inference import channel_argmax
+
+    scores = torch.randn(1, 4, 5, 6, generator=torch.Generator().manual_seed(7),
+                         requires_grad=True)
+    assert torch.equal(channel_argmax(scores), scores.argmax(dim=1))

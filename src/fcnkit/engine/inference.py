@@ -300,6 +300,7 @@ def channel_argmax(scores: torch.Tensor) -> torch.Tensor:
     """
     if scores.dim() != 4:
         raise ValueError(f"scores must be (N, C, H, W), got shape {tuple(scores.shape)}")
+    scores = scores.detach()  # labels have no gradient (and out= refuses autograd inputs)
     if scores.is_contiguous(memory_format=torch.channels_last) and scores.shape[1] > 1:
         return scores.argmax(dim=1)  # channels are contiguous: argmax is already fast
     best = scores[:, 0].clone()
