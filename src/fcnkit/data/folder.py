@@ -79,7 +79,9 @@ def read_image_array(path: str | os.PathLike[str]) -> np.ndarray:
         return np.repeat(_wide_gray_to_uint8(image)[..., None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA").convert("RGB")
-    return np.asarray(image.convert("RGB"))
+    if image.mode != "RGB":  # convert() copies even an RGB image: 4 more bytes a pixel
+        image = image.convert("RGB")
+    return np.asarray(image)
 
 
 #: Full-scale value of PIL's wide grayscale modes. 16-bit files (PNG, TIFF) open as
