@@ -49,11 +49,20 @@ VOC_VOID_COLOUR: RGB = (224, 224, 192)
 def _open_image(path: Path, what: str) -> Image.Image:
     """Open and fully decode ``path``; corrupt or truncated files raise InputError."""
     try:
-        with Image.open(path) as handle:
+        handle = Image.open(path)
+        try:
             handle.load()
-            image = ImageOps.exif_transpose(handle)
-            image.load()
-            return image if image is not handle else handle.copy()
+            # In place: no copy of an upright image (a huge photo would briefly be held
+            # twice); a rotated one is transposed into a new buffer that replaces it.
+            ImageOps.exif_transpose(handle, in_place=True)
+            if getattr(handle, "n_frames", 1) > 1:  # multi-frame files keep their file open
+                frame = handle.copy()
+                handle.close()
+                return frame
+            return handle  # single-frame files are closed by load()
+        except BaseException:
+            handle.close()
+            raise
     except FileNotFoundError:
         raise InputError(f"{path}: {what} file not found; check the dataset path") from None
     except Image.DecompressionBombError as exc:
