@@ -62,6 +62,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
         "--seed": INTEGERS, "--workers": ["-1", str(2**64), "1.5", "abc"],
         "--log-every": INTEGERS, "--max-steps-per-epoch": INTEGERS,
         "--threads": ["0", "-1", "1000000", str(2**64), "abc"],
+        "--width": ["0", "-0.5", "1.5", "nan", "inf", "1e-300", "abc", ""],
         "--class-weights": ["0,0,0,0,0,0,0,0,0", "nan,1,1,1,1,1,1,1,1",
                             "inf,1,1,1,1,1,1,1,1", "-1,1,1,1,1,1,1,1,1", "1,2", "abc", "",
                             "1e30,1e30,1e30,1e30,1e30,1e30,1e30,1e30,1e30"],

@@ -56,6 +56,9 @@ def register(subparsers: Any) -> None:
     a("--model", help="model name (default fcn8s; see fcnkit models)")
     a("--backbone", help="backbone (default resnet18)")
     a("--upsample", choices=("bilinear", "deconv", "interpolate"), help="upsampling layers")
+    a("--width", type=_ranged("width"),
+      help="fraction in (0, 1] of the backbone's channel counts (default 1; 0.25 trains "
+           "several times faster on a CPU, same strides and receptive fields)")
     a("--epochs", type=_ranged("epochs"), help="total epochs (default 30)")
     a("--batch-size", type=_ranged("batch_size"), help="images per process per step (default 8)")
     a("--lr", type=_ranged("lr"), help="base learning rate (default 0.01)")

@@ -70,6 +70,7 @@ RANGES: dict[str, Range] = {
     "max_steps_per_epoch": Range(1, 10**9),
     "threads": Range(1, 4096),
     "aux_loss_weight": Range(0.0, 1000.0),
+    "width": Range(0.0, 1.0, low_open=True),
 }
 #: Fields that hold integers (the rest of RANGES are real numbers).
 INTEGER_FIELDS = frozenset({"epochs", "batch_size", "crop", "seed", "workers", "log_every",
@@ -122,6 +123,9 @@ class TrainConfig:
         model: registry name (``fcnkit.models.list_models()``), e.g. ``"fcn8s"``.
         backbone: backbone name passed to ``build_model`` (None: the model's default).
         upsample: upsampling head option passed to ``build_model`` (None: default).
+        width: fraction of the backbone's channel counts passed to ``build_model`` (None:
+            1, the standard network); e.g. 0.25 trains several times faster on a CPU with
+            the same geometry.
         epochs: total epochs; the poly LR schedule spans all of them.
         batch_size: images per process per step (effective batch = batch_size x world size).
         lr: base learning rate (for the effective batch size; scale it yourself when the
@@ -174,6 +178,7 @@ class TrainConfig:
     model: str = "fcn8s"
     backbone: str | None = "resnet18"
     upsample: str | None = None
+    width: float | None = None
     epochs: int = 30
     batch_size: int = 8
     lr: float = 0.01

@@ -208,6 +208,8 @@ def model_options(config: TrainConfig) -> dict[str, Any]:
         options["backbone"] = config.backbone
     if config.upsample is not None:
         options["upsample"] = config.upsample
+    if config.width is not None:
+        options["width"] = config.width
     options.update(config.model_options)
     return options
 

@@ -38,6 +38,26 @@ BACKBONES = ("vgg16", *RESNETS, "mobilenet_v3_large")
 _SPATIAL = (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d)
 
 
+def check_width(width: object) -> float:
+    """``width`` as a float in (0, 1], else InputError.
+
+    ``width`` scales every layer's channel count of a backbone (and VGG16's fc6/fc7); the
+    depth, kernels, strides, paddings and so the receptive fields and crop offsets stay
+    those of the standard network. Narrow copies train several times faster on a CPU
+    (docs/models.md); pretrained weights exist only for width 1.
+    """
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not (
+            0.0 < float(width) <= 1.0):
+        raise InputError(f"width must be a number in (0, 1] (fraction of the standard "
+                         f"channel counts), got {width!r}")
+    return float(width)
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """``channels × width`` rounded, at least 1 (the channel count of a narrow copy)."""
+    return max(1, round(channels * width))
+
+
 def spatial_modules(module: nn.Module) -> list[nn.Module]:
     """The convolutions and poolings of ``module`` along its main path, in forward order.
 
@@ -139,12 +159,16 @@ class VGG16Backbone(Backbone):
     first two Linear layers after :func:`fcnkit.models.surgery.linear_to_conv_weight`.
     """
 
-    def __init__(self, *, faithful: bool = False, dropout: float = 0.5) -> None:
+    def __init__(self, *, faithful: bool = False, dropout: float = 0.5,
+                 width: float = 1.0) -> None:
         super().__init__()
         self.faithful = faithful
+        self.width = check_width(width)
         # torchvision's VGG16 "D" configuration without building its 120M-parameter
         # classifier; initialised as torchvision.models.VGG does (Kaiming, fan_out).
-        features = vgg_module.make_layers(vgg_module.cfgs["D"])
+        config = [v if v == "M" else scaled_channels(int(v), self.width)
+                  for v in vgg_module.cfgs["D"]]
+        features = vgg_module.make_layers(config)
         for m in features.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -164,11 +188,12 @@ class VGG16Backbone(Backbone):
         fc6_kernel = 7  # VGG16's classifier sees a 7×7×512 map: fc6 is a 7×7 convolution.
         # Efficient variant: symmetric "same" padding (stride 1), so fc6 keeps the pool5 grid.
         fc6_padding = 0 if faithful else same_padding(fc6_kernel)[0]
-        self.fc6 = nn.Conv2d(last_conv(features).out_channels, 4096, fc6_kernel,
+        fc_channels = scaled_channels(4096, self.width)
+        self.fc6 = nn.Conv2d(last_conv(features).out_channels, fc_channels, fc6_kernel,
                              padding=fc6_padding)
         self.relu6 = nn.ReLU(inplace=True)
         self.drop6 = nn.Dropout(dropout)
-        self.fc7 = nn.Conv2d(4096, 4096, 1)
+        self.fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
         self.relu7 = nn.ReLU(inplace=True)
         self.drop7 = nn.Dropout(dropout)
         self.declare_features(("pool3", "pool4", "fc7"))
@@ -230,9 +255,13 @@ class ResNetBackbone(Backbone):
         *,
         output_stride: int = 32,
         dilations: Sequence[int] | str | None = None,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
         net = _resnet_constructor(name)(weights=None)
+        self.width = check_width(width)
+        if self.width != 1.0:
+            _narrow_resnet(net, self.width)
         self.name = name
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = (
@@ -294,6 +323,31 @@ class ResNetBackbone(Backbone):
 
 
 _RESNET_FEATURES = ("layer2", "layer3", "layer4")
+
+
+def _narrow_resnet(net: torchvision.models.ResNet, width: float) -> None:
+    """Rebuild ``net``'s stem and four layers with ``width`` × torchvision's channels.
+
+    Uses torchvision's own ``ResNet._make_layer`` (same block type, block counts, strides
+    and submodule names) and then its initialisation: Kaiming-normal (fan_out) convolutions,
+    BatchNorm weight 1 and bias 0 (torchvision ``ResNet.__init__``).
+    """
+    block = type(net.layer1[0])
+    counts = [len(getattr(net, f"layer{i}")) for i in range(1, 5)]
+    stem = scaled_channels(net.conv1.out_channels, width)
+    net.conv1 = nn.Conv2d(3, stem, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(stem)
+    net.inplanes = stem
+    for index, (planes, count) in enumerate(zip((64, 128, 256, 512), counts)):
+        layer = net._make_layer(block, scaled_channels(planes, width), count,
+                                stride=1 if index == 0 else 2)
+        setattr(net, f"layer{index + 1}", layer)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def hdc_rates(backbone: str, output_stride: int) -> list[int]:
@@ -366,6 +420,7 @@ def build_backbone(
     faithful: bool = False,
     output_stride: int = 32,
     dilations: Sequence[int] | None = None,
+    width: float = 1.0,
 ) -> Backbone:
     """Build a backbone by name (see ``BACKBONES``) with random weights.
 
@@ -373,6 +428,8 @@ def build_backbone(
         name: one of ``BACKBONES``.
         faithful: VGG16 only — the Caffe FCN geometry (see :class:`VGG16Backbone`).
         output_stride, dilations: ResNets only (see :class:`ResNetBackbone`).
+        width: VGG16 and ResNets — fraction of the standard channel counts
+            (:func:`check_width`).
     """
     if name not in BACKBONES:
         raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
@@ -383,8 +440,12 @@ def build_backbone(
             f"output_stride/dilations apply to ResNet backbones ({', '.join(RESNETS)}), "
             f"not {name!r}"
         )
+    width = check_width(width)
     if name == "vgg16":
-        return VGG16Backbone(faithful=faithful)
+        return VGG16Backbone(faithful=faithful, width=width)
     if name == "mobilenet_v3_large":
+        if width != 1.0:
+            raise InputError("width applies to the VGG16 and ResNet backbones; MobileNetV3 "
+                             "has its own width multipliers in torchvision")
         return MobileNetV3Backbone()
-    return ResNetBackbone(name, output_stride=output_stride, dilations=dilations)
+    return ResNetBackbone(name, output_stride=output_stride, dilations=dilations, width=width)

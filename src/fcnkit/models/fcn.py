@@ -294,6 +294,7 @@ def build_fcn(
     faithful: bool = False,
     upsample: str = "bilinear",
     at_once: bool = False,
+    width: float = 1.0,
 ) -> FCN:
     """FCN-32s/16s/8s (``num_skips`` 0/1/2) on a named backbone with random weights.
 
@@ -302,8 +303,9 @@ def build_fcn(
     With ``faithful=True``, ``upsample="bilinear"`` means Caffe's frozen bilinear
     Deconvolution (``lr_mult=0``), ``"deconv"`` the same layer learnable; ``"interpolate"``
     is refused (Caffe's crops depend on the deconvolution geometry). ``at_once`` (FCN-8s
-    only) scales the skips as the single-stage FCN-8s does (see :class:`FCN`).
+    only) scales the skips as the single-stage FCN-8s does (see :class:`FCN`). ``width``
+    scales the backbone's channel counts (:func:`fcnkit.models.backbones.check_width`).
     """
-    net = build_backbone(backbone, faithful=faithful)
+    net = build_backbone(backbone, faithful=faithful, width=width)
     return FCN(net, num_classes, num_skips, upsample, caffe_geometry=faithful,
                at_once=at_once)

@@ -13,13 +13,15 @@ name                options (defaults first)
 fcn32s              backbone ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101",
 fcn16s              "mobilenet_v3_large"), faithful (False; True = Caffe VGG16 FCN),
 fcn8s               upsample ("bilinear", "deconv", "interpolate"); fcn8s also at_once
-                    (False; True = the single-stage FCN-8s, skips scaled 0.01 / 0.0001)
+                    (False; True = the single-stage FCN-8s, skips scaled 0.01 / 0.0001);
+                    width (1.0; a fraction in (0, 1] of the backbone's channel counts,
+                    VGG16 and ResNets: same geometry, fewer channels)
 fcn_resnet18_d2l    upsample ("deconv" only: the d2l design)
 fcn_dilated         backbone ("resnet18", "resnet34", "resnet50", "resnet101"),
                     output_stride (8, 16), dilations ("hdc", "torchvision", or one rate
                     per dilated block as a list or "1,2,5,9"),
                     upsample ("bilinear", "deconv", "interpolate", "resize"),
-                    aux (False; True = torchvision's auxiliary head on layer3)
+                    aux (False; True = torchvision's auxiliary head on layer3), width
 ==================  =====================================================================
 
 Every model also takes ``weights``, ``backbone_weights`` and ``preprocessing`` ("imagenet",
@@ -55,11 +57,12 @@ from fcnkit.models.weights import (
 
 _COMMON = ("weights", "backbone_weights", "preprocessing")
 _OPTIONS: dict[str, tuple[str, ...]] = {
-    "fcn32s": ("backbone", "faithful", "upsample", *_COMMON),
-    "fcn16s": ("backbone", "faithful", "upsample", *_COMMON),
-    "fcn8s": ("backbone", "faithful", "upsample", "at_once", *_COMMON),
+    "fcn32s": ("backbone", "faithful", "upsample", "width", *_COMMON),
+    "fcn16s": ("backbone", "faithful", "upsample", "width", *_COMMON),
+    "fcn8s": ("backbone", "faithful", "upsample", "at_once", "width", *_COMMON),
     "fcn_resnet18_d2l": ("upsample", *_COMMON),
-    "fcn_dilated": ("backbone", "output_stride", "dilations", "upsample", "aux", *_COMMON),
+    "fcn_dilated": ("backbone", "output_stride", "dilations", "upsample", "aux", "width",
+                    *_COMMON),
 }
 _SKIPS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2}
 
@@ -125,6 +128,9 @@ def build_model(name: str, *, num_classes: int = 21, **options: Any) -> nn.Modul
         model, backbone_name = _build_dilated(num_classes, **opts)
         target = model.backbone
     if backbone_weights is not None:
+        if opts.get("width", 1.0) != 1.0:
+            raise InputError(f"backbone_weights: pretrained {backbone_name} weights fit only "
+                             f"width 1, not width={opts['width']!r}")
         state = load_backbone_state(backbone_name, backbone_weights)
         load_backbone_weights(target, backbone_name, state, str(backbone_weights))
     # What the weights expect, unless the caller says otherwise.
@@ -168,6 +174,7 @@ def _build_fcn(
     faithful: bool = False,
     upsample: str = "bilinear",
     at_once: bool = False,
+    width: float = 1.0,
 ) -> tuple[nn.Module, str]:
     _check_choice("backbone", backbone, BACKBONES)
     if at_once not in (True, False):
@@ -182,7 +189,8 @@ def _build_fcn(
         raise InputError("faithful=True needs upsample='bilinear' (Caffe's frozen "
                          "Deconvolution) or 'deconv' (learnable); 'interpolate' has no crops")
     model = build_fcn(_SKIPS[name], num_classes=num_classes, backbone=backbone,
-                      faithful=bool(faithful), upsample=upsample, at_once=bool(at_once))
+                      faithful=bool(faithful), upsample=upsample, at_once=bool(at_once),
+                      width=width)
     return model, backbone
 
 
@@ -204,6 +212,7 @@ def _build_dilated(
     dilations: str | Sequence[int] = "hdc",
     upsample: str = "bilinear",
     aux: bool = False,
+    width: float = 1.0,
 ) -> tuple[nn.Module, str]:
     _check_choice("backbone", backbone, RESNETS)
     _check_choice("output_stride", output_stride, (8, 16))
@@ -229,7 +238,7 @@ def _build_dilated(
             raise InputError(
                 f"dilations must be 'hdc' or a list of ints, got {dilations!r}"
             ) from None
-    net = ResNetBackbone(backbone, output_stride=output_stride, dilations=rates)
+    net = ResNetBackbone(backbone, output_stride=output_stride, dilations=rates, width=width)
     return DilatedFCN(net, num_classes, upsample, aux=bool(aux)), backbone
 
 

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from fcnkit.reproduce.runner import (
+    RECIPE,
     Budget,
     ReproduceConfig,
+    budget_for,
     class_names,
     dataset_for,
     describe,
@@ -38,12 +40,16 @@ VARIANTS = {"faithful (pad 100)": True, "efficient": False}
 # the same parameters and differ only in geometry.
 UPSAMPLE = "deconv"
 KEYS = ("miou", "trimap_miou", "boundary_iou")
-# VGG16 (134 M parameters, no BatchNorm) from scratch on a CPU: a smaller budget than the
-# ResNet-18 claims, and a lower learning rate (plain VGG diverges at 0.02 from scratch).
+# VGG16 has no BatchNorm, and the faithful geometry trains on (crop + 200)² inputs: 47x
+# the cost of the shared recipe's FCN-8s per step at quarter width (measured side by side,
+# 96x96 crops). Hence a smaller budget than the ResNet-18 claims, the shared quarter width,
+# and AdamW at its usual 1e-3 (the shared 3e-3 was chosen for a BatchNorm network). The
+# latency ratio is measured on the standard-width networks.
+_VGG_RECIPE = {**RECIPE, "lr": 0.001}
 QUICK = Budget(train=64, val=16, size=(64, 80), epochs=2, crop=(64, 64), batch_size=4,
-               lr=0.005)
+               **_VGG_RECIPE)
 FULL = Budget(train=240, val=60, size=(96, 128), epochs=4, crop=(96, 96), batch_size=4,
-              lr=0.005)
+              **_VGG_RECIPE)
 
 
 def latency_ratio(num_classes: int, size: tuple[int, int], repeats: int) -> dict[str, Any]:
@@ -75,7 +81,7 @@ def latency_ratio(num_classes: int, size: tuple[int, int], repeats: int) -> dict
 
 def run(config: ReproduceConfig) -> dict[str, Any]:
     out = Path(config.out)
-    budget = config.budget or (QUICK if config.quick else FULL)
+    budget = budget_for(config, QUICK, FULL)
     seeds = config.seed_list() if config.seeds is not None else ([0] if config.quick
                                                                  else [0, 1, 2])
     data = dataset_for(config, budget)

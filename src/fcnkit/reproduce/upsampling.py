@@ -57,8 +57,10 @@ def epochs_to_fraction(epochs: list[dict[str, Any]], fraction: float = 0.9) -> i
     return next((e["epoch"] for e in epochs if e["miou"] >= fraction * final), None)
 
 
-def random_init_weights(path: Path, num_classes: int, seed: int) -> str:
-    """Write an FCN-8s whose transposed convolutions have PyTorch's default init."""
+def random_init_weights(path: Path, num_classes: int, seed: int,
+                        width: float | None = None) -> str:
+    """Write an FCN-8s (backbone ``width``) whose transposed convolutions have PyTorch's
+    default init."""
     import torch
     from torch import nn
 
@@ -66,7 +68,7 @@ def random_init_weights(path: Path, num_classes: int, seed: int) -> str:
 
     torch.manual_seed(seed)
     model = build_model("fcn8s", num_classes=num_classes, backbone="resnet18",
-                        upsample="deconv")
+                        upsample="deconv", width=width)
     for module in model.modules():
         if isinstance(module, nn.ConvTranspose2d):
             module.reset_parameters()
@@ -87,7 +89,8 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
             options = {}
             if random_init:
                 options["weights"] = random_init_weights(
-                    out / "init" / f"fcn8s-random-deconv-seed{seed}.pt", num_classes, seed)
+                    out / "init" / f"fcn8s-random-deconv-seed{seed}.pt", num_classes, seed,
+                    budget.width)
             result = train_variant(config, budget, data, run_dir, model="fcn8s", seed=seed,
                                    upsample=upsample, model_options=options)
             result["epochs_to_90"] = epochs_to_fraction(result["epochs"])
