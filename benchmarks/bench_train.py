@@ -11,6 +11,10 @@ Run (results go in docs/benchmarks.md with the load average printed here)::
 
     .venv/bin/python benchmarks/bench_train.py --repeats 5 --warmup 2
     .venv/bin/python benchmarks/bench_train.py --backbone mobilenet_v3_large --crop 128 --json
+    .venv/bin/python benchmarks/bench_train.py --widths 1,0.5,0.25 --crop 96 --repeats 7
+
+``--widths`` times narrow copies of the backbone instead (``build_model(..., width=w)``,
+fp32 channels_last as ``fcnkit train`` uses on a CPU), speed-up against the first width.
 
 Method: ``torch.set_num_threads(--threads)``, random weights and one fixed random batch per
 variant (so only compute is timed); ``--warmup`` untimed steps, then ``--repeats`` rounds
@@ -121,19 +125,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None,
                         help="dataset for the loader timing (default: a synthetic one, "
                         "generated in a temporary directory)")
+    parser.add_argument("--widths", default=None,
+                        help="comma-separated backbone widths to compare instead of the "
+                        "precisions (e.g. 1,0.5,0.25)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
 
     torch.manual_seed(0)
-    base = build_model(args.model, num_classes=21, backbone=args.backbone)
     images = torch.randn(args.batch, 3, args.crop, args.crop)
     masks = torch.randint(0, 21, (args.batch, args.crop, args.crop))
-    steps = {name: make_step(copy.deepcopy(base), dtype, layout, images, masks)
-             for name, (dtype, layout) in VARIANTS.items()}
+    if args.widths:
+        steps = {f"width {w}": make_step(
+            build_model(args.model, num_classes=21, backbone=args.backbone, width=float(w)),
+            None, True, images, masks) for w in args.widths.split(",")}
+    else:
+        base = build_model(args.model, num_classes=21, backbone=args.backbone)
+        steps = {name: make_step(copy.deepcopy(base), dtype, layout, images, masks)
+                 for name, (dtype, layout) in VARIANTS.items()}
     times = time_steps(steps, args.repeats, args.warmup)
-    ref_median, ref_min = statistics.median(times["fp32 NCHW"]), min(times["fp32 NCHW"])
+    reference = next(iter(times))
+    ref_median, ref_min = statistics.median(times[reference]), min(times[reference])
     rows = []
     for name, values in times.items():
         median, low = statistics.median(values), min(values)
