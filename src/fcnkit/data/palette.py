@@ -117,21 +117,14 @@ def overlay(
     Returns:
         A PIL RGB image.
     """
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"overlay: alpha must be in 0..1, got {alpha}")
     if isinstance(image_rgb_uint8, Image.Image):
         base = np.asarray(image_rgb_uint8.convert("RGB"))
     else:
         base = np.asarray(image_rgb_uint8)
     if base.ndim != 3 or base.shape[2] != 3:
         raise ValueError(f"overlay: image must be (H, W, 3) RGB, got shape {base.shape}")
-    labels = _mask_array(mask)
-    if labels.shape != base.shape[:2]:
-        raise ValueError(
-            f"overlay: mask shape {labels.shape} does not match image shape {base.shape[:2]}"
-        )
     out = np.array(base, dtype=np.uint8, copy=True)
-    blend_into(out, labels, palette, alpha, background=background)
+    blend_into(out, mask, palette, alpha, background=background)  # checks alpha and shapes
     return Image.fromarray(out)
 
 
