@@ -9,12 +9,36 @@ import numpy as np
 import pytest
 
 from fcnkit.cli import main
-from fcnkit.reproduce import Budget, ReproduceConfig, run_claim
+from fcnkit.reproduce import (
+    Budget,
+    ReproduceConfig,
+    gridding,
+    padding,
+    run_claim,
+    runner,
+    upsampling,
+)
 from fcnkit.reproduce.gridding import high_frequency_fraction
 from fcnkit.reproduce.skips import ordered
 from fcnkit.reproduce.upsampling import epochs_to_fraction
 
-TINY = Budget(train=4, val=2, size=(40, 48), epochs=2, crop=(32, 32), batch_size=2)
+TINY = Budget(train=4, val=2, size=(40, 48), epochs=2, crop=(32, 32), batch_size=2,
+              **runner.RECIPE)
+
+
+def test_training_claims_share_one_recipe_and_pick_quick_or_full():
+    budgets = {"skips": (runner.QUICK, runner.FULL),
+               "gridding": (gridding.GRID_QUICK, gridding.GRID_FULL),
+               "upsampling": (upsampling.UPSAMPLING_QUICK, upsampling.UPSAMPLING_FULL)}
+    for quick, full in budgets.values():
+        for budget in (quick, full):
+            assert {k: getattr(budget, k) for k in runner.RECIPE} == runner.RECIPE
+        assert (quick.train, quick.epochs) < (full.train, full.epochs)
+        assert runner.budget_for(ReproduceConfig(quick=True), quick, full) is quick
+        assert runner.budget_for(ReproduceConfig(), quick, full) is full
+    # VGG16 has no BatchNorm: same width and optimizer, its own learning rate.
+    assert (padding.FULL.width, padding.FULL.optimizer) == (runner.RECIPE["width"], "adamw")
+    assert runner.budget_for(ReproduceConfig(budget=TINY)) is TINY
 
 
 def test_matrix_claim_reproduces_exactly(tmp_path, capsys):

@@ -2,8 +2,9 @@
 fusing shallow, fine "where" features with deep, coarse "what" features refines the
 boundaries; on PASCAL VOC 2011 val the paper reports mIoU 59.4 / 62.4 / 62.7).
 
-The three models share the backbone (ResNet-18, from scratch), the data, the budget and
-the seeds; they differ only in the skips of the FCN head. Scores: mIoU and, where the
+The three models share the backbone (ResNet-18 from scratch, at the width of
+:data:`fcnkit.reproduce.runner.RECIPE`), the data, the budget and the seeds; they differ
+only in the skips of the FCN head. Scores: mIoU and, where the
 claim is about boundaries, trimap mIoU and Boundary IoU.
 """
 
