@@ -25,11 +25,13 @@ Conventions:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -236,6 +238,18 @@ def predict_image(
 _INVERSE_255 = torch.tensor(1.0 / 255.0, dtype=torch.float32)
 
 
+def read_only_tensor(array: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy(array)`` without a copy, also for PIL's read-only buffers.
+
+    PyTorch warns that writing to a tensor over a read-only array is undefined; the
+    prediction only reads it (every tile is converted into a new float tensor), so the
+    warning is silenced here instead of copying the whole image.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
 def unit_float(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 pixels → float32 in [0, 1] (``v * float32(1/255)``, the same values as
     :func:`fcnkit.data.read_image`); float pixels are returned as they are."""
@@ -315,7 +329,7 @@ def predict_paths(
                 on_bad(plan.source, exc)
             continue
         labels = predict_image(
-            model, torch.from_numpy(pixels).permute(2, 0, 1), num_classes=num_classes,
+            model, read_only_tensor(pixels).permute(2, 0, 1), num_classes=num_classes,
             window=window, overlap=overlap, max_pixels=max_pixels, tile=tile, device=device,
         )
         mask = labels.cpu().to(torch.uint8).numpy()
