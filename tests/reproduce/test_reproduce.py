@@ -113,3 +113,47 @@ def test_training_claims_near_a_constant_prediction_are_inconclusive(monkeypatch
     assert reason is not None and "constant prediction" in reason
     summary["b"]["miou"]["mean"] = 0.6
     assert runner.near_chance(summary, "synth:unused") is None
+
+
+@pytest.mark.slow
+def test_an_interrupted_claim_keeps_finished_runs_and_resumes_the_cut_one(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from fcnkit.engine.train import train
+    from fcnkit.errors import InputError
+    from fcnkit.reproduce.runner import dataset_for, train_variant, variant_config
+
+    config = ReproduceConfig(seeds=1, out=str(tmp_path), budget=TINY, threads=1)
+    data = dataset_for(config, TINY)
+    whole = train_variant(config, TINY, data, tmp_path / "whole", model="fcn8s", seed=0)
+    assert [e["epoch"] for e in whole["epochs"]] == [1, 2]
+
+    # A finished run is reused: nothing is retrained, the result is the same.
+    stamp = (tmp_path / "whole" / "last.pt").stat().st_mtime_ns
+    again = train_variant(config, TINY, data, tmp_path / "whole", model="fcn8s", seed=0)
+    assert (tmp_path / "whole" / "last.pt").stat().st_mtime_ns == stamp
+    assert again == whole
+
+    # A run cut off after epoch 1 resumes to the uninterrupted weights, bit for bit.
+    class Cut(Exception):
+        pass
+
+    def stop(record):
+        raise Cut
+
+    cut_config = variant_config(config, TINY, data, tmp_path / "cut", model="fcn8s", seed=0)
+    with pytest.raises(Cut):
+        train(cut_config, on_epoch=stop)
+    resumed = train_variant(config, TINY, data, tmp_path / "cut", model="fcn8s", seed=0)
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
+    assert resumed["miou"] == whole["miou"]
+    states = [torch.load(tmp_path / d / "last.pt", weights_only=False)["model_state"]
+              for d in ("whole", "cut")]
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+    # A run directory trained with other settings is refused, not mixed in.
+    other = dataclasses.replace(TINY, lr=TINY.lr / 2)
+    with pytest.raises(InputError, match="other settings.*lr"):
+        train_variant(config, other, data, tmp_path / "whole", model="fcn8s", seed=0)

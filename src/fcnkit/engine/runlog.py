@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from fcnkit.jsonio import dumps_strict
 
-__all__ = ["ConsoleProgress", "RunLog", "draw_curves"]
+__all__ = ["ConsoleProgress", "RunLog", "draw_curves", "read_run_log"]
 
 
 class RunLog:
@@ -108,6 +108,18 @@ class RunLog:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def read_run_log(path: str | Path) -> list[dict[str, Any]]:
+    """The complete records of a ``metrics.jsonl`` (a line torn by a crash ends them)."""
+    records: list[dict[str, Any]] = []
+    with Path(path).open("rb") as file:
+        for raw in file:
+            record = _parse_line(raw)
+            if record is None:
+                break
+            records.append(record)
+    return records
 
 
 def _parse_line(raw: bytes) -> dict[str, Any] | None:

@@ -104,6 +104,11 @@ def dataset_for(config: ReproduceConfig, budget: Budget) -> str:
     return f"synth:{root}"
 
 
+#: TrainConfig fields that do not change what a run computes (where it is written, how
+#: it reports); a finished or interrupted run directory is reused when the rest agree.
+_BOOKKEEPING = ("out", "resume", "threads", "progress", "log_every", "tensorboard")
+
+
 def train_variant(
     config: ReproduceConfig,
     budget: Budget,
@@ -116,23 +121,81 @@ def train_variant(
     upsample: str | None = None,
     model_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train one variant with one seed; return its epoch records and final scores."""
-    from fcnkit.engine.config import TrainConfig
+    """Train one variant with one seed; return its epoch records and final scores.
+
+    The run continues from ``run_dir/last.pt`` when there is one (``resume="auto"``): an
+    interrupted claim, run again with the same ``--out``, keeps its finished trainings and
+    resumes the one that was cut off, bit for bit as if uninterrupted. A run directory
+    trained with other settings is refused rather than mixed in.
+    """
+    from fcnkit.engine.runlog import read_run_log
     from fcnkit.engine.train import train
 
-    epochs: list[dict[str, Any]] = []
-    train_config = TrainConfig(
+    train_config = variant_config(config, budget, data, run_dir, model=model, seed=seed,
+                                  backbone=backbone, upsample=upsample,
+                                  model_options=model_options)
+    last = run_dir / "last.pt"
+    if _finished_epochs(run_dir, train_config) < budget.epochs:
+        last = Path(train(train_config)["last"])
+    records = [r for r in read_run_log(run_dir / "metrics.jsonl") if r.get("kind") == "epoch"]
+    epochs = [{"epoch": int(r["epoch"]), "miou": _float(r.get("miou"))} for r in records]
+    scores = score_checkpoint(last, data, config.boundary_width)
+    # Training time of all epochs, also those of an earlier, interrupted invocation.
+    time_s = sum(float(r.get("time_s", 0.0)) for r in records)
+    return {"seed": seed, "epochs": epochs, "time_s": round(time_s, 1), **scores}
+
+
+def variant_config(
+    config: ReproduceConfig,
+    budget: Budget,
+    data: str,
+    run_dir: Path,
+    *,
+    model: str,
+    seed: int,
+    backbone: str | None = "resnet18",
+    upsample: str | None = None,
+    model_options: Mapping[str, Any] | None = None,
+) -> Any:
+    """The :class:`~fcnkit.engine.config.TrainConfig` :func:`train_variant` trains."""
+    from fcnkit.engine.config import AUTO_RESUME, TrainConfig
+
+    return TrainConfig(
         data=data, model=model, backbone=backbone, upsample=upsample,
         epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, crop=budget.crop,
         optimizer=budget.optimizer, weight_decay=budget.weight_decay, width=budget.width,
         scale_range=(0.75, 1.25), out=str(run_dir), seed=seed, workers=0, device="cpu",
         progress=False, log_every=50, max_steps_per_epoch=budget.max_steps_per_epoch,
         threads=config.threads, model_options=dict(model_options or {}),
+        resume=AUTO_RESUME,
     )
-    result = train(train_config, on_epoch=lambda record: epochs.append(
-        {"epoch": int(record["epoch"]), "miou": float(record.get("miou", math.nan))}))
-    scores = score_checkpoint(result["last"], data, config.boundary_width)
-    return {"seed": seed, "epochs": epochs, "time_s": round(result["time_s"], 1), **scores}
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _finished_epochs(run_dir: Path, wanted: Any) -> int:
+    """Epochs ``run_dir/last.pt`` has completed (0 without one); InputError if the run
+    there was trained with settings other than ``wanted``'s."""
+    file = run_dir / "last.pt"
+    if not file.is_file():
+        return 0
+    from fcnkit.engine.checkpoint import load_checkpoint
+    from fcnkit.engine.config import TrainConfig
+
+    checkpoint = load_checkpoint(file)
+    try:
+        stored = asdict(TrainConfig.from_dict(checkpoint.get("config") or {}))
+    except (InputError, TypeError):
+        stored = {}
+    mine = asdict(wanted)
+    differ = sorted(k for k in mine if k not in _BOOKKEEPING and stored.get(k) != mine[k])
+    if differ:
+        raise InputError(
+            f"{run_dir} holds a run with other settings ({', '.join(differ)}); pass another "
+            "--out, or delete that directory to retrain it")
+    return int(checkpoint.get("epoch", 0))
 
 
 def val_loader(data: str) -> Any:
