@@ -74,7 +74,7 @@ class ReproduceConfig:
 # The recipe every training claim shares. It was chosen before any claim was run, by
 # pilots of FCN-8s alone on other data (dataset seed 7) and another training seed (100):
 # the standard-width ResNet-18 with SGD stayed at the background share in the demo's
-# budget (mIoU 0.11), a quarter-width copy trains 7x faster per image, and AdamW at
+# budget (mIoU 0.11), a quarter-width copy trains 4.6x faster per image, and AdamW at
 # 3e-3 was the faster of the two learning rates tried (mIoU 0.38 after 20 epochs against
 # 0.20 at 1e-3). docs/reproductions.md, "How the budget was chosen", has the numbers.
 RECIPE: dict[str, Any] = {"optimizer": "adamw", "lr": 0.003, "weight_decay": 1e-4,
