@@ -109,19 +109,12 @@ def dataset_for(config: ReproduceConfig, budget: Budget) -> str:
 _BOOKKEEPING = ("out", "resume", "threads", "progress", "log_every", "tensorboard")
 
 
-def train_variant(
-    config: ReproduceConfig,
-    budget: Budget,
-    data: str,
-    run_dir: Path,
-    *,
-    model: str,
-    seed: int,
-    backbone: str | None = "resnet18",
-    upsample: str | None = None,
-    model_options: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def train_variant(config: ReproduceConfig, budget: Budget, data: str, run_dir: Path,
+                  **variant: Any) -> dict[str, Any]:
     """Train one variant with one seed; return its epoch records and final scores.
+
+    ``variant``: the keyword arguments of :func:`variant_config` (``model``, ``seed``,
+    ``backbone``, ``upsample``, ``model_options``).
 
     The run continues from ``run_dir/last.pt`` when there is one (``resume="auto"``): an
     interrupted claim, run again with the same ``--out``, keeps its finished trainings and
@@ -131,9 +124,7 @@ def train_variant(
     from fcnkit.engine.runlog import read_run_log
     from fcnkit.engine.train import train
 
-    train_config = variant_config(config, budget, data, run_dir, model=model, seed=seed,
-                                  backbone=backbone, upsample=upsample,
-                                  model_options=model_options)
+    train_config = variant_config(config, budget, data, run_dir, **variant)
     last = run_dir / "last.pt"
     if _finished_epochs(run_dir, train_config) < budget.epochs:
         last = Path(train(train_config)["last"])
@@ -142,7 +133,8 @@ def train_variant(
     scores = score_checkpoint(last, data, config.boundary_width)
     # Training time of all epochs, also those of an earlier, interrupted invocation.
     time_s = sum(float(r.get("time_s", 0.0)) for r in records)
-    return {"seed": seed, "epochs": epochs, "time_s": round(time_s, 1), **scores}
+    return {"seed": train_config.seed, "epochs": epochs, "time_s": round(time_s, 1),
+            **scores}
 
 
 def variant_config(
