@@ -333,15 +333,18 @@ def _narrow_resnet(net: torchvision.models.ResNet, width: float) -> None:
     BatchNorm weight 1 and bias 0 (torchvision ``ResNet.__init__``).
     """
     block = type(net.layer1[0])
-    counts = [len(getattr(net, f"layer{i}")) for i in range(1, 5)]
-    stem = scaled_channels(net.conv1.out_channels, width)
-    net.conv1 = nn.Conv2d(3, stem, kernel_size=7, stride=2, padding=3, bias=False)
-    net.bn1 = nn.BatchNorm2d(stem)
-    net.inplanes = stem
-    for index, (planes, count) in enumerate(zip((64, 128, 256, 512), counts)):
-        layer = net._make_layer(block, scaled_channels(planes, width), count,
-                                stride=1 if index == 0 else 2)
-        setattr(net, f"layer{index + 1}", layer)
+    stem = net.conv1
+    net.conv1 = nn.Conv2d(3, scaled_channels(stem.out_channels, width), stem.kernel_size,
+                          stem.stride, stem.padding, bias=False)
+    net.bn1 = nn.BatchNorm2d(net.conv1.out_channels)
+    net.inplanes = net.conv1.out_channels
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        first = getattr(net, name)[0]
+        # A block's "planes" is its first convolution's width (BasicBlock and Bottleneck);
+        # its stride is the layer's.
+        planes = first.conv1.out_channels
+        setattr(net, name, net._make_layer(block, scaled_channels(planes, width),
+                                           len(getattr(net, name)), stride=first.stride))
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
