@@ -39,6 +39,10 @@ class Budget:
     weight_decay: float = 1e-4
     #: fraction of the backbone's channel counts (None: the standard network)
     width: float | None = None
+    #: pinned, not "auto": auto picks bf16 autocast on CPUs with native bf16 (AMX), so the
+    #: same command would train in another precision on another machine; the recipe was
+    #: chosen, and the recorded claims were trained, in float32.
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,7 @@ def variant_config(
         data=data, model=model, backbone=backbone, upsample=upsample,
         epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, crop=budget.crop,
         optimizer=budget.optimizer, weight_decay=budget.weight_decay, width=budget.width,
+        precision=budget.precision,
         scale_range=(0.75, 1.25), out=str(run_dir), seed=seed, workers=0, device="cpu",
         progress=False, log_every=50, max_steps_per_epoch=budget.max_steps_per_epoch,
         threads=config.threads, model_options=dict(model_options or {}),
