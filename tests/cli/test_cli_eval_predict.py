@@ -83,6 +83,11 @@ def direct_labels(model: torch.nn.Module, path: Path) -> np.ndarray:
         return model(TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD)[None])[0].argmax(0).numpy()
 
 
+#: The oracle runs in float32; --precision auto is bf16 autocast on a CPU with
+#: AVX512-BF16/AMX, where this untrained model's near-tied logits flip some labels.
+FP32 = ["--precision", "fp32"]
+
+
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     try:
         code = main([str(a) for a in argv])
@@ -98,7 +103,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 def test_eval_json_equals_independent_computation(world, oracle_model, capsys) -> None:
     code, out, err = run_cli(
         ["eval", "--checkpoint", world["ckpt"], "--data", world["data"], "--json",
-         "--batch-size", "1"], capsys)
+         "--batch-size", "1", *FP32], capsys)
     assert code == 0, err
     result = json.loads(out)
     model = oracle_model
@@ -138,7 +143,7 @@ def test_predict_writes_masks_and_overlays(world, oracle_model, capsys, tmp_path
     out_dir = tmp_path / "preds"
     code, out, err = run_cli(
         ["predict", "--checkpoint", world["ckpt"], world["images"], "--out", out_dir,
-         "--overlay", "--json"], capsys)
+         "--overlay", "--json", *FP32], capsys)
     assert code == 0, err
     report = json.loads(out)
     assert report["num_images"] == len(SIZES) and report["skipped"] == []
@@ -276,7 +281,7 @@ def test_eval_reports_boundary_metrics_of_the_oracle_predictions(world, oracle_m
 
     code, out, err = run_cli(
         ["eval", "--checkpoint", world["ckpt"], "--data", world["data"], "--json",
-         "--boundary-width", "2"], capsys)
+         "--boundary-width", "2", *FP32], capsys)
     assert code == 0, err
     expected = BoundaryMetrics(3, width=2)
     for i in range(len(SIZES)):
