@@ -61,3 +61,18 @@ def test_train_cli_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--data", "d", "--crop", "a,b"])
     assert exc.value.code == 2
+
+
+def test_demo_precision_reaches_training(tmp_path, monkeypatch, capsys):
+    from fcnkit.engine.checkpoint import load_checkpoint
+
+    monkeypatch.setitem(demo.RECIPES, "quick", TINY)
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    assert main(["demo", "--quick", "--out", str(out), "--cache", str(cache),
+                 "--no-progress", "--precision", "fp32", "--json"]) == 0
+    capsys.readouterr()
+    assert load_checkpoint(out / "last.pt")["config"]["precision"] == "fp32"
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--precision", "fp8"])
+    assert exc.value.code == 2
+    assert "--precision" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnkit.cli._common import format_table, int_in, print_json
+from fcnkit.engine.precision import PRECISIONS
 
 
 def register(subparsers: Any) -> None:
@@ -35,6 +36,10 @@ def register(subparsers: Any) -> None:
                         help="data loader workers (default 0: the images are small)")
     parser.add_argument("--threads", type=int_in(1, 4096),
                         help="torch threads (default: all cores; use 1 on a busy machine)")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="training precision: auto (bf16 autocast on CUDA and on CPUs with native bf16, "
+        "else fp32), fp32, bf16 or fp16 (default auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(handler=run)
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                   flush=True)
 
     summary = run_demo(quick=args.quick, out=args.out, cache=args.cache, seed=args.seed,
-                       workers=args.workers, threads=args.threads,
+                       workers=args.workers, threads=args.threads, precision=args.precision,
                        progress=not args.no_progress, on_dataset=on_dataset)
     from fcnkit.web.report import write_report
 

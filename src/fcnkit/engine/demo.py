@@ -55,6 +55,7 @@ def run_demo(
     seed: int = 0,
     workers: int = 0,
     threads: int | None = None,
+    precision: str = "auto",
     progress: bool = True,
     on_dataset: Callable[[Path, bool], None] | None = None,
 ) -> dict[str, Any]:
@@ -67,6 +68,8 @@ def run_demo(
         seed: training seed.
         workers: DataLoader workers.
         threads: torch threads (None: all cores).
+        precision: training precision (:func:`fcnkit.engine.precision.resolve_precision`):
+            ``"auto"`` trains in bf16 autocast on CUDA and on CPUs with native bf16.
         progress: show the training progress bar.
         on_dataset: called as ``on_dataset(directory, generated_now)`` once the dataset is
             ready, before training starts.
@@ -97,6 +100,7 @@ def run_demo(
     config = TrainConfig(
         data=f"voc:{data_dir}", model="fcn8s", backbone="resnet18", out=str(run_dir),
         seed=seed, workers=workers, device="cpu", progress=progress, log_every=5,
+        precision=precision,
         **{**recipe["train"], **({"threads": threads} if threads else {})},
     )
     result = train(config)
