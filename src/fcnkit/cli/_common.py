@@ -228,6 +228,12 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+#: What every --precision option (train, demo, eval, predict) offers; the choice is
+#: fcnkit.engine.precision.resolve_precision's.
+PRECISION_HELP = ("auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), "
+                  "fp32, bf16 or fp16")
+
+
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """``--backend``, ``--precision``, ``--channels-last``, ``--threads`` (eval, predict)."""
     from fcnkit.engine.precision import BACKENDS, LAYOUTS, PRECISIONS
@@ -239,8 +245,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto",
-        help="torch backend: auto (bf16 on CUDA and on CPUs with native bf16, else fp32), "
-        "fp32, bf16 or fp16 autocast (default auto)",
+        help=f"torch backend: {PRECISION_HELP} (default auto)",
     )
     parser.add_argument(
         "--channels-last", choices=LAYOUTS, default="auto",

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import format_table, int_in, print_json
+from fcnkit.cli._common import PRECISION_HELP, format_table, int_in, print_json
 from fcnkit.engine.precision import PRECISIONS
 
 
@@ -38,8 +38,7 @@ def register(subparsers: Any) -> None:
                         help="torch threads (default: all cores; use 1 on a busy machine)")
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto",
-        help="training precision: auto (bf16 autocast on CUDA and on CPUs with native bf16, "
-        "else fp32), fp32, bf16 or fp16 (default auto)")
+        help=f"training precision: {PRECISION_HELP} (default auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(handler=run)

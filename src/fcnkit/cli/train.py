@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import device, int_in, print_json, size_pair
+from fcnkit.cli._common import PRECISION_HELP, device, int_in, print_json, size_pair
 from fcnkit.engine.precision import LAYOUTS, PRECISIONS
 from fcnkit.errors import InputError
 
@@ -79,8 +79,7 @@ def register(subparsers: Any) -> None:
     a("--seed", type=_ranged("seed"), help="random seed (default 0)")
     a("--workers", type=_ranged("workers"), help="data loader workers per process (default 2)")
     a("--device", type=_device_name, metavar="DEVICE", help="cpu, cuda or cuda:N (default cpu)")
-    a("--precision", choices=PRECISIONS,
-      help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16, fp16")
+    a("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     a("--channels-last", choices=LAYOUTS, help="NHWC model and batches (default auto: on)")
     a("--skip-bad", action=argparse.BooleanOptionalAction, help="skip unreadable samples")
     a("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm under DDP")
