@@ -185,6 +185,12 @@ def test_shareable_url_restores_the_configuration(browser, explorer):
 def test_clicking_an_output_pixel_selects_it(browser, explorer):
     open_explorer(browser, explorer, {"kind": "conv", "size": "5", "kernel": "3",
                                       "stride": "1", "padding": "0"})
+    # The animation plays on load and redraws its SVG every 600 ms, which would leave a
+    # found cell stale before the click lands: pause it first, as a user looking at one
+    # pixel would.
+    play = browser.find_element(By.ID, "play")
+    if play.text == "Pause":
+        play.click()
     cell = browser.find_element(By.CSS_SELECTOR, '.out-cell[data-row="2"][data-col="1"]')
     cell.click()
     wait_rendered(browser)
