@@ -40,11 +40,11 @@ from pathlib import Path
 
 import torch
 
-from fcnkit.engine.backends import OnnxRuntimeBackend, TorchBackend
-from fcnkit.engine.export import export_onnx, quantize_int8
-from fcnkit.engine.inference import labels_by_strips
-from fcnkit.engine.precision import cpu_has_native_bf16
+from fcnkit.inference.backends import OnnxRuntimeBackend, TorchBackend
+from fcnkit.inference.export import export_onnx, quantize_int8
+from fcnkit.inference.labels import labels_by_strips
 from fcnkit.models import build_model
+from fcnkit.runtime.precision import cpu_has_native_bf16
 
 BACKBONES = ("resnet18", "mobilenet_v3_large", "vgg16")
 
@@ -142,8 +142,8 @@ def dilated_paths(size: tuple[int, int]) -> tuple[dict[str, Callable[[], object]
 
 def accuracy(args: argparse.Namespace, workdir: Path) -> list[dict[str, object]]:
     """mIoU on the val split through each backend (same checkpoint, same images)."""
-    from fcnkit.engine.evaluate import evaluate_checkpoint
-    from fcnkit.engine.export import export_checkpoint
+    from fcnkit.inference.evaluate import evaluate_checkpoint
+    from fcnkit.inference.export import export_checkpoint
 
     fp32_file = workdir / "checkpoint.onnx"
     int8_file = workdir / "checkpoint-int8.onnx"

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fcnkit.engine.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from fcnkit.models import build_model
+from fcnkit.runtime.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 
 _WRAPPER = (
     "import resource, subprocess, sys; "

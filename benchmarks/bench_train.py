@@ -39,9 +39,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fcnkit.engine.config import TrainConfig
-from fcnkit.engine.precision import cpu_has_native_bf16
 from fcnkit.models import build_model
+from fcnkit.runtime.precision import cpu_has_native_bf16
+from fcnkit.training.config import TrainConfig
 
 VARIANTS = {  # name: (autocast dtype or None, channels_last)
     "fp32 NCHW": (None, False),

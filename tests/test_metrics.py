@@ -158,7 +158,7 @@ def test_one_void_label_for_the_whole_package():
     import fcnkit
     from fcnkit.constants import IGNORE_INDEX
     from fcnkit.data import IGNORE_INDEX as data_ignore_index
-    from fcnkit.engine.evaluate import evaluate
+    from fcnkit.inference.evaluate import evaluate
 
     assert IGNORE_INDEX == data_ignore_index == 255  # VOC's void label
     assert ConfusionMatrix(3).ignore_index == IGNORE_INDEX

@@ -11,8 +11,8 @@ import pytest
 def contract_world(tmp_path_factory) -> dict[str, Path]:
     """A tiny synthetic dataset (6 train / 2 val, 32x32) and a 1-step checkpoint of it."""
     from fcnkit.data.synthetic import generate_synthetic_dataset
-    from fcnkit.engine.config import TrainConfig
-    from fcnkit.engine.train import train
+    from fcnkit.training.config import TrainConfig
+    from fcnkit.training.loop import train
 
     root = tmp_path_factory.mktemp("contract")
     data = generate_synthetic_dataset(root / "data", train=6, val=2, size=(32, 32), seed=0,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import fcnkit.engine.demo as demo
+import fcnkit.demo as demo
 from fcnkit.cli import main
 
 TINY = {
@@ -64,7 +64,7 @@ def test_train_cli_bad_input_is_one_line(tmp_path, capsys):
 
 
 def test_demo_precision_reaches_training(tmp_path, monkeypatch, capsys):
-    from fcnkit.engine.checkpoint import load_checkpoint
+    from fcnkit.runtime.checkpoint import load_checkpoint
 
     monkeypatch.setitem(demo.RECIPES, "quick", TINY)
     out, cache = tmp_path / "run", tmp_path / "cache"

@@ -17,8 +17,8 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix, jaccard_score
 
 from fcnkit.cli import main
-from fcnkit.engine.checkpoint import save_checkpoint
 from fcnkit.models import build_model
+from fcnkit.runtime.checkpoint import save_checkpoint
 
 CLASSES = ["background", "disc", "bar"]
 PALETTE = [(0, 0, 0), (220, 20, 60), (0, 128, 255)]

@@ -13,10 +13,10 @@ import torchvision
 from torch import nn
 
 from fcnkit.analysis import receptive_field_of
-from fcnkit.engine.config import TrainConfig
 from fcnkit.errors import InputError
 from fcnkit.models import build_model
 from fcnkit.models.backbones import ResNetBackbone, build_backbone
+from fcnkit.training.config import TrainConfig
 
 
 def _convs(module: nn.Module) -> dict[str, nn.Conv2d]:
@@ -97,7 +97,7 @@ def test_width_not_for_mobilenet():
 
 
 def test_train_config_passes_width_and_checks_its_range():
-    from fcnkit.engine.train import model_options
+    from fcnkit.training.loop import model_options
 
     assert model_options(TrainConfig(data="x", width=0.25))["width"] == 0.25
     assert "width" not in model_options(TrainConfig(data="x"))

@@ -121,9 +121,9 @@ def test_an_interrupted_claim_keeps_finished_runs_and_resumes_the_cut_one(tmp_pa
 
     import torch
 
-    from fcnkit.engine.train import train
     from fcnkit.errors import InputError
     from fcnkit.reproduce.runner import dataset_for, train_variant, variant_config
+    from fcnkit.training.loop import train
 
     config = ReproduceConfig(seeds=1, out=str(tmp_path), budget=TINY, threads=1)
     data = dataset_for(config, TINY)

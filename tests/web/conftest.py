@@ -47,7 +47,7 @@ def _get(server, path, params=None):
 def write_fake_run(run_dir, data_dir, model_state, *, seed=0, epochs=3):
     """A run directory laid out as ``fcnkit train`` writes it, without training: an
     untrained FCN-8s checkpoint, a known confusion matrix and made-up curves."""
-    from fcnkit.engine.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+    from fcnkit.runtime.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 
     run_dir.mkdir(parents=True, exist_ok=True)
     classes = json.loads((data_dir / "synthetic.json").read_text())["classes"]

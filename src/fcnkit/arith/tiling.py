@@ -1,6 +1,6 @@
 """Tiling geometry for sliding-window inference: where the windows start along one axis.
 
-Used by :mod:`fcnkit.engine.inference` (sliding-window evaluation and tiled prediction of
+Used by :mod:`fcnkit.inference.labels` (sliding-window evaluation and tiled prediction of
 large images); pure integer arithmetic, no torch.
 """
 
@@ -30,7 +30,7 @@ DEFAULT_OVERLAP = 0.33
 #: so one forward pass never holds the activations of a huge photo.
 DEFAULT_MAX_PIXELS = 1024 * 1024
 #: Output rows upsampled and reduced to labels at a time when only labels are wanted
-#: (:func:`fcnkit.engine.inference.labels_by_strips`): C x 64 x W floats stay in cache.
+#: (:func:`fcnkit.inference.labels.labels_by_strips`): C x 64 x W floats stay in cache.
 DEFAULT_LABEL_STRIP = 64
 
 

@@ -66,7 +66,7 @@ def build_parser() -> OneLineParser:
 def _is_main_rank() -> bool:
     """False in the processes torchrun started with ``RANK`` > 0.
 
-    Read from the environment (what ``fcnkit.engine.distributed`` reads too) so that the
+    Read from the environment (what ``fcnkit.runtime.distributed`` reads too) so that the
     fast commands do not import torch.
     """
     return os.environ.get("RANK", "0").strip() in ("", "0")

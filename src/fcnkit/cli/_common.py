@@ -183,7 +183,7 @@ def window(text: str) -> tuple[int, int]:
 
 def device(text: str) -> Any:
     """argparse ``type=`` for a torch device usable here: cpu, cuda, cuda:N (imports torch)."""
-    from fcnkit.engine.inference import resolve_device
+    from fcnkit.runtime.device import resolve_device
 
     return _checked(str, resolve_device)(text)
 
@@ -229,14 +229,14 @@ def _cell(value: Any) -> str:
 
 
 #: What every --precision option (train, demo, eval, predict) offers; the choice is
-#: fcnkit.engine.precision.resolve_precision's.
+#: fcnkit.runtime.precision.resolve_precision's.
 PRECISION_HELP = ("auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), "
                   "fp32, bf16 or fp16")
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """``--backend``, ``--precision``, ``--channels-last``, ``--threads`` (eval, predict)."""
-    from fcnkit.engine.precision import BACKENDS, LAYOUTS, PRECISIONS
+    from fcnkit.runtime.precision import BACKENDS, LAYOUTS, PRECISIONS
 
     parser.add_argument(
         "--backend", choices=BACKENDS, default="torch",
@@ -258,7 +258,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def backend_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of :func:`fcnkit.engine.backends.open_backend` from ``args``."""
+    """The keyword arguments of :func:`fcnkit.inference.backends.open_backend` from ``args``."""
     return {"backend": args.backend, "precision": args.precision,
             "channels_last": args.channels_last, "threads": args.threads}
 

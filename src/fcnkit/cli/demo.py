@@ -1,6 +1,6 @@
 """``fcnkit demo``: synthetic data → train an FCN-8s on the CPU → evaluate → pictures.
 
-The recipe and the dataset cache live in the library (:func:`fcnkit.engine.demo.run_demo`,
+The recipe and the dataset cache live in the library (:func:`fcnkit.demo.run_demo`,
 :func:`fcnkit.data.cache.ensure_dataset`); this module parses and prints.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnkit.cli._common import PRECISION_HELP, format_table, int_in, print_json
-from fcnkit.engine.precision import PRECISIONS
+from fcnkit.runtime.precision import PRECISIONS
 
 
 def register(subparsers: Any) -> None:
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnkit.engine.demo import run_demo
+    from fcnkit.demo import run_demo
 
     def on_dataset(directory: Path, generated: bool) -> None:
         if not args.json:

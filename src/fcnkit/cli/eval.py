@@ -7,7 +7,7 @@ Examples::
     fcnkit eval --checkpoint best.pt --data folder:DATA --sliding --window 320,480 --overlap 0.5
     torchrun --standalone --nproc-per-node 2 -m fcnkit eval --checkpoint runs/demo --data DIR
 
-The computation is :func:`fcnkit.engine.evaluate.evaluate_checkpoint`; this module parses
+The computation is :func:`fcnkit.inference.evaluate.evaluate_checkpoint`; this module parses
 and prints.
 """
 
@@ -96,7 +96,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: Any) -> int:
-    from fcnkit.engine.evaluate import evaluate_checkpoint
+    from fcnkit.inference.evaluate import evaluate_checkpoint
 
     window_size = args.window
     if window_size is None and args.sliding:

@@ -23,7 +23,7 @@ from fcnkit.constants import MAX_CLASSES
 from fcnkit.limits import MAX_EXPORT_TRACE_SIZE
 
 NAME = "export"
-FORMATS = ("onnx", "safetensors")  # fcnkit.engine.export.EXPORTERS (checked by a test)
+FORMATS = ("onnx", "safetensors")  # fcnkit.inference.export.EXPORTERS (checked by a test)
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -88,8 +88,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: Any) -> int:
-    from fcnkit.engine.export import DEFAULT_EXPORT_SIZE, export_checkpoint
     from fcnkit.errors import InputError
+    from fcnkit.inference.export import DEFAULT_EXPORT_SIZE, export_checkpoint
 
     options: dict[str, Any] = {}
     if args.format is None:  # -o model.safetensors says which format is meant

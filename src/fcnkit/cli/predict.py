@@ -79,7 +79,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: Any) -> int:
-    from fcnkit.engine.predict import predict_checkpoint
+    from fcnkit.inference.predict import predict_checkpoint
 
     report = predict_checkpoint(
         args.checkpoint, args.inputs, args.out, overlay=args.overlay, window=args.window,

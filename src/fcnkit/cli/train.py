@@ -9,17 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from fcnkit.cli._common import PRECISION_HELP, device, int_in, print_json, size_pair
-from fcnkit.engine.precision import LAYOUTS, PRECISIONS
 from fcnkit.errors import InputError
+from fcnkit.runtime.precision import LAYOUTS, PRECISIONS
 
 # Flags whose value is a comma-separated pair of numbers.
 _PAIRS = {"crop", "scale_range"}
 
 
 def _ranged(name: str) -> Any:
-    """The argparse type of TrainConfig field ``name``: its range from engine.config.RANGES."""
+    """The argparse type of TrainConfig field ``name``: its range from training.config.RANGES."""
     from fcnkit.cli._common import float_in, float_pair_in, int_in
-    from fcnkit.engine.config import INTEGER_FIELDS, RANGES
+    from fcnkit.training.config import INTEGER_FIELDS, RANGES
 
     span = RANGES[name]
     if name == "scale_range":
@@ -32,7 +32,7 @@ def _ranged(name: str) -> Any:
 
 
 def _device_name(text: str) -> str:
-    """cpu, cuda or cuda:N, checked to exist here (engine.inference.resolve_device)."""
+    """cpu, cuda or cuda:N, checked to exist here (runtime.device.resolve_device)."""
     return str(device(text))
 
 
@@ -111,8 +111,8 @@ def register(subparsers: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """A TrainConfig from the flags given; with --resume, missing flags come from the run."""
-    from fcnkit.engine.config import AUTO_RESUME, TrainConfig
-    from fcnkit.engine.train import auto_resume_path, resume_config
+    from fcnkit.training.config import AUTO_RESUME, TrainConfig
+    from fcnkit.training.loop import auto_resume_path, resume_config
 
     fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "model_options"]
     given = {name: getattr(args, name) for name in fields
@@ -129,7 +129,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if "data" not in given:
         raise InputError("--data is required (e.g. --data synth:DIR); or pass --resume RUN_DIR")
     if given.get("recipe") == "caffe":
-        from fcnkit.engine.optim import caffe_recipe_defaults
+        from fcnkit.training.recipe import caffe_recipe_defaults
 
         # The recipe's settings fill in what the command line leaves open.
         given = {**caffe_recipe_defaults(given.get("model", "fcn8s")), **given}
@@ -159,8 +159,8 @@ def config_to_argv(config: Any) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnkit.engine import distributed
-    from fcnkit.engine.train import train
+    from fcnkit.runtime import distributed
+    from fcnkit.training.loop import train
 
     config = config_from_args(args)
     if args.nproc > 1 and not distributed.launched_by_torchrun():

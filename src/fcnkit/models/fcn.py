@@ -134,7 +134,7 @@ class FCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x), x.shape[-2:])
 
-    # Labels without full-resolution logits (fcnkit.engine.inference.labels_by_strips):
+    # Labels without full-resolution logits (fcnkit.inference.labels.labels_by_strips):
     # forward(x) == crop_to(final_upsampler(coarse_scores(x)), final_offset, x.shape[-2:]).
     def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores before the last upsampling (see :attr:`final_upsampler`)."""
@@ -185,7 +185,7 @@ class D2LFCN(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return crop_to(super().forward(x), (0, 0), x.shape[-2:])
 
-    # The coarse-score protocol of FCN (fcnkit.engine.inference.labels_by_strips).
+    # The coarse-score protocol of FCN (fcnkit.inference.labels.labels_by_strips).
     def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
         """``final_conv`` scores at stride 32, before ``transpose_conv``."""
         for module in list(self)[:-1]:
@@ -266,9 +266,9 @@ class DilatedFCN(nn.Module):
             return self.forward_all(x)
         return self._upsample(self.coarse_scores(x), x.shape[-2:])
 
-    # The coarse-score protocol of FCN (fcnkit.engine.inference.labels_by_strips). With
+    # The coarse-score protocol of FCN (fcnkit.inference.labels.labels_by_strips). With
     # upsample="resize" the scale is H / ceil(H/S), not a fixed transposed geometry, so
-    # strip-wise labels are not exact and the engine takes the plain path.
+    # strip-wise labels are not exact and inference takes the plain path.
     def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
         """The classifier's scores at the output stride, before ``upsample``."""
         return self.classifier(self.backbone(x)[self.backbone.deepest])

@@ -3,7 +3,7 @@ scoring it (mIoU and boundary metrics), mean ± std over seeds, and the output f
 
 A training claim compares variants (models or options) trained on the same data, with the
 same budget and the same seeds, through the library's own loop
-(:func:`fcnkit.engine.train.train`), then scores each run's last checkpoint on the whole
+(:func:`fcnkit.training.loop.train`), then scores each run's last checkpoint on the whole
 val split with :class:`fcnkit.metrics.ConfusionMatrix` and
 :class:`fcnkit.metrics.BoundaryMetrics`.
 """
@@ -125,8 +125,8 @@ def train_variant(config: ReproduceConfig, budget: Budget, data: str, run_dir: P
     resumes the one that was cut off, bit for bit as if uninterrupted. A run directory
     trained with other settings is refused rather than mixed in.
     """
-    from fcnkit.engine.runlog import read_run_log
-    from fcnkit.engine.train import train
+    from fcnkit.training.loop import train
+    from fcnkit.training.runlog import read_run_log
 
     train_config = variant_config(config, budget, data, run_dir, **variant)
     last = run_dir / "last.pt"
@@ -153,8 +153,8 @@ def variant_config(
     upsample: str | None = None,
     model_options: Mapping[str, Any] | None = None,
 ) -> Any:
-    """The :class:`~fcnkit.engine.config.TrainConfig` :func:`train_variant` trains."""
-    from fcnkit.engine.config import AUTO_RESUME, TrainConfig
+    """The :class:`~fcnkit.training.config.TrainConfig` :func:`train_variant` trains."""
+    from fcnkit.training.config import AUTO_RESUME, TrainConfig
 
     return TrainConfig(
         data=data, model=model, backbone=backbone, upsample=upsample,
@@ -178,8 +178,8 @@ def _finished_epochs(run_dir: Path, wanted: Any) -> int:
     file = run_dir / "last.pt"
     if not file.is_file():
         return 0
-    from fcnkit.engine.checkpoint import load_checkpoint
-    from fcnkit.engine.config import TrainConfig
+    from fcnkit.runtime.checkpoint import load_checkpoint
+    from fcnkit.training.config import TrainConfig
 
     checkpoint = load_checkpoint(file)
     try:
@@ -207,8 +207,8 @@ def val_loader(data: str) -> Any:
 
 def score_checkpoint(checkpoint: str | Path, data: str, width: int) -> dict[str, float]:
     """mIoU, pixel accuracy, trimap mIoU and Boundary IoU of a checkpoint on data's val
-    (:func:`fcnkit.engine.evaluate.evaluate_checkpoint`, whole images, batch 1)."""
-    from fcnkit.engine.evaluate import evaluate_checkpoint
+    (:func:`fcnkit.inference.evaluate.evaluate_checkpoint`, whole images, batch 1)."""
+    from fcnkit.inference.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, split="val", boundary_width=width)
     edges = result["boundary"]
@@ -275,7 +275,7 @@ def _json_default(value: Any) -> Any:
 
 def load_run_model(run_dir: str | Path) -> Any:
     """The model of a run directory's last checkpoint (eval mode)."""
-    from fcnkit.engine.checkpoint import model_from_checkpoint
+    from fcnkit.runtime.checkpoint import model_from_checkpoint
 
     return model_from_checkpoint(str(Path(run_dir) / "last.pt"))
 

@@ -1,7 +1,7 @@
 """A validation prediction as four pictures: image | ground truth | prediction | errors.
 
 Shared by the run report's gallery (:mod:`fcnkit.web.report`) and the TensorBoard images
-(:mod:`fcnkit.engine.tensorboard_log`). Arrays in, (H, W, 3) uint8 RGB arrays out.
+(:mod:`fcnkit.training.tensorboard`). Arrays in, (H, W, 3) uint8 RGB arrays out.
 """
 
 from __future__ import annotations

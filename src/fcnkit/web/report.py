@@ -2,7 +2,7 @@
 
 :func:`write_report` reads what ``fcnkit train`` leaves in a run directory --
 ``config.json``, ``metrics.jsonl`` and ``best.pt`` (``last.pt`` when there is no best, the
-rule of :func:`fcnkit.engine.checkpoint.run_checkpoint`) -- and writes one HTML file with
+rule of :func:`fcnkit.runtime.checkpoint.run_checkpoint`) -- and writes one HTML file with
 everything inline (CSS, a small script, SVG charts, images as ``data:`` URIs):
 
 * the config;
@@ -11,7 +11,7 @@ everything inline (CSS, a small script, SVG charts, images as ``data:`` URIs):
 * per-class IoU / accuracy and the confusion matrix of the checkpoint's validation
   (recomputed from the stored confusion counts by :class:`fcnkit.metrics.ConfusionMatrix`);
 * a gallery of validation predictions (image | ground truth | prediction | errors),
-  predicted with the checkpoint by :func:`fcnkit.engine.predict.predict_image`;
+  predicted with the checkpoint by :func:`fcnkit.inference.predict.predict_image`;
 * checkpoint facts (file, size, epoch, step, model, parameters).
 
 With several run directories the curves are overlaid and the metrics set side by side.
@@ -94,7 +94,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
                            "metrics": None, "checkpoint_path": None}
     has_checkpoint = (path / "best.pt").is_file() or (path / "last.pt").is_file()
     if has_checkpoint:
-        from fcnkit.engine.checkpoint import describe_checkpoint, load_checkpoint, run_checkpoint
+        from fcnkit.runtime.checkpoint import describe_checkpoint, load_checkpoint, run_checkpoint
 
         file = run_checkpoint(path)
         ckpt = load_checkpoint(file)
@@ -139,8 +139,8 @@ def _gallery(run: dict[str, Any], count: int, device: str) -> list[dict[str, str
                       f"({str(exc).splitlines()[0]})", stacklevel=2)
         return []
     from fcnkit.data.palette import voc_palette
-    from fcnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from fcnkit.engine.predict import predict_samples
+    from fcnkit.inference.predict import predict_samples
+    from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
     from fcnkit.viz.predictions import PANEL_NAMES, pixel_accuracy, prediction_panels
 
     ckpt = load_checkpoint(run["checkpoint_path"])

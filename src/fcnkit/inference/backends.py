@@ -1,0 +1,269 @@
+"""Inference backends: one "logits for a batch" interface over torch and onnxruntime.
+
+A backend is an ``nn.Module`` that maps a normalised float32 ``(N, 3, H, W)`` batch to
+float32 logits ``(N, C, H, W)`` and has ``num_classes``, so everything that runs a model
+(:func:`fcnkit.inference.evaluate.evaluate`, :func:`fcnkit.inference.predict.predict_paths`,
+sliding windows) runs a backend unchanged:
+
+* :class:`TorchBackend`: a PyTorch model with a precision (fp32 / bf16 / fp16 autocast,
+  :mod:`fcnkit.runtime.precision`) and an optional channels_last layout. Logits come back
+  as float32 whatever the compute dtype.
+* :class:`OnnxRuntimeBackend`: an ONNX file written by ``fcnkit export`` run by
+  onnxruntime on the CPU (``intra_op_num_threads`` = torch's thread count, thread spinning
+  off so idle workers do not steal the cores the data loader needs).
+
+:func:`open_backend` opens either from a checkpoint or an ``.onnx`` file and returns the
+backend with the facts the caller needs (classes, palette, model config).
+
+Example::
+
+    from fcnkit.inference.backends import open_backend
+    opened = open_backend("model.onnx", backend="onnxruntime")
+    logits = opened.backend(images)          # (N, C, H, W) float32
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fcnkit.errors import InputError
+from fcnkit.models.preprocess import Preprocessing, preprocessing_from
+from fcnkit.runtime.precision import (
+    BACKENDS,
+    Precision,
+    autocast,
+    resolve_channels_last,
+    resolve_precision,
+)
+
+__all__ = ["BACKENDS", "TorchBackend", "OnnxRuntimeBackend", "OpenedBackend", "open_backend"]
+
+
+
+class TorchBackend(nn.Module):
+    """A PyTorch segmentation model run at a precision and memory layout.
+
+    Args:
+        model: maps ``(N, 3, H, W)`` to logits ``(N, C, H, W)`` (or ``{"out": logits}``).
+        precision: a resolved :class:`~fcnkit.runtime.precision.Precision` or a name
+            (``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"``) resolved for ``device``.
+        channels_last: convert the model and every batch to channels_last (NHWC); ``"auto"``
+            decides per device (:func:`~fcnkit.runtime.precision.resolve_channels_last`).
+        device: where the model runs.
+    """
+
+    def __init__(self, model: nn.Module, *, precision: Precision | str = "fp32",
+                 channels_last: bool | str = False, device: str | torch.device = "cpu"
+                 ) -> None:
+        super().__init__()
+        self.device = torch.device(device)
+        self.precision = (precision if isinstance(precision, Precision)
+                          else resolve_precision(precision, self.device))
+        self.channels_last = resolve_channels_last(channels_last, self.device)
+        self.model = model.to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.num_classes = int(getattr(model, "num_classes", 0) or 0) or None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.precision, self.device):
+            out = self.model(x)
+        if isinstance(out, dict):
+            out = out["out"]
+        return out.float().contiguous()
+
+    def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(x).argmax(1)``, without full-resolution logits when the model allows
+        (:func:`fcnkit.inference.labels.whole_image_labels`)."""
+        from fcnkit.inference.labels import whole_image_labels
+
+        x = x.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.precision, self.device):
+            return whole_image_labels(self.model, x)
+
+    def describe(self) -> str:
+        layout = "channels_last" if self.channels_last else "NCHW"
+        return f"torch {self.precision.name} {layout} on {self.device}"
+
+
+class OnnxRuntimeBackend(nn.Module):
+    """An ONNX segmentation model run by onnxruntime's CPU execution provider.
+
+    Args:
+        path: ``.onnx`` file (input: normalised float32 NCHW; output: logits NCHW).
+        threads: intra-op threads (``None``: ``torch.get_num_threads()``).
+        spinning: let idle worker threads spin (onnxruntime's default); off by default so
+            they do not compete with data-loading processes for the same cores.
+        num_classes: the logits' channel count (``None``: read from the graph's output).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
+                 spinning: bool = False, num_classes: int | None = None) -> None:
+        super().__init__()
+        from fcnkit.inference.export import require
+
+        ort = require("onnxruntime")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or torch.get_num_threads())
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        spin = "1" if spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"onnxruntime cannot load {path} ({text[:160]}); pass a model "
+                             "written by fcnkit export") from None
+        self.path = str(path)
+        self.input_name = self.session.get_inputs()[0].name
+        out_shape = self.session.get_outputs()[0].shape
+        declared = out_shape[1] if len(out_shape) > 1 and isinstance(out_shape[1], int) else None
+        self.num_classes = num_classes or declared
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        (logits,) = self.session.run(None, {self.input_name: array})
+        return torch.from_numpy(logits).to(x.device)
+
+    def describe(self) -> str:
+        threads = self.session.get_session_options().intra_op_num_threads
+        return f"onnxruntime CPU ({threads} threads) {Path(self.path).name}"
+
+
+@dataclass
+class OpenedBackend:
+    """What :func:`open_backend` returns: the backend and the model's facts.
+
+    ``classes`` and ``palette`` may be empty (the checkpoint or file did not store them);
+    ``source`` is the file the model was read from.
+    """
+
+    backend: nn.Module
+    num_classes: int
+    classes: list[str] = field(default_factory=list)
+    palette: list[list[int]] = field(default_factory=list)
+    model_config: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        # The backend carries the normalisation its weights expect, as a model does
+        # (fcnkit.models.preprocess.model_preprocessing reads it).
+        self.backend.preprocessing = self.preprocessing
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The normalisation the weights expect (stored in the model config; ImageNet if not)."""
+        return preprocessing_from(self.model_config.get("preprocessing"))
+
+
+def read_source(source: str | os.PathLike[str]) -> str | os.PathLike[str] | dict[str, Any]:
+    """What :func:`open_backend` should open: an ``.onnx`` path as it is, else the checkpoint
+    dict (a run directory gives its best.pt, else last.pt), so callers can read its facts
+    (preprocessing, classes) before opening the backend without loading it twice."""
+    if is_onnx_file(source):
+        return source
+    from fcnkit.runtime.checkpoint import load_checkpoint, run_checkpoint
+
+    return load_checkpoint(run_checkpoint(source))
+
+
+def source_preprocessing(source: str | os.PathLike[str] | Mapping[str, Any]) -> Preprocessing:
+    """The normalisation a checkpoint dict's or an exported ``.onnx`` model's weights expect."""
+    if isinstance(source, Mapping):
+        config = source.get("model_config") or {}
+    else:
+        from fcnkit.inference.export import read_onnx_metadata
+
+        config = read_onnx_metadata(source).get("model_config") or {}
+    return preprocessing_from(config.get("preprocessing"))
+
+
+def is_onnx_file(path: str | os.PathLike[str]) -> bool:
+    """True for a path ending in ``.onnx`` (how the commands tell a model file apart)."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
+def open_backend(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    backend: str = "torch",
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    channels_last: bool | str = False,
+    threads: int | None = None,
+    num_classes: int | None = None,
+) -> OpenedBackend:
+    """Open a checkpoint (dict or file) or an ``.onnx`` file as an inference backend.
+
+    Args:
+        source: a checkpoint dict from :func:`fcnkit.runtime.checkpoint.load_checkpoint`, a
+            checkpoint file or run directory (its best.pt, else last.pt), or an ``.onnx``
+            file from ``fcnkit export``.
+        backend: ``"torch"`` (checkpoints only) or ``"onnxruntime"`` (an ``.onnx`` file, or
+            a checkpoint, which is exported to a temporary dynamic-size ONNX file first).
+        device, precision, channels_last: for the torch backend.
+        threads: onnxruntime intra-op threads (``None``: torch's thread count).
+        num_classes: the class count the caller's data has; a model with another count is
+            an :class:`InputError`.
+
+    Returns:
+        An :class:`OpenedBackend`.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
+    if not isinstance(source, Mapping) and is_onnx_file(source):
+        if backend != "onnxruntime":
+            raise InputError(f"{source} is an ONNX model; run it with --backend onnxruntime "
+                             "or pass a checkpoint for --backend torch")
+        return _open_onnx(source, threads=threads, num_classes=num_classes)
+    from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
+
+    ckpt = source if isinstance(source, Mapping) else load_checkpoint(run_checkpoint(source))
+    model = model_from_checkpoint(ckpt, num_classes=num_classes, device=device)
+    classes = list(ckpt.get("classes") or [])
+    palette = [list(map(int, c)) for c in (ckpt.get("palette") or [])]
+    config = dict(ckpt["model_config"])
+    count = int(config.get("num_classes") or len(classes))
+    where = str(ckpt.get("path", "<in memory>"))
+    if backend == "torch":
+        runner = TorchBackend(model, precision=precision, channels_last=channels_last,
+                              device=device)
+        return OpenedBackend(runner, count, classes, palette, config, where)
+    from fcnkit.inference.export import export_onnx, onnx_metadata
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", metadata=onnx_metadata(ckpt))
+        runner = OnnxRuntimeBackend(path, threads=threads, num_classes=count)
+    return OpenedBackend(runner, count, classes, palette, config, where)
+
+
+def _open_onnx(path: str | os.PathLike[str], *, threads: int | None,
+               num_classes: int | None) -> OpenedBackend:
+    from fcnkit.inference.export import read_onnx_metadata
+
+    meta = read_onnx_metadata(path)
+    config = dict(meta.get("model_config") or {})
+    classes = list(meta.get("classes") or [])
+    count = int(config.get("num_classes") or len(classes))
+    if num_classes is not None and count != num_classes:
+        raise InputError(f"ONNX model {path} predicts {count} classes, but the data has "
+                         f"{num_classes}; export a checkpoint trained on this dataset")
+    runner = OnnxRuntimeBackend(path, threads=threads, num_classes=count)
+    return OpenedBackend(runner, count, classes, list(meta.get("palette") or []), config,
+                         str(path))

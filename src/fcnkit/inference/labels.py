@@ -1,0 +1,311 @@
+"""Whole-image and sliding-window (tiled) inference for fully convolutional models.
+
+A fully convolutional network accepts any input size, so the simplest inference is one
+forward pass over the whole image. Two reasons to tile instead:
+
+* memory: activations grow with H·W, so a 4000×3000 photo may not fit in one pass;
+* matching the training scale: a model trained on 320×480 crops sees the same context
+  per window at test time.
+
+Sliding-window inference runs the model on overlapping ``window`` tiles, *sums* the
+logits each tile produces into an accumulator and divides by a count map (how many
+tiles covered each pixel), so every pixel gets the mean of its tiles' logits. The last
+tile in each direction is placed flush with the image border, so the tiles cover the
+image exactly and the count map is never zero. An image smaller than the window in a
+dimension is processed in one piece along that dimension.
+
+Rows of tiles are processed top to bottom and the rows of pixels that no later tile can
+touch are released as soon as they are final (:func:`iter_logit_strips`). Peak memory is
+therefore one buffer of ``C × window_h × W`` floats for the logits plus one tile's
+activations, not ``C × H × W``; :func:`predict_labels` relies on that for huge images.
+The image itself may stay uint8 (``tile_transform`` converts one tile at a time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from fcnkit.arith.sizes import as_pair
+from fcnkit.arith.tiling import (
+    DEFAULT_LABEL_STRIP,
+    DEFAULT_OVERLAP,
+    check_overlap,
+    sliding_window_starts,
+    transposed_input_span,
+)
+
+__all__ = [
+    "as_window",
+    "sliding_window_starts",
+    "iter_logit_strips",
+    "predict_logits",
+    "predict_labels",
+    "labels_by_strips",
+    "whole_image_labels",
+    "channel_argmax",
+]
+
+
+def as_window(window: int | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
+    """Normalise a window argument to ``(height, width)`` in pixels, or ``None``.
+
+    Args:
+        window: ``None`` (whole image), an int (square window) or a pair ``(h, w)``.
+
+    Raises:
+        InputError: the window is not one or two positive integers.
+    """
+    if window is None:
+        return None
+    return as_pair(window, "window", minimum=1)
+
+
+def _forward_logits(model: nn.Module, x: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Run ``model`` on ``x`` and check it returned (N, num_classes, H, W) logits."""
+    out = model(x)
+    if isinstance(out, dict):  # torchvision segmentation models return {"out": ..., "aux": ...}
+        out = out["out"]
+    expected = (x.shape[0], num_classes, x.shape[-2], x.shape[-1])
+    if tuple(out.shape) != expected:
+        raise ValueError(
+            f"model returned logits of shape {tuple(out.shape)} for an input of shape "
+            f"{tuple(x.shape)}; expected {expected} "
+            f"(num_classes={num_classes}, logits at input size)"
+        )
+    return out
+
+
+def iter_logit_strips(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    num_classes: int,
+    window: int | tuple[int, int] | None = None,
+    overlap: float = DEFAULT_OVERLAP,
+    tile_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield the averaged logits of ``image`` as horizontal strips, top to bottom.
+
+    The model is called as is (no ``eval()``/``no_grad`` here: callers decide). Logits of
+    overlapping tiles are summed and divided by the count of tiles covering each pixel.
+
+    Args:
+        model: maps (N, 3, h, w) to logits (N, num_classes, h, w) for any h, w (a tensor,
+            or a dict whose ``"out"`` entry is that tensor).
+        image: (N, 3, H, W) float tensor, normalised and on the model's device (or
+            raw / elsewhere, with a ``tile_transform`` that fixes that per tile).
+        num_classes: number of classes the model predicts.
+        window: ``None`` for one whole-image pass, else the tile size (int or (h, w)).
+        overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
+        tile_transform: applied to each tile (or to the whole image without a window)
+            just before the model, e.g. ``lambda t: normalize(t).to("cuda")``: a huge image
+            can then stay raw on the CPU while only one tile at a time is normalised and
+            moved. Must be pointwise in space (per-pixel), so tiling does not change it.
+
+    Yields:
+        ``(row0, logits)`` with logits (N, num_classes, rows, W) float32 on ``image``'s
+        device for image rows ``[row0, row0 + rows)``; the strips partition ``[0, H)`` in
+        order. With a window, each strip is a view into a buffer the next step reuses:
+        use it (e.g. its argmax) or ``clone()`` it before asking for the next strip.
+    """
+    if image.dim() != 4:
+        raise ValueError(f"image must be a (N, C, H, W) tensor, got shape {tuple(image.shape)}")
+    win = as_window(window)
+    check_overlap(overlap)
+    n, _, height, width = image.shape
+
+    def logits_of(x: torch.Tensor) -> torch.Tensor:
+        if tile_transform is not None:
+            x = tile_transform(x)
+        return _forward_logits(model, x, num_classes).to(image.device, torch.float32)
+
+    if win is None:
+        yield 0, logits_of(image)
+        return
+    win_h, win_w = min(win[0], height), min(win[1], width)
+    rows = sliding_window_starts(height, win_h, overlap)
+    cols = sliding_window_starts(width, win_w, overlap)
+
+    # One fixed buffer of ``win_h`` rows (a tile row's height): after each tile row its
+    # final rows are divided in place and yielded, and the pending overlap rows are moved
+    # up. No per-row concatenation, so peak memory is one buffer, not two.
+    acc = image.new_zeros((n, num_classes, win_h, width), dtype=torch.float32)
+    count = image.new_zeros((1, 1, win_h, width), dtype=torch.float32)
+    for i, top in enumerate(rows):
+        # ``acc`` row 0 is image row ``top``: the previous step moved the rows up to here.
+        for left in cols:
+            tile = image[:, :, top : top + win_h, left : left + win_w]
+            acc[:, :, :, left : left + win_w] += logits_of(tile)
+            count[:, :, :, left : left + win_w] += 1.0
+        # Rows above the next tile row's top are final: no later tile touches them.
+        done = (rows[i + 1] if i + 1 < len(rows) else height) - top
+        final = acc[:, :, :done].div_(count[:, :, :done])
+        yield top, final
+        pending = win_h - done
+        # Move the pending rows up in chunks of ``done`` rows (source and destination of
+        # each copy do not overlap), then clear the rows the next tile row fills.
+        for start in range(0, pending, done):
+            stop = min(pending, start + done)
+            acc[:, :, start:stop].copy_(acc[:, :, start + done : stop + done])
+            count[:, :, start:stop].copy_(count[:, :, start + done : stop + done])
+        acc[:, :, pending:].zero_()
+        count[:, :, pending:].zero_()
+
+
+def predict_logits(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    num_classes: int,
+    window: int | tuple[int, int] | None = None,
+    overlap: float = DEFAULT_OVERLAP,
+    tile_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Logits for a batch, by one whole-image pass or by averaged sliding windows.
+
+    Args:
+        model: fully convolutional model, logits at input size (see :func:`iter_logit_strips`).
+        image: (N, 3, H, W) normalised float tensor on the model's device.
+        num_classes: number of classes the model predicts.
+        window: ``None`` (whole image), an int (square tile) or ``(h, w)``; a tile larger
+            than the image is clipped to it, so ``window >= image`` equals whole-image.
+        overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
+        tile_transform: per-tile preprocessing (see :func:`iter_logit_strips`).
+
+    Returns:
+        (N, num_classes, H, W) float32 logits (tile logits averaged where tiles overlap).
+    """
+    strips = [s.clone() for _, s in iter_logit_strips(
+        model, image, num_classes=num_classes, window=window, overlap=overlap,
+        tile_transform=tile_transform,
+    )]
+    return strips[0] if len(strips) == 1 else torch.cat(strips, dim=2)
+
+
+def predict_labels(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    num_classes: int,
+    window: int | tuple[int, int] | None = None,
+    overlap: float = DEFAULT_OVERLAP,
+    tile_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Per-pixel class indices (argmax of the averaged logits), strip by strip.
+
+    Same result as ``predict_logits(...).argmax(1)`` but never holds the full
+    (N, C, H, W) logits when tiling, so huge images need memory for the int64 label map
+    plus one strip of logits. Arguments as for :func:`predict_logits`.
+
+    Returns:
+        (N, H, W) int64 class indices, on the image's device.
+    """
+    if as_window(window) is None:
+        check_overlap(overlap)
+        x = tile_transform(image) if tile_transform is not None else image
+        return whole_image_labels(model, x).to(image.device)
+    parts = [channel_argmax(s) for _, s in iter_logit_strips(
+        model, image, num_classes=num_classes, window=window, overlap=overlap,
+        tile_transform=tile_transform,
+    )]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def supports_label_strips(model: nn.Module) -> bool:
+    """True for models that expose ``coarse_scores(x)``, ``final_upsampler`` and
+    ``final_offset`` (every fcnkit FCN) and do not opt out with ``strip_labels_exact =
+    False`` (a resize to the input size): their labels can skip the full-resolution logits."""
+    return getattr(model, "strip_labels_exact", True) and all(
+        hasattr(model, name) for name in ("coarse_scores", "final_upsampler", "final_offset"))
+
+
+def whole_image_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x).argmax(1)`` for a whole image, without full-resolution logits if possible.
+
+    Uses :func:`labels_by_strips` for models with the coarse-score protocol, a backend's own
+    ``predict_labels(x)`` when it has one, else the plain argmax of the logits.
+    """
+    if supports_label_strips(model):
+        return labels_by_strips(model, x)
+    own = getattr(model, "predict_labels", None)
+    if callable(own):
+        return own(x)
+    out = model(x)
+    if isinstance(out, dict):
+        out = out["out"]
+    return channel_argmax(out)
+
+
+def labels_by_strips(model: nn.Module, x: torch.Tensor, *,
+                     rows: int = DEFAULT_LABEL_STRIP) -> torch.Tensor:
+    """Labels ``model(x).argmax(1)`` computed ``rows`` output rows at a time.
+
+    The model's coarse scores (stride 8 for FCN-8s) are computed once; the last upsampling
+    and the argmax then run strip by strip, on the input rows each strip needs
+    (:func:`fcnkit.arith.tiling.transposed_input_span`), so the ``(N, C, H, W)`` logits are
+    never materialised: memory holds ``C × rows × W`` floats, which stay in cache.
+
+    Exactness: each strip's logits are the same terms as the whole map's rows (same
+    weights, same padding, the span covers every contributing input row; for bilinear
+    interpolation by a power-of-two factor the source coordinates shift by an exact
+    integer), and ``argmax`` returns the first maximal class in both, so the labels equal
+    the plain path's bit for bit in float32 (``tests/inference/test_inference_label_strips.py``).
+
+    Args:
+        model: a model with ``coarse_scores(x)``, ``final_upsampler`` (a transposed
+            convolution or :class:`fcnkit.models.heads.Interpolate`: ``kernel_size``,
+            ``stride``, ``padding``) and ``final_offset`` ``(dy, dx)``.
+        x: normalised ``(N, 3, H, W)`` images.
+        rows: output rows per strip.
+
+    Returns:
+        ``(N, H, W)`` int64 class indices.
+    """
+    scores = model.coarse_scores(x)
+    upsampler = model.final_upsampler
+    kernel, stride, padding = (int(upsampler.kernel_size[0]), int(upsampler.stride[0]),
+                               int(upsampler.padding[0]))
+    top, left = (int(v) for v in model.final_offset)
+    n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+    labels = torch.empty((n, height, width), dtype=torch.int64, device=scores.device)
+    for start in range(0, height, rows):
+        stop = min(height, start + rows)
+        first, last = transposed_input_span(
+            start + top, stop + top, kernel=kernel, stride=stride, padding=padding,
+            input_size=scores.shape[-2],
+        )
+        strip = upsampler(scores[:, :, first:last])
+        local = start + top - first * stride  # output row `start + top`, in the strip
+        strip = strip[:, :, local : local + stop - start, left : left + width]
+        labels[:, start:stop] = channel_argmax(strip)
+    return labels
+
+
+def channel_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(dim=1)`` for (N, C, H, W) scores, by a running maximum over classes.
+
+    PyTorch's CPU argmax over the channel dimension of an NCHW tensor walks memory with a
+    stride of H·W and costs more than an FCN's whole head (``docs/benchmarks.md``); a
+    running maximum reads each class map contiguously. A class replaces the current best
+    only when strictly greater, so ties go to the first maximal class, as ``argmax`` does;
+    NaN scores (never produced by a finite model) are the only inputs where they differ.
+
+    Returns:
+        (N, H, W) int64 class indices.
+    """
+    if scores.dim() != 4:
+        raise ValueError(f"scores must be (N, C, H, W), got shape {tuple(scores.shape)}")
+    scores = scores.detach()  # labels have no gradient (and out= refuses autograd inputs)
+    if scores.is_contiguous(memory_format=torch.channels_last) and scores.shape[1] > 1:
+        return scores.argmax(dim=1)  # channels are contiguous: argmax is already fast
+    best = scores[:, 0].clone()
+    labels = torch.zeros(best.shape, dtype=torch.int64, device=scores.device)
+    for c in range(1, scores.shape[1]):
+        candidate = scores[:, c]
+        better = candidate > best
+        labels.masked_fill_(better, c)
+        torch.maximum(best, candidate, out=best)
+    return labels

@@ -1,0 +1,464 @@
+"""Prediction: segment image files and write class-index PNGs (and overlays).
+
+For every input image ``<stem>.<ext>``, :func:`predict_paths` writes
+
+* ``OUT/<stem>.png``: a palette-mode PNG whose pixel values are the predicted class
+  indices (open it as an image to see the colours, read it as an array to get the labels);
+* ``OUT/<stem>_overlay.jpg`` (optional): the class colours blended over the image.
+
+Conventions:
+
+* Inputs are files (any extension PIL can read) or directories (their image files,
+  non-recursive, sorted by name). Grayscale, palette, RGBA and 16-bit images are converted
+  to RGB; the EXIF orientation tag is applied, so outputs are in the *corrected*
+  orientation (what an image viewer shows), not the raw sensor orientation.
+* Any size works: the model is fully convolutional. An image above ``max_pixels`` is
+  segmented by overlapping tiles (sliding window, logits averaged, strips released as they
+  are final; see :mod:`fcnkit.inference.labels`) so activation memory stays bounded.
+* Two inputs with the same stem (``a/x.jpg`` and ``b/x.png``) would write the same
+  output: the first keeps ``x``, later ones get ``x-2``, ``x-3``, ... (in input order,
+  skipping names another input already uses). :func:`plan_outputs` gives the mapping.
+* Every file is written atomically (temporary file + rename): an error never leaves a
+  half-written output.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
+from fcnkit.atomic import atomic_path, check_writable_directory
+from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
+from fcnkit.errors import InputError, first_line, warn
+from fcnkit.inference.labels import (
+    as_window,
+    channel_argmax,
+    iter_logit_strips,
+    whole_image_labels,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
+    "PlannedOutput",
+    "check_out_dir",
+    "collect_images",
+    "label_fractions",
+    "plan_outputs",
+    "predict_checkpoint",
+    "predict_image",
+    "predict_paths",
+    "predict_samples",
+]
+
+#: File extensions picked up when an input is a directory (case-insensitive): the same
+#: list the dataset readers use.
+IMAGE_EXTENSIONS = FOLDER_IMAGE_EXTENSIONS
+#: Opacity of the class colours in overlays.
+OVERLAY_ALPHA = 0.5
+
+
+def collect_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand files and directories into the list of image files to segment.
+
+    Args:
+        inputs: image files (taken as given, whatever their extension) and directories
+            (their files with an extension in :data:`IMAGE_EXTENSIONS`, non-recursive,
+            hidden files skipped, sorted by name).
+
+    Returns:
+        Image paths in input order; a file reached twice is listed once.
+
+    Raises:
+        InputError: no inputs, an input does not exist, or a directory holds no images.
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+    items = list(inputs)
+    if not items:
+        raise InputError("no input images given; pass image files or directories")
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(
+                p for p in path.iterdir()
+                if p.is_file() and not p.name.startswith(".")
+                and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not files:
+                raise InputError(
+                    f"input directory {path} holds no images "
+                    f"({', '.join(IMAGE_EXTENSIONS)}); pass a directory with images or the "
+                    "image files themselves"
+                )
+        elif path.is_file():
+            files = [path]
+        else:
+            raise InputError(f"input {path} does not exist; pass image files or directories")
+        for f in files:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(f)
+    return found
+
+
+@dataclass(frozen=True)
+class PlannedOutput:
+    """Where one input's results go."""
+
+    source: Path
+    mask: Path
+    overlay: Path | None
+
+
+def plan_outputs(images: Sequence[Path], out_dir: str | os.PathLike[str], *,
+                 overlay: bool = True) -> list[PlannedOutput]:
+    """Output paths for ``images``: ``<stem>.png`` (+ ``<stem>_overlay.jpg``), stems made unique.
+
+    The first image with a given stem keeps it; later ones get ``<stem>-2``, ``<stem>-3``, ...
+    (the smallest suffix no other input's stem or earlier output uses).
+    """
+    out = Path(out_dir)
+    taken = {p.stem for p in images}  # reserve every original stem first
+    used: set[str] = set()
+    plans: list[PlannedOutput] = []
+    for path in images:
+        stem = path.stem
+        if stem in used:
+            k = 2
+            while f"{stem}-{k}" in taken or f"{stem}-{k}" in used:
+                k += 1
+            stem = f"{stem}-{k}"
+        used.add(stem)
+        overlay_path = out / f"{stem}_overlay.jpg" if overlay else None
+        plans.append(PlannedOutput(path, out / f"{stem}.png", overlay_path))
+    return plans
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Raise InputError unless ``out_dir`` is (or can be created as) a writable directory."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(
+            f"output directory {out_dir} is a file; pass a directory path (it is created if "
+            "missing)"
+        )
+    for parent in out_dir.parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(
+                f"output directory {out_dir} cannot be created because {parent} is a file; "
+                "pass another directory"
+            )
+    # Writable? Checked before the model is loaded and any image is segmented.
+    check_writable_directory(out_dir)
+
+
+def _infer_num_classes(model: nn.Module, device: torch.device) -> int:
+    """Number of classes a model predicts: its ``num_classes`` attribute or a probe pass."""
+    value = getattr(model, "num_classes", None)
+    if isinstance(value, int) and value > 0:
+        return value
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 64, device=device))
+    if isinstance(out, dict):
+        out = out["out"]
+    return int(out.shape[1])
+
+
+@torch.no_grad()
+def predict_image(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    num_classes: int,
+    window: int | tuple[int, int] | None = None,
+    overlap: float = DEFAULT_OVERLAP,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    tile: int | tuple[int, int] = DEFAULT_WINDOW,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Class indices for one RGB image in ``[0, 1]``.
+
+    Args:
+        model: fully convolutional model in eval mode on ``device``.
+        image: (3, H, W) float tensor in ``[0, 1]``, or uint8 in ``[0, 255]`` (any view,
+            e.g. ``torch.from_numpy(hwc).permute(2, 0, 1)``: a huge image then stays 3 bytes
+            a pixel and only one tile at a time is converted to float). Not normalised: the
+            model's preprocessing, as in training, is applied here.
+        num_classes: number of classes the model predicts.
+        window: tile size for sliding-window inference; ``None`` means whole image, unless
+            ``H·W > max_pixels``, then tiles of ``tile`` pixels.
+        overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
+        max_pixels: pixel budget for one whole-image pass (``None``: no budget).
+        tile: tile size (int or (h, w)) used for images above ``max_pixels``.
+        device: device the model is on.
+
+    Returns:
+        (H, W) class indices on the image's device: uint8 (num_classes <= 256), else int64.
+    """
+    from fcnkit.models.preprocess import model_preprocessing
+
+    preprocessing = model_preprocessing(model)  # what the model's weights expect
+
+    def prepare(pixels: torch.Tensor) -> torch.Tensor:
+        return preprocessing.apply(unit_float(pixels)).to(device)
+
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be (3, H, W) RGB, got shape {tuple(image.shape)}")
+    height, width = image.shape[-2:]
+    chosen = as_window(window)
+    if chosen is None and max_pixels is not None and height * width > max_pixels:
+        chosen = as_window(tile)
+    device = torch.device(device)
+    # The raw image stays where it is; each tile is normalised and moved on its own, and
+    # each finished strip's argmax goes straight into a compact label map.
+    dtype = torch.uint8 if num_classes <= 256 else torch.int64
+    if chosen is None:  # one pass; labels without full-resolution logits when possible
+        labels = whole_image_labels(model, prepare(image.unsqueeze(0)))[0]
+        return labels.to(image.device, dtype)
+    labels = torch.empty((height, width), dtype=dtype)
+    for top, strip in iter_logit_strips(
+        model, image.unsqueeze(0), num_classes=num_classes, window=chosen, overlap=overlap,
+        tile_transform=prepare,
+    ):
+        labels[top : top + strip.shape[2]] = channel_argmax(strip)[0].to(labels.dtype)
+    return labels
+
+
+_INVERSE_255 = torch.tensor(1.0 / 255.0, dtype=torch.float32)
+
+
+def read_only_tensor(array: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy(array)`` without a copy, also for PIL's read-only buffers.
+
+    PyTorch warns that writing to a tensor over a read-only array is undefined; the
+    prediction only reads it (every tile is converted into a new float tensor), so the
+    warning is silenced here instead of copying the whole image.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
+def unit_float(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels → float32 in [0, 1] (``v * float32(1/255)``, the same values as
+    :func:`fcnkit.data.read_image`); float pixels are returned as they are."""
+    if pixels.dtype == torch.uint8:
+        return pixels.to(torch.float32).mul_(_INVERSE_255)
+    return pixels
+
+
+def predict_paths(
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    palette: Sequence[Sequence[int]] | None,
+    overlay: bool = True,
+    window: int | tuple[int, int] | None = None,
+    device: str | torch.device = "cpu",
+    overlap: float = DEFAULT_OVERLAP,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    tile: int | tuple[int, int] = DEFAULT_WINDOW,
+    num_classes: int | None = None,
+    skip_bad: bool = False,
+    on_bad: Callable[[Path, Exception], None] | None = None,
+    on_done: Callable[[PlannedOutput, torch.Tensor], None] | None = None,
+) -> list[Path]:
+    """Segment image files and write ``<stem>.png`` (+ ``<stem>_overlay.jpg``) into ``out_dir``.
+
+    Args:
+        model: fully convolutional model (moved to ``device`` and put in eval mode).
+        inputs: image files and/or directories (see :func:`collect_images`).
+        out_dir: output directory, created if missing.
+        palette: RGB colour per class index for the PNGs and overlays (``None``: VOC).
+        overlay: also write ``<stem>_overlay.jpg`` (class colours over the image).
+        window: sliding-window tile size (int or (h, w)); ``None``: whole image unless
+            the image exceeds ``max_pixels``.
+        device: device to run the model on.
+        overlap: fraction of a tile shared with its neighbour, in ``[0, 1)``.
+        max_pixels: pixel budget above which images are tiled automatically.
+        tile: tile size used for those images (int or (h, w)).
+        num_classes: classes the model predicts (``None``: ``model.num_classes`` or a probe).
+        skip_bad: on an unreadable image, call ``on_bad`` and go on instead of raising.
+        on_bad: ``on_bad(path, error)`` for each skipped image (with ``skip_bad``).
+        on_done: ``on_done(plan, labels)`` after each image's files are written.
+
+    Returns:
+        Every file written, in order (per image: the mask PNG, then the overlay).
+
+    Raises:
+        InputError: an input is missing/corrupt (without ``skip_bad``), a directory holds
+            no images, ``out_dir`` is a file, or no input could be read.
+    """
+    from fcnkit.data.folder import read_image_array
+    from fcnkit.data.palette import blend_into, save_mask_png
+
+    out = Path(out_dir)
+    check_out_dir(out)
+    images = collect_images(inputs)
+    plans = plan_outputs(images, out, overlay=overlay)
+    device = torch.device(device)
+    model.to(device).eval()
+    if num_classes is None:
+        num_classes = _infer_num_classes(model, device)
+    if num_classes > 255:
+        raise InputError(f"num_classes={num_classes} does not fit an 8-bit mask PNG (max 255); "
+                         "predict with a model of at most 255 classes")
+    written: list[Path] = []
+    skipped = 0
+    for plan in plans:
+        try:
+            # Kept as uint8 (H, W, 3): 3 bytes a pixel; tiles are converted one at a time.
+            pixels = read_image_array(plan.source)
+        except InputError as exc:
+            if not skip_bad:
+                raise
+            skipped += 1
+            if on_bad is not None:
+                on_bad(plan.source, exc)
+            continue
+        labels = predict_image(
+            model, read_only_tensor(pixels).permute(2, 0, 1), num_classes=num_classes,
+            window=window, overlap=overlap, max_pixels=max_pixels, tile=tile, device=device,
+        )
+        mask = labels.cpu().to(torch.uint8).numpy()
+        out.mkdir(parents=True, exist_ok=True)
+        save_mask_png(plan.mask, mask, palette)
+        written.append(plan.mask)
+        if plan.overlay is not None:
+            # The pixels are not needed any more: blend into them, strip by strip.
+            if not pixels.flags.writeable:  # PIL's buffer is read-only
+                pixels = pixels.copy()
+            blend_into(pixels, mask, palette, OVERLAY_ALPHA)
+            picture = Image.fromarray(pixels)
+            del pixels
+            with atomic_path(plan.overlay) as tmp:
+                picture.save(tmp, format="JPEG", quality=90)
+            del picture
+            written.append(plan.overlay)
+        if on_done is not None:
+            on_done(plan, labels)
+    if skipped and skipped == len(plans):
+        raise InputError(
+            f"none of the {len(plans)} input images could be read; check the files "
+            "(all were skipped as corrupt)"
+        )
+    return written
+
+
+def label_fractions(labels: torch.Tensor, classes: Sequence[str], *, num_classes: int,
+                    top: int = 3) -> dict[str, float]:
+    """The ``top`` most frequent predicted classes and their pixel fractions (4 decimals)."""
+    counts = labels.flatten().to(torch.int64).bincount(minlength=num_classes).tolist()
+    total = max(1, sum(counts))
+    ranked = sorted(((c, i) for i, c in enumerate(counts) if c), reverse=True)[:top]
+    return {(classes[i] if i < len(classes) else str(i)): round(c / total, 4) for c, i in ranked}
+
+
+def predict_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    overlay: bool = False,
+    window: int | tuple[int, int] | None = None,
+    overlap: float = DEFAULT_OVERLAP,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    device: str | torch.device = "cpu",
+    skip_bad: bool = False,
+    backend: str = "torch",
+    precision: str = "fp32",
+    channels_last: bool | str = False,
+    threads: int | None = None,
+) -> dict[str, object]:
+    """Segment images with a checkpoint: what ``fcnkit predict`` reports.
+
+    Inputs and the output directory are checked before the checkpoint is loaded; a
+    skipped image (with ``skip_bad``) is reported as a :class:`~fcnkit.errors.FcnkitWarning`.
+
+    Args:
+        checkpoint: a checkpoint file, or a run directory (its ``best.pt``, else ``last.pt``),
+            or an ``.onnx`` model from ``fcnkit export`` (with ``backend="onnxruntime"``).
+        inputs, out_dir, overlay, window, overlap, max_pixels, device, skip_bad: as for
+            :func:`predict_paths` (the palette is the checkpoint's).
+        backend, precision, channels_last, threads: how the model runs
+            (:func:`fcnkit.inference.backends.open_backend`).
+
+    Returns:
+        ``out_dir``, ``num_images`` (segmented), ``skipped`` (unreadable inputs) and
+        ``outputs``: per image ``input``, ``mask``, ``overlay`` (or None), ``size`` [H, W]
+        and ``class_fractions`` (the three most frequent predicted classes).
+    """
+    from fcnkit.inference.backends import open_backend
+
+    out = Path(out_dir).expanduser()
+    check_out_dir(out)
+    collect_images(inputs)  # missing inputs / empty directories fail before loading
+    opened = open_backend(checkpoint, backend=backend, device=device, precision=precision,
+                          channels_last=channels_last, threads=threads)
+    model = opened.backend
+    classes = opened.classes
+    num_classes = opened.num_classes or None
+    done: list[dict[str, object]] = []
+    bad: list[str] = []
+
+    def on_bad(path: Path, exc: Exception) -> None:
+        bad.append(str(path))
+        reason = first_line(exc)
+        warn(f"skipped: {reason}" if str(path) in reason else f"skipped {path}: {reason}")
+
+    def on_done(plan: PlannedOutput, labels: torch.Tensor) -> None:
+        done.append({
+            "input": str(plan.source),
+            "mask": str(plan.mask),
+            "overlay": str(plan.overlay) if plan.overlay is not None else None,
+            "size": [int(labels.shape[0]), int(labels.shape[1])],
+            "class_fractions": label_fractions(labels, classes,
+                                               num_classes=num_classes or 0),
+        })
+
+    predict_paths(
+        model, inputs, out, palette=opened.palette or None, overlay=overlay, window=window,
+        device=device, overlap=overlap, max_pixels=max_pixels, num_classes=num_classes,
+        skip_bad=skip_bad, on_bad=on_bad, on_done=on_done,
+    )
+    if bad:
+        warn(f"{len(bad)} unreadable image(s) skipped")
+    return {"out_dir": str(out), "num_images": len(done), "skipped": bad,
+            "backend": model.describe(), "outputs": done}
+
+
+def predict_samples(model: nn.Module, dataset: Any, count: int, *, num_classes: int,
+                    device: str | torch.device = "cpu") -> list[tuple[Any, Any, torch.Tensor]]:
+    """The first ``count`` items of a dataset with the model's prediction for each.
+
+    Args:
+        model: the model (put in eval mode here).
+        dataset: yields ``(image, mask)`` with the image (3, H, W) float RGB in [0, 1]
+            (:func:`fcnkit.data.open_dataset` without a transform).
+        count: how many items (fewer when the dataset is shorter).
+        num_classes: classes the model predicts.
+        device: device the model is on.
+
+    Returns:
+        ``(image, mask, prediction)`` triples, prediction (H, W) class indices
+        (:func:`predict_image`).
+    """
+    model.eval()
+    samples = []
+    for index in range(min(int(count), len(dataset))):
+        image, mask = dataset[index]
+        samples.append((image, mask, predict_image(model, image, num_classes=num_classes,
+                                                   device=device)))
+    return samples

@@ -1,0 +1,2 @@
+"""What training and inference share: the device, numeric precision, processes
+(torchrun/DDP) and checkpoint files."""

@@ -1,0 +1,158 @@
+"""Weights out and staged training: safetensors round trip, --init-from, --recipe caffe, aux.
+
+Oracles: the model's own logits before export (exact equality after the round trip),
+torch's summed cross-entropy, and the parameter tensors themselves (copied or not).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from fcnkit.cli import main
+from fcnkit.data import generate_synthetic_dataset
+from fcnkit.errors import InputError
+from fcnkit.inference.export_safetensors import export_safetensors
+from fcnkit.models import build_model
+from fcnkit.models.preprocess import CAFFE
+from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from fcnkit.training.config import TrainConfig
+from fcnkit.training.loop import train
+from fcnkit.training.recipe import (
+    build_caffe_optimizer,
+    caffe_recipe_defaults,
+    segmentation_loss,
+    training_loss,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthetic_dataset(root, train=4, val=2, seed=3, size=(40, 48), workers=1)
+    return root
+
+
+def _config(data, out, **changes):
+    base = dict(data=f"voc:{data}", model="fcn32s", backbone="resnet18", epochs=1,
+                batch_size=2, lr=0.01, crop=(32, 32), scale_range=(0.9, 1.1), out=str(out),
+                workers=0, progress=False, log_every=1, threads=1, seed=1, precision="fp32")
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def test_safetensors_round_trip_gives_identical_logits_and_metadata(tmp_path):
+    model = build_model("fcn8s", num_classes=4, backbone="resnet18",
+                        preprocessing="caffe").eval()
+    config = {"name": "fcn8s", "num_classes": 4, "backbone": "resnet18",
+              "preprocessing": "caffe"}
+    ckpt = {"model_state": model.state_dict(), "model_config": config,
+            "classes": ["a", "b", "c", "d"], "palette": [[0, 0, 0]] * 4}
+    path = export_safetensors(ckpt, tmp_path / "m.safetensors")
+    again = build_model("fcn8s", num_classes=4, backbone="resnet18", weights=str(path)).eval()
+    assert again.preprocessing == CAFFE  # read from the metadata
+    x = torch.randn(1, 3, 37, 45)
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))
+    # The file opens as a checkpoint too (eval / predict / --init-from).
+    loaded = load_checkpoint(path)
+    assert loaded["classes"] == ["a", "b", "c", "d"]
+    rebuilt = model_from_checkpoint(loaded)
+    assert rebuilt.preprocessing == CAFFE
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+
+
+def test_export_cli_writes_safetensors_from_a_checkpoint(tmp_path, capsys):
+    model = build_model("fcn32s", num_classes=3, backbone="resnet18")
+    save_checkpoint(tmp_path / "best.pt", {"model_state": model.state_dict(),
+                                           "model_config": {"name": "fcn32s", "num_classes": 3,
+                                                            "backbone": "resnet18"}})
+    assert main(["export", str(tmp_path / "best.pt"), "--format", "safetensors", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["output"].endswith("best.safetensors") and result["preprocessing"] == "imagenet"
+    state = load_checkpoint(result["output"])["model_state"]
+    assert torch.equal(state["head.score_fr.weight"], model.state_dict()["head.score_fr.weight"])
+    # A .safetensors of another tool (no fcnkit metadata) is refused as a checkpoint.
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(InputError, match="other.safetensors.*without fcnkit metadata"):
+        load_checkpoint(tmp_path / "other.safetensors")
+
+
+def test_summed_loss_and_aux_term_match_torch():
+    logits = torch.randn(2, 3, 5, 6)
+    aux = torch.randn(2, 3, 5, 6)
+    masks = torch.randint(0, 3, (2, 5, 6))
+    masks[0, 0] = 255
+    summed = torch.nn.functional.cross_entropy(logits, masks, ignore_index=255, reduction="sum")
+    torch.testing.assert_close(segmentation_loss(logits, masks, None, reduction="sum"), summed)
+    mean = torch.nn.functional.cross_entropy(logits, masks, ignore_index=255)
+    mean_aux = torch.nn.functional.cross_entropy(aux, masks, ignore_index=255)
+    torch.testing.assert_close(
+        training_loss({"out": logits, "aux": aux}, masks, None, aux_weight=0.5),
+        mean + 0.5 * mean_aux)
+
+
+def test_caffe_optimizer_biases_at_twice_the_lr_without_decay():
+    model = build_model("fcn16s", num_classes=3, backbone="resnet18")
+    settings = caffe_recipe_defaults("fcn16s")
+    assert settings["lr"] == 1e-12 and settings["momentum"] == 0.99
+    optimizer = build_caffe_optimizer(model, lr=1.0, momentum=0.99, weight_decay=5e-4)
+    weights, biases = optimizer.param_groups
+    assert (weights["lr"], weights["weight_decay"]) == (1.0, 5e-4)
+    assert (biases["lr"], biases["weight_decay"]) == (2.0, 0.0)
+    named = dict(model.named_parameters())
+    assert all(n.endswith("bias") for n, p in named.items()
+               if any(p is q for q in biases["params"]))
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    in_groups = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
+    assert frozen > 0 and in_groups + frozen == sum(p.numel() for p in model.parameters())
+    with pytest.raises(InputError, match="no published learning rate"):
+        caffe_recipe_defaults("fcn_dilated")
+
+
+@pytest.mark.slow  # three short training runs
+def test_staged_training_32s_16s_8s_with_init_from(tiny_data, tmp_path):
+    first = train(_config(tiny_data, tmp_path / "s32", model="fcn32s"))
+    assert first["init_from"] is None
+    second = train(_config(tiny_data, tmp_path / "s16", model="fcn16s",
+                           init_from=first["last"]))
+    counts = second["init_from"]
+    # FCN-16s gains its stride-16 skip score (weight, bias) and upsampler; the x32 one of
+    # FCN-32s does not fit.
+    assert counts["new"] >= 2 and counts["skipped"] >= 1 and counts["copied"] > 100
+    third = train(_config(tiny_data, tmp_path / "s8", model="fcn8s", init_from=second["last"]))
+    assert third["init_from"]["new"] >= 2 and math.isfinite(third["train_loss"])
+    s16 = load_checkpoint(second["last"])["model_state"]
+    s32 = load_checkpoint(first["last"])["model_state"]
+    assert "head.skip_scores.score_layer3.weight" in s16  # the ResNet pool4 analogue
+    assert s16["backbone.conv1.weight"].shape == s32["backbone.conv1.weight"].shape
+
+
+@pytest.mark.slow  # one epoch of training
+def test_caffe_recipe_one_epoch_finite_loss_from_the_cli(tiny_data, tmp_path, capsys):
+    code = main(["train", "--data", f"voc:{tiny_data}", "--model", "fcn32s", "--backbone",
+                 "resnet18", "--recipe", "caffe", "--epochs", "1", "--out",
+                 str(tmp_path / "caffe"), "--workers", "0", "--no-progress", "--threads",
+                 "1", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["batch_size"] == 1 and math.isfinite(result["train_loss"])
+    saved = json.loads((tmp_path / "caffe" / "config.json").read_text())
+    assert saved["recipe"] == "caffe" and saved["lr"] == 1e-10 and saved["momentum"] == 0.99
+
+
+@pytest.mark.slow  # one epoch of training
+def test_aux_head_trains_with_its_loss_weight(tiny_data, tmp_path):
+    result = train(_config(tiny_data, tmp_path / "aux", model="fcn_dilated",
+                           backbone="resnet50", batch_size=2, aux_loss_weight=0.5,
+                           model_options={"aux": True, "dilations": "torchvision",
+                                          "upsample": "resize"}))
+    assert math.isfinite(result["train_loss"])
+    state = load_checkpoint(result["last"])["model_state"]
+    assert any(k.startswith("aux_classifier.") for k in state)
