@@ -1,5 +1,7 @@
 """What every claim shares: its config, the dataset, training one variant per seed,
-scoring it (mIoU and boundary metrics), mean ± std over seeds, and the output files.
+scoring it (mIoU and boundary metrics), the verdict of its clauses
+(:func:`judge`, by the rules of :mod:`fcnkit.reproduce.stats`), the host it ran on, and the
+output files (``results.json`` through the strict JSON writer, ``results.md``).
 
 A training claim compares variants (models or options) trained on the same data, with the
 same budget and the same seeds, through the library's own loop
@@ -10,7 +12,6 @@ val split with :class:`fcnkit.metrics.ConfusionMatrix` and
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 from fcnkit.atomic import write_text_atomic
 from fcnkit.errors import InputError
+from fcnkit.jsonio import dumps_strict
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class ReproduceConfig:
     """Settings of one ``fcnkit reproduce CLAIM`` run.
 
     Attributes:
-        quick: the short protocol (fewer seeds and epochs, ≤ 10 min per claim on 2 cores).
+        quick: the short protocol (fewer seeds and epochs): a smoke run, which on the
+            shapes task decides no clause (docs/reproductions.md).
         seeds: number of seeds (None: 2 quick, 3 full).
         data: dataset spec (None: the shapes task, generated under ``out/data``; a
             ``voc:ROOT`` runs the same protocol on real data).
@@ -216,7 +219,7 @@ def score_checkpoint(checkpoint: str | Path, data: str, width: int) -> dict[str,
             "trimap_miou": edges["trimap_miou"], "boundary_iou": edges["boundary_iou"]}
 
 
-def mean_std(values: Sequence[float]) -> dict[str, float]:
+def mean_std(values: Sequence[float | None]) -> dict[str, float]:
     """Mean and sample standard deviation (0 for one value) of finite values."""
     finite = [float(v) for v in values if v is not None and math.isfinite(v)]
     if not finite:
@@ -251,26 +254,106 @@ def describe(config: ReproduceConfig, budget: Budget | None) -> dict[str, Any]:
 
 
 def write_outputs(out: Path, results: dict[str, Any], table: str) -> None:
-    """``out/results.json`` and ``out/results.md`` (title, verdict, table, figures)."""
+    """``out/results.json`` (strict JSON: an undefined number is ``null``) and
+    ``out/results.md`` (title, verdict, clause table, variant table, figures)."""
     out.mkdir(parents=True, exist_ok=True)
     results["files"] = {"json": str(out / "results.json"), "table": str(out / "results.md"),
                         **results.get("files", {})}
-    write_text_atomic(out / "results.json",
-                      json.dumps(results, indent=2, default=_json_default) + "\n")
+    write_text_atomic(out / "results.json", dumps_strict(results, indent=2) + "\n")
     figures = "".join(f"\n![{name}]({Path(path).name})\n"
                       for name, path in results.get("figures", {}).items())
+    clauses = comparisons_table(results["comparisons"]) + "\n" \
+        if results.get("comparisons") else ""
     text = (f"# fcnkit reproduce {results['claim']}\n\n{results['claim_text']}\n\n"
-            f"**Verdict: {results['verdict']}** — {results['verdict_reason']}\n\n{table}"
-            f"{figures}")
+            f"**Verdict: {results['verdict']}** — {results['verdict_reason']}\n\n"
+            f"{clauses}{table}{figures}")
     write_text_atomic(out / "results.md", text)
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    return str(value)
+def _signed(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:+.3f}"
+
+
+def comparisons_table(comparisons: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown: clause, kind, threshold, n, Δ mean, one-sided 95 % interval, verdict."""
+    rows = []
+    for c in comparisons:
+        threshold = (f"Δ ≥ {c['delta_min']}" if c["kind"] == "superiority"
+                     else f"±{c['margin']}" if c["kind"] == "equivalence"
+                     else f"> −{c['margin']}")
+        rows.append([c["clause"], c["kind"], threshold, c["n"], _signed(c["mean"]),
+                     f"[{_signed(c['lower'])}, {_signed(c['upper'])}]", c["verdict"]])
+    return markdown_table(["clause", "kind", "threshold", "n", "Δ mean",
+                           "one-sided 95 % bounds", "verdict"], rows)
+
+
+def host_info(threads: int | None, precision: str) -> dict[str, Any]:
+    """What machine produced a result: per-seed numbers differ by host (oneDNN picks other
+    kernels for another instruction set), as much as by seed."""
+    import platform
+
+    import torch
+
+    from fcnkit.runtime.precision import cpu_has_native_bf16
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: platform's name is what there is
+    return {"cpu": cpu, "native_bf16": cpu_has_native_bf16(),
+            "threads": threads if threads is not None else torch.get_num_threads(),
+            "torch": torch.__version__, "precision": precision}
+
+
+def run_record(variant: str, result: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """A ``results.json`` run: ``{"variant", "seed", "metrics": {key: value}}`` plus the
+    run's epoch curve and training time."""
+    return {"variant": variant, "seed": int(result["seed"]),
+            "metrics": {k: result[k] for k in keys},
+            "epochs": result.get("epochs", []), "time_s": result.get("time_s")}
+
+
+def by_variant(runs: Sequence[Mapping[str, Any]], variants: Sequence[str],
+               keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """variant -> {key: mean ± std over its seeds} (the tables' cells)."""
+    return {v: summarise([r["metrics"] for r in runs if r["variant"] == v], keys)
+            for v in variants}
+
+
+def mean_time(runs: Sequence[Mapping[str, Any]], variant: str) -> int:
+    """Mean training seconds per seed of ``variant`` (a table cell)."""
+    times = [float(r.get("time_s") or 0.0) for r in runs if r["variant"] == variant]
+    return round(sum(times) / len(times)) if times else 0
+
+
+def judge(claim: str, claim_text: str, config: ReproduceConfig, budget: Budget | None,
+          data: str, runs: list[dict[str, Any]], clauses: Sequence[Any],
+          gate_margin: float, skipped: Sequence[Mapping[str, str]] = (),
+          ) -> dict[str, Any]:
+    """The ``results.json`` of a training claim: host, chance, runs, one comparison per
+    clause (:class:`fcnkit.reproduce.stats.Clause`) and the overall verdict.
+
+    The near-chance gate is the best constant prediction's mIoU on ``data``'s val split
+    plus ``gate_margin``; when the best variant's mean mIoU is below it, every comparison
+    is "inconclusive (near chance)".
+    """
+    from fcnkit.reproduce import stats
+
+    floor = stats.chance(stats.constant_miou(data), gate_margin)
+    best, best_miou = stats.best_variant_miou(runs)
+    floor["best_variant"], floor["best_miou"] = best, best_miou
+    below = not (math.isfinite(best_miou) and best_miou >= floor["gate"])
+    comparisons = [clause.compare(runs, near_chance=below) for clause in clauses]
+    verdict, reason = stats.overall_verdict(comparisons, skipped)
+    return {"claim": claim, "claim_text": claim_text,
+            "host": host_info(config.threads, budget.precision if budget else "fp32"),
+            "chance": floor, "config": describe(config, budget), "data": data,
+            "runs": runs, "comparisons": comparisons, "skipped": list(skipped),
+            "verdict": verdict, "verdict_reason": reason}
 
 
 def load_run_model(run_dir: str | Path) -> Any:
@@ -278,23 +361,6 @@ def load_run_model(run_dir: str | Path) -> Any:
     from fcnkit.runtime.checkpoint import model_from_checkpoint
 
     return model_from_checkpoint(str(Path(run_dir) / "last.pt"))
-
-
-#: A constant prediction scores mIoU <= 1/C (IoU 1 on one class at best, 0 on the rest); a
-#: claim about training is judged only when some variant clears this multiple of it.
-TRAINED_FACTOR = 1.5
-NEAR_CHANCE_REASON = ("the budget leaves every variant near a constant prediction (best mIoU "
-                      "{best:.3f} < {factor}/C = {bound:.3f}); nothing can be concluded")
-
-
-def near_chance(summary: Mapping[str, Mapping[str, Any]], data: str) -> str | None:
-    """The reason a training claim must be inconclusive (its models learned next to nothing),
-    else None. ``summary``: variant -> ``{"miou": {"mean", "std"}, ...}``."""
-    best = max(float(v["miou"]["mean"]) for v in summary.values())
-    bound = TRAINED_FACTOR / len(class_names(data))
-    if math.isfinite(best) and best >= bound:
-        return None
-    return NEAR_CHANCE_REASON.format(best=best, factor=TRAINED_FACTOR, bound=bound)
 
 
 def class_names(data: str) -> list[str]:

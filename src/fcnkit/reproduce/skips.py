@@ -1,11 +1,22 @@
-"""Claim ``skips``: FCN-8s > FCN-16s > FCN-32s (Long et al. 2015, §4.2 and Table 2:
-fusing shallow, fine "where" features with deep, coarse "what" features refines the
-boundaries; on PASCAL VOC 2011 val the paper reports mIoU 59.4 / 62.4 / 62.7).
+"""Claim ``skips``: fusing shallow, fine "where" features with deep, coarse "what"
+features refines the output (Long et al. 2015, §4.2 and Table 2).
+
+The paper's Table 2 scores FCN-32s / 16s / 8s at 59.4 / 62.4 / 62.7 mean IU on the
+736-image seg11valid subset of PASCAL VOC 2011 val (footnote 7: the images that do not
+intersect SBD's training set). Its main points, restated clause by clause at that
+strength:
+
+* FCN-16s beats FCN-32s on mIoU (+3.0 in the paper);
+* FCN-8s is *not worse* than FCN-16s on mIoU: the paper calls its +0.3 gain "minor", so
+  the clause is non-inferiority, not superiority;
+* the output gets finer: FCN-8s > FCN-16s > FCN-32s on Boundary IoU, and on thin-part IoU
+  when the dataset writes a part mask (otherwise that clause is skipped, with the reason).
 
 The three models share the backbone (ResNet-18 from scratch, at the width of
 :data:`fcnkit.reproduce.runner.RECIPE`), the data, the budget and the seeds; they differ
-only in the skips of the FCN head. Scores: mIoU and, where the
-claim is about boundaries, trimap mIoU and Boundary IoU.
+only in the skips of the FCN head. On ResNet the fused maps are not exactly aligned
+(``model.misalignment``: −8 and −12 px at the skips, 15.5 px at the output,
+docs/models.md), a confound the paper's VGG16 nets do not have.
 """
 
 from __future__ import annotations
@@ -16,40 +27,55 @@ from typing import Any
 from fcnkit.reproduce.runner import (
     ReproduceConfig,
     budget_for,
+    by_variant,
     dataset_for,
-    describe,
     fmt,
+    judge,
     markdown_table,
-    near_chance,
-    summarise,
+    mean_time,
+    run_record,
     train_variant,
     write_outputs,
 )
+from fcnkit.reproduce.stats import Clause
 
-CLAIM = "FCN-8s > FCN-16s > FCN-32s in mIoU and at the boundaries (same backbone, data, " \
-        "budget and seeds)."
+CLAIM = "Skips refine the output: FCN-16s beats FCN-32s in mIoU, FCN-8s is not worse " \
+        "than FCN-16s in mIoU, and FCN-8s > FCN-16s > FCN-32s at the boundaries (same " \
+        "backbone, data, budget and seeds)."
 VARIANTS = ("fcn32s", "fcn16s", "fcn8s")
 KEYS = ("miou", "trimap_miou", "boundary_iou", "pixel_acc")
 
+# Thresholds, declared before any run.
+# 0.02 mIoU: two thirds of the paper's FCN-32s -> 16s step (3.0 points); a smaller gain
+# would not be the effect Table 2 reports.
+MIOU_DELTA_MIN = 0.02
+# 0.01 mIoU: half of MIOU_DELTA_MIN. "Minor" (+0.3 in the paper) means FCN-8s may gain
+# little, but a loss of half the step the skips are meant to make is a loss.
+MIOU_MARGIN = 0.01
+# 0.01 Boundary IoU: Boundary IoU (d = 3 px band) runs at about half of mIoU on these
+# tasks, so half of MIOU_DELTA_MIN is the same relative step.
+BOUNDARY_DELTA_MIN = 0.01
+# 0.10 mIoU above the best constant prediction: one of the task's 9 classes segmented
+# at IoU 0.9 beyond the constant, the least that counts as having learned the task.
+GATE_MARGIN = 0.10
 
-def ordered(summary: dict[str, dict[str, Any]], key: str) -> str:
-    """'yes' if the means are strictly ordered 8s > 16s > 32s and every gap exceeds the
-    larger of the two standard deviations; 'means only' if only the means are ordered."""
-    means = [summary[v][key]["mean"] for v in VARIANTS]
-    stds = [summary[v][key]["std"] for v in VARIANTS]
-    if not (means[0] < means[1] < means[2]):
-        return "no"
-    gaps_clear = all(means[i + 1] - means[i] > max(stds[i], stds[i + 1]) for i in range(2))
-    return "yes" if gaps_clear else "means only"
-
-
-def verdict_from(order: dict[str, str]) -> tuple[str, str]:
-    if all(v == "yes" for v in order.values()):
-        return "reproduced", "8s > 16s > 32s on every score, gaps larger than the seed spread"
-    if all(v == "no" for v in order.values()):
-        return "not reproduced", "the means are not ordered 8s > 16s > 32s on any score"
-    return "inconclusive", "ordering per score: " + ", ".join(f"{k}: {v}"
-                                                               for k, v in order.items())
+_PAPER = "Long et al. 2015, Table 2"
+CLAUSES = (
+    Clause("FCN-16s beats FCN-32s on mIoU", "superiority", "fcn16s", "fcn32s", "miou",
+           delta_min=MIOU_DELTA_MIN, source=f"{_PAPER} (59.4 -> 62.4)"),
+    Clause("FCN-8s is not worse than FCN-16s on mIoU", "non_inferiority", "fcn8s", "fcn16s",
+           "miou", margin=MIOU_MARGIN, source=f"{_PAPER} (62.4 -> 62.7, 'minor')"),
+    Clause("FCN-8s beats FCN-16s on Boundary IoU", "superiority", "fcn8s", "fcn16s",
+           "boundary_iou", delta_min=BOUNDARY_DELTA_MIN,
+           source="Long et al. 2015, §4.2 and Fig. 4 (finer detail)"),
+    Clause("FCN-16s beats FCN-32s on Boundary IoU", "superiority", "fcn16s", "fcn32s",
+           "boundary_iou", delta_min=BOUNDARY_DELTA_MIN,
+           source="Long et al. 2015, §4.2 and Fig. 4 (finer detail)"),
+)
+THIN_PART_SKIPPED = [
+    {"clause": "FCN-8s > FCN-16s > FCN-32s on thin-part IoU",
+     "reason": "the dataset writes no part mask, and thin-part IoU needs one"},
+]
 
 
 def run(config: ReproduceConfig) -> dict[str, Any]:
@@ -59,30 +85,27 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
     out = Path(config.out)
     budget = budget_for(config)
     data = dataset_for(config, budget)
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    runs = []
     for seed in config.seed_list():
         for variant in VARIANTS:
-            runs[variant].append(train_variant(config, budget, data,
-                                               out / "runs" / f"{variant}-seed{seed}",
-                                               model=variant, seed=seed))
-    summary = {v: summarise(runs[v], KEYS) for v in VARIANTS}
-    order = {key: ordered(summary, key) for key in ("miou", "trimap_miou", "boundary_iou")}
-    verdict, reason = verdict_from(order)
-    if (untrained := near_chance(summary, data)) is not None:
-        verdict, reason = "inconclusive", untrained
+            result = train_variant(config, budget, data,
+                                   out / "runs" / f"{variant}-seed{seed}",
+                                   model=variant, seed=seed)
+            runs.append(run_record(variant, result, KEYS))
+    results = judge("skips", CLAIM, config, budget, data, runs, CLAUSES, GATE_MARGIN,
+                    THIN_PART_SKIPPED)
+    summary = by_variant(runs, VARIANTS, KEYS)
     figure = out / "skips_predictions.png"
     prediction_grid({v: load_run_model(out / "runs" / f"{v}-seed0") for v in VARIANTS},
                     data, figure)
-    results = {"claim": "skips", "claim_text": CLAIM, "config": describe(config, budget),
-               "data": data, "runs": runs, "summary": summary, "ordered": order,
-               "figures": {"predictions": str(figure)}, "verdict": verdict,
-               "verdict_reason": reason}
+    results.update(summary=summary, figures={"predictions": str(figure)})
     table = markdown_table(
         ["model", "mIoU", f"trimap mIoU (d={config.boundary_width})", "Boundary IoU",
          "pixel acc", "train s / seed"],
         [[v, fmt(summary[v]["miou"]), fmt(summary[v]["trimap_miou"]),
           fmt(summary[v]["boundary_iou"]), fmt(summary[v]["pixel_acc"]),
-          round(sum(r["time_s"] for r in runs[v]) / len(runs[v]))] for v in VARIANTS])
+          mean_time(runs, v)] for v in VARIANTS])
     write_outputs(out, results, table)
     results["table"] = table
     return results
+
