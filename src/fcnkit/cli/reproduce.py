@@ -6,6 +6,8 @@ Examples::
     fcnkit reproduce receptive-fields --json
     fcnkit reproduce skips --quick --out runs/reproduce/skips
     fcnkit reproduce skips --data voc:/data/VOCdevkit/VOC2012 --seeds 3
+    fcnkit reproduce all --quick --out runs/reproduce
+    fcnkit reproduce table docs/results --page docs/reproductions.md
 """
 
 from __future__ import annotations
@@ -22,18 +24,26 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "reproduce",
         help="reproduce a claim (skips, upsampling, gridding, matrix, receptive-fields, "
-        "padding)",
+        "padding; all; table)",
         description="Run one claim of the FCN material as a measured experiment and write "
-        "results.json, results.md (table and verdict) and figures into --out. Training "
+        "results.json, results.md (clauses and verdicts) and figures into --out. Training "
         "claims train every variant with the same data, budget and seeds (on the shapes "
-        "task unless --data is given) and report mean ± std over seeds.",
+        "task unless --data is given); each clause is a paired comparison over seeds with "
+        "one-sided 95 %% Student-t bounds. 'all' runs every claim and writes summary.md and "
+        "summary.html; 'table DIR' renders recorded results files (docs/results) as the "
+        "markdown of docs/reproductions.md.",
     )
-    parser.add_argument("claim", choices=list(CLAIMS), help="the claim to reproduce")
+    parser.add_argument("claim", choices=[*CLAIMS, "all", "table"],
+                        help="the claim to reproduce, 'all', or 'table'")
+    parser.add_argument("results_dir", nargs="?",
+                        help="table only: the directory of results files (e.g. docs/results)")
+    parser.add_argument("--page", help="table only: rewrite this page's generated blocks")
     parser.add_argument("--quick", action="store_true",
-                        help="short protocol: fewer seeds and epochs (<= 10 min on 2 cores)")
+                        help="short protocol: fewer seeds and epochs")
     parser.add_argument("--seeds", type=int, help="number of seeds (default 2 quick, 3 full)")
     parser.add_argument("--data", help="dataset spec (default: the generated shapes task)")
-    parser.add_argument("--out", help="output directory (default runs/reproduce/CLAIM)")
+    parser.add_argument("--out", help="output directory (default runs/reproduce/CLAIM, "
+                        "runs/reproduce for all)")
     parser.add_argument("--boundary-width", type=int, default=3,
                         help="boundary band d in pixels for trimap / Boundary IoU (default 3)")
     parser.add_argument("--threads", type=int, help="torch threads")
@@ -42,11 +52,28 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fcnkit.errors import InputError
     from fcnkit.reproduce import ReproduceConfig, run_claim
 
+    if args.claim == "table":
+        return _table(args)
+    if args.results_dir is not None or args.page is not None:
+        raise InputError(f"reproduce {args.claim}: a results directory and --page belong to "
+                         "'fcnkit reproduce table DIR'")
+    default_out = "runs/reproduce" if args.claim == "all" else f"runs/reproduce/{args.claim}"
     config = ReproduceConfig(quick=args.quick, seeds=args.seeds, data=args.data,
-                             out=args.out or f"runs/reproduce/{args.claim}",
-                             threads=args.threads, boundary_width=args.boundary_width)
+                             out=args.out or default_out, threads=args.threads,
+                             boundary_width=args.boundary_width)
+    if args.claim == "all":
+        from fcnkit.reproduce.summary import run_all
+
+        results = run_all(config)
+        if args.json:
+            print_json({k: v for k, v in results.items() if k != "table"})
+            return 0
+        print(results["table"], end="")
+        print(f"written: {', '.join(results['files'].values())}")
+        return 0
     results = run_claim(args.claim, config)
     if args.json:
         print_json({k: v for k, v in results.items() if k != "table"})
@@ -54,4 +81,42 @@ def run(args: argparse.Namespace) -> int:
     print(results["table"], end="")
     print(f"verdict: {results['verdict']} — {results['verdict_reason']}")
     print(f"written: {', '.join(results['files'].values())}")
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from fcnkit.atomic import write_text_atomic
+    from fcnkit.errors import InputError
+    from fcnkit.reproduce.summary import render_page, render_result
+
+    if args.results_dir is None:
+        raise InputError("reproduce table: name the directory of results files, e.g. "
+                         "'fcnkit reproduce table docs/results'")
+    directory = Path(args.results_dir)
+    if not directory.is_dir():
+        raise InputError(f"reproduce table: {directory} is not a directory of results files")
+    if args.page:
+        page = Path(args.page)
+        if not page.is_file():
+            raise InputError(f"--page {page}: no such file")
+        before = page.read_text()
+        after = render_page(before, directory)
+        if after != before:
+            write_text_atomic(page, after)
+        report = {"page": str(page), "changed": after != before}
+        if args.json:
+            print_json(report)
+        else:
+            print(f"{page}: {'rewritten' if report['changed'] else 'up to date'}")
+        return 0
+    files = sorted(directory.glob("*.json"))
+    rendered = {f.name: render_result(json.loads(f.read_text())) for f in files}
+    if args.json:
+        print_json(rendered)
+        return 0
+    for name, text in rendered.items():
+        print(f"## {name}\n\n{text}")
     return 0
