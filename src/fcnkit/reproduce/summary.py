@@ -34,6 +34,10 @@ from fcnkit.reproduce.runner import (
 __all__ = ["render_page", "render_result", "run_all", "summary_html", "summary_markdown",
            "summary_rows"]
 
+#: Column names of the metrics in the rendered tables.
+METRIC_LABELS = {"miou": "mIoU", "trimap_miou": "trimap mIoU", "boundary_iou": "Boundary IoU",
+                 "pixel_acc": "pixel acc", "high_freq": "high-freq energy",
+                 "auc": "area under the val curve"}
 SUMMARY_HEADERS = ("claim", "clause", "kind", "n", "Δ mean", "one-sided 95 % bounds",
                    "verdict")
 
@@ -130,7 +134,8 @@ def _per_seed_table(result: Mapping[str, Any]) -> str:
     for metric in metrics:
         for variant in variants:
             cells = [values.get((variant, s), {}).get(metric) for s in seeds]
-            rows.append([metric, variant] + ["–" if v is None else f"{v:.3f}" for v in cells])
+            rows.append([METRIC_LABELS.get(metric, metric), variant]
+                        + ["–" if v is None else f"{v:.3f}" for v in cells])
     return markdown_table(["metric", "variant"] + [f"seed {s}" for s in seeds], rows)
 
 
@@ -165,9 +170,10 @@ def render_result(result: Mapping[str, Any]) -> str:
         keys = list(dict.fromkeys(k for r in result["runs"] for k in r["metrics"]))
         summary = {v: summarise([r["metrics"] for r in result["runs"]
                                  if r["variant"] == v], keys) for v in variants}
-    text += markdown_table(["variant", *keys],
-                           [[v, *(fmt(summary[v][k]) if k in summary[v] else "–"
-                                  for k in keys)] for v in summary])
+    text += markdown_table(["variant", *(METRIC_LABELS.get(k, k) for k in keys)],
+                           [[v, *(fmt(summary[v][k], 4 if k == "high_freq" else 3)
+                                  if k in summary[v] else "–" for k in keys)]
+                            for v in summary])
     text += "\nPer seed:\n\n" + _per_seed_table(result)
     return text
 
