@@ -1,15 +1,21 @@
 """``fcnkit reproduce``: the exact claims pass; every training claim runs end to end on a
-tiny budget and writes its table, JSON and figures."""
+tiny budget and writes its table, JSON and figures; every results.json (the claims', and
+the recorded ones in docs/results) has deltas, bounds and verdicts that follow from its runs,
+recomputed here independently; docs/reproductions.md is what the generator renders."""
 
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fcnkit.cli import main
 from fcnkit.reproduce import (
+    CLAIMS,
     Budget,
     ReproduceConfig,
     gridding,
@@ -19,8 +25,11 @@ from fcnkit.reproduce import (
     upsampling,
 )
 from fcnkit.reproduce.gridding import high_frequency_fraction
-from fcnkit.reproduce.skips import ordered
-from fcnkit.reproduce.upsampling import epochs_to_fraction
+from fcnkit.reproduce.upsampling import area_under_curve
+
+ROOT = Path(__file__).resolve().parents[2]
+#: t(0.95, df) from a printed table of Student's t.
+T95 = {1: 6.313752, 2: 2.919986, 3: 2.353363, 4: 2.131847, 9: 1.833113}
 
 TINY = Budget(train=4, val=2, size=(40, 48), epochs=2, crop=(32, 32), batch_size=2,
               **runner.RECIPE)
@@ -68,51 +77,218 @@ def test_high_frequency_fraction_sees_a_period_2_lattice():
     assert 0.0 <= high_frequency_fraction(rng.normal(size=(2, 9, 11))) <= 1.0
 
 
-def test_epochs_to_ninety_percent_and_ordering():
+def test_area_under_the_curve_is_the_mean_val_miou_over_epochs():
     curve = [{"epoch": 1, "miou": 0.2}, {"epoch": 2, "miou": 0.55}, {"epoch": 3, "miou": 0.6}]
-    assert epochs_to_fraction(curve) == 3 - 1  # 0.55 >= 0.9 * 0.6
-    stat = {"std": 0.01}
-    summary = {v: {"miou": {"mean": m, **stat}} for v, m in
-               (("fcn32s", 0.5), ("fcn16s", 0.6), ("fcn8s", 0.7))}
-    assert ordered(summary, "miou") == "yes"
-    summary["fcn8s"]["miou"]["mean"] = 0.605
-    assert ordered(summary, "miou") == "means only"
+    assert area_under_curve(curve) == pytest.approx((0.2 + 0.55 + 0.6) / 3)
+    # a variant that ends lower but rose earlier is not "faster" on an absolute scale
+    early_low = [{"epoch": e, "miou": m} for e, m in ((1, 0.18), (2, 0.2), (3, 0.2))]
+    assert area_under_curve(early_low) < area_under_curve(curve)
+
+
+def _expected_verdict(kind: str, threshold: float, n: int, mean: float, lower: float,
+                      upper: float) -> str:
+    """The issue's rules, written out once more here as the oracle."""
+    if n < 2:
+        return "inconclusive"
+    if kind == "superiority":
+        if mean >= threshold and lower > 0:
+            return "reproduced"
+        return "not reproduced" if upper < threshold else "inconclusive"
+    if kind == "non_inferiority":
+        if lower > -threshold:
+            return "reproduced"
+        return "not reproduced" if upper < -threshold else "inconclusive"
+    if -threshold < lower and upper < threshold:
+        return "reproduced"
+    return "not reproduced" if lower > threshold or upper < -threshold else "inconclusive"
+
+
+def check_results(results: dict, runs_by_metric=None) -> None:
+    """Every comparison's deltas, bounds and verdict follow from the runs, exactly."""
+    for key in ("claim", "host", "chance", "runs", "comparisons", "verdict"):
+        assert key in results, key
+    assert set(results["host"]) >= {"cpu", "native_bf16", "threads", "torch", "precision"}
+    assert set(results["chance"]) >= {"constant_miou", "gate"}
+    gated = results["chance"].get("best_miou") is not None and \
+        results["chance"]["best_miou"] < results["chance"]["gate"]
+    for run in results["runs"]:
+        assert set(run) >= {"variant", "seed", "metrics"}
+    for c in results["comparisons"]:
+        runs = results.get("latency", {}).get("runs", []) \
+            if c["metric"] == "log_forward_s" else results["runs"]
+        table = {(r["variant"], r["seed"]): r["metrics"].get(c["metric"]) for r in runs}
+        seeds = sorted(s for (v, s), x in table.items() if v == c["a"] and x is not None
+                       and (c["b"], s) in table and table[(c["b"], s)] is not None)
+        deltas = [table[(c["a"], s)] - table[(c["b"], s)] for s in seeds]
+        assert c["deltas"] == pytest.approx(deltas, abs=1e-12) and c["n"] == len(deltas)
+        threshold = c["delta_min"] if c["kind"] == "superiority" else c["margin"]
+        if len(deltas) >= 2:
+            mean = float(np.mean(deltas))
+            half = T95[len(deltas) - 1] * float(np.std(deltas, ddof=1)) / math.sqrt(len(deltas))
+            assert c["mean"] == pytest.approx(mean, abs=1e-12)
+            assert c["lower"] == pytest.approx(mean - half, abs=1e-6)
+            assert c["upper"] == pytest.approx(mean + half, abs=1e-6)
+            expected = _expected_verdict(c["kind"], threshold, len(deltas), mean, mean - half,
+                                         mean + half)
+        else:
+            expected = "inconclusive"
+        if gated and c["metric"] != "log_forward_s":
+            expected = "inconclusive (near chance)"
+        assert c["verdict"] == expected, c["clause"]
+    strength = {"not reproduced": 0, "inconclusive": 1, "inconclusive (near chance)": 1,
+                "reproduced": 2}
+    weakest = min((c["verdict"] for c in results["comparisons"]), key=strength.get,
+                  default="inconclusive")
+    assert results["verdict"] == weakest.replace(" (near chance)", "")
+
+
+def _folder_dataset(root: Path, masks: list[np.ndarray]) -> str:
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "masks" / split).mkdir(parents=True)
+        for i, mask in enumerate(masks):
+            Image.fromarray(np.zeros((*mask.shape, 3), np.uint8)).save(
+                root / "images" / split / f"{i}.png")
+            Image.fromarray(mask, mode="L").save(root / "masks" / split / f"{i}.png")
+    (root / "classes.txt").write_text("bg\nthing\n")
+    return f"folder:{root}"
+
+
+def test_judge_writes_the_issue_shape_and_gates_near_chance(tmp_path):
+    from fcnkit.reproduce.stats import Clause
+
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:, :1] = 1  # 12 bg, 4 thing: background everywhere scores (12/16) / 2 = 0.375
+    data = _folder_dataset(tmp_path / "data", [mask])
+    clauses = [Clause("x beats y", "superiority", "x", "y", "miou", delta_min=0.02),
+               Clause("x = y", "equivalence", "x", "y", "miou", margin=0.02)]
+
+    def runs(x: list[float], y: list[float]) -> list[dict]:
+        return [{"variant": v, "seed": s, "metrics": {"miou": m}}
+                for v, values in (("x", x), ("y", y)) for s, m in enumerate(values)]
+
+    config = ReproduceConfig(out=str(tmp_path), threads=1)
+    trained = runner.judge("demo", "x beats y", config, TINY, data,
+                           runs([0.70, 0.74, 0.71], [0.60, 0.66, 0.62]), clauses, 0.10)
+    assert trained["chance"]["constant_miou"] == pytest.approx(0.375)
+    assert trained["chance"]["gate"] == pytest.approx(0.475)
+    assert [c["verdict"] for c in trained["comparisons"]] == ["reproduced", "not reproduced"]
+    assert trained["verdict"] == "not reproduced"  # one clause failed: never "reproduced"
+    check_results(trained)
+    # best variant (x, mean 0.45) below the gate 0.475: every comparison near chance
+    near = runner.judge("demo", "x beats y", config, TINY, data,
+                        runs([0.44, 0.46, 0.45], [0.40, 0.41, 0.40]), clauses, 0.10)
+    assert {c["verdict"] for c in near["comparisons"]} == {"inconclusive (near chance)"}
+    assert near["verdict"] == "inconclusive"
+    check_results(near)
+    runner.write_outputs(tmp_path / "out", near, "")
+    text = (tmp_path / "out" / "results.json").read_text()
+    assert "NaN" not in text and json.loads(text)["comparisons"][0]["n"] == 3
+
+
+def test_every_training_claim_declares_its_thresholds_before_running():
+    from fcnkit.reproduce import skips
+    from fcnkit.reproduce.stats import Clause
+
+    for module in (skips, upsampling, gridding, padding):
+        assert module.CLAUSES and all(isinstance(c, Clause) for c in module.CLAUSES)
+        assert 0 < module.GATE_MARGIN < 0.5
+        variants = set(module.VARIANTS)
+        for clause in module.CLAUSES:
+            assert {clause.a, clause.b} <= variants and clause.source
+    kinds = {c.kind for c in skips.CLAUSES}
+    assert kinds == {"superiority", "non_inferiority"}
+    assert upsampling.CLAUSES[0].kind == padding.CLAUSES[0].kind == "equivalence"
+    assert "FAQ" in upsampling.CLAUSES[0].source
+    assert all("own question" in c.source for c in upsampling.CLAUSES[1:])
+
+
+RECORDED = sorted((ROOT / "docs" / "results").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.name)
+def test_recorded_results_follow_from_their_runs(path):
+    results = json.loads(path.read_text())
+    check_results(results)
+    assert results["host"]["label"] in ("host A", "host B")
+    assert results["recorded"]["seeds"] == 3 and "acceptance" in results["recorded"]["note"]
+
+
+def test_docs_reproductions_page_is_what_the_generator_renders():
+    from fcnkit.reproduce.summary import render_page
+
+    page = (ROOT / "docs" / "reproductions.md").read_text()
+    assert render_page(page, ROOT / "docs" / "results") == page, (
+        "docs/reproductions.md is stale: run 'fcnkit reproduce table docs/results --page "
+        "docs/reproductions.md'")
+
+
+def test_render_page_refuses_a_results_file_without_a_block(tmp_path):
+    from fcnkit.errors import InputError
+    from fcnkit.reproduce.summary import render_page
+
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(InputError, match="x.json has no generated block"):
+        render_page("# page\n", tmp_path)
+
+
+def test_summary_table_and_page_list_every_clause(tmp_path):
+    from fcnkit.reproduce.summary import summary_html, summary_markdown
+
+    results = [json.loads(p.read_text()) for p in RECORDED]
+    results.append({"claim": "matrix", "claim_text": "C and Cᵀ", "verdict": "reproduced",
+                    "verdict_reason": "exact"})
+    markdown = summary_markdown(results)
+    page = summary_html(results)
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "http" not in page
+    for result in results:
+        for c in result.get("comparisons", []):
+            assert c["clause"] in markdown and c["verdict"] in markdown
+    assert "| matrix | C and Cᵀ | exact |" in markdown
+
+
+def test_cli_reproduce_table(tmp_path, capsys):
+    assert main(["reproduce", "table", str(ROOT / "docs" / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "skips-host-b.json" in out and "one-sided 95 % bounds" in out
+    assert main(["reproduce", "table", str(tmp_path / "missing")]) == 2
+    assert "not a directory" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("claim", ["skips", "upsampling", "gridding", "padding"])
 def test_training_claims_smoke(claim, tmp_path):
-    config = ReproduceConfig(seeds=1, out=str(tmp_path), budget=TINY, threads=1)
+    config = ReproduceConfig(seeds=2, out=str(tmp_path), budget=TINY, threads=1)
     results = run_claim(claim, config)
     assert results["verdict"] in ("reproduced", "not reproduced", "inconclusive")
     stored = json.loads((tmp_path / "results.json").read_text())
     assert stored["claim"] == claim and stored["summary"]
+    check_results(stored)
     assert (tmp_path / "results.md").read_text().startswith(f"# fcnkit reproduce {claim}")
     for figure in results.get("figures", {}).values():
         assert (tmp_path / figure.split("/")[-1]).stat().st_size > 0
 
 
-def test_training_claims_near_a_constant_prediction_are_inconclusive(monkeypatch):
-    import numpy as np
+@pytest.mark.slow
+def test_reproduce_all_quick_writes_one_summary(tmp_path, capsys, monkeypatch):
+    import dataclasses
 
-    from fcnkit.metrics import ConfusionMatrix
-    from fcnkit.reproduce import runner
+    from fcnkit.reproduce import summary
 
-    monkeypatch.setattr(runner, "class_names", lambda data: [f"c{i}" for i in range(9)])
-    # A constant prediction (background everywhere) on masks where background dominates:
-    # its mIoU is the background IoU over C classes, below 1/C.
-    rng = np.random.default_rng(0)
-    target = np.where(rng.random(10_000) < 0.8, 0, rng.integers(1, 9, 10_000))
-    cm = ConfusionMatrix(9)
-    cm.update(np.zeros_like(target), target)
-    constant = cm.compute()["miou"]
-    assert constant <= 1 / 9
-    summary = {"a": {"miou": {"mean": constant, "std": 0.0}},
-               "b": {"miou": {"mean": constant + 0.002, "std": 0.001}}}
-    reason = runner.near_chance(summary, "synth:unused")
-    assert reason is not None and "constant prediction" in reason
-    summary["b"]["miou"]["mean"] = 0.6
-    assert runner.near_chance(summary, "synth:unused") is None
+    real = summary.run_all
+
+    def tiny_run_all(config):  # the quick protocol with a smoke budget, 2 seeds
+        return real(dataclasses.replace(config, budget=TINY, seeds=2, threads=1))
+
+    monkeypatch.setattr(summary, "run_all", tiny_run_all)
+    assert main(["reproduce", "all", "--quick", "--out", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [c["claim"] for c in report["claims"]] == list(CLAIMS)
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "| claim | clause | kind | n | Δ mean | one-sided 95 % bounds | verdict |" in markdown
+    assert (tmp_path / "summary.html").read_text().startswith("<!DOCTYPE html>")
+    for name in CLAIMS:
+        assert (tmp_path / name / "results.json").is_file()
 
 
 @pytest.mark.slow
