@@ -58,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read every mask of a split and report the number of images, their "
         "sizes and each class's pixel count (void excluded).",
     )
-    info.add_argument("spec", help="voc:ROOT, folder:ROOT or a directory (layout detected)")
+    info.add_argument("spec", help="voc:ROOT, cityscapes:ROOT, ade20k:ROOT, folder:ROOT or a "
+                      "directory (layout detected)")
     info.add_argument("--split", default="train", help="split name (default train)")
     info.add_argument("--skip-bad", action="store_true",
                       help="skip unreadable or inconsistent samples with a warning")

@@ -51,7 +51,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--data", required=True,
-        help="dataset: voc:ROOT, folder:ROOT, synth:ROOT or a directory (layout detected)",
+        help="dataset: voc:ROOT, cityscapes:ROOT, ade20k:ROOT, folder:ROOT, synth:ROOT or a "
+        "directory (layout detected)",
     )
     parser.add_argument("--split", default="val", help="split to evaluate (default val)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")

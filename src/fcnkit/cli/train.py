@@ -50,7 +50,8 @@ def register(subparsers: Any) -> None:
     )
     a = parser.add_argument
     # Every default is None: the real defaults live in TrainConfig (or the resumed run).
-    a("--data", help="dataset: synth:DIR, voc:ROOT, folder:ROOT or a directory")
+    a("--data", help="dataset: synth:DIR, voc:ROOT, cityscapes:ROOT, ade20k:ROOT, folder:ROOT "
+      "or a directory")
     a("--train-split", help="training split name (default train)")
     a("--val-split", help="validation split name (default val)")
     a("--model", help="model name (default fcn8s; see fcnkit models)")

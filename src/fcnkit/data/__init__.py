@@ -1,4 +1,5 @@
-"""Datasets: embedded synthetic generator, Pascal VOC and image/mask folder readers.
+"""Datasets: embedded synthetic generator; Pascal VOC, Cityscapes, ADE20K and image/mask
+folder readers.
 
 Names are imported lazily, so that ``fcnkit.data.synthetic`` (used in worker processes)
 and ``fcnkit.data.palette`` do not pull in torch.
@@ -40,6 +41,11 @@ _LAZY = {
     "dataset_summary": "fcnkit.data.folder",
     "VOCDataset": "fcnkit.data.voc",
     "VOC_CLASSES": "fcnkit.data.voc",
+    "CityscapesDataset": "fcnkit.data.cityscapes",
+    "CITYSCAPES_CLASSES": "fcnkit.data.cityscapes",
+    "CITYSCAPES_PALETTE": "fcnkit.data.cityscapes",
+    "ADE20KDataset": "fcnkit.data.ade20k",
+    "ADE20K_CLASSES": "fcnkit.data.ade20k",
     "train_transform": "fcnkit.data.transforms",
     "eval_transform": "fcnkit.data.transforms",
     "pad_collate": "fcnkit.data.transforms",
@@ -52,16 +58,16 @@ _LAZY = {
 __all__ = sorted([*_LAZY, "open_dataset", "detect_layout", "parse_spec"])
 
 # "synth:DIR" reads a directory written by ``fcnkit data synth`` (Pascal VOC layout).
-_KINDS = ("voc", "folder", "synth")
+_KINDS = ("voc", "folder", "synth", "cityscapes", "ade20k")
+_SPECS = "voc:ROOT, cityscapes:ROOT, ade20k:ROOT, folder:ROOT, synth:ROOT"
 
 
 def parse_spec(spec: str) -> tuple[str | None, Path]:
-    """Split ``"voc:ROOT"`` / ``"folder:ROOT"`` / ``"synth:ROOT"`` / ``"ROOT"`` into
-    (kind or None, path)."""
+    """Split ``"KIND:ROOT"`` (KIND one of voc, cityscapes, ade20k, folder, synth) or
+    ``"ROOT"`` into (kind or None, path)."""
     text = str(spec).strip()
     if not text:
-        raise InputError("the dataset spec is empty; give voc:ROOT, folder:ROOT, synth:ROOT "
-                         "or a directory")
+        raise InputError(f"the dataset spec is empty; give {_SPECS} or a directory")
     kind, sep, rest = text.partition(":")
     if sep and kind.lower() in _KINDS:
         if not rest:
@@ -71,7 +77,9 @@ def parse_spec(spec: str) -> tuple[str | None, Path]:
 
 
 def detect_layout(root: str | os.PathLike[str]) -> str:
-    """``"folder"`` if ``root`` has images/ and masks/, ``"voc"`` if it is a VOC tree."""
+    """The layout of ``root``: ``"folder"`` (images/ + masks/), ``"voc"`` (a VOC tree),
+    ``"cityscapes"`` (leftImg8bit/ + gtFine/) or ``"ade20k"`` (images/training|validation
+    + annotations/, or ADEChallengeData2016/ holding them). Reads directory names only."""
     base = Path(root).expanduser()
     if not base.is_dir():
         raise InputError(f"{base}: dataset directory not found; check the path")
@@ -80,8 +88,15 @@ def detect_layout(root: str | os.PathLike[str]) -> str:
     for candidate in (base, base / "VOC2012", base / "VOCdevkit" / "VOC2012"):
         if (candidate / "JPEGImages").is_dir():
             return "voc"
-    raise InputError(f"{base}: neither a Pascal VOC tree (JPEGImages/, SegmentationClass/) nor "
-                     "a folder dataset (images/<split>/, masks/<split>/); see docs/datasets.md")
+    if (base / "leftImg8bit").is_dir() and (base / "gtFine").is_dir():
+        return "cityscapes"
+    for candidate in (base, base / "ADEChallengeData2016"):
+        if (candidate / "annotations").is_dir() and any(
+                (candidate / "images" / f).is_dir() for f in ("training", "validation")):
+            return "ade20k"
+    raise InputError(f"{base}: not a Pascal VOC tree (JPEGImages/), a folder dataset (images/"
+                     "<split>/, masks/<split>/), Cityscapes (leftImg8bit/, gtFine/) or ADE20K "
+                     "(images/, annotations/); see docs/datasets.md")
 
 
 def open_dataset(
@@ -90,11 +105,14 @@ def open_dataset(
     """Open a segmentation dataset split.
 
     Args:
-        spec: ``"voc:ROOT"`` (Pascal VOC 2012, optional SBD), ``"folder:ROOT"``
+        spec: ``"voc:ROOT"`` (Pascal VOC 2012, optional SBD), ``"cityscapes:ROOT"``
+            (leftImg8bit/ + gtFine/ labelIds mapped to the 19 trainIds),
+            ``"ade20k:ROOT"`` (ADEChallengeData2016, 150 classes), ``"folder:ROOT"``
             (images/<split>/ + masks/<split>/), ``"synth:ROOT"`` (written by
             :func:`~fcnkit.data.synthetic.generate_synthetic_dataset`, read as VOC) or a
             bare directory (layout detected).
-        split: split name (``train``, ``val``, ``train_aug`` …).
+        split: split name (``train``, ``val``, ``train_aug`` …; Cityscapes ``train`` /
+            ``val`` / ``test``, ADE20K ``train`` / ``val``).
         transform: joint transform called as ``transform(tv_tensors.Image,
             tv_tensors.Mask)``, e.g. :func:`fcnkit.data.transforms.train_transform`.
         skip_bad: drop unreadable / inconsistent samples with one warning line each
@@ -116,6 +134,14 @@ def open_dataset(
         from fcnkit.data.voc import VOCDataset
 
         return VOCDataset(root, split, transform=transform, skip_bad=skip_bad)
+    if kind == "cityscapes":
+        from fcnkit.data.cityscapes import CityscapesDataset
+
+        return CityscapesDataset(root, split, transform=transform, skip_bad=skip_bad)
+    if kind == "ade20k":
+        from fcnkit.data.ade20k import ADE20KDataset
+
+        return ADE20KDataset(root, split, transform=transform, skip_bad=skip_bad)
     from fcnkit.data.folder import FolderDataset
 
     return FolderDataset(root, split, transform=transform, skip_bad=skip_bad)
