@@ -129,12 +129,24 @@ def config_from_args(args: argparse.Namespace) -> Any:
         return base.replace(**given)
     if "data" not in given:
         raise InputError("--data is required (e.g. --data synth:DIR); or pass --resume RUN_DIR")
+    if "init_from" in given and not ("model" in given and "backbone" in given):
+        # A torchvision / pytorch-fcn file names its model and backbone (the loop fills in
+        # the other options it needs).
+        given = {**_foreign_model(given["init_from"]), **given}
     if given.get("recipe") == "caffe":
         from fcnkit.training.recipe import caffe_recipe_defaults
 
         # The recipe's settings fill in what the command line leaves open.
         given = {**caffe_recipe_defaults(given.get("model", "fcn8s")), **given}
     return TrainConfig(**given)
+
+
+def _foreign_model(path: str) -> dict[str, Any]:
+    """``model`` and ``backbone`` of a torchvision / pytorch-fcn weights file, else {}."""
+    from fcnkit.models.weights import foreign_architecture, read_state_file
+
+    arch = foreign_architecture(read_state_file(Path(path).expanduser(), "init_from"))
+    return {} if arch is None else {"model": arch["name"], "backbone": arch["backbone"]}
 
 
 def config_to_argv(config: Any) -> list[str]:

@@ -50,6 +50,7 @@ from fcnkit.models.surgery import vgg16_classifier_to_fc
 from fcnkit.models.weights import (
     LoadReport,
     WeightsFile,
+    fit_foreign_options,
     load_weights,
     read_state_file,
     torchvision_dilations,
@@ -65,6 +66,9 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
                     *_COMMON),
 }
 _SKIPS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2}
+# The backbone each model builds when none is given (the defaults of _build_*).
+_DEFAULT_BACKBONE = {"fcn32s": "vgg16", "fcn16s": "vgg16", "fcn8s": "vgg16",
+                     "fcn_resnet18_d2l": "resnet18", "fcn_dilated": "resnet18"}
 
 
 def list_models() -> list[str]:
@@ -83,18 +87,24 @@ def _check_name(name: str) -> None:
         raise InputError(f"unknown model {name!r}; choose one of {', '.join(_OPTIONS)}")
 
 
-def build_model(name: str, *, num_classes: int = 21, **options: Any) -> nn.Module:
+def build_model(name: str, *, num_classes: int | None = None, **options: Any) -> nn.Module:
     """Build a segmentation model by name; random weights unless files are given.
 
     Args:
         name: one of :func:`list_models`.
-        num_classes: C, channels of the logits (21 for PASCAL VOC).
+        num_classes: C, channels of the logits (default: the class count of a torchvision
+            or pytorch-fcn ``weights`` file, else 21 as in PASCAL VOC).
         **options: see the module docstring. ``None`` for any option means its default.
             ``weights``: path of a full-model state dict (a plain ``state_dict`` or a fcnkit
-            checkpoint with ``model_state``), loaded strictly. ``backbone_weights``: a
-            torchvision weights name for the backbone (``"IMAGENET1K_V1"``, ``"DEFAULT"``),
-            used only if already in the TORCH_HOME cache, or a local ``.pth`` path; for
-            VGG16 the classifier's fc6/fc7 are transplanted as convolutions.
+            checkpoint with ``model_state``), loaded strictly. A torchvision
+            ``fcn_resnet50/101`` or pytorch-fcn file is recognised by its keys and shapes
+            and the options it needs are filled in
+            (:func:`~fcnkit.models.weights.fit_foreign_options`): ``build_model(
+            "fcn_dilated", weights="fcn_resnet50.pth")`` is torchvision's network.
+            ``backbone_weights``: a torchvision weights name for the backbone
+            (``"IMAGENET1K_V1"``, ``"DEFAULT"``), used only if already in the TORCH_HOME
+            cache, or a local ``.pth`` path; for VGG16 the classifier's fc6/fc7 are
+            transplanted as convolutions.
 
     Returns:
         An ``nn.Module``: ``model(x)`` with x float ``(N, 3, H, W)`` (ImageNet-normalised)
@@ -103,7 +113,8 @@ def build_model(name: str, *, num_classes: int = 21, **options: Any) -> nn.Modul
 
     Raises:
         InputError: unknown name, unknown option or bad option value (lists valid ones), or
-            a weights file that is missing or does not fit.
+            a weights file that is missing or does not fit (a foreign file whose options
+            conflict with the ones given: the message names the options to pass).
     """
     _check_name(name)
     unknown = sorted(set(options) - set(_OPTIONS[name]))
@@ -112,12 +123,21 @@ def build_model(name: str, *, num_classes: int = 21, **options: Any) -> nn.Modul
             f"model {name!r} has no option {', '.join(unknown)}; valid options: "
             f"num_classes, {', '.join(_OPTIONS[name])}"
         )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if num_classes is not None and (isinstance(num_classes, bool) or
+                                    not isinstance(num_classes, int) or num_classes < 1):
         raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")
     opts = {k: v for k, v in options.items() if v is not None}
     weights = opts.pop("weights", None)
     backbone_weights = opts.pop("backbone_weights", None)
     preprocessing = opts.pop("preprocessing", None)
+    weights_file = None
+    if weights is not None:
+        # Read first: a torchvision / pytorch-fcn file says which network it fits.
+        weights_file = _weights_file(name, opts.get("backbone", _DEFAULT_BACKBONE[name]),
+                                     weights)
+        num_classes, opts = fit_foreign_options(weights_file, name, opts,
+                                                num_classes=num_classes)
+    num_classes = 21 if num_classes is None else num_classes
     if name in _SKIPS:
         model, backbone_name = _build_fcn(name, num_classes, **opts)
         target = model.backbone
@@ -135,8 +155,8 @@ def build_model(name: str, *, num_classes: int = 21, **options: Any) -> nn.Modul
         load_backbone_weights(target, backbone_name, state, str(backbone_weights))
     # What the weights expect, unless the caller says otherwise.
     model.preprocessing = preprocessing_from(preprocessing)
-    if weights is not None:
-        report = load_model_weights(model, _weights_file(name, backbone_name, weights))
+    if weights_file is not None:
+        report = load_model_weights(model, weights_file)
         if preprocessing is None:
             model.preprocessing = report.preprocessing
     return model

@@ -149,20 +149,36 @@ def read_state_file(path: str | os.PathLike[str], option: str = "weights") -> We
                 f"{option}: cannot read {str(file)!r} as torch weights "
                 f"({first_line(exc)[:120]}); pass a state_dict saved with torch.save"
             ) from None
-        if isinstance(data, Mapping):
-            for key in ("model_state", "model_state_dict", "state_dict", "model"):
-                if isinstance(data.get(key), Mapping):
-                    for extra in ("model_config", "classes", "palette", "arch"):
-                        if extra in data:
-                            metadata[extra] = data[extra]
-                    data = data[key]
-                    break
+    return weights_from_loaded(data, file, option, metadata)
+
+
+def weights_from_loaded(
+    data: Any, path: str | os.PathLike[str], option: str = "weights",
+    metadata: Mapping[str, Any] | None = None,
+) -> WeightsFile:
+    """A :class:`WeightsFile` from what ``torch.load`` returned: a plain state dict, or the
+    wrapper of fcnkit (``model_state``), torchfcn's trainer (``model_state_dict``) or common
+    trainers (``state_dict``, ``model``), whose ``model_config``/``classes``/``palette``/
+    ``arch`` become metadata.
+
+    Raises:
+        InputError: ``data`` holds no state dict of tensors.
+    """
+    found = dict(metadata or {})
+    if isinstance(data, Mapping):
+        for key in ("model_state", "model_state_dict", "state_dict", "model"):
+            if isinstance(data.get(key), Mapping):
+                for extra in ("model_config", "classes", "palette", "arch"):
+                    if extra in data:
+                        found[extra] = data[extra]
+                data = data[key]
+                break
     if not isinstance(data, Mapping) or not data or not all(
         isinstance(v, torch.Tensor) for v in data.values()
     ):
-        raise InputError(f"{option}: {str(file)!r} holds no state_dict of tensors")
+        raise InputError(f"{option}: {str(path)!r} holds no state_dict of tensors")
     state = dict(data)
-    return WeightsFile(state, detect_layout(state), str(file), metadata)
+    return WeightsFile(state, detect_layout(state), str(path), found)
 
 
 def detect_layout(state: Mapping[str, Any]) -> str:
@@ -275,6 +291,22 @@ def load_weights(model: nn.Module, weights: WeightsFile) -> LoadReport:
         InputError: one line naming the file and the first key that is missing, unexpected
             or of another shape (e.g. another class count).
     """
+    mapped, report = map_state(model, weights)
+    model.load_state_dict(mapped, strict=True)
+    return report
+
+
+def map_state(model: nn.Module, weights: WeightsFile) -> tuple[dict[str, torch.Tensor],
+                                                                LoadReport]:
+    """``weights``' tensors under ``model``'s own key names, checked key by key and shape by
+    shape as :func:`load_weights` loads them (``model`` may live on the meta device).
+
+    Returns:
+        ``(state, report)``: a strict ``model.state_dict()``-shaped mapping and the report.
+
+    Raises:
+        InputError: as :func:`load_weights`.
+    """
     path = weights.path
     prefixes = _prefixes_for(model, weights.layout, path)
     arch = weights.metadata.get("arch")
@@ -313,9 +345,8 @@ def load_weights(model: nn.Module, weights: WeightsFile) -> LoadReport:
         raise InputError(f"weights: {path!r} does not fit this {_model_kind(model)}: its key "
                          f"{source!r} has no place in the model; pass a checkpoint of the "
                          "same architecture and options")
-    model.load_state_dict(mapped, strict=True)
     report.preprocessing = weights_preprocessing(weights)
-    return report
+    return mapped, report
 
 
 def weights_preprocessing(weights: WeightsFile) -> Preprocessing:
@@ -352,6 +383,171 @@ def transfer_matching(model: nn.Module, weights: WeightsFile) -> LoadReport:
     report.skipped = [k for k in weights.state if k not in used]
     model.load_state_dict(update, strict=False)
     return report
+
+
+# Recognising a foreign file's architecture ----------------------------------------------
+
+# Bottleneck blocks per ResNet layer (He et al. 2016, Table 1): what tells resnet50 and
+# resnet101 apart in a torchvision fcn_resnet* state dict.
+_RESNET_BLOCKS = {(3, 4, 6, 3): "resnet50", (3, 4, 23, 3): "resnet101"}
+
+
+def _blocks(state: Mapping[str, Any], layer: str) -> int:
+    prefix = f"backbone.{layer}."
+    indices = {key[len(prefix):].split(".", 1)[0] for key in state if key.startswith(prefix)}
+    return 1 + max((int(i) for i in indices if i.isdigit()), default=-1)
+
+
+def foreign_architecture(weights: WeightsFile) -> dict[str, Any] | None:
+    """The ``build_model`` arguments of the model a torchvision or pytorch-fcn file fits.
+
+    Read from the keys and shapes alone: torchvision ``fcn_resnet50`` / ``fcn_resnet101``
+    (blocks per layer 3-4-6-3 / 3-4-23-3; classes = rows of ``classifier.4.weight``; ``aux``
+    when ``aux_classifier.*`` is present) → ``fcn_dilated`` with
+    :data:`TORCHVISION_FCN_OPTIONS`; pytorch-fcn → ``fcn8s`` (``score_pool3``), ``fcn16s``
+    (``score_pool4``) or ``fcn32s``, ``faithful=True`` (classes = rows of
+    ``score_fr.weight``; ``at_once`` only when a torchfcn trainer checkpoint's ``arch`` says
+    ``FCN8sAtOnce``: the at-once and staged FCN-8s have the same keys).
+
+    Returns:
+        ``{"name", "num_classes", **options}``, or ``None`` for a fcnkit state dict.
+
+    Raises:
+        InputError: a torchvision FCN on a ResNet fcnkit does not build (e.g. ResNet-152).
+    """
+    state = weights.state
+    if weights.layout == TORCHVISION:
+        blocks = tuple(_blocks(state, f"layer{i}") for i in range(1, 5))
+        backbone = _RESNET_BLOCKS.get(blocks)
+        head = state.get("classifier.4.weight")
+        if backbone is None or head is None:
+            raise InputError(
+                f"weights: {weights.path!r} is a torchvision segmentation FCN whose ResNet has "
+                f"{'-'.join(map(str, blocks))} blocks per layer; fcnkit rebuilds fcn_resnet50 "
+                "(3-4-6-3) and fcn_resnet101 (3-4-23-3) only")
+        return {"name": "fcn_dilated", "num_classes": int(head.shape[0]),
+                **TORCHVISION_FCN_OPTIONS[f"fcn_{backbone}"],
+                "aux": any(k.startswith("aux_classifier.") for k in state)}
+    if weights.layout == PYTORCH_FCN:
+        score = state.get("score_fr.weight")
+        if score is None:
+            raise InputError(f"weights: {weights.path!r} looks like a pytorch-fcn file but has "
+                             "no 'score_fr.weight'; pass a complete torchfcn state dict")
+        name = ("fcn8s" if "score_pool3.weight" in state else
+                "fcn16s" if "score_pool4.weight" in state else "fcn32s")
+        config: dict[str, Any] = {"name": name, "num_classes": int(score.shape[0]),
+                                  "backbone": "vgg16", "faithful": True}
+        if weights.metadata.get("arch") == "FCN8sAtOnce":
+            config["at_once"] = True
+        return config
+    return None
+
+
+def _describe_foreign(weights: WeightsFile, arch: Mapping[str, Any]) -> str:
+    if weights.layout == TORCHVISION:
+        return f"torchvision fcn_{arch['backbone']}"
+    return f"pytorch-fcn FCN{arch['name'][3:]}"
+
+
+def _same_option(key: str, given: Any, wanted: Any, arch: Mapping[str, Any]) -> bool:
+    if key == "dilations" and given != wanted:
+        # An explicit list of torchvision's own rates is the same network.
+        try:
+            text = given.split(",") if isinstance(given, str) else list(given)
+            rates = [int(str(r).strip()) for r in text]
+        except (TypeError, ValueError):
+            return False
+        return rates == torchvision_dilations(arch["backbone"], arch["output_stride"])
+    if key == "aux":
+        return bool(given) <= bool(wanted)  # aux=False skips the file's aux head (reported)
+    return given == wanted
+
+
+def fit_foreign_options(
+    weights: WeightsFile,
+    name: str,
+    options: Mapping[str, Any],
+    *,
+    num_classes: int | None = None,
+    transfer: bool = False,
+    option: str = "weights",
+) -> tuple[int | None, dict[str, Any]]:
+    """Complete ``build_model(name, **options)`` so that it fits a torchvision or pytorch-fcn
+    file: options left out are taken from the file (:func:`foreign_architecture`); options
+    given must agree with it.
+
+    Args:
+        weights: the file read with :func:`read_state_file`.
+        name: the model name asked for.
+        options: the options given (``None`` values count as not given).
+        num_classes: the class count asked for (``None``: the file's).
+        transfer: for ``--init-from``: only the tensors that fit are copied, so the class
+            count may differ and a pytorch-fcn file may seed another stage of FCN-32s/16s/8s.
+        option: the argument named in messages.
+
+    Returns:
+        ``(num_classes, options)``; unchanged for a fcnkit file.
+
+    Raises:
+        InputError: one line naming the file, what it is, the options that conflict and the
+            call that fits it.
+    """
+    arch = foreign_architecture(weights)
+    given = {k: v for k, v in options.items() if v is not None}
+    if arch is None:
+        return num_classes, given
+    wanted = {k: v for k, v in arch.items() if k not in ("name", "num_classes")}
+    conflicts: list[str] = []
+    family = ("fcn32s", "fcn16s", "fcn8s") if transfer and weights.layout == PYTORCH_FCN else ()
+    if name != arch["name"] and name not in family:
+        conflicts.append(f"model {arch['name']!r} (not {name!r})")
+    if not transfer and num_classes is not None and num_classes != arch["num_classes"]:
+        conflicts.append(f"num_classes={arch['num_classes']} (not {num_classes})")
+    for key, value in wanted.items():
+        if key == "at_once":
+            continue  # checked by load_weights against the trainer checkpoint's arch
+        if key in given and not _same_option(key, given[key], value, arch):
+            conflicts.append(f"{key}={value!r} (not {given[key]!r})")
+    if given.get("width", 1.0) != 1.0:
+        conflicts.append(f"width=1.0 (not {given['width']!r})")
+    if conflicts:
+        call = ", ".join([repr(arch["name"]), f"num_classes={arch['num_classes']}",
+                          *(f"{k}={v!r}" for k, v in wanted.items())])
+        raise InputError(
+            f"{option}: {weights.path!r} is a {_describe_foreign(weights, arch)} checkpoint "
+            f"({arch['num_classes']} classes); it needs {', '.join(conflicts)}; build it as "
+            f"build_model({call}) (options left out are read from the file)")
+    merged = {**wanted, **given}
+    if name != "fcn8s":
+        merged.pop("at_once", None)  # staged training from FCN-8s-at-once weights
+    if transfer:
+        return num_classes, merged
+    return (arch["num_classes"] if num_classes is None else num_classes), merged
+
+
+def foreign_checkpoint(weights: WeightsFile) -> dict[str, Any] | None:
+    """A torchvision or pytorch-fcn file as the fields of a fcnkit checkpoint
+    (``model_config``, ``model_state`` under fcnkit's key names, no classes), or ``None`` for
+    a fcnkit state dict. The names are mapped on a model built on the meta device (no
+    memory, no initialisation), and every key and shape is checked as :func:`load_weights`
+    checks them.
+
+    Raises:
+        InputError: the file does not fit the model its keys describe (one line).
+    """
+    arch = foreign_architecture(weights)
+    if arch is None:
+        return None
+    from fcnkit.models.registry import build_model
+
+    config = dict(arch)
+    with torch.device("meta"):
+        model = build_model(**config)
+    state, report = map_state(model, weights)
+    if report.preprocessing != IMAGENET:
+        config["preprocessing"] = report.preprocessing.name
+    return {"model_state": state, "model_config": config,
+            "classes": [], "palette": [], "weights_layout": weights.layout}
 
 
 def torchvision_dilations(backbone: str, output_stride: int = 8) -> list[int]:

@@ -128,9 +128,15 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
     Returns:
         The checkpoint dict, plus ``"path"``: the file it was read from (as ``str``).
 
+    A torchvision ``fcn_resnet50/101`` or pytorch-fcn state dict (``.pth`` or
+    ``.safetensors``) is accepted too: its model config is read off its keys and shapes
+    (:func:`fcnkit.models.weights.foreign_checkpoint`), its tensors renamed to fcnkit's keys;
+    it has no class names.
+
     Raises:
         InputError: the file is missing, is a directory, is corrupt or truncated, holds
-            pickled objects other than tensors and plain data, or is not a fcnkit checkpoint.
+            pickled objects other than tensors and plain data, or is not a fcnkit checkpoint
+            (nor a torchvision / pytorch-fcn state dict).
     """
     file = Path(path)
     if file.is_dir():
@@ -154,6 +160,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
             "not a fcnkit checkpoint: re-create it with fcnkit train"
         ) from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        foreign = _foreign_checkpoint(file, data)
+        if foreign is not None:
+            return foreign
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise InputError(
             f"checkpoint {file} is not a fcnkit checkpoint (format {found!r}, expected "
@@ -170,6 +179,25 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
     _refuse_crafted_fields(file, data)
     data[SOURCE_KEY] = str(file)
     return data
+
+
+def _foreign_checkpoint(file: Path, data: Any) -> dict[str, Any] | None:
+    """A torchvision ``fcn_resnet50/101`` or pytorch-fcn state dict as a checkpoint dict
+    (model config read off its keys and shapes, tensors under fcnkit's names), else None."""
+    from fcnkit.models.weights import FCNKIT, foreign_checkpoint, weights_from_loaded
+
+    try:
+        weights = weights_from_loaded(data, file, "checkpoint")
+    except InputError:
+        return None
+    if weights.layout == FCNKIT:
+        return None
+    fields = foreign_checkpoint(weights)
+    if fields is None:
+        return None
+    out = {"format": CHECKPOINT_FORMAT, **fields, SOURCE_KEY: str(file)}
+    _refuse_crafted_fields(file, out)
+    return out
 
 
 def _refuse_crafted_fields(file: Path, data: Mapping[str, Any]) -> None:
@@ -228,6 +256,9 @@ def _checkpoint_from_safetensors(file: Path) -> dict[str, Any]:
     if meta.get("format") != SAFETENSORS_FORMAT or not isinstance(config, dict) or (
         "name" not in config
     ):
+        foreign = _foreign_checkpoint(file, state)
+        if foreign is not None:
+            return foreign
         raise InputError(f"checkpoint {file} is a .safetensors file without fcnkit metadata "
                          f"(format {meta.get('format')!r}); pass a file written by fcnkit "
                          "export, or load it with build_model(name, weights=...)")

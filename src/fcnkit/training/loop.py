@@ -257,10 +257,16 @@ def build_training_model(
     """
     from fcnkit.models import build_model
     from fcnkit.models.preprocess import IMAGENET, PREPROCESSINGS
-    from fcnkit.models.weights import transfer_matching
+    from fcnkit.models.weights import fit_foreign_options, transfer_matching
 
     seed_everything(config.seed)
-    model_config = {"name": config.model, "num_classes": num_classes, **model_options(config)}
+    options = model_options(config)
+    if init is not None and resume is None:
+        # A torchvision / pytorch-fcn file fills in the options it needs (dilations,
+        # upsample, faithful ...); options given must agree with it.
+        _, options = fit_foreign_options(init, config.model, options, transfer=True,
+                                         option="init_from")
+    model_config = {"name": config.model, "num_classes": num_classes, **options}
     if preprocessing is not None and preprocessing != IMAGENET:
         named = PREPROCESSINGS.get(preprocessing.name) == preprocessing
         model_config["preprocessing"] = preprocessing.name if named else preprocessing.to_dict()
