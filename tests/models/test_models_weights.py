@@ -213,8 +213,12 @@ def test_pytorch_fcn_trainer_checkpoint_is_unwrapped_and_its_arch_checked(tmp_pa
     model = build_model("fcn8s", num_classes=NUM_CLASSES, faithful=True, at_once=True,
                         weights=str(path))
     assert torch.equal(model.head.upscores[1].weight, reference.upscore_pool4.weight)
+    # Without at_once the file's arch decides; an explicit at_once=False contradicts it.
+    built = build_model("fcn8s", weights=str(path))
+    assert built.at_once and built.head.upscores[1].weight.shape[0] == NUM_CLASSES
     with pytest.raises(InputError, match="FCN8sAtOnce") as info:
-        build_model("fcn8s", num_classes=NUM_CLASSES, faithful=True, weights=str(path))
+        build_model("fcn8s", num_classes=NUM_CLASSES, faithful=True, at_once=False,
+                    weights=str(path))
     assert "\n" not in str(info.value)
 
 
@@ -257,3 +261,82 @@ def test_transfer_matching_reports_copied_skipped_new_for_staged_training(tmp_pa
     assert torch.equal(fcn16.backbone.fc7.weight, fcn32.backbone.fc7.weight)
     counts = report.counts()
     assert counts["copied"] + counts["new"] == len(fcn16.state_dict())
+
+
+# Recognising a foreign file: no options needed ------------------------------------------
+
+def _torchvision_file(tmp_path, *, aux, num_classes=NUM_CLASSES):
+    torch.manual_seed(2)
+    source = torchvision.models.segmentation.fcn_resnet50(
+        weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux)
+    _randomise_bn(source)
+    path = tmp_path / "fcn_resnet50.pth"
+    torch.save(source.state_dict(), path)
+    return source.eval(), path
+
+
+def test_torchvision_file_builds_its_own_model_without_options(tmp_path):
+    source, path = _torchvision_file(tmp_path, aux=True)
+    model = build_model("fcn_dilated", weights=str(path)).eval()
+    x = torch.randn(1, 3, 36, 52)
+    with torch.no_grad():
+        expected, ours = source(x), model.forward_all(x)
+    torch.testing.assert_close(ours["out"], expected["out"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours["aux"], expected["aux"], atol=1e-5, rtol=1e-5)
+    # Options equal to the file's are accepted, torchvision's rates typed out included
+    # (replace_stride_with_dilation=[False, True, True]: layer3 1,2,2,2,2,2; layer4 2,4,4).
+    again = build_model("fcn_dilated", weights=str(path), backbone="resnet50",
+                        num_classes=NUM_CLASSES, dilations="1,2,2,2,2,2,2,4,4", aux=False)
+    assert getattr(again, "aux_classifier", None) is None
+    assert torch.equal(again.classifier.classifier.weight, source.classifier[4].weight)
+
+
+def test_conflicting_options_name_the_call_that_fits(tmp_path):
+    _, path = _torchvision_file(tmp_path, aux=False)
+    fits = ("build_model('fcn_dilated', num_classes=3, backbone='resnet50', output_stride=8, "
+            "dilations='torchvision', upsample='resize', aux=False)")
+    cases = [("fcn_dilated", {"backbone": "resnet101"}, "backbone='resnet50' (not 'resnet101')"),
+             ("fcn_dilated", {"num_classes": 5}, "num_classes=3 (not 5)"),
+             ("fcn_dilated", {"upsample": "bilinear", "dilations": "hdc"},
+              "dilations='torchvision' (not 'hdc'), upsample='resize' (not 'bilinear')"),
+             ("fcn_dilated", {"aux": True}, "aux=False (not True)"),
+             ("fcn_dilated", {"width": 0.5}, "width=1.0 (not 0.5)"),
+             ("fcn8s", {}, "model 'fcn_dilated' (not 'fcn8s')")]
+    for name, options, needs in cases:
+        with pytest.raises(InputError) as info:
+            build_model(name, weights=str(path), **options)
+        message = str(info.value)
+        assert "\n" not in message and "fcn_resnet50.pth" in message, message
+        assert "torchvision fcn_resnet50 checkpoint (3 classes)" in message
+        assert needs in message and fits in message, message
+
+
+def test_pytorch_fcn_and_torchvision_files_are_recognised_by_keys_and_shapes():
+    from fcnkit.models.weights import fit_foreign_options, foreign_architecture
+
+    common = {"conv1_1.weight": torch.zeros(64, 3, 3, 3),
+              "score_fr.weight": torch.zeros(5, 4096, 1, 1)}
+    pool4 = {"score_pool4.weight": torch.zeros(5, 512, 1, 1)}
+    pool3 = {"score_pool3.weight": torch.zeros(5, 256, 1, 1)}
+    for state, name in ((common, "fcn32s"), ({**common, **pool4}, "fcn16s"),
+                        ({**common, **pool4, **pool3}, "fcn8s")):
+        found = foreign_architecture(WeightsFile(state, PYTORCH_FCN, "t.pth"))
+        assert found == {"name": name, "num_classes": 5, "backbone": "vgg16", "faithful": True}
+    at_once = WeightsFile({**common, **pool4, **pool3}, PYTORCH_FCN, "t.pth",
+                          {"arch": "FCN8sAtOnce"})
+    assert foreign_architecture(at_once)["at_once"] is True
+    fcn16 = WeightsFile({**common, **pool4}, PYTORCH_FCN, "fcn16s.pth")
+    with pytest.raises(InputError) as info:
+        fit_foreign_options(fcn16, "fcn32s", {"backbone": "resnet18"})
+    assert ("pytorch-fcn FCN16s checkpoint (5 classes); it needs model 'fcn16s' (not 'fcn32s'), "
+            "backbone='vgg16' (not 'resnet18')") in str(info.value)
+    # --init-from: another stage of the same family, another class count.
+    assert fit_foreign_options(fcn16, "fcn8s", {}, num_classes=9, transfer=True) == (
+        9, {"backbone": "vgg16", "faithful": True})
+    # A torchvision FCN on a ResNet fcnkit does not build (ResNet-152: 3-8-36-3 blocks).
+    blocks = {f"backbone.layer{i}.{b}.conv1.weight": torch.zeros(1)
+              for i, n in enumerate((3, 8, 36, 3), start=1) for b in range(n)}
+    state = {"backbone.conv1.weight": torch.zeros(1), **blocks,
+             "classifier.0.weight": torch.zeros(1), "classifier.4.weight": torch.zeros(4, 512)}
+    with pytest.raises(InputError, match="ResNet has 3-8-36-3 blocks per layer"):
+        foreign_architecture(WeightsFile(state, "torchvision", "tv152.pth"))
