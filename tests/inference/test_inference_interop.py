@@ -156,3 +156,116 @@ def test_aux_head_trains_with_its_loss_weight(tiny_data, tmp_path):
     assert math.isfinite(result["train_loss"])
     state = load_checkpoint(result["last"])["model_state"]
     assert any(k.startswith("aux_classifier.") for k in state)
+
+
+# A plain torchvision state dict as --checkpoint and --init-from --------------------------
+
+def _voc_tree(root, count=2, size=(36, 44)):
+    """A Pascal VOC layout (the 21 VOC classes, no classes.txt) with random images/labels."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    (root / "SegmentationClass").mkdir()
+    ids = [f"img{i}" for i in range(count)]
+    for sample_id in ids:
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+            root / "JPEGImages" / f"{sample_id}.png")
+        labels = rng.integers(0, 21, size, dtype=np.uint8)
+        labels[:3] = 255
+        Image.fromarray(labels, mode="L").save(root / "SegmentationClass" / f"{sample_id}.png")
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(ids) + "\n")
+    return ids
+
+
+@pytest.fixture(scope="module")
+def torchvision_fcn(tmp_path_factory):
+    import torchvision
+
+    torch.manual_seed(7)
+    source = torchvision.models.segmentation.fcn_resnet50(
+        weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
+    gen = torch.Generator().manual_seed(0)
+    for m in source.modules():  # BN statistics away from 0/1: a wrong mapping shows
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    path = tmp_path_factory.mktemp("tv") / "fcn_resnet50.pth"
+    torch.save(source.state_dict(), path)
+    return source.eval(), path
+
+
+def test_eval_and_predict_take_a_plain_torchvision_state_dict(torchvision_fcn, tmp_path,
+                                                               capsys):
+    import numpy as np
+    from PIL import Image
+
+    source, path = torchvision_fcn
+    ckpt = load_checkpoint(path)
+    assert ckpt["model_config"] == {"name": "fcn_dilated", "num_classes": 21,
+                                    "backbone": "resnet50", "output_stride": 8,
+                                    "dilations": "torchvision", "upsample": "resize",
+                                    "aux": True}
+    model = model_from_checkpoint(ckpt)
+    x = torch.randn(1, 3, 44, 60)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), source(x)["out"], atol=1e-5, rtol=1e-5)
+
+    root = tmp_path / "voc"
+    ids = _voc_tree(root)
+    assert main(["eval", "--checkpoint", str(path), "--data", f"voc:{root}", "--split", "val",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # Oracle: torchvision's own model on ImageNet-normalised images, counted with numpy.
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    correct = total = 0
+    predictions = {}
+    for sample_id in ids:
+        rgb = np.asarray(Image.open(root / "JPEGImages" / f"{sample_id}.png"), np.float32)
+        image = (torch.from_numpy(rgb).permute(2, 0, 1) / 255.0 - mean) / std
+        with torch.no_grad():
+            pred = source(image[None])["out"].argmax(1)[0].numpy()
+        predictions[sample_id] = pred
+        truth = np.asarray(Image.open(root / "SegmentationClass" / f"{sample_id}.png"))
+        valid = truth != 255
+        correct += int((pred[valid] == truth[valid]).sum())
+        total += int(valid.sum())
+    assert result["num_images"] == 2 and sum(result["pixels"]) == total
+    assert result["pixel_acc"] == pytest.approx(correct / total)
+
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(path), str(root / "JPEGImages" / "img0.png"),
+                 "--out", str(out)]) == 0
+    written = np.asarray(Image.open(out / "img0.png"))
+    assert np.array_equal(written, predictions["img0"])
+
+
+def test_init_from_a_torchvision_file_builds_its_model(torchvision_fcn, tiny_data):
+    from fcnkit.cli import build_parser
+    from fcnkit.cli.train import config_from_args
+    from fcnkit.models.weights import read_state_file
+    from fcnkit.training.loop import build_training_model
+
+    _, path = torchvision_fcn
+    args = build_parser().parse_args(["train", "--data", f"voc:{tiny_data}", "--init-from",
+                                      str(path)])
+    config = config_from_args(args)
+    assert (config.model, config.backbone) == ("fcn_dilated", "resnet50")
+    init = read_state_file(path, "init_from")
+    model, model_config, report = build_training_model(config, 4, None, init=init)
+    assert model_config == {"name": "fcn_dilated", "num_classes": 4, "backbone": "resnet50",
+                            "output_stride": 8, "dilations": "torchvision",
+                            "upsample": "resize", "aux": True}
+    # Everything but the two class-score layers (4 classes here, 21 in the file) is copied.
+    assert sorted(report.new) == ["aux_classifier.classifier.bias",
+                                  "aux_classifier.classifier.weight",
+                                  "classifier.classifier.bias", "classifier.classifier.weight"]
+    assert torch.equal(model.backbone.layer4[2].conv2.weight,
+                       init.state["backbone.layer4.2.conv2.weight"])
+    with pytest.raises(InputError) as info:
+        build_training_model(config.replace(backbone="resnet18"), 4, None, init=init)
+    assert "init_from:" in str(info.value) and "backbone='resnet50' (not 'resnet18')" in str(
+        info.value)
