@@ -45,13 +45,15 @@ from fcnkit.errors import InputError
 from fcnkit.models.backbones import BACKBONES, RESNETS, ResNetBackbone
 from fcnkit.models.fcn import D2LFCN, DilatedFCN, build_fcn
 from fcnkit.models.heads import UPSAMPLE_MODES
-from fcnkit.models.preprocess import preprocessing_from
+from fcnkit.models.preprocess import IMAGENET, preprocessing_from
 from fcnkit.models.surgery import vgg16_classifier_to_fc
 from fcnkit.models.weights import (
     LoadReport,
     WeightsFile,
     fit_foreign_options,
+    foreign_architecture,
     load_weights,
+    map_state,
     read_state_file,
     torchvision_dilations,
 )
@@ -395,3 +397,26 @@ def load_model_weights(
     if not isinstance(weights, WeightsFile):
         weights = read_state_file(weights, "weights")
     return load_weights(model, weights)
+
+
+def foreign_checkpoint(weights: WeightsFile) -> dict[str, Any] | None:
+    """A torchvision or pytorch-fcn file as the fields of a fcnkit checkpoint
+    (``model_config``, ``model_state`` under fcnkit's key names, no classes), or ``None`` for
+    a fcnkit state dict. The names are mapped on a model built on the meta device (no
+    memory, no initialisation), and every key and shape is checked as :func:`load_weights`
+    checks them.
+
+    Raises:
+        InputError: the file does not fit the model its keys describe (one line).
+    """
+    arch = foreign_architecture(weights)
+    if arch is None:
+        return None
+    config = dict(arch)
+    with torch.device("meta"):
+        model = build_model(**config)
+    state, report = map_state(model, weights)
+    if report.preprocessing != IMAGENET:
+        config["preprocessing"] = report.preprocessing.name
+    return {"model_state": state, "model_config": config,
+            "classes": [], "palette": [], "weights_layout": weights.layout}

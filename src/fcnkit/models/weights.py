@@ -27,6 +27,11 @@ Three layouts load into fcnkit models (:func:`load_weights`, used by ``build_mod
 pytorch-fcn weights expect Caffe preprocessing, torchvision's ImageNet preprocessing
 (:mod:`fcnkit.models.preprocess`); :func:`load_weights` returns which.
 
+A torchvision or pytorch-fcn file says which network it fits: :func:`foreign_architecture`
+reads the model name, class count and options off its keys and shapes, and
+:func:`fit_foreign_options` completes the options a caller gave (``build_model``,
+``fcnkit train --init-from``) or names the ones that conflict.
+
 Every mismatch is an :class:`~fcnkit.errors.InputError` of one line naming the file and the
 first key that does not fit. :func:`transfer_matching` copies what fits and reports the rest
 (``fcnkit train --init-from``).
@@ -523,31 +528,6 @@ def fit_foreign_options(
     if transfer:
         return num_classes, merged
     return (arch["num_classes"] if num_classes is None else num_classes), merged
-
-
-def foreign_checkpoint(weights: WeightsFile) -> dict[str, Any] | None:
-    """A torchvision or pytorch-fcn file as the fields of a fcnkit checkpoint
-    (``model_config``, ``model_state`` under fcnkit's key names, no classes), or ``None`` for
-    a fcnkit state dict. The names are mapped on a model built on the meta device (no
-    memory, no initialisation), and every key and shape is checked as :func:`load_weights`
-    checks them.
-
-    Raises:
-        InputError: the file does not fit the model its keys describe (one line).
-    """
-    arch = foreign_architecture(weights)
-    if arch is None:
-        return None
-    from fcnkit.models.registry import build_model
-
-    config = dict(arch)
-    with torch.device("meta"):
-        model = build_model(**config)
-    state, report = map_state(model, weights)
-    if report.preprocessing != IMAGENET:
-        config["preprocessing"] = report.preprocessing.name
-    return {"model_state": state, "model_config": config,
-            "classes": [], "palette": [], "weights_layout": weights.layout}
 
 
 def torchvision_dilations(backbone: str, output_stride: int = 8) -> list[int]:

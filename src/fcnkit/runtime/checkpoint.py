@@ -130,7 +130,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
 
     A torchvision ``fcn_resnet50/101`` or pytorch-fcn state dict (``.pth`` or
     ``.safetensors``) is accepted too: its model config is read off its keys and shapes
-    (:func:`fcnkit.models.weights.foreign_checkpoint`), its tensors renamed to fcnkit's keys;
+    (:func:`fcnkit.models.registry.foreign_checkpoint`), its tensors renamed to fcnkit's keys;
     it has no class names.
 
     Raises:
@@ -184,7 +184,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
 def _foreign_checkpoint(file: Path, data: Any) -> dict[str, Any] | None:
     """A torchvision ``fcn_resnet50/101`` or pytorch-fcn state dict as a checkpoint dict
     (model config read off its keys and shapes, tensors under fcnkit's names), else None."""
-    from fcnkit.models.weights import FCNKIT, foreign_checkpoint, weights_from_loaded
+    from fcnkit.models.registry import foreign_checkpoint
+    from fcnkit.models.weights import FCNKIT, weights_from_loaded
 
     try:
         weights = weights_from_loaded(data, file, "checkpoint")
