@@ -53,8 +53,10 @@ def test_input_span_reproduces_the_output_rows_exactly(case) -> None:
     local = start - first * stride
     assert local >= 0
     assert torch.equal(part[:, :, local : local + stop - start], whole[:, :, start:stop])
-    # No more input than the rows' footprint (plus the widening for kernel < stride).
-    assert last - first <= (stop - start + kernel + 2 * padding) // stride + 2
+    # No more input than the rows' footprint (plus the widening for kernel < stride:
+    # from floor(start / s) to ceil((stop + 2p - k) / s), one more row at each rounding;
+    # e.g. k=1, s=6, p=0, rows [16, 26) need input rows [2, 6)).
+    assert last - first <= (stop - start + kernel + 2 * padding) // stride + 3
 
 
 MODELS = [

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from fcnkit.errors import InputError
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "check_overlap",
     "sliding_window_starts",
     "transposed_input_span",
+    "transposed_input_spans",
 ]
 
 #: Tile (window) size in pixels when tiling is asked for (or forced by a pixel budget)
@@ -96,8 +99,22 @@ def transposed_input_span(
     if not 0 <= out_start < out_stop:
         raise InputError(f"output rows must satisfy 0 <= start < stop, got [{out_start}, "
                          f"{out_stop})")
-    first = -((kernel - 1 - out_start - padding) // stride)  # ceil((o0 + p - k + 1) / s)
-    first = min(first, out_start // stride)  # local row of o0 = o0 - i0*s >= 0
-    last = (out_stop - 1 + padding) // stride  # floor((o1 - 1 + p) / s)
-    last = max(last, -((kernel - out_stop - 2 * padding) // stride))  # ceil((o1 + 2p - k) / s)
-    return max(0, first), min(input_size, last + 1)
+    first, last = transposed_input_spans(np.array([out_start]), np.array([out_stop]),
+                                         kernel=kernel, stride=stride, padding=padding,
+                                         input_size=input_size)
+    return int(first[0]), int(last[0])
+
+
+def transposed_input_spans(
+    out_start: np.ndarray, out_stop: np.ndarray, *, kernel: int, stride: int, padding: int,
+    input_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`transposed_input_span` for arrays of output ranges (unchecked), elementwise:
+    ``(first, last)`` int64 arrays. The formula of that function, vectorised."""
+    start = np.asarray(out_start, dtype=np.int64)
+    stop = np.asarray(out_stop, dtype=np.int64)
+    first = -((kernel - 1 - start - padding) // stride)  # ceil((o0 + p - k + 1) / s)
+    first = np.minimum(first, start // stride)  # local row of o0 = o0 - i0*s >= 0
+    last = (stop - 1 + padding) // stride  # floor((o1 - 1 + p) / s)
+    last = np.maximum(last, -((kernel - stop - 2 * padding) // stride))  # ceil((o1+2p-k)/s)
+    return np.maximum(0, first), np.minimum(input_size, last + 1)

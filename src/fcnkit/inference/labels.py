@@ -36,6 +36,8 @@ from fcnkit.arith.tiling import (
     sliding_window_starts,
     transposed_input_span,
 )
+from fcnkit.inference.argmax import channel_argmax
+from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning
 
 __all__ = [
     "as_window",
@@ -225,10 +227,13 @@ def supports_label_strips(model: nn.Module) -> bool:
 def whole_image_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``model(x).argmax(1)`` for a whole image, without full-resolution logits if possible.
 
-    Uses :func:`labels_by_strips` for models with the coarse-score protocol, a backend's own
-    ``predict_labels(x)`` when it has one, else the plain argmax of the logits.
+    Uses :func:`fcnkit.inference.lowres.labels_by_pruning` for models with the coarse-score
+    protocol whose last upsampling is bilinear, :func:`labels_by_strips` for the others,
+    a backend's own ``predict_labels(x)`` when it has one, else the plain argmax of the logits.
     """
     if supports_label_strips(model):
+        if convex_upsampler(model.final_upsampler):
+            return labels_by_pruning(model, x)
         return labels_by_strips(model, x)
     own = getattr(model, "predict_labels", None)
     if callable(own):
@@ -281,31 +286,4 @@ def labels_by_strips(model: nn.Module, x: torch.Tensor, *,
         local = start + top - first * stride  # output row `start + top`, in the strip
         strip = strip[:, :, local : local + stop - start, left : left + width]
         labels[:, start:stop] = channel_argmax(strip)
-    return labels
-
-
-def channel_argmax(scores: torch.Tensor) -> torch.Tensor:
-    """``scores.argmax(dim=1)`` for (N, C, H, W) scores, by a running maximum over classes.
-
-    PyTorch's CPU argmax over the channel dimension of an NCHW tensor walks memory with a
-    stride of H·W and costs more than an FCN's whole head (``docs/benchmarks.md``); a
-    running maximum reads each class map contiguously. A class replaces the current best
-    only when strictly greater, so ties go to the first maximal class, as ``argmax`` does;
-    NaN scores (never produced by a finite model) are the only inputs where they differ.
-
-    Returns:
-        (N, H, W) int64 class indices.
-    """
-    if scores.dim() != 4:
-        raise ValueError(f"scores must be (N, C, H, W), got shape {tuple(scores.shape)}")
-    scores = scores.detach()  # labels have no gradient (and out= refuses autograd inputs)
-    if scores.is_contiguous(memory_format=torch.channels_last) and scores.shape[1] > 1:
-        return scores.argmax(dim=1)  # channels are contiguous: argmax is already fast
-    best = scores[:, 0].clone()
-    labels = torch.zeros(best.shape, dtype=torch.int64, device=scores.device)
-    for c in range(1, scores.shape[1]):
-        candidate = scores[:, c]
-        better = candidate > best
-        labels.masked_fill_(better, c)
-        torch.maximum(best, candidate, out=best)
     return labels

@@ -1,0 +1,155 @@
+"""Labels from low-resolution scores (candidate pruning) equal ``model(x).argmax(1)`` bit for bit.
+
+Oracles: the model's own full-resolution logits and their argmax (PyTorch), compared
+exactly, on real models, on constructed near-ties, and on random score maps through
+PyTorch's own upsamplers.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from fcnkit.arith import upsampling_recipe
+from fcnkit.arith.kernels import bilinear_kernel
+from fcnkit.inference.labels import predict_labels, whole_image_labels
+from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning
+from fcnkit.models import build_model
+from fcnkit.models.heads import Interpolate, make_upsampler
+
+BILINEAR_MODELS = [
+    ("fcn8s", {"backbone": "resnet18"}),
+    ("fcn8s", {"backbone": "resnet18", "upsample": "interpolate"}),
+    ("fcn16s", {"backbone": "mobilenet_v3_large"}),
+    ("fcn32s", {"backbone": "vgg16", "width": 0.125}),
+    ("fcn_dilated", {"backbone": "resnet18", "output_stride": 8, "upsample": "interpolate"}),
+]
+
+
+@pytest.mark.parametrize(("name", "options"), BILINEAR_MODELS)
+def test_pruned_labels_equal_the_argmax_of_the_full_logits(name, options) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=5, **options).eval()
+    assert convex_upsampler(model.final_upsampler)
+    x = torch.randn(2, 3, 45, 71)
+    stats: dict[str, int] = {}
+    with torch.no_grad():
+        want = model(x).argmax(1)
+        assert torch.equal(labels_by_pruning(model, x, stats=stats), want)
+        assert torch.equal(whole_image_labels(model, x), want)
+        assert torch.equal(predict_labels(model, x, num_classes=5), want)
+    assert 0 < stats["cells"] and 0 <= stats["doubtful"] <= stats["cells"]
+
+
+def test_the_faithful_caffe_geometry_is_pruned_exactly() -> None:
+    torch.manual_seed(1)
+    model = build_model("fcn8s", num_classes=4, backbone="vgg16", faithful=True,
+                        width=0.125).eval()
+    if not hasattr(model, "final_upsampler"):
+        pytest.skip("the faithful model has no coarse-score protocol")
+    x = torch.randn(1, 3, 37, 50)
+    with torch.no_grad():
+        want = model(x).argmax(1)
+        got = labels_by_pruning(model, x) if convex_upsampler(model.final_upsampler) \
+            else whole_image_labels(model, x)
+    assert torch.equal(got, want)
+
+
+def test_a_learned_deconvolution_is_not_pruned() -> None:
+    torch.manual_seed(0)
+    model = build_model("fcn32s", num_classes=3, backbone="resnet18", upsample="deconv")
+    # Initialised bilinear it is still convex (the check reads values, not the mode) ...
+    assert convex_upsampler(model.final_upsampler)
+    with torch.no_grad():  # ... until training moves its weights
+        model.final_upsampler.weight.add_(0.01 * torch.randn_like(model.final_upsampler.weight))
+    assert not convex_upsampler(model.final_upsampler)
+    with pytest.raises(ValueError):
+        labels_by_pruning(model, torch.randn(1, 3, 32, 32))
+
+
+def test_convexity_check_rejects_what_breaks_the_bound() -> None:
+    up = make_upsampler(3, 8, "bilinear")
+    assert convex_upsampler(up)
+    with torch.no_grad():
+        up.weight[1, 0, 3, 3] += 0.01  # class 1's kernel differs from class 0's
+    assert not convex_upsampler(up)
+    full = make_upsampler(3, 8, "bilinear", caffe_padding=True)
+    assert convex_upsampler(full)
+    with torch.no_grad():
+        full.weight[0, 1, 0, 0] = 0.1  # an off-diagonal tap mixes classes
+    assert not convex_upsampler(full)
+    negative = make_upsampler(2, 2, "bilinear")
+    with torch.no_grad():
+        negative.weight.neg_()
+    assert not convex_upsampler(negative)
+    assert convex_upsampler(Interpolate(4))
+
+
+class ScoreModel(nn.Module):
+    """A 'model' whose coarse scores are given: the coarse-score protocol around a fixed
+    score map and a real upsampler (crop offset 0)."""
+
+    def __init__(self, scores: torch.Tensor, upsampler: nn.Module) -> None:
+        super().__init__()
+        self.scores = scores
+        self.final_upsampler = upsampler
+        self.final_offset = (0, 0)
+
+    def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scores
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.final_upsampler(self.scores)
+        return out[:, :, : x.shape[-2], : x.shape[-1]]
+
+
+def _upsampler(kind: str, classes: int, factor: int) -> nn.Module:
+    if kind == "interpolate":
+        return Interpolate(factor)
+    recipe = upsampling_recipe(factor)
+    layer = nn.ConvTranspose2d(classes, classes, recipe.kernel, stride=recipe.stride,
+                               padding=recipe.padding, groups=classes, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(bilinear_kernel(recipe.kernel)).float()
+                           .expand_as(layer.weight))
+    return layer
+
+
+@given(
+    kind=st.sampled_from(["interpolate", "deconv"]),
+    factor=st.sampled_from([2, 4, 8]),
+    classes=st.integers(2, 6),
+    h=st.integers(1, 9), w=st.integers(1, 9),
+    levels=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_random_and_tied_score_maps(kind, factor, classes, h, w, levels, seed) -> None:
+    """Scores drawn from a few levels make exact ties and near-ties common; a random
+    perturbation of ±1 ulp-scale makes the rest near ties too."""
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, levels, (1, classes, h, w), generator=gen).float()
+    scores += 1e-6 * torch.randn(scores.shape, generator=gen) * (torch.rand(
+        scores.shape, generator=gen) < 0.3)
+    model = ScoreModel(scores, _upsampler(kind, classes, factor))
+    x = torch.zeros(1, 3, h * factor, w * factor)
+    with torch.no_grad():
+        want = model(x).argmax(1)
+        got = labels_by_pruning(model, x)
+    assert torch.equal(got, want)
+
+
+def test_uniform_regions_need_no_per_pixel_work() -> None:
+    scores = torch.zeros(1, 3, 12, 12)
+    scores[:, 1, :, :6] = 5.0
+    scores[:, 2, :, 6:] = 5.0  # two regions meeting at one vertical edge
+    model = ScoreModel(scores, _upsampler("interpolate", 3, 8))
+    stats: dict[str, int] = {}
+    labels = labels_by_pruning(model, torch.zeros(1, 3, 96, 96), stats=stats)
+    assert torch.equal(labels, model(torch.zeros(1, 3, 96, 96)).argmax(1))
+    # 13 × 13 cells (bands of 8 rows offset by 4, plus the border halves); only the one
+    # column of cells straddling the edge is in doubt.
+    assert stats["cells"] == 13 * 13
+    assert stats["doubtful"] == 13
