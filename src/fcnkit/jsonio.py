@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from fcnkit.errors import InputError
+
 
 def to_strict_json(value: Any) -> Any:
     """``value`` as plain JSON types: non-finite floats → None, tuples/sets/arrays → lists.
@@ -43,3 +45,54 @@ def to_strict_json(value: Any) -> Any:
 def dumps_strict(value: Any, **kwargs: Any) -> str:
     """``json.dumps`` of :func:`to_strict_json` (value) with ``allow_nan=False``."""
     return json.dumps(to_strict_json(value), allow_nan=False, **kwargs)
+
+
+def loads_bounded(text: str, what: str, *, max_depth: int, max_digits: int) -> Any:
+    """``json.loads`` of untrusted ``text`` whose nesting and numbers are bounded first.
+
+    Python's parser recurses once per nested array/object (a few thousand levels end in
+    ``RecursionError``) and turns any run of digits into an ``int`` (quadratic in its
+    length; beyond ``sys.get_int_max_str_digits()`` a ``ValueError``). Both are checked
+    before anything is built: the nesting by one pass over the brackets outside strings,
+    the numbers by the parser's ``parse_int`` / ``parse_float`` hooks, which see the text.
+
+    Args:
+        text: the JSON text.
+        what: names the text in messages, e.g. ``"layers"``.
+        max_depth: most nested arrays/objects (1 = a flat list).
+        max_digits: longest number literal, in characters.
+
+    Raises:
+        InputError: invalid JSON, nested deeper than ``max_depth`` or a number longer than
+            ``max_digits`` (one line naming ``what``).
+    """
+    depth, deepest, in_string, escaped = 0, 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > max_depth:
+                raise InputError(f"{what}: JSON nested more than {max_depth} levels deep")
+        elif char in "]}":
+            depth -= 1
+
+    def number(literal: str, convert: Any) -> Any:
+        if len(literal) > max_digits:
+            raise InputError(f"{what}: a number of {len(literal)} characters; at most "
+                             f"{max_digits} are accepted")
+        return convert(literal)
+
+    try:
+        return json.loads(text, parse_int=lambda s: number(s, int),
+                          parse_float=lambda s: number(s, float))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what}: not valid JSON ({exc.msg} at character {exc.pos})") from None

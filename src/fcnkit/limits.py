@@ -46,7 +46,9 @@ __all__ = [
     "MAX_ANIMATION_FRAMES",
     "MAX_COVERAGE_MAP_SIDE",
     "MAX_INPUT_SIZE",
+    "MAX_JSON_DEPTH",
     "MAX_MATRIX_ENTRIES",
+    "MAX_NUMBER_CHARS",
     "MAX_RECEPTIVE_FIELD",
     "MAX_STACK_LAYERS",
     "MEMORY_LIMIT_ENV",
@@ -84,6 +86,12 @@ MAX_RECEPTIVE_FIELD = 1025
 MAX_COVERAGE_MAP_SIDE = 129
 #: Layers in one explorer stack or in a ``gridding --suggest`` search.
 MAX_STACK_LAYERS = 32
+#: Arrays/objects nested in a JSON text read from a request (the explorer's ``layers`` is a
+#: list of objects: 2); Python's parser recurses once per level.
+MAX_JSON_DEPTH = 8
+#: Characters of one number literal in such a JSON text: every size fcnkit accepts has at
+#: most 6 digits; ``int()`` of a long literal is quadratic in its length.
+MAX_NUMBER_CHARS = 32
 #: Input size (per dimension) the explorer, ``rf`` and ``models`` accept.
 MAX_INPUT_SIZE = 100_000
 #: Example input (per side) ``fcnkit export`` traces: the model runs once at this size, and

@@ -8,6 +8,10 @@ fcnkit.arith's own report functions where the view only transports them.
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -20,7 +24,9 @@ from torch.nn import functional as F
 
 from fcnkit import limits
 from fcnkit.arith.layer import describe_layer
-from fcnkit.web.server import MAX_QUERY_LENGTH
+from fcnkit.web import server as server_module
+from fcnkit.web.explore import VIEWS
+from fcnkit.web.server import MAX_QUERY_LENGTH, MAX_WORKERS, allowed_hosts
 
 
 def layer_params(**kw):
@@ -262,3 +268,133 @@ def test_cli_explore_refuses_a_busy_or_bad_port(explorer, capsys):
     assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err
     assert main(["explore", "--port", "70000"]) == 2
     assert "--port must be in 0..65535" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ hostile clients
+
+
+def _raw_request(server, host_line, path="/api/layer?size=5&kernel=3"):
+    """Status line of a GET sent on a raw socket with the given Host header line."""
+    port = server.server_address[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"GET {path} HTTP/1.1\r\n{host_line}\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+@pytest.mark.parametrize("host_line", ["Host: evil.example", "Host: evil.example:{port}",
+                                       "Host: 127.0.0.1:1", "Host: localhost.evil.example",
+                                       ""])
+def test_a_foreign_host_is_refused(explorer, host_line):
+    # DNS rebinding: evil.example resolves to 127.0.0.1, the browser sends its name.
+    line = host_line.format(port=explorer.server_address[1])
+    status, body = _raw_request(explorer, line)
+    assert status == 421 and b'"error"' in body and b'"layer"' not in body
+
+
+@pytest.mark.parametrize("name", ["localhost", "127.0.0.1", "LOCALHOST"])
+def test_the_servers_own_names_are_answered(explorer, name):
+    status, body = _raw_request(explorer, f"Host: {name}:{explorer.server_address[1]}")
+    assert status == 200 and b'"output_size":3' in body
+
+
+def test_allowed_hosts_take_the_bound_address_and_extra_names():
+    hosts = allowed_hosts("::1", 8765, ["Box.Lan"])
+    assert {"[::1]:8765", "localhost:8765", "box.lan:8765"} <= hosts
+    assert "box.lan" not in hosts and "evil.example:8765" not in hosts
+    assert "localhost" in allowed_hosts("127.0.0.1", 80)  # browsers omit port 80
+
+
+def test_idle_connections_hold_no_thread_and_are_closed(explorer, http_get, monkeypatch):
+    monkeypatch.setattr(server_module, "READ_TIMEOUT_S", 1.0)
+    port = explorer.server_address[1]
+    threads = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(4 * MAX_WORKERS)]
+    try:
+        start = time.monotonic()
+        status, _, body = http_get(explorer, "/api/layer", layer_params(size=5, kernel=3))
+        assert status == 200 and body["layer"]["output_size"] == 3
+        assert time.monotonic() - start < 3
+        assert threading.active_count() <= threads + MAX_WORKERS
+        # silent for READ_TIMEOUT_S: the server closes them (recv sees the end, b"")
+        idle[0].settimeout(10)
+        assert idle[0].recv(1) == b""
+        assert time.monotonic() - start < 5
+    finally:
+        for conn in idle:
+            conn.close()
+
+
+def test_a_stalled_request_times_out(explorer, monkeypatch):
+    monkeypatch.setattr(server_module._Handler, "timeout", 0.5)
+    with socket.create_connection(("127.0.0.1", explorer.server_address[1])) as conn:
+        conn.sendall(b"GET /api/layer?size=5&kernel=3 HTTP/1.1\r\n")  # headers never end
+        conn.settimeout(10)
+        start = time.monotonic()
+        assert conn.recv(65536) == b""
+        assert time.monotonic() - start < 5
+
+
+def test_oversize_animation_is_refused_as_the_cli_refuses_it(explorer, http_get, tmp_path,
+                                                             capsys):
+    from fcnkit.cli import main
+
+    # 4 frames (a 2x2 output) over a 3000x3000 grid: 9 M cells per frame.
+    params = {"size": "3000", "kernel": "1000", "dilation": "3"}
+    status, _, body = http_get(explorer, "/api/animation", params)
+    assert status == 400 and f"limit {limits.MAX_ANIMATION_CELL_DRAWS}" in body["error"]
+    assert main(["animate", "--size", "3000", "--kernel", "1000", "--dilation", "3", "-o",
+                 str(tmp_path / "a.gif")]) == 2
+    assert body["error"] in capsys.readouterr().err
+    status, _, _ = http_get(explorer, "/api/animation", {"size": "5", "kernel": "3",
+                                                        "padding": "same"})
+    assert status == 400
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"size": "8", "layers": "[" * 1300 + "]" * 1300}, "nested more than"),
+    ({"size": "8", "layers": '[{"kind": "conv", "kernel": ' + "5" * 5000 + "}]"},
+     "5000 characters"),
+    ({"size": "8", "layers": '[{"kind": "conv", "kernel": 1' + "0" * 5000 + ".5}]"},
+     "5003 characters"),
+])
+def test_hostile_json_is_refused_before_parsing(explorer, http_get, params, message):
+    status, _, body = http_get(explorer, "/api/stack", params)
+    assert status == 400 and message in body["error"]
+
+
+@pytest.mark.parametrize(("view_name", "params"), [
+    ("layer", {"size": "8", "kernel": "5" * 5000}),
+    ("gridding", {"rates": "1," + "5" * 5000}),
+])
+def test_a_5000_digit_number_is_a_400(explorer, http_get, view_name, params):
+    status, _, body = http_get(explorer, f"/api/{view_name}", params)
+    assert status == 400 and len(body["error"]) < 200
+
+
+def test_a_programming_error_is_a_500_with_its_traceback_in_the_log(explorer, http_get,
+                                                                    monkeypatch, caplog):
+    from fcnkit.cli import _LogFormatter
+
+    def broken_view(params):
+        return {"x": 1 / 0}
+
+    monkeypatch.setitem(VIEWS, "layer", broken_view)
+    with caplog.at_level(logging.ERROR, logger="fcnkit.web.server"):
+        status, _, body = http_get(explorer, "/api/layer", {"size": "5"})
+    assert status == 500 and "server log" in body["error"]
+    # what the command line prints for the record (its formatter prints one message)
+    printed = [_LogFormatter().format(r) for r in caplog.records]
+    assert any("Traceback" in text and "broken_view" in text and "ZeroDivisionError" in text
+               for text in printed), printed
+
+
+def test_a_slow_view_is_answered_503_in_time(explorer, http_get, monkeypatch):
+    monkeypatch.setattr(server_module, "REQUEST_TIME_S", 0.3)
+    monkeypatch.setitem(VIEWS, "layer", lambda params: time.sleep(2) or {})
+    start = time.monotonic()
+    status, _, body = http_get(explorer, "/api/layer", {"size": "5"})
+    assert status == 503 and "longer than" in body["error"]
+    assert time.monotonic() - start < 1.5

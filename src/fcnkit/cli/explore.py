@@ -32,6 +32,10 @@ def register(subparsers: Any) -> None:
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="a further name the page may be opened as (the Host header; "
+                             "repeatable), e.g. this machine's name with --host 0.0.0.0; "
+                             "localhost, 127.0.0.1, [::1] and --host are always allowed")
     parser.add_argument("--open", action="store_true", help="open the page in a browser")
     parser.set_defaults(handler=run)
 
@@ -39,7 +43,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from fcnkit.web.server import make_server
 
-    server = make_server(args.host, args.port)
+    server = make_server(args.host, args.port, args.allow_host)
     print(f"fcnkit explore: serving {server.url} (Ctrl-C to stop)", flush=True)
     if args.open:
         import webbrowser

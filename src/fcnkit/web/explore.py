@@ -26,7 +26,6 @@ Views (the HTTP paths of :mod:`fcnkit.web.server` are ``/api/<name>``):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,6 +39,7 @@ from fcnkit.arith.matrix import conv_matrix
 from fcnkit.arith.receptive import receptive_field
 from fcnkit.arith.relationships import size_relationship
 from fcnkit.errors import InputError
+from fcnkit.jsonio import loads_bounded
 
 __all__ = ["VIEWS", "view"]
 
@@ -60,8 +60,12 @@ def _int(params: Params, name: str, default: int | None = None, *, low: int = 0,
         if default is None:
             raise InputError(f"{name}: missing; give an integer")
         return default
+    text = str(text).strip()
+    if len(text) > limits.MAX_NUMBER_CHARS:  # int() is quadratic in the digits
+        raise InputError(f"{name}: a number of {len(text)} characters; at most "
+                         f"{limits.MAX_NUMBER_CHARS} are accepted")
     try:
-        value = int(str(text).strip())
+        value = int(text)
     except ValueError:
         raise InputError(f"{name}: expected an integer, got {text!r}") from None
     if value < low:
@@ -119,19 +123,25 @@ def layer_view(params: Params) -> dict[str, Any]:
 
 def animation_view(params: Params) -> dict[str, Any]:
     """Cell kinds of the drawn input grid and the kernel taps of every output pixel
-    (:func:`fcnkit.arith.taps.tap_layout`), at most ``limits.MAX_ANIMATION_FRAMES`` of them."""
+    (:func:`fcnkit.arith.taps.tap_layout`), refused as ``fcnkit animate`` refuses it
+    (:func:`fcnkit.limits.check_animation`)."""
     from fcnkit.arith.taps import INPUT, INSERTED_ZERO, PADDING, tap_layout
 
     args = _layer_args(params)
     if args["convention"] != "pytorch" or args["ceil_mode"]:
         raise InputError("the animation draws PyTorch floor-mode geometry; choose the pytorch "
                          "convention without ceil_mode")
-    report = describe_layer(**args)  # the layer's own validation first: the clearest message
-    out = report["output_size"]
-    limits.check_at_most(f"the animation has {out}x{out} output positions (frames)", out * out,
-                         limits.MAX_ANIMATION_FRAMES, "use a smaller input size")
+    describe_layer(**args)  # the layer's own validation first: the clearest message
+    if isinstance(args["padding"], str):
+        raise InputError("padding: the animation takes an integer padding")
     stride = args["stride"] if args["stride"] is not None else (
         args["kernel"] if args["kind"] == "pool" else 1)
+    # The command line's check (``fcnkit animate``): frames and frames x grid cells, so
+    # that the tap table (frames x kernel taps) and the cell grid stay small.
+    limits.check_animation(*((v, v) for v in (args["size"], args["kernel"], stride,
+                                              args["padding"], args["dilation"])),
+                           args["kind"] == "conv_transpose",
+                           (args["output_padding"], args["output_padding"]))
     geom = tap_layout(args["size"], args["kernel"], stride, args["padding"], args["dilation"],
                       args["kind"] == "conv_transpose", args["output_padding"])
     return {
@@ -197,10 +207,8 @@ def _stack_layers(params: Params) -> list[dict[str, Any]]:
     if text in (None, ""):
         raise InputError("layers: missing; give a JSON list such as "
                          '[{"kind": "conv", "kernel": 3, "stride": 1, "padding": 1}]')
-    try:
-        layers = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"layers: not valid JSON ({exc.msg} at character {exc.pos})") from None
+    layers = loads_bounded(str(text), "layers", max_depth=limits.MAX_JSON_DEPTH,
+                           max_digits=limits.MAX_NUMBER_CHARS)
     if not isinstance(layers, list) or not layers:
         raise InputError("layers: expected a non-empty JSON list of layer objects")
     limits.check_at_most("layers in the stack", len(layers), limits.MAX_STACK_LAYERS,
@@ -281,6 +289,8 @@ def _plain(value: Any) -> int | float:
 def gridding_view(params: Params) -> dict[str, Any]:
     """Coverage map, HDC quantities, verdict and hole-free schedules of a dilated stack."""
     text = str(_get(params, "rates", "")).strip()
+    if any(len(v.strip()) > limits.MAX_NUMBER_CHARS for v in text.split(",")):
+        raise InputError(f"rates: a rate longer than {limits.MAX_NUMBER_CHARS} characters")
     try:
         rates = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
