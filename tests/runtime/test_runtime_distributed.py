@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from fcnkit.data import generate_synthetic_dataset, open_dataset
+from fcnkit.errors import InputError
 from fcnkit.data.transforms import eval_transform, pad_collate
 from fcnkit.inference.evaluate import evaluate
 from fcnkit.runtime import distributed as ddp
@@ -211,3 +212,38 @@ def test_elastic_restart_resumes_automatically_and_matches_a_resumed_run(tiny_da
     assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2, 3, 4, 5, 6]
     assert not (elastic / "error.txt").exists()  # written by the failed attempt, then removed
     assert not [p.name for p in elastic.iterdir() if p.name.startswith(".fcnkit-tmp")]
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"RANK": "zero", "WORLD_SIZE": "2"}, "RANK='zero'"),
+    ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "1.5"}, "LOCAL_RANK='1.5'"),
+    ({"LOCAL_WORLD_SIZE": "two"}, "LOCAL_WORLD_SIZE='two'"),
+    ({"LOCAL_WORLD_SIZE": "0"}, "LOCAL_WORLD_SIZE='0'"),
+    ({"WORLD_SIZE": "-3"}, "WORLD_SIZE='-3'"),
+    ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2 must be below WORLD_SIZE=2"),
+])
+def test_env_bad_torchrun_variable_is_named_in_one_line(monkeypatch, env, named):
+    for key in ddp.TORCHRUN_INT_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(InputError) as info:
+        ddp.init_distributed("cpu")  # before any rendezvous is tried
+    assert named in str(info.value) and "\n" not in str(info.value)
+
+
+def test_env_int_reads_defaults_and_values(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert ddp.env_int("LOCAL_WORLD_SIZE", 1, minimum=1) == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", " 4 ")
+    assert ddp.env_int("LOCAL_WORLD_SIZE", 1, minimum=1) == 4
+
+
+def test_env_bad_rank_ends_train_with_exit_2(tmp_path):
+    cmd = [sys.executable, "-m", "fcnkit", "train", "--data", f"voc:{tmp_path / 'none'}",
+           "--epochs", "1", "--out", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, env=_clean_env(RANK="first", WORLD_SIZE="2"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "RANK='first'" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "run").exists()

@@ -63,15 +63,51 @@ class DistInfo:
         return self.rank == 0
 
 
+#: The variables torchrun sets that fcnkit reads as integers, with their least value.
+TORCHRUN_INT_VARIABLES = {"WORLD_SIZE": 1, "RANK": 0, "LOCAL_RANK": 0, "LOCAL_WORLD_SIZE": 1}
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    """The integer environment variable ``name`` (``default`` when unset or empty).
+
+    The one parser of torchrun's variables (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
+    ``LOCAL_WORLD_SIZE``): whoever reads one calls this.
+
+    Raises:
+        InputError: the value is not an integer >= ``minimum`` (one line naming the
+            variable).
+    """
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise InputError(f"environment variable {name}={text[:40]!r} is not an integer >= "
+                         f"{minimum}; unset it or launch with torchrun")
+    return value
+
+
+def check_env() -> None:
+    """Parse every torchrun variable that is set (:data:`TORCHRUN_INT_VARIABLES`) and
+    check ``RANK < WORLD_SIZE``, so that a bad one is named before any work starts.
+
+    Raises:
+        InputError: one line naming the variable.
+    """
+    values = {name: env_int(name, minimum, minimum=minimum)
+              for name, minimum in TORCHRUN_INT_VARIABLES.items()}
+    for rank, world in (("RANK", "WORLD_SIZE"), ("LOCAL_RANK", "LOCAL_WORLD_SIZE")):
+        if rank in os.environ and world in os.environ and values[rank] >= values[world]:
+            raise InputError(f"environment variable {rank}={values[rank]} must be below "
+                             f"{world}={values[world]}; unset both or launch with torchrun")
+
+
 def env_world_size() -> int:
     """``WORLD_SIZE`` set by torchrun, or 1 when the process was not launched by it."""
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        raise InputError(
-            f"environment variable WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an "
-            "integer; unset it or launch with torchrun"
-        ) from None
+    return env_int("WORLD_SIZE", 1, minimum=1)
 
 
 def launched_by_torchrun() -> bool:
@@ -110,13 +146,15 @@ def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
 
     Raises:
         InputError: the rendezvous does not form within the timeout (one-line message
-            naming the address to check, never a hang).
+            naming the address to check, never a hang), or a torchrun variable is not an
+            integer in its range (:func:`check_env`).
     """
+    check_env()
     if not launched_by_torchrun() or env_world_size() <= 1:
         return DistInfo()
-    rank = int(os.environ["RANK"])
+    rank = env_int("RANK", 0)
     world = env_world_size()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = env_int("LOCAL_RANK", 0)
     backend = backend_for(device)
     if dist.is_initialized():
         return DistInfo(rank, world, local_rank, True, dist.get_backend())
