@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from fcnkit.errors import InputError
+
 #: Every temporary file :func:`atomic_path` creates is named ``.fcnkit-tmp.<stem>.<random>
 #: <suffix>``, so that files left by a killed process can be recognised and removed
 #: (:func:`remove_stale_temp_files`).
@@ -104,8 +106,6 @@ def check_writable_directory(path: str | os.PathLike[str], what: str = "output d
     ACLs that permission bits miss. Directories created for the probe are removed again,
     so a refused or later failing command leaves no empty tree behind.
     """
-    from fcnkit.errors import InputError
-
     target = Path(path).expanduser()
     if target.exists() and not target.is_dir():
         raise InputError(f"{what} {target} is a file; pass a directory path")
@@ -123,3 +123,65 @@ def check_writable_directory(path: str | os.PathLike[str], what: str = "output d
         for directory in created:  # deepest first
             with contextlib.suppress(OSError):
                 directory.rmdir()
+
+
+#: Name of the file that marks a directory as being written (see :func:`incomplete_until_done`).
+INCOMPLETE_MARKER = ".fcnkit-incomplete"
+
+
+class IncompleteMarker:
+    """The incomplete marker of one directory; :func:`incomplete_until_done` yields one."""
+
+    def __init__(self, directory: str | os.PathLike[str], what: str) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / INCOMPLETE_MARKER
+        self.what = what
+        self.marked = False
+
+    def mark(self) -> None:
+        """Create the directory (if needed) and the marker, once; call before the first
+        write into the directory."""
+        if self.marked:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.path, f"{self.what} being written by process {os.getpid()} "
+                                     "(an interrupted run leaves this file; run it again)\n")
+        self.marked = True
+
+
+@contextlib.contextmanager
+def incomplete_until_done(directory: str | os.PathLike[str], what: str, *,
+                          lazy: bool = False) -> Iterator[IncompleteMarker]:
+    """Mark ``directory`` incomplete while the block writes into it.
+
+    The marker file ``directory/.fcnkit-incomplete`` is written on entry (with ``lazy``,
+    when the block calls ``marker.mark()`` before its first write) and removed only when
+    the block ends without an exception. An interrupted command (SIGINT, SIGTERM, an
+    error, a killed process) leaves it, and readers refuse the directory
+    (:func:`check_complete`) until a rerun completes it.
+    """
+    marker = IncompleteMarker(directory, what)
+    if not lazy:
+        marker.mark()
+    yield marker
+    if marker.marked:
+        with contextlib.suppress(FileNotFoundError):
+            marker.path.unlink()
+
+
+def is_incomplete(directory: str | os.PathLike[str]) -> bool:
+    """True when ``directory`` carries the marker of an unfinished write."""
+    return (Path(directory) / INCOMPLETE_MARKER).exists()
+
+
+def check_complete(directory: str | os.PathLike[str], what: str, rerun: str) -> None:
+    """Raise :class:`~fcnkit.errors.InputError` when ``directory`` is marked incomplete.
+
+    Args:
+        directory: the directory to read.
+        what: what it holds, e.g. ``"dataset"``.
+        rerun: the command that completes it, e.g. ``"fcnkit data synth --out DIR"``.
+    """
+    if is_incomplete(directory):
+        raise InputError(f"{what} {directory} is incomplete (its writing was interrupted; "
+                         f"{INCOMPLETE_MARKER} is present); run '{rerun}' again")

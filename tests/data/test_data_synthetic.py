@@ -1,13 +1,22 @@
 """The synthetic dataset: layout, determinism, content, void band, readability."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import fcnkit
+from fcnkit.atomic import INCOMPLETE_MARKER, is_incomplete
 from fcnkit.cli import main
 from fcnkit.data import open_dataset
+from fcnkit.data.cache import ensure_dataset
 from fcnkit.data.synthetic import (
     SYNTHETIC_CLASSES,
     generate_synthetic_dataset,
@@ -163,3 +172,85 @@ def test_ensure_dataset_generates_once_and_regenerates_a_stale_cache(tmp_path, m
     assert ensure_dataset(spec, tmp_path) == (root, True)
     monkeypatch.setenv("FCNKIT_CACHE", str(tmp_path / "env"))
     assert cache_dir() == tmp_path / "env" and cache_dir(tmp_path) == tmp_path
+
+
+# ------------------------------------------------------------- interrupted generation
+
+
+def _synth_command(out, seed, train=400):
+    return [sys.executable, "-m", "fcnkit", "data", "synth", "--out", str(out), "--train",
+            str(train), "--val", "2", "--size", "64", "--seed", str(seed), "--workers", "1"]
+
+
+def _interrupt_after_images(cmd, signum, images_dir, count=4, **popen):
+    """Start ``cmd``; send ``signum`` once it has written ``count`` JPEGs into ``images_dir``
+    (new files, or existing ones rewritten: modified after the start)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(fcnkit.__file__).parents[1])}
+    start = time.time_ns()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, **popen)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if images_dir.is_dir():
+            written = [e for e in os.scandir(images_dir) if e.name.endswith(".jpg")
+                       and e.stat().st_mtime_ns >= start]
+            if len(written) >= count:
+                break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the command ended before it was interrupted"
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize(("signum", "code", "line"), [
+    (signal.SIGTERM, 143, "fcnkit: terminated"),
+    (signal.SIGINT, 130, "fcnkit: interrupted"),
+])
+def test_interrupted_synth_is_marked_refused_and_regenerated(tmp_path, signum, code, line):
+    out = tmp_path / "d"
+    generate_synthetic_dataset(out, train=6, val=2, seed=1, size=(64, 64), workers=1)
+    old = (out / "JPEGImages" / "train_00001.jpg").read_bytes()
+    returncode, stdout, err = _interrupt_after_images(_synth_command(out, seed=2), signum,
+                                                      out / "JPEGImages")
+    assert returncode == code, err
+    assert err.strip() == line and stdout == ""
+    assert is_incomplete(out) and not (out / "synthetic.json").exists()
+    # the samples are a mix of both seeds: the reader must not accept it
+    assert (out / "JPEGImages" / "train_00001.jpg").read_bytes() != old
+    for spec in (f"synth:{out}", f"voc:{out}", str(out)):
+        with pytest.raises(InputError, match="is incomplete"):
+            open_dataset(spec, "train")
+    assert main(["data", "info", f"voc:{out}"]) == 2
+    # the rerun regenerates everything and clears the mark
+    generate_synthetic_dataset(out, train=6, val=2, seed=2, size=(64, 64), workers=1)
+    assert not is_incomplete(out) and len(open_dataset(f"synth:{out}", "train")) == 6
+
+
+def test_sigint_ends_synth_with_130_even_when_the_shell_ignored_it(tmp_path):
+    # A background job of a non-interactive shell starts with SIGINT ignored.
+    out = tmp_path / "d"
+    returncode, _, err = _interrupt_after_images(
+        _synth_command(out, seed=0), signal.SIGINT, out / "JPEGImages",
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert returncode == 130 and "interrupted" in err
+    assert is_incomplete(out)
+
+
+def test_sigterm_with_worker_processes_gives_one_line(tmp_path):
+    out = tmp_path / "d"
+    cmd = _synth_command(out, seed=0)
+    cmd[-1] = "2"
+    returncode, _, err = _interrupt_after_images(cmd, signal.SIGTERM, out / "JPEGImages")
+    assert returncode == 143 and err.strip() == "fcnkit: terminated", err
+    assert is_incomplete(out)
+
+
+def test_ensure_dataset_regenerates_a_directory_marked_incomplete(tmp_path):
+    spec = {"train": 2, "val": 1, "seed": 4, "size": (32, 32)}
+    root, generated = ensure_dataset(spec, tmp_path)
+    assert generated and not is_incomplete(root)
+    assert ensure_dataset(spec, tmp_path) == (root, False)
+    (root / INCOMPLETE_MARKER).write_text("interrupted\n")  # manifest still there
+    assert ensure_dataset(spec, tmp_path) == (root, True)
+    assert not is_incomplete(root)

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fcnkit.cli._common import OneLineParser
+from fcnkit.cli._process import prepare_process
 from fcnkit.errors import FcnkitWarning, InputError, first_line
 
 # Subcommand modules, in the order ``fcnkit --help`` lists them.
@@ -117,6 +118,7 @@ def _console() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    prepare_process()  # printable output under any encoding; SIGINT/SIGTERM -> 130/143
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fcnkit.atomic import check_complete
 from fcnkit.errors import InputError
 
 _LAZY = {
@@ -123,6 +124,7 @@ def open_dataset(
         (3, H, W) in [0, 1], mask int64 (H, W), 255 = void).
     """
     kind, root = parse_spec(spec)
+    check_complete(root, "dataset", f"fcnkit data synth --out {root}")
     if kind == "synth":
         if not (root / "synthetic.json").is_file():
             raise InputError(f"{root}: no synthetic.json, not a synthetic dataset; create it with "

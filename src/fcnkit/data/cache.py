@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fcnkit.atomic import is_incomplete
+
 __all__ = ["cache_dir", "ensure_dataset"]
 
 
@@ -37,7 +39,8 @@ def ensure_dataset(
 
     Returns:
         ``(directory, generated_now)``. A directory whose ``synthetic.json`` does not match
-        ``spec`` (another generator version, or an interrupted run) is regenerated.
+        ``spec`` (another generator version), or that is marked incomplete (an
+        interrupted run, :func:`fcnkit.atomic.incomplete_until_done`), is regenerated.
     """
     from fcnkit.data.synthetic import generate_synthetic_dataset, task_info
 
@@ -46,7 +49,7 @@ def ensure_dataset(
     prefix = "synthetic" if task == "objects" else task
     root = cache_dir(cache) / f"{prefix}-s{spec['seed']}-{spec['train']}-{spec['val']}-{h}x{w}"
     manifest = root / "synthetic.json"
-    if manifest.is_file():
+    if manifest.is_file() and not is_incomplete(root):
         try:
             stored = json.loads(manifest.read_text(encoding="utf-8"))
         except ValueError:  # a torn manifest: regenerate

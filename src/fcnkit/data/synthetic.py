@@ -58,7 +58,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from fcnkit.atomic import atomic_path, write_text_atomic
+from fcnkit.atomic import atomic_path, incomplete_until_done, write_text_atomic
 from fcnkit.data.drawing import SPLIT_CODES as _SPLIT_CODES
 from fcnkit.data.drawing import regular_polygon as _regular_polygon
 from fcnkit.data.drawing import smooth_noise as _smooth_noise
@@ -401,7 +401,9 @@ def generate_synthetic_dataset(
 
     Returns:
         The output directory as a :class:`~pathlib.Path` (a VOC2012-style root that
-        ``open_dataset("voc:" + str(path), "train")`` reads).
+        ``open_dataset("voc:" + str(path), "train")`` reads). While it is written it holds
+        the marker :data:`fcnkit.atomic.INCOMPLETE_MARKER` and no ``synthetic.json``: an
+        interrupted run leaves a directory that readers refuse and the cache regenerates.
     """
     if isinstance(size, int):
         size = (size, size)
@@ -415,6 +417,16 @@ def generate_synthetic_dataset(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a directory; choose another path")
+    with incomplete_until_done(out, "a synthetic dataset"):
+        # The old manifest must not vouch for a mix of old and new samples if this run is
+        # interrupted; the marker makes readers refuse the directory until a rerun ends.
+        (out / "synthetic.json").unlink(missing_ok=True)
+        _write_dataset(out, train, val, int(seed), size, workers, task, classes, version)
+    return out
+
+
+def _write_dataset(out: Path, train: int, val: int, seed: int, size: tuple[int, int],
+                   workers: int | None, task: str, classes: list[str], version: int) -> None:
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     jobs = [(out, int(seed), split, i, size, task)
@@ -442,4 +454,3 @@ def generate_synthetic_dataset(
     if task != "objects":  # the default task's manifest stays as before (demo cache check)
         manifest["task"] = task
     write_text_atomic(out / "synthetic.json", json.dumps(manifest, indent=2) + "\n")
-    return out

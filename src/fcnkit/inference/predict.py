@@ -37,7 +37,7 @@ from PIL import Image
 from torch import nn
 
 from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
-from fcnkit.atomic import atomic_path, check_writable_directory
+from fcnkit.atomic import atomic_path, check_writable_directory, incomplete_until_done
 from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
 from fcnkit.errors import InputError, first_line, warn
 from fcnkit.inference.labels import (
@@ -317,38 +317,41 @@ def predict_paths(
                          "predict with a model of at most 255 classes")
     written: list[Path] = []
     skipped = 0
-    for plan in plans:
-        try:
-            # Kept as uint8 (H, W, 3): 3 bytes a pixel; tiles are converted one at a time.
-            pixels = read_image_array(plan.source)
-        except InputError as exc:
-            if not skip_bad:
-                raise
-            skipped += 1
-            if on_bad is not None:
-                on_bad(plan.source, exc)
-            continue
-        labels = predict_image(
-            model, read_only_tensor(pixels).permute(2, 0, 1), num_classes=num_classes,
-            window=window, overlap=overlap, max_pixels=max_pixels, tile=tile, device=device,
-        )
-        mask = labels.cpu().to(torch.uint8).numpy()
-        out.mkdir(parents=True, exist_ok=True)
-        save_mask_png(plan.mask, mask, palette)
-        written.append(plan.mask)
-        if plan.overlay is not None:
-            # The pixels are not needed any more: blend into them, strip by strip.
-            if not pixels.flags.writeable:  # PIL's buffer is read-only
-                pixels = pixels.copy()
-            blend_into(pixels, mask, palette, OVERLAY_ALPHA)
-            picture = Image.fromarray(pixels)
-            del pixels
-            with atomic_path(plan.overlay) as tmp:
-                picture.save(tmp, format="JPEG", quality=90)
-            del picture
-            written.append(plan.overlay)
-        if on_done is not None:
-            on_done(plan, labels)
+    # Marked incomplete from the first write until the last (an interrupted run leaves
+    # the marker; a rerun rewrites every output and clears it).
+    with incomplete_until_done(out, "predictions", lazy=True) as marker:
+        for plan in plans:
+            try:
+                # Kept as uint8 (H, W, 3): 3 bytes a pixel; tiles are converted one at a time.
+                pixels = read_image_array(plan.source)
+            except InputError as exc:
+                if not skip_bad:
+                    raise
+                skipped += 1
+                if on_bad is not None:
+                    on_bad(plan.source, exc)
+                continue
+            labels = predict_image(
+                model, read_only_tensor(pixels).permute(2, 0, 1), num_classes=num_classes,
+                window=window, overlap=overlap, max_pixels=max_pixels, tile=tile, device=device,
+            )
+            mask = labels.cpu().to(torch.uint8).numpy()
+            marker.mark()  # creates the directory; cleared when every image is written
+            save_mask_png(plan.mask, mask, palette)
+            written.append(plan.mask)
+            if plan.overlay is not None:
+                # The pixels are not needed any more: blend into them, strip by strip.
+                if not pixels.flags.writeable:  # PIL's buffer is read-only
+                    pixels = pixels.copy()
+                blend_into(pixels, mask, palette, OVERLAY_ALPHA)
+                picture = Image.fromarray(pixels)
+                del pixels
+                with atomic_path(plan.overlay) as tmp:
+                    picture.save(tmp, format="JPEG", quality=90)
+                del picture
+                written.append(plan.overlay)
+            if on_done is not None:
+                on_done(plan, labels)
     if skipped and skipped == len(plans):
         raise InputError(
             f"none of the {len(plans)} input images could be read; check the files "
