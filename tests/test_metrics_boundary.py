@@ -137,3 +137,29 @@ def test_width_from_diagonal_and_validation():
         BoundaryMetrics(2, width=0)
     with pytest.raises(ValueError, match="shape"):
         BoundaryMetrics(2).update(np.zeros((4, 4), dtype=int), np.zeros((4, 5), dtype=int))
+
+
+def test_a_width_beyond_the_image_gives_the_brute_force_scores_of_that_width():
+    rng = np.random.default_rng(7)
+    targets = [rng.integers(0, 3, (6, 7)) for _ in range(2)]
+    preds = [rng.integers(0, 3, (6, 7)) for _ in range(2)]
+    metrics = BoundaryMetrics(3, width=40)  # wider than the image: bounded to 7
+    with pytest.warns(UserWarning, match="wider than the 6x7 images"):
+        for pred, target in zip(preds, targets):
+            metrics.update(pred, target)
+    got, want = metrics.compute(), brute_scores(preds, targets, 3, 40)
+    assert got["width"] == 40
+    for key in ("trimap_pixel_acc", "trimap_miou", "boundary_iou"):
+        assert _close(got[key], want[key]), key
+
+
+def test_a_huge_width_on_small_images_is_fast():
+    import time
+
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 9, (8, 32, 32))
+    metrics = BoundaryMetrics(9, width=1024)
+    start = time.perf_counter()
+    with pytest.warns(UserWarning):
+        metrics.update(target[::-1].copy(), target)
+    assert time.perf_counter() - start < 5  # a 2049-wide window per pixel took minutes

@@ -1,4 +1,5 @@
-"""Write files so that a crash or an error never leaves a half-written output behind.
+"""Write files so that a crash or an error never leaves a half-written output behind; read
+a user's files without hanging on a FIFO or a device, or failing on a foreign encoding.
 
 Every output file fcnkit produces (checkpoints, PNG/GIF pictures, JSON reports, dataset
 files) goes through :func:`atomic_path`: the writer writes to a temporary file in the
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -185,3 +187,44 @@ def check_complete(directory: str | os.PathLike[str], what: str, rerun: str) -> 
     if is_incomplete(directory):
         raise InputError(f"{what} {directory} is incomplete (its writing was interrupted; "
                          f"{INCOMPLETE_MARKER} is present); run '{rerun}' again")
+
+
+# ------------------------------------------------------------------ reading user files
+
+
+def check_regular_file(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """``path`` as a Path, refused unless it is a regular file (symlinks followed).
+
+    Call it before opening a file the user named: ``open()`` on a FIFO blocks until a
+    writer appears (forever), and a device such as ``/dev/zero`` or ``/dev/urandom`` never
+    ends. A missing path is left to the opener, whose own message names it.
+
+    Raises:
+        InputError: ``path`` is a FIFO, socket, device or directory (one line naming it).
+    """
+    file = Path(path)
+    try:
+        mode = file.stat().st_mode
+    except OSError:
+        return file
+    if stat.S_ISREG(mode):
+        return file
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)"
+            if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device")
+    raise InputError(f"{what} {file} is {kind}, not a regular file; give the path of a file")
+
+
+def read_text_utf8(path: str | os.PathLike[str], what: str = "file") -> str:
+    """The text of a user's file (``classes.txt``, a split list), as UTF-8.
+
+    Raises:
+        InputError: the file is not a regular file or not valid UTF-8 (one line naming the
+            file and the byte offset).
+    """
+    file = check_regular_file(path, what)
+    data = file.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {file} is not UTF-8 text (byte {exc.start}: "
+                         f"{data[exc.start:exc.start + 1]!r}); save it as UTF-8") from None

@@ -60,6 +60,7 @@ __all__ = [
     "check_model_input",
     "check_suggestion_search",
     "check_synthetic",
+    "boundary_width_within",
     "check_training_crop",
     "forward_activation_bytes",
     "limits_disabled",
@@ -255,6 +256,19 @@ def check_synthetic(train: int, val: int, size: Sequence[int]) -> None:
                   "ask for fewer images")
     check_at_most("the synthetic dataset's pixels (images x size)", images * height * width,
                   SYNTH_MAX_TOTAL_PIXELS, "ask for fewer or smaller images", unit="pixels")
+
+
+def boundary_width_within(width: int, height: int, image_width: int) -> int:
+    """The boundary width that does the work of ``width`` on a ``height x image_width``
+    image: at most its longer side.
+
+    Beyond it the trimap band and Boundary IoU's inner boundaries no longer change: every
+    pixel is within chessboard distance max(H, W) - 1 of every other and within
+    ceil(max(H, W) / 2) of the outside of the image. Without this bound the (2d+1)-wide
+    windows grow with ``width`` alone (``eval --boundary-width 1024`` on 32x32 images:
+    a 2049-wide window per pixel and per class).
+    """
+    return max(1, min(int(width), max(int(height), int(image_width))))
 
 
 def forward_activation_bytes(height: int, width: int, batch: int = 1) -> int:

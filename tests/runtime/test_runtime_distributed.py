@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from fcnkit.data import generate_synthetic_dataset, open_dataset
-from fcnkit.errors import InputError
 from fcnkit.data.transforms import eval_transform, pad_collate
+from fcnkit.errors import InputError
 from fcnkit.inference.evaluate import evaluate
 from fcnkit.runtime import distributed as ddp
 from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint

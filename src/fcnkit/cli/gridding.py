@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from fcnkit.errors import InputError
     from fcnkit.limits import check_suggestion_search
 
+    if args.plot:
+        from fcnkit.viz import check_figure_path
+
+        check_figure_path(args.plot)  # before any work: an unknown format is one line
     # hdc_check refuses a receptive field above fcnkit.limits.MAX_RECEPTIVE_FIELD itself.
     report = hdc_check(args.rates, kernel_size=args.kernel)
     suggestions = None

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import print_json
+from fcnkit.cli._common import device, print_json
 
 NAME = "report"
 
@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
                         "report.html for several)")
     parser.add_argument("--gallery", type=int, default=None, metavar="N",
                         help="validation images in the gallery (default 4; 0: none)")
-    parser.add_argument("--device", default="cpu", help="device for the gallery (default cpu)")
+    parser.add_argument("--device", type=device, default="cpu",
+                        help="device for the gallery: cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--json", action="store_true", help="print what was written as JSON")
     parser.set_defaults(handler=run)
 

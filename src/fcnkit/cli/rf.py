@@ -61,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
 
     size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
     check_model_input(size, "--size")
+    if args.plot:
+        from fcnkit.viz import check_figure_path
+
+        check_figure_path(args.plot)  # before any work: an unknown format is one line
     model = model_for_analysis(args.model, num_classes=args.num_classes)
     records = receptive_field_of(model, size)
     if getattr(model, "fcnkit_conv_body_only", False):

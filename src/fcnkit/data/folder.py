@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fcnkit.atomic import check_regular_file, read_text_utf8
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.data.palette import voc_palette
 from fcnkit.errors import InputError, first_line, warn
@@ -47,7 +48,9 @@ VOC_VOID_COLOUR: RGB = (224, 224, 192)
 
 
 def _open_image(path: Path, what: str) -> Image.Image:
-    """Open and fully decode ``path``; corrupt or truncated files raise InputError."""
+    """Open and fully decode ``path``; corrupt or truncated files raise InputError (a FIFO
+    or device too, before it is opened)."""
+    check_regular_file(path, f"{what} file")
     try:
         handle = Image.open(path)
         try:
@@ -231,7 +234,8 @@ def read_classes_file(path: str | os.PathLike[str]) -> tuple[list[str], list[RGB
     file = Path(path)
     names: list[str] = []
     colours: list[RGB | None] = []
-    for number, raw in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(read_text_utf8(file, "classes file").splitlines(),
+                                   start=1):
         line = raw.split("#", 1)[0].replace(",", " ").replace(":", " ").strip()
         if not line:
             continue

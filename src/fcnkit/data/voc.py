@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from fcnkit.atomic import check_regular_file, read_text_utf8
 from fcnkit.data.folder import (
     IMAGE_EXTENSIONS,
     SegmentationDataset,
@@ -95,7 +96,7 @@ def load_sbd_mask(path: str | os.PathLike[str]) -> np.ndarray:
     """
     from scipy.io import loadmat
 
-    file = Path(path)
+    file = check_regular_file(path, "SBD mask file")
     try:
         content = loadmat(file, squeeze_me=True, struct_as_record=False)
         segmentation = content["GTcls"].Segmentation
@@ -108,13 +109,20 @@ def load_sbd_mask(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(f"{file}: cannot read SBD .mat file ({type(exc).__name__}); "
                          "replace or remove it (or skip bad samples)") from None
     labels = np.asarray(segmentation)
-    if labels.ndim != 2 or labels.size == 0 or labels.min() < 0 or labels.max() > 255:
+    if labels.dtype.kind not in "uif" or labels.ndim != 2 or labels.size == 0:
+        raise InputError(f"{file}: GTcls.Segmentation must be a 2-D array of labels 0..255")
+    # NaN compares False with every bound: check integrality and range on finite values.
+    if labels.dtype.kind == "f" and not (np.isfinite(labels).all()
+                                         and (labels == np.round(labels)).all()):
+        raise InputError(f"{file}: GTcls.Segmentation holds NaN, infinite or fractional "
+                         "values; labels must be integers 0..255")
+    if labels.min() < 0 or labels.max() > 255:
         raise InputError(f"{file}: GTcls.Segmentation must be a 2-D array of labels 0..255")
     return labels.astype(np.uint8)
 
 
 def _read_ids(path: Path) -> list[str]:
-    ids = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines()
+    ids = [line.split()[0] for line in read_text_utf8(path, "split file").splitlines()
            if line.strip()]
     if not ids:
         raise InputError(f"{path}: split file is empty; list one image id per line")

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fcnkit.atomic import check_regular_file
 from fcnkit.errors import InputError
 from fcnkit.models.preprocess import Preprocessing, preprocessing_from
 from fcnkit.runtime.precision import (
@@ -123,6 +124,7 @@ class OnnxRuntimeBackend(nn.Module):
         spin = "1" if spinning else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        check_regular_file(path, "ONNX model")  # a FIFO would block onnxruntime forever
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options,
                                                 providers=["CPUExecutionProvider"])

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fcnkit.atomic import atomic_path
+from fcnkit.atomic import atomic_path, check_regular_file
 from fcnkit.errors import InputError
 
 if TYPE_CHECKING:  # torch is imported where it is used: `fcnkit --help` stays torch-free
@@ -116,7 +116,7 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         InputError: the file is missing or not an ONNX model written by fcnkit export.
     """
     onnx = require("onnx")
-    file = Path(path)
+    file = check_regular_file(path, "ONNX model")
     if not file.is_file():
         raise InputError(f"ONNX model {file} does not exist; write one with fcnkit export")
     try:

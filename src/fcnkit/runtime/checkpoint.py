@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fcnkit.atomic import atomic_path
+from fcnkit.atomic import atomic_path, check_regular_file
 from fcnkit.errors import InputError, first_line
 
 CHECKPOINT_FORMAT = "fcnkit-checkpoint/1"
@@ -147,6 +147,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
     if not file.exists():
         raise InputError(f"checkpoint {file} does not exist; check the path (fcnkit train "
                          "writes RUN_DIR/last.pt and RUN_DIR/best.pt)")
+    check_regular_file(file, "checkpoint")  # a FIFO would block the read forever
     if file.suffix == ".safetensors":
         return _checkpoint_from_safetensors(file)
     try:

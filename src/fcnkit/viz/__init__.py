@@ -8,9 +8,11 @@ the figure, fixed metadata so that the same input gives the same bytes).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from fcnkit.atomic import atomic_path
+from fcnkit.errors import InputError
 
 
 def pyplot() -> Any:
@@ -23,14 +25,39 @@ def pyplot() -> Any:
     return plt
 
 
+def check_figure_path(path: str | os.PathLike[str]) -> str:
+    """The image format of ``path`` (its suffix, lower case; ``png`` without one).
+
+    Raises:
+        InputError: matplotlib cannot write that format (one line listing those it can).
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return "png"  # matplotlib's default format (rcParams["savefig.format"])
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    supported = sorted(FigureCanvasBase.get_supported_filetypes())
+    if suffix not in supported:
+        raise InputError(f"{path}: cannot write a .{suffix} picture; name it with one of "
+                         f"the formats {', '.join('.' + s for s in supported)}")
+    return suffix
+
+
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> None:
     """Save ``fig`` to ``path`` atomically and close it.
 
     PNG metadata is fixed (no software/date stamp) so that output is byte-for-byte
     reproducible for the same input.
+
+    Raises:
+        InputError: the suffix of ``path`` names a format matplotlib cannot write.
     """
     plt = pyplot()
-    suffix = os.fspath(path).lower().rsplit(".", 1)[-1]
+    try:
+        suffix = check_figure_path(path)
+    except InputError:
+        plt.close(fig)
+        raise
     metadata = {"Software": None} if suffix == "png" else None
     try:
         with atomic_path(path) as tmp:

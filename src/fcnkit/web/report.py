@@ -177,14 +177,16 @@ def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     raw = (high - low) / max(count - 1, 1)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    # A step below the float spacing at these values (steps 1e15 apart by one spacing)
+    # would never advance: keep it at least two spacings.
+    step = max(step, 2 * math.ulp(max(abs(low), abs(high))))
     start = math.floor(low / step) * step
-    ticks = []
-    value = start
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
+    # Ticks by index, never by accumulation, and at most a few more than asked for: with
+    # step >= raw, (high - start) / step <= count - 1 + 1.
+    n = min(count + 2, math.floor((high - start) / step + 1e-9) + 1)
+    ticks = [round(start + i * step, 12) for i in range(n)]
     if ticks[-1] < high:
-        ticks.append(round(value, 12))
+        ticks.append(round(start + n * step, 12))
     return ticks
 
 
