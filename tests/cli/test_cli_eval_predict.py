@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -299,3 +301,79 @@ def test_eval_reports_boundary_metrics_of_the_oracle_predictions(world, oracle_m
     code, out, err = run_cli(["eval", "--checkpoint", world["ckpt"], "--data", world["data"],
                               "--boundary-width", "0", "--json"], capsys)
     assert code == 0 and "boundary" not in json.loads(out)
+
+
+# --- hostile environment: FIFOs, encodings, signals, huge widths ---------------------------
+
+
+def _fcnkit(*args: object, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("fcnkit")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "FCNKIT_DEBUG": "", **env}, timeout=timeout)
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.onnx"])
+def test_a_fifo_checkpoint_is_refused_not_waited_for(world, tmp_path, name) -> None:
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    extra = ["--backend", "onnxruntime"] if name.endswith(".onnx") else []
+    proc = _fcnkit("predict", "--checkpoint", fifo, world["images"], "--out", tmp_path / "o",
+                   *extra, timeout=60)  # before: blocked in open() until killed
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "is a FIFO (named pipe)" in proc.stderr
+
+
+def test_predict_output_is_printable_under_an_ascii_encoding(world, tmp_path) -> None:
+    images = tmp_path / "in"
+    images.mkdir()
+    shutil.copy(world["images"] / "img0.png", images / "vélo-北.png")
+    proc = _fcnkit("predict", "--checkpoint", world["ckpt"], images, "--out", tmp_path / "o",
+                   PYTHONIOENCODING="ascii")
+    assert proc.returncode == 0, proc.stderr
+    assert "v\\xe9lo-\\u5317.png" in proc.stdout and "UnicodeEncodeError" not in proc.stderr
+    assert (tmp_path / "o" / "vélo-北.png").is_file()
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_predict_exits_non_zero_and_marks_its_output(world, tmp_path, signum,
+                                                                  code) -> None:
+    from fcnkit.atomic import is_incomplete
+
+    images = tmp_path / "in"
+    images.mkdir()
+    picture = Image.open(world["images"] / "img0.png").resize((320, 320))
+    for i in range(40):
+        picture.save(images / f"p{i:02d}.png")
+    out = tmp_path / "o"
+    exe = Path(sys.executable).with_name("fcnkit")
+    proc = subprocess.Popen([str(exe), "predict", "--checkpoint", str(world["ckpt"]),
+                             str(images), "--out", str(out), "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.is_dir() and any(p.suffix == ".png" for p in out.iterdir()):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "predict ended before it was interrupted"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.strip() in ("fcnkit: interrupted", "fcnkit: terminated")
+    assert is_incomplete(out) and len(list(out.glob("*.png"))) < 40
+    rerun = _fcnkit("predict", "--checkpoint", world["ckpt"], images / "p00.png", images /
+                    "p01.png", "--out", out)
+    assert rerun.returncode == 0 and not is_incomplete(out)
+
+
+def test_boundary_width_beyond_the_images_is_bounded(world, capsys) -> None:
+    start = time.perf_counter()
+    code, out, err = run_cli(["eval", "--checkpoint", world["ckpt"], "--data", world["data"],
+                              "--boundary-width", "1024", "--json", *FP32], capsys)
+    assert code == 0, err
+    assert time.perf_counter() - start < 60  # before: a 2049-wide window per pixel, minutes
+    assert "boundary width 1024 is wider than the" in err
+    wide = json.loads(out)["boundary"]
+    code, out, _ = run_cli(["eval", "--checkpoint", world["ckpt"], "--data", world["data"],
+                            "--boundary-width", "64", "--json", *FP32], capsys)
+    # every image has a side <= 64: a band of 64 already is the whole image
+    assert json.loads(out)["boundary"] == {**wide, "width": 64}

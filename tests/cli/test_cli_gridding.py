@@ -51,6 +51,9 @@ def test_table_plot_and_suggestions(tmp_path, capsys):
         (["gridding", "0,1"], "rates"),
         (["gridding", "1,2", "--kernel", "0"], "kernel_size"),
         (["gridding", "1,2", "--suggest", "3"], "--suggest"),
+        (["gridding", "1,2", "--plot", "out.xyz"], "cannot write a .xyz picture; name it "
+                                                   "with one of the formats"),
+        (["rf", "vgg16", "--plot", "out.xyz"], ".png"),
     ],
 )
 def test_errors_are_one_line(argv, message, capsys):

@@ -371,3 +371,51 @@ def test_cli_prints_library_warnings_as_one_line_each(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 2 and err[0].startswith("fcnkit: warning: skipping s1: ")
         assert err[1] == "fcnkit: warning: skipped 1 bad sample(s) of split 'train'"
+
+
+# ------------------------------------------------------------- hostile files
+
+
+def test_non_utf8_classes_and_split_files_are_one_line(tmp_path, capsys):
+    folder = make_folder(tmp_path / "f")
+    (folder / "classes.txt").write_bytes("background\nv\xe9lo\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"classes file .*classes.txt is not UTF-8 text"):
+        open_dataset(f"folder:{folder}", "train")
+    voc = make_voc(tmp_path / "VOC2012")
+    (voc / "ImageSets/Segmentation/train.txt").write_bytes(b"2007_000001\n\xff\xfe\n")
+    assert main(["data", "info", f"voc:{voc}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.txt is not UTF-8" in err and "byte 12" in err
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1.5])
+def test_sbd_segmentation_with_nan_or_fractions_is_refused(tmp_path, bad):
+    from fcnkit.data.voc import load_sbd_mask
+
+    segmentation = _mask(3, classes=21).astype(np.float64)
+    segmentation[segmentation == 255] = 0
+    path = tmp_path / "x.mat"
+    scipy.io.savemat(path, {"GTcls": {"Segmentation": segmentation}})
+    np.testing.assert_array_equal(load_sbd_mask(path), segmentation.astype(np.uint8))
+    segmentation[2, 3] = bad
+    scipy.io.savemat(path, {"GTcls": {"Segmentation": segmentation}})
+    with pytest.raises(InputError, match="x.mat: GTcls.Segmentation holds NaN, infinite or"):
+        load_sbd_mask(path)
+
+
+def test_a_fifo_is_refused_before_it_is_opened(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    folder = make_folder(tmp_path / "f", n=1)
+    image = folder / "images" / "train" / "s0.png"
+    image.unlink()
+    os.mkfifo(image)  # open() would block until a writer appears
+    code = ("from fcnkit.data import read_image\n"
+            "from fcnkit.errors import InputError\n"
+            f"try:\n    read_image({str(image)!r})\n"
+            "except InputError as exc:\n    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert "is a FIFO (named pipe), not a regular file" in proc.stdout, proc.stderr

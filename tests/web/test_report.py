@@ -95,3 +95,44 @@ def test_train_then_report_end_to_end(tmp_path):
     page = (run / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == 2 * 4
     assert page.count('class="point"') > 4
+
+
+def test_steps_one_float_spacing_apart_end_in_a_report(fake_runs, tmp_path):
+    import json
+    import math
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(fake_runs[0], run)
+    far, next_one = 1e15, math.nextafter(1e15, math.inf)
+    records = [{"kind": "step", "epoch": 1, "step": far, "loss": 1.0, "lr": 0.1},
+               {"kind": "step", "epoch": 1, "step": next_one, "loss": 0.5, "lr": 0.1},
+               {"kind": "epoch", "epoch": 1, "step": next_one, "train_loss": 0.7,
+                "miou": 0.2, "pixel_acc": 0.5}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    # In a subprocess: before, the tick loop never advanced and grew until memory ran out.
+    proc = subprocess.run([sys.executable, "-m", "fcnkit", "report", str(run), "--gallery",
+                           "0", "-o", str(tmp_path / "r.html")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "<svg" in (tmp_path / "r.html").read_text()
+
+
+def test_nice_ticks_are_few_and_cover_the_range():
+    import math
+
+    from fcnkit.web.report import _nice_ticks
+
+    for low, high in [(0, 10), (0.1, 0.95), (3, 3), (1e15, math.nextafter(1e15, math.inf)),
+                      (-7.5, 1e12), (1e-300, 2e-300)]:
+        ticks = _nice_ticks(low, high)
+        assert len(ticks) <= 7 and ticks == sorted(set(ticks))
+        assert ticks[0] <= low and ticks[-1] >= high
+
+
+def test_cli_refuses_a_nonsense_device_in_one_line(fake_runs, capsys):
+    with pytest.raises(SystemExit) as info:  # argparse refuses it while parsing
+        main(["report", str(fake_runs[0]), "--device", "nonsense"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'nonsense' is not a device" in err

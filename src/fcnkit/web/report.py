@@ -184,9 +184,11 @@ def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     # Ticks by index, never by accumulation, and at most a few more than asked for: with
     # step >= raw, (high - start) / step <= count - 1 + 1.
     n = min(count + 2, math.floor((high - start) / step + 1e-9) + 1)
-    ticks = [round(start + i * step, 12) for i in range(n)]
+    # Rounding hides float noise (0.30000000000000004) but must keep the step's digits.
+    digits = max(12, 3 - math.floor(math.log10(step)))
+    ticks = [round(start + i * step, digits) for i in range(n)]
     if ticks[-1] < high:
-        ticks.append(round(start + n * step, 12))
+        ticks.append(round(start + n * step, digits))
     return ticks
 
 
