@@ -340,3 +340,12 @@ def test_pytorch_fcn_and_torchvision_files_are_recognised_by_keys_and_shapes():
              "classifier.0.weight": torch.zeros(1), "classifier.4.weight": torch.zeros(4, 512)}
     with pytest.raises(InputError, match="ResNet has 3-8-36-3 blocks per layer"):
         foreign_architecture(WeightsFile(state, "torchvision", "tv152.pth"))
+
+
+def test_a_fifo_weights_file_is_refused_before_it_is_opened(tmp_path):
+    import os
+
+    fifo = tmp_path / "weights.pth"
+    os.mkfifo(fifo)  # torch.load would block until a writer appears
+    with pytest.raises(InputError, match="--init-from .*weights.pth is a FIFO"):
+        read_state_file(fifo, "--init-from")

@@ -43,12 +43,12 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from fcnkit.atomic import check_regular_file
 from fcnkit.errors import InputError, first_line
 from fcnkit.models.preprocess import CAFFE, IMAGENET, Preprocessing, preprocessing_from
 
@@ -139,7 +139,7 @@ def read_state_file(path: str | os.PathLike[str], option: str = "weights") -> We
     Raises:
         InputError: missing or unreadable file, or a file that holds no tensors.
     """
-    file = Path(path)
+    file = check_regular_file(path, option)  # a FIFO or device: one line, never a hang
     if not file.is_file():
         raise InputError(f"{option}: no such file {str(file)!r}; pass an existing .pth/.pt/"
                          ".safetensors file")
