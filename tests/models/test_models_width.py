@@ -97,7 +97,7 @@ def test_width_not_for_mobilenet():
 
 
 def test_train_config_passes_width_and_checks_its_range():
-    from fcnkit.training.loop import model_options
+    from fcnkit.training.setup import model_options
 
     assert model_options(TrainConfig(data="x", width=0.25))["width"] == 0.25
     assert "width" not in model_options(TrainConfig(data="x"))

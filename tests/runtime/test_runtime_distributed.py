@@ -166,29 +166,31 @@ def test_torchrun_eval_prints_one_json_equal_to_single_process(tiny_data, tmp_pa
 
 @pytest.mark.slow
 def test_elastic_restart_resumes_automatically_and_matches_a_resumed_run(tiny_data, tmp_path):
-    # 2 ranks x batch 2 over 8 images: 2 steps per epoch. FCNKIT_TEST_KILL_AT_STEP=1:3 kills
-    # rank 1 (os._exit) after step 3, in the middle of epoch 2, on torchrun's first attempt.
+    # 2 ranks x batch 2 over 8 images: 2 steps per epoch. crash_at_step.py 1:3 kills rank 1
+    # (os._exit) after step 3, in the middle of epoch 2, on torchrun's first attempt.
     import shutil
 
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc-per-node", "2"]
-    common = ["-m", "fcnkit", "train", "--data", f"voc:{tiny_data}", "--model", "fcn32s",
-              "--backbone", "resnet18", "--batch-size", "2", "--lr", "0.02", "--crop", "32,32",
-              "--workers", "0", "--threads", "1", "--log-every", "1", "--no-progress",
-              "--epochs", "3", "--resume", "auto"]
+    flags = ["train", "--data", f"voc:{tiny_data}", "--model", "fcn32s",
+             "--backbone", "resnet18", "--batch-size", "2", "--lr", "0.02", "--crop", "32,32",
+             "--workers", "0", "--threads", "1", "--log-every", "1", "--no-progress",
+             "--epochs", "3", "--resume", "auto"]
     # torchrun's workers share the agent's store across restarts by default, and a restarted
     # group can then read the dead group's addresses (pytorch/pytorch#135712).
     elastic_env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 
-    def run(out, restarts, **env):
-        return subprocess.run([*torchrun, "--max-restarts", str(restarts), *common, "--out",
-                               str(out)], env=_clean_env(**elastic_env, **env),
+    def run(out, restarts, crash_at=None):
+        command = (["-m", "fcnkit"] if crash_at is None
+                   else [str(Path(__file__).with_name("crash_at_step.py")), crash_at])
+        return subprocess.run([*torchrun, "--max-restarts", str(restarts), *command, *flags,
+                               "--out", str(out)], env=_clean_env(**elastic_env),
                               capture_output=True, text=True, timeout=600)
 
     # The checkpoint boundary: the same run without restarts stops after epoch 1
     # (--resume auto started it fresh: there was no last.pt yet).
     boundary = tmp_path / "boundary"
-    proc = run(boundary, 0, FCNKIT_TEST_KILL_AT_STEP="1:3")
+    proc = run(boundary, 0, crash_at="1:3")
     assert proc.returncode != 0 and load_checkpoint(boundary / "last.pt")["epoch"] == 1
     elastic, reference = tmp_path / "elastic", tmp_path / "reference"
     shutil.copytree(boundary, elastic)
@@ -196,7 +198,7 @@ def test_elastic_restart_resumes_automatically_and_matches_a_resumed_run(tiny_da
 
     # Elastic: killed again mid-epoch 2; torchrun restarts the group, --resume auto finds
     # last.pt of epoch 1 and the run finishes.
-    proc = run(elastic, 1, FCNKIT_TEST_KILL_AT_STEP="1:3")
+    proc = run(elastic, 1, crash_at="1:3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "exitcode: 17" in proc.stderr  # the first attempt's rank 1 did die
     # Reference: resumed from the same boundary, never interrupted.

@@ -16,13 +16,15 @@ from PIL import Image
 
 import fcnkit.training.loop as train_mod
 from fcnkit.cli import build_parser
-from fcnkit.cli.train import config_from_args, config_to_argv
+from fcnkit.cli.train import config_from_args
 from fcnkit.data import generate_synthetic_dataset
 from fcnkit.errors import FcnkitWarning, InputError
 from fcnkit.runtime.checkpoint import TrainingCheckpoint, load_checkpoint, model_from_checkpoint
 from fcnkit.training.config import TrainConfig
-from fcnkit.training.recipe import build_scheduler
+from fcnkit.training.flags import config_to_argv
+from fcnkit.training.recipe import build_scheduler, poly_factor, segmentation_loss
 from fcnkit.training.runlog import ConsoleProgress, RunLog
+from fcnkit.training.setup import TrainState, class_weights_for, get_dataset, model_options
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +121,10 @@ def test_resume_gives_identical_weights(tiny_data, tmp_path, monkeypatch, layout
     # Interrupt the second run as it enters its second epoch (after epoch 1's last.pt).
     original = train_mod.train_one_epoch
 
-    def interrupted(*args, epoch, **kwargs):
+    def interrupted(state, epoch):
         if epoch == 1:
             raise KeyboardInterrupt
-        return original(*args, epoch=epoch, **kwargs)
+        return original(state, epoch)
 
     monkeypatch.setattr(train_mod, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -180,8 +182,8 @@ def test_resume_bad_input(tiny_data, tmp_path):
 
 def test_class_weights(tiny_data, tmp_path):
     config = tiny_config(tiny_data, tmp_path, class_weights="auto", train_split="train")
-    dataset = train_mod.get_dataset(config, "train", train=True)
-    weights = train_mod.class_weights_for(config, dataset, 9).double().numpy()
+    dataset = get_dataset(config, "train", train=True)
+    weights = class_weights_for(config, dataset, 9).double().numpy()
     # Brute force median-frequency balancing over the raw PNG masks.
     ids = (tiny_data / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
     pixels, image_pixels = np.zeros(9), np.zeros(9)
@@ -201,9 +203,9 @@ def test_class_weights(tiny_data, tmp_path):
     assert np.allclose(weights, expected, rtol=1e-5) or np.allclose(
         weights, expected_lower, rtol=1e-5)
     explicit = tiny_config(tiny_data, tmp_path, class_weights="1,2,3,4,5,6,7,8,9")
-    assert train_mod.class_weights_for(explicit, dataset, 9).tolist() == list(range(1, 10))
+    assert class_weights_for(explicit, dataset, 9).tolist() == list(range(1, 10))
     with pytest.raises(InputError, match="class_weights '1,2' must be"):
-        train_mod.class_weights_for(tiny_config(tiny_data, tmp_path, class_weights="1,2"),
+        class_weights_for(tiny_config(tiny_data, tmp_path, class_weights="1,2"),
                                     dataset, 9)
 
 
@@ -215,25 +217,25 @@ def test_segmentation_loss_matches_torch_mean_with_and_without_weights():
     weight = torch.tensor([0.5, 2.0, 1.0, 0.0])
     for w in (None, weight):
         ref = torch.nn.functional.cross_entropy(logits, masks, weight=w, ignore_index=255)
-        assert torch.allclose(train_mod.segmentation_loss(logits, masks, w), ref, rtol=1e-6)
+        assert torch.allclose(segmentation_loss(logits, masks, w), ref, rtol=1e-6)
 
 
 def test_segmentation_loss_all_ignored_is_zero_not_nan():
     logits = torch.randn(2, 3, 4, 4, requires_grad=True)
-    loss = train_mod.segmentation_loss(logits, torch.full((2, 4, 4), 255), None)
+    loss = segmentation_loss(logits, torch.full((2, 4, 4), 255), None)
     loss.backward()
     assert loss.item() == 0.0 and logits.grad is not None
     masks = torch.randint(0, 3, (2, 4, 4))
     masks[0, 0] = 255
     ref = torch.nn.CrossEntropyLoss(ignore_index=255)(logits, masks)
-    assert torch.allclose(train_mod.segmentation_loss(logits, masks, None), ref)
+    assert torch.allclose(segmentation_loss(logits, masks, None), ref)
 
 
 def test_poly_factor():
-    assert train_mod.poly_factor(0, 10, 0.9) == 1.0
-    assert train_mod.poly_factor(10, 10, 0.9) == 0.0
-    assert train_mod.poly_factor(12, 10, 0.9) == 0.0
-    assert train_mod.poly_factor(5, 10, 1.0) == 0.5
+    assert poly_factor(0, 10, 0.9) == 1.0
+    assert poly_factor(10, 10, 0.9) == 0.0
+    assert poly_factor(12, 10, 0.9) == 0.0
+    assert poly_factor(5, 10, 1.0) == 0.5
 
 
 def test_config_validation_and_cli_round_trip(tmp_path):
@@ -262,14 +264,14 @@ def test_config_validation_and_cli_round_trip(tmp_path):
 
 
 def test_model_options_follow_the_registry():
-    assert train_mod.model_options(TrainConfig(data="d")) == {"backbone": "resnet18"}
+    assert model_options(TrainConfig(data="d")) == {"backbone": "resnet18"}
     # The d2l FCN has its ResNet-18 built in: the default --backbone is not passed to it.
-    assert train_mod.model_options(TrainConfig(data="d", model="fcn_resnet18_d2l")) == {}
-    assert train_mod.model_options(
+    assert model_options(TrainConfig(data="d", model="fcn_resnet18_d2l")) == {}
+    assert model_options(
         TrainConfig(data="d", model="fcn32s", upsample="deconv", backbone="vgg16")
     ) == {"backbone": "vgg16", "upsample": "deconv"}
     with pytest.raises(InputError, match="unknown model"):
-        train_mod.model_options(TrainConfig(data="d", model="nope"))
+        model_options(TrainConfig(data="d", model="nope"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,6 +286,13 @@ def _toy_epoch(batches, *, log_every, lr=0.1):
     scheduler = build_scheduler(optimizer, len(batches), 0.9)
     config = TrainConfig(data="d", epochs=1, log_every=log_every, lr=lr)
     return model, optimizer, scheduler, config
+
+
+def _toy_state(model, optimizer, scheduler, config, batches):
+    """The loop's state for one process in fp32 that logs in memory."""
+    return TrainState(config=config, model=model, optimizer=optimizer, scheduler=scheduler,
+                      train_loader=batches, steps_per_epoch=len(batches),
+                      device=torch.device("cpu"))
 
 
 def _batches(n, seed=1):
@@ -321,11 +330,10 @@ def test_loss_is_read_back_once_per_log_window(monkeypatch):
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, spy)
-    log = RunLog.in_memory()
-    step, mean_loss = train_mod.train_one_epoch(
-        model, batches, optimizer, scheduler, epoch=0, step=0, steps=6, config=config,
-        device=torch.device("cpu"), log=log)
+    state = _toy_state(model, optimizer, scheduler, config, batches)
+    mean_loss = train_mod.train_one_epoch(state, 0)
     monkeypatch.undo()
+    step, log = state.step, state.log
 
     # Windows end at step 4 (log_every) and step 6 (the epoch's end): two reads in all.
     assert reads == ["tolist", "tolist"]
@@ -341,11 +349,10 @@ def test_non_finite_loss_stops_at_the_window_end():
     batches = _batches(4)
     batches[1] = (torch.full_like(batches[1][0], math.nan), batches[1][1])
     model, optimizer, scheduler, config = _toy_epoch(batches, log_every=2)
-    log = RunLog.in_memory()
+    state = _toy_state(model, optimizer, scheduler, config, batches)
     with pytest.raises(InputError, match=r"loss became nan at step 2; likely cause: the data"):
-        train_mod.train_one_epoch(model, batches, optimizer, scheduler, epoch=0, step=0,
-                                  steps=4, config=config, device=torch.device("cpu"), log=log)
-    assert log.records == []
+        train_mod.train_one_epoch(state, 0)
+    assert state.log.records == []
 
 
 def test_run_log_appends_and_cuts_once_on_resume(tmp_path):

@@ -47,9 +47,9 @@ def scripted_validation(monkeypatch):
 
     original = train_mod.train_one_epoch
 
-    def counting(*args, epoch, **kwargs):
+    def counting(state, epoch):
         calls["epochs"].append(epoch + 1)
-        return original(*args, epoch=epoch, **kwargs)
+        return original(state, epoch)
 
     monkeypatch.setattr(train_mod, "validate", fake_validate)
     monkeypatch.setattr(train_mod, "train_one_epoch", counting)
@@ -129,10 +129,10 @@ def test_nan_weights_are_never_saved(tiny_data, tmp_path, monkeypatch):
     # A finite loss but a weight gone NaN by the epoch's last step: refused before saving.
     original = train_mod.train_one_epoch
 
-    def poisoning(model, *args, **kwargs):
-        result = original(model, *args, **kwargs)
+    def poisoning(state, epoch):
+        result = original(state, epoch)
         with torch.no_grad():
-            next(model.parameters()).fill_(float("inf"))
+            next(state.model.parameters()).fill_(float("inf"))
         return result
 
     monkeypatch.setattr(train_mod, "train_one_epoch", poisoning)

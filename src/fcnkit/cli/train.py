@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 from fcnkit.cli._common import PRECISION_HELP, device, int_in, print_json, size_pair
-from fcnkit.errors import InputError
 from fcnkit.runtime.precision import LAYOUTS, PRECISIONS
-
-# Flags whose value is a comma-separated pair of numbers.
-_PAIRS = {"crop", "scale_range"}
 
 
 def _ranged(name: str) -> Any:
@@ -111,68 +106,17 @@ def register(subparsers: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """A TrainConfig from the flags given; with --resume, missing flags come from the run."""
-    from fcnkit.training.config import AUTO_RESUME, TrainConfig
-    from fcnkit.training.loop import auto_resume_path, resume_config
+    """A TrainConfig from the flags given (:func:`fcnkit.training.flags.config_from_flags`:
+    with --resume, missing flags come from the run)."""
+    from fcnkit.training.flags import FLAG_FIELDS, config_from_flags
 
-    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "model_options"]
-    given = {name: getattr(args, name) for name in fields
-             if getattr(args, name, None) is not None}
-    if args.resume == AUTO_RESUME:
-        # Continue the run directory's last.pt if there is one (a restarted torchrun
-        # worker group lands here), else start fresh with the flags given.
-        found = auto_resume_path(TrainConfig(**{"data": "", **given}))
-        if found is not None:
-            return resume_config(found).replace(**given)
-    elif args.resume is not None:
-        base = resume_config(args.resume)
-        return base.replace(**given)
-    if "data" not in given:
-        raise InputError("--data is required (e.g. --data synth:DIR); or pass --resume RUN_DIR")
-    if "init_from" in given and not ("model" in given and "backbone" in given):
-        # A torchvision / pytorch-fcn file names its model and backbone (the loop fills in
-        # the other options it needs).
-        given = {**_foreign_model(given["init_from"]), **given}
-    if given.get("recipe") == "caffe":
-        from fcnkit.training.recipe import caffe_recipe_defaults
-
-        # The recipe's settings fill in what the command line leaves open.
-        given = {**caffe_recipe_defaults(given.get("model", "fcn8s")), **given}
-    return TrainConfig(**given)
-
-
-def _foreign_model(path: str) -> dict[str, Any]:
-    """``model`` and ``backbone`` of a torchvision / pytorch-fcn weights file, else {}."""
-    from fcnkit.models.weights import foreign_architecture, read_state_file
-
-    arch = foreign_architecture(read_state_file(Path(path).expanduser(), "init_from"))
-    return {} if arch is None else {"model": arch["name"], "backbone": arch["backbone"]}
-
-
-def config_to_argv(config: Any) -> list[str]:
-    """The ``fcnkit train`` flags that rebuild ``config`` (used to launch DDP workers)."""
-    argv: list[str] = []
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.name == "model_options":
-            if value:
-                raise InputError("model options beyond --backbone/--upsample cannot be "
-                                 "passed to worker processes; use torchrun with the library")
-            continue
-        if value is None:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            argv.append(flag if value else "--no-" + f.name.replace("_", "-"))
-        elif f.name in _PAIRS:
-            argv += [flag, ",".join(str(v) for v in value)]
-        else:
-            argv += [flag, str(value)]
-    return argv
+    return config_from_flags({name: getattr(args, name) for name in FLAG_FIELDS
+                              if getattr(args, name, None) is not None})
 
 
 def run(args: argparse.Namespace) -> int:
     from fcnkit.runtime import distributed
+    from fcnkit.training.flags import config_to_argv
     from fcnkit.training.loop import train
 
     config = config_from_args(args)

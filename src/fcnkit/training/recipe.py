@@ -19,6 +19,12 @@ of 1e-10 / 1e-12 / 1e-14 for FCN-32s / 16s / 8s, weight decay 5e-4, biases at tw
 learning rate without decay (``lr_mult: 2, decay_mult: 0``), frozen bilinear upsampling
 (``lr_mult: 0``) and whole images, batch 1, no augmentation (:func:`caffe_recipe_defaults`,
 :func:`build_caffe_optimizer`).
+
+The rest of the package asks this module what a config's recipe means, never
+``recipe == "caffe"`` itself: :func:`augments` (random crops, flips and jitter or whole
+images), :func:`loss_reduction`, :func:`prepare_model` (frozen upsampling),
+:func:`optimizer_for` and :func:`with_recipe_defaults` (the recipe's settings under the
+ones a user gave).
 """
 
 from __future__ import annotations
@@ -34,19 +40,25 @@ from torch import nn
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.errors import InputError
 from fcnkit.training.config import RECIPES as _RECIPES
+from fcnkit.training.config import TrainConfig
 
 __all__ = [
     "RECIPES",
+    "augments",
     "build_caffe_optimizer",
     "build_optimizer",
-    "caffe_recipe_defaults",
-    "training_loss",
     "build_scheduler",
+    "caffe_recipe_defaults",
+    "loss_reduction",
     "median_frequency_weights",
+    "optimizer_for",
     "parse_class_weights",
     "poly_factor",
+    "prepare_model",
     "segmentation_loss",
     "set_schedule_position",
+    "training_loss",
+    "with_recipe_defaults",
 ]
 
 
@@ -208,3 +220,53 @@ def build_caffe_optimizer(
     groups = [{"params": weights, "lr": lr, "weight_decay": weight_decay},
               {"params": biases, "lr": 2 * lr, "weight_decay": 0.0}]
     return torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=momentum)
+
+
+# --------------------------------------------------------------------------------------------
+# What a config's recipe means (the one place that tells the recipes apart)
+
+
+def _is_caffe(recipe: str) -> bool:
+    return recipe == "caffe"
+
+
+def augments(config: TrainConfig) -> bool:
+    """Whether training images are randomly scaled, cropped, flipped and jittered; the
+    caffe recipe trains on whole images, as the FCN paper did."""
+    return not _is_caffe(config.recipe)
+
+
+def loss_reduction(config: TrainConfig) -> str:
+    """``"sum"`` over the pixels for the caffe recipe (``normalize: false``), else ``"mean"``
+    (:func:`segmentation_loss`)."""
+    return "sum" if _is_caffe(config.recipe) else "mean"
+
+
+def prepare_model(model: nn.Module, config: TrainConfig) -> None:
+    """What the recipe changes in a freshly built model: the caffe recipe freezes the
+    upsampling Deconvolutions (Caffe's ``lr_mult: 0``)."""
+    if not _is_caffe(config.recipe):
+        return
+    for module in model.modules():
+        if isinstance(module, nn.ConvTranspose2d):
+            module.weight.requires_grad_(False)
+
+
+def optimizer_for(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``model``: :func:`build_caffe_optimizer` or
+    :func:`build_optimizer` with the config's hyper-parameters."""
+    if _is_caffe(config.recipe):
+        return build_caffe_optimizer(model, lr=config.lr, momentum=config.momentum,
+                                     weight_decay=config.weight_decay)
+    return build_optimizer(model, name=config.optimizer, lr=config.lr,
+                           momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def with_recipe_defaults(given: Mapping[str, Any]) -> dict[str, Any]:
+    """TrainConfig settings ``given`` by a user, over the defaults of the recipe they name
+    (:func:`caffe_recipe_defaults` for ``recipe="caffe"``; the modern recipe's defaults are
+    TrainConfig's own). The model defaults to TrainConfig's."""
+    if not _is_caffe(given.get("recipe", "modern")):
+        return dict(given)
+    model = given.get("model", TrainConfig.__dataclass_fields__["model"].default)
+    return {**caffe_recipe_defaults(model), **given}

@@ -1,4 +1,21 @@
-"""One training run per run directory: an advisory lock file, ``RUN_DIR/.lock``.
+"""The run directory: one training run's lock, resume, best/last checkpoints and ``error.txt``.
+
+What ``fcnkit train`` keeps in ``RUN_DIR`` (besides the run log of
+:mod:`fcnkit.training.runlog`)::
+
+    .lock            who is writing the directory (:class:`RunLock`)
+    config.json      the TrainConfig (:func:`open_run_log`)
+    last.pt best.pt  every epoch's and the best epoch's checkpoint (:func:`save_epoch`)
+    error.txt        why a run stopped (:func:`record_failure`; removed when a run finishes)
+
+Resuming: :func:`resolve_run_dir` says where a config writes, :func:`load_resume_checkpoint`
+reads the checkpoint ``resume`` names (``"auto"``: :func:`auto_resume_path`),
+:func:`resume_config` the settings stored in it, :func:`check_resume_fits` refuses a
+checkpoint of another model and :func:`reconcile_best` repairs the best mIoU after a crash
+between the two checkpoint writes.
+
+The lock
+--------
 
 ``fcnkit train`` holds the lock for as long as it writes the directory. The lock is an
 ``fcntl.flock`` on ``.lock`` (released by the kernel when the process dies, even by
@@ -22,13 +39,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fcnkit.atomic import write_text_atomic
 from fcnkit.errors import InputError
+from fcnkit.runtime import checkpoint as ckpt_io
+from fcnkit.runtime.checkpoint import TrainingCheckpoint
+from fcnkit.training.config import AUTO_RESUME, TrainConfig
+from fcnkit.training.runlog import RunLog, draw_curves
 
 try:  # POSIX
     import fcntl
@@ -167,3 +191,151 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+# --------------------------------------------------------------------------------------------
+# Where a run writes and what it resumes
+
+
+def resolve_run_dir(config: TrainConfig) -> Path:
+    """``config.out``, else the resumed run's directory, else ``runs/<model>``."""
+    if config.out is not None:
+        return Path(config.out).expanduser()
+    if config.resume is not None and config.resume != AUTO_RESUME:
+        resume = Path(config.resume).expanduser()
+        return resume if resume.is_dir() else resume.parent
+    return Path("runs") / config.model
+
+
+def auto_resume_path(config: TrainConfig) -> Path | None:
+    """For ``resume="auto"``: the run directory's ``last.pt`` if it exists, else None."""
+    last = resolve_run_dir(config) / "last.pt"
+    return last if last.is_file() else None
+
+
+def load_resume_checkpoint(config: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint ``config.resume`` names (RUN_DIR → RUN_DIR/last.pt), or None.
+
+    ``resume="auto"`` resumes from the run directory's ``last.pt`` when there is one and
+    starts fresh otherwise (what a restarted torchrun worker group needs).
+    """
+    if config.resume is None:
+        return None
+    if config.resume == AUTO_RESUME:
+        found = auto_resume_path(config)
+        return ckpt_io.load_checkpoint(found) if found is not None else None
+    path = Path(config.resume).expanduser()
+    if not path.exists():
+        raise InputError(
+            f"resume {path} does not exist; pass a run directory written by fcnkit train "
+            "(or its last.pt)"
+        )
+    return ckpt_io.load_checkpoint(ckpt_io.resolve_checkpoint_path(path, name="last.pt"))
+
+
+def resume_config(path: str | os.PathLike[str]) -> TrainConfig:
+    """The TrainConfig stored in a run directory's last.pt (or a checkpoint file)."""
+    file = ckpt_io.resolve_checkpoint_path(Path(path).expanduser(), name="last.pt")
+    stored = ckpt_io.load_checkpoint(file).get("config")
+    if not isinstance(stored, Mapping) or not stored:
+        raise InputError(f"checkpoint {file} holds no training config; give the data and "
+                         "options explicitly")
+    try:
+        return TrainConfig.from_dict(stored)
+    except (InputError, TypeError) as exc:
+        raise InputError(f"checkpoint {file} holds an unusable training config ({exc}); "
+                         "start a fresh run or pass a checkpoint written by fcnkit train"
+                         ) from None
+
+
+def check_resume_fits(ckpt: Mapping[str, Any], model_config: Mapping[str, Any]) -> None:
+    """Refuse to resume a checkpoint whose model differs from ``model_config`` in any key."""
+    stored = ckpt["model_config"]
+    for key, value in model_config.items():
+        if stored.get(key) != value:
+            raise InputError(
+                f"checkpoint {ckpt.get('path')} is a {ckpt_io.describe_checkpoint(ckpt)}, but "
+                f"this run asks for {key}={value!r}; resume with the run's own settings or "
+                "start a new run in another directory"
+            )
+
+
+def reconcile_best(run_dir: Path, best_miou: float, best_epoch: int | None,
+                   start_epoch: int) -> tuple[float, int | None]:
+    """The best mIoU / epoch to resume with, repaired from ``best.pt`` when it is newer.
+
+    A ``best.pt`` written for an epoch that ``last.pt`` does not include yet (a crash
+    between the two writes) is dropped from the comparison: that epoch is trained again and
+    its result decides. A ``best.pt`` at or before ``last.pt``'s epoch with a higher mIoU
+    than ``last.pt`` records (an older fcnkit wrote last.pt first) is trusted.
+    """
+    path = run_dir / "best.pt"
+    if not path.is_file():
+        return best_miou, best_epoch
+    try:
+        stored = ckpt_io.load_checkpoint(path)
+    except InputError:
+        return best_miou, best_epoch
+    epoch = int(stored.get("epoch", 0) or 0)
+    miou = float((stored.get("metrics") or {}).get("miou", stored.get("best_miou", -math.inf)))
+    if epoch > start_epoch:
+        return best_miou, best_epoch
+    if math.isfinite(miou) and miou > best_miou:
+        return miou, epoch
+    return best_miou, best_epoch
+
+
+# --------------------------------------------------------------------------------------------
+# What a run writes
+
+
+def open_run_log(run_dir: Path, config: TrainConfig, *, keep_up_to_step: int,
+                 is_main: bool) -> RunLog:
+    """Rank 0: create ``run_dir``, write ``config.json``, open ``metrics.jsonl`` (kept up
+    to the resumed step). Other ranks: a log that writes nothing."""
+    if not is_main:
+        return RunLog.in_memory()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.json", config.to_json())
+    return RunLog.open(run_dir / "metrics.jsonl", keep_up_to_step=keep_up_to_step,
+                       tensorboard_dir=run_dir / "tensorboard" if config.tensorboard else None)
+
+
+def save_epoch(run_dir: Path, checkpoint: TrainingCheckpoint, log: RunLog, *,
+               is_best: bool) -> None:
+    """An epoch's files (rank 0): ``best.pt`` when it is the best so far, then ``last.pt``,
+    then ``curves.png``.
+
+    Best before last: a crash between the two leaves ``last.pt`` one epoch behind, so the
+    resume re-runs that epoch and rewrites both (:func:`reconcile_best` ignores the newer
+    ``best.pt``). The other order would leave ``best.pt`` stale for good: ``last.pt`` would
+    say the epoch was done.
+    """
+    payload = checkpoint.to_payload()
+    if is_best:
+        ckpt_io.save_checkpoint(run_dir / "best.pt", payload)
+    ckpt_io.save_checkpoint(run_dir / "last.pt", payload)
+    draw_curves(log.records, run_dir / "curves.png")
+
+
+def record_failure(run_dir: Path, exc: BaseException) -> None:
+    """A run that had started writing its directory says why it stopped: ``error.txt``.
+
+    The checkpoints are the last complete epoch's; ``--resume`` continues from there once
+    the cause (a bad sample, a diverging setting) is fixed.
+    """
+    if not (run_dir / "config.json").is_file():
+        return  # nothing written yet: leave no directory behind
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    text = (f"{when} training stopped: {type(exc).__name__}: {str(exc).strip()}\n"
+            f"last.pt/best.pt hold the last complete epoch; fix the cause and resume with "
+            f"--resume {run_dir}\n")
+    try:
+        write_text_atomic(run_dir / "error.txt", text)
+    except OSError:
+        pass
+
+
+def clear_failure(run_dir: Path) -> None:
+    """Remove ``error.txt``: a resumed run that finished."""
+    (run_dir / "error.txt").unlink(missing_ok=True)
