@@ -22,7 +22,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from tqdm.auto import tqdm
+
 from fcnkit.jsonio import dumps_strict
+from fcnkit.training.tensorboard import TensorBoardLogger
+from fcnkit.viz.curves import plot_training_curves
 
 __all__ = ["ConsoleProgress", "RunLog", "draw_curves", "read_run_log"]
 
@@ -74,8 +78,6 @@ class RunLog:
                     keep_bytes += len(raw)
         board = None
         if tensorboard_dir is not None:
-            from fcnkit.training.tensorboard import TensorBoardLogger
-
             board = TensorBoardLogger(tensorboard_dir, purge_step=keep_up_to_step + 1)
         file = path.open("a", encoding="utf-8")
         file.truncate(keep_bytes)
@@ -135,8 +137,6 @@ def _parse_line(raw: bytes) -> dict[str, Any] | None:
 
 def draw_curves(records: list[dict[str, Any]], path: Path) -> None:
     """``curves.png``: loss, learning rate and validation metrics of the records so far."""
-    from fcnkit.viz.curves import plot_training_curves
-
     plot_training_curves(records, path)
 
 
@@ -174,8 +174,6 @@ class ConsoleProgress:
         self._epoch = f"epoch {epoch}/{epochs}"
         self._steps = steps
         if self.bar and self.tty:
-            from tqdm.auto import tqdm
-
             self._tqdm = tqdm(total=steps, desc=self._epoch, unit="step", leave=False,
                               dynamic_ncols=True, file=self.stream)
 

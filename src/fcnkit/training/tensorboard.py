@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from fcnkit.errors import InputError
+from fcnkit.viz.predictions import PANEL_NAMES, prediction_panels
 
 __all__ = ["EPOCH_TAGS", "PREDICTION_IMAGES", "STEP_TAGS", "TensorBoardLogger"]
 
@@ -52,7 +53,7 @@ class TensorBoardLogger:
     """
 
     def __init__(self, log_dir: str | os.PathLike[str], purge_step: int | None = None) -> None:
-        try:
+        try:  # an optional dependency: the tensorboard extra
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise InputError("TensorBoard logging needs the tensorboard package: pip install "
@@ -82,8 +83,6 @@ class TensorBoardLogger:
             step: the optimizer step.
             palette: RGB colour per class (``None``: VOC).
         """
-        from fcnkit.viz.predictions import PANEL_NAMES, prediction_panels
-
         if not samples:
             return
         rows = []
