@@ -96,7 +96,6 @@ from fcnkit.training.setup import TrainState, build_state, seed_everything
 from fcnkit.training.tensorboard import PREDICTION_IMAGES
 
 __all__ = [
-    "TrainState",
     "TrainingDiverged",
     "end_epoch",
     "fit",
