@@ -247,7 +247,7 @@ def test_init_from_a_torchvision_file_builds_its_model(torchvision_fcn, tiny_dat
     from fcnkit.cli import build_parser
     from fcnkit.cli.train import config_from_args
     from fcnkit.models.weights import read_state_file
-    from fcnkit.training.loop import build_training_model
+    from fcnkit.training.setup import build_training_model
 
     _, path = torchvision_fcn
     args = build_parser().parse_args(["train", "--data", f"voc:{tiny_data}", "--init-from",
