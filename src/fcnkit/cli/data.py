@@ -4,6 +4,7 @@ Examples::
 
     fcnkit data synth --out data/synth --train 800 --val 200 --seed 0 --size 150,210
     fcnkit data synth --task shapes --out data/shapes
+    fcnkit data synth --task limbs --out data/limbs --size 96,128
     fcnkit data info synth:data/synth --split val
     fcnkit data info folder:my_data --split train --json
 """
@@ -15,6 +16,7 @@ import time
 
 from fcnkit.cli._common import OneLineParser, dims, format_table, int_in, print_json, seed
 from fcnkit.constants import IGNORE_INDEX
+from fcnkit.data.synthetic import TASKS
 from fcnkit.limits import SYNTH_MAX_IMAGES
 
 
@@ -32,9 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth = actions.add_parser(
         "synth",
         help="write the synthetic dataset in Pascal VOC layout",
-        description="Write the procedural segmentation dataset (8 shape/texture classes + "
-        "background, void boundaries) as JPEGImages/, SegmentationClass/, "
-        "ImageSets/Segmentation/{train,val}.txt and classes.txt. Deterministic per seed.",
+        description="Write a procedural segmentation dataset (--task: objects, shapes, limbs "
+        "or regions; docs/datasets.md) as JPEGImages/, SegmentationClass/, "
+        "ImageSets/Segmentation/{train,val}.txt, classes.txt and synthetic.json "
+        "(limbs/regions add Geometry/, limbs SegmentationPart/). Deterministic per seed.",
     )
     synth.add_argument("--out", required=True, help="output directory")
     synth.add_argument("--train", type=int_in(0, SYNTH_MAX_IMAGES), default=800,
@@ -44,9 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=seed, default=0, help="dataset seed (default 0)")
     synth.add_argument("--size", type=dims, default=(150, 210),
                        help="image size H,W in pixels (default 150,210)")
-    synth.add_argument("--task", choices=("objects", "shapes"), default="objects",
-                       help="objects (default: class = shape, colour family and texture) or "
-                       "shapes (class = shape only; sizes vary around --size)")
+    synth.add_argument("--task", choices=TASKS, default="objects",
+                       help="objects (default: class = shape, colour family and texture); "
+                       "shapes (class = shape only; sizes vary around --size); limbs (class "
+                       "from a body's stripe orientation, thin limbs, part masks in "
+                       "SegmentationPart/); regions (class = a mean chroma under heavy noise)")
     synth.add_argument("--workers", type=int_in(0, 256), default=None,
                        help="worker processes (default: up to 2)")
     synth.add_argument("--json", action="store_true", help="print a JSON summary")

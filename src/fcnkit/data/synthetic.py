@@ -10,6 +10,11 @@ one. :func:`generate_synthetic_dataset` writes::
     OUT/classes.txt                         "name r g b" per class index
     OUT/synthetic.json                      generator version and parameters
 
+and, for the ``limbs`` and ``regions`` tasks, also::
+
+    OUT/Geometry/<id>.json                  the sample's recorded geometry
+    OUT/SegmentationPart/<id>.png           limbs only: 0 background, 1 body, 2 limb
+
 so the Pascal VOC reader (:mod:`fcnkit.data.voc`) is the code path that reads it.
 
 What an image contains (every choice is drawn from the sample's own random generator):
@@ -63,7 +68,21 @@ from fcnkit.data.drawing import SPLIT_CODES as _SPLIT_CODES
 from fcnkit.data.drawing import regular_polygon as _regular_polygon
 from fcnkit.data.drawing import smooth_noise as _smooth_noise
 from fcnkit.data.drawing import void_band
+from fcnkit.data.limbs import (
+    LIMBS_CLASSES,
+    LIMBS_VERSION,
+    PART_NAMES,
+    Sample,
+    render_limbs,
+    render_limbs_sample,
+)
 from fcnkit.data.palette import save_mask_png, voc_palette
+from fcnkit.data.regions import (
+    REGIONS_CLASSES,
+    REGIONS_VERSION,
+    render_regions,
+    render_regions_sample,
+)
 from fcnkit.errors import InputError
 from fcnkit.limits import check_synthetic
 
@@ -343,9 +362,15 @@ def render_synthetic_sample(
     return image_u8, void_band(labels), int(rng.integers(72, 96))
 
 
-#: Synthetic tasks: ``objects`` (the default: class = shape + colour family + texture) and
-#: ``shapes`` (:mod:`fcnkit.data.shapes`: class = shape only).
-TASKS = ("objects", "shapes")
+#: Synthetic tasks: ``objects`` (the default: class = shape + colour family + texture),
+#: ``shapes`` (:mod:`fcnkit.data.shapes`: class = shape only), ``limbs``
+#: (:mod:`fcnkit.data.limbs`: class from a body's texture, extent from thin limbs) and
+#: ``regions`` (:mod:`fcnkit.data.regions`: class = a mean colour under heavy noise).
+TASKS = ("objects", "shapes", "limbs", "regions")
+
+# Tasks whose renderer also returns a part mask and the sample's geometry.
+_FULL_RENDER: dict[str, Callable[..., Sample]] = {"limbs": render_limbs,
+                                                  "regions": render_regions}
 
 
 def task_info(task: str) -> tuple[Callable[..., tuple[Array, Array, int]], list[str], int]:
@@ -356,6 +381,10 @@ def task_info(task: str) -> tuple[Callable[..., tuple[Array, Array, int]], list[
         return render_shapes_sample, SHAPES_CLASSES, SHAPES_VERSION
     if task == "objects":
         return render_synthetic_sample, SYNTHETIC_CLASSES, GENERATOR_VERSION
+    if task == "limbs":
+        return render_limbs_sample, LIMBS_CLASSES, LIMBS_VERSION
+    if task == "regions":
+        return render_regions_sample, REGIONS_CLASSES, REGIONS_VERSION
     raise InputError(f"task={task!r} must be one of {', '.join(TASKS)}")
 
 
@@ -363,9 +392,21 @@ def _write_sample(job: tuple[Path, int, str, int, tuple[int, int], str]) -> str:
     out, seed, split, index, size, task = job
     sample_id = f"{split}_{index:05d}"
     render, classes, _ = task_info(task)
-    image, mask, quality = render(seed, split, index, size)
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    if task in _FULL_RENDER:
+        sample = _FULL_RENDER[task](seed, split, index, size)
+        image, mask = sample.image, sample.mask
+        # 4:4:4 chroma: no 2×2 chroma averaging, which would blur thin limbs' colour edges
+        # and average away the regions' per-pixel chroma noise on an aligned 2×2 lattice.
+        Image.fromarray(image).save(buffer, format="JPEG", quality=sample.quality, subsampling=0)
+        write_text_atomic(out / "Geometry" / f"{sample_id}.json",
+                          json.dumps(sample.geometry, separators=(",", ":")) + "\n")
+        if task == "limbs":
+            save_mask_png(out / "SegmentationPart" / f"{sample_id}.png", sample.part,
+                          _palette(len(PART_NAMES)))
+    else:
+        image, mask, quality = render(seed, split, index, size)
+        Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     with atomic_path(out / "JPEGImages" / f"{sample_id}.jpg") as tmp:
         tmp.write_bytes(buffer.getvalue())
     save_mask_png(out / "SegmentationClass" / f"{sample_id}.png", mask, _palette(len(classes)))
@@ -396,8 +437,10 @@ def generate_synthetic_dataset(
         seed: dataset seed; the same seed gives the same bytes.
         size: (height, width) of every image in pixels, each ≥ 32.
         workers: worker processes (``None`` → up to 2, one per CPU core; 1 → no pool).
-        task: ``"objects"`` (default) or ``"shapes"`` (class decided by shape alone, image
-            sizes varying around ``size``; see :mod:`fcnkit.data.shapes`).
+        task: ``"objects"`` (default), ``"shapes"`` (class decided by shape alone, image
+            sizes varying around ``size``; see :mod:`fcnkit.data.shapes`), ``"limbs"``
+            (:mod:`fcnkit.data.limbs`; also writes ``SegmentationPart/`` and ``Geometry/``)
+            or ``"regions"`` (:mod:`fcnkit.data.regions`; also writes ``Geometry/``).
 
     Returns:
         The output directory as a :class:`~pathlib.Path` (a VOC2012-style root that
@@ -427,7 +470,10 @@ def generate_synthetic_dataset(
 
 def _write_dataset(out: Path, train: int, val: int, seed: int, size: tuple[int, int],
                    workers: int | None, task: str, classes: list[str], version: int) -> None:
-    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+    subdirs = ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"]
+    if task in _FULL_RENDER:
+        subdirs += ["Geometry"] + (["SegmentationPart"] if task == "limbs" else [])
+    for sub in subdirs:
         (out / sub).mkdir(parents=True, exist_ok=True)
     jobs = [(out, int(seed), split, i, size, task)
             for split, count in (("train", train), ("val", val)) for i in range(count)]
@@ -453,4 +499,36 @@ def _write_dataset(out: Path, train: int, val: int, seed: int, size: tuple[int, 
                 "size": list(size), "classes": classes}
     if task != "objects":  # the default task's manifest stays as before (demo cache check)
         manifest["task"] = task
+    if task in _FULL_RENDER:
+        manifest["geometry"] = "Geometry/<id>.json"
+    if task == "limbs":
+        manifest["parts"] = PART_NAMES
+        manifest["part_masks"] = "SegmentationPart/<id>.png"
     write_text_atomic(out / "synthetic.json", json.dumps(manifest, indent=2) + "\n")
+
+
+def _synth_file(root: str | os.PathLike[str], sub: str, name: str) -> Path:
+    path = Path(root) / sub / name
+    if not path.is_file():
+        raise InputError(f"{path}: not found; write a limbs/regions dataset with "
+                         f"'fcnkit data synth --task limbs --out {root}' (or --task regions)")
+    return path
+
+
+def read_part_mask(root: str | os.PathLike[str], sample_id: str) -> Array:
+    """The part mask of a limbs sample: (H, W) uint8, 0 background, 1 body, 2 limb.
+
+    Args:
+        root: a directory written by ``fcnkit data synth --task limbs``.
+        sample_id: e.g. ``"val_00003"``.
+    """
+    with Image.open(_synth_file(root, "SegmentationPart", f"{sample_id}.png")) as image:
+        return np.asarray(image).copy()
+
+
+def read_geometry(root: str | os.PathLike[str], sample_id: str) -> dict:
+    """The recorded geometry of a limbs or regions sample (see ``render_limbs`` and
+    ``render_regions``): ``{"size": [H, W], "objects": [...]}`` or
+    ``{"size": [H, W], "sites": [...], "classes": [...]}``."""
+    path = _synth_file(root, "Geometry", f"{sample_id}.json")
+    return json.loads(path.read_text(encoding="utf-8"))
