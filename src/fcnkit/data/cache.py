@@ -33,7 +33,8 @@ def ensure_dataset(
 
     Args:
         spec: ``{"train": int, "val": int, "seed": int, "size": (h, w)}`` and optionally
-            ``"task"`` (``"objects"`` by default, or ``"shapes"``), the arguments of
+            ``"task"`` (``"objects"`` by default, or another of
+            :data:`fcnkit.data.synthetic.TASKS`), the arguments of
             :func:`fcnkit.data.synthetic.generate_synthetic_dataset`.
         cache: cache directory (see :func:`cache_dir`).
 

@@ -1,9 +1,12 @@
 """Drawing helpers shared by the synthetic tasks (:mod:`fcnkit.data.synthetic`,
-:mod:`fcnkit.data.shapes`): polygons, smooth noise, the VOC-style void band, split codes."""
+:mod:`fcnkit.data.shapes`, :mod:`fcnkit.data.limbs`, :mod:`fcnkit.data.regions`): polygons,
+smooth noise, the VOC-style void band, split codes, the rendered-sample record."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -14,6 +17,18 @@ Array = np.ndarray
 
 #: Split name -> code in a sample's random-generator seed sequence.
 SPLIT_CODES = {"train": 0, "val": 1}
+
+
+@dataclass
+class Sample:
+    """One rendered sample: image (H, W, 3) uint8, class mask (H, W) uint8, part mask
+    (H, W) uint8 (all zero for a task without parts), JPEG quality and recorded geometry."""
+
+    image: Array
+    mask: Array
+    part: Array
+    quality: int
+    geometry: dict[str, Any] = field(default_factory=dict)
 
 
 def regular_polygon(u: Array, v: Array, R: float, sides: int) -> Array:

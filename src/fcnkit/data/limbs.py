@@ -3,9 +3,10 @@
 Built for the ``skips`` and ``upsampling`` claims (issue 20): a network must read the class
 from a large area and the outline from local edges, and only a fine output gets both.
 
-Every object is a **body** (a smooth blob, mean radius 0.12..0.2 × the image's short side,
-at least 10 px) with 2..4 **limbs**: capsules 3..10 px wide (a segment, or two with an
-elbow), leaving the body outward, in the body's flat base colour. The class is written in
+Each image attempts 2..4 objects and keeps those that fit. Every object is a **body** (a
+smooth blob, mean radius 0.12..0.2 × the image's short side, at least 10 px) with 2..4
+**limbs**: capsules 3..10 px wide (a segment, or two with an elbow), leaving the body
+outward, in the body's flat base colour. The class is written in
 the body only, as a stripe texture whose *orientation* is the class:
 
 ==========  ==================================================================
@@ -39,13 +40,12 @@ from __future__ import annotations
 
 import colorsys
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from fcnkit.data.drawing import SPLIT_CODES, smooth_noise
+from fcnkit.data.drawing import SPLIT_CODES, Sample, smooth_noise
 
 Array = np.ndarray
 
@@ -69,17 +69,6 @@ BORDER_MARGIN, OBJECT_GAP = 2, 4
 MIN_CONTRAST = 0.3
 # Stripe normal angle (radians) per class; "diagonal" picks the sign at random.
 _NORMALS = {1: math.pi / 2, 2: 0.0, 3: math.pi / 4}
-
-
-@dataclass
-class Sample:
-    """One rendered sample: image, class mask, part mask, JPEG quality and geometry."""
-
-    image: Array
-    mask: Array
-    part: Array
-    quality: int
-    geometry: dict[str, Any] = field(default_factory=dict)
 
 
 def _colour(rng) -> Array:

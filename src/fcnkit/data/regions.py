@@ -31,8 +31,7 @@ import math
 
 import numpy as np
 
-from fcnkit.data.drawing import SPLIT_CODES, smooth_noise
-from fcnkit.data.limbs import Sample
+from fcnkit.data.drawing import SPLIT_CODES, Sample, smooth_noise
 
 Array = np.ndarray
 
@@ -79,7 +78,7 @@ def render_regions(seed: int, split: str, index: int,
         size: (height, width) in pixels.
 
     Returns:
-        A :class:`fcnkit.data.limbs.Sample` (``part`` is all zero: no parts) with
+        A :class:`fcnkit.data.drawing.Sample` (``part`` is all zero: no parts) with
         ``geometry`` ``{"size": [H, W], "sites": [[y, x], ...], "classes": [k, ...]}``.
     """
     height, width = size

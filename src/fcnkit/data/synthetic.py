@@ -65,14 +65,13 @@ from scipy import ndimage
 
 from fcnkit.atomic import atomic_path, incomplete_until_done, write_text_atomic
 from fcnkit.data.drawing import SPLIT_CODES as _SPLIT_CODES
+from fcnkit.data.drawing import Sample, void_band
 from fcnkit.data.drawing import regular_polygon as _regular_polygon
 from fcnkit.data.drawing import smooth_noise as _smooth_noise
-from fcnkit.data.drawing import void_band
 from fcnkit.data.limbs import (
     LIMBS_CLASSES,
     LIMBS_VERSION,
     PART_NAMES,
-    Sample,
     render_limbs,
     render_limbs_sample,
 )
