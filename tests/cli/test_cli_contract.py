@@ -52,6 +52,13 @@ COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
         "--train": INTEGERS, "--val": INTEGERS, "--seed": INTEGERS, "--size": SIZES,
         "--workers": INTEGERS,
     }),
+    "data synth --task limbs": (["data", "synth", "--task", "limbs", "--out", "{out}/limbs",
+                                 "--train", "1", "--val", "1", "--size", "48,64",
+                                 "--workers", "0"], {"--seed": INTEGERS, "--size": SIZES}),
+    "data synth --task regions": (["data", "synth", "--task", "regions", "--out",
+                                   "{out}/regions", "--train", "1", "--val", "1", "--size",
+                                   "48,64", "--workers", "0"], {"--seed": INTEGERS,
+                                                                "--size": SIZES}),
     "train": (["train", "--data", "synth:{data}", "--model", "fcn32s", "--epochs", "1",
                "--batch-size", "2", "--crop", "32,32", "--workers", "0",
                "--max-steps-per-epoch", "1", "--no-progress", "--out", "{out}/run"], {
