@@ -6,8 +6,8 @@ from a large area and the outline from local edges, and only a fine output gets 
 Each image attempts 2..4 objects and keeps those that fit. Every object is a **body** (a
 smooth blob, mean radius 0.12..0.2 × the image's short side, at least 10 px) with 2..4
 **limbs**: capsules 3..10 px wide (a segment, or two with an elbow), leaving the body
-outward, in the body's flat base colour. The class is written in
-the body only, as a stripe texture whose *orientation* is the class:
+outward, in the body's flat base colour. The class is written in the body only, as a
+stripe texture whose *orientation* is the class:
 
 ==========  ==================================================================
 class       body texture (sinusoidal stripes, period 9..13 px, ±3° jitter)
@@ -26,10 +26,11 @@ draw their colour from one shared distribution (hue uniform, saturation 0.2..0.8
 background under it by at least 0.3 (RGB distance in [0, 1]³), and its stripes modulate
 that colour by ±(20..35) % around it, so its mean colour is its limbs' colour.
 
-No object touches the image border (margin ≥ 2 px), objects never overlap (gap ≥ 4 px),
+Images under about 40 × 40 px have room for no object. No object touches
+the image border (margin ≥ 2 px), objects never overlap (gap ≥ 4 px),
 and there is no void band: every pixel has a label. Besides the class mask the task writes
 a **part mask** (0 background, 1 body, 2 limb; a limb pixel inside its body is body) and
-each sample's geometry (:func:`sample_geometry`), so that thin-part IoU can be scored and
+each sample's geometry (:func:`render_limbs`), so that thin-part IoU can be scored and
 the labels checked against the recorded shapes.
 
 Determinism follows the other tasks: every sample comes from
