@@ -14,9 +14,9 @@ with e₁ = (1, −1, 0)/√2 (red–green) and e₂ = (1, 1, −2)/√6 (yellow
 chroma axes, θ_k = 0°, 90°, 180°, 270° for ``red``, ``yellow``, ``green``, ``blue``, the
 class offset m = :data:`CHROMA_OFFSET` = 0.02, and n₁, n₂ independent white Gaussian noise of
 standard deviation :data:`CHROMA_NOISE` = 0.12. The noise is six times the offset, so one
-pixel's colour is near chance (nearest class mean: 29 % right, chance 25 %), while the mean
-of a 15 × 15 window inside a cell is right 92 % of the time (5 × 5: 51 %; 21 × 21: 97 %;
-docs/datasets.md has the measurement). The luminance L is the image's base grey
+pixel's colour is near chance (nearest class mean: 30 % right, chance 25 %), while the mean
+of a 15 × 15 window inside a cell is right 90 % of the time (5 × 5: 51 %; 21 × 21: 97 %;
+measured in docs/datasets.md). The luminance L is the image's base grey
 (0.4..0.6) with smooth shading (±8 %) and its own noise (σ 0.03); the hue angle of the
 chroma is what carries the class, so brightness, contrast and saturation jitter keep it.
 
