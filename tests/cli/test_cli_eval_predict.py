@@ -91,10 +91,7 @@ FP32 = ["--precision", "fp32"]
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse rejects a bad option while parsing
-        code = exc.code
+    code = main([str(a) for a in argv])  # never raises SystemExit, argparse errors included
     out, err = capsys.readouterr()
     return code, out, err
 

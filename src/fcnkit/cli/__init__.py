@@ -4,11 +4,15 @@ Each subcommand lives in its own module of this package, which defines
 ``register(subparsers)`` (adds its parser and ``set_defaults(handler=run)``) and
 ``run(args) -> int``. Modules parse, call the library and print; they compute nothing.
 
-The error contract (:mod:`fcnkit.errors`): a user's mistake, :class:`~fcnkit.errors.InputError`
-or an ``OSError`` about a file the user named, is printed as one line on stderr with exit
-code 2; any other exception is a bug and keeps its traceback. Set ``FCNKIT_DEBUG=1`` to see
-the traceback of a user error too. Library warnings (:class:`~fcnkit.errors.FcnkitWarning`)
-and the ``fcnkit`` loggers' messages are printed as one ``fcnkit: ...`` line each.
+The error contract (:mod:`fcnkit.errors`): :func:`main` returns an exit code and never raises
+``SystemExit``. An argument argparse refuses, an :class:`~fcnkit.errors.InputError` or a
+missing/unreadable path the user named (:func:`~fcnkit.errors.exit_code_for`) is printed as
+one line on stderr and returns 2; ``--help`` and ``--version`` return 0. Running out of
+memory returns 2 with one line saying to shrink the input. Any other exception (every other
+``OSError`` or ``ArithmeticError`` included) is a bug and keeps its traceback. Set
+``FCNKIT_DEBUG=1`` to see the traceback of a user error too. Library warnings
+(:class:`~fcnkit.errors.FcnkitWarning`) and the ``fcnkit`` loggers' messages are printed as one
+``fcnkit: ...`` line each.
 
 Under ``torchrun`` every process runs the command, but only rank 0 prints reports and
 warnings: every report appears once. Errors are printed by whichever rank meets them.
@@ -27,7 +31,7 @@ from typing import Any
 
 from fcnkit.cli._common import OneLineParser
 from fcnkit.cli._process import prepare_process
-from fcnkit.errors import FcnkitWarning, InputError, first_line
+from fcnkit.errors import USER_ERROR_EXIT_CODE, FcnkitWarning, exit_code_for, first_line
 
 # Subcommand modules, in the order ``fcnkit --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -118,35 +122,42 @@ def _console() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``fcnkit ARGV`` (``sys.argv[1:]`` when None) and return its exit code.
+
+    0 on success (and for ``--help`` / ``--version``), 2 for a user error (one line on
+    stderr), 130 when interrupted. Never raises ``SystemExit``; a bug raises its exception.
+    """
     prepare_process()  # printable output under any encoding; SIGINT/SIGTERM -> 130/143
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: its one error line is printed, or --help/--version
+        return _argparse_exit_code(exc)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return 2
+        return USER_ERROR_EXIT_CODE
+    debug = bool(os.environ.get("FCNKIT_DEBUG"))
     try:
         with _console():
             return int(handler(args) or 0)
     except KeyboardInterrupt:
         print("fcnkit: interrupted", file=sys.stderr)
         return 130
-    except (InputError, OSError) as exc:
-        # A user's mistake (or a file they named that cannot be read): one line, exit 2.
-        if os.environ.get("FCNKIT_DEBUG"):
-            raise
-        print(f"fcnkit {args.command}: error: {first_line(exc)}", file=sys.stderr)
-        return 2
-    except (MemoryError, RuntimeError, ArithmeticError) as exc:
-        # Out of memory (Python's MemoryError, torch's allocator RuntimeError) or a number
-        # out of range deep inside a computation: the input was too large for this machine
-        # or an option value slipped past the checks. One line that says so; any other
-        # RuntimeError is a bug and keeps its traceback.
-        message = resource_error_message(exc)
-        if message is None or os.environ.get("FCNKIT_DEBUG"):
-            raise
+    except Exception as exc:
+        code = exit_code_for(exc)
+        message = first_line(exc) if code is not None else out_of_memory_message(exc)
+        if message is None or debug:
+            raise  # a bug: its traceback (or FCNKIT_DEBUG=1 asked for it)
         print(f"fcnkit {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return USER_ERROR_EXIT_CODE if code is None else code
+
+
+def _argparse_exit_code(exc: SystemExit) -> int:
+    """The int behind argparse's ``SystemExit``: 0 for --help/--version, 2 for an error."""
+    if exc.code is None:
+        return 0
+    return exc.code if isinstance(exc.code, int) else USER_ERROR_EXIT_CODE
 
 
 #: Substrings of the RuntimeErrors torch raises when an allocation fails.
@@ -154,14 +165,11 @@ _ALLOCATOR_MESSAGES = ("not enough memory", "DefaultCPUAllocator", "out of memor
                        "can't allocate memory", "Cannot allocate memory")
 
 
-def resource_error_message(exc: BaseException) -> str | None:
-    """The one-line message for an out-of-memory or arithmetic error, None for a bug."""
-    text = first_line(exc)
+def out_of_memory_message(exc: BaseException) -> str | None:
+    """The one-line message for an exhausted memory (the input is too large for this
+    machine, which the user fixes with a smaller one), None for anything else."""
     if isinstance(exc, MemoryError) or (
             isinstance(exc, RuntimeError) and any(m in str(exc) for m in _ALLOCATOR_MESSAGES)):
-        return (f"out of memory ({text[:160]}); use a smaller input size, --crop, --batch-size "
-                "or --window")
-    if isinstance(exc, ArithmeticError):  # OverflowError, ZeroDivisionError, FloatingPointError
-        return (f"a number went out of range ({type(exc).__name__}: {text[:160]}); check the "
-                "numeric options (FCNKIT_DEBUG=1 shows where)")
+        return (f"out of memory ({first_line(exc)[:160]}); use a smaller input size, --crop, "
+                "--batch-size or --window")
     return None

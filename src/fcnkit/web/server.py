@@ -50,7 +50,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, exit_code_for
 from fcnkit.jsonio import dumps_strict
 from fcnkit.web.explore import VIEWS, view
 
@@ -178,11 +178,11 @@ class _Handler(BaseHTTPRequestHandler):
                        {"error": f"the view took longer than {REQUEST_TIME_S:g} s; ask for "
                                  "less"})
             return
-        except InputError as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else "bad input"
-            self._json(HTTPStatus.BAD_REQUEST, {"error": message})
-            return
-        except Exception:
+        except Exception as exc:
+            if exit_code_for(exc) is not None:  # the user's error, as the CLI classifies it
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else "bad input"
+                self._json(HTTPStatus.BAD_REQUEST, {"error": message})
+                return
             # The traceback goes into the message itself: the command line's log format
             # prints one message per record and would drop a separate exc_info.
             log.error("explorer view %s failed on %r\n%s", name, query[:200],
