@@ -1,4 +1,10 @@
-"""The CLI contract harness: run ``fcnkit.cli.main(argv)`` in a forked child, bounded.
+"""The CLI contract harness: check a case in-process when the parser refuses it, else run
+``fcnkit.cli.main(argv)`` in a forked child, bounded.
+
+A case that argparse refuses does no work: :func:`parser_refuses` finds it (at collection
+time, so its test needs no child and no ``slow`` mark) and :func:`in_process_violation`
+checks ``main(argv)`` in this process: it must return 2 (not raise), with one stderr line
+that names the argument. Every other case really runs, in a child:
 
 Each case runs in a child forked from a server process that imported ``fcnkit.cli`` and
 torch once (fork is cheap; a fresh interpreter per case would cost seconds). The child has
@@ -17,6 +23,9 @@ The contract (:func:`contract_violation`):
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
 import os
 import resource
@@ -61,10 +70,7 @@ def _child(argv: list[str], out_path: str, err_path: str, env: dict[str, str]) -
         sys.stderr = os.fdopen(2, "w", buffering=1)
         from fcnkit.cli import main
 
-        try:
-            code = int(main(argv) or 0)
-        except SystemExit as exc:  # argparse
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        code = int(main(argv))  # main returns; a SystemExit escaping it breaks the contract
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -189,3 +195,52 @@ def contract_violation(result: CaseResult, run_dirs: list[Path] = ()) -> str | N
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+@functools.lru_cache(maxsize=1)
+def _parser():
+    from fcnkit.cli import build_parser
+
+    return build_parser()
+
+
+def parser_refuses(argv: list[str]) -> bool:
+    """True when ``fcnkit``'s argument parser refuses ``argv`` (nothing would run).
+
+    Only parses: no handler is called, so no work starts whatever ``argv`` says.
+    """
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            _parser().parse_args([str(a) for a in argv])
+        except SystemExit:
+            return True
+    return False
+
+
+def in_process_violation(argv: list[str], name: str, capsys) -> str | None:
+    """Why ``main(argv)`` in this process breaks the contract of a refused argument ``name``.
+
+    The contract: ``main`` returns 2 (raises nothing, SystemExit included), prints one
+    ``error:`` line on stderr naming ``name``, and no traceback; nothing on stdout.
+    """
+    from fcnkit.cli import main
+
+    shown = "fcnkit " + " ".join(map(str, argv))
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except BaseException as exc:  # noqa: BLE001 - any escape is the violation
+        return f"main raised {type(exc).__name__}: {exc}: {shown}"
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    if code != 2:
+        return f"returned {code!r}, not 2: {shown}"
+    if "Traceback (most recent call last)" in err:
+        return f"traceback on stderr: {shown}"
+    if len(lines) != 1 or "error:" not in lines[0]:
+        return f"stderr is not one error line ({err!r}): {shown}"
+    if name not in lines[0]:
+        return f"the error line does not name {name} ({lines[0]!r}): {shown}"
+    if out:
+        return f"stdout not empty ({out[:200]!r}): {shown}"
+    return None

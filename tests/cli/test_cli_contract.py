@@ -4,13 +4,20 @@ weights (harness: tests/cli/conftest.py).
 
 Each option is tried with the hostile values of its kind: not-a-number, infinities, zero,
 negatives, huge and overflowing numbers, non-numbers, empty strings and (for sizes) huge
-H,W pairs. Valid values among them run for real on tiny inputs.
+H,W pairs. A value the argument parser refuses is checked in-process (``main(argv)`` returns
+2 with one line naming the option); the others run for real on tiny inputs, in a child.
 """
 
 from __future__ import annotations
 
 import pytest
-from cli_contract import contract_violation, run_case, run_case_fresh
+from cli_contract import (
+    contract_violation,
+    in_process_violation,
+    parser_refuses,
+    run_case,
+    run_case_fresh,
+)
 
 NUMBERS = ["nan", "inf", "-inf", "0", "-1", "-0.5", "1e6", "1e18", str(2**64), "abc", "",
            "1,2,3"]
@@ -97,13 +104,23 @@ COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
 
 HEAVY = {"train", "eval", "predict", "models", "rf", "export"}
 
+#: Stand-ins for the contract world's paths while collecting: the parser checks the shape of
+#: a path, never whether it exists (each refused case re-checks with the real paths).
+_COLLECT_WORLD = {"data": "/contract/data", "ckpt": "/contract/run/last.pt",
+                  "images": "/contract/images"}
+
 
 def _cases():
+    """(command, option, value, refused); refused cases run in-process in the fast tier,
+    accepted ones in a child (a fresh interpreter and the slow tier for HEAVY commands)."""
     for command, (_, options) in COMMANDS.items():
         for option, values in options.items():
             for value in values:
-                marks = [pytest.mark.slow] if command.split()[0] in HEAVY else []
-                yield pytest.param(command, option, value, marks=marks,
+                argv = build_argv(command, option, value, _COLLECT_WORLD, "/contract/out")
+                refused = parser_refuses(argv)
+                heavy = command.split()[0] in HEAVY
+                marks = [pytest.mark.slow] if heavy and not refused else []
+                yield pytest.param(command, option, value, refused, marks=marks,
                                    id=f"{command}{' ' if option else ''}{option}={value[:24]}")
 
 
@@ -118,9 +135,29 @@ def build_argv(command: str, option: str, value: str, world: dict, out) -> list[
     return argv
 
 
-@pytest.mark.parametrize(("command", "option", "value"), list(_cases()))
-def test_cli_contract(command, option, value, contract_world, tmp_path):
-    argv = build_argv(command, option, value, contract_world, tmp_path)
+CASES = list(_cases())
+
+
+def test_most_cases_are_refused_by_the_parser():
+    """The split is real: both kinds exist, and each HEAVY command has cases that run."""
+    refused = [p for p in CASES if p.values[3]]
+    assert 300 < len(refused) < len(CASES)
+    ran = {p.values[0] for p in CASES if not p.values[3]}
+    assert {"train", "eval", "predict", "gridding", "conv", "animate", "data synth"} <= ran
+
+
+@pytest.mark.parametrize(("command", "option", "value", "refused"), CASES)
+def test_cli_contract(command, option, value, refused, request, capsys):
+    if refused:
+        # Refused while parsing: checked in this process, no world needed (no work starts;
+        # parser_refuses proves it again right here).
+        argv = build_argv(command, option, value, _COLLECT_WORLD, "/contract/out")
+        assert parser_refuses(argv), f"the parser accepts fcnkit {' '.join(argv)} after all"
+        violation = in_process_violation(argv, option, capsys)
+        assert violation is None, violation
+        return
+    world, tmp_path = request.getfixturevalue("contract_world"), request.getfixturevalue("tmp_path")
+    argv = build_argv(command, option, value, world, tmp_path)
     # Real training/inference on a loaded 2-core machine can take minutes; the bound is
     # still a bound (a hang or a runaway loop is killed).
     heavy = command.split()[0] in HEAVY

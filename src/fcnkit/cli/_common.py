@@ -33,6 +33,7 @@ def dims(text: str) -> int | tuple[int, ...]:
         ) from None
     if not values:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    _fits_a_machine_word(values, text)
     return values[0] if len(values) == 1 else values
 
 
@@ -46,7 +47,15 @@ def int_list(text: str) -> list[int]:
         ) from None
     if not values:
         raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    _fits_a_machine_word(values, text)
     return values
+
+
+def _fits_a_machine_word(values: Sequence[int], text: str) -> None:
+    """Refuse integers beyond a C ``int64``: numpy and torch cannot hold them, and arithmetic
+    on them would raise OverflowError deep inside a computation instead of this one line."""
+    if any(abs(v) > MAX_COUNT for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers up to {MAX_COUNT}, got {text!r}")
 
 
 def _checked(convert: Callable[[str], Any], check: Callable[[Any], Any]) -> Callable[[str], Any]:
