@@ -7,9 +7,6 @@ functions) and, for ``fcnkit.models``, by importing it in a fresh interpreter.
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -104,12 +101,9 @@ def test_no_cli_command_imports_another():
         assert not other, f"{name} imports the command module(s) {other}"
 
 
-def test_importing_models_loads_no_analysis_engine_or_cli():
-    code = ("import json, sys, fcnkit.models\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('fcnkit'))))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True, timeout=120)
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+def test_importing_models_loads_no_analysis_engine_or_cli(fresh_check):
+    # In a fresh interpreter (tests/fresh_interpreter.py): import fcnkit.models.
+    loaded = fresh_check("check_models_imports")[0]["fcnkit"]
     assert "fcnkit.models.fcn" in loaded
     bad = [m for m in loaded if m.startswith(("fcnkit.analysis", "fcnkit.training",
                                               "fcnkit.inference", "fcnkit.runtime",

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import fcnkit.arith
 
 
-def test_import_fcnkit_arith_leaves_torch_out_of_sys_modules():
-    code = (
-        "import json, sys, pkgutil, importlib, fcnkit.arith\n"
-        "mods = [m.name for m in pkgutil.iter_modules(fcnkit.arith.__path__)]\n"
-        "for m in mods: importlib.import_module('fcnkit.arith.' + m)\n"
-        "print(json.dumps({'torch': 'torch' in sys.modules, 'modules': mods}))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+def test_import_fcnkit_arith_leaves_torch_out_of_sys_modules(fresh_check):
+    # A fresh interpreter imports every fcnkit.arith module (tests/fresh_interpreter.py).
+    report, _ = fresh_check("check_arith_without_torch")
     assert {"sizes", "matrix", "kernels"} <= set(report["modules"])
     assert report["torch"] is False, "some fcnkit.arith module imports torch"
 

@@ -156,7 +156,7 @@ def test_cli_contract(command, option, value, refused, request, capsys):
         violation = in_process_violation(argv, option, capsys)
         assert violation is None, violation
         return
-    world, tmp_path = request.getfixturevalue("contract_world"), request.getfixturevalue("tmp_path")
+    world, tmp_path = request.getfixturevalue("tiny_run"), request.getfixturevalue("tmp_path")
     argv = build_argv(command, option, value, world, tmp_path)
     # Real training/inference on a loaded 2-core machine can take minutes; the bound is
     # still a bound (a hang or a runaway loop is killed).

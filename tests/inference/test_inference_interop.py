@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from fcnkit.cli import main
-from fcnkit.data import generate_synthetic_dataset
 from fcnkit.errors import InputError
 from fcnkit.inference.export_safetensors import export_safetensors
 from fcnkit.models import build_model
@@ -30,10 +29,8 @@ from fcnkit.training.recipe import (
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthetic_dataset(root, train=4, val=2, seed=3, size=(40, 48), workers=1)
-    return root
+def tiny_data(synthetic_data):
+    return synthetic_data(train=4, val=2, seed=3, size=(40, 48))  # shared: copy to modify
 
 
 def _config(data, out, **changes):

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from fcnkit.data import generate_synthetic_dataset, open_dataset
+from fcnkit.data import open_dataset
 from fcnkit.data.transforms import eval_transform, pad_collate
 from fcnkit.errors import InputError
 from fcnkit.inference.evaluate import evaluate
@@ -59,11 +59,9 @@ def _clean_env(**extra):
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth_ddp")
+def tiny_data(synthetic_data):
     # 3 validation images on 2 ranks: uneven shards (2 + 1), nothing padded.
-    generate_synthetic_dataset(root, train=8, val=3, seed=11, size=(40, 48), workers=1)
-    return root
+    return synthetic_data(train=8, val=3, seed=11, size=(40, 48))
 
 
 @pytest.mark.slow

@@ -43,13 +43,11 @@ def test_records_and_predictions_round_trip(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_with_tensorboard_writes_events(tmp_path):
+def test_train_with_tensorboard_writes_events(tmp_path, synthetic_data):
     """``fcnkit train --tensorboard``: the run's scalars and per-epoch prediction images."""
     from fcnkit.cli import main
-    from fcnkit.data.synthetic import generate_synthetic_dataset
 
-    data = tmp_path / "synth"
-    generate_synthetic_dataset(data, train=4, val=2, seed=3, size=(40, 56), workers=1)
+    data = synthetic_data(train=4, val=2, seed=3, size=(40, 56))
     run = tmp_path / "run"
     assert main(["train", "--data", f"synth:{data}", "--epochs", "2", "--batch-size", "2",
                  "--crop", "32,32", "--out", str(run), "--workers", "0", "--threads", "1",

@@ -17,7 +17,6 @@ from PIL import Image
 import fcnkit.training.loop as train_mod
 from fcnkit.cli import build_parser
 from fcnkit.cli.train import config_from_args
-from fcnkit.data import generate_synthetic_dataset
 from fcnkit.errors import FcnkitWarning, InputError
 from fcnkit.runtime.checkpoint import TrainingCheckpoint, load_checkpoint, model_from_checkpoint
 from fcnkit.training.config import TrainConfig
@@ -28,10 +27,8 @@ from fcnkit.training.setup import TrainState, class_weights_for, get_dataset, mo
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthetic_dataset(root, train=6, val=3, seed=3, size=(40, 56), workers=1)
-    return root
+def tiny_data(synthetic_data):
+    return synthetic_data(train=6, val=3, seed=3, size=(40, 56))  # shared: copy to modify
 
 
 def tiny_config(data, out, **changes):

@@ -14,7 +14,6 @@ from PIL import Image
 import fcnkit.runtime.checkpoint as ckpt_io
 import fcnkit.training.loop as train_mod
 from fcnkit.cli import main
-from fcnkit.data import generate_synthetic_dataset
 from fcnkit.errors import InputError
 from fcnkit.runtime.checkpoint import load_checkpoint
 from fcnkit.training.config import TrainConfig
@@ -23,10 +22,8 @@ MIOU_BY_EPOCH = {1: 0.2, 2: 0.6, 3: 0.4}
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth_fail")
-    generate_synthetic_dataset(root, train=4, val=2, seed=1, size=(32, 32), workers=1)
-    return root
+def tiny_data(synthetic_data):
+    return synthetic_data(train=4, val=2, seed=1, size=(32, 32))  # shared: copy to modify
 
 
 def tiny_config(data, out, **changes):
@@ -56,6 +53,7 @@ def scripted_validation(monkeypatch):
     return calls
 
 
+@pytest.mark.slow  # trains end to end
 def test_crash_between_best_and_last_is_repaired_on_resume(tiny_data, tmp_path, monkeypatch,
                                                            scripted_validation):
     run = tmp_path / "run"
@@ -83,6 +81,7 @@ def test_crash_between_best_and_last_is_repaired_on_resume(tiny_data, tmp_path, 
     assert result["best_miou"] == 0.6
 
 
+@pytest.mark.slow  # trains end to end
 def test_best_miou_repaired_from_a_newer_best_pt(tiny_data, tmp_path, scripted_validation):
     # An older fcnkit wrote last.pt first: best.pt of epoch 2 saved, last.pt's best_miou
     # stale. Resuming with no epochs left must still report the best on disk.
@@ -95,6 +94,7 @@ def test_best_miou_repaired_from_a_newer_best_pt(tiny_data, tmp_path, scripted_v
     assert result["best_miou"] == 0.6
 
 
+@pytest.mark.slow  # trains end to end, once per case
 @pytest.mark.parametrize(("flags", "cause"), [
     (["--lr", "5"], "lr=5 is high for sgd"),
     (["--lr", "0.01", "--momentum", "0.995"], "momentum=0.995"),
@@ -125,6 +125,7 @@ def test_divergence_stops_with_one_line_naming_the_cause(tiny_data, tmp_path, ca
     assert "diverged" in (run / "error.txt").read_text()
 
 
+@pytest.mark.slow  # trains end to end
 def test_nan_weights_are_never_saved(tiny_data, tmp_path, monkeypatch):
     # A finite loss but a weight gone NaN by the epoch's last step: refused before saving.
     original = train_mod.train_one_epoch
@@ -148,6 +149,7 @@ def test_divergence_message_blames_the_data_when_pixels_are_not_finite():
     assert "the data" in message and "lr=" not in message.split("likely cause:")[1][:40]
 
 
+@pytest.mark.slow  # trains end to end
 def test_bad_sample_mid_training_leaves_error_txt(tiny_data, tmp_path, capsys):
     # a copy with one training image truncated: found when the loader reaches it
     data = tmp_path / "data"
@@ -165,6 +167,7 @@ def test_bad_sample_mid_training_leaves_error_txt(tiny_data, tmp_path, capsys):
     assert victim.name in text and "--resume" in text
 
 
+@pytest.mark.slow  # trains end to end
 def test_resume_auto_starts_fresh_then_continues(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     argv = ["train", "--data", f"voc:{tiny_data}", "--model", "fcn32s", "--batch-size", "2",
@@ -184,6 +187,7 @@ def test_resume_auto_starts_fresh_then_continues(tiny_data, tmp_path, capsys):
             ["train", "--resume", "auto", "--out", str(tmp_path / "empty")]))
 
 
+@pytest.mark.slow  # trains end to end
 def test_train_json_is_strict_when_no_val_pixel_is_labelled(tiny_data, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)

@@ -80,16 +80,14 @@ def write_fake_run(run_dir, data_dir, model_state, *, seed=0, epochs=3):
 
 
 @pytest.fixture(scope="session")
-def fake_runs(tmp_path_factory):
-    """Two fake run directories over one tiny synthetic dataset."""
+def fake_runs(tmp_path_factory, synthetic_data):
+    """Two fake run directories over one tiny synthetic dataset (tests/conftest.py's)."""
     import torch
 
-    from fcnkit.data.synthetic import generate_synthetic_dataset
     from fcnkit.models import build_model
 
     root = tmp_path_factory.mktemp("report")
-    data = root / "synth"
-    generate_synthetic_dataset(data, train=2, val=3, seed=1, size=(40, 56), workers=1)
+    data = synthetic_data(train=2, val=3, seed=1, size=(40, 56))
     torch.manual_seed(0)
     state = build_model("fcn8s", num_classes=9, backbone="resnet18").state_dict()
     return [write_fake_run(root / "run-a", data, state, seed=0),

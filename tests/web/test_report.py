@@ -76,12 +76,9 @@ def test_cli_writes_the_report(fake_runs, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_train_then_report_end_to_end(tmp_path):
+def test_train_then_report_end_to_end(tmp_path, synthetic_data):
     """A real (tiny) fcnkit train run directory, reported by the CLI."""
-    from fcnkit.data.synthetic import generate_synthetic_dataset
-
-    data = tmp_path / "synth"
-    generate_synthetic_dataset(data, train=4, val=2, seed=3, size=(40, 56), workers=1)
+    data = synthetic_data(train=4, val=2, seed=3, size=(40, 56))
     run = tmp_path / "run"
     train = subprocess.run([sys.executable, "-m", "fcnkit", "train", "--data", f"synth:{data}",
                             "--epochs", "2", "--batch-size", "2", "--crop", "32,32",
