@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -150,10 +149,9 @@ def test_divergence_message_blames_the_data_when_pixels_are_not_finite():
 
 
 @pytest.mark.slow  # trains end to end
-def test_bad_sample_mid_training_leaves_error_txt(tiny_data, tmp_path, capsys):
+def test_bad_sample_mid_training_leaves_error_txt(tiny_data, tmp_path, capsys, private_copy):
     # a copy with one training image truncated: found when the loader reaches it
-    data = tmp_path / "data"
-    shutil.copytree(tiny_data, data)
+    data = private_copy(tiny_data, "data")
     ids = (tiny_data / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
     victim = data / "JPEGImages" / f"{ids[-1]}.jpg"
     victim.write_bytes(victim.read_bytes()[:50])
@@ -188,9 +186,9 @@ def test_resume_auto_starts_fresh_then_continues(tiny_data, tmp_path, capsys):
 
 
 @pytest.mark.slow  # trains end to end
-def test_train_json_is_strict_when_no_val_pixel_is_labelled(tiny_data, tmp_path, capsys):
-    data = tmp_path / "data"
-    shutil.copytree(tiny_data, data)
+def test_train_json_is_strict_when_no_val_pixel_is_labelled(tiny_data, tmp_path, capsys,
+                                                             private_copy):
+    data = private_copy(tiny_data, "data")
     for mask in (data / "SegmentationClass").glob("val_*.png"):
         array = np.full_like(np.asarray(Image.open(mask)), 255)
         Image.fromarray(array, mode="L").save(mask)
