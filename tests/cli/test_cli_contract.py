@@ -102,7 +102,9 @@ COMMANDS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
     }),
 }
 
-HEAVY = {"train", "eval", "predict", "models", "rf", "export"}
+#: Commands that run torch or real work when the parser accepts their arguments (demo
+#: generates its dataset before its own checks refuse a seed): slow tier, fresh interpreter.
+HEAVY = {"train", "eval", "predict", "models", "rf", "export", "demo"}
 
 #: Stand-ins for the contract world's paths while collecting: the parser checks the shape of
 #: a path, never whether it exists (each refused case re-checks with the real paths).
@@ -147,13 +149,13 @@ def test_most_cases_are_refused_by_the_parser():
 
 
 @pytest.mark.parametrize(("command", "option", "value", "refused"), CASES)
-def test_cli_contract(command, option, value, refused, request, capsys):
+def test_cli_contract(command, option, value, refused, request):
     if refused:
         # Refused while parsing: checked in this process, no world needed (no work starts;
         # parser_refuses proves it again right here).
         argv = build_argv(command, option, value, _COLLECT_WORLD, "/contract/out")
         assert parser_refuses(argv), f"the parser accepts fcnkit {' '.join(argv)} after all"
-        violation = in_process_violation(argv, option, capsys)
+        violation = in_process_violation(argv, option)
         assert violation is None, violation
         return
     world, tmp_path = request.getfixturevalue("tiny_run"), request.getfixturevalue("tmp_path")
