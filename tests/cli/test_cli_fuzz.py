@@ -5,6 +5,7 @@ exit 2, no traceback, no hang, strict JSON. Values the parser refuses are checke
 
 from __future__ import annotations
 
+import pytest
 from cli_contract import contract_violation, in_process_violation, parser_refuses, run_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,6 +58,7 @@ def test_fuzz_gridding(data, tmp_path_factory):
     _fuzz("gridding", data, tmp_path_factory)
 
 
+@pytest.mark.slow  # the values the parser accepts render real GIFs (seconds of CPU each)
 @settings(max_examples=20)
 @given(data=st.data())
 def test_fuzz_animate(data, tmp_path_factory):
