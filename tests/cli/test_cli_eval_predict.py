@@ -262,6 +262,7 @@ def test_eval_bad_options(world, capsys, extra, needle) -> None:
     assert_one_line_error(code, err, needle)
 
 
+@pytest.mark.slow  # a fresh process of the installed script (imports torch)
 def test_console_script_exit_code(world, tmp_path) -> None:
     """The installed `fcnkit` entry point: real process, exit 2, one stderr line."""
     exe = Path(sys.executable).with_name("fcnkit")

@@ -136,6 +136,7 @@ def _rank_main(rank: int, world: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # spawns worker processes that each import torch
 def test_distributed_all_reduce_equals_single_process(tmp_path: Path) -> None:
     world = 2
     mp.spawn(_rank_main, args=(world, str(tmp_path / "init"), str(tmp_path)), nprocs=world)

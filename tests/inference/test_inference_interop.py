@@ -194,6 +194,7 @@ def torchvision_fcn(tmp_path_factory):
     return source.eval(), path
 
 
+@pytest.mark.slow  # builds and runs torchvision FCN-ResNet50s
 def test_eval_and_predict_take_a_plain_torchvision_state_dict(torchvision_fcn, tmp_path,
                                                                capsys):
     import numpy as np
