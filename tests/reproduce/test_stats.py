@@ -173,12 +173,18 @@ def test_the_overall_verdict_is_never_more_than_its_weakest_clause(verdicts, wor
                               "reproduced")
 
 
-def test_skipped_clauses_are_listed_with_their_reason():
+def test_an_untested_clause_keeps_the_verdict_from_saying_reproduced():
     word, listing = overall_verdict([_comparison(REPRODUCED, "a")],
                                     [{"clause": "thin parts", "reason": "no part mask"}])
-    assert word == REPRODUCED
-    assert listing.startswith("1 of 1 clauses reproduced, 1 skipped")
-    assert "thin parts: skipped (no part mask)" in listing
+    assert word == INCONCLUSIVE
+    assert listing.startswith("1 of 2 clauses reproduced, 1 not tested: no part mask;")
+    assert "thin parts: not tested (no part mask)" in listing
+    # a failed clause still fails the claim; two skips with one reason name it once
+    word, listing = overall_verdict(
+        [_comparison(NOT_REPRODUCED, "a")],
+        [{"clause": "b", "reason": "r"}, {"clause": "c", "reason": "r"}])
+    assert word == NOT_REPRODUCED
+    assert listing.startswith("0 of 3 clauses reproduced, 2 not tested: r;")
 
 
 def _folder_dataset(root, masks: list[np.ndarray], classes: list[str]) -> str:

@@ -25,7 +25,8 @@ each claim measures the best constant prediction's mIoU on its own val split
 (:func:`constant_miou`) and adds a declared margin; if the best variant's mean mIoU is
 below that gate, every comparison is ``"inconclusive (near chance)"`` (its numbers are
 still reported). The **overall verdict** (:func:`overall_verdict`) is a conjunction of the
-clauses: never more than its weakest clause.
+clauses: never more than its weakest clause, and an untested (skipped) clause keeps it
+from saying "reproduced".
 """
 
 from __future__ import annotations
@@ -240,17 +241,25 @@ def overall_verdict(comparisons: Sequence[Mapping[str, Any]],
     """``(verdict, listing)`` of a claim: the weakest of its clauses' verdicts (not
     reproduced < inconclusive < reproduced), and every clause with its verdict.
 
-    A claim whose every clause was skipped, or that has none, is inconclusive. Skipped
-    clauses are listed with their reason; they do not count either way.
+    A clause that was not tested (``skipped``, each ``{"clause", "reason"}``) is not
+    evidence either way, so it caps the verdict at "inconclusive": a claim with an
+    untested main clause is never "reproduced" (a failed clause still makes it "not
+    reproduced"). A claim that has no comparison is inconclusive. The listing starts
+    "N of M clauses reproduced" (M counts the skipped ones), then ", K not tested:
+    reason / reason" (each distinct reason once), then every clause with its verdict.
     """
     if not comparisons:
         word = INCONCLUSIVE
     else:
         weakest = min(comparisons, key=lambda c: _STRENGTH[c["verdict"]])["verdict"]
         word = INCONCLUSIVE if weakest == NEAR_CHANCE else weakest
+    if skipped and word == REPRODUCED:
+        word = INCONCLUSIVE
     parts = [f"{c['clause']}: {c['verdict']}" for c in comparisons]
-    parts += [f"{s['clause']}: skipped ({s['reason']})" for s in skipped]
+    parts += [f"{s['clause']}: not tested ({s['reason']})" for s in skipped]
     counts = sum(c["verdict"] == REPRODUCED for c in comparisons)
-    head = f"{counts} of {len(comparisons)} clauses reproduced" + (
-        f", {len(skipped)} skipped" if skipped else "")
+    head = f"{counts} of {len(comparisons) + len(skipped)} clauses reproduced"
+    if skipped:
+        reasons = dict.fromkeys(str(s["reason"]) for s in skipped)  # once each, in order
+        head += f", {len(skipped)} not tested: " + " / ".join(reasons)
     return word, f"{head}; " + "; ".join(parts) if parts else head

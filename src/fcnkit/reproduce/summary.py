@@ -62,8 +62,8 @@ def summary_rows(results: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
             rows.append([result["claim"], c["clause"], c["kind"], c["n"], _num(c["mean"]),
                          f"[{_num(c['lower'])}, {_num(c['upper'])}]", c["verdict"]])
         for s in result.get("skipped", []):
-            rows.append([result["claim"], s["clause"], "skipped", "–", "–", "–",
-                         f"skipped: {s['reason']}"])
+            rows.append([result["claim"], s["clause"], "not tested", "–", "–", "–",
+                         f"not tested: {s['reason']}"])
     return rows
 
 
@@ -158,7 +158,7 @@ def render_result(result: Mapping[str, Any]) -> str:
     text = " ".join(lines) + "\n\n"
     text += comparisons_table(result.get("comparisons", []))
     for s in result.get("skipped", []):
-        text += f"\n* {s['clause']}: skipped ({s['reason']})."
+        text += f"\n* {s['clause']}: not tested ({s['reason']})."
     head = str(result.get("verdict_reason", "")).split(";")[0]
     text += f"\n\nVerdict: **{result['verdict']}** ({head}).\n\n"
     variants = list(dict.fromkeys(r["variant"] for r in result.get("runs", [])))
