@@ -33,6 +33,8 @@ T95 = {1: 6.313752, 2: 2.919986, 3: 2.353363, 4: 2.131847, 9: 1.833113}
 
 TINY = Budget(train=4, val=2, size=(40, 48), epochs=2, crop=(32, 32), batch_size=2,
               **runner.RECIPE)
+#: Smoke-sized settings of the claims that measure more than training (padding's latency).
+TINY_EXTRA = {"latency_sizes": [(32, 32), (32, 48), (40, 48)], "latency_width": 0.125}
 
 
 def test_training_claims_share_one_recipe_and_pick_quick_or_full():
@@ -137,8 +139,10 @@ def check_results(results: dict, runs_by_metric=None) -> None:
         assert c["verdict"] == expected, c["clause"]
     strength = {"not reproduced": 0, "inconclusive": 1, "inconclusive (near chance)": 1,
                 "reproduced": 2}
-    weakest = min((c["verdict"] for c in results["comparisons"]), key=strength.get,
-                  default="inconclusive")
+    for e in results.get("exact", []):  # computed against a reference: no statistics
+        assert e["kind"] == "exact" and e["verdict"] in ("reproduced", "not reproduced")
+    clauses = [*results["comparisons"], *results.get("exact", [])]
+    weakest = min((c["verdict"] for c in clauses), key=strength.get, default="inconclusive")
     expected = weakest.replace(" (near chance)", "")
     if results.get("skipped") and expected == "reproduced":
         expected = "inconclusive"  # an untested clause: never "reproduced"
@@ -261,7 +265,8 @@ def test_cli_reproduce_table(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("claim", ["skips", "upsampling", "gridding", "padding"])
 def test_training_claims_smoke(claim, tmp_path):
-    config = ReproduceConfig(seeds=2, out=str(tmp_path), budget=TINY, threads=1)
+    config = ReproduceConfig(seeds=2, out=str(tmp_path), budget=TINY, threads=1,
+                             extra=TINY_EXTRA)
     results = run_claim(claim, config)
     assert results["verdict"] in ("reproduced", "not reproduced", "inconclusive")
     stored = json.loads((tmp_path / "results.json").read_text())
@@ -281,7 +286,8 @@ def test_reproduce_all_quick_writes_one_summary(tmp_path, capsys, monkeypatch):
     real = summary.run_all
 
     def tiny_run_all(config):  # the quick protocol with a smoke budget, 2 seeds
-        return real(dataclasses.replace(config, budget=TINY, seeds=2, threads=1))
+        return real(dataclasses.replace(config, budget=TINY, seeds=2, threads=1,
+                                        extra=TINY_EXTRA))
 
     monkeypatch.setattr(summary, "run_all", tiny_run_all)
     assert main(["reproduce", "all", "--quick", "--out", str(tmp_path), "--json"]) == 0

@@ -153,6 +153,10 @@ class VGG16Backbone(Backbone):
             is ``ceil(size / stride)`` and the grids stay aligned without crops.
         ceil_mode: ceil-mode max pooling, as in Caffe. It is what lets any input ≥ 1 px
             survive five poolings without padding, so both variants use it.
+        batch_norm: a BatchNorm after every convolution of conv1_1…conv5_3 (torchvision's
+            ``vgg16_bn`` layout, so its ``features.*`` weights would load): a VGG16 that
+            trains from scratch. fc6/fc7 stay as they are, so the parameter shapes of the
+            faithful and efficient geometries still agree.
 
     Submodule names follow torchvision's ``vgg16`` (``features.0`` … ``features.30``) so that
     its ImageNet ``features.*`` weights load directly; ``fc6``/``fc7`` take the classifier's
@@ -160,15 +164,16 @@ class VGG16Backbone(Backbone):
     """
 
     def __init__(self, *, faithful: bool = False, dropout: float = 0.5,
-                 width: float = 1.0) -> None:
+                 width: float = 1.0, batch_norm: bool = False) -> None:
         super().__init__()
         self.faithful = faithful
+        self.batch_norm = bool(batch_norm)
         self.width = check_width(width)
         # torchvision's VGG16 "D" configuration without building its 120M-parameter
         # classifier; initialised as torchvision.models.VGG does (Kaiming, fan_out).
         config = [v if v == "M" else scaled_channels(int(v), self.width)
                   for v in vgg_module.cfgs["D"]]
-        features = vgg_module.make_layers(config)
+        features = vgg_module.make_layers(config, batch_norm=self.batch_norm)
         for m in features.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -424,6 +429,7 @@ def build_backbone(
     output_stride: int = 32,
     dilations: Sequence[int] | None = None,
     width: float = 1.0,
+    batch_norm: bool = False,
 ) -> Backbone:
     """Build a backbone by name (see ``BACKBONES``) with random weights.
 
@@ -433,6 +439,7 @@ def build_backbone(
         output_stride, dilations: ResNets only (see :class:`ResNetBackbone`).
         width: VGG16 and ResNets — fraction of the standard channel counts
             (:func:`check_width`).
+        batch_norm: VGG16 only — BatchNorm after each convolution (:class:`VGG16Backbone`).
     """
     if name not in BACKBONES:
         raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
@@ -443,9 +450,12 @@ def build_backbone(
             f"output_stride/dilations apply to ResNet backbones ({', '.join(RESNETS)}), "
             f"not {name!r}"
         )
+    if batch_norm and name != "vgg16":
+        raise InputError(f"batch_norm=True exists only for backbone 'vgg16' (the others "
+                         f"have BatchNorm already), not {name!r}")
     width = check_width(width)
     if name == "vgg16":
-        return VGG16Backbone(faithful=faithful, width=width)
+        return VGG16Backbone(faithful=faithful, width=width, batch_norm=batch_norm)
     if name == "mobilenet_v3_large":
         if width != 1.0:
             raise InputError("width applies to the VGG16 and ResNet backbones; MobileNetV3 "

@@ -295,6 +295,7 @@ def build_fcn(
     upsample: str = "bilinear",
     at_once: bool = False,
     width: float = 1.0,
+    batch_norm: bool = False,
 ) -> FCN:
     """FCN-32s/16s/8s (``num_skips`` 0/1/2) on a named backbone with random weights.
 
@@ -304,8 +305,9 @@ def build_fcn(
     Deconvolution (``lr_mult=0``), ``"deconv"`` the same layer learnable; ``"interpolate"``
     is refused (Caffe's crops depend on the deconvolution geometry). ``at_once`` (FCN-8s
     only) scales the skips as the single-stage FCN-8s does (see :class:`FCN`). ``width``
-    scales the backbone's channel counts (:func:`fcnkit.models.backbones.check_width`).
+    scales the backbone's channel counts (:func:`fcnkit.models.backbones.check_width`);
+    ``batch_norm`` (VGG16 only) adds a BatchNorm after each convolution of the body.
     """
-    net = build_backbone(backbone, faithful=faithful, width=width)
+    net = build_backbone(backbone, faithful=faithful, width=width, batch_norm=batch_norm)
     return FCN(net, num_classes, num_skips, upsample, caffe_geometry=faithful,
                at_once=at_once)

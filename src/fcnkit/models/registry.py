@@ -15,7 +15,8 @@ fcn16s              "mobilenet_v3_large"), faithful (False; True = Caffe VGG16 F
 fcn8s               upsample ("bilinear", "deconv", "interpolate"); fcn8s also at_once
                     (False; True = the single-stage FCN-8s, skips scaled 0.01 / 0.0001);
                     width (1.0; a fraction in (0, 1] of the backbone's channel counts,
-                    VGG16 and ResNets: same geometry, fewer channels)
+                    VGG16 and ResNets: same geometry, fewer channels), batch_norm
+                    (False; True = VGG16 with a BatchNorm after each body convolution)
 fcn_resnet18_d2l    upsample ("deconv" only: the d2l design)
 fcn_dilated         backbone ("resnet18", "resnet34", "resnet50", "resnet101"),
                     output_stride (8, 16), dilations ("hdc", "torchvision", or one rate
@@ -60,9 +61,10 @@ from fcnkit.models.weights import (
 
 _COMMON = ("weights", "backbone_weights", "preprocessing")
 _OPTIONS: dict[str, tuple[str, ...]] = {
-    "fcn32s": ("backbone", "faithful", "upsample", "width", *_COMMON),
-    "fcn16s": ("backbone", "faithful", "upsample", "width", *_COMMON),
-    "fcn8s": ("backbone", "faithful", "upsample", "at_once", "width", *_COMMON),
+    "fcn32s": ("backbone", "faithful", "upsample", "width", "batch_norm", *_COMMON),
+    "fcn16s": ("backbone", "faithful", "upsample", "width", "batch_norm", *_COMMON),
+    "fcn8s": ("backbone", "faithful", "upsample", "at_once", "width", "batch_norm",
+              *_COMMON),
     "fcn_resnet18_d2l": ("upsample", *_COMMON),
     "fcn_dilated": ("backbone", "output_stride", "dilations", "upsample", "aux", "width",
                     *_COMMON),
@@ -197,6 +199,7 @@ def _build_fcn(
     upsample: str = "bilinear",
     at_once: bool = False,
     width: float = 1.0,
+    batch_norm: bool = False,
 ) -> tuple[nn.Module, str]:
     _check_choice("backbone", backbone, BACKBONES)
     if at_once not in (True, False):
@@ -204,6 +207,8 @@ def _build_fcn(
     _check_choice("upsample", upsample, UPSAMPLE_MODES)
     if faithful not in (True, False):
         raise InputError(f"faithful must be True or False, got {faithful!r}")
+    if batch_norm not in (True, False):
+        raise InputError(f"batch_norm must be True or False, got {batch_norm!r}")
     if faithful and backbone != "vgg16":
         raise InputError(f"faithful=True is the Caffe VGG16 network; use backbone='vgg16', "
                          f"not {backbone!r}")
@@ -212,7 +217,7 @@ def _build_fcn(
                          "Deconvolution) or 'deconv' (learnable); 'interpolate' has no crops")
     model = build_fcn(_SKIPS[name], num_classes=num_classes, backbone=backbone,
                       faithful=bool(faithful), upsample=upsample, at_once=bool(at_once),
-                      width=width)
+                      width=width, batch_norm=bool(batch_norm))
     return model, backbone
 
 

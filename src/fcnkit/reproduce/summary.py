@@ -50,7 +50,9 @@ def _num(value: Any) -> str:
 
 def summary_rows(results: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     """One row per clause of every claim; an exact claim (no comparisons) is one row of
-    kind "exact" whose verdict is the claim's."""
+    kind "exact" whose verdict is the claim's, and a training claim's exact clauses
+    (``results["exact"]``: computed numbers against a reference, no statistics) are rows
+    of kind "exact" too."""
     rows: list[list[Any]] = []
     for result in results:
         comparisons = result.get("comparisons")
@@ -61,6 +63,8 @@ def summary_rows(results: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
         for c in comparisons:
             rows.append([result["claim"], c["clause"], c["kind"], c["n"], _num(c["mean"]),
                          f"[{_num(c['lower'])}, {_num(c['upper'])}]", c["verdict"]])
+        for e in result.get("exact", []):
+            rows.append([result["claim"], e["clause"], "exact", "–", "–", "–", e["verdict"]])
         for s in result.get("skipped", []):
             rows.append([result["claim"], s["clause"], "not tested", "–", "–", "–",
                          f"not tested: {s['reason']}"])
@@ -157,6 +161,8 @@ def render_result(result: Mapping[str, Any]) -> str:
                      f"{float(chance.get('best_miou', math.nan)):.3f}.")
     text = " ".join(lines) + "\n\n"
     text += comparisons_table(result.get("comparisons", []))
+    for e in result.get("exact", []):
+        text += f"\n* {e['clause']} (exact, {e.get('source', '')}): {e['verdict']}."
     for s in result.get("skipped", []):
         text += f"\n* {s['clause']}: not tested ({s['reason']})."
     head = str(result.get("verdict_reason", "")).split(";")[0]
