@@ -24,6 +24,7 @@ CONFIGS = [
     ("fcn_resnet18_d2l", {}),
     ("fcn_dilated", {}),
     ("fcn_dilated", {"output_stride": 16, "dilations": [1, 2], "upsample": "deconv"}),
+    ("context_module", {"front": 4, "dilations": "2,2,4,4"}),
 ]
 SIZES = [(1, 1), (7, 13), (33, 47)]
 NUM_CLASSES = 3

@@ -24,7 +24,6 @@ from fcnkit.reproduce import (
     runner,
     upsampling,
 )
-from fcnkit.reproduce.gridding import high_frequency_fraction
 from fcnkit.reproduce.upsampling import area_under_curve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +38,6 @@ TINY_EXTRA = {"latency_sizes": [(32, 32), (32, 48), (40, 48)], "latency_width": 
 
 def test_training_claims_share_one_recipe_and_pick_quick_or_full():
     budgets = {"skips": (runner.QUICK, runner.FULL),
-               "gridding": (gridding.GRID_QUICK, gridding.GRID_FULL),
                "upsampling": (upsampling.UPSAMPLING_QUICK, upsampling.UPSAMPLING_FULL)}
     for quick, full in budgets.values():
         for budget in (quick, full):
@@ -47,8 +45,13 @@ def test_training_claims_share_one_recipe_and_pick_quick_or_full():
         assert (quick.train, quick.epochs) < (full.train, full.epochs)
         assert runner.budget_for(ReproduceConfig(quick=True), quick, full) is quick
         assert runner.budget_for(ReproduceConfig(), quick, full) is full
-    # VGG16 has no BatchNorm: same width and optimizer, its own learning rate.
-    assert (padding.FULL.width, padding.FULL.optimizer) == (runner.RECIPE["width"], "adamw")
+    # The BatchNorm VGG16 shares the recipe; the context module has no backbone width.
+    for budget in (padding.QUICK, padding.FULL):
+        assert {k: getattr(budget, k) for k in runner.RECIPE} == runner.RECIPE
+    for budget in (gridding.GRID_QUICK, gridding.GRID_FULL):
+        assert budget.width is None
+        assert (budget.optimizer, budget.lr) == (runner.RECIPE["optimizer"],
+                                                 runner.RECIPE["lr"])
     assert runner.budget_for(ReproduceConfig(budget=TINY)) is TINY
 
 
@@ -67,16 +70,6 @@ def test_receptive_fields_claim_matches_table_1(tmp_path):
         "AlexNet": 355, "VGG16": 404}
     assert results["verdict"] == "reproduced"
     assert (tmp_path / "rf_growth_vgg16.png").stat().st_size > 0
-
-
-def test_high_frequency_fraction_sees_a_period_2_lattice():
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:16, 0:16]
-    smooth = np.cos(2 * np.pi * x / 16)[None].astype(float)
-    lattice = smooth + 0.5 * ((-1.0) ** (x + y))[None]
-    assert high_frequency_fraction(smooth) < 1e-12
-    assert high_frequency_fraction(lattice) > 0.2
-    assert 0.0 <= high_frequency_fraction(rng.normal(size=(2, 9, 11))) <= 1.0
 
 
 def test_area_under_the_curve_is_the_mean_val_miou_over_epochs():

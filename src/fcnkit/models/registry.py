@@ -23,6 +23,9 @@ fcn_dilated         backbone ("resnet18", "resnet34", "resnet50", "resnet101"),
                     per dilated block as a list or "1,2,5,9"),
                     upsample ("bilinear", "deconv", "interpolate", "resize"),
                     aux (False; True = torchvision's auxiliary head on layer3), width
+context_module      front (2; the k of a k×k stride-2 front end, even), dilations
+                    ("1,2,4,5"; the 3×3 stack's rates), channels (32): a small context
+                    module without a backbone (:mod:`fcnkit.models.context`)
 ==================  =====================================================================
 
 Every model also takes ``weights``, ``backbone_weights`` and ``preprocessing`` ("imagenet",
@@ -44,6 +47,7 @@ from torch import nn
 
 from fcnkit.errors import InputError
 from fcnkit.models.backbones import BACKBONES, RESNETS, ResNetBackbone
+from fcnkit.models.context import ContextNet
 from fcnkit.models.fcn import D2LFCN, DilatedFCN, build_fcn
 from fcnkit.models.heads import UPSAMPLE_MODES
 from fcnkit.models.preprocess import IMAGENET, preprocessing_from
@@ -68,6 +72,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "fcn_resnet18_d2l": ("upsample", *_COMMON),
     "fcn_dilated": ("backbone", "output_stride", "dilations", "upsample", "aux", "width",
                     *_COMMON),
+    "context_module": ("front", "dilations", "channels", *_COMMON),
 }
 _SKIPS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2}
 # The backbone each model builds when none is given (the defaults of _build_*).
@@ -147,6 +152,12 @@ def build_model(name: str, *, num_classes: int | None = None, **options: Any) ->
         target = model.backbone
     elif name == "fcn_resnet18_d2l":
         model, backbone_name = _build_d2l(num_classes, **opts), "resnet18"
+        target = model
+    elif name == "context_module":
+        if backbone_weights is not None:
+            raise InputError("backbone_weights: context_module has no backbone; pass "
+                             "weights (a whole-model file) instead")
+        model, backbone_name = ContextNet(num_classes, **opts), "context_module"
         target = model
     else:
         model, backbone_name = _build_dilated(num_classes, **opts)

@@ -99,14 +99,15 @@ def budget_for(config: ReproduceConfig, quick: Budget = QUICK, full: Budget = FU
     return quick if config.quick else full
 
 
-def dataset_for(config: ReproduceConfig, budget: Budget) -> str:
-    """``config.data``, else the shapes task for ``budget`` (generated once under out/data)."""
+def dataset_for(config: ReproduceConfig, budget: Budget, task: str = "shapes") -> str:
+    """``config.data``, else the synthetic ``task`` for ``budget`` (generated once under
+    out/data)."""
     if config.data:
         return config.data
     from fcnkit.data.cache import ensure_dataset
 
     spec = {"train": budget.train, "val": budget.val, "seed": 0, "size": budget.size,
-            "task": "shapes"}
+            "task": task}
     root, _ = ensure_dataset(spec, Path(config.out) / "data")
     return f"synth:{root}"
 
