@@ -60,14 +60,26 @@ def test_matrix_claim_reproduces_exactly(tmp_path, capsys):
     results = json.loads(capsys.readouterr().out)
     assert results["verdict"] == "reproduced"
     assert all(r["conv_equal"] and r["transposed_equal"] for r in results["random"])
-    assert (tmp_path / "results.md").read_text().count("| yes |") == 2
+    # 2 worked examples and the seed's 4 (fcnkit = PyTorch) are "yes"
+    assert (tmp_path / "results.md").read_text().count("| yes |") == 6
+    assert results["seed_errors"] == ["000 conv_transpose2d stride 2"]
+    wrong = next(r for r in results["seed_printouts"] if not r["seed_right"])
+    # By hand: with stride 2 and a 2×2 kernel K the blocks do not overlap; input value v
+    # at (i, j) writes v·K into rows 2i…2i+1, columns 2j…2j+1.
+    assert wrong["fcnkit"] == [[5, 6, 10, 12], [7, 8, 14, 16], [15, 18, 20, 24],
+                               [21, 24, 28, 32]]
+    assert wrong["printed"][0] == [5, 10, 6, 12]
 
 
 @pytest.mark.slow
 def test_receptive_fields_claim_matches_table_1(tmp_path):
     results = run_claim("receptive-fields", ReproduceConfig(quick=True, out=str(tmp_path)))
     assert {r["network"]: r["fcnkit_size"] for r in results["table1"]} == {
-        "AlexNet": 355, "VGG16": 404}
+        "AlexNet": 355, "VGG16": 404, "GoogLeNet": 907}
+    assert all(r["gradient_support"] == r["fcnkit_size"] for r in results["table1"])
+    # torchvision's GoogLeNet: 320 px less from 3×3 "5×5" branches (2 × stride per block:
+    # 2 blocks at stride 8, 5 at 16, 2 at 32) and 16 px less from its 2×2 pool4.
+    assert results["googlenet_torchvision"]["size"] == 907 - (2 * 16 + 5 * 32 + 2 * 64) - 16
     assert results["verdict"] == "reproduced"
     assert (tmp_path / "rf_growth_vgg16.png").stat().st_size > 0
 
