@@ -153,3 +153,12 @@ def test_resnet18_gridding_lives_in_the_feature_lattice_not_the_image():
     assert result["logit"]["autograd_holes"] == 0  # the head's 3×3 fills the lattice
     for which in ("stack", "logit"):
         assert result[which]["input_holes"] == 0 and not result[which]["input_clipped"]
+
+
+def test_gridding_refuses_an_unknown_task_in_one_line(tmp_path, capsys):
+    from fcnkit.cli import main
+
+    assert main(["reproduce", "gridding", "--task", "zebras", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--task 'zebras'" in err and "objects" in err
+    assert gridding.default_task() in ("regions", "objects")

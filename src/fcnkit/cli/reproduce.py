@@ -40,8 +40,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--page", help="table only: rewrite this page's generated blocks")
     parser.add_argument("--quick", action="store_true",
                         help="short protocol: fewer seeds and epochs")
-    parser.add_argument("--seeds", type=int, help="number of seeds (default 2 quick, 3 full)")
+    parser.add_argument("--seeds", type=int, help="number of seeds (default 2 quick; 3 full, "
+                        "5 for padding and gridding)")
     parser.add_argument("--data", help="dataset spec (default: the generated shapes task)")
+    parser.add_argument("--task", help="gridding only: the synthetic task it trains on "
+                        "(default regions when fcnkit data offers it, else objects; "
+                        "--data overrides)")
     parser.add_argument("--out", help="output directory (default runs/reproduce/CLAIM, "
                         "runs/reproduce for all)")
     parser.add_argument("--boundary-width", type=int, default=3,
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     default_out = "runs/reproduce" if args.claim == "all" else f"runs/reproduce/{args.claim}"
     config = ReproduceConfig(quick=args.quick, seeds=args.seeds, data=args.data,
                              out=args.out or default_out, threads=args.threads,
-                             boundary_width=args.boundary_width)
+                             boundary_width=args.boundary_width,
+                             extra={"task": args.task} if args.task else {})
     if args.claim == "all":
         from fcnkit.reproduce.summary import run_all
 

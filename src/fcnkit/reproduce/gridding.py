@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from fcnkit.errors import InputError
 from fcnkit.reproduce.runner import (
     FULL,
     QUICK,
@@ -362,6 +363,10 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
     seeds = config.seed_list() if config.seeds is not None else list(
         range(QUICK_SEEDS if config.quick else FULL_SEEDS))
     task = str(config.extra.get("task") or default_task())
+    from fcnkit.data.synthetic import TASKS
+
+    if task not in TASKS:
+        raise InputError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
     data = dataset_for(config, budget, task=task)
     classes = len(class_names(data))
     runs = []
