@@ -609,6 +609,7 @@ TABLE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("fcn_resnet18_d2l", {}),
     ("fcn_dilated", {}),
     ("fcn_dilated", {"backbone": "resnet50", "output_stride": 16}),
+    ("context_module", {}),
 )
 
 

@@ -77,7 +77,8 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 _SKIPS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2}
 # The backbone each model builds when none is given (the defaults of _build_*).
 _DEFAULT_BACKBONE = {"fcn32s": "vgg16", "fcn16s": "vgg16", "fcn8s": "vgg16",
-                     "fcn_resnet18_d2l": "resnet18", "fcn_dilated": "resnet18"}
+                     "fcn_resnet18_d2l": "resnet18", "fcn_dilated": "resnet18",
+                     "context_module": "context_module"}  # no backbone: its own name
 
 
 def list_models() -> list[str]:
