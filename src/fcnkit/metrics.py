@@ -331,3 +331,55 @@ class BoundaryMetrics:
             "boundary_iou": float(defined.mean()) if defined.size else math.nan,
             "boundary_iou_per_class": [float(v) for v in per_class],
         }
+
+
+#: Part-mask label of a limb in a limbs-task sample (0 background, 1 body, 2 limb;
+#: :func:`fcnkit.data.synthetic.read_part_mask`).
+LIMB_PART = 2
+
+
+class ThinPartIoU:
+    """IoU restricted to the thin parts of the objects (the limbs of the limbs task).
+
+    Over the pixels whose part mask is ``part_label`` (limb pixels), summed over a dataset:
+    ``n_ij`` = limb pixels of true class ``i`` predicted ``j``, ``t_i = Σ_j n_ij``, and
+
+        thin-part IoU = mean over classes i with t_i > 0 of  n_ii / (t_i + Σ_j n_ji − n_ii)
+
+    i.e. the IU of the FCN paper on limb pixels only, averaged over the classes that own
+    limb pixels. A limb pixel predicted as background (or as another class) is a miss of
+    its class; a limb pixel of class i predicted as class k is also a false positive of k.
+    Classes without limb pixels (background among them) are left out of the mean, even when
+    predicted: unlike :class:`ConfusionMatrix`, a class that cannot occur on limb pixels is
+    not scored 0 there. What the metric does not see: a prediction that spills beyond the
+    limb (over background pixels); Boundary IoU scores that.
+    """
+
+    def __init__(self, num_classes: int, part_label: int = LIMB_PART,
+                 ignore_index: int = IGNORE_INDEX) -> None:
+        self.part_label = part_label
+        self.matrix = ConfusionMatrix(num_classes, ignore_index)
+
+    def update(self, pred: Any, target: Any, part: Any) -> None:
+        """Add one image: ``pred``, ``target`` and its part mask ``part`` (same shape)."""
+        target_t = _as_long_tensor(target, "target").reshape(tuple(np.shape(target)))
+        part_t = _as_long_tensor(part, "part").reshape(tuple(np.shape(part)))
+        if tuple(part_t.shape) != tuple(target_t.shape):
+            raise ValueError(f"part mask shape {tuple(part_t.shape)} does not match target "
+                             f"shape {tuple(target_t.shape)}")
+        restricted = torch.where(part_t == self.part_label, target_t,
+                                 torch.full_like(target_t, self.matrix.ignore_index))
+        self.matrix.update(pred, restricted)
+
+    def compute(self) -> dict[str, Any]:
+        """``{"thin_part_iou", "per_class_iou", "pixels"}``; the score is NaN when no limb
+        pixel was seen."""
+        m = self.matrix.matrix.double()
+        hits = torch.diagonal(m)
+        truth = m.sum(1)
+        union = truth + m.sum(0) - hits
+        present = truth > 0
+        per_class = torch.where(present, hits / union.clamp(min=1), torch.nan)
+        score = float(per_class[present].mean()) if bool(present.any()) else math.nan
+        return {"thin_part_iou": score, "per_class_iou": per_class.tolist(),
+                "pixels": int(truth.sum())}
