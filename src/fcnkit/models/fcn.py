@@ -78,6 +78,19 @@ def _origin_misalignment(modules: Sequence[nn.Module]) -> dict[str, float]:
     return {"final": float(offset[0]) if offset[0] == offset[1] else tuple(map(float, offset))}
 
 
+def _align_exactly(backbone: Backbone, head: FCNHead,
+                   geometry: dict[str, object]) -> dict[str, object]:
+    # integer_crop leaves a fractional offset whole (crop 0): the left-over, in the map's
+    # own pixels, is misalignment / stride (the 1x1 skip score keeps the feature's stride;
+    # the final map has stride 1 and is shifted in the coarse map, final_stride per pixel).
+    shifts = geometry["misalignment"]
+    skip_shifts = [tuple(v / backbone.strides[name] for v in shifts[key])
+                   for name, key in zip(head.skips, head.skip_scores)]
+    final = tuple(v / head.final_stride for v in shifts["final"])
+    head.set_exact_shifts(skip_shifts, final)
+    return {name: 0.0 for name in shifts}
+
+
 def _scalar_if_square(pairs: dict[str, tuple]) -> dict[str, object]:
     return {k: (v[0] if v[0] == v[1] else v) for k, v in pairs.items()}
 
@@ -94,6 +107,13 @@ class FCN(nn.Module):
             cannot remove (0 for VGG16; see the module docstring).
         at_once: FCN-8s "at-once" (Shelhamer, Long & Darrell 2017, §4.1): trained in one
             stage, with pool4 scaled by 0.01 and pool3 by 0.0001 before their score layers.
+        exact_align: the alignment control. Where integer crops leave a fractional offset
+            (ResNet, MobileNet: ``misalignment`` ≠ 0), each skip's score map is resampled by
+            its left-over offset before the fusion and the fused map by the final one
+            before the last upsampling (:func:`fcnkit.models.heads.fractional_shift`), so
+            every fused pixel's centre lies exactly where the arithmetic
+            (:func:`fcnkit.arith.skip_fusion_crops`) puts it; ``misalignment`` is then 0 and
+            the shifts removed are in ``aligned_shifts`` (input pixels).
     """
 
     # Shelhamer et al. (2017) §4.1 and pytorch-fcn's FCN8sAtOnce: fixed skip factors,
@@ -109,6 +129,7 @@ class FCN(nn.Module):
         *,
         caffe_geometry: bool = False,
         at_once: bool = False,
+        exact_align: bool = False,
     ) -> None:
         super().__init__()
         if num_skips not in (0, 1, 2):
@@ -128,6 +149,11 @@ class FCN(nn.Module):
         geometry = fcn_crop_offsets(backbone, self.head)
         self.crop_offsets = _scalar_if_square(geometry["offsets"])
         self.misalignment = _scalar_if_square(geometry["misalignment"])
+        self.exact_align = bool(exact_align)
+        self.aligned_shifts: dict[str, object] = {}
+        if self.exact_align:
+            self.aligned_shifts = self.misalignment
+            self.misalignment = _align_exactly(backbone, self.head, geometry)
         self.output_stride = backbone.output_stride
         self.num_classes = num_classes
 
@@ -296,6 +322,7 @@ def build_fcn(
     at_once: bool = False,
     width: float = 1.0,
     batch_norm: bool = False,
+    exact_align: bool = False,
 ) -> FCN:
     """FCN-32s/16s/8s (``num_skips`` 0/1/2) on a named backbone with random weights.
 
@@ -307,7 +334,8 @@ def build_fcn(
     only) scales the skips as the single-stage FCN-8s does (see :class:`FCN`). ``width``
     scales the backbone's channel counts (:func:`fcnkit.models.backbones.check_width`);
     ``batch_norm`` (VGG16 only) adds a BatchNorm after each convolution of the body.
+    ``exact_align`` is the alignment control (see :class:`FCN`).
     """
     net = build_backbone(backbone, faithful=faithful, width=width, batch_norm=batch_norm)
     return FCN(net, num_classes, num_skips, upsample, caffe_geometry=faithful,
-               at_once=at_once)
+               at_once=at_once, exact_align=exact_align)

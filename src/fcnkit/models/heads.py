@@ -19,6 +19,7 @@ fade out, while ``F.interpolate`` clamps to the edge pixel: they differ in the o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -151,6 +152,29 @@ def fuse(a: torch.Tensor, b: torch.Tensor, offset: Sequence[int]) -> torch.Tenso
     return a[(..., *window_a)] + b[(..., *window_b)]
 
 
+def fractional_shift(x: torch.Tensor, shift: Sequence[float]) -> torch.Tensor:
+    """``y[..., i, j] = x[..., i + shift[0], j + shift[1]]`` by linear interpolation between
+    the two nearest pixels per dimension (indices clamped at the border).
+
+    A whole shift moves pixels exactly; a half shift averages two neighbours. It moves a
+    map's pixel grid by a fraction of a pixel, which an integer crop cannot.
+    """
+    for dim, d in zip((x.ndim - 2, x.ndim - 1), shift):
+        if d == 0:
+            continue
+        n = x.shape[dim]
+        whole = math.floor(d)
+        frac = float(d) - whole
+        index = torch.arange(n, device=x.device) + whole
+        low = x.index_select(dim, index.clamp(0, n - 1))
+        if frac == 0.0:
+            x = low
+            continue
+        high = x.index_select(dim, (index + 1).clamp(0, n - 1))
+        x = (1.0 - frac) * low + frac * high
+    return x
+
+
 def crop_to(x: torch.Tensor, offset: Sequence[int], size: Sequence[int]) -> torch.Tensor:
     """``x[..., oy:oy+h, ox:ox+w]``; RuntimeError if ``x`` does not cover that window.
 
@@ -235,6 +259,10 @@ class FCNHead(nn.Module):
         # Fixed factors on each skip feature before its score layer: 1 except for FCN-8s
         # at-once (Shelhamer et al. 2017 §4.1: pool4 × 0.01, pool3 × 0.0001).
         self.skip_scales: list[float] = [1.0] * len(self.skips)
+        # Sub-pixel shifts (map pixels) of the alignment control (:meth:`set_exact_shifts`);
+        # all zero in the standard heads.
+        self._skip_shifts: list[tuple[float, float]] = [(0.0, 0.0)] * len(self.skips)
+        self._final_shift: tuple[float, float] = (0.0, 0.0)
 
     def set_offsets(self, skip_offsets: Sequence[Sequence[int]], final: Sequence[int]) -> None:
         """Crop offsets per skip (index in the skip's score map of the upsampled map's pixel
@@ -243,6 +271,17 @@ class FCNHead(nn.Module):
             raise InputError(f"need {len(self.skips)} skip offsets, got {len(skip_offsets)}")
         self._skip_offsets = [(int(a), int(b)) for a, b in skip_offsets]
         self._final_offset = (int(final[0]), int(final[1]))
+
+    def set_exact_shifts(self, skip_shifts: Sequence[Sequence[float]],
+                         final: Sequence[float]) -> None:
+        """Align the fused maps exactly: resample each skip's score map by ``skip_shifts``
+        (its pixels; the fractional crop offsets integer crops leave over,
+        :func:`fcnkit.arith.integer_crop`) before the fusion, and the fused map by ``final``
+        (coarse-map pixels) before the last upsampling, with :func:`fractional_shift`."""
+        if len(skip_shifts) != len(self.skips):
+            raise InputError(f"need {len(self.skips)} skip shifts, got {len(skip_shifts)}")
+        self._skip_shifts = [(float(a), float(b)) for a, b in skip_shifts]
+        self._final_shift = (float(final[0]), float(final[1]))
 
     def skip_score(self, name: str) -> nn.Conv2d:
         """The 1×1 score layer of skip feature ``name``."""
@@ -256,13 +295,18 @@ class FCNHead(nn.Module):
     def coarse(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The fused score map before the last upsampling (stride ``final_stride``)."""
         scores = self.score_fr(features[self.deepest])
-        for name, up, offset, scale in zip(self.skips, self.upscores, self._skip_offsets,
-                                           self.skip_scales):
+        for name, up, offset, scale, shift in zip(self.skips, self.upscores,
+                                                  self._skip_offsets, self.skip_scales,
+                                                  self._skip_shifts):
             upsampled = up(scores)
             feature = features[name] if scale == 1.0 else features[name] * scale
             skip = self.skip_score(name)(feature)
+            if shift != (0.0, 0.0):
+                skip = fractional_shift(skip, shift)
             # Caffe: fuse = upscore + crop(score_skip, upscore); here the crop is the overlap.
             scores = fuse(skip, upsampled, offset)
+        if self._final_shift != (0.0, 0.0):
+            scores = fractional_shift(scores, self._final_shift)
         return scores
 
     def forward(

@@ -16,7 +16,9 @@ fcn8s               upsample ("bilinear", "deconv", "interpolate"); fcn8s also a
                     (False; True = the single-stage FCN-8s, skips scaled 0.01 / 0.0001);
                     width (1.0; a fraction in (0, 1] of the backbone's channel counts,
                     VGG16 and ResNets: same geometry, fewer channels), batch_norm
-                    (False; True = VGG16 with a BatchNorm after each body convolution)
+                    (False; True = VGG16 with a BatchNorm after each body convolution);
+                    fcn16s and fcn8s also exact_align (False; True = the alignment
+                    control: fractional crop offsets resampled so fused maps align exactly)
 fcn_resnet18_d2l    upsample ("deconv" only: the d2l design)
 fcn_dilated         backbone ("resnet18", "resnet34", "resnet50", "resnet101"),
                     output_stride (8, 16), dilations ("hdc", "torchvision", or one rate
@@ -66,9 +68,10 @@ from fcnkit.models.weights import (
 _COMMON = ("weights", "backbone_weights", "preprocessing")
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "fcn32s": ("backbone", "faithful", "upsample", "width", "batch_norm", *_COMMON),
-    "fcn16s": ("backbone", "faithful", "upsample", "width", "batch_norm", *_COMMON),
+    "fcn16s": ("backbone", "faithful", "upsample", "width", "batch_norm", "exact_align",
+               *_COMMON),
     "fcn8s": ("backbone", "faithful", "upsample", "at_once", "width", "batch_norm",
-              *_COMMON),
+              "exact_align", *_COMMON),
     "fcn_resnet18_d2l": ("upsample", *_COMMON),
     "fcn_dilated": ("backbone", "output_stride", "dilations", "upsample", "aux", "width",
                     *_COMMON),
@@ -212,10 +215,13 @@ def _build_fcn(
     at_once: bool = False,
     width: float = 1.0,
     batch_norm: bool = False,
+    exact_align: bool = False,
 ) -> tuple[nn.Module, str]:
     _check_choice("backbone", backbone, BACKBONES)
     if at_once not in (True, False):
         raise InputError(f"at_once must be True or False, got {at_once!r}")
+    if exact_align not in (True, False):
+        raise InputError(f"exact_align must be True or False, got {exact_align!r}")
     _check_choice("upsample", upsample, UPSAMPLE_MODES)
     if faithful not in (True, False):
         raise InputError(f"faithful must be True or False, got {faithful!r}")
@@ -229,7 +235,8 @@ def _build_fcn(
                          "Deconvolution) or 'deconv' (learnable); 'interpolate' has no crops")
     model = build_fcn(_SKIPS[name], num_classes=num_classes, backbone=backbone,
                       faithful=bool(faithful), upsample=upsample, at_once=bool(at_once),
-                      width=width, batch_norm=bool(batch_norm))
+                      width=width, batch_norm=bool(batch_norm),
+                      exact_align=bool(exact_align))
     return model, backbone
 
 
