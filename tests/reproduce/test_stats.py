@@ -218,3 +218,20 @@ def test_constant_miou_is_the_best_single_class_everywhere(tmp_path):
 def test_best_variant_is_the_highest_mean_over_seeds():
     runs = runs_of([0.2, 0.4], [0.35, 0.3])
     assert stats.best_variant_miou(runs) == ("b", pytest.approx(0.325))
+
+
+def test_power_is_the_half_width_against_the_threshold():
+    # deltas 0.03, 0.05, 0.04: half-width t(0.95, 2)·0.01/√3 = 0.016859 (table above)
+    record = compare(runs_of([0.53, 0.55, 0.54], [0.5, 0.5, 0.5]), clause="c",
+                     kind="superiority", a="a", b="b", metric="miou", delta_min=0.02)
+    assert record["power"]["half_width"] == pytest.approx(T95[2] * 0.01 / math.sqrt(3),
+                                                          abs=1e-7)
+    assert record["power"]["threshold"] == 0.02 and record["power"]["decisive"] is True
+    # the same spread against a margin of 0.01 cannot decide
+    wide = compare(runs_of([0.53, 0.55, 0.54], [0.5, 0.5, 0.5]), clause="c",
+                   kind="equivalence", a="a", b="b", metric="miou", margin=0.01)
+    assert wide["power"]["decisive"] is False
+    # one seed: no interval, not decisive
+    one = compare(runs_of([0.6], [0.5]), clause="c", kind="non_inferiority", a="a", b="b",
+                  metric="miou", margin=0.01)
+    assert one["power"] == {"half_width": None, "threshold": 0.01, "decisive": False}

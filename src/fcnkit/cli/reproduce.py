@@ -27,9 +27,9 @@ def register(subparsers: Any) -> None:
         "padding; all; table)",
         description="Run one claim of the FCN material as a measured experiment and write "
         "results.json, results.md (clauses and verdicts) and figures into --out. Training "
-        "claims train every variant with the same data, budget and seeds (on the shapes "
-        "task unless --data is given); each clause is a paired comparison over seeds with "
-        "one-sided 95 % Student-t bounds. 'all' runs every claim and writes summary.md and "
+        "claims train every variant with the same data, budget and seeds (on the claim's "
+        "synthetic task unless --task or --data is given); each clause is a paired "
+        "comparison over seeds with one-sided 95 % Student-t bounds and its power. 'all' runs every claim and writes summary.md and "
         "summary.html; 'table DIR' renders recorded results files (docs/results) as the "
         "markdown of docs/reproductions.md.",
     )
@@ -40,12 +40,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--page", help="table only: rewrite this page's generated blocks")
     parser.add_argument("--quick", action="store_true",
                         help="short protocol: fewer seeds and epochs")
-    parser.add_argument("--seeds", type=int, help="number of seeds (default 2 quick; 3 full, "
-                        "5 for padding and gridding)")
-    parser.add_argument("--data", help="dataset spec (default: the generated shapes task)")
-    parser.add_argument("--task", help="gridding only: the synthetic task it trains on "
-                        "(default regions when fcnkit data offers it, else objects; "
-                        "--data overrides)")
+    parser.add_argument("--seeds", type=int, help="number of seeds (default 2 quick, 5 full)")
+    parser.add_argument("--data", help="dataset spec (default: the claim's generated task)")
+    parser.add_argument("--task", help="the synthetic task to generate instead of the "
+                        "claim's own (objects, shapes, limbs, regions; skips and upsampling: "
+                        "limbs; gridding: regions; --data overrides)")
     parser.add_argument("--out", help="output directory (default runs/reproduce/CLAIM, "
                         "runs/reproduce for all)")
     parser.add_argument("--boundary-width", type=int, default=3,
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     default_out = "runs/reproduce" if args.claim == "all" else f"runs/reproduce/{args.claim}"
     config = ReproduceConfig(quick=args.quick, seeds=args.seeds, data=args.data,
                              out=args.out or default_out, threads=args.threads,
-                             boundary_width=args.boundary_width,
+                             boundary_width=args.boundary_width, task=args.task,
                              extra={"task": args.task} if args.task else {})
     if args.claim == "all":
         from fcnkit.reproduce.summary import run_all

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnkit.atomic import write_text_atomic
+from fcnkit.constants import IGNORE_INDEX
 from fcnkit.errors import InputError
 from fcnkit.jsonio import dumps_strict
 
@@ -47,6 +48,14 @@ class Budget:
     precision: str = "fp32"
 
 
+#: Seeds of a full run: with 5 paired seeds t(0.95, 4) = 2.13, so a clause decides when
+#: the deltas' sd is below about 1.05 × its threshold (t·sd/√n < threshold); at 3 seeds
+#: (t = 2.92) it needed sd < 0.59 × threshold.
+FULL_SEEDS = 5
+#: Seeds of a --quick run: the fewest that give a bound (a smoke run).
+QUICK_SEEDS = 2
+
+
 @dataclass(frozen=True)
 class ReproduceConfig:
     """Settings of one ``fcnkit reproduce CLAIM`` run.
@@ -54,9 +63,11 @@ class ReproduceConfig:
     Attributes:
         quick: the short protocol (fewer seeds and epochs): a smoke run, which on the
             shapes task decides no clause (docs/reproductions.md).
-        seeds: number of seeds (None: 2 quick, 3 full).
-        data: dataset spec (None: the shapes task, generated under ``out/data``; a
-            ``voc:ROOT`` runs the same protocol on real data).
+        seeds: number of seeds (None: :data:`QUICK_SEEDS` quick, :data:`FULL_SEEDS` full).
+        data: dataset spec (None: the claim's synthetic task, generated under
+            ``out/data``; a ``voc:ROOT`` runs the same protocol on real data).
+        task: the synthetic task generated when ``data`` is None (None: the claim's own,
+            e.g. ``limbs`` for skips; ``objects``, ``shapes``, ``limbs``, ``regions``).
         out: output directory (results.json, results.md, figures, run directories).
         threads: torch threads (None: the default).
         budget: override of the claim's budget (tests use a tiny one).
@@ -68,11 +79,13 @@ class ReproduceConfig:
     out: str = "runs/reproduce"
     threads: int | None = None
     budget: Budget | None = None
+    task: str | None = None
     boundary_width: int = 3
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def seed_list(self) -> list[int]:
-        n = self.seeds if self.seeds is not None else (2 if self.quick else 3)
+        n = self.seeds if self.seeds is not None else (QUICK_SEEDS if self.quick
+                                                        else FULL_SEEDS)
         if n < 1:
             raise InputError(f"--seeds {n} must be at least 1")
         return list(range(n))
@@ -100,12 +113,16 @@ def budget_for(config: ReproduceConfig, quick: Budget = QUICK, full: Budget = FU
 
 
 def dataset_for(config: ReproduceConfig, budget: Budget, task: str = "shapes") -> str:
-    """``config.data``, else the synthetic ``task`` for ``budget`` (generated once under
-    out/data)."""
+    """``config.data``, else the synthetic ``config.task`` (default ``task``, the claim's
+    own) for ``budget``, generated once under out/data with dataset seed 0."""
     if config.data:
         return config.data
     from fcnkit.data.cache import ensure_dataset
+    from fcnkit.data.synthetic import TASKS
 
+    task = config.task or task
+    if task not in TASKS:
+        raise InputError(f"--task {task}: choose one of {', '.join(TASKS)}")
     spec = {"train": budget.train, "val": budget.val, "seed": 0, "size": budget.size,
             "task": task}
     root, _ = ensure_dataset(spec, Path(config.out) / "data")
@@ -211,13 +228,61 @@ def val_loader(data: str) -> Any:
 
 def score_checkpoint(checkpoint: str | Path, data: str, width: int) -> dict[str, float]:
     """mIoU, pixel accuracy, trimap mIoU and Boundary IoU of a checkpoint on data's val
-    (:func:`fcnkit.inference.evaluate.evaluate_checkpoint`, whole images, batch 1)."""
+    (:func:`fcnkit.inference.evaluate.evaluate_checkpoint`, whole images, batch 1), and
+    thin-part IoU (:func:`thin_part_iou`; NaN for data without part masks)."""
     from fcnkit.inference.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, split="val", boundary_width=width)
     edges = result["boundary"]
     return {"miou": result["miou"], "pixel_acc": result["pixel_acc"],
-            "trimap_miou": edges["trimap_miou"], "boundary_iou": edges["boundary_iou"]}
+            "trimap_miou": edges["trimap_miou"], "boundary_iou": edges["boundary_iou"],
+            "thin_part_iou": thin_part_iou(checkpoint, data)}
+
+
+def part_mask_root(data: str) -> Path | None:
+    """The directory of a ``synth:ROOT`` dataset that writes part masks, else None."""
+    kind, _, root = data.partition(":")
+    if kind != "synth" or not (Path(root) / "SegmentationPart").is_dir():
+        return None
+    return Path(root)
+
+
+def thin_part_iou(checkpoint: str | Path, data: str) -> float:
+    """:class:`fcnkit.metrics.ThinPartIoU` of a checkpoint on data's val split (whole-image
+    labels), or NaN when the dataset has no part masks (only the limbs task writes them)."""
+    root = part_mask_root(data)
+    if root is None:
+        return math.nan
+    import numpy as np
+    import torch
+
+    from fcnkit.data import open_dataset
+    from fcnkit.data.synthetic import read_part_mask
+    from fcnkit.data.transforms import eval_transform
+    from fcnkit.inference.labels import whole_image_labels
+    from fcnkit.metrics import ThinPartIoU
+    from fcnkit.runtime.checkpoint import model_from_checkpoint
+
+    model = model_from_checkpoint(str(checkpoint))
+    dataset = open_dataset(data, "val", transform=eval_transform())
+    ids = (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    if len(ids) != len(dataset):
+        raise InputError(f"{root}: val.txt lists {len(ids)} images, the dataset reads "
+                         f"{len(dataset)}; regenerate it")
+    metric = ThinPartIoU(len(dataset.classes))
+    with torch.no_grad():
+        for index, sample_id in enumerate(ids):
+            image, mask = dataset[index]
+            part = read_part_mask(root, sample_id)
+            target = np.asarray(mask)
+            # the part mask must describe this very mask (same order as val.txt)
+            if part.shape != target.shape or bool(((part > 0) != (target > 0))[
+                    target != IGNORE_INDEX].any()):
+                raise InputError(f"{root}: SegmentationPart/{sample_id}.png does not match "
+                                 "its label mask; regenerate the dataset")
+            labels = whole_image_labels(model, torch.as_tensor(image)[None])[0]
+            metric.update(labels, target, part)
+    return metric.compute()["thin_part_iou"]
 
 
 def mean_std(values: Sequence[float | None]) -> dict[str, float]:

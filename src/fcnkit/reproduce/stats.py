@@ -55,6 +55,7 @@ __all__ = [
     "one_sided_bounds",
     "overall_verdict",
     "paired_deltas",
+    "power",
 ]
 
 #: One-sided confidence of the bounds (a one-sided 95 % bound is the 90 % two-sided
@@ -154,7 +155,27 @@ def compare(runs: Iterable[Mapping[str, Any]], *, clause: str, kind: str, a: str
     return {"clause": clause, "kind": kind, "a": a, "b": b, "metric": metric, **threshold,
             "seeds": seeds, "deltas": deltas, "n": bounds["n"], "mean": bounds["mean"],
             "sd": bounds["sd"], "lower": bounds["lower"], "upper": bounds["upper"],
-            "verdict": verdict, "reason": reason, **extra}
+            "verdict": verdict, "reason": reason,
+            "power": power(bounds, delta_min if kind == "superiority" else margin),
+            **extra}
+
+
+def power(bounds: Mapping[str, Any], threshold: float | None) -> dict[str, Any]:
+    """Whether a run could decide a clause either way: the one-sided interval's half-width
+    ``t(0.95, n−1)·sd/√n`` against the clause's ``delta_min`` or ``margin``.
+
+    ``decisive`` is True iff half-width < threshold. Then the run can decide either way:
+    for superiority a mean of 0 gives "not reproduced" (upper < delta_min) and a mean of at
+    least delta_min gives "reproduced" (lower > 0); for non-inferiority a mean of 0 gives
+    "reproduced" and a mean of −2·margin "not reproduced"; for equivalence a mean of 0
+    gives "reproduced". A wider interval leaves the answer to the
+    noise. Fewer than 2 deltas: half-width None, not decisive.
+    """
+    lower, upper = bounds.get("lower"), bounds.get("upper")
+    if lower is None or upper is None or threshold is None:
+        return {"half_width": None, "threshold": threshold, "decisive": False}
+    half = (float(upper) - float(lower)) / 2
+    return {"half_width": half, "threshold": threshold, "decisive": half < threshold}
 
 
 @dataclass(frozen=True)

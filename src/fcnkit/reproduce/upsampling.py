@@ -23,6 +23,15 @@ The variants, all FCN-8s on the same backbone, data, budget and seeds:
   (Kaiming-uniform) initialisation — the whole initial network is written to a weights
   file and handed to the training loop (``model_options={"weights": ...}``);
 * ``interpolate``: ``F.interpolate`` (bilinear), no parameters (reported, in no clause).
+
+The task is ``limbs`` unless ``--task``/``--data`` say otherwise: upsampling matters where
+the output must be fine (3–10 px limbs) and the class needs a large receptive field.
+
+Budget-selection criterion, written before any claim runs: the skips claim's
+(:data:`fcnkit.reproduce.skips.CRITERION_MIOU` val mIoU for FCN-8s on limbs within
+:data:`fcnkit.reproduce.skips.CRITERION_SECONDS` s on 2 cores, pilot on dataset seed
+:data:`fcnkit.reproduce.skips.PILOT_DATA_SEED`), applied to ``bilinear-frozen``, this
+claim's reference variant, at this claim's epoch count.
 """
 
 from __future__ import annotations
@@ -59,6 +68,8 @@ VARIANTS: dict[str, tuple[str, bool]] = {
     "interpolate": ("interpolate", False),
 }
 KEYS = ("miou", "trimap_miou", "boundary_iou", "auc")
+#: The synthetic task the claim generates unless --task or --data is given.
+TASK = "limbs"
 
 # Thresholds, declared before any run.
 # 0.02 mIoU: the smallest difference the training claims count as real (skips'
@@ -82,8 +93,9 @@ CLAUSES = (
            "superiority", "deconv-bilinear-init", "deconv-random-init", "auc",
            delta_min=AUC_DELTA_MIN, source=_OWN),
 )
-# Four variants instead of three: 16 epochs keep 3 seeds x 4 variants within 45 min on 2
-# cores (about 11 s per epoch of 800 images with validation, docs/reproductions.md).
+# Four variants instead of three: 16 epochs per variant (about 11 s per epoch of 800
+# images with validation on the shapes task, docs/reproductions.md); the full run's wall
+# time grows with runner.FULL_SEEDS.
 UPSAMPLING_QUICK = dataclasses.replace(QUICK, epochs=8)
 UPSAMPLING_FULL = dataclasses.replace(FULL, epochs=16)
 
@@ -120,7 +132,7 @@ def random_init_weights(path: Path, num_classes: int, seed: int,
 def run(config: ReproduceConfig) -> dict[str, Any]:
     out = Path(config.out)
     budget = budget_for(config, UPSAMPLING_QUICK, UPSAMPLING_FULL)
-    data = dataset_for(config, budget)
+    data = dataset_for(config, budget, TASK)
     num_classes = len(class_names(data))
     runs = []
     for seed in config.seed_list():
