@@ -30,8 +30,8 @@ def register(subparsers: Any) -> None:
         "claims train every variant with the same data, budget and seeds (on the claim's "
         "synthetic task unless --task or --data is given); each clause is a paired "
         "comparison over seeds with one-sided 95 % Student-t bounds and its power. 'all' "
-        "runs every claim and writes summary.md and summary.html; 'table DIR' renders recorded results files (docs/results) as the "
-        "markdown of docs/reproductions.md.",
+        "runs every claim and writes summary.md and summary.html; 'table DIR' renders "
+        "recorded results files (docs/results) as the markdown of docs/reproductions.md.",
     )
     parser.add_argument("claim", choices=[*CLAIMS, "all", "table"],
                         help="the claim to reproduce, 'all', or 'table'")
