@@ -10,6 +10,7 @@ an exception (``os.replace`` is atomic on POSIX and Windows within one filesyste
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -42,6 +43,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             fig.savefig(tmp)
     """
     target = Path(path)
+    refuse_symlink(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f"{TEMP_PREFIX}{target.stem}.", suffix=target.suffix, dir=target.parent
@@ -58,6 +60,37 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        raise
+
+
+def refuse_symlink(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Raise :class:`~fcnkit.errors.InputError` when ``path`` itself is a symbolic link.
+
+    fcnkit writes files, it never writes through links: a link named like an output (a
+    run's ``metrics.jsonl`` pointing at someone's file) would get its target replaced.
+    """
+    if os.path.islink(path):
+        raise InputError(f"{what} {path} is a symbolic link; fcnkit does not write through "
+                         "links: remove the link or choose another path")
+
+
+def open_no_follow(path: str | os.PathLike[str], flags: int, mode: int = 0o644, *,
+                   what: str = "file") -> int:
+    """``os.open(path, flags | O_NOFOLLOW, mode)``: a file descriptor, never through a link.
+
+    Raises:
+        InputError: ``path`` is a symbolic link (one line naming it).
+    """
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    if not nofollow:  # pragma: no cover - Windows: check just before opening instead
+        refuse_symlink(path, what)
+    try:
+        return os.open(path, flags | nofollow, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or (exc.errno == errno.EMLINK and os.path.islink(path)):
+            raise InputError(f"{what} {path} is a symbolic link; fcnkit does not write "
+                             "through links: remove the link or choose another path"
+                             ) from None
         raise
 
 

@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "SegmentationPart/); regions (class = a mean chroma under heavy noise)")
     synth.add_argument("--workers", type=int_in(0, 256), default=None,
                        help="worker processes (default: up to 2)")
+    synth.add_argument("--force", action="store_true",
+                       help="write into a non-empty --out that is not an earlier synthetic "
+                       "dataset (refused otherwise: its files would be replaced)")
     synth.add_argument("--json", action="store_true", help="print a JSON summary")
     synth.set_defaults(handler=run_synth)
 
@@ -78,8 +81,13 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    from fcnkit.atomic import INCOMPLETE_MARKER
     from fcnkit.data.synthetic import generate_synthetic_dataset
+    from fcnkit.outputs import check_fresh_directory
 
+    # Its own earlier output holds synthetic.json, or the marker of an interrupted run.
+    check_fresh_directory(args.out, own=("synthetic.json", INCOMPLETE_MARKER),
+                          what="synthetic dataset", force=args.force)
     size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
     start = time.perf_counter()
     out = generate_synthetic_dataset(args.out, train=args.train, val=args.val, seed=args.seed,

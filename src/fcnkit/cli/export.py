@@ -39,6 +39,19 @@ def _option(text: str) -> tuple[str, Any]:
     return key.strip(), value.strip()
 
 
+def _options(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The ``--option`` pairs as a dict; a key given twice is refused (one would be lost)."""
+    from fcnkit.errors import InputError
+
+    options: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in options:
+            raise InputError(f"--option {key}= is given twice ({options[key]!r} and "
+                             f"{value!r}); keep one")
+        options[key] = value
+    return options
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         NAME,
@@ -83,6 +96,9 @@ def register(subparsers: Any) -> None:
     foreign.add_argument("--option", type=_option, action="append", default=[],
                          metavar="KEY=VALUE",
                          help="build_model option for --model (repeatable)")
+    parser.add_argument("--force", action="store_true",
+                        help="write the output even when it is SOURCE or a run's checkpoint, "
+                        "metrics.jsonl or config.json (refused otherwise)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=run)
 
@@ -111,7 +127,8 @@ def run(args: Any) -> int:
             raise InputError(f"{', '.join(onnx_only)} apply to --format onnx only")
     report = export_checkpoint(args.checkpoint, args.output, format=args.format,
                                model=args.model, num_classes=args.num_classes,
-                               model_options=dict(args.option), **options)
+                               model_options=_options(args.option), force=args.force,
+                               **options)
     if args.json:
         print_json(report)
         return 0

@@ -73,6 +73,11 @@ def register(subparsers: Any) -> None:
         "--skip-bad", action="store_true",
         help="skip unreadable images with a warning (and a count at the end) instead of stopping",
     )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="write outputs even when one is an input image, the checkpoint or a run's "
+        "state (refused otherwise; an input may then be replaced before it is read)",
+    )
     parser.add_argument("--json", action="store_true", help="print the outputs as JSON")
     add_backend_arguments(parser)
     parser.set_defaults(handler=run)
@@ -84,7 +89,7 @@ def run(args: Any) -> int:
     report = predict_checkpoint(
         args.checkpoint, args.inputs, args.out, overlay=args.overlay, window=args.window,
         overlap=args.overlap, max_pixels=args.max_pixels, device=args.device,
-        skip_bad=args.skip_bad, **backend_options(args),
+        skip_bad=args.skip_bad, force=args.force, **backend_options(args),
     )
     if args.json:
         print_json(report)

@@ -37,6 +37,9 @@ def register(subparsers: Any) -> None:
                         help="validation images in the gallery (default 4; 0: none)")
     parser.add_argument("--device", type=device, default="cpu",
                         help="device for the gallery: cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--force", action="store_true",
+                        help="write -o even when it is a run's checkpoint, metrics.jsonl or "
+                        "config.json (refused otherwise)")
     parser.add_argument("--json", action="store_true", help="print what was written as JSON")
     parser.set_defaults(handler=run)
 
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     output = Path(args.output) if args.output else default_report_path(args.runs)
     gallery = DEFAULT_GALLERY if args.gallery is None else args.gallery
-    summary = write_report(args.runs, output, gallery=gallery, device=args.device)
+    summary = write_report(args.runs, output, gallery=gallery, device=args.device,
+                           force=args.force)
     if args.json:
         print_json(summary)
     else:

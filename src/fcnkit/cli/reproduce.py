@@ -50,6 +50,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--boundary-width", type=int, default=3,
                         help="boundary band d in pixels for trimap / Boundary IoU (default 3)")
     parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--force", action="store_true",
+                        help="write into --out even when it is a training run directory "
+                        "(refused otherwise: its results would mix with the run's state)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(handler=run)
 
@@ -64,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"reproduce {args.claim}: a results directory and --page belong to "
                          "'fcnkit reproduce table DIR'")
     default_out = "runs/reproduce" if args.claim == "all" else f"runs/reproduce/{args.claim}"
+    if args.out and not args.force:
+        from fcnkit.outputs import is_run_directory
+
+        if is_run_directory(args.out):
+            raise InputError(f"--out {args.out} is a training run directory; choose another "
+                             "directory, or pass --force to write into it")
     config = ReproduceConfig(quick=args.quick, seeds=args.seeds, data=args.data,
                              out=args.out or default_out, threads=args.threads,
                              boundary_width=args.boundary_width, task=args.task,

@@ -136,11 +136,21 @@ class OnnxRuntimeBackend(nn.Module):
         self.input_name = self.session.get_inputs()[0].name
         out_shape = self.session.get_outputs()[0].shape
         declared = out_shape[1] if len(out_shape) > 1 and isinstance(out_shape[1], int) else None
+        if num_classes is not None and declared is not None and declared != num_classes:
+            # The metadata's word against the graph's: labels up to declared-1 would be
+            # written for a model said to have num_classes classes.
+            raise InputError(f"ONNX model {path} outputs {declared} channels, but its metadata "
+                             f"declares num_classes={num_classes}; export the checkpoint again")
         self.num_classes = num_classes or declared
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
         (logits,) = self.session.run(None, {self.input_name: array})
+        if self.num_classes is not None and (logits.ndim != 4
+                                             or logits.shape[1] != self.num_classes):
+            raise InputError(f"ONNX model {self.path} output logits of shape "
+                             f"{tuple(logits.shape)}, expected {self.num_classes} channels "
+                             "(its metadata's num_classes); export the checkpoint again")
         return torch.from_numpy(logits).to(x.device)
 
     def describe(self) -> str:

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from fcnkit.atomic import atomic_path, check_regular_file
 from fcnkit.errors import InputError
+from fcnkit.outputs import check_outputs
+from fcnkit.schemas import EXPORT_METADATA, check_fields
 
 if TYPE_CHECKING:  # torch is imported where it is used: `fcnkit --help` stays torch-free
     import torch
@@ -113,7 +115,9 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The fcnkit metadata of an ONNX file, decoded: ``{"model_config": {...}, "mean": [...]}``.
 
     Raises:
-        InputError: the file is missing or not an ONNX model written by fcnkit export.
+        InputError: the file is missing or not an ONNX model written by fcnkit export, or
+            a metadata field is not JSON or not of its type (:data:`fcnkit.schemas.
+            EXPORT_METADATA`).
     """
     onnx = require("onnx")
     file = check_regular_file(path, "ONNX model")
@@ -129,7 +133,16 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if props.get("format") != json.dumps(ONNX_FORMAT):
         raise InputError(f"{file} has no fcnkit metadata (format {ONNX_FORMAT}); export the "
                          "checkpoint with fcnkit export")
-    return {k: json.loads(v) for k, v in props.items()}
+    meta: dict[str, Any] = {}
+    for key, value in props.items():
+        try:
+            meta[key] = json.loads(value)
+        except ValueError:
+            raise InputError(f"ONNX model {file} has metadata field {key} that is not JSON "
+                             f"({value[:40]!r}); export the checkpoint again") from None
+    check_fields(meta, EXPORT_METADATA, file=file, what="ONNX model",
+                 fix="export the checkpoint again with fcnkit export")
+    return meta
 
 
 # --- ONNX ----------------------------------------------------------------------------------
@@ -358,6 +371,7 @@ def export_checkpoint(
     model: str | None = None,
     num_classes: int = 21,
     model_options: Mapping[str, Any] | None = None,
+    force: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Export a fcnkit checkpoint in ``format`` (a key of :data:`EXPORTERS`).
@@ -371,6 +385,9 @@ def export_checkpoint(
         model, num_classes, model_options: with ``model``, ``checkpoint`` is foreign weights
             (torchvision, pytorch-fcn, a state dict) that ``build_model(model,
             weights=checkpoint, ...)`` loads; they are exported as that fcnkit model.
+            ``model_options`` may not name ``name``, ``num_classes`` or ``weights``.
+        force: write ``out`` even when it is the source or a run's state
+            (:func:`fcnkit.outputs.check_outputs`; refused before anything is loaded).
         **options: passed to the format's writer. ONNX: ``dynamic`` (default True),
             ``opset``, ``size``, ``quantize`` (``"int8"``), ``calibrate`` (dataset spec),
             ``calibration_split``, ``calibration_images``.
@@ -384,18 +401,6 @@ def export_checkpoint(
         raise InputError(f"--format {format!r} is not supported; choose one of "
                          f"{', '.join(EXPORTERS)}")
     source = None if isinstance(checkpoint, Mapping) else Path(checkpoint).expanduser()
-    if model is not None:
-        if source is None:
-            raise InputError("model= exports foreign weights from a file; pass its path")
-        from fcnkit.inference.export_safetensors import checkpoint_from_model
-        from fcnkit.models import build_model
-
-        extra = dict(model_options or {})
-        built = build_model(model, num_classes=num_classes, weights=str(source), **extra)
-        checkpoint = dict(checkpoint_from_model(
-            built, {"name": model, "num_classes": num_classes, **extra}), path=str(source))
-    elif source is not None:
-        checkpoint = load_checkpoint(run_checkpoint(source))
     if out is None:
         if source is None:
             raise InputError("pass the output file (out=...) for an in-memory checkpoint")
@@ -404,6 +409,26 @@ def export_checkpoint(
     if target.is_dir():
         raise InputError(f"output {target} is a directory; pass a file such as "
                          f"{target / ('model.' + format)}")
+    if source is not None:  # before anything is loaded or written
+        inputs = [source] if model is not None or source.is_file() else [
+            run_checkpoint(source)]
+        check_outputs([target], inputs, force=force)
+    if model is not None:
+        if source is None:
+            raise InputError("model= exports foreign weights from a file; pass its path")
+        from fcnkit.inference.export_safetensors import checkpoint_from_model
+        from fcnkit.models import build_model
+
+        extra = dict(model_options or {})
+        reserved = sorted(set(extra) & {"name", "num_classes", "weights"})
+        if reserved:
+            raise InputError(f"--option {reserved[0]}= is not a model option here: the "
+                             "weights are SOURCE and the classes --num-classes; drop it")
+        built = build_model(model, num_classes=num_classes, weights=str(source), **extra)
+        checkpoint = dict(checkpoint_from_model(
+            built, {"name": model, "num_classes": num_classes, **extra}), path=str(source))
+    elif source is not None:
+        checkpoint = load_checkpoint(run_checkpoint(source))
     report = EXPORTERS[format](checkpoint, target, **options)
     report["checkpoint"] = str(checkpoint.get("path", "<in memory>"))
     return report

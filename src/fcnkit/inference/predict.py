@@ -46,12 +46,14 @@ from fcnkit.inference.labels import (
     iter_logit_strips,
     whole_image_labels,
 )
+from fcnkit.outputs import check_outputs
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DEFAULT_MAX_PIXELS",
     "PlannedOutput",
     "check_out_dir",
+    "check_planned_outputs",
     "collect_images",
     "label_fractions",
     "plan_outputs",
@@ -144,6 +146,14 @@ def plan_outputs(images: Sequence[Path], out_dir: str | os.PathLike[str], *,
         overlay_path = out / f"{stem}_overlay.jpg" if overlay else None
         plans.append(PlannedOutput(path, out / f"{stem}.png", overlay_path))
     return plans
+
+
+def check_planned_outputs(plans: Sequence[PlannedOutput], inputs: Iterable[str | os.PathLike[str]],
+                          *, force: bool = False) -> None:
+    """Refuse (before any write) a planned mask or overlay that is one of ``inputs`` or a
+    run's state, unless ``force`` (:func:`fcnkit.outputs.check_outputs`)."""
+    outputs = [path for plan in plans for path in (plan.mask, plan.overlay) if path is not None]
+    check_outputs(outputs, inputs, force=force)
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -274,6 +284,7 @@ def predict_paths(
     skip_bad: bool = False,
     on_bad: Callable[[Path, Exception], None] | None = None,
     on_done: Callable[[PlannedOutput, torch.Tensor], None] | None = None,
+    force: bool = False,
 ) -> list[Path]:
     """Segment image files and write ``<stem>.png`` (+ ``<stem>_overlay.jpg``) into ``out_dir``.
 
@@ -293,13 +304,16 @@ def predict_paths(
         skip_bad: on an unreadable image, call ``on_bad`` and go on instead of raising.
         on_bad: ``on_bad(path, error)`` for each skipped image (with ``skip_bad``).
         on_done: ``on_done(plan, labels)`` after each image's files are written.
+        force: write outputs that are also inputs (:func:`fcnkit.outputs.check_outputs`;
+            an input may then be replaced before it is read).
 
     Returns:
         Every file written, in order (per image: the mask PNG, then the overlay).
 
     Raises:
         InputError: an input is missing/corrupt (without ``skip_bad``), a directory holds
-            no images, ``out_dir`` is a file, or no input could be read.
+            no images, ``out_dir`` is a file, no input could be read, or an output is
+            an input or a run's state (without ``force``).
     """
     from fcnkit.data.folder import read_image_array
     from fcnkit.data.palette import blend_into, save_mask_png
@@ -308,6 +322,7 @@ def predict_paths(
     check_out_dir(out)
     images = collect_images(inputs)
     plans = plan_outputs(images, out, overlay=overlay)
+    check_planned_outputs(plans, images, force=force)
     device = torch.device(device)
     model.to(device).eval()
     if num_classes is None:
@@ -384,6 +399,7 @@ def predict_checkpoint(
     precision: str = "fp32",
     channels_last: bool | str = False,
     threads: int | None = None,
+    force: bool = False,
 ) -> dict[str, object]:
     """Segment images with a checkpoint: what ``fcnkit predict`` reports.
 
@@ -397,6 +413,8 @@ def predict_checkpoint(
             :func:`predict_paths` (the palette is the checkpoint's).
         backend, precision, channels_last, threads: how the model runs
             (:func:`fcnkit.inference.backends.open_backend`).
+        force: write outputs that are inputs (the images or the checkpoint) or a run's
+            state; refused otherwise before anything is loaded or written.
 
     Returns:
         ``out_dir``, ``num_images`` (segmented), ``skipped`` (unreadable inputs) and
@@ -407,7 +425,9 @@ def predict_checkpoint(
 
     out = Path(out_dir).expanduser()
     check_out_dir(out)
-    collect_images(inputs)  # missing inputs / empty directories fail before loading
+    images = collect_images(inputs)  # missing inputs / empty directories fail before loading
+    sources = [*images, Path(checkpoint).expanduser()]
+    check_planned_outputs(plan_outputs(images, out, overlay=overlay), sources, force=force)
     opened = open_backend(checkpoint, backend=backend, device=device, precision=precision,
                           channels_last=channels_last, threads=threads)
     model = opened.backend
@@ -434,7 +454,7 @@ def predict_checkpoint(
     predict_paths(
         model, inputs, out, palette=opened.palette or None, overlay=overlay, window=window,
         device=device, overlap=overlap, max_pixels=max_pixels, num_classes=num_classes,
-        skip_bad=skip_bad, on_bad=on_bad, on_done=on_done,
+        skip_bad=skip_bad, on_bad=on_bad, on_done=on_done, force=force,
     )
     if bad:
         warn(f"{len(bad)} unreadable image(s) skipped")

@@ -45,6 +45,7 @@ from torch import nn
 
 from fcnkit.atomic import atomic_path, check_regular_file
 from fcnkit.errors import InputError, first_line
+from fcnkit.schemas import EXPORT_METADATA, MODEL_STATE, RESUME_STATE, check_fields, field_problem
 
 CHECKPOINT_FORMAT = "fcnkit-checkpoint/1"
 REQUIRED_KEYS = ("format", "model_state", "model_config")
@@ -212,6 +213,10 @@ def _refuse_crafted_fields(file: Path, data: Mapping[str, Any]) -> None:
 def checkpoint_field_problem(data: Mapping[str, Any]) -> str | None:
     """What is wrong with a checkpoint's plain fields, or None (checked before any model is
     built: a crafted ``num_classes`` of 10**9 would otherwise allocate a huge score layer).
+
+    Also checks ``model_state`` (names to tensors) and the resume fields against
+    :data:`fcnkit.schemas.MODEL_STATE` and :data:`fcnkit.schemas.RESUME_STATE`; the palette
+    has exactly one RGB triple per class.
     """
     from fcnkit.constants import MAX_CLASSES
 
@@ -233,7 +238,7 @@ def checkpoint_field_problem(data: Mapping[str, Any]) -> str | None:
         return f"classes {str(classes)[:60]} (expected {num_classes} class names)"
     palette = data.get("palette")
     if palette:
-        if not isinstance(palette, (list, tuple)) or len(palette) < num_classes or not all(
+        if not isinstance(palette, (list, tuple)) or len(palette) != num_classes or not all(
                 isinstance(c, (list, tuple)) and len(c) == 3
                 and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
                         for v in c) for c in palette):
@@ -246,7 +251,7 @@ def checkpoint_field_problem(data: Mapping[str, Any]) -> str | None:
         value = data.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             return f"{key}={value!r} (expected a non-negative integer)"
-    return None
+    return field_problem(data, MODEL_STATE) or field_problem(data, RESUME_STATE)
 
 
 def _checkpoint_from_safetensors(file: Path) -> dict[str, Any]:
@@ -264,6 +269,8 @@ def _checkpoint_from_safetensors(file: Path) -> dict[str, Any]:
         raise InputError(f"checkpoint {file} is a .safetensors file without fcnkit metadata "
                          f"(format {meta.get('format')!r}); pass a file written by fcnkit "
                          "export, or load it with build_model(name, weights=...)")
+    check_fields(meta, EXPORT_METADATA, file=file, what="checkpoint",
+                 fix="export it again with fcnkit export")
     data = {"format": CHECKPOINT_FORMAT, "model_state": state, "model_config": config,
             "classes": list(meta.get("classes") or []),
             "palette": list(meta.get("palette") or []), SOURCE_KEY: str(file)}

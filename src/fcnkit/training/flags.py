@@ -53,6 +53,10 @@ def config_from_flags(given: Mapping[str, Any]) -> TrainConfig:
         if found is not None:
             return resume_config(found).replace(**given)
     elif resume is not None:
+        # The run continues where the user pointed (a copy of a run writes into the copy),
+        # not into the directory stored in the checkpoint.
+        path = Path(resume).expanduser()
+        given.setdefault("out", str(path if path.is_dir() else path.parent))
         return resume_config(resume).replace(**given)
     if "data" not in given:
         raise InputError("--data is required (e.g. --data synth:DIR); or pass --resume RUN_DIR")

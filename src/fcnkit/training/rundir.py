@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fcnkit.atomic import write_text_atomic
+from fcnkit.atomic import open_no_follow, write_text_atomic
 from fcnkit.errors import InputError
 from fcnkit.runtime import checkpoint as ckpt_io
 from fcnkit.runtime.checkpoint import TrainingCheckpoint
@@ -135,7 +135,7 @@ class RunLock:
     def _open_locked(self) -> int:
         """Open ``.lock`` and flock it; retry when the holder removed the file meanwhile."""
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT, 0o644, what="lock file")
             if fcntl is None:  # pragma: no cover
                 return fd
             try:

@@ -16,6 +16,8 @@ one plain line per log window instead of tqdm's carriage-return frames.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,11 +26,14 @@ from typing import IO, Any
 
 from tqdm.auto import tqdm
 
+from fcnkit.atomic import check_regular_file, open_no_follow, refuse_symlink
+from fcnkit.errors import InputError, warn
 from fcnkit.jsonio import dumps_strict
+from fcnkit.schemas import METRICS_LINE, field_problem
 from fcnkit.training.tensorboard import TensorBoardLogger
 from fcnkit.viz.curves import plot_training_curves
 
-__all__ = ["ConsoleProgress", "RunLog", "draw_curves", "read_run_log"]
+__all__ = ["ConsoleProgress", "RunLog", "draw_curves", "read_run_log", "read_run_log_counted"]
 
 
 class RunLog:
@@ -68,19 +73,27 @@ class RunLog:
         path = Path(path)
         records: list[dict[str, Any]] = []
         keep_bytes = 0
-        if path.is_file():
-            with path.open("rb") as old:
+        # Opened once without following links (a planted link must not get its target
+        # truncated), read, then cut and appended through the same descriptor.
+        fd = open_no_follow(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644, what="run log")
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            with open(os.dup(fd), "rb") as old:
                 for raw in old:
                     record = _parse_line(raw)
                     if record is None or int(record.get("step", 0)) > keep_up_to_step:
                         break
                     records.append(record)
                     keep_bytes += len(raw)
+        else:
+            os.close(fd)
+            raise InputError(f"run log {path} is not a regular file; remove it")
         board = None
         if tensorboard_dir is not None:
+            refuse_symlink(tensorboard_dir, "TensorBoard directory")
             board = TensorBoardLogger(tensorboard_dir, purge_step=keep_up_to_step + 1)
-        file = path.open("a", encoding="utf-8")
-        file.truncate(keep_bytes)
+        os.ftruncate(fd, keep_bytes)
+        os.lseek(fd, 0, os.SEEK_END)
+        file = open(fd, "a", encoding="utf-8")
         return cls(path, records, file, board)
 
     def append(self, record: Mapping[str, Any]) -> None:
@@ -113,26 +126,42 @@ class RunLog:
 
 
 def read_run_log(path: str | Path) -> list[dict[str, Any]]:
-    """The complete records of a ``metrics.jsonl`` (a line torn by a crash ends them)."""
-    records: list[dict[str, Any]] = []
-    with Path(path).open("rb") as file:
-        for raw in file:
-            record = _parse_line(raw)
-            if record is None:
-                break
-            records.append(record)
+    """The readable records of a ``metrics.jsonl``; lines that are not a JSON object of the
+    :data:`fcnkit.schemas.METRICS_LINE` schema (arrays, strings, non-UTF-8 bytes, wrong-typed
+    fields, a line torn by a crash) are skipped, with one warning giving their count."""
+    records, bad = read_run_log_counted(path)
+    if bad:
+        warn(f"{path}: {bad} unreadable line(s) skipped (not a metrics record)")
     return records
 
 
+def read_run_log_counted(path: str | Path) -> tuple[list[dict[str, Any]], int]:
+    """``(records, skipped)``: :func:`read_run_log` without the warning (blank lines are
+    neither)."""
+    records: list[dict[str, Any]] = []
+    bad = 0
+    with check_regular_file(path, "run log").open("rb") as file:
+        for raw in file:
+            if not raw.strip():
+                continue
+            record = _parse_line(raw)
+            if record is None:
+                bad += 1
+            else:
+                records.append(record)
+    return records, bad
+
+
 def _parse_line(raw: bytes) -> dict[str, Any] | None:
-    """A complete JSON-object line, or None (blank, torn by a crash, or not an object)."""
+    """A complete line holding a metrics record (:data:`fcnkit.schemas.METRICS_LINE`), or
+    None (blank, torn by a crash, not UTF-8, not an object, or a field of the wrong type)."""
     if not raw.endswith(b"\n"):
         return None
     try:
-        record = json.loads(raw)
-    except ValueError:
+        record = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
-    return record if isinstance(record, dict) else None
+    return record if field_problem(record, METRICS_LINE) is None else None
 
 
 def draw_curves(records: list[dict[str, Any]], path: Path) -> None:

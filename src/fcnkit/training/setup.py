@@ -183,7 +183,8 @@ def build_state(config: TrainConfig, info: ddp.DistInfo, device: torch.device,
         info=info, run_dir=resolve_run_dir(config), console=console, init_report=init_report,
     )
     if resume:
-        restore_training_state(state, TrainingCheckpoint.from_payload(resume))
+        restore_training_state(state, TrainingCheckpoint.from_payload(resume),
+                               resume.get("path", "the resume checkpoint"))
     state.log = open_run_log(state.run_dir, config, keep_up_to_step=state.step,
                              is_main=info.is_main)
     return state
@@ -375,13 +376,41 @@ def configure_threads(config: TrainConfig) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
 
 
-def restore_training_state(state: TrainState, checkpoint: TrainingCheckpoint) -> None:
+def _restore(source: Any, name: str, load: Any) -> None:
+    """Run ``load()``; what it raises on a field of another model or a damaged one is
+    one line naming the checkpoint and the field."""
+    try:
+        load()
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+        raise InputError(f"checkpoint {source}: its {name} does not fit this run "
+                         f"({str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__}"
+                         "); resume with the run's own settings or start a fresh run") from None
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, stored: Mapping[str, Any]) -> None:
+    """``optimizer.load_state_dict(stored)``, then check that every per-parameter buffer
+    (momentum, Adam moments) has its parameter's shape: torch checks only the group sizes,
+    and the optimizer of another model with as many tensors would fail at the first step."""
+    optimizer.load_state_dict(stored)
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, buffer in optimizer.state.get(param, {}).items():
+                if isinstance(buffer, torch.Tensor) and buffer.dim() and (
+                        buffer.shape != param.shape):
+                    raise ValueError(f"its {key} of shape {tuple(buffer.shape)} belongs to a "
+                                     f"parameter of shape {tuple(param.shape)}")
+
+
+def restore_training_state(state: TrainState, checkpoint: TrainingCheckpoint,
+                           source: Any = "the resume checkpoint") -> None:
     """Continue where ``checkpoint`` ended: its epoch, step, best mIoU (repaired from
     ``best.pt`` after a crash, :func:`fcnkit.training.rundir.reconcile_best`) and last
     metrics; its optimizer, schedule, AMP scaler and RNG states.
 
     The schedule is then moved to the epoch boundary counted in this run's steps per
-    epoch (they differ when a run saved with N processes resumes on M).
+    epoch (they differ when a run saved with N processes resumes on M). A state that does
+    not fit (the optimizer of another model) is one :class:`InputError` line naming
+    ``source`` (the checkpoint file) and the field.
     """
     config = state.config
     state.epoch, state.step = checkpoint.epoch, checkpoint.step
@@ -389,13 +418,16 @@ def restore_training_state(state: TrainState, checkpoint: TrainingCheckpoint) ->
         state.run_dir, checkpoint.best_miou, checkpoint.best_epoch, checkpoint.epoch)
     state.metrics = dict(checkpoint.metrics)
     if checkpoint.optimizer_state:
-        state.optimizer.load_state_dict(checkpoint.optimizer_state)
+        _restore(source, "optimizer_state", lambda: _load_optimizer(
+            state.optimizer, checkpoint.optimizer_state))
     if checkpoint.scheduler_state:
-        state.scheduler.load_state_dict(checkpoint.scheduler_state)
+        _restore(source, "scheduler_state",
+                 lambda: state.scheduler.load_state_dict(checkpoint.scheduler_state))
     if state.scaler is not None and checkpoint.scaler_state:
-        state.scaler.load_state_dict(checkpoint.scaler_state)
+        _restore(source, "scaler_state",
+                 lambda: state.scaler.load_state_dict(checkpoint.scaler_state))
     if checkpoint.rng_state:
-        ckpt_io.restore_rng_state(checkpoint.rng_state)
+        _restore(source, "rng_state", lambda: ckpt_io.restore_rng_state(checkpoint.rng_state))
     set_schedule_position(state.scheduler, state.optimizer,
                           state.epoch * state.steps_per_epoch,
                           config.epochs * state.steps_per_epoch, config.lr_power)

@@ -32,8 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from fcnkit.atomic import write_text_atomic
-from fcnkit.errors import InputError
+from fcnkit.atomic import read_text_utf8, write_text_atomic
+from fcnkit.errors import InputError, first_line, warn
+from fcnkit.outputs import check_outputs
+from fcnkit.schemas import RUN_CONFIG, check_fields
+from fcnkit.training.runlog import read_run_log_counted
 
 __all__ = ["DEFAULT_GALLERY", "default_report_path", "load_run", "render_report",
            "write_report"]
@@ -51,6 +54,21 @@ def default_report_path(runs: Sequence[str | os.PathLike[str]]) -> Path:
 
 
 # ------------------------------------------------------------------------------ reading runs
+
+
+def read_run_config(file: Path) -> dict[str, Any] | None:
+    """A run's ``config.json`` as a dict (None when absent), checked by the
+    :data:`fcnkit.schemas.RUN_CONFIG` schema; anything else is one line naming the file."""
+    if not file.exists():
+        return None
+    try:
+        config = json.loads(read_text_utf8(file, "run config"))
+    except ValueError as exc:
+        raise InputError(f"run config {file} is not JSON ({first_line(exc)[:80]}); "
+                         "restore it or delete it") from None
+    check_fields(config, RUN_CONFIG, file=file, what="run config",
+                 fix="restore it or delete it")
+    return dict(config)
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -73,22 +91,12 @@ def load_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not log_file.is_file():
         raise InputError(f"{path} holds no metrics.jsonl, so it is not a training run; pass "
                          "the --out directory of fcnkit train")
-    steps, epochs = [], []
-    for number, line in enumerate(log_file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(f"{log_file}: line {number} is not JSON; the file is damaged "
-                             "(re-run or resume the training)") from None
-        if record.get("kind") == "step":
-            steps.append(record)
-        elif record.get("kind") == "epoch":
-            epochs.append(record)
-    config = None
-    if (path / "config.json").is_file():
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    records, bad = read_run_log_counted(log_file)
+    if bad:
+        warn(f"{log_file}: {bad} unreadable line(s) skipped (not a metrics record)")
+    steps = [record for record in records if record.get("kind") == "step"]
+    epochs = [record for record in records if record.get("kind") == "epoch"]
+    config = read_run_config(path / "config.json")
     run: dict[str, Any] = {"name": path.resolve().name, "path": str(path), "config": config,
                            "steps": steps, "epochs": epochs, "checkpoint": None,
                            "metrics": None, "checkpoint_path": None}
@@ -441,7 +449,8 @@ def render_report(runs: list[dict[str, Any]]) -> str:
 
 
 def write_report(runs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *,
-                 gallery: int = DEFAULT_GALLERY, device: str = "cpu") -> dict[str, Any]:
+                 gallery: int = DEFAULT_GALLERY, device: str = "cpu", force: bool = False
+                 ) -> dict[str, Any]:
     """Write the report of one or several run directories to ``output`` (atomically).
 
     Args:
@@ -449,17 +458,23 @@ def write_report(runs: Sequence[str | os.PathLike[str]], output: str | os.PathLi
         output: the HTML file to write.
         gallery: validation images per run in the gallery (0: none).
         device: where the gallery's predictions run.
+        force: write ``output`` even when it is a file the report reads or a run's state
+            (:func:`fcnkit.outputs.check_outputs`).
 
     Returns:
         ``{"path", "runs", "gallery", "bytes"}``: what was written.
 
     Raises:
-        InputError: a run directory is missing or is not a training run, or ``gallery`` < 0.
+        InputError: a run directory is missing or is not a training run, ``gallery`` < 0,
+            or ``output`` is a run's file (without ``force``).
     """
     if gallery < 0:
         raise InputError(f"--gallery must be >= 0, got {gallery}")
     if not runs:
         raise InputError("give at least one run directory")
+    read = [Path(run).expanduser() / name for run in runs
+            for name in ("metrics.jsonl", "config.json", "best.pt", "last.pt")]
+    check_outputs([output], read, force=force)  # before the gallery's work
     loaded = [load_run(run) for run in runs]
     for run in loaded:
         run["gallery"] = _gallery(run, gallery, device)
