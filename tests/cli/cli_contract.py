@@ -247,3 +247,122 @@ def in_process_violation(argv: list[str], names: str | tuple[str, ...]) -> str |
     if out:
         return f"stdout not empty ({out[:200]!r}): {shown}"
     return None
+
+
+# ------------------------------------------------------------------ path-collision matrix
+
+
+def _image(path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(path)
+
+
+def _dummy_run(run: Path) -> Path:
+    run.mkdir(parents=True, exist_ok=True)
+    for name in ("last.pt", "best.pt", "metrics.jsonl", "config.json"):
+        (run / name).write_bytes(f"{name} of the user's run\n".encode())
+    return run
+
+
+def _predict_into_inputs(root: Path) -> tuple[list[str], list[Path]]:
+    images = root / "images"
+    _image(images / "a.jpg")
+    _image(images / "a.png")  # a.jpg's mask a.png would replace it before it is read
+    return (["predict", "--checkpoint", str(_dummy_run(root / "run")), str(images),
+             "--out", str(images)], [images / "a.jpg", images / "a.png"])
+
+
+def _predict_overlay_onto_input(root: Path) -> tuple[list[str], list[Path]]:
+    images = root / "images"
+    _image(images / "x.jpg")
+    _image(images / "x_overlay.jpg")  # x.jpg's overlay has this name
+    return (["predict", "--checkpoint", str(_dummy_run(root / "run")), str(images),
+             "--out", str(images), "--overlay"], [images / "x.jpg", images / "x_overlay.jpg"])
+
+
+def _predict_onto_checkpoint(root: Path) -> tuple[list[str], list[Path]]:
+    _image(root / "in" / "last.png")
+    run = _dummy_run(root / "run")
+    (run / "last.png").write_bytes(b"kept")  # not the run's state, but an input by name
+    return (["predict", "--checkpoint", str(run / "last.pt"), str(root / "in"), "--out",
+             str(root / "in")], [root / "in" / "last.png", run / "last.pt"])
+
+
+def _export_onto_best(root: Path) -> tuple[list[str], list[Path]]:
+    run = _dummy_run(root / "run")
+    return (["export", str(run), "--format", "safetensors", "-o", str(run / "best.pt")],
+            [run / "best.pt", run / "last.pt"])
+
+
+def _export_onto_source_hard_link(root: Path) -> tuple[list[str], list[Path]]:
+    source = root / "weights.pt"
+    source.write_bytes(b"the user's weights\n")
+    os.link(source, root / "weights.safetensors")  # the default output name, same inode
+    return (["export", str(source), "--format", "safetensors"], [source])
+
+
+def _report_onto_last(root: Path) -> tuple[list[str], list[Path]]:
+    run = _dummy_run(root / "run")
+    return (["report", str(run), "-o", str(run / "last.pt")], [run / "last.pt"])
+
+
+def _report_onto_metrics(root: Path) -> tuple[list[str], list[Path]]:
+    run = _dummy_run(root / "run")
+    return (["report", str(run), "-o", str(run / "metrics.jsonl")], [run / "metrics.jsonl"])
+
+
+def _report_onto_config(root: Path) -> tuple[list[str], list[Path]]:
+    run = _dummy_run(root / "run")
+    return (["report", str(run), "-o", str(run / "config.json")], [run / "config.json"])
+
+
+def _synth_over_voc(root: Path) -> tuple[list[str], list[Path]]:
+    voc = root / "VOC2012"
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("2007_000032\n")
+    (voc / "classes.txt").write_text("background\naeroplane\n")
+    return (["data", "synth", "--out", str(voc), "--train", "1", "--val", "1", "--size",
+             "32,32", "--workers", "0"],
+            [voc / "classes.txt", voc / "ImageSets" / "Segmentation" / "train.txt"])
+
+
+def _reproduce_into_run(root: Path) -> tuple[list[str], list[Path]]:
+    run = _dummy_run(root / "run")
+    return (["reproduce", "padding", "--out", str(run)], [run / "metrics.jsonl"])
+
+
+#: name -> builder(root) -> (argv, files that must stay byte-for-byte as they were).
+#: Every case must end with exit 2, one error line, and the files untouched.
+PATH_COLLISIONS = {
+    "predict --out = input directory (a.jpg + a.png)": _predict_into_inputs,
+    "predict --overlay onto an input x_overlay.jpg": _predict_overlay_onto_input,
+    "predict --out = the directory of a PNG input": _predict_onto_checkpoint,
+    "export safetensors -o RUN/best.pt": _export_onto_best,
+    "export default output = hard link of the source": _export_onto_source_hard_link,
+    "report -o RUN/last.pt": _report_onto_last,
+    "report -o RUN/metrics.jsonl": _report_onto_metrics,
+    "report -o RUN/config.json": _report_onto_config,
+    "data synth --out an existing VOC dataset": _synth_over_voc,
+    "reproduce --out a training run": _reproduce_into_run,
+}
+
+
+def snapshot(files: list[Path]) -> dict[Path, tuple[bytes, int]]:
+    """The bytes and modification time (ns) of ``files``."""
+    return {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in files}
+
+
+def collision_violation(result: CaseResult, before: dict[Path, tuple[bytes, int]]
+                        ) -> str | None:
+    """Why a path-collision case broke its contract (exit 2, one line, files kept), or None."""
+    violation = contract_violation(result)
+    if violation:
+        return violation
+    if result.code != 2:
+        return f"exit {result.code} (expected 2, refused): fcnkit {' '.join(result.argv)}"
+    for file, (data, mtime) in before.items():
+        if not file.exists() or file.read_bytes() != data or file.stat().st_mtime_ns != mtime:
+            return f"{file} was changed: fcnkit {' '.join(result.argv)}"
+    return None
