@@ -97,7 +97,8 @@ def _number_or_none(value: Any) -> bool:
 #: One line of ``metrics.jsonl`` (``"kind": "step"`` or ``"epoch"``; see
 #: :mod:`fcnkit.training.runlog`). Fields not listed are not read by fcnkit.
 METRICS_LINE: tuple[Field, ...] = (
-    Field("step", _nonneg, "a non-negative integer", required=True),
+    # fcnkit writes integers; a number is accepted (the report plots any x axis).
+    Field("step", lambda v: is_number(v) and v >= 0, "a non-negative number", required=True),
     Field("kind", is_str, "a string"),
     Field("epoch", _nonneg, "a non-negative integer"),
     *(Field(name, _number_or_none, "a number or null") for name in (

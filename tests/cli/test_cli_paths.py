@@ -5,7 +5,6 @@ untouched), and ``--force`` is the documented override."""
 from __future__ import annotations
 
 import pytest
-
 from cli_contract import (
     PATH_COLLISIONS,
     collision_violation,

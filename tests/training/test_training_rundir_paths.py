@@ -59,6 +59,8 @@ BAD_LINES = {
     "string": b'"step"\n',
     "non-UTF-8": b'{"kind": "step", "step": 4, "note": "\xff\xfe"}\n',
     "step a string": b'{"kind": "step", "step": "5", "loss": 1.0}\n',
+    "step negative": b'{"kind": "step", "step": -5, "loss": 1.0}\n',
+    "step a bool": b'{"kind": "step", "step": true, "loss": 1.0}\n',
     "loss a string": b'{"kind": "step", "step": 6, "loss": "low"}\n',
     "miou a list": b'{"kind": "epoch", "step": 7, "epoch": 1, "miou": [0.5]}\n',
     "no step": b'{"kind": "step", "loss": 1.0}\n',

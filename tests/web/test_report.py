@@ -132,3 +132,31 @@ def test_cli_refuses_a_nonsense_device_in_one_line(fake_runs, capsys):
     assert main(["report", str(fake_runs[0]), "--device", "nonsense"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'nonsense' is not a device" in err
+
+
+@pytest.mark.parametrize("text,fragment", [("[1, 2]", "a list where a JSON object"),
+                                           ("{not json", "is not JSON"),
+                                           ('{"model": 5}', "field model=5")])
+def test_a_config_json_that_is_not_an_object_is_one_line(fake_runs, tmp_path, text, fragment):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(fake_runs[0], run)
+    (run / "config.json").write_text(text)
+    with pytest.raises(InputError, match=fragment) as info:
+        load_run(run)
+    assert str(run / "config.json") in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_metrics_lines_are_skipped_with_a_count(fake_runs, tmp_path):
+    import shutil
+
+    from fcnkit.errors import FcnkitWarning
+
+    run = tmp_path / "run"
+    shutil.copytree(fake_runs[0], run)
+    good = (run / "metrics.jsonl").read_bytes()
+    (run / "metrics.jsonl").write_bytes(good + b'[1]\n"x"\n\xff\xfe\n{"step": "3"}\n')
+    with pytest.warns(FcnkitWarning, match="4 unreadable line"):
+        loaded = load_run(run)
+    assert len(loaded["steps"]) + len(loaded["epochs"]) == good.count(b"\n")
