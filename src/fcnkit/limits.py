@@ -204,39 +204,11 @@ def check_suggestion_search(layers: int, target_rf: int) -> None:
                   "ask for fewer layers")
 
 
-def _axis_cells(n: int, k: int, s: int, p: int, d: int, op: int, transposed: bool) -> int:
-    """Cells drawn along one axis: the padded input, or for a transposed convolution its
-    zero-inserted, padded equivalent input ((n - 1) s + 1 + 2 (d (k - 1) - p) + op;
-    Dumoulin & Visin 2016, relationship 14)."""
-    if transposed:
-        return (n - 1) * s + 1 + 2 * max(0, d * (k - 1) - p) + op
-    return n + 2 * p
-
-
-def check_animation(size: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
-                    padding: Sequence[int], dilation: Sequence[int], transposed: bool,
-                    output_padding: Sequence[int]) -> None:
-    """Refuse an animation with too many frames or cells to draw (all args (H, W) pairs),
-    before its tap layout is computed.
-
-    Output positions (= frames) come from :mod:`fcnkit.arith.sizes`; invalid geometry is
-    left to the animation's own checks (this function only measures).
-    """
-    from fcnkit.arith.sizes import conv_output_size, conv_transpose_output_size
-
-    cells, frames = 1, 1
-    for axis in range(2):
-        n, k, s = size[axis], kernel[axis], stride[axis]
-        p, d, op = padding[axis], dilation[axis], output_padding[axis]
-        if min(n, k, s, d) < 1 or min(p, op) < 0:
-            return
-        cells *= _axis_cells(n, k, s, p, d, op, transposed)
-        try:
-            out = (conv_transpose_output_size(n, k, s, p, d, op) if transposed
-                   else conv_output_size(n, k, s, p, d))
-        except ValueError:
-            return
-        frames *= max(0, int(out))
+def check_animation(frames: int, cells: int) -> None:
+    """Refuse an animation with too many frames or cells to draw, before its tap layout is
+    computed: ``frames`` output positions (one frame each) over a drawn grid of ``cells``
+    cells (:func:`fcnkit.arith.taps.animation_cost` counts both from the layer)."""
+    frames, cells = int(frames), int(cells)
     check_at_most("the animation's frames (one per output position)", frames,
                   MAX_ANIMATION_FRAMES, "animate a smaller layer (a few cells per side show "
                   "the same geometry)")

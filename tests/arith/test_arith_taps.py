@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from fcnkit.arith.taps import INPUT, INSERTED_ZERO, PADDING, tap_layout
+from fcnkit.arith.taps import INPUT, INSERTED_ZERO, PADDING, animation_cost, tap_layout
 from fcnkit.errors import InputError
 
 LAYERS = (
@@ -93,3 +93,19 @@ def test_rejects_bad_geometry():
         tap_layout(1, 2, padding=1, transposed=True)  # empty output
     with pytest.raises(InputError, match="transposed"):
         tap_layout(3, 3, output_padding=1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(*LAYERS)
+def test_animation_cost_counts_what_tap_layout_builds(size, k, s, p, d, transposed, op):
+    # The cost is counted with plain arithmetic before anything is built; the oracle is the
+    # layout itself (its frames = output positions, its cells = the drawn grid).
+    geom = _layout_or_skip(size, k, s, p, d, transposed, op)
+    op = op if transposed else 0
+    cost = animation_cost(size, (k, k), (s, s), (p, p), (d, d), transposed, (op, op))
+    assert cost == (geom.positions, geom.cells.size)
+
+
+def test_animation_cost_leaves_invalid_geometry_to_tap_layout():
+    assert animation_cost((4, 4), (3, 3), (0, 1), (0, 0), (1, 1), False, (0, 0)) is None
+    assert animation_cost((2, 2), (5, 5), (1, 1), (0, 0), (1, 1), False, (0, 0)) is None

@@ -16,6 +16,7 @@ with ``s`` the stride of the drawn convolution (the layer's, or 1 for a transpos
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from fcnkit.arith.sizes import (
 )
 from fcnkit.errors import InputError
 
-__all__ = ["INPUT", "INSERTED_ZERO", "PADDING", "TapLayout", "tap_layout"]
+__all__ = ["INPUT", "INSERTED_ZERO", "PADDING", "TapLayout", "animation_cost", "tap_layout"]
 
 # Cell kinds of the drawn input grid.
 PADDING, INPUT, INSERTED_ZERO = 0, 1, 2
@@ -103,6 +104,40 @@ def _axis_cells(n: int, k: int, s: int, p: int, d: int, op: int,
     kinds += [PADDING] * eq.padding_after
     index += [-1] * eq.padding_after
     return kinds, index, out, 1
+
+
+def _drawn_axis(n: int, k: int, s: int, p: int, d: int, op: int, transposed: bool) -> int:
+    """Cells drawn along one axis: the padded input, or for a transposed convolution its
+    zero-inserted, padded equivalent input ((n - 1) s + 1 + 2 (d (k - 1) - p) + op;
+    Dumoulin & Visin 2016, relationship 14)."""
+    if transposed:
+        return (n - 1) * s + 1 + 2 * max(0, d * (k - 1) - p) + op
+    return n + 2 * p
+
+
+def animation_cost(
+    size: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+    padding: Sequence[int], dilation: Sequence[int], transposed: bool,
+    output_padding: Sequence[int],
+) -> tuple[int, int] | None:
+    """(frames, grid cells) an animation of this layer would draw (all args (H, W) pairs),
+    counted with plain arithmetic before :func:`tap_layout` builds anything, for
+    :func:`fcnkit.limits.check_animation`. None for invalid geometry, which
+    :func:`tap_layout` refuses with its own message (this function only measures)."""
+    cells, frames = 1, 1
+    for axis in range(2):
+        n, k, s = size[axis], kernel[axis], stride[axis]
+        p, d, op = padding[axis], dilation[axis], output_padding[axis]
+        if min(n, k, s, d) < 1 or min(p, op) < 0:
+            return None
+        cells *= _drawn_axis(n, k, s, p, d, op, transposed)
+        try:
+            out = (conv_transpose_output_size(n, k, s, p, d, op) if transposed
+                   else conv_output_size(n, k, s, p, d))
+        except ValueError:
+            return None
+        frames *= max(0, int(out))
+    return frames, cells
 
 
 def tap_layout(

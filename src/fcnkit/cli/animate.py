@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fcnkit.arith.sizes import as_pair
-    from fcnkit.arith.taps import tap_layout
+    from fcnkit.arith.taps import animation_cost, tap_layout
     from fcnkit.errors import InputError
     from fcnkit.limits import check_animation
     from fcnkit.viz.animation import write_conv_animation
@@ -67,10 +67,12 @@ def run(args: argparse.Namespace) -> int:
         if out.suffix.lower() != ".gif":
             raise InputError(f"-o {out}: the animation is a GIF; name it .gif")
         gif, sheet = out, (out.with_suffix(".png") if args.png else None)
-    check_animation(*(as_pair(v, name) for v, name in (
+    cost = animation_cost(*(as_pair(v, name) for v, name in (
         (args.size, "--size"), (args.kernel, "--kernel"), (args.stride, "--stride"),
         (args.padding, "--padding"), (args.dilation, "--dilation"))),
         args.transposed, as_pair(args.output_padding, "--output-padding"))
+    if cost is not None:  # invalid geometry: tap_layout below says what is wrong
+        check_animation(*cost)
     geom = tap_layout(args.size, args.kernel, args.stride, args.padding, args.dilation,
                       args.transposed, args.output_padding)
     frames = write_conv_animation(geom, gif, sheet, frame_ms=args.frame_ms)
