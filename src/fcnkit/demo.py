@@ -19,8 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fcnkit.atomic import write_text_atomic
+from fcnkit.data.cache import ensure_dataset
 from fcnkit.errors import InputError
+from fcnkit.inference.predict import predict_paths
 from fcnkit.jsonio import dumps_strict
+from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
+from fcnkit.training.config import TrainConfig
+from fcnkit.training.loop import train
+from fcnkit.viz.confusion import plot_confusion_matrix
 
 __all__ = ["NUM_PREDICTIONS", "RECIPES", "default_run_dir", "run_demo"]
 
@@ -82,14 +89,6 @@ def run_demo(
     Raises:
         InputError: ``out`` is a file, or training refuses its configuration.
     """
-    from fcnkit.atomic import write_text_atomic
-    from fcnkit.data.cache import ensure_dataset
-    from fcnkit.inference.predict import predict_paths
-    from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
-    from fcnkit.training.config import TrainConfig
-    from fcnkit.training.loop import train
-    from fcnkit.viz.confusion import plot_confusion_matrix
-
     recipe = RECIPES["quick" if quick else "full"]
     run_dir = Path(out).expanduser() if out else default_run_dir(quick)
     if run_dir.exists() and not run_dir.is_dir():

@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+from fcnkit import __version__
 from fcnkit.cli._common import OneLineParser
 from fcnkit.cli._process import prepare_process
 from fcnkit.errors import USER_ERROR_EXIT_CODE, FcnkitWarning, exit_code_for, first_line
@@ -57,7 +58,6 @@ def build_parser() -> OneLineParser:
         prog="fcnkit",
         description="Fully convolutional segmentation and the convolution arithmetic behind it.",
     )
-    from fcnkit import __version__
 
     parser.add_argument("--version", action="version", version=f"fcnkit {__version__}")
     subparsers = parser.add_subparsers(

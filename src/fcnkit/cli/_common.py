@@ -12,7 +12,11 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from fcnkit.arith.sizes import as_pair
+from fcnkit.arith.tiling import check_overlap
 from fcnkit.errors import InputError
+from fcnkit.jsonio import dumps_strict
+from fcnkit.runtime.precision import BACKENDS, LAYOUTS, PRECISIONS
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -161,8 +165,6 @@ def float_pair_in(low: float, high: float) -> Callable[[str], tuple[float, float
 
 def size_pair(maximum: int) -> Callable[[str], tuple[int, int]]:
     """An argparse ``type=`` for a size N or H,W in pixels, each from 1 to ``maximum``."""
-    from fcnkit.arith.sizes import as_pair
-
     def check(value: Any) -> tuple[int, int]:
         pair = as_pair(value, "size", minimum=1)
         if max(pair) > maximum:
@@ -178,20 +180,17 @@ seed = int_in(0, 2**32 - 1)
 
 def overlap(text: str) -> float:
     """argparse ``type=`` for a tiling overlap: a fraction in [0, 1) (arith.tiling's check)."""
-    from fcnkit.arith.tiling import check_overlap
-
     return _checked(_float, check_overlap)(text)
 
 
 def window(text: str) -> tuple[int, int]:
     """argparse ``type=`` for a tile size: ``"512"`` → (512, 512), ``"320,480"`` → (320, 480)."""
-    from fcnkit.arith.sizes import as_pair
-
     return _checked(dims, lambda value: as_pair(value, "window", minimum=1))(text)
 
 
 def device(text: str) -> Any:
     """argparse ``type=`` for a torch device usable here: cpu, cuda, cuda:N (imports torch)."""
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.runtime.device import resolve_device
 
     return _checked(str, resolve_device)(text)
@@ -199,8 +198,6 @@ def device(text: str) -> Any:
 
 def print_json(obj: Any) -> None:
     """Print one strict JSON document to stdout (NaN/inf → null; :mod:`fcnkit.jsonio`)."""
-    from fcnkit.jsonio import dumps_strict
-
     print(dumps_strict(obj, indent=2))
 
 
@@ -245,8 +242,6 @@ PRECISION_HELP = ("auto (bf16 autocast on CUDA and on CPUs with native bf16, els
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """``--backend``, ``--precision``, ``--channels-last``, ``--threads`` (eval, predict)."""
-    from fcnkit.runtime.precision import BACKENDS, LAYOUTS, PRECISIONS
-
     parser.add_argument(
         "--backend", choices=BACKENDS, default="torch",
         help="torch (a checkpoint) or onnxruntime (an .onnx file from fcnkit export, or a "

@@ -14,7 +14,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from fcnkit.arith.sizes import as_pair
+from fcnkit.arith.taps import animation_cost, tap_layout
 from fcnkit.cli._common import dims, int_in, print_json
+from fcnkit.errors import InputError
+from fcnkit.limits import check_animation
 
 NAME = "animate"
 
@@ -51,10 +55,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnkit.arith.sizes import as_pair
-    from fcnkit.arith.taps import animation_cost, tap_layout
-    from fcnkit.errors import InputError
-    from fcnkit.limits import check_animation
+    # local: import cost (matplotlib, ~1 s: loaded only when a picture is asked for)
     from fcnkit.viz.animation import write_conv_animation
 
     out = Path(args.output)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import time
 
+from fcnkit.atomic import INCOMPLETE_MARKER
 from fcnkit.cli._common import OneLineParser, dims, format_table, int_in, print_json, seed
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.data.synthetic import TASKS
 from fcnkit.limits import SYNTH_MAX_IMAGES
+from fcnkit.outputs import check_fresh_directory
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,9 +83,8 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from fcnkit.atomic import INCOMPLETE_MARKER
+    # local: import cost (scipy.ndimage and PIL, 0.4 s of `fcnkit --help`'s 0.6 s imports)
     from fcnkit.data.synthetic import generate_synthetic_dataset
-    from fcnkit.outputs import check_fresh_directory
 
     # Its own earlier output holds synthetic.json, or the marker of an interrupted run.
     check_fresh_directory(args.out, own=("synthetic.json", INCOMPLETE_MARKER),
@@ -108,6 +109,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.data import dataset_summary, open_dataset
 
     dataset = open_dataset(args.spec, args.split, skip_bad=args.skip_bad)

@@ -45,6 +45,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.demo import run_demo
 
     def on_dataset(directory: Path, generated: bool) -> None:
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_demo(quick=args.quick, out=args.out, cache=args.cache, seed=args.seed,
                        workers=args.workers, threads=args.threads, precision=args.precision,
                        progress=not args.no_progress, on_dataset=on_dataset)
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.web.report import write_report
 
     report = write_report([summary["run_dir"]], Path(summary["run_dir"]) / "report.html")

@@ -97,6 +97,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: Any) -> int:
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.inference.evaluate import evaluate_checkpoint
 
     window_size = args.window

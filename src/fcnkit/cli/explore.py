@@ -9,7 +9,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import webbrowser
 from typing import Any
+
+from fcnkit.web.server import make_server
 
 NAME = "explore"
 DEFAULT_PORT = 8765
@@ -41,13 +44,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnkit.web.server import make_server
-
     server = make_server(args.host, args.port, args.allow_host)
     print(f"fcnkit explore: serving {server.url} (Ctrl-C to stop)", flush=True)
     if args.open:
-        import webbrowser
-
         webbrowser.open(server.url)
     try:
         server.serve_forever()

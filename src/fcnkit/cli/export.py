@@ -20,6 +20,7 @@ from typing import Any
 
 from fcnkit.cli._common import format_table, int_in, print_json, size_pair
 from fcnkit.constants import MAX_CLASSES
+from fcnkit.errors import InputError
 from fcnkit.limits import MAX_EXPORT_TRACE_SIZE
 
 NAME = "export"
@@ -104,7 +105,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: Any) -> int:
-    from fcnkit.errors import InputError
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.inference.export import DEFAULT_EXPORT_SIZE, export_checkpoint
 
     options: dict[str, Any] = {}

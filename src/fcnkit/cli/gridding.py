@@ -13,7 +13,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fcnkit.arith.gridding import hdc_check, suggest_rates
 from fcnkit.cli._common import dims, format_table, int_list, print_json
+from fcnkit.errors import InputError
+from fcnkit.limits import check_suggestion_search
+from fcnkit.viz import check_figure_path
 
 NAME = "gridding"
 
@@ -42,13 +46,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnkit.arith.gridding import hdc_check, suggest_rates
-    from fcnkit.errors import InputError
-    from fcnkit.limits import check_suggestion_search
-
     if args.plot:
-        from fcnkit.viz import check_figure_path
-
         check_figure_path(args.plot)  # before any work: an unknown format is one line
     # hdc_check refuses a receptive field above fcnkit.limits.MAX_RECEPTIVE_FIELD itself.
     report = hdc_check(args.rates, kernel_size=args.kernel)
@@ -59,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         check_suggestion_search(*args.suggest)
         suggestions = suggest_rates(args.suggest[0], args.suggest[1], kernel_size=args.kernel)
     if args.plot:
+        # local: import cost (matplotlib, ~1 s: loaded only when a picture is asked for)
         from fcnkit.viz.gridding import plot_dilation_coverage
 
         verdict = f"{report.holes} holes" if report.grids else "no holes"

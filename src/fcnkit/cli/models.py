@@ -45,6 +45,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.analysis import TABLE_VARIANTS, describe_options, model_summary
     from fcnkit.errors import InputError
     from fcnkit.models import list_models

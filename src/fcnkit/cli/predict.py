@@ -84,6 +84,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: Any) -> int:
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.inference.predict import predict_checkpoint
 
     report = predict_checkpoint(

@@ -45,6 +45,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.web.report import DEFAULT_GALLERY, default_report_path, write_report
 
     output = Path(args.output) if args.output else default_report_path(args.runs)

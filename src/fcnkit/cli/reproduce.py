@@ -13,14 +13,18 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
+from fcnkit.atomic import write_text_atomic
 from fcnkit.cli._common import print_json
+from fcnkit.errors import InputError
+from fcnkit.reproduce import CLAIMS, ReproduceConfig, run_claim
+from fcnkit.reproduce.summary import render_page, render_result, run_all
 
 
 def register(subparsers: Any) -> None:
-    from fcnkit.reproduce import CLAIMS
-
     parser = subparsers.add_parser(
         "reproduce",
         help="reproduce a claim (skips, upsampling, gridding, matrix, receptive-fields, "
@@ -58,9 +62,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnkit.errors import InputError
-    from fcnkit.reproduce import ReproduceConfig, run_claim
-
     if args.claim == "table":
         return _table(args)
     if args.results_dir is not None or args.page is not None:
@@ -78,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
                              boundary_width=args.boundary_width, task=args.task,
                              extra={"task": args.task} if args.task else {})
     if args.claim == "all":
-        from fcnkit.reproduce.summary import run_all
-
         results = run_all(config)
         if args.json:
             print_json({k: v for k, v in results.items() if k != "table"})
@@ -98,13 +97,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from fcnkit.atomic import write_text_atomic
-    from fcnkit.errors import InputError
-    from fcnkit.reproduce.summary import render_page, render_result
-
     if args.results_dir is None:
         raise InputError("reproduce table: name the directory of results files, e.g. "
                          "'fcnkit reproduce table docs/results'")

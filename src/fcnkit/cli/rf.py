@@ -15,7 +15,7 @@ from typing import Any
 
 from fcnkit.cli._common import format_table, int_in, print_json, size_pair
 from fcnkit.constants import MAX_CLASSES
-from fcnkit.limits import MAX_INPUT_SIZE
+from fcnkit.limits import MAX_INPUT_SIZE, check_model_input
 
 NAME = "rf"
 
@@ -56,8 +56,8 @@ def _fmt(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.analysis import conv_body_records, model_for_analysis, receptive_field_of
-    from fcnkit.limits import check_model_input
 
     size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
     check_model_input(size, "--size")
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(model, "fcnkit_conv_body_only", False):
         records = conv_body_records(records)
     if args.plot:
+        # local: import cost (matplotlib, ~1 s: loaded only when a picture is asked for)
         from fcnkit.viz.receptive import plot_receptive_field_growth
 
         plot_receptive_field_growth(records, args.plot,

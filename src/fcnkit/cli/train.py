@@ -7,15 +7,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import PRECISION_HELP, device, int_in, print_json, size_pair
+from fcnkit.cli._common import (
+    PRECISION_HELP,
+    device,
+    float_in,
+    float_pair_in,
+    format_table,
+    int_in,
+    print_json,
+    size_pair,
+)
 from fcnkit.runtime.precision import LAYOUTS, PRECISIONS
+from fcnkit.training.config import INTEGER_FIELDS, RANGES
 
 
 def _ranged(name: str) -> Any:
     """The argparse type of TrainConfig field ``name``: its range from training.config.RANGES."""
-    from fcnkit.cli._common import float_in, float_pair_in, int_in
-    from fcnkit.training.config import INTEGER_FIELDS, RANGES
-
     span = RANGES[name]
     if name == "scale_range":
         return float_pair_in(span.low, span.high)
@@ -108,6 +115,7 @@ def register(subparsers: Any) -> None:
 def config_from_args(args: argparse.Namespace) -> Any:
     """A TrainConfig from the flags given (:func:`fcnkit.training.flags.config_from_flags`:
     with --resume, missing flags come from the run)."""
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.training.flags import FLAG_FIELDS, config_from_flags
 
     return config_from_flags({name: getattr(args, name) for name in FLAG_FIELDS
@@ -115,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.runtime import distributed
     from fcnkit.training.flags import config_to_argv
     from fcnkit.training.loop import train
@@ -132,8 +141,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        from fcnkit.cli._common import format_table
-
         m = result["metrics"]
         rows = [[k, m[k]] for k in ("pixel_acc", "mean_acc", "miou", "fwiou") if k in m]
         rows += [["best_miou", result["best_miou"]], ["train_loss", result["train_loss"]],

@@ -133,17 +133,21 @@ def open_dataset(
     if kind is None:
         kind = detect_layout(root)
     if kind == "voc":
+        # local: import cost (torch, ~3 s; see the module docstring)
         from fcnkit.data.voc import VOCDataset
 
         return VOCDataset(root, split, transform=transform, skip_bad=skip_bad)
     if kind == "cityscapes":
+        # local: import cost (torch, ~3 s; see the module docstring)
         from fcnkit.data.cityscapes import CityscapesDataset
 
         return CityscapesDataset(root, split, transform=transform, skip_bad=skip_bad)
     if kind == "ade20k":
+        # local: import cost (torch, ~3 s; see the module docstring)
         from fcnkit.data.ade20k import ADE20KDataset
 
         return ADE20KDataset(root, split, transform=transform, skip_bad=skip_bad)
+    # local: import cost (torch, ~3 s; see the module docstring)
     from fcnkit.data.folder import FolderDataset
 
     return FolderDataset(root, split, transform=transform, skip_bad=skip_bad)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnkit.atomic import is_incomplete
+from fcnkit.data.synthetic import generate_synthetic_dataset, task_info
 
 __all__ = ["cache_dir", "ensure_dataset"]
 
@@ -43,8 +44,6 @@ def ensure_dataset(
         ``spec`` (another generator version), or that is marked incomplete (an
         interrupted run, :func:`fcnkit.atomic.incomplete_until_done`), is regenerated.
     """
-    from fcnkit.data.synthetic import generate_synthetic_dataset, task_info
-
     h, w = spec["size"]
     task = spec.get("task", "objects")
     prefix = "synthetic" if task == "objects" else task

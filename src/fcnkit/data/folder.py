@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision import tv_tensors
 
 from fcnkit.atomic import check_regular_file, read_text_utf8
 from fcnkit.constants import IGNORE_INDEX
@@ -400,7 +401,6 @@ class SegmentationDataset(torch.utils.data.Dataset):
         mask = torch.from_numpy(mask_u8.astype(np.int64))
         if self.transform is None:
             return image, mask
-        from torchvision import tv_tensors
 
         image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).long()

@@ -82,6 +82,7 @@ from fcnkit.data.regions import (
     render_regions,
     render_regions_sample,
 )
+from fcnkit.data.shapes import SHAPES_CLASSES, SHAPES_VERSION, render_shapes_sample
 from fcnkit.errors import InputError
 from fcnkit.limits import check_synthetic
 
@@ -375,8 +376,6 @@ _FULL_RENDER: dict[str, Callable[..., Sample]] = {"limbs": render_limbs,
 def task_info(task: str) -> tuple[Callable[..., tuple[Array, Array, int]], list[str], int]:
     """(render function, class names, generator version) of a synthetic task."""
     if task == "shapes":
-        from fcnkit.data.shapes import SHAPES_CLASSES, SHAPES_VERSION, render_shapes_sample
-
         return render_shapes_sample, SHAPES_CLASSES, SHAPES_VERSION
     if task == "objects":
         return render_synthetic_sample, SYNTHETIC_CLASSES, GENERATOR_VERSION

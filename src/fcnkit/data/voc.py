@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.io import loadmat
 
 from fcnkit.atomic import check_regular_file, read_text_utf8
 from fcnkit.data.folder import (
@@ -94,8 +96,6 @@ def load_sbd_mask(path: str | os.PathLike[str]) -> np.ndarray:
     Raises:
         InputError: the file is not a MATLAB file with ``GTcls.Segmentation``.
     """
-    from scipy.io import loadmat
-
     file = check_regular_file(path, "SBD mask file")
     try:
         content = loadmat(file, squeeze_me=True, struct_as_record=False)
@@ -135,8 +135,6 @@ PACKAGED_SPLITS = ("seg11valid",)
 
 def packaged_split_ids(name: str) -> list[str]:
     """Ids of a split that ships with fcnkit (:data:`PACKAGED_SPLITS`)."""
-    from importlib.resources import files
-
     text = files("fcnkit.data").joinpath("splits", f"{name}.txt").read_text(encoding="utf-8")
     return [line.split()[0] for line in text.splitlines() if line.strip()]
 

@@ -36,7 +36,10 @@ from torch import nn
 
 from fcnkit.atomic import check_regular_file
 from fcnkit.errors import InputError
+from fcnkit.inference.export import export_onnx, onnx_metadata, read_onnx_metadata, require
+from fcnkit.inference.labels import whole_image_labels
 from fcnkit.models.preprocess import Preprocessing, preprocessing_from
+from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
 from fcnkit.runtime.precision import (
     BACKENDS,
     Precision,
@@ -87,8 +90,6 @@ class TorchBackend(nn.Module):
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
         """``self(x).argmax(1)``, without full-resolution logits when the model allows
         (:func:`fcnkit.inference.labels.whole_image_labels`)."""
-        from fcnkit.inference.labels import whole_image_labels
-
         x = x.to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -114,7 +115,6 @@ class OnnxRuntimeBackend(nn.Module):
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
                  spinning: bool = False, num_classes: int | None = None) -> None:
         super().__init__()
-        from fcnkit.inference.export import require
 
         ort = require("onnxruntime")
         options = ort.SessionOptions()
@@ -190,7 +190,6 @@ def read_source(source: str | os.PathLike[str]) -> str | os.PathLike[str] | dict
     (preprocessing, classes) before opening the backend without loading it twice."""
     if is_onnx_file(source):
         return source
-    from fcnkit.runtime.checkpoint import load_checkpoint, run_checkpoint
 
     return load_checkpoint(run_checkpoint(source))
 
@@ -200,8 +199,6 @@ def source_preprocessing(source: str | os.PathLike[str] | Mapping[str, Any]) -> 
     if isinstance(source, Mapping):
         config = source.get("model_config") or {}
     else:
-        from fcnkit.inference.export import read_onnx_metadata
-
         config = read_onnx_metadata(source).get("model_config") or {}
     return preprocessing_from(config.get("preprocessing"))
 
@@ -244,7 +241,6 @@ def open_backend(
             raise InputError(f"{source} is an ONNX model; run it with --backend onnxruntime "
                              "or pass a checkpoint for --backend torch")
         return _open_onnx(source, threads=threads, num_classes=num_classes)
-    from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
 
     ckpt = source if isinstance(source, Mapping) else load_checkpoint(run_checkpoint(source))
     model = model_from_checkpoint(ckpt, num_classes=num_classes, device=device)
@@ -257,7 +253,6 @@ def open_backend(
         runner = TorchBackend(model, precision=precision, channels_last=channels_last,
                               device=device)
         return OpenedBackend(runner, count, classes, palette, config, where)
-    from fcnkit.inference.export import export_onnx, onnx_metadata
 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, Path(tmp) / "model.onnx", metadata=onnx_metadata(ckpt))
@@ -267,8 +262,6 @@ def open_backend(
 
 def _open_onnx(path: str | os.PathLike[str], *, threads: int | None,
                num_classes: int | None) -> OpenedBackend:
-    from fcnkit.inference.export import read_onnx_metadata
-
     meta = read_onnx_metadata(path)
     config = dict(meta.get("model_config") or {})
     classes = list(meta.get("classes") or [])

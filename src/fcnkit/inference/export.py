@@ -28,22 +28,29 @@ Example::
 
 from __future__ import annotations
 
+import copy
+import importlib
 import json
 import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from torch import nn
 
 from fcnkit.atomic import atomic_path, check_regular_file
+from fcnkit.data import open_dataset
+from fcnkit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from fcnkit.errors import InputError
+from fcnkit.inference.export_safetensors import checkpoint_from_model, export_safetensors
+from fcnkit.models import build_model
+from fcnkit.models.preprocess import preprocessing_from
 from fcnkit.outputs import check_outputs
+from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
 from fcnkit.schemas import EXPORT_METADATA, check_fields
-
-if TYPE_CHECKING:  # torch is imported where it is used: `fcnkit --help` stays torch-free
-    import torch
-    from torch import nn
 
 __all__ = [
     "EXPORTERS",
@@ -75,8 +82,6 @@ def require(module: str, extra: str = "onnx") -> Any:
 
     Example: ``ort = require("onnxruntime")``.
     """
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -95,8 +100,6 @@ def onnx_metadata(ckpt: Mapping[str, Any]) -> dict[str, str]:
     Values are JSON strings. The normalisation is the one :func:`fcnkit.data.transforms.
     normalize` applies in training and evaluation (ImageNet mean/std, RGB, [0, 1] input).
     """
-    from fcnkit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
     config = {k: v for k, v in dict(ckpt["model_config"]).items()
               if k not in ("weights", "backbone_weights")}
     values: dict[str, Any] = {
@@ -172,8 +175,6 @@ def export_onnx(
     Returns:
         ``out`` as a Path. Raises InputError when the exporter rejects the model or opset.
     """
-    import torch
-
     require("onnxscript")
     onnx = require("onnx")
     model = _cpu_float_copy(model)
@@ -211,10 +212,6 @@ def export_onnx(
 
 
 def _cpu_float_copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    import torch
-
     copied = copy.deepcopy(model).cpu().float().eval()
     copied.to(memory_format=torch.contiguous_format)
     return copied
@@ -246,6 +243,7 @@ def quantize_int8(
     """
     onnx = require("onnx")
     quantization = require("onnxruntime.quantization")
+    # local: optional dependency (onnxruntime, the onnx extra)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     batches = [t.detach().cpu().float().numpy() for t in calibration]
@@ -293,11 +291,6 @@ def quantize_int8(
 def calibration_images(data: str, *, split: str = "train", count: int = 16
                        ) -> list[torch.Tensor]:
     """Up to ``count`` normalised images ``(1, 3, H, W)`` of a dataset split, in order."""
-    import torch
-
-    from fcnkit.data import open_dataset
-    from fcnkit.data.transforms import eval_transform
-
     dataset = open_dataset(data, split, transform=eval_transform())
     if len(dataset) == 0:
         raise InputError(f"--calibrate {data}: split {split!r} holds no images; pass a "
@@ -313,8 +306,6 @@ def calibration_images(data: str, *, split: str = "train", count: int = 16
 
 
 def _export_onnx_checkpoint(ckpt: Mapping[str, Any], out: Path, **options: Any) -> dict:
-    from fcnkit.runtime.checkpoint import model_from_checkpoint
-
     quantize = options.pop("quantize", None)
     calibrate = options.pop("calibrate", None)
     calibration_split = options.pop("calibration_split", "train")
@@ -343,9 +334,6 @@ def _export_onnx_checkpoint(ckpt: Mapping[str, Any], out: Path, **options: Any) 
 
 
 def _export_safetensors_checkpoint(ckpt: Mapping[str, Any], out: Path, **options: Any) -> dict:
-    from fcnkit.inference.export_safetensors import export_safetensors
-    from fcnkit.models.preprocess import preprocessing_from
-
     if options:
         raise InputError(f"--format safetensors takes no {', '.join(sorted(options))} option; "
                          "those are for --format onnx")
@@ -395,8 +383,6 @@ def export_checkpoint(
     Returns:
         A report dict: ``format``, ``output``, ``bytes`` and the format's details.
     """
-    from fcnkit.runtime.checkpoint import load_checkpoint, run_checkpoint
-
     if format not in EXPORTERS:
         raise InputError(f"--format {format!r} is not supported; choose one of "
                          f"{', '.join(EXPORTERS)}")
@@ -416,8 +402,6 @@ def export_checkpoint(
     if model is not None:
         if source is None:
             raise InputError("model= exports foreign weights from a file; pass its path")
-        from fcnkit.inference.export_safetensors import checkpoint_from_model
-        from fcnkit.models import build_model
 
         extra = dict(model_options or {})
         reserved = sorted(set(extra) & {"name", "num_classes", "weights"})

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from fcnkit.atomic import atomic_path
 from fcnkit.models.preprocess import preprocessing_from
@@ -45,8 +46,6 @@ def export_safetensors(
     Returns:
         The path written.
     """
-    from safetensors.torch import save_file
-
     config = dict(checkpoint["model_config"])
     for key in ("weights", "backbone_weights"):
         config.pop(key, None)  # the file holds the weights itself

@@ -46,10 +46,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torchvision
+from safetensors import safe_open
 from torch import nn
 
 from fcnkit.atomic import check_regular_file
 from fcnkit.errors import InputError, first_line
+from fcnkit.models.backbones import ResNetBackbone
 from fcnkit.models.preprocess import CAFFE, IMAGENET, Preprocessing, preprocessing_from
 
 FCNKIT, TORCHVISION, PYTORCH_FCN = "fcnkit", "torchvision", "pytorch-fcn"
@@ -111,8 +114,6 @@ def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tens
     Raises:
         InputError: an unreadable file or malformed metadata.
     """
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw = handle.metadata() or {}
@@ -541,10 +542,6 @@ def torchvision_dilations(backbone: str, output_stride: int = 8) -> list[int]:
     Raises:
         InputError: for ResNet-18/34 (torchvision's BasicBlock refuses dilation).
     """
-    import torchvision
-
-    from fcnkit.models.backbones import ResNetBackbone
-
     # The layers whose plain stride is coarser than output_stride stop downsampling.
     plain = ResNetBackbone(backbone).strides
     dilated = [layer for layer in ("layer2", "layer3", "layer4") if plain[layer] > output_stride]

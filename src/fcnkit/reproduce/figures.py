@@ -8,14 +8,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import torch
+
+from fcnkit.data import open_dataset
+from fcnkit.data.palette import colorize
+from fcnkit.data.transforms import denormalize, eval_transform
+from fcnkit.metrics import trimap_band
+from fcnkit.viz import pyplot, save_figure
 
 
 def _zoom_window(mask: np.ndarray, side: int) -> tuple[slice, slice]:
     """The side×side window holding the most label changes (ties: the first)."""
-    import torch
-
-    from fcnkit.metrics import trimap_band
-
     band = trimap_band(torch.as_tensor(mask.astype(np.int64))[None], 1)[0].numpy()
     h, w = band.shape
     side = min(side, h, w)
@@ -33,13 +36,6 @@ def prediction_grid(
 ) -> None:
     """Rows: val images; columns: image, ground truth, each model's overlay, then the same
     columns zoomed on the most boundary-dense ``zoom``-pixel window."""
-    import torch
-
-    from fcnkit.data import open_dataset
-    from fcnkit.data.palette import colorize
-    from fcnkit.data.transforms import denormalize, eval_transform
-    from fcnkit.viz import pyplot, save_figure
-
     dataset = open_dataset(data, "val", transform=eval_transform())
     count = min(images, len(dataset))
     names = ["image", "truth", *models]

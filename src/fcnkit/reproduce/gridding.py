@@ -55,14 +55,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from scipy.ndimage import distance_transform_edt
+from torch import nn
 
+from fcnkit.arith import dilation_coverage
+from fcnkit.arith.gridding import dilation_coverage_1d
+from fcnkit.data.synthetic import TASKS
 from fcnkit.errors import InputError
+from fcnkit.metrics import ConfusionMatrix
+from fcnkit.models import build_model
+from fcnkit.reproduce.receptive_fields import linearised
 from fcnkit.reproduce.runner import (
     FULL,
     QUICK,
     ReproduceConfig,
     budget_for,
     by_variant,
+    class_names,
     dataset_for,
     fmt,
     judge,
@@ -74,6 +84,7 @@ from fcnkit.reproduce.runner import (
     write_outputs,
 )
 from fcnkit.reproduce.stats import Clause
+from fcnkit.viz import pyplot, save_figure
 
 CLAIM = "A common-factor dilation schedule grids (holes in the image when the front end " \
         "is narrower than the lattice's gap, checkerboard predictions on label interiors) " \
@@ -151,8 +162,6 @@ def image_coverage_1d(rates: Sequence[int], front: int) -> np.ndarray:
     The stack's cell offsets (:func:`fcnkit.arith.dilation_coverage_1d`) are 2 px apart in
     the image; each cell sees the ``front`` pixels under its front-end kernel.
     """
-    from fcnkit.arith.gridding import dilation_coverage_1d
-
     cells = dilation_coverage_1d(rates)
     spread = np.zeros(2 * (len(cells) - 1) + 1, dtype=np.int64)
     spread[::2] = cells
@@ -162,8 +171,6 @@ def image_coverage_1d(rates: Sequence[int], front: int) -> np.ndarray:
 def coverage_report(rates: Sequence[int], front: int) -> dict[str, Any]:
     """Holes of a schedule: in cells of the stride-2 lattice (2-D analytic map of the
     stack) and in image pixels (the 1-D image coverage squared: the map is separable)."""
-    from fcnkit.arith import dilation_coverage
-
     cells = dilation_coverage(rates)
     pixels = image_coverage_1d(rates, front)
     return {"rates": list(rates), "front": front,
@@ -180,8 +187,6 @@ def interior_mask(label: np.ndarray, distance: int = INTERIOR_DISTANCE,
     """Pixels whose Euclidean distance to the nearest pixel of another value (void
     included) is at least ``distance``; void pixels are never interior. The image border
     is not a boundary."""
-    from scipy.ndimage import distance_transform_edt
-
     label = np.asarray(label)
     out = np.zeros(label.shape, dtype=bool)
     for value in np.unique(label):
@@ -219,10 +224,6 @@ def neighbour_disagreement(pred: np.ndarray, cells: np.ndarray) -> tuple[int, in
 def interior_scores(model: Any, data: str, num_classes: int,
                     distance: int = INTERIOR_DISTANCE) -> dict[str, float]:
     """``interior_miou`` and ``checkerboard`` of a context module over the val split."""
-    import torch
-
-    from fcnkit.metrics import ConfusionMatrix
-
     matrix = ConfusionMatrix(num_classes)
     differ = pairs = 0
     with torch.no_grad():
@@ -261,8 +262,6 @@ def advantage_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def per_convolution_rates(model: Any) -> list[int]:
     """The rate of every k×k (k > 1) convolution of the dilated residual blocks, read from
     the modules (a ResNet-18 basic block dilates both of its 3×3 convolutions)."""
-    from torch import nn
-
     blocks = [block for name in ("layer1", "layer2", "layer3", "layer4")
               for block in getattr(model.backbone, name)]
     dilated = blocks[len(blocks) - len(model.dilations):]
@@ -283,12 +282,6 @@ def resnet_gridding_support(dilations: str = "2,2,4,4", width: float = 0.125,
     autograd support's holes in the same window, whether the two maps are equal, and the
     holes in image pixels inside the input support's bounding box.
     """
-    import torch
-
-    from fcnkit.arith import dilation_coverage
-    from fcnkit.models import build_model
-    from fcnkit.reproduce.receptive_fields import linearised
-
     model = build_model("fcn_dilated", num_classes=2, backbone="resnet18",
                         dilations=dilations, width=width).eval()
     stack_rates = per_convolution_rates(model)
@@ -349,21 +342,16 @@ def resnet_gridding_support(dilations: str = "2,2,4,4", width: float = 0.125,
 
 def default_task() -> str:
     """``regions`` when :mod:`fcnkit.data.synthetic` offers it, else ``objects``."""
-    from fcnkit.data.synthetic import TASKS
-
     return "regions" if "regions" in TASKS else "objects"
 
 
 def run(config: ReproduceConfig) -> dict[str, Any]:
-    from fcnkit.reproduce.runner import class_names
-
     out = Path(config.out)
     # The context module has no backbone whose width a budget could scale.
     budget = dataclasses.replace(budget_for(config, GRID_QUICK, GRID_FULL), width=None)
     seeds = config.seed_list() if config.seeds is not None else list(
         range(QUICK_SEEDS if config.quick else FULL_SEEDS))
     task = str(config.extra.get("task") or default_task())
-    from fcnkit.data.synthetic import TASKS
 
     if task not in TASKS:
         raise InputError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
@@ -419,8 +407,6 @@ def resnet_table(resnet: dict[str, Any]) -> str:
 
 def _plot(path: Path) -> None:
     """Image-pixel coverage of each schedule at each front end (log path count)."""
-    from fcnkit.viz import pyplot, save_figure
-
     plt = pyplot()
     fig, axes = plt.subplots(len(FRONTS), len(SCHEDULES),
                              figsize=(3.2 * len(SCHEDULES), 3.2 * len(FRONTS)),

@@ -23,7 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from fcnkit.arith.matrix import conv_matrix, conv_transpose_via_matrix
+from fcnkit.arith.sizes import conv_output_size, output_padding_for
 from fcnkit.reproduce.runner import ReproduceConfig, describe, markdown_table, write_outputs
 
 CLAIM = "A convolution equals multiplication by its sparse matrix C, and the transposed " \
@@ -88,17 +92,11 @@ def seed_printouts() -> list[dict[str, Any]]:
 
 
 def _torch_conv(x: np.ndarray, w: np.ndarray, s, p, d) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
     return F.conv2d(torch.from_numpy(x)[None], torch.from_numpy(w), stride=s, padding=p,
                     dilation=d)[0].numpy()
 
 
 def _torch_conv_t(y: np.ndarray, w: np.ndarray, s, p, d, a) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
     return F.conv_transpose2d(torch.from_numpy(y)[None], torch.from_numpy(w), stride=s,
                               padding=p, dilation=d, output_padding=a)[0].numpy()
 
@@ -106,9 +104,6 @@ def _torch_conv_t(y: np.ndarray, w: np.ndarray, s, p, d, a) -> np.ndarray:
 def check_configuration(rng, c_in: int, c_out: int, size: tuple[int, int], k: int, s: int,
                         p: int, d: int) -> dict[str, Any]:
     """C x == conv2d(x) and Cᵀ y == conv_transpose2d(y) for one geometry (exact)."""
-    from fcnkit.arith.matrix import conv_matrix
-    from fcnkit.arith.sizes import conv_output_size, output_padding_for
-
     x = rng.integers(-3, 4, size=(c_in, *size)).astype(np.float64)
     w = rng.integers(-3, 4, size=(c_out, c_in, k, k)).astype(np.float64)
     c = conv_matrix(x.shape, w, s, p, d)
@@ -139,8 +134,6 @@ def random_configurations(rng, count: int) -> list[dict[str, Any]]:
 
 
 def run(config: ReproduceConfig) -> dict[str, Any]:
-    from fcnkit.arith.matrix import conv_matrix, conv_transpose_via_matrix
-
     worked = []
     for ex in WORKED:
         w = ex["k"][None, None]

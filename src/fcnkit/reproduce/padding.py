@@ -37,6 +37,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from fcnkit.arith.receptive import crop_offset, integer_crop, receptive_field
+from fcnkit.models import build_model
 from fcnkit.reproduce.runner import (
     RECIPE,
     Budget,
@@ -54,6 +58,7 @@ from fcnkit.reproduce.runner import (
     write_outputs,
 )
 from fcnkit.reproduce.stats import NOT_REPRODUCED, REPRODUCED, Clause, overall_verdict
+from fcnkit.runtime.checkpoint import load_checkpoint, save_checkpoint
 
 CLAIM = "The 100-px pad of the Caffe FCN exists for alignment (crops 19 / 5, 27 / 5, 9, 31, " \
         "exactly), the same weights score alike with and without it, and it makes the " \
@@ -130,8 +135,6 @@ def forward_trace(model: Any) -> dict[str, Any]:
     upsampled onto a skip's grid and cropped where their common part starts; the output is
     the final upsampled map cropped at the final offset.
     """
-    from fcnkit.arith.receptive import crop_offset, integer_crop, receptive_field
-
     backbone, head = model.backbone, model.head
     field = receptive_field([*backbone.spatial_path(head.deepest), head.score_fr], 2)[-1]
     for name, upsampler in zip(head.skips, head.upscores):
@@ -151,10 +154,6 @@ def alignment(num_classes: int = 21) -> dict[str, Any]:
 
     The nets are built on PyTorch's meta device (the geometry needs no weights).
     """
-    import torch
-
-    from fcnkit.models import build_model
-
     rows = []
     for name, reference in REFERENCE_CROPS.items():
         with torch.device("meta"):
@@ -178,10 +177,6 @@ def latency_ratio(num_classes: int, size: tuple[int, int], repeats: int,
     """Median forward time of faithful / efficient FCN-8s (same weights, the trained
     nets' BatchNorm VGG16 at ``width``), passes alternated; one run per pass and geometry,
     variants ``"faithful H×W"`` and ``"efficient H×W"``."""
-    import torch
-
-    from fcnkit.models import build_model
-
     torch.manual_seed(0)
     faithful = build_model("fcn8s", num_classes=num_classes, backbone="vgg16",
                            faithful=True, upsample=UPSAMPLE, width=width,
@@ -213,8 +208,6 @@ def latency_ratio(num_classes: int, size: tuple[int, int], repeats: int,
 def cross_checkpoint(run_dir: Path, faithful: bool) -> Path:
     """``run_dir/last.pt``'s weights in the other geometry: a copy of the checkpoint whose
     model config says ``faithful``, written as ``run_dir/other-geometry.pt``."""
-    from fcnkit.runtime.checkpoint import load_checkpoint, save_checkpoint
-
     checkpoint = load_checkpoint(run_dir / "last.pt")
     checkpoint["model_config"] = {**checkpoint["model_config"], "faithful": faithful}
     return save_checkpoint(run_dir / "other-geometry.pt", checkpoint)

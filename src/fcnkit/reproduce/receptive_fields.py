@@ -22,7 +22,15 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.googlenet import Inception
+
+from fcnkit.analysis import model_for_analysis, receptive_field_of
+from fcnkit.models import build_model
 from fcnkit.reproduce.runner import ReproduceConfig, describe, markdown_table, write_outputs
+from fcnkit.viz.receptive import plot_receptive_field_growth
 
 CLAIM = "FCN Table 1: AlexNet's receptive field is 355 px, VGG16's 404 px (with fc6) and " \
         "GoogLeNet's 907 px, all at stride 32."
@@ -47,11 +55,6 @@ def _with_fc6(name: str, in_channels: int, kernel: int) -> Any:
     channels would cost a minute of weight initialisation on a CPU. fc6 pads the width
     only (by kernel // 2, which leaves the field unchanged), so that a narrow input, whose
     height the gradient-support check measures, still has an output."""
-    import torch
-    from torch import nn
-
-    from fcnkit.analysis import model_for_analysis
-
     # Built on the meta device and given storage afterwards: the classifier's 100 M
     # weights are never initialised, and the body's are set to constants (the geometry
     # needs no values; gradient_support sets its own weights).
@@ -82,10 +85,6 @@ def googlenet_body(*, faithful: bool) -> Any:
     branch has a 3×3 convolution in torchvision (pytorch/vision issue #906) and becomes
     5×5 (padding 2) again, and pool4 is 2×2 in torchvision and becomes 3×3 (stride 2).
     """
-    import torchvision
-    from torch import nn
-    from torchvision.models.googlenet import Inception
-
     net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
     layers = OrderedDict((name, getattr(net, name)) for name in _GOOGLENET)
     if faithful:
@@ -103,19 +102,12 @@ def _backbone(name: str, *, meta: bool = False) -> Any:
     """The backbone of fcnkit's FCN on ``name``; ``meta``: built on PyTorch's meta device
     (no weights: tracing the geometry needs none, and VGG16's 4096-channel fc6 would take
     most of the claim's time to initialise)."""
-    import torch
-
-    from fcnkit.models import build_model
-
     with torch.device("meta" if meta else "cpu"):
         return build_model("fcn32s", num_classes=2, backbone=name).backbone.eval()
 
 
 def linearised(model: Any) -> Any:
     """A copy whose every pixel in a receptive field reaches the output with weight > 0."""
-    import torch
-    from torch import nn
-
     twin = copy.deepcopy(model).eval()
     for parent in list(twin.modules()):
         for name, child in list(parent.named_children()):
@@ -137,8 +129,6 @@ def linearised(model: Any) -> Any:
 def gradient_support(model: Any, height: int, width: int, output: str | None = None,
                      ) -> dict[str, Any]:
     """Support along the height of ∂ Σ_c out[0, c, centre row, centre col] / ∂ input."""
-    import torch
-
     twin = linearised(model)
     x = torch.ones(1, 3, height, width, requires_grad=True)
     out = twin(x)
@@ -159,9 +149,6 @@ def _traced(records: list[Any], record_name: str) -> tuple[int, int]:
 
 
 def run(config: ReproduceConfig) -> dict[str, Any]:
-    from fcnkit.analysis import receptive_field_of
-    from fcnkit.viz.receptive import plot_receptive_field_growth
-
     out = Path(config.out)
     table1 = []
     # (model, record of the field, gradient-support input H × W: taller than the field,

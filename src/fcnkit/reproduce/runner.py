@@ -13,6 +13,7 @@ val split with :class:`fcnkit.metrics.ConfusionMatrix` and
 from __future__ import annotations
 
 import math
+import platform
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,9 @@ from fcnkit.atomic import write_text_atomic
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.errors import InputError
 from fcnkit.jsonio import dumps_strict
+from fcnkit.reproduce import stats
+from fcnkit.runtime.precision import cpu_has_native_bf16
+from fcnkit.training.config import AUTO_RESUME, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ def dataset_for(config: ReproduceConfig, budget: Budget, task: str = "shapes") -
     own) for ``budget``, generated once under out/data with dataset seed 0."""
     if config.data:
         return config.data
+    # local: import cost (torch, ~3 s: `fcnkit --help` loads this module)
     from fcnkit.data.cache import ensure_dataset
     from fcnkit.data.synthetic import TASKS
 
@@ -146,6 +151,7 @@ def train_variant(config: ReproduceConfig, budget: Budget, data: str, run_dir: P
     resumes the one that was cut off, bit for bit as if uninterrupted. A run directory
     trained with other settings is refused rather than mixed in.
     """
+    # local: import cost (torch, ~3 s: `fcnkit --help` loads this module)
     from fcnkit.training.loop import train
     from fcnkit.training.runlog import read_run_log
 
@@ -175,8 +181,6 @@ def variant_config(
     model_options: Mapping[str, Any] | None = None,
 ) -> Any:
     """The :class:`~fcnkit.training.config.TrainConfig` :func:`train_variant` trains."""
-    from fcnkit.training.config import AUTO_RESUME, TrainConfig
-
     return TrainConfig(
         data=data, model=model, backbone=backbone, upsample=upsample,
         epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, crop=budget.crop,
@@ -199,8 +203,8 @@ def _finished_epochs(run_dir: Path, wanted: Any) -> int:
     file = run_dir / "last.pt"
     if not file.is_file():
         return 0
+    # local: import cost (torch, ~3 s: `fcnkit --help` loads this module)
     from fcnkit.runtime.checkpoint import load_checkpoint
-    from fcnkit.training.config import TrainConfig
 
     checkpoint = load_checkpoint(file)
     try:
@@ -217,6 +221,7 @@ def _finished_epochs(run_dir: Path, wanted: Any) -> int:
 
 
 def val_loader(data: str) -> Any:
+    # local: import cost (torch, ~3 s: `fcnkit --help` loads this module)
     from torch.utils.data import DataLoader
 
     from fcnkit.data import open_dataset
@@ -230,6 +235,7 @@ def score_checkpoint(checkpoint: str | Path, data: str, width: int) -> dict[str,
     """mIoU, pixel accuracy, trimap mIoU and Boundary IoU of a checkpoint on data's val
     (:func:`fcnkit.inference.evaluate.evaluate_checkpoint`, whole images, batch 1), and
     thin-part IoU (:func:`thin_part_iou`; NaN for data without part masks)."""
+    # local: import cost (torch, ~3 s: `fcnkit --help` loads this module)
     from fcnkit.inference.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, split="val", boundary_width=width)
@@ -253,6 +259,7 @@ def thin_part_iou(checkpoint: str | Path, data: str) -> float:
     root = part_mask_root(data)
     if root is None:
         return math.nan
+    # local: import cost (torch, ~3 s: `fcnkit --help` loads this module)
     import numpy as np
     import torch
 
@@ -356,11 +363,8 @@ def comparisons_table(comparisons: Sequence[Mapping[str, Any]]) -> str:
 def host_info(threads: int | None, precision: str) -> dict[str, Any]:
     """What machine produced a result: per-seed numbers differ by host (oneDNN picks other
     kernels for another instruction set), as much as by seed."""
-    import platform
-
+    # local: import cost (torch, ~3 s: `fcnkit --help` loads this module)
     import torch
-
-    from fcnkit.runtime.precision import cpu_has_native_bf16
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -407,8 +411,6 @@ def judge(claim: str, claim_text: str, config: ReproduceConfig, budget: Budget |
     plus ``gate_margin``; when the best variant's mean mIoU is below it, every comparison
     is "inconclusive (near chance)".
     """
-    from fcnkit.reproduce import stats
-
     floor = stats.chance(stats.constant_miou(data), gate_margin)
     best, best_miou = stats.best_variant_miou(runs)
     floor["best_variant"], floor["best_miou"] = best, best_miou
@@ -424,12 +426,14 @@ def judge(claim: str, claim_text: str, config: ReproduceConfig, budget: Budget |
 
 def load_run_model(run_dir: str | Path) -> Any:
     """The model of a run directory's last checkpoint (eval mode)."""
+    # local: import cost (torch, ~3 s: `fcnkit --help` loads this module)
     from fcnkit.runtime.checkpoint import model_from_checkpoint
 
     return model_from_checkpoint(str(Path(run_dir) / "last.pt"))
 
 
 def class_names(data: str) -> list[str]:
+    # local: import cost (torch, ~3 s: `fcnkit --help` loads this module)
     from fcnkit.data import open_dataset
 
     return list(open_dataset(data, "train").classes)

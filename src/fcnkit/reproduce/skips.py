@@ -40,6 +40,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fcnkit.reproduce.figures import prediction_grid
 from fcnkit.reproduce.runner import (
     ReproduceConfig,
     budget_for,
@@ -47,6 +48,7 @@ from fcnkit.reproduce.runner import (
     dataset_for,
     fmt,
     judge,
+    load_run_model,
     markdown_table,
     mean_time,
     part_mask_root,
@@ -129,9 +131,6 @@ THIN_PART_SKIPPED = [
 
 
 def run(config: ReproduceConfig) -> dict[str, Any]:
-    from fcnkit.reproduce.figures import prediction_grid
-    from fcnkit.reproduce.runner import load_run_model
-
     out = Path(config.out)
     budget = budget_for(config)
     data = dataset_for(config, budget, TASK)

@@ -93,6 +93,7 @@ def one_sided_bounds(deltas: Sequence[float],
 
     With one delta the mean is returned and sd, lower, upper are None; with none, all are.
     """
+    # local: import cost (scipy.stats and torch: `fcnkit --help` loads this module)
     from scipy.stats import t
 
     n = len(deltas)
@@ -214,6 +215,7 @@ def constant_miou(data: str, split: str = "val") -> dict[str, Any]:
     :class:`fcnkit.metrics.ConfusionMatrix` (void pixels left out, mIoU over the classes
     present); returns ``{"constant_miou", "class", "class_name"}`` of the best.
     """
+    # local: import cost (scipy.stats and torch: `fcnkit --help` loads this module)
     import torch
 
     from fcnkit.data import open_dataset

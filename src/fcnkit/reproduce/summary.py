@@ -13,6 +13,7 @@ docs/reproductions.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -23,6 +24,7 @@ from typing import Any
 from fcnkit.atomic import write_text_atomic
 from fcnkit.errors import InputError
 from fcnkit.jsonio import dumps_strict
+from fcnkit.reproduce import CLAIMS, run_claim
 from fcnkit.reproduce.runner import (
     ReproduceConfig,
     comparisons_table,
@@ -30,6 +32,7 @@ from fcnkit.reproduce.runner import (
     markdown_table,
     summarise,
 )
+from fcnkit.viz.page import PAGE_STYLE, escape
 
 __all__ = ["render_page", "render_result", "run_all", "summary_html", "summary_markdown",
            "summary_rows"]
@@ -82,16 +85,14 @@ def summary_markdown(results: Sequence[Mapping[str, Any]]) -> str:
 
 def summary_html(results: Sequence[Mapping[str, Any]]) -> str:
     """The summary as one self-contained HTML page (the report page's style)."""
-    from fcnkit.web.report import _STYLE, _esc
-
-    head = "".join(f"<th>{_esc(h)}</th>" for h in SUMMARY_HEADERS)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(cell)}</td>" for cell in row) + "</tr>"
+    head = "".join(f"<th>{escape(h)}</th>" for h in SUMMARY_HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>"
                    for row in summary_rows(results))
-    verdicts = "".join(f"<li><code>{_esc(r['claim'])}</code>: <b>{_esc(r['verdict'])}</b> — "
-                       f"{_esc(r.get('verdict_reason', ''))}</li>" for r in results)
+    verdicts = "".join(f"<li><code>{escape(r['claim'])}</code>: <b>{escape(r['verdict'])}</b> — "
+                       f"{escape(r.get('verdict_reason', ''))}</li>" for r in results)
     return "".join([
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
-        f"<title>fcnkit reproduce all</title><style>{_STYLE}</style></head><body>",
+        f"<title>fcnkit reproduce all</title><style>{PAGE_STYLE}</style></head><body>",
         "<header><h1>fcnkit reproduce all</h1><p>Every claim's clauses: paired deltas over "
         "seeds, one-sided 95 % Student-t bounds, verdicts by the rules of "
         "<code>fcnkit.reproduce.stats</code>. Self-contained, opens offline.</p></header>",
@@ -104,10 +105,6 @@ def summary_html(results: Sequence[Mapping[str, Any]]) -> str:
 def run_all(config: ReproduceConfig) -> dict[str, Any]:
     """Run every claim of :data:`fcnkit.reproduce.CLAIMS` into ``config.out/CLAIM`` and
     write ``summary.md``, ``summary.html`` and ``summary.json`` into ``config.out``."""
-    import dataclasses
-
-    from fcnkit.reproduce import CLAIMS, run_claim
-
     out = Path(config.out)
     results = []
     for name in CLAIMS:

@@ -40,6 +40,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
+from fcnkit.models import build_model
 from fcnkit.reproduce.runner import (
     FULL,
     QUICK,
@@ -56,6 +60,7 @@ from fcnkit.reproduce.runner import (
     write_outputs,
 )
 from fcnkit.reproduce.stats import Clause
+from fcnkit.viz import pyplot, save_figure
 
 CLAIM = "Frozen bilinear upsampling scores like learned deconvolution started as " \
         "bilinear (the reference FAQ); bilinear init beats and outpaces random init " \
@@ -113,11 +118,6 @@ def random_init_weights(path: Path, num_classes: int, seed: int,
                         width: float | None = None) -> str:
     """Write an FCN-8s (backbone ``width``) whose transposed convolutions have PyTorch's
     default init."""
-    import torch
-    from torch import nn
-
-    from fcnkit.models import build_model
-
     torch.manual_seed(seed)
     model = build_model("fcn8s", num_classes=num_classes, backbone="resnet18",
                         upsample="deconv", width=width)
@@ -163,8 +163,6 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
 
 
 def _plot_curves(runs: list[dict[str, Any]], path: Path) -> None:
-    from fcnkit.viz import pyplot, save_figure
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, variant in enumerate(VARIANTS):

@@ -44,7 +44,11 @@ import torch
 from torch import nn
 
 from fcnkit.atomic import atomic_path, check_regular_file
+from fcnkit.constants import MAX_CLASSES
 from fcnkit.errors import InputError, first_line
+from fcnkit.models import build_model
+from fcnkit.models.registry import foreign_checkpoint
+from fcnkit.models.weights import FCNKIT, SAFETENSORS_FORMAT, read_safetensors, weights_from_loaded
 from fcnkit.schemas import EXPORT_METADATA, MODEL_STATE, RESUME_STATE, check_fields, field_problem
 
 CHECKPOINT_FORMAT = "fcnkit-checkpoint/1"
@@ -186,9 +190,6 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
 def _foreign_checkpoint(file: Path, data: Any) -> dict[str, Any] | None:
     """A torchvision ``fcn_resnet50/101`` or pytorch-fcn state dict as a checkpoint dict
     (model config read off its keys and shapes, tensors under fcnkit's names), else None."""
-    from fcnkit.models.registry import foreign_checkpoint
-    from fcnkit.models.weights import FCNKIT, weights_from_loaded
-
     try:
         weights = weights_from_loaded(data, file, "checkpoint")
     except InputError:
@@ -218,8 +219,6 @@ def checkpoint_field_problem(data: Mapping[str, Any]) -> str | None:
     :data:`fcnkit.schemas.MODEL_STATE` and :data:`fcnkit.schemas.RESUME_STATE`; the palette
     has exactly one RGB triple per class.
     """
-    from fcnkit.constants import MAX_CLASSES
-
     cfg = data["model_config"]
     num_classes = cfg.get("num_classes")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not (
@@ -256,8 +255,6 @@ def checkpoint_field_problem(data: Mapping[str, Any]) -> str | None:
 
 def _checkpoint_from_safetensors(file: Path) -> dict[str, Any]:
     # fcnkit export's .safetensors (inference.export_safetensors): weights + model metadata.
-    from fcnkit.models.weights import SAFETENSORS_FORMAT, read_safetensors
-
     state, meta = read_safetensors(file)
     config = meta.get("model_config")
     if meta.get("format") != SAFETENSORS_FORMAT or not isinstance(config, dict) or (
@@ -361,7 +358,6 @@ def model_from_checkpoint(
             f"checkpoint {source} is a {what}, but the data has {num_classes} classes; "
             "pass a checkpoint trained on this dataset (or fine-tune one with fcnkit train)"
         )
-    from fcnkit.models import build_model
 
     model_name = cfg.pop("name")
     for key in _WEIGHT_OPTIONS:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from torch.utils.data import Sampler
 
 from fcnkit.errors import InputError, first_line
@@ -266,9 +268,6 @@ def launch_single_node(nproc: int, module_args: Sequence[str]) -> int:
     Returns:
         0 on success, else the exit code of the first failed rank.
     """
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
     if nproc < 1:
         raise InputError(f"nproc={nproc}: the number of processes must be at least 1")
     config = LaunchConfig(

@@ -64,6 +64,7 @@ def cpu_has_native_bf16() -> bool:
     Uses PyTorch's own CPU feature probes (``torch.cpu._is_avx512_bf16_supported``,
     ``_is_amx_tile_supported``); False when this torch build has neither probe.
     """
+    # local: import cost (torch, ~3 s: the command line's parser reads PRECISIONS here)
     import torch
 
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -81,6 +82,7 @@ def resolve_precision(precision: str, device: Any = "cpu") -> Precision:
         InputError: an unknown name, or fp16 on a CPU (PyTorch's CPU fp16 autocast exists
             but is far slower than fp32 without AMX-FP16; refuse rather than crawl).
     """
+    # local: import cost (torch, ~3 s: the command line's parser reads PRECISIONS here)
     import torch
 
     if precision not in PRECISIONS:
@@ -117,6 +119,7 @@ def resolve_channels_last(channels_last: bool | str, device: Any = "cpu") -> boo
                          f"{channels_last!r}")
     if channels_last != "auto":
         return channels_last == "on"
+    # local: import cost (torch, ~3 s: the command line's parser reads PRECISIONS here)
     import torch
 
     return torch.device(device).type in ("cpu", "cuda")
@@ -125,6 +128,7 @@ def resolve_channels_last(channels_last: bool | str, device: Any = "cpu") -> boo
 @contextlib.contextmanager
 def autocast(precision: Precision, device: Any = "cpu") -> Iterator[None]:
     """``torch.autocast`` for a resolved precision; a no-op for fp32."""
+    # local: import cost (torch, ~3 s: the command line's parser reads PRECISIONS here)
     import torch
 
     if precision.dtype is None:

@@ -17,9 +17,11 @@ from fcnkit.errors import InputError
 
 def pyplot() -> Any:
     """Return ``matplotlib.pyplot`` with the non-interactive Agg backend selected."""
+    # local: import cost (matplotlib.pyplot, ~1 s; the Agg backend is chosen first)
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    # local: import cost (after the backend is chosen)
     import matplotlib.pyplot as plt
 
     return plt

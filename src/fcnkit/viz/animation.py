@@ -16,6 +16,8 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.patches import Rectangle
+from PIL import Image
 
 from fcnkit.arith.taps import INPUT, INSERTED_ZERO, PADDING, TapLayout
 from fcnkit.atomic import atomic_path
@@ -42,7 +44,6 @@ _OUT_EMPTY, _OUT_DONE, _OUT_NOW = "#ffffff", "#41ab5d", "#00441b"
 
 def _render_frames(geom: TapLayout, dpi: int = 80) -> list[np.ndarray]:
     plt = pyplot()
-    from matplotlib.patches import Rectangle
 
     h, w = geom.cells.shape
     oh, ow = geom.output_shape
@@ -132,8 +133,6 @@ def write_conv_animation(
     Raises:
         InputError: with no path, or more than ``MAX_FRAMES`` output positions.
     """
-    from PIL import Image
-
     if gif_path is None and sheet_path is None:
         raise InputError("nothing to write: give a GIF path and/or a contact-sheet path")
     oh, ow = geom.output_shape

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import MaxNLocator
+
 from fcnkit.viz import pyplot, save_figure
 
 VAL_METRICS = (("miou", "mean IoU"), ("pixel_acc", "pixel accuracy"), ("mean_acc", "mean accuracy"))
@@ -39,7 +41,6 @@ def plot_training_curves(
     steps = [r for r in records if r.get("kind") == "step"]
     epochs = [r for r in records if r.get("kind") == "epoch"]
     plt = pyplot()
-    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_loss, ax_lr, ax_val) = plt.subplots(1, 3, figsize=(13, 3.6))
     if steps:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.ticker import MaxNLocator
 
 from fcnkit.errors import InputError
 from fcnkit.viz import pyplot, save_figure
@@ -34,8 +36,6 @@ def plot_dilation_coverage(
     if cov.ndim != 2 or cov.size == 0:
         raise InputError(f"coverage must be a non-empty 2-D array, got shape {cov.shape}")
     plt = pyplot()
-    from matplotlib.colors import LinearSegmentedColormap
-    from matplotlib.ticker import MaxNLocator
 
     h, w = cov.shape
     side = min(12.0, max(4.0, 0.32 * max(h, w) + 1.5))

@@ -38,6 +38,7 @@ from fcnkit.arith.layer import LAYER_KINDS, describe_layer
 from fcnkit.arith.matrix import conv_matrix
 from fcnkit.arith.receptive import receptive_field
 from fcnkit.arith.relationships import size_relationship
+from fcnkit.arith.taps import INPUT, INSERTED_ZERO, PADDING, tap_layout
 from fcnkit.errors import InputError
 from fcnkit.jsonio import loads_bounded
 
@@ -125,8 +126,6 @@ def animation_view(params: Params) -> dict[str, Any]:
     """Cell kinds of the drawn input grid and the kernel taps of every output pixel
     (:func:`fcnkit.arith.taps.tap_layout`), refused as ``fcnkit animate`` refuses it
     (:func:`fcnkit.limits.check_animation`)."""
-    from fcnkit.arith.taps import INPUT, INSERTED_ZERO, PADDING, tap_layout
-
     args = _layer_args(params)
     if args["convention"] != "pytorch" or args["ceil_mode"]:
         raise InputError("the animation draws PyTorch floor-mode geometry; choose the pytorch "

@@ -31,12 +31,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from fcnkit.atomic import read_text_utf8, write_text_atomic
+from fcnkit.data import open_dataset
+from fcnkit.data.palette import voc_palette
 from fcnkit.errors import InputError, first_line, warn
+from fcnkit.inference.predict import predict_samples
+from fcnkit.metrics import ConfusionMatrix
 from fcnkit.outputs import check_outputs
+from fcnkit.runtime.checkpoint import (
+    describe_checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+    run_checkpoint,
+)
 from fcnkit.schemas import RUN_CONFIG, check_fields
 from fcnkit.training.runlog import read_run_log_counted
+from fcnkit.viz.predictions import PANEL_NAMES, pixel_accuracy, prediction_panels
 
 __all__ = ["DEFAULT_GALLERY", "default_report_path", "load_run", "render_report",
            "write_report"]
@@ -102,8 +114,6 @@ def load_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
                            "metrics": None, "checkpoint_path": None}
     has_checkpoint = (path / "best.pt").is_file() or (path / "last.pt").is_file()
     if has_checkpoint:
-        from fcnkit.runtime.checkpoint import describe_checkpoint, load_checkpoint, run_checkpoint
-
         file = run_checkpoint(path)
         ckpt = load_checkpoint(file)
         parameters = sum(int(t.numel()) for t in ckpt["model_state"].values()
@@ -122,8 +132,6 @@ def load_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         }
         stored = ckpt.get("metrics") or {}
         if stored.get("confusion") is not None:
-            from fcnkit.metrics import ConfusionMatrix
-
             scores = ConfusionMatrix.from_matrix(stored["confusion"]).compute()
             classes = list(stored.get("classes") or ckpt.get("classes") or
                            [str(i) for i in range(len(scores["iou"]))])
@@ -137,7 +145,6 @@ def _gallery(run: dict[str, Any], count: int, device: str) -> list[dict[str, str
     """``count`` validation images of ``run`` with ground truth, prediction and errors."""
     if count <= 0 or not run.get("checkpoint_path") or not run.get("config"):
         return []
-    from fcnkit.data import open_dataset
 
     config = run["config"]
     try:
@@ -146,10 +153,6 @@ def _gallery(run: dict[str, Any], count: int, device: str) -> list[dict[str, str
         warnings.warn(f"{run['path']}: no gallery, the validation data cannot be opened "
                       f"({str(exc).splitlines()[0]})", stacklevel=2)
         return []
-    from fcnkit.data.palette import voc_palette
-    from fcnkit.inference.predict import predict_samples
-    from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
-    from fcnkit.viz.predictions import PANEL_NAMES, pixel_accuracy, prediction_panels
 
     ckpt = load_checkpoint(run["checkpoint_path"])
     model = model_from_checkpoint(ckpt, device=device)
@@ -166,8 +169,6 @@ def _gallery(run: dict[str, Any], count: int, device: str) -> list[dict[str, str
 
 
 def _png_uri(rgb: np.ndarray) -> str:
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
