@@ -113,12 +113,24 @@ def _targets(name: str, node: ast.Import | ast.ImportFrom) -> list[str]:
     return [f"{base}.{a.name}" for a in node.names]
 
 
+def _named_by_string(name: str) -> list[str]:
+    """fcnkit modules named by a string constant (``importlib.import_module(...)``, a lazy
+    name table such as fcnkit.data's): imported by name, so an edge too."""
+    return [node.value for node in ast.walk(TREES[name])
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and node.value in MODULES]
+
+
 def _imports(name: str) -> set[str]:
-    """fcnkit modules ``name`` imports, function-local imports included. ``from P import x``
-    counts as P.x when that is a module, else as P. Importing one's own parent package
-    (``from fcnkit.arith import ...`` inside fcnkit.arith) is how a package's modules reach
-    their siblings and is not an edge."""
+    """fcnkit modules ``name`` imports, function-local imports and modules imported by name
+    included. ``from P import x`` counts as P.x when that is a module, else as P. Importing
+    one's own parent package (``from fcnkit.arith import ...`` inside fcnkit.arith) is how
+    a package's modules reach their siblings and is not an edge."""
     found: set[str] = set()
+    by_string = _named_by_string(name)
+    for target in by_string:
+        if target != name and not name.startswith(target + "."):
+            found.add(target)
     for node, _ in _import_statements(name):
         for target in _targets(name, node):
             while target and target not in MODULES:  # fcnkit.arith.sizes.as_pair → module
@@ -136,6 +148,7 @@ def test_the_scan_sees_the_imports_it_should():
     # a failing scan must not pass the tests below vacuously
     assert "fcnkit.arith" in GRAPH["fcnkit.models.fcn"]
     assert "fcnkit.errors" in GRAPH["fcnkit.limits"]
+    assert "fcnkit.data.voc" in GRAPH["fcnkit.data"]  # a lazy name table counts
     assert len(MODULES) > 30
     # a function-local import is an edge too
     local = [(n, t) for n in MODULES for node, inside in _import_statements(n) if inside

@@ -10,7 +10,8 @@ from PIL import Image
 
 from fcnkit.cli import main
 from fcnkit.data import detect_layout, open_dataset, read_image
-from fcnkit.data.folder import read_classes_file, read_mask
+from fcnkit.data.folder import read_classes_file
+from fcnkit.data.images import read_mask
 from fcnkit.data.palette import save_mask_png, voc_palette
 from fcnkit.data.voc import VOC_CLASSES, packaged_split_ids
 from fcnkit.errors import FcnkitWarning, InputError

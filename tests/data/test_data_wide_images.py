@@ -10,7 +10,7 @@ from torchvision.io import decode_image, read_file
 from torchvision.transforms.v2 import functional as TF
 
 from fcnkit.data import read_image
-from fcnkit.data.folder import read_image_array
+from fcnkit.data.images import read_image_array
 
 # torchvision 0.29 deprecates its image decoders (moving to torchcodec); still the oracle here.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

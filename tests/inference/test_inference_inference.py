@@ -254,7 +254,7 @@ def test_uint8_image_view_gives_the_labels_of_the_float_image(max_pixels) -> Non
     # time: the labels must equal those of the whole float image read by read_image.
     import numpy as np
 
-    from fcnkit.data.folder import _to_float_chw
+    from fcnkit.data.images import _to_float_chw
     from fcnkit.inference.predict import predict_image
 
     model = context_model(num_classes=3)

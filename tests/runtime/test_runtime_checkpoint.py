@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-import fcnkit.models
 from fcnkit.errors import InputError
 from fcnkit.runtime import checkpoint as ck
 
@@ -38,7 +37,8 @@ def fake_build_model(name, *, num_classes, width=4, weights=None, backbone_weigh
 
 @pytest.fixture
 def tiny_registry(monkeypatch):
-    monkeypatch.setattr(fcnkit.models, "build_model", fake_build_model, raising=False)
+    # where runtime.checkpoint looks the builder up
+    monkeypatch.setattr(ck, "build_model", fake_build_model)
 
 
 def make_payload(num_classes=3, width=4, seed=0):

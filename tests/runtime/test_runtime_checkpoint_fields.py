@@ -66,7 +66,7 @@ def test_crafted_fields_are_refused_naming_the_file(tmp_path, changes, monkeypat
     def no_model(*args, **kwargs):
         raise AssertionError("a model was built from a crafted checkpoint")
 
-    monkeypatch.setattr("fcnkit.models.build_model", no_model)
+    monkeypatch.setattr(ckpt_io, "build_model", no_model)
     with pytest.raises(InputError, match=str(path)):
         load_checkpoint(path)
 

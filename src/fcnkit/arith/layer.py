@@ -12,6 +12,8 @@ convolution, the direct convolution that maps back. Pure Python, no torch::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fcnkit.arith import sizes
@@ -105,56 +107,88 @@ def describe_layer(
         "dilation": _listify(dilation),
     }
     report["effective_kernel"] = _listify(sizes.effective_kernel(kernel, dilation))
-    geometry = (size, kernel, stride, padding, dilation)
+    layer = _Layer(size, kernel, stride, padding, dilation, convention)
+    return _DESCRIBE[kind](layer, report, output_padding=output_padding, ceil_mode=ceil_mode)
 
-    if kind == "pool":
-        out = sizes.pool_output_size(*geometry, ceil_mode=ceil_mode, convention=convention)
-        if convention != "tensorflow":
-            # Caffe's pooling always rounds up (sizes.pool_output_size).
-            report["ceil_mode"] = bool(ceil_mode) or convention == "caffe"
-        report["output_size"] = _listify(out)
-        return report
 
-    if kind == "conv_transpose":
-        out = sizes.conv_transpose_output_size(
-            *geometry, output_padding=output_padding, convention=convention
-        )
-        report["output_padding"] = _listify(output_padding)
-        report["output_size"] = _listify(out)
-        if not isinstance(padding, str):
-            # The direct convolution with the same geometry maps the output back.
-            back = sizes.conv_output_size(out, kernel, stride, padding, dilation)
-            report["inverse"] = {
-                "layer": "conv",
-                "kernel": _listify(kernel),
-                "stride": _listify(stride),
-                "padding": _listify(padding),
-                "dilation": _listify(dilation),
-                "output_size": _listify(back),
-            }
-            if back != size:
-                # o' = (i-1)s - 2p + d(k-1) + 1 + op maps back to i + floor(op / s): exact
-                # only for op < s, which PyTorch does not demand (it needs op < max(s, d)).
-                report["note"] = (
-                    "output_padding >= stride: the convolution with this geometry does not "
-                    "map the output back to the input size"
-                )
-        return report
+@dataclass(frozen=True)
+class _Layer:
+    """The geometry every kind shares, as given (ints or per-dimension tuples)."""
 
-    out = sizes.conv_output_size(*geometry, convention=convention)
+    size: Any
+    kernel: Any
+    stride: Any
+    padding: Any
+    dilation: Any
+    convention: str
+
+    @property
+    def geometry(self) -> tuple[Any, Any, Any, Any, Any]:
+        return self.size, self.kernel, self.stride, self.padding, self.dilation
+
+
+def _describe_pool(layer: _Layer, report: dict[str, Any], *, ceil_mode: bool,
+                   **_: Any) -> dict[str, Any]:
+    out = sizes.pool_output_size(*layer.geometry, ceil_mode=ceil_mode,
+                                 convention=layer.convention)
+    if layer.convention != "tensorflow":
+        # Caffe's pooling always rounds up (sizes.pool_output_size).
+        report["ceil_mode"] = bool(ceil_mode) or layer.convention == "caffe"
     report["output_size"] = _listify(out)
-    symmetric: Any = padding
-    if padding == "valid":
-        symmetric = 0
-    elif padding == "same":
-        pairs = sizes.same_padding(kernel, stride, dilation, size=size)
-        pair_list = [pairs] if isinstance(pairs[0], int) else list(pairs)
-        report["same_padding"] = [list(p) for p in pair_list]
-        if all(before == after for before, after in pair_list):
-            befores = tuple(before for before, _ in pair_list)
-            symmetric = befores[0] if isinstance(pairs[0], int) else befores
-        else:
-            symmetric = None
+    return report
+
+
+def _describe_conv_transpose(layer: _Layer, report: dict[str, Any], *, output_padding: Dims,
+                             **_: Any) -> dict[str, Any]:
+    out = sizes.conv_transpose_output_size(
+        *layer.geometry, output_padding=output_padding, convention=layer.convention
+    )
+    report["output_padding"] = _listify(output_padding)
+    report["output_size"] = _listify(out)
+    if isinstance(layer.padding, str):
+        return report
+    # The direct convolution with the same geometry maps the output back.
+    back = sizes.conv_output_size(out, layer.kernel, layer.stride, layer.padding,
+                                  layer.dilation)
+    report["inverse"] = {
+        "layer": "conv",
+        "kernel": _listify(layer.kernel),
+        "stride": _listify(layer.stride),
+        "padding": _listify(layer.padding),
+        "dilation": _listify(layer.dilation),
+        "output_size": _listify(back),
+    }
+    if back != layer.size:
+        # o' = (i-1)s - 2p + d(k-1) + 1 + op maps back to i + floor(op / s): exact
+        # only for op < s, which PyTorch does not demand (it needs op < max(s, d)).
+        report["note"] = (
+            "output_padding >= stride: the convolution with this geometry does not "
+            "map the output back to the input size"
+        )
+    return report
+
+
+def _symmetric_padding(layer: _Layer, report: dict[str, Any]) -> Any:
+    """The convolution's padding as one symmetric amount per dimension (TensorFlow's
+    ``"valid"`` is 0, its ``"same"`` the before-padding when before = after), or None
+    when ``"same"`` pads asymmetrically; records ``same_padding`` in ``report``."""
+    if layer.padding == "valid":
+        return 0
+    if layer.padding != "same":
+        return layer.padding
+    pairs = sizes.same_padding(layer.kernel, layer.stride, layer.dilation, size=layer.size)
+    pair_list = [pairs] if isinstance(pairs[0], int) else list(pairs)
+    report["same_padding"] = [list(p) for p in pair_list]
+    if not all(before == after for before, after in pair_list):
+        return None
+    befores = tuple(before for before, _ in pair_list)
+    return befores[0] if isinstance(pairs[0], int) else befores
+
+
+def _describe_conv(layer: _Layer, report: dict[str, Any], **_: Any) -> dict[str, Any]:
+    out = sizes.conv_output_size(*layer.geometry, convention=layer.convention)
+    report["output_size"] = _listify(out)
+    symmetric = _symmetric_padding(layer, report)
     if symmetric is None:
         report["inverse"] = None
         report["note"] = (
@@ -163,7 +197,8 @@ def describe_layer(
         )
         return report
     try:
-        eq = sizes.transposed_equivalent(size, kernel, stride, symmetric, dilation)
+        eq = sizes.transposed_equivalent(layer.size, layer.kernel, layer.stride, symmetric,
+                                         layer.dilation)
     except ValueError:
         # Only Caffe's truncating division gets here: its kernel overhangs the input.
         report["inverse"] = None
@@ -173,14 +208,14 @@ def describe_layer(
         )
         return report
     recovered = sizes.conv_transpose_output_size(
-        out, kernel, stride, symmetric, dilation, eq.extra
+        out, layer.kernel, layer.stride, symmetric, layer.dilation, eq.extra
     )
     report["inverse"] = {
         "layer": "conv_transpose",
-        "kernel": _listify(kernel),
-        "stride": _listify(stride),
+        "kernel": _listify(layer.kernel),
+        "stride": _listify(layer.stride),
         "padding": _listify(symmetric),
-        "dilation": _listify(dilation),
+        "dilation": _listify(layer.dilation),
         "output_padding": _listify(eq.extra),
         "output_size": _listify(recovered),
     }
@@ -193,9 +228,17 @@ def describe_layer(
         "stretched_size": _listify(eq.stretched_size),
         "padded_size": _listify(eq.padded_size),
     }
-    if convention == "caffe" and any(v != 0 for v in _as_list(eq.extra)):
+    if layer.convention == "caffe" and any(v != 0 for v in _as_list(eq.extra)):
         report["note"] = (
             "Caffe's Deconvolution has no output_padding: it gives the smaller size; "
             "crop or pad to reach the original"
         )
     return report
+
+
+#: One describer per layer kind (each adds its own fields to the shared report).
+_DESCRIBE: dict[str, Callable[..., dict[str, Any]]] = {
+    "conv": _describe_conv,
+    "conv_transpose": _describe_conv_transpose,
+    "pool": _describe_pool,
+}

@@ -101,99 +101,117 @@ def size_relationship(
         raise InputError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
     i, k, d, a = int(size), int(kernel), int(dilation), int(output_padding)
     s = int(stride) if stride is not None else (k if kind == "pool" else 1)
-
-    def rule(number: int | None, case: str, formula: str, expression: str, value: int,
-             source: str = _PAPER) -> SizeRelationship:
-        return SizeRelationship(number, case, formula, f"o = {expression} = {value}", value,
-                                source)
-
     if convention == "tensorflow" or isinstance(padding, str):
-        mode = str(padding).lower()
-        if mode == "same":
-            return rule(None, "TensorFlow SAME padding", "o = ceil(i / s)",
-                        f"ceil({i} / {s})", _ceil_div(i, s), "TensorFlow tf.nn.conv2d")
-        span = d * (k - 1)
-        return rule(None, "TensorFlow VALID padding", "o = ceil((i - d(k - 1)) / s)",
-                    f"ceil(({i} - {span}) / {s})", _ceil_div(i - span, s),
-                    "TensorFlow tf.nn.conv2d")
+        return _tensorflow(str(padding).lower(), i, k, s, d)
     p = int(padding)
-
     if kind == "pool":
-        if convention == "caffe":
-            value = _ceil_div(i + 2 * p - k, s) + 1
-            clip = p > 0 and (value - 1) * s >= i + p
-            expression = f"ceil(({i} + 2*{p} - {k}) / {s}) + 1" + (" - 1" if clip else "")
-            return rule(None, "Caffe pooling (always rounds up; last window clipped "
-                        "when padded)", "o = ceil((i + 2p - k) / s) + 1",
-                        expression, value - int(clip), "Caffe pooling_layer.cpp")
-        if ceil_mode:
-            value = _ceil_div(i + 2 * p - d * (k - 1) - 1, s) + 1
-            clip = (value - 1) * s >= i + p
-            expression = (f"ceil(({i} + 2*{p} - {d}*({k} - 1) - 1) / {s}) + 1"
-                          + (" - 1" if clip else ""))
-            return rule(None, "ceil_mode pooling (last window must start inside the input)",
-                        "o = ceil((i + 2p - d(k - 1) - 1) / s) + 1", expression,
-                        value - int(clip), "PyTorch nn.MaxPool2d")
-        if p == 0 and d == 1:
-            return rule(7, "pooling", "o = floor((i - k) / s) + 1",
-                        f"floor(({i} - {k}) / {s}) + 1", _floor_div(i - k, s) + 1)
+        found = _pool(i, k, s, p, d, ceil_mode, convention)
+        if found is not None:
+            return found
         # Padded or dilated pooling follows the convolution rule (PyTorch nn.MaxPool2d).
-
     if kind == "conv_transpose":
-        if d != 1:
-            value = (i - 1) * s - 2 * p + d * (k - 1) + a + 1
-            return rule(None, "dilated transposed convolution",
-                        "o = (i - 1)s - 2p + d(k - 1) + a + 1",
-                        f"({i} - 1)*{s} - 2*{p} + {d}*({k} - 1) + {a} + 1", value,
-                        "PyTorch nn.ConvTranspose2d")
-        if s == 1 and a == 0:
-            if p == 0:
-                return rule(8, "transposed: no zero padding, unit strides",
-                            "o = i + (k - 1)", f"{i} + ({k} - 1)", i + (k - 1))
-            if k % 2 == 1 and p == (k - 1) // 2:
-                return rule(10, "transposed: half (same) padding, unit strides", "o = i",
-                            f"{i}", i)
-            if p == k - 1:
-                return rule(11, "transposed: full padding, unit strides", "o = i - (k - 1)",
-                            f"{i} - ({k} - 1)", i - (k - 1))
-            return rule(9, "transposed: zero padding, unit strides", "o = i + (k - 1) - 2p",
-                        f"{i} + ({k} - 1) - 2*{p}", i + (k - 1) - 2 * p)
-        if a == 0:
-            if p == 0:
-                return rule(12, "transposed: no zero padding, non-unit strides",
-                            "o = s(i - 1) + k", f"{s}*({i} - 1) + {k}", s * (i - 1) + k)
-            return rule(13, "transposed: zero padding, non-unit strides",
-                        "o = s(i - 1) + k - 2p", f"{s}*({i} - 1) + {k} - 2*{p}",
-                        s * (i - 1) + k - 2 * p)
-        return rule(14, "transposed: zero padding, non-unit strides, output padding a",
-                    "o = s(i - 1) + a + k - 2p", f"{s}*({i} - 1) + {a} + {k} - 2*{p}",
-                    s * (i - 1) + a + k - 2 * p)
+        return _conv_transpose(i, k, s, p, d, a)
+    return _conv(i, k, s, p, d, convention)
 
-    # Direct convolution (and padded / dilated pooling).
+
+def _rule(number: int | None, case: str, formula: str, expression: str, value: int,
+          source: str = _PAPER) -> SizeRelationship:
+    return SizeRelationship(number, case, formula, f"o = {expression} = {value}", value,
+                            source)
+
+
+def _tensorflow(mode: str, i: int, k: int, s: int, d: int) -> SizeRelationship:
+    if mode == "same":
+        return _rule(None, "TensorFlow SAME padding", "o = ceil(i / s)",
+                     f"ceil({i} / {s})", _ceil_div(i, s), "TensorFlow tf.nn.conv2d")
+    span = d * (k - 1)
+    return _rule(None, "TensorFlow VALID padding", "o = ceil((i - d(k - 1)) / s)",
+                 f"ceil(({i} - {span}) / {s})", _ceil_div(i - span, s),
+                 "TensorFlow tf.nn.conv2d")
+
+
+def _pool(i: int, k: int, s: int, p: int, d: int, ceil_mode: bool,
+          convention: str) -> SizeRelationship | None:
+    """Pooling's own rules; None when the convolution rule applies (padded or dilated)."""
+    if convention == "caffe":
+        value = _ceil_div(i + 2 * p - k, s) + 1
+        clip = p > 0 and (value - 1) * s >= i + p
+        expression = f"ceil(({i} + 2*{p} - {k}) / {s}) + 1" + (" - 1" if clip else "")
+        return _rule(None, "Caffe pooling (always rounds up; last window clipped "
+                     "when padded)", "o = ceil((i + 2p - k) / s) + 1",
+                     expression, value - int(clip), "Caffe pooling_layer.cpp")
+    if ceil_mode:
+        value = _ceil_div(i + 2 * p - d * (k - 1) - 1, s) + 1
+        clip = (value - 1) * s >= i + p
+        expression = (f"ceil(({i} + 2*{p} - {d}*({k} - 1) - 1) / {s}) + 1"
+                      + (" - 1" if clip else ""))
+        return _rule(None, "ceil_mode pooling (last window must start inside the input)",
+                     "o = ceil((i + 2p - d(k - 1) - 1) / s) + 1", expression,
+                     value - int(clip), "PyTorch nn.MaxPool2d")
+    if p == 0 and d == 1:
+        return _rule(7, "pooling", "o = floor((i - k) / s) + 1",
+                     f"floor(({i} - {k}) / {s}) + 1", _floor_div(i - k, s) + 1)
+    return None
+
+
+def _conv_transpose(i: int, k: int, s: int, p: int, d: int, a: int) -> SizeRelationship:
+    if d != 1:
+        value = (i - 1) * s - 2 * p + d * (k - 1) + a + 1
+        return _rule(None, "dilated transposed convolution",
+                     "o = (i - 1)s - 2p + d(k - 1) + a + 1",
+                     f"({i} - 1)*{s} - 2*{p} + {d}*({k} - 1) + {a} + 1", value,
+                     "PyTorch nn.ConvTranspose2d")
+    if s == 1 and a == 0:
+        if p == 0:
+            return _rule(8, "transposed: no zero padding, unit strides",
+                         "o = i + (k - 1)", f"{i} + ({k} - 1)", i + (k - 1))
+        if k % 2 == 1 and p == (k - 1) // 2:
+            return _rule(10, "transposed: half (same) padding, unit strides", "o = i",
+                         f"{i}", i)
+        if p == k - 1:
+            return _rule(11, "transposed: full padding, unit strides", "o = i - (k - 1)",
+                         f"{i} - ({k} - 1)", i - (k - 1))
+        return _rule(9, "transposed: zero padding, unit strides", "o = i + (k - 1) - 2p",
+                     f"{i} + ({k} - 1) - 2*{p}", i + (k - 1) - 2 * p)
+    if a == 0:
+        if p == 0:
+            return _rule(12, "transposed: no zero padding, non-unit strides",
+                         "o = s(i - 1) + k", f"{s}*({i} - 1) + {k}", s * (i - 1) + k)
+        return _rule(13, "transposed: zero padding, non-unit strides",
+                     "o = s(i - 1) + k - 2p", f"{s}*({i} - 1) + {k} - 2*{p}",
+                     s * (i - 1) + k - 2 * p)
+    return _rule(14, "transposed: zero padding, non-unit strides, output padding a",
+                 "o = s(i - 1) + a + k - 2p", f"{s}*({i} - 1) + {a} + {k} - 2*{p}",
+                 s * (i - 1) + a + k - 2 * p)
+
+
+def _conv(i: int, k: int, s: int, p: int, d: int, convention: str) -> SizeRelationship:
+    """A direct convolution (and padded / dilated pooling)."""
     if convention == "caffe":
         # Caffe divides with C++ ints (truncation toward zero), conv_layer.cpp.
         value = int((i + 2 * p - d * (k - 1) - 1) / s) + 1
-        return rule(None, "Caffe convolution (C++ integer division)",
-                    "o = trunc((i + 2p - d(k - 1) - 1) / s) + 1",
-                    f"trunc(({i} + 2*{p} - {d}*({k} - 1) - 1) / {s}) + 1", value,
-                    "Caffe conv_layer.cpp")
+        return _rule(None, "Caffe convolution (C++ integer division)",
+                     "o = trunc((i + 2p - d(k - 1) - 1) / s) + 1",
+                     f"trunc(({i} + 2*{p} - {d}*({k} - 1) - 1) / {s}) + 1", value,
+                     "Caffe conv_layer.cpp")
     if d != 1:
-        return rule(15, "dilated convolution", "o = floor((i + 2p - k - (k - 1)(d - 1)) / s) + 1",
-                    f"floor(({i} + 2*{p} - {k} - ({k} - 1)*({d} - 1)) / {s}) + 1",
-                    _floor_div(i + 2 * p - k - (k - 1) * (d - 1), s) + 1)
+        return _rule(15, "dilated convolution",
+                     "o = floor((i + 2p - k - (k - 1)(d - 1)) / s) + 1",
+                     f"floor(({i} + 2*{p} - {k} - ({k} - 1)*({d} - 1)) / {s}) + 1",
+                     _floor_div(i + 2 * p - k - (k - 1) * (d - 1), s) + 1)
     if s == 1:
         if p == 0:
-            return rule(1, "no zero padding, unit strides", "o = (i - k) + 1",
-                        f"({i} - {k}) + 1", (i - k) + 1)
+            return _rule(1, "no zero padding, unit strides", "o = (i - k) + 1",
+                         f"({i} - {k}) + 1", (i - k) + 1)
         if k % 2 == 1 and p == (k - 1) // 2:
-            return rule(3, "half (same) padding, unit strides", "o = i", f"{i}", i)
+            return _rule(3, "half (same) padding, unit strides", "o = i", f"{i}", i)
         if p == k - 1:
-            return rule(4, "full padding, unit strides", "o = i + (k - 1)",
-                        f"{i} + ({k} - 1)", i + (k - 1))
-        return rule(2, "zero padding, unit strides", "o = (i - k) + 2p + 1",
-                    f"({i} - {k}) + 2*{p} + 1", (i - k) + 2 * p + 1)
+            return _rule(4, "full padding, unit strides", "o = i + (k - 1)",
+                         f"{i} + ({k} - 1)", i + (k - 1))
+        return _rule(2, "zero padding, unit strides", "o = (i - k) + 2p + 1",
+                     f"({i} - {k}) + 2*{p} + 1", (i - k) + 2 * p + 1)
     if p == 0:
-        return rule(5, "no zero padding, non-unit strides", "o = floor((i - k) / s) + 1",
-                    f"floor(({i} - {k}) / {s}) + 1", _floor_div(i - k, s) + 1)
-    return rule(6, "zero padding, non-unit strides", "o = floor((i + 2p - k) / s) + 1",
-                f"floor(({i} + 2*{p} - {k}) / {s}) + 1", _floor_div(i + 2 * p - k, s) + 1)
+        return _rule(5, "no zero padding, non-unit strides", "o = floor((i - k) / s) + 1",
+                     f"floor(({i} - {k}) / {s}) + 1", _floor_div(i - k, s) + 1)
+    return _rule(6, "zero padding, non-unit strides", "o = floor((i + 2p - k) / s) + 1",
+                 f"floor(({i} + 2*{p} - {k}) / {s}) + 1", _floor_div(i + 2 * p - k, s) + 1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fcnkit.errors import InputError
@@ -140,13 +141,42 @@ def _non_negative(name: str, value: Any) -> int:
     return v
 
 
-def _per_dim(fn: Callable[..., Any], ndim: int | None, values: dict[str, list[Any]]) -> Any:
-    n = 1 if ndim is None else ndim
-    out = []
-    for j in range(n):
-        kwargs = {name: vals[j] for name, vals in values.items()}
-        out.append(fn(j, **kwargs))
-    return _pack(ndim, out)
+#: The order in which arguments are checked (the first bad one is reported); the paddings
+#: may be 0, everything else must be positive.
+_CHECK_ORDER = ("size", "target", "kernel", "stride", "dilation", "output_padding", "padding")
+_NON_NEGATIVE = ("output_padding", "padding")
+
+
+def _each_dimension(rule: Callable[..., Any], *, raw: Sequence[str] = (), **named: Any) -> Any:
+    """Apply ``rule(label, **values)`` to every spatial dimension: the one place an argument
+    is broadcast and checked.
+
+    The named int/tuple arguments are broadcast (:func:`_broadcast`), then each value is
+    checked once per dimension, in :data:`_CHECK_ORDER`: paddings must be non-negative
+    integers, every other argument a positive integer; names in ``raw`` are passed as given
+    (a string padding, an optional size). ``label(name)`` names an argument with its
+    dimension (``kernel[1]``) for messages. Returns an int when every argument was a
+    scalar, else a tuple with one result per dimension.
+    """
+    ndim, vals = _broadcast(**named)
+    order = sorted(vals, key=lambda name: _CHECK_ORDER.index(name) if name in _CHECK_ORDER
+                   else len(_CHECK_ORDER))
+    results = []
+    for j in range(1 if ndim is None else ndim):
+        def label(name: str, j: int = j) -> str:
+            return _label(name, ndim, j)
+
+        checked: dict[str, Any] = {}
+        for name in order:
+            value = vals[name][j]
+            if name in raw:
+                checked[name] = value
+            elif name in _NON_NEGATIVE:
+                checked[name] = _non_negative(label(name), value)
+            else:
+                checked[name] = _positive(label(name), value)
+        results.append(rule(label, **checked))
+    return _pack(ndim, results)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -168,14 +198,8 @@ def effective_kernel(kernel: Dims, dilation: Dims = 1) -> Dims:
     Returns:
         The effective kernel size, int or tuple like the inputs.
     """
-    ndim, vals = _broadcast(kernel=kernel, dilation=dilation)
-
-    def one(j: int, kernel: Any, dilation: Any) -> int:
-        k = _positive(_label("kernel", ndim, j), kernel)
-        d = _positive(_label("dilation", ndim, j), dilation)
-        return d * (k - 1) + 1
-
-    return _per_dim(one, ndim, vals)
+    return _each_dimension(lambda label, kernel, dilation: dilation * (kernel - 1) + 1,
+                           kernel=kernel, dilation=dilation)
 
 
 def _check_convention(convention: Any, padding: Any) -> str:
@@ -242,39 +266,37 @@ def conv_output_size(
     """
     conv = _check_convention(convention, padding)
     mode = _padding_mode(padding)
-    ndim, vals = _broadcast(
-        size=size, kernel=kernel, stride=stride, padding=padding, dilation=dilation
-    )
+    return _each_dimension(partial(_conv_size, mode=mode, caffe=conv == "caffe"),
+                           raw=("padding",) if mode else (), size=size, kernel=kernel,
+                           stride=stride, padding=padding, dilation=dilation)
 
-    def one(j: int, size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any) -> int:
-        i = _positive(_label("size", ndim, j), size)
-        k = _positive(_label("kernel", ndim, j), kernel)
-        s = _positive(_label("stride", ndim, j), stride)
-        d = _positive(_label("dilation", ndim, j), dilation)
-        extent = d * (k - 1) + 1
-        if mode == "same":
-            # TensorFlow "SAME": out = ceil(i / s), whatever the kernel.
-            return _ceil_div(i, s)
-        p = 0 if mode == "valid" else _non_negative(_label("padding", ndim, j), padding)
-        if conv == "caffe":
-            # output_dim = (input_dim + 2 * pad - kernel_extent) / stride + 1 in C++ ints.
-            out = int((i + 2 * p - extent) / s) + 1
-            if out < 1:
-                raise InputError(
-                    f"{_label('kernel', ndim, j)}: the effective kernel {extent} overhangs "
-                    f"the padded input {i + 2 * p} by a stride or more (Caffe output < 1)"
-                )
-            return out
-        if i + 2 * p < extent:
+
+def _conv_size(label: Callable[[str], str], *, size: int, kernel: int, stride: int,
+               padding: Any, dilation: int, mode: str | None, caffe: bool) -> int:
+    """:func:`conv_output_size` along one dimension (arguments checked)."""
+    i, k, s, d = size, kernel, stride, dilation
+    extent = d * (k - 1) + 1
+    if mode == "same":
+        # TensorFlow "SAME": out = ceil(i / s), whatever the kernel.
+        return _ceil_div(i, s)
+    p = 0 if mode == "valid" else padding
+    if caffe:
+        # output_dim = (input_dim + 2 * pad - kernel_extent) / stride + 1 in C++ ints.
+        out = int((i + 2 * p - extent) / s) + 1
+        if out < 1:
             raise InputError(
-                f"{_label('kernel', ndim, j)}: the effective kernel d*(k-1)+1 = {extent} does "
-                f"not fit the padded input size + 2*padding = {i + 2 * p}; use a larger "
-                "input, more padding or a smaller kernel/dilation"
+                f"{label('kernel')}: the effective kernel {extent} overhangs "
+                f"the padded input {i + 2 * p} by a stride or more (Caffe output < 1)"
             )
-        # o = floor((i + 2p - d(k-1) - 1) / s) + 1; for "valid" this is ceil((i - d(k-1)) / s).
-        return (i + 2 * p - extent) // s + 1
-
-    return _per_dim(one, ndim, vals)
+        return out
+    if i + 2 * p < extent:
+        raise InputError(
+            f"{label('kernel')}: the effective kernel d*(k-1)+1 = {extent} does "
+            f"not fit the padded input size + 2*padding = {i + 2 * p}; use a larger "
+            "input, more padding or a smaller kernel/dilation"
+        )
+    # o = floor((i + 2p - d(k-1) - 1) / s) + 1; for "valid" this is ceil((i - d(k-1)) / s).
+    return (i + 2 * p - extent) // s + 1
 
 
 def conv_transpose_output_size(
@@ -315,59 +337,45 @@ def conv_transpose_output_size(
     """
     conv = _check_convention(convention, padding)
     mode = _padding_mode(padding)
-    ndim, vals = _broadcast(
-        size=size,
-        kernel=kernel,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        output_padding=output_padding,
-    )
+    return _each_dimension(
+        partial(_conv_transpose_size, mode=mode, caffe=conv == "caffe"),
+        raw=("padding",) if mode else (), size=size, kernel=kernel, stride=stride,
+        padding=padding, dilation=dilation, output_padding=output_padding)
 
-    def one(
-        j: int,
-        size: Any,
-        kernel: Any,
-        stride: Any,
-        padding: Any,
-        dilation: Any,
-        output_padding: Any,
-    ) -> int:
-        i = _positive(_label("size", ndim, j), size)
-        k = _positive(_label("kernel", ndim, j), kernel)
-        s = _positive(_label("stride", ndim, j), stride)
-        d = _positive(_label("dilation", ndim, j), dilation)
-        a = _non_negative(_label("output_padding", ndim, j), output_padding)
-        extent = d * (k - 1) + 1
-        if mode is not None:
-            if a:
-                raise InputError(
-                    f"output_padding must be 0 with padding={mode!r} (TensorFlow shape "
-                    "inference); use an integer padding to set output_padding"
-                )
-            # Keras deconv_output_length: SAME -> i*s, VALID -> i*s + max(extent - s, 0).
-            return i * s if mode == "same" else i * s + max(extent - s, 0)
-        p = _non_negative(_label("padding", ndim, j), padding)
-        if conv == "caffe" and a:
-            raise InputError(
-                f"{_label('output_padding', ndim, j)} must be 0 with convention='caffe' "
-                "(Caffe's Deconvolution layer has no output_padding)"
-            )
-        if a >= max(s, d):
-            raise InputError(
-                f"{_label('output_padding', ndim, j)} = {a} must be smaller than either "
-                f"stride ({s}) or dilation ({d}); use output_padding < {max(s, d)}"
-            )
-        out = (i - 1) * s - 2 * p + extent + a
-        if out < 1:
-            raise InputError(
-                f"{_label('padding', ndim, j)} = {p} is too large: the transposed convolution "
-                f"output (i-1)*s - 2p + d*(k-1) + a + 1 = {out} is not positive; use "
-                f"padding <= {((i - 1) * s + extent + a - 1) // 2}"
-            )
-        return out
 
-    return _per_dim(one, ndim, vals)
+def _conv_transpose_size(label: Callable[[str], str], *, size: int, kernel: int, stride: int,
+                         padding: Any, dilation: int, output_padding: int, mode: str | None,
+                         caffe: bool) -> int:
+    """:func:`conv_transpose_output_size` along one dimension (arguments checked)."""
+    i, k, s, d, a = size, kernel, stride, dilation, output_padding
+    extent = d * (k - 1) + 1
+    if mode is not None:
+        if a:
+            raise InputError(
+                f"output_padding must be 0 with padding={mode!r} (TensorFlow shape "
+                "inference); use an integer padding to set output_padding"
+            )
+        # Keras deconv_output_length: SAME -> i*s, VALID -> i*s + max(extent - s, 0).
+        return i * s if mode == "same" else i * s + max(extent - s, 0)
+    p = padding
+    if caffe and a:
+        raise InputError(
+            f"{label('output_padding')} must be 0 with convention='caffe' "
+            "(Caffe's Deconvolution layer has no output_padding)"
+        )
+    if a >= max(s, d):
+        raise InputError(
+            f"{label('output_padding')} = {a} must be smaller than either "
+            f"stride ({s}) or dilation ({d}); use output_padding < {max(s, d)}"
+        )
+    out = (i - 1) * s - 2 * p + extent + a
+    if out < 1:
+        raise InputError(
+            f"{label('padding')} = {p} is too large: the transposed convolution "
+            f"output (i-1)*s - 2p + d*(k-1) + a + 1 = {out} is not positive; use "
+            f"padding <= {((i - 1) * s + extent + a - 1) // 2}"
+        )
+    return out
 
 
 def pool_output_size(
@@ -426,61 +434,67 @@ def pool_output_size(
     any_padding = any(
         _non_negative(_label("padding", ndim, j), p) > 0 for j, p in enumerate(vals["padding"])
     )
+    rule = (partial(_caffe_pool_size, any_padding=any_padding) if conv == "caffe"
+            else partial(_pool_size, ceil_mode=ceil_mode))
+    return _each_dimension(rule, size=size, kernel=kernel, stride=stride_arg, padding=padding,
+                           dilation=dilation)
 
-    def one(j: int, size: Any, kernel: Any, stride: Any, padding: Any, dilation: Any) -> int:
-        i = _positive(_label("size", ndim, j), size)
-        k = _positive(_label("kernel", ndim, j), kernel)
-        s = _positive(_label("stride", ndim, j), stride)
-        d = _positive(_label("dilation", ndim, j), dilation)
-        p = _non_negative(_label("padding", ndim, j), padding)
-        extent = d * (k - 1) + 1
-        if conv == "caffe":
-            if d != 1:
-                raise InputError(
-                    f"{_label('dilation', ndim, j)} must be 1 with convention='caffe' "
-                    "(Caffe's Pooling layer has no dilation)"
-                )
-            if p >= k:
-                raise InputError(
-                    f"{_label('padding', ndim, j)} = {p} must be smaller than the kernel "
-                    f"({k}) with convention='caffe' (Caffe: CHECK_LT(pad_h_, kernel_h_))"
-                )
-            # pooled = ceil((i + 2p - k) / s) + 1 (pooling_layer.cpp, LayerSetUp/Reshape)
-            out = _ceil_div(i + 2 * p - k, s) + 1
-            # "If we have padding, ensure that the last pooling starts strictly inside the
-            # image (instead of at the padding); otherwise clip the last." Caffe tests
-            # `if (pad_h_ || pad_w_)`: padding in ANY dimension enables the clip in all.
-            if any_padding and (out - 1) * s >= i + p:
-                out -= 1
-            if out < 1:
-                raise InputError(
-                    f"{_label('kernel', ndim, j)} = {k} does not fit the padded input "
-                    f"size + 2*padding = {i + 2 * p} (output size would be < 1); use a "
-                    "smaller kernel or more padding"
-                )
-            return out
-        # PyTorch checks both pad <= (d(k-1)+1) // 2 (max_pool2d) and pad <= k // 2
-        # (pool2d_shape_check); the second is the binding one since d(k-1)+1 >= k.
-        if p > k // 2:
-            raise InputError(
-                f"{_label('padding', ndim, j)} = {p} must be at most half the kernel "
-                f"size {k}; use padding <= {k // 2}"
-            )
-        # PyTorch pooling_output_shape: floor (or ceil) of (i + 2p - d(k-1) - 1)/s, plus 1;
-        # in ceil mode the last window must start inside the input or the left padding.
-        numerator = i + 2 * p - extent + (s - 1 if ceil_mode else 0)
-        out = numerator // s + 1
-        if ceil_mode and (out - 1) * s >= i + p:
-            out -= 1
-        if out < 1:
-            raise InputError(
-                f"{_label('kernel', ndim, j)}: the effective pooling window d*(k-1)+1 = "
-                f"{extent} does not fit the padded input size + 2*padding = {i + 2 * p} "
-                "(output size would be < 1); use a larger input or a smaller window"
-            )
-        return out
 
-    return _per_dim(one, ndim, vals)
+def _caffe_pool_size(label: Callable[[str], str], *, size: int, kernel: int, stride: int,
+                     padding: int, dilation: int, any_padding: bool) -> int:
+    """Caffe's pooled size along one dimension (arguments checked; see pool_output_size)."""
+    i, k, s, p, d = size, kernel, stride, padding, dilation
+    if d != 1:
+        raise InputError(
+            f"{label('dilation')} must be 1 with convention='caffe' "
+            "(Caffe's Pooling layer has no dilation)"
+        )
+    if p >= k:
+        raise InputError(
+            f"{label('padding')} = {p} must be smaller than the kernel "
+            f"({k}) with convention='caffe' (Caffe: CHECK_LT(pad_h_, kernel_h_))"
+        )
+    # pooled = ceil((i + 2p - k) / s) + 1 (pooling_layer.cpp, LayerSetUp/Reshape)
+    out = _ceil_div(i + 2 * p - k, s) + 1
+    # "If we have padding, ensure that the last pooling starts strictly inside the
+    # image (instead of at the padding); otherwise clip the last." Caffe tests
+    # `if (pad_h_ || pad_w_)`: padding in ANY dimension enables the clip in all.
+    if any_padding and (out - 1) * s >= i + p:
+        out -= 1
+    if out < 1:
+        raise InputError(
+            f"{label('kernel')} = {k} does not fit the padded input "
+            f"size + 2*padding = {i + 2 * p} (output size would be < 1); use a "
+            "smaller kernel or more padding"
+        )
+    return out
+
+
+def _pool_size(label: Callable[[str], str], *, size: int, kernel: int, stride: int,
+               padding: int, dilation: int, ceil_mode: bool) -> int:
+    """PyTorch's pooled size along one dimension (arguments checked)."""
+    i, k, s, p, d = size, kernel, stride, padding, dilation
+    extent = d * (k - 1) + 1
+    # PyTorch checks both pad <= (d(k-1)+1) // 2 (max_pool2d) and pad <= k // 2
+    # (pool2d_shape_check); the second is the binding one since d(k-1)+1 >= k.
+    if p > k // 2:
+        raise InputError(
+            f"{label('padding')} = {p} must be at most half the kernel "
+            f"size {k}; use padding <= {k // 2}"
+        )
+    # PyTorch pooling_output_shape: floor (or ceil) of (i + 2p - d(k-1) - 1)/s, plus 1;
+    # in ceil mode the last window must start inside the input or the left padding.
+    numerator = i + 2 * p - extent + (s - 1 if ceil_mode else 0)
+    out = numerator // s + 1
+    if ceil_mode and (out - 1) * s >= i + p:
+        out -= 1
+    if out < 1:
+        raise InputError(
+            f"{label('kernel')}: the effective pooling window d*(k-1)+1 = "
+            f"{extent} does not fit the padded input size + 2*padding = {i + 2 * p} "
+            "(output size would be < 1); use a larger input or a smaller window"
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,43 +526,25 @@ def output_padding_for(
         InputError: when ``target`` is not reachable; the message gives the reachable range
             ``[base, base + max(s, d) - 1]`` (limited to positive sizes).
     """
-    ndim, vals = _broadcast(
-        size=size,
-        target=target,
-        kernel=kernel,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-    )
+    return _each_dimension(_output_padding, size=size, target=target, kernel=kernel,
+                           stride=stride, padding=padding, dilation=dilation)
 
-    def one(
-        j: int,
-        size: Any,
-        target: Any,
-        kernel: Any,
-        stride: Any,
-        padding: Any,
-        dilation: Any,
-    ) -> int:
-        i = _positive(_label("size", ndim, j), size)
-        t = _positive(_label("target", ndim, j), target)
-        k = _positive(_label("kernel", ndim, j), kernel)
-        s = _positive(_label("stride", ndim, j), stride)
-        d = _positive(_label("dilation", ndim, j), dilation)
-        p = _non_negative(_label("padding", ndim, j), padding)
-        base = (i - 1) * s - 2 * p + d * (k - 1) + 1
-        lo, hi = max(base, 1), base + max(s, d) - 1
-        a = t - base
-        if not (0 <= a < max(s, d)) or t < 1:
-            reach = f"[{lo}, {hi}]" if hi >= lo else "none (padding too large)"
-            raise InputError(
-                f"{_label('target', ndim, j)} = {t} is not reachable from size {i} with "
-                f"kernel {k}, stride {s}, padding {p}, dilation {d}: reachable output sizes "
-                f"are {reach} (output_padding 0..{max(s, d) - 1})"
-            )
-        return a
 
-    return _per_dim(one, ndim, vals)
+def _output_padding(label: Callable[[str], str], *, size: int, target: int, kernel: int,
+                    stride: int, padding: int, dilation: int) -> int:
+    """:func:`output_padding_for` along one dimension (arguments checked)."""
+    i, t, k, s, p, d = size, target, kernel, stride, padding, dilation
+    base = (i - 1) * s - 2 * p + d * (k - 1) + 1
+    lo, hi = max(base, 1), base + max(s, d) - 1
+    a = t - base
+    if not (0 <= a < max(s, d)) or t < 1:
+        reach = f"[{lo}, {hi}]" if hi >= lo else "none (padding too large)"
+        raise InputError(
+            f"{label('target')} = {t} is not reachable from size {i} with "
+            f"kernel {k}, stride {s}, padding {p}, dilation {d}: reachable output sizes "
+            f"are {reach} (output_padding 0..{max(s, d) - 1})"
+        )
+    return a
 
 
 def padding_for(
@@ -625,27 +621,27 @@ def same_padding(
         ``(before, after)`` for int arguments; a tuple of such pairs, one per dimension,
         when any argument is a tuple.
     """
-    ndim, vals = _broadcast(kernel=kernel, stride=stride, dilation=dilation, size=size)
+    return _each_dimension(_same_padding, raw=("size",), kernel=kernel, stride=stride,
+                           dilation=dilation, size=size)
 
-    def one(j: int, kernel: Any, stride: Any, dilation: Any, size: Any) -> tuple[int, int]:
-        k = _positive(_label("kernel", ndim, j), kernel)
-        s = _positive(_label("stride", ndim, j), stride)
-        d = _positive(_label("dilation", ndim, j), dilation)
-        extent = d * (k - 1) + 1
-        if size is None:
-            if s != 1:
-                raise InputError(
-                    f"size is required for same_padding with {_label('stride', ndim, j)} = "
-                    f"{s} > 1 (the padding depends on size mod stride); pass size="
-                )
-            total = extent - 1
-        else:
-            i = _positive(_label("size", ndim, j), size)
-            # TF: pad_total = max((out - 1) * s + extent - i, 0) with out = ceil(i / s)
-            total = max((_ceil_div(i, s) - 1) * s + extent - i, 0)
-        return total // 2, total - total // 2
 
-    return _per_dim(one, ndim, vals)
+def _same_padding(label: Callable[[str], str], *, kernel: int, stride: int, dilation: int,
+                  size: Any) -> tuple[int, int]:
+    """:func:`same_padding` along one dimension (kernel, stride, dilation checked)."""
+    k, s, d = kernel, stride, dilation
+    extent = d * (k - 1) + 1
+    if size is None:
+        if s != 1:
+            raise InputError(
+                f"size is required for same_padding with {label('stride')} = "
+                f"{s} > 1 (the padding depends on size mod stride); pass size="
+            )
+        total = extent - 1
+    else:
+        i = _positive(label("size"), size)
+        # TF: pad_total = max((out - 1) * s + extent - i, 0) with out = ceil(i / s)
+        total = max((_ceil_div(i, s) - 1) * s + extent - i, 0)
+    return total // 2, total - total // 2
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""Tiling geometry for sliding-window inference: where the windows start along one axis.
+"""Tiling geometry for sliding-window inference: where the windows start along one axis,
+which input rows a strip of a transposed convolution's output needs.
 
-Used by :mod:`fcnkit.inference.labels` (sliding-window evaluation and tiled prediction of
-large images); pure integer arithmetic, no torch.
+Pure integer arithmetic, no torch. When to tile and with which window is inference's
+policy (:mod:`fcnkit.inference.tiling`); :mod:`fcnkit.inference.labels` uses both.
 """
 
 from __future__ import annotations
@@ -13,29 +14,11 @@ import numpy as np
 from fcnkit.errors import InputError
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "DEFAULT_OVERLAP",
-    "DEFAULT_WINDOW",
-    "DEFAULT_LABEL_STRIP",
     "check_overlap",
     "sliding_window_starts",
     "transposed_input_span",
     "transposed_input_spans",
 ]
-
-#: Tile (window) size in pixels when tiling is asked for (or forced by a pixel budget)
-#: without a size: the one default of ``fcnkit eval --sliding`` and ``fcnkit predict``.
-DEFAULT_WINDOW = 512
-#: Fraction of a window shared by neighbouring windows when none is given: a third, so
-#: every pixel away from the border is seen by at least two tiles along each axis.
-DEFAULT_OVERLAP = 0.33
-#: Images with more pixels than this (1024 x 1024) are tiled even when no window is given,
-#: so one forward pass never holds the activations of a huge photo.
-DEFAULT_MAX_PIXELS = 1024 * 1024
-#: Output rows upsampled and reduced to labels at a time when only labels are wanted
-#: (:func:`fcnkit.inference.labels.labels_by_strips`): C x 64 x W floats stay in cache.
-DEFAULT_LABEL_STRIP = 64
-
 
 def check_overlap(overlap: float) -> float:
     """``overlap`` as a float in ``[0, 1)``, or InputError naming the argument."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.cli._common import (
     add_backend_arguments,
     backend_options,
@@ -27,6 +26,7 @@ from fcnkit.cli._common import (
     print_json,
     window,
 )
+from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 
 NAME = "eval"
 

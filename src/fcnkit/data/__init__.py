@@ -33,13 +33,13 @@ _LAZY = {
     "generate_synthetic_dataset": "fcnkit.data.synthetic",
     "cache_dir": "fcnkit.data.cache",
     "ensure_dataset": "fcnkit.data.cache",
-    "SegmentationDataset": "fcnkit.data.folder",
+    "SegmentationDataset": "fcnkit.data.dataset",
+    "dataset_summary": "fcnkit.data.dataset",
     "FolderDataset": "fcnkit.data.folder",
-    "read_image": "fcnkit.data.folder",
-    "read_image_array": "fcnkit.data.folder",
-    "read_mask": "fcnkit.data.folder",
     "read_classes_file": "fcnkit.data.folder",
-    "dataset_summary": "fcnkit.data.folder",
+    "read_image": "fcnkit.data.images",
+    "read_image_array": "fcnkit.data.images",
+    "read_mask": "fcnkit.data.images",
     "VOCDataset": "fcnkit.data.voc",
     "VOC_CLASSES": "fcnkit.data.voc",
     "CityscapesDataset": "fcnkit.data.cityscapes",
@@ -120,7 +120,7 @@ def open_dataset(
             (count in ``dataset.skipped``) instead of raising :class:`InputError`.
 
     Returns:
-        A :class:`~fcnkit.data.folder.SegmentationDataset` yielding (image float
+        A :class:`~fcnkit.data.dataset.SegmentationDataset` yielding (image float
         (3, H, W) in [0, 1], mask int64 (H, W), 255 = void).
     """
     kind, root = parse_spec(spec)

@@ -41,13 +41,9 @@ import numpy as np
 from scipy.io import loadmat
 
 from fcnkit.atomic import check_regular_file, read_text_utf8
-from fcnkit.data.folder import (
-    IMAGE_EXTENSIONS,
-    SegmentationDataset,
-    colour_lookup,
-    read_classes_file,
-    read_mask,
-)
+from fcnkit.data.dataset import SegmentationDataset
+from fcnkit.data.folder import read_classes_file
+from fcnkit.data.images import IMAGE_EXTENSIONS, colour_lookup, read_mask
 from fcnkit.data.palette import voc_palette
 from fcnkit.errors import InputError, warn
 

@@ -28,19 +28,22 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DataLoader
 
-from fcnkit.arith.tiling import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_OVERLAP,
-    DEFAULT_WINDOW,
-    check_overlap,
-)
+from fcnkit.arith.tiling import check_overlap
 from fcnkit.constants import IGNORE_INDEX
+from fcnkit.data import open_dataset
+from fcnkit.data.transforms import eval_transform, pad_collate
 from fcnkit.errors import InputError, warn
+from fcnkit.inference.backends import open_backend, read_source, source_preprocessing
 from fcnkit.inference.labels import as_window, predict_labels
+from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.metrics import BoundaryMetrics, ConfusionMatrix
+from fcnkit.runtime import distributed as ddp
 from fcnkit.runtime.device import resolve_device
+from fcnkit.runtime.distributed import all_reduce_sum
 
 __all__ = ["evaluate", "evaluate_checkpoint", "split_batch"]
 
@@ -95,7 +98,7 @@ def evaluate(
         boundary: optional :class:`fcnkit.metrics.BoundaryMetrics` updated with the same
             predictions (summed over processes like the matrix).
         max_pixels: without a ``window``, a batch whose images exceed this many pixels is
-            segmented by tiles of :data:`fcnkit.arith.tiling.DEFAULT_WINDOW` (as ``fcnkit
+            segmented by tiles of :data:`fcnkit.inference.tiling.DEFAULT_WINDOW` (as ``fcnkit
             predict`` does), so a huge image does not need whole-image activations.
 
     Returns:
@@ -132,10 +135,6 @@ def evaluate(
 
 def _all_reduce_(cm: ConfusionMatrix, device: torch.device) -> None:
     """Sum ``cm.matrix`` over all processes in place (no-op without torch.distributed)."""
-    import torch.distributed as dist
-
-    from fcnkit.runtime.distributed import all_reduce_sum
-
     if not (dist.is_available() and dist.is_initialized()):
         return
     # gloo reduces CPU tensors, nccl only CUDA ones: reduce on the backend's device. The
@@ -146,10 +145,6 @@ def _all_reduce_(cm: ConfusionMatrix, device: torch.device) -> None:
 
 def _reduced(counts: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``counts`` (int64) summed over all processes (unchanged without torch.distributed)."""
-    import torch.distributed as dist
-
-    from fcnkit.runtime.distributed import all_reduce_sum
-
     if not (dist.is_available() and dist.is_initialized()):
         return counts
     where = device if dist.get_backend() == "nccl" else torch.device("cpu")
@@ -224,13 +219,6 @@ def evaluate_checkpoint(
     Raises:
         InputError: a bad argument, checkpoint or dataset, or a split without images.
     """
-    from torch.utils.data import DataLoader
-
-    from fcnkit.data import open_dataset
-    from fcnkit.data.transforms import eval_transform, pad_collate
-    from fcnkit.inference.backends import open_backend, read_source, source_preprocessing
-    from fcnkit.runtime import distributed as ddp
-
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 0:

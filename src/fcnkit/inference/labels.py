@@ -29,15 +29,10 @@ import torch
 from torch import nn
 
 from fcnkit.arith.sizes import as_pair
-from fcnkit.arith.tiling import (
-    DEFAULT_LABEL_STRIP,
-    DEFAULT_OVERLAP,
-    check_overlap,
-    sliding_window_starts,
-    transposed_input_span,
-)
+from fcnkit.arith.tiling import check_overlap, sliding_window_starts, transposed_input_span
 from fcnkit.inference.argmax import channel_argmax
 from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning
+from fcnkit.inference.tiling import DEFAULT_LABEL_STRIP, DEFAULT_OVERLAP
 
 __all__ = [
     "as_window",

@@ -36,16 +36,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fcnkit.arith.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.atomic import atomic_path, check_writable_directory, incomplete_until_done
-from fcnkit.data.folder import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
+from fcnkit.data.images import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
+from fcnkit.data.images import read_image_array
+from fcnkit.data.palette import blend_into, save_mask_png
 from fcnkit.errors import InputError, first_line, warn
+from fcnkit.inference.backends import open_backend
 from fcnkit.inference.labels import (
     as_window,
     channel_argmax,
     iter_logit_strips,
     whole_image_labels,
 )
+from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
+from fcnkit.models.preprocess import model_preprocessing
 from fcnkit.outputs import check_outputs
 
 __all__ = [
@@ -216,8 +220,6 @@ def predict_image(
     Returns:
         (H, W) class indices on the image's device: uint8 (num_classes <= 256), else int64.
     """
-    from fcnkit.models.preprocess import model_preprocessing
-
     preprocessing = model_preprocessing(model)  # what the model's weights expect
 
     def prepare(pixels: torch.Tensor) -> torch.Tensor:
@@ -315,9 +317,6 @@ def predict_paths(
             no images, ``out_dir`` is a file, no input could be read, or an output is
             an input or a run's state (without ``force``).
     """
-    from fcnkit.data.folder import read_image_array
-    from fcnkit.data.palette import blend_into, save_mask_png
-
     out = Path(out_dir)
     check_out_dir(out)
     images = collect_images(inputs)
@@ -421,8 +420,6 @@ def predict_checkpoint(
         ``outputs``: per image ``input``, ``mask``, ``overlay`` (or None), ``size`` [H, W]
         and ``class_fractions`` (the three most frequent predicted classes).
     """
-    from fcnkit.inference.backends import open_backend
-
     out = Path(out_dir).expanduser()
     check_out_dir(out)
     images = collect_images(inputs)  # missing inputs / empty directories fail before loading

@@ -1,4 +1,4 @@
-"""Torch-aware analysis: trace an ``nn.Module`` into receptive-field records.
+"""Trace an ``nn.Module`` into receptive-field records.
 
 :func:`receptive_field_of` runs one forward pass (batch 1, ``torch.no_grad``, eval mode)
 under a :class:`torch.overrides.TorchFunctionMode` that sees every torch operation, so it
@@ -28,9 +28,8 @@ exact fractions, PyTorch semantics) and the rules are:
 The resampling geometry (``F.interpolate``, adaptive pooling) is
 :mod:`fcnkit.arith.resample`'s; this module only reads the op's arguments.
 
-The model table of ``fcnkit models`` lives here too (:func:`model_summary`,
-:func:`count_flops`, :data:`TABLE_VARIANTS`): it reports on models, so it sits above
-:mod:`fcnkit.models`, which imports nothing from this module.
+Each op family has a small handler in :data:`_HANDLERS` that reads the op's geometry
+from its arguments; ops without one pass the field through or merge branches.
 """
 
 from __future__ import annotations
@@ -38,24 +37,22 @@ from __future__ import annotations
 import re
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fcnkit.arith import adaptive_pool_equivalent, as_pair, interpolate_equivalent
+import torch
+import torchvision
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from fcnkit.arith import adaptive_pool_equivalent, interpolate_equivalent
 from fcnkit.arith.receptive import ReceptiveField, merge_receptive_fields
 from fcnkit.errors import InputError
+from fcnkit.models import build_model, list_models
 
-__all__ = [
-    "TABLE_VARIANTS",
-    "LayerRecord",
-    "conv_body_records",
-    "count_flops",
-    "describe_options",
-    "model_for_analysis",
-    "model_summary",
-    "receptive_field_of",
-]
+__all__ = ["LayerRecord", "conv_body_records", "model_for_analysis", "receptive_field_of"]
 
 
 @dataclass(frozen=True)
@@ -246,8 +243,6 @@ class _Tracer:
 
     # -- one torch op --------------------------------------------------------------------
     def on_op(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
-        import torch
-
         flat_in = [t for t in _flatten((args, kwargs)) if isinstance(t, torch.Tensor)]
         tracked = [t for t in flat_in if id(t) in self.info]
         if not tracked:
@@ -270,92 +265,46 @@ class _Tracer:
 
     def transfer(self, name: str, func: Any, x: Any, src: _Info, tracked: list[Any],
                  args: tuple, kwargs: dict, out: Any) -> tuple[_Info, bool]:
-        nd = self.nd
+        """The field of ``out`` from the op's inputs, and whether it merged branches.
+
+        An op with a handler in :data:`_HANDLERS` maps the field through its geometry;
+        any other op passes it through, or takes the union of its branches
+        (:meth:`pass_or_merge`).
+        """
         in_sp = self.spatial_of(x, src.axes)
-        axes = self.out_axes(name, args, kwargs, x, src.axes, out)
-        out_sp = self.spatial_of(out, axes)
-        geometry: Any = None
-        note = src.note
-        base = re.sub(r"[123]d", "", name)  # conv2d -> conv, max_pool2d_with_indices -> ...
         if in_sp is None:
             return src, False
-        if base in ("conv", "conv_transpose"):
-            weight = _arg(args, kwargs, 1, "weight", None)
-            kernel = tuple(weight.shape[2:])
-            transposed = base == "conv_transpose"
-            stride = _arg(args, kwargs, 3, "stride", 1)
-            padding = _arg(args, kwargs, 4, "padding", 0)
-            # conv(input, weight, bias, stride, padding, dilation, groups);
-            # conv_transpose(input, weight, bias, stride, padding, output_padding, groups,
-            # dilation)
-            dilation = _arg(args, kwargs, 7 if transposed else 5, "dilation", 1)
-            geometry = {"kernel": kernel, "stride": _tuple(stride, nd),
-                        "padding": padding if isinstance(padding, str) else _tuple(padding, nd),
-                        "dilation": _tuple(dilation, nd), "transposed": transposed}
-        elif base in ("max_pool", "max_pool_with_indices", "avg_pool", "lp_pool"):
-            if base == "lp_pool":
-                kernel = _arg(args, kwargs, 2, "kernel_size", 1)
-                stride, padding, dilation = _arg(args, kwargs, 3, "stride", None), 0, 1
-            else:
-                kernel = _arg(args, kwargs, 1, "kernel_size", 1)
-                stride = _arg(args, kwargs, 2, "stride", None)
-                padding = _arg(args, kwargs, 3, "padding", 0)
-                dilation = _arg(args, kwargs, 4, "dilation", 1) if base.startswith("max") else 1
-            kernel = _tuple(kernel, nd)
-            if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
-                stride = kernel
-            geometry = {"kernel": kernel, "stride": _tuple(stride, nd),
-                        "padding": _tuple(padding, nd), "dilation": _tuple(dilation, nd)}
-        elif base in ("adaptive_avg_pool", "adaptive_max_pool") or (
-            name == "interpolate" and _arg(args, kwargs, 3, "mode", "nearest") == "area"
-        ):
-            if out_sp is None:
-                return _Info(src.field, True, f"{name} changes the layout"), False
-            if all(o == 1 for o in out_sp) and any(i > 1 for i in in_sp):
-                return _Info(None, True, f"global pooling ({name})"), False
-            eqs = [adaptive_pool_equivalent(i, o) for i, o in zip(in_sp, out_sp)]
-            if not all(exact for _, exact in eqs):
-                note = f"{name}: uneven bins, field is an upper bound"
-            geometry = tuple(zip(*(eq for eq, _ in eqs)))
-        elif name == "interpolate":
-            mode = _arg(args, kwargs, 3, "mode", "nearest")
-            align = _arg(args, kwargs, 4, "align_corners", None)
-            scale = _arg(args, kwargs, 2, "scale_factor", None)
-            if _arg(args, kwargs, 5, "recompute_scale_factor", None):
-                scale = None
-            scales = _tuple(scale, nd) if scale is not None else (None,) * nd
-            eqs = [interpolate_equivalent(mode, align, i, o, s)
-                   for i, o, s in zip(in_sp, out_sp, scales)]
-            geometry = tuple(zip(*eqs))
-        elif name == "getitem":
-            geometry = self.slice_equivalent(x, args[1] if len(args) > 1 else None, src.axes)
-            if geometry is None:
-                if out_sp == in_sp:
-                    return src, False
-                return _Info(src.field, True, "indexing that changes the spatial layout"), False
-        elif name == "pad":
-            pad = list(_arg(args, kwargs, 1, "pad", ()))
-            pad += [0] * (2 * nd - len(pad))
-            # pad lists (left, right) pairs from the last dimension backwards
-            lefts = [pad[2 * (nd - 1 - d)] for d in range(nd)]
-            geometry = ((1,) * nd, (1,) * nd, tuple(lefts))
-        if geometry is not None:
-            keep = axes if name == "getitem" else ()  # slicing keeps the layout
-            if src.field is None:
-                return _Info(None, src.whole, note, keep), False
-            if isinstance(geometry, dict):
-                new_field = src.field.then(geometry, where=name)
-            else:
-                new_field = src.field.then_equivalent(*geometry)
-            return _Info(new_field, src.whole, note, keep), False
-        # Anything else: element-wise / shape-keeping ops pass through, merges take the union.
+        axes = self.out_axes(name, args, kwargs, x, src.axes, out)
+        op = _Op(name, args, kwargs, x, src, self.nd, in_sp, self.spatial_of(out, axes))
+        handler = _HANDLERS.get(re.sub(r"[123]d", "", name))  # conv2d -> conv, ...
+        step = handler(self, op) if handler is not None else None
+        if isinstance(step, _Info):
+            return step, False
+        if step is None:
+            return self.pass_or_merge(op, tracked, axes)
+        geometry, note = step
+        keep = axes if name == "getitem" else ()  # slicing keeps the layout
+        if src.field is None:
+            return _Info(None, src.whole, note, keep), False
+        if isinstance(geometry, dict):
+            new_field = src.field.then(geometry, where=name)
+        else:
+            new_field = src.field.then_equivalent(*geometry)
+        return _Info(new_field, src.whole, note, keep), False
+
+    def pass_or_merge(self, op: _Op, tracked: list[Any],
+                      axes: tuple[int, ...]) -> tuple[_Info, bool]:
+        """Element-wise / shape-keeping ops pass the field through; merges (``+``,
+        ``torch.cat``) take the union of the branches' fields; anything that changes
+        the spatial layout makes the field the whole input."""
+        name, in_sp, out_sp = op.name, op.in_sp, op.out_sp
         if out_sp is None or out_sp != in_sp:
             same = [t for t in tracked
                     if self.spatial_of(t, self.info[id(t)].axes) == out_sp] if out_sp else []
             if not same:
                 if name in _REDUCTIONS:
                     return _Info(None, True, f"global pooling ({name})"), False
-                return _Info(src.field, True, f"{name} changes the spatial layout"), False
+                return _Info(op.src.field, True, f"{name} changes the spatial layout"), False
         parts = [self.info[id(t)] for t in tracked]
         whole = any(p.whole for p in parts)
         notes = [p.note for p in parts if p.note]
@@ -390,21 +339,136 @@ class _Tracer:
         return (1,) * nd, tuple(steps), tuple(starts)
 
 
-def _mode_class():
-    from torch.overrides import TorchFunctionMode
+# ---------------------------------------------------------------------------------------
+# one handler per op family: the op's geometry from its arguments
 
-    class _ReceptiveFieldMode(TorchFunctionMode):
-        def __init__(self, tracer: _Tracer):
-            super().__init__()
-            self.tracer = tracer
 
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs)
-            self.tracer.on_op(func, args, kwargs, out)
-            return out
+@dataclass(frozen=True)
+class _Op:
+    """One traced torch op, as its handler sees it."""
 
-    return _ReceptiveFieldMode
+    name: str
+    args: tuple
+    kwargs: dict
+    x: Any  # the tracked input the geometry applies to
+    src: _Info  # its field
+    nd: int  # spatial dimensions
+    in_sp: tuple[int, ...]  # spatial size in
+    out_sp: tuple[int, ...] | None  # spatial size out (None: the layout changed)
+
+    def arg(self, pos: int, name: str, default: Any) -> Any:
+        return _arg(self.args, self.kwargs, pos, name, default)
+
+
+#: What a handler returns: a finished field (_Info), the op's geometry with the note
+#: to keep (a layer dict for ReceptiveField.then, or (k, s, p) per dimension for
+#: then_equivalent), or None for "no geometry: pass through or merge".
+_Step = _Info | tuple[Any, str] | None
+
+
+def _convolution(tracer: _Tracer, op: _Op) -> _Step:
+    # conv(input, weight, bias, stride, padding, dilation, groups);
+    # conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    transposed = op.name.startswith("conv_transpose")
+    kernel = tuple(op.arg(1, "weight", None).shape[2:])
+    padding = op.arg(4, "padding", 0)
+    dilation = op.arg(7 if transposed else 5, "dilation", 1)
+    return {"kernel": kernel, "stride": _tuple(op.arg(3, "stride", 1), op.nd),
+            "padding": padding if isinstance(padding, str) else _tuple(padding, op.nd),
+            "dilation": _tuple(dilation, op.nd), "transposed": transposed}, op.src.note
+
+
+def _pooling(tracer: _Tracer, op: _Op) -> _Step:
+    if op.name.startswith("lp_pool"):
+        kernel = op.arg(2, "kernel_size", 1)
+        stride, padding, dilation = op.arg(3, "stride", None), 0, 1
+    else:
+        kernel = op.arg(1, "kernel_size", 1)
+        stride = op.arg(2, "stride", None)
+        padding = op.arg(3, "padding", 0)
+        dilation = op.arg(4, "dilation", 1) if op.name.startswith("max") else 1
+    kernel = _tuple(kernel, op.nd)
+    if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
+        stride = kernel
+    return {"kernel": kernel, "stride": _tuple(stride, op.nd),
+            "padding": _tuple(padding, op.nd), "dilation": _tuple(dilation, op.nd)}, op.src.note
+
+
+def _adaptive_pooling(tracer: _Tracer, op: _Op) -> _Step:
+    """Adaptive pooling and ``F.interpolate(mode="area")``: exact pooling when the bins
+    are even (:func:`fcnkit.arith.adaptive_pool_equivalent`), global pooling at size 1."""
+    if op.out_sp is None:
+        return _Info(op.src.field, True, f"{op.name} changes the layout")
+    if all(o == 1 for o in op.out_sp) and any(i > 1 for i in op.in_sp):
+        return _Info(None, True, f"global pooling ({op.name})")
+    eqs = [adaptive_pool_equivalent(i, o) for i, o in zip(op.in_sp, op.out_sp)]
+    note = op.src.note
+    if not all(exact for _, exact in eqs):
+        note = f"{op.name}: uneven bins, field is an upper bound"
+    return tuple(zip(*(eq for eq, _ in eqs))), note
+
+
+def _interpolate(tracer: _Tracer, op: _Op) -> _Step:
+    mode = op.arg(3, "mode", "nearest")
+    if mode == "area":
+        return _adaptive_pooling(tracer, op)
+    align = op.arg(4, "align_corners", None)
+    scale = op.arg(2, "scale_factor", None)
+    if op.arg(5, "recompute_scale_factor", None):
+        scale = None
+    scales = _tuple(scale, op.nd) if scale is not None else (None,) * op.nd
+    eqs = [interpolate_equivalent(mode, align, i, o, s)
+           for i, o, s in zip(op.in_sp, op.out_sp, scales)]
+    return tuple(zip(*eqs)), op.src.note
+
+
+def _getitem(tracer: _Tracer, op: _Op) -> _Step:
+    geometry = tracer.slice_equivalent(op.x, op.args[1] if len(op.args) > 1 else None,
+                                       op.src.axes)
+    if geometry is not None:
+        return geometry, op.src.note
+    if op.out_sp == op.in_sp:
+        return op.src
+    return _Info(op.src.field, True, "indexing that changes the spatial layout")
+
+
+def _pad(tracer: _Tracer, op: _Op) -> _Step:
+    nd = op.nd
+    pad = list(op.arg(1, "pad", ()))
+    pad += [0] * (2 * nd - len(pad))
+    # pad lists (left, right) pairs from the last dimension backwards
+    lefts = [pad[2 * (nd - 1 - d)] for d in range(nd)]
+    return ((1,) * nd, (1,) * nd, tuple(lefts)), op.src.note
+
+
+#: Op name (with the 1d/2d/3d suffix removed) -> its handler.
+_HANDLERS: dict[str, Callable[[_Tracer, _Op], _Step]] = {
+    "conv": _convolution,
+    "conv_transpose": _convolution,
+    "max_pool": _pooling,
+    "max_pool_with_indices": _pooling,
+    "avg_pool": _pooling,
+    "lp_pool": _pooling,
+    "adaptive_avg_pool": _adaptive_pooling,
+    "adaptive_max_pool": _adaptive_pooling,
+    "interpolate": _interpolate,
+    "getitem": _getitem,
+    "pad": _pad,
+}
+
+
+class _ReceptiveFieldMode(TorchFunctionMode):
+    """Sees every torch op of the forward pass and hands it to the tracer."""
+
+    def __init__(self, tracer: _Tracer):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.tracer.on_op(func, args, kwargs, out)
+        return out
 
 
 def _input_channels(model: Any) -> int:
@@ -436,14 +500,34 @@ def receptive_field_of(
         InputError: for a bad ``input_size``, a model that fails on that input (e.g. too
             small for its pooling), or a model whose output does not depend on the input.
     """
-    import torch
-
     sizes = (input_size,) * 2 if isinstance(input_size, int) else tuple(input_size)
     if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
         raise InputError(f"input_size must be positive integers like 224 or 375,500, got "
                          f"{input_size!r}")
-    channels = in_channels or _input_channels(model)
     tracer = _Tracer(sizes)
+    # On the model's device: a model built on the meta device is traced without weights
+    # or arithmetic (the geometry needs neither).
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = torch.zeros(1, in_channels or _input_channels(model), *sizes, device=device)
+    tracer.set(x, _Info(ReceptiveField.identity(len(sizes))))
+    output = _traced_forward(model, x, tracer)
+    found = False
+    for name, value in _named_outputs(output):
+        info = tracer.get(value) if isinstance(value, torch.Tensor) else None
+        if info is None:
+            continue
+        found = True
+        tracer.records.append(LayerRecord(name, type(model).__name__, tuple(value.shape),
+                                          info.field, info.whole, sizes, info.note))
+    if not found:
+        raise InputError(f"{type(model).__name__}: no output tensor depends on the input; "
+                         "pass a model that maps an image tensor to feature maps")
+    return tracer.records
+
+
+def _hook_modules(model: Any, tracer: _Tracer) -> list[Any]:
+    """Forward hooks that keep the tracer's module stack and record every leaf layer that
+    changes the field (every conv / pool layer gets a row); returns the handles."""
     handles = []
     for name, module in model.named_modules():
         leaf = next(module.children(), None) is None
@@ -467,17 +551,19 @@ def receptive_field_of(
 
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post))
+    return handles
+
+
+def _traced_forward(model: Any, x: Any, tracer: _Tracer) -> Any:
+    """``model(x)`` in eval mode under the tracer's hooks and torch-function mode (the
+    model's mode and hooks are restored); a model that fails on ``x`` is an InputError."""
+    handles = _hook_modules(model, tracer)
     was_training = model.training
-    # On the model's device: a model built on the meta device is traced without weights
-    # or arithmetic (the geometry needs neither).
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    x = torch.zeros(1, channels, *sizes, device=device)
-    tracer.set(x, _Info(ReceptiveField.identity(len(sizes))))
     try:
         model.eval()
-        with torch.no_grad(), _mode_class()(tracer):
+        with torch.no_grad(), _ReceptiveFieldMode(tracer):
             try:
-                output = model(x)
+                return model(x)
             except (RuntimeError, AssertionError, ValueError) as exc:
                 if isinstance(exc, InputError):
                     raise
@@ -490,29 +576,18 @@ def receptive_field_of(
         for handle in handles:
             handle.remove()
         model.train(was_training)
+
+
+def _named_outputs(output: Any) -> list[tuple[str, Any]]:
+    """A model's outputs with their record names (a dict's ``"out"`` last)."""
     if isinstance(output, dict):
         items = [(f"output[{k}]", v) for k, v in output.items() if k != "out"]
         if "out" in output:
             items.append(("output[out]", output["out"]))
-    elif isinstance(output, (list, tuple)):
-        items = [(f"output[{i}]", v) for i, v in enumerate(output)]
-    else:
-        items = [("output", output)]
-    found = False
-    for name, value in items:
-        if not isinstance(value, torch.Tensor):
-            continue
-        info = tracer.get(value)
-        if info is None:
-            continue
-        found = True
-        tracer.records.append(LayerRecord(name, type(model).__name__, tuple(value.shape),
-                                          info.field, info.whole, sizes, info.note))
-    if not found:
-        raise InputError(f"{type(model).__name__}: no output tensor depends on the input; "
-                         "pass a model that maps an image tensor to feature maps")
-    return tracer.records
-
+        return items
+    if isinstance(output, (list, tuple)):
+        return [(f"output[{i}]", v) for i, v in enumerate(output)]
+    return [("output", output)]
 
 
 def model_for_analysis(name: str, num_classes: int = 21) -> Any:
@@ -533,15 +608,6 @@ def model_for_analysis(name: str, num_classes: int = 21) -> Any:
     Raises:
         InputError: for an unknown name (the message lists where names come from).
     """
-    from collections import OrderedDict
-
-    import torch.nn as nn
-    import torchvision
-
-    try:
-        from fcnkit.models import build_model, list_models
-    except ImportError:  # the models package is optional for this function
-        build_model, list_models = None, lambda: []  # noqa: E731
     key = name.strip().lower()
     if key in list_models():
         return build_model(key, num_classes=num_classes).eval()
@@ -589,96 +655,3 @@ def conv_body_records(records: list[LayerRecord]) -> list[LayerRecord]:
     last = body[-1]
     return [*body, LayerRecord("output", last.kind, last.shape, last.field, last.whole_input,
                                last.input_size, last.note)]
-
-
-# ---------------------------------------------------------------------------------------
-# the model table (``fcnkit models``): what each registered model costs and sees
-
-# Every registered model with its defaults, plus the backbone / variant choices.
-TABLE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("fcn32s", {}),
-    ("fcn16s", {}),
-    ("fcn8s", {}),
-    ("fcn8s", {"faithful": True}),
-    ("fcn8s", {"backbone": "resnet18"}),
-    ("fcn8s", {"backbone": "resnet34"}),
-    ("fcn8s", {"backbone": "resnet50"}),
-    ("fcn8s", {"backbone": "resnet101"}),
-    ("fcn8s", {"backbone": "mobilenet_v3_large"}),
-    ("fcn32s", {"backbone": "resnet18", "upsample": "deconv"}),
-    ("fcn_resnet18_d2l", {}),
-    ("fcn_dilated", {}),
-    ("fcn_dilated", {"backbone": "resnet50", "output_stride": 16}),
-    ("context_module", {}),
-)
-
-
-def describe_options(options: Mapping[str, Any]) -> str:
-    """``"backbone=resnet18 upsample=deconv"`` (empty for the defaults)."""
-    return " ".join(f"{k}={v}" for k, v in options.items())
-
-
-def count_flops(model: Any, size: Sequence[int]) -> int:
-    """FLOPs of one forward pass on a ``(1, 3, H, W)`` input (torch FlopCounterMode).
-
-    FlopCounterMode counts 2 FLOPs per multiply-add of convolutions (transposed ones too)
-    and matrix products; element-wise ops, pooling and ``F.interpolate`` count 0.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.zeros(1, 3, *size)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(x)
-    return int(counter.get_total_flops())
-
-
-def model_summary(
-    name: str, size: Sequence[int] = (320, 480), *, num_classes: int = 21,
-    receptive_field: bool = True, **options: Any,
-) -> dict[str, Any]:
-    """One row of the model table: parameters, GFLOPs at ``size``, stride, receptive field.
-
-    The model is built on PyTorch's meta device (no weights allocated, no arithmetic run),
-    which makes the whole table a matter of seconds.
-
-    Args:
-        name, num_classes, **options: as for :func:`fcnkit.models.build_model` (options
-            that load weight files do not apply).
-        size: input ``(H, W)`` for the FLOP count and the receptive-field trace.
-        receptive_field: trace the receptive field with :func:`receptive_field_of` (side
-            length in input pixels of the output pixels' field).
-
-    Returns:
-        ``{"model", "options", "params", "trainable_params", "gflops", "output_stride",
-        "receptive_field"}``; ``receptive_field`` is None when not traced.
-    """
-    import torch
-
-    from fcnkit.models import build_model
-
-    h, w = as_pair(size, "size", minimum=1)
-    # On the meta device: shapes without storage, so nothing is allocated or computed;
-    # parameter counts, FlopCounterMode's counts and the traced geometry are the same.
-    with torch.device("meta"):
-        model = build_model(name, num_classes=num_classes, **options).eval()
-        params = sum(p.numel() for p in model.parameters())
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        rf = None
-        if receptive_field:
-            record = receptive_field_of(model, (h, w))[-1]
-            values = record.size if isinstance(record.size, tuple) else (record.size,)
-            # Fractions (continuous footprints after transposed layers) become floats.
-            plain = [int(v) if v == int(v) else float(v) for v in values]
-            rf = plain[0] if len(set(plain)) == 1 else plain
-        gflops = count_flops(model, (h, w)) / 1e9
-    return {
-        "model": name,
-        "options": dict(options),
-        "params": params,
-        "trainable_params": trainable,
-        "gflops": gflops,
-        "output_stride": int(getattr(model, "output_stride", 0)) or None,
-        "receptive_field": rf,
-    }

@@ -1,0 +1,23 @@
+"""The tiling policy of inference: when an image is cut into windows, and how big they are.
+
+Plain constants (no torch), so the command line can show them as defaults. The geometry
+of the tiles (where windows start, which input rows a strip needs) is
+:mod:`fcnkit.arith.tiling`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_LABEL_STRIP", "DEFAULT_MAX_PIXELS", "DEFAULT_OVERLAP", "DEFAULT_WINDOW"]
+
+#: Tile (window) size in pixels when tiling is asked for (or forced by a pixel budget)
+#: without a size: the one default of ``fcnkit eval --sliding`` and ``fcnkit predict``.
+DEFAULT_WINDOW = 512
+#: Fraction of a window shared by neighbouring windows when none is given: a third, so
+#: every pixel away from the border is seen by at least two tiles along each axis.
+DEFAULT_OVERLAP = 0.33
+#: Images with more pixels than this (1024 x 1024) are tiled even when no window is given,
+#: so one forward pass never holds the activations of a huge photo.
+DEFAULT_MAX_PIXELS = 1024 * 1024
+#: Output rows upsampled and reduced to labels at a time when only labels are wanted
+#: (:func:`fcnkit.inference.labels.labels_by_strips`): C x 64 x W floats stay in cache.
+DEFAULT_LABEL_STRIP = 64
