@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from fcnkit.constants import IGNORE_INDEX
-from fcnkit.data.folder import SegmentationDataset, read_mask
+from fcnkit.data.dataset import SegmentationDataset
+from fcnkit.data.images import read_mask
 from fcnkit.errors import InputError, warn
 
 # The first name of each row of objectInfo150.txt (Idx 1 … 150), in the devkit of the
@@ -109,7 +110,7 @@ class ADE20KDataset(SegmentationDataset):
     Args:
         root: ``ADEChallengeData2016`` or its parent (see the module docstring).
         split: ``train`` / ``val`` (or the folder names ``training`` / ``validation``).
-        transform: joint transform, see :class:`~fcnkit.data.folder.SegmentationDataset`.
+        transform: joint transform, see :class:`~fcnkit.data.dataset.SegmentationDataset`.
         skip_bad: drop bad samples (a warning line each) instead of raising.
 
     Raises:

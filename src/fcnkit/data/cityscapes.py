@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from fcnkit.constants import IGNORE_INDEX
-from fcnkit.data.folder import SegmentationDataset, read_mask
+from fcnkit.data.dataset import SegmentationDataset
+from fcnkit.data.images import read_mask
 from fcnkit.errors import InputError, warn
 
 RGB = tuple[int, int, int]
@@ -134,7 +135,7 @@ class CityscapesDataset(SegmentationDataset):
     Args:
         root: the directory with ``leftImg8bit/`` and ``gtFine/`` (see the module docstring).
         split: ``train``, ``val`` or ``test``.
-        transform: joint transform, see :class:`~fcnkit.data.folder.SegmentationDataset`.
+        transform: joint transform, see :class:`~fcnkit.data.dataset.SegmentationDataset`.
         skip_bad: drop bad samples (a warning line each) instead of raising.
 
     Raises:
