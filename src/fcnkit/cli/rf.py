@@ -16,6 +16,7 @@ from typing import Any
 from fcnkit.cli._common import format_table, int_in, print_json, size_pair
 from fcnkit.constants import MAX_CLASSES
 from fcnkit.limits import MAX_INPUT_SIZE, check_model_input
+from fcnkit.viz import check_figure_path
 
 NAME = "rf"
 
@@ -62,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
     size = args.size if isinstance(args.size, tuple) else (args.size, args.size)
     check_model_input(size, "--size")
     if args.plot:
-        from fcnkit.viz import check_figure_path
-
         check_figure_path(args.plot)  # before any work: an unknown format is one line
     model = model_for_analysis(args.model, num_classes=args.num_classes)
     records = receptive_field_of(model, size)

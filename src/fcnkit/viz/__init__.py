@@ -36,6 +36,7 @@ def check_figure_path(path: str | os.PathLike[str]) -> str:
     suffix = Path(path).suffix.lower().lstrip(".")
     if not suffix:
         return "png"  # matplotlib's default format (rcParams["savefig.format"])
+    # local: import cost (matplotlib, ~1 s: the command line checks a path with this module)
     from matplotlib.backend_bases import FigureCanvasBase
 
     supported = sorted(FigureCanvasBase.get_supported_filetypes())
