@@ -54,10 +54,11 @@ SIBLING_IMPORTS: frozenset[tuple[str, str]] = frozenset({
 LITERAL_TABLES: frozenset[str] = frozenset()
 MAX_FUNCTION_LINES = 80
 
-#: What a function-local import must say, on its own line or the line above: an optional
-#: dependency (a module that may be absent) or a measured import-time cost (e.g. the
-#: command line must not load torch before it knows the command needs it).
-LOCAL_REASON = re.compile(r"#\s*local:\s*(optional dependency|import cost)\b")
+#: What a function-local import must say in a comment, on its own line or the line above:
+#: an optional dependency (a module that may be absent) or a measured import-time cost
+#: (e.g. the command line must not load torch before it knows the command needs it).
+#: fcnkit writes ``# local: optional dependency (...)`` / ``# local: import cost (...)``.
+LOCAL_REASON = re.compile(r"#.*\b(optional dependency|import cost)\b")
 
 
 def _module_name(path: Path) -> str:
@@ -230,8 +231,8 @@ def test_arith_never_imports_torch_not_even_inside_a_function():
 
 def test_a_function_local_import_says_why():
     """Consecutive local imports (blank lines between them allowed) form one block; the
-    block's first line, or the line above it, carries ``# local: optional dependency``
-    or ``# local: import cost``."""
+    block's first line, or the line above it, has a comment saying ``optional dependency``
+    or ``import cost`` (:data:`LOCAL_REASON`)."""
     bad = []
     for name, path in MODULES.items():
         lines = path.read_text().splitlines()
@@ -247,8 +248,9 @@ def test_a_function_local_import_says_why():
             said = [first] + ([lines[node.lineno - 2]] if node.lineno > 1 else [])
             if not any(LOCAL_REASON.search(line) for line in said):
                 bad.append(f"{path.relative_to(SRC)}:{node.lineno}: {first.strip()}")
-    assert not bad, ("function-local imports without '# local: optional dependency' or "
-                     "'# local: import cost' (import at the top of the module instead):\n"
+    assert not bad, ("function-local imports without a comment saying '# local: optional "
+                     "dependency' or '# local: import cost' (import at the top of the module "
+                     "instead):\n"
                      + "\n".join(bad))
 
 
