@@ -287,6 +287,7 @@ def test_training_claims_smoke(claim, tmp_path):
 def test_reproduce_all_quick_writes_one_summary(tmp_path, capsys, monkeypatch):
     import dataclasses
 
+    from fcnkit.cli import reproduce as reproduce_command
     from fcnkit.reproduce import summary
 
     real = summary.run_all
@@ -295,7 +296,8 @@ def test_reproduce_all_quick_writes_one_summary(tmp_path, capsys, monkeypatch):
         return real(dataclasses.replace(config, budget=TINY, seeds=2, threads=1,
                                         extra=TINY_EXTRA))
 
-    monkeypatch.setattr(summary, "run_all", tiny_run_all)
+    # where the command looks it up
+    monkeypatch.setattr(reproduce_command, "run_all", tiny_run_all)
     assert main(["reproduce", "all", "--quick", "--out", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [c["claim"] for c in report["claims"]] == list(CLAIMS)
