@@ -70,8 +70,6 @@ SEED_PRINTOUTS = [
 
 def seed_printouts() -> list[dict[str, Any]]:
     """Each seed printout next to fcnkit's C x or Cᵀ y and PyTorch's result."""
-    from fcnkit.arith.matrix import conv_matrix, conv_transpose_via_matrix
-
     rows = []
     for ex in SEED_PRINTOUTS:
         w, s, p = ex["k"][None, None], ex["stride"], ex["padding"]
