@@ -35,6 +35,8 @@ ROOMS: dict[str, tuple[int, tuple[str, ...]]] = {
     "limits": (1, ("fcnkit.limits",)),
     "metrics": (1, ("fcnkit.metrics",)),
     "atomic": (1, ("fcnkit.atomic",)),
+    "outputs": (1, ("fcnkit.outputs",)),
+    "schemas": (1, ("fcnkit.schemas",)),
     "jsonio": (0, ("fcnkit.jsonio",)),
     "errors": (0, ("fcnkit.errors",)),
     "constants": (0, ("fcnkit.constants",)),

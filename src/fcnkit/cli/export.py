@@ -42,8 +42,6 @@ def _option(text: str) -> tuple[str, Any]:
 
 def _options(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """The ``--option`` pairs as a dict; a key given twice is refused (one would be lost)."""
-    from fcnkit.errors import InputError
-
     options: dict[str, Any] = {}
     for key, value in pairs:
         if key in options:

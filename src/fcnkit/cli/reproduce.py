@@ -20,6 +20,7 @@ from typing import Any
 from fcnkit.atomic import write_text_atomic
 from fcnkit.cli._common import print_json
 from fcnkit.errors import InputError
+from fcnkit.outputs import is_run_directory
 from fcnkit.reproduce import CLAIMS, ReproduceConfig, run_claim
 from fcnkit.reproduce.summary import render_page, render_result, run_all
 
@@ -69,8 +70,6 @@ def run(args: argparse.Namespace) -> int:
                          "'fcnkit reproduce table DIR'")
     default_out = "runs/reproduce" if args.claim == "all" else f"runs/reproduce/{args.claim}"
     if args.out and not args.force:
-        from fcnkit.outputs import is_run_directory
-
         if is_run_directory(args.out):
             raise InputError(f"--out {args.out} is a training run directory; choose another "
                              "directory, or pass --force to write into it")
