@@ -67,18 +67,16 @@ def describe_layer(
 
     Returns:
         ``layer``, ``convention``, ``input_size``, ``kernel``, ``stride``, ``padding``,
-        ``dilation``, ``effective_kernel`` = d(k - 1) + 1 and ``output_size``; per kind:
-
-        * ``pool``: ``ceil_mode`` (not for TensorFlow);
-        * ``conv_transpose``: ``output_padding``, and ``inverse``, the ``conv`` with the same
-          geometry and the size it maps the output to (the input size, unless
-          ``output_padding >= stride``, which ``note`` then says);
-        * ``conv``: ``inverse``, the ``conv_transpose`` with the ``output_padding`` that
-          recovers the input size, and ``transposed_as_direct``, that transposed convolution
-          as a stride-1 convolution of the zero-inserted, padded input with the flipped
-          kernel (Dumoulin & Visin 2016, §4); ``same_padding`` (before, after) per dimension
-          for TensorFlow's ``"same"``. ``inverse`` is ``None`` when no symmetric
-          ``ConvTranspose2d`` exists, and ``note`` says why.
+        ``dilation``, ``effective_kernel`` = d(k - 1) + 1 and ``output_size``. A ``pool``
+        adds ``ceil_mode`` (not for TensorFlow). A ``conv_transpose`` adds
+        ``output_padding``, and ``inverse``, the ``conv`` with the same geometry and the
+        size it maps the output to (the input size, unless ``output_padding >= stride``,
+        which ``note`` then says). A ``conv`` adds ``inverse``, the ``conv_transpose`` with
+        the ``output_padding`` that recovers the input size, and ``transposed_as_direct``,
+        that transposed convolution as a stride-1 convolution of the zero-inserted, padded
+        input with the flipped kernel (Dumoulin & Visin 2016, §4); ``same_padding``
+        (before, after) per dimension for TensorFlow's ``"same"``. ``inverse`` is ``None``
+        when no symmetric ``ConvTranspose2d`` exists, and ``note`` says why.
 
     Raises:
         InputError: an unknown kind or convention, ``output_padding`` on a layer that is

@@ -32,6 +32,8 @@ class Sample:
 
 
 def regular_polygon(u: Array, v: Array, R: float, sides: int) -> Array:
+    """Boolean mask of the points ``(u, v)`` (centred coordinates) inside a regular
+    ``sides``-gon of circumradius ``R``, one edge facing +u."""
     # Inside a regular n-gon of circumradius R iff every edge normal n_k has u·n_k <= R cos(π/n).
     inside = np.ones(u.shape, dtype=bool)
     apothem = R * math.cos(math.pi / sides)
