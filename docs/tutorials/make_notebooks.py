@@ -486,16 +486,15 @@ losses = []
 start = time.perf_counter()
 net.train()
 for _epoch in range(2):
-    for batch in range(0, 4, 2):
-        logits = net(inputs[batch:batch + 2])
-        loss = loss_fn(logits, masks[batch:batch + 2])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    logits = net(inputs)                 # one batch of the 4 images per epoch
+    loss = loss_fn(logits, masks)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    losses.append(loss.item())
 print("losses:", [round(v, 3) for v in losses], f"({time.perf_counter() - start:.1f} s)")
 assert all(np.isfinite(losses))
-assert min(losses[1:]) < losses[0]
+assert losses[1] < losses[0]
 """),
     md("## Prediction\n\nArgmax over classes, shown with `fcnkit.viz.predictions`:"),
     code("""

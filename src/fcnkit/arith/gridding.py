@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +167,7 @@ class HDCReport:
     grids: bool
     coverage: np.ndarray
 
-    def as_dict(self, include_coverage: bool = True) -> dict:
+    def as_dict(self, include_coverage: bool = True) -> dict[str, Any]:
         """JSON-ready dict (``coverage`` as nested lists when asked for)."""
         out = {
             "rates": list(self.rates),

@@ -252,7 +252,7 @@ def conv_transpose_via_matrix(
     y_full = np.zeros((yb.shape[0], yb.shape[1], dh, dw), dtype=np.result_type(yb, np.float32))
     y_full[:, :, : yb.shape[2], : yb.shape[3]] = yb
     flat = y_full.reshape(yb.shape[0], -1)
-    out = (c.T @ flat.T).T.reshape(yb.shape[0], w.shape[1], oh, ow)
+    out: np.ndarray = (c.T @ flat.T).T.reshape(yb.shape[0], w.shape[1], oh, ow)
     return out[0] if unbatched else out
 
 

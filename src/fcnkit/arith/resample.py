@@ -24,7 +24,8 @@ __all__ = ["adaptive_pool_equivalent", "interpolate_equivalent", "resample_equiv
 INTERPOLATE_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic")
 
 
-def resample_equivalent(q: Fraction, offset: Fraction, half_width: Fraction) -> tuple:
+def resample_equivalent(q: Fraction, offset: Fraction,
+                        half_width: Fraction) -> tuple[Fraction, Fraction, Fraction]:
     """``(k', s', p')`` of a layer whose output j reads input pixels within
     ``q*j + offset ± half_width``.
 
@@ -35,7 +36,7 @@ def resample_equivalent(q: Fraction, offset: Fraction, half_width: Fraction) -> 
 
 
 def interpolate_equivalent(mode: str, align_corners: bool | None, n_in: int, n_out: int,
-                           scale: Any = None) -> tuple:
+                           scale: Any = None) -> tuple[Any, ...]:
     """Equivalent ``(k', s', p')`` of ``F.interpolate`` along one axis.
 
     Args:
@@ -85,7 +86,7 @@ def interpolate_equivalent(mode: str, align_corners: bool | None, n_in: int, n_o
                      f"geometry; use one of {', '.join(INTERPOLATE_MODES)} or 'area'")
 
 
-def adaptive_pool_equivalent(n_in: int, n_out: int) -> tuple[tuple, bool]:
+def adaptive_pool_equivalent(n_in: int, n_out: int) -> tuple[tuple[Any, ...], bool]:
     """``(k', s', p')`` of adaptive pooling along one axis, and whether it is exact.
 
     Even bins (``n_in % n_out == 0``) are an ordinary pooling ``(k, k, 0)`` with

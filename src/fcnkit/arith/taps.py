@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -93,16 +93,19 @@ def _axis_cells(n: int, k: int, s: int, p: int, d: int, op: int,
         raise InputError(f"the output would be empty (size {out}); use a larger input size "
                          "or less padding")
     eq = transposed_equivalent(out, k, s, p, d)
+    # Scalar arguments give scalar fields.
+    before, zeros = cast(int, eq.padding_before), cast(int, eq.zeros_inserted)
+    after = cast(int, eq.padding_after)
     # before-padding, input with zeros inserted, after-padding
-    kinds, index = [PADDING] * eq.padding_before, [-1] * eq.padding_before
+    kinds, index = [PADDING] * before, [-1] * before
     for i in range(n):
         kinds.append(INPUT)
         index.append(i)
         if i < n - 1:
-            kinds += [INSERTED_ZERO] * eq.zeros_inserted
-            index += [-1] * eq.zeros_inserted
-    kinds += [PADDING] * eq.padding_after
-    index += [-1] * eq.padding_after
+            kinds += [INSERTED_ZERO] * zeros
+            index += [-1] * zeros
+    kinds += [PADDING] * after
+    index += [-1] * after
     return kinds, index, out, 1
 
 

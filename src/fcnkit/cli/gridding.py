@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(out)
         return 0
     k = report.kernel_size
-    rows = [
+    rows: list[list[Any]] = [
         ["verdict", verdict],
         ["receptive field", f"{report.receptive_field}x{report.receptive_field}"],
         ["holes", f"{report.holes} of {report.receptive_field ** 2} "

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -182,7 +183,8 @@ _SHAPES = {"disc": _disc, "square": _square, "triangle": _triangle, "ring": _rin
 def sample_size(rng, size: tuple[int, int]) -> tuple[int, int]:
     """A sample's (height, width): each side drawn from ``SIZE_JITTER`` × nominal, ≥ 32."""
     low, high = SIZE_JITTER
-    return tuple(max(32, int(round(s * rng.uniform(low, high)))) for s in size)
+    return cast(tuple[int, int],
+                tuple(max(32, int(round(s * rng.uniform(low, high)))) for s in size))
 
 
 def _draw_object(rng, image: Array, labels: Array, class_index: int,

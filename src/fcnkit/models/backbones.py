@@ -18,8 +18,9 @@ loaded explicitly by :mod:`fcnkit.models.registry` — nothing here downloads.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
+from typing import Any, cast
 
 import torch
 import torchvision
@@ -177,7 +178,7 @@ class VGG16Backbone(Backbone):
         for m in features.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                nn.init.zeros_(cast(torch.Tensor, m.bias))  # make_layers: bias=True
         if faithful:
             # Caffe voc-fcn*s/net.py: conv1_1 pad=100 so that fc6 (7×7, no pad) fits any
             # input (a published constant of that network, not derived).
@@ -222,10 +223,11 @@ class VGG16Backbone(Backbone):
         raise KeyError(name)
 
 
-def _resnet_constructor(name: str):
+def _resnet_constructor(name: str) -> Callable[..., Any]:
     if name not in RESNETS:
         raise InputError(f"unknown ResNet {name!r}; choose one of {', '.join(RESNETS)}")
-    return getattr(torchvision.models, name)
+    constructor: Callable[..., Any] = getattr(torchvision.models, name)
+    return constructor
 
 
 class ResNetBackbone(Backbone):
@@ -364,7 +366,8 @@ def hdc_rates(backbone: str, output_stride: int) -> list[int]:
     Builds the backbone (random weights) and reads its blocks; e.g. ResNet-18 at output
     stride 8 → ``[1, 2, 4, 5]``.
     """
-    return list(ResNetBackbone(backbone, output_stride=output_stride, dilations="hdc").dilations)
+    rates = ResNetBackbone(backbone, output_stride=output_stride, dilations="hdc").dilations
+    return list(cast(list[int], rates))  # set for every dilated backbone
 
 
 def _dilatable_convs(block: nn.Module) -> list[nn.Conv2d]:
@@ -379,8 +382,9 @@ def _dilate_block(block: nn.Module, rate: int) -> None:
     for conv in _dilatable_convs(block):
         conv.stride = (1, 1)
         conv.dilation = (rate, rate)
-        conv.padding = tuple(before for before, _ in
-                             same_padding(tuple(conv.kernel_size), 1, (rate, rate)))
+        pads = cast(tuple[tuple[int, int], ...],  # per dimension: tuple arguments
+                    same_padding(tuple(conv.kernel_size), 1, (rate, rate)))
+        conv.padding = tuple(before for before, _ in pads)
     downsample = getattr(block, "downsample", None)
     if downsample is not None:
         for m in downsample.modules():

@@ -151,6 +151,8 @@ def build_model(name: str, *, num_classes: int | None = None, **options: Any) ->
         num_classes, opts = fit_foreign_options(weights_file, name, opts,
                                                 num_classes=num_classes)
     num_classes = 21 if num_classes is None else num_classes
+    model: nn.Module
+    target: Any  # a backbone, or the d2l model itself
     if name in _SKIPS:
         model, backbone_name = _build_fcn(name, num_classes, **opts)
         target = model.backbone
@@ -173,11 +175,12 @@ def build_model(name: str, *, num_classes: int | None = None, **options: Any) ->
         state = load_backbone_state(backbone_name, backbone_weights)
         load_backbone_weights(target, backbone_name, state, str(backbone_weights))
     # What the weights expect, unless the caller says otherwise.
-    model.preprocessing = preprocessing_from(preprocessing)
+    carrier: Any = model  # nn.Module types attribute writes as Tensor | Module
+    carrier.preprocessing = preprocessing_from(preprocessing)
     if weights_file is not None:
         report = load_model_weights(model, weights_file)
         if preprocessing is None:
-            model.preprocessing = report.preprocessing
+            carrier.preprocessing = report.preprocessing
     return model
 
 
@@ -314,7 +317,7 @@ def cached_weights_path(model: str, name: str, *, option: str = "backbone_weight
             f"{option}: {name!r} is neither a file nor a torchvision weights name "
             f"for {model} ({names}, DEFAULT)"
         ) from None
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(entry.url)
+    cached: Path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(entry.url)
     if not cached.is_file():
         raise InputError(
             f"{option}: {model} {entry.name} is not in the torch cache and fcnkit "
@@ -378,6 +381,7 @@ def load_backbone_weights(
     Raises:
         InputError: when the file does not fit (names the file and the first missing keys).
     """
+    allowed_missing: tuple[str, ...]
     if isinstance(module, D2LFCN):
         adapted, allowed_missing = _adapt_d2l(state), ("final_conv.", "transpose_conv.")
     elif backbone == "vgg16":

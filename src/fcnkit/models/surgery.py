@@ -11,6 +11,7 @@ the classifier's own input size it returns the same logits as a ``1 × 1`` map.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -42,7 +43,7 @@ def linear_to_conv(linear: nn.Linear, kernel: tuple[int, int] = (1, 1)) -> nn.Co
     with torch.no_grad():
         conv.weight.copy_(weight)
         if linear.bias is not None:
-            conv.bias.copy_(linear.bias.detach())
+            cast(torch.Tensor, conv.bias).copy_(linear.bias.detach())  # built with bias
     return conv
 
 
@@ -83,7 +84,7 @@ def convolutionalize(model: nn.Module) -> nn.Sequential:
                          f"with a fixed size, got output_size={output_size!r}") from None
     layers: list[nn.Module] = []
     first = True
-    for layer in model.classifier:
+    for layer in cast(nn.Sequential, model.classifier):
         if isinstance(layer, nn.Linear):
             layers.append(linear_to_conv(layer, kernel if first else (1, 1)))
             first = False
@@ -93,10 +94,10 @@ def convolutionalize(model: nn.Module) -> nn.Sequential:
             raise InputError(f"convolutionalize: cannot convert {type(layer).__name__}")
     if first:
         raise InputError("convolutionalize: the classifier has no Linear layer")
-    return nn.Sequential(model.features, nn.Sequential(*layers))
+    return nn.Sequential(cast(nn.Module, model.features), nn.Sequential(*layers))
 
 
-def _module_kwargs(layer: nn.Module) -> dict:
+def _module_kwargs(layer: nn.Module) -> dict[str, Any]:
     if isinstance(layer, nn.ReLU):
         return {"inplace": layer.inplace}
     return {"p": layer.p, "inplace": layer.inplace}

@@ -215,8 +215,9 @@ def torchvision_prefixes(model: nn.Module) -> dict[str, str]:
 def pytorch_fcn_prefixes(model: nn.Module) -> dict[str, str]:
     """fcnkit module prefix → torchfcn name, for a faithful VGG16 :class:`FCN`."""
     out: dict[str, str] = {}
+    fcn: Any = model  # nn.Module types its submodules as Tensor | Module
     block, conv = 1, 0
-    for index, layer in enumerate(model.backbone.features):
+    for index, layer in enumerate(fcn.backbone.features):
         if isinstance(layer, nn.Conv2d):
             conv += 1
             out[f"backbone.features.{index}."] = f"conv{block}_{conv}."
@@ -224,7 +225,7 @@ def pytorch_fcn_prefixes(model: nn.Module) -> dict[str, str]:
             block, conv = block + 1, 0
     out["backbone.fc6."] = "fc6."
     out["backbone.fc7."] = "fc7."
-    head = model.head
+    head = fcn.head
     out["head.score_fr."] = "score_fr."
     for name in head.skips:
         key = "score_" + name.replace(".", "_")
@@ -269,7 +270,8 @@ def _prefixes_for(model: nn.Module, layout: str, path: str) -> dict[str, str]:
 
 
 def _expected_arch(model: nn.Module) -> str:
-    skips = len(model.head.skips)
+    head: Any = model.head
+    skips = len(head.skips)
     name = {0: "FCN32s", 1: "FCN16s", 2: "FCN8s"}[skips]
     return name + ("AtOnce" if getattr(model, "at_once", False) else "")
 
@@ -395,7 +397,7 @@ def transfer_matching(model: nn.Module, weights: WeightsFile) -> LoadReport:
 
 # Bottleneck blocks per ResNet layer (He et al. 2016, Table 1): what tells resnet50 and
 # resnet101 apart in a torchvision fcn_resnet* state dict.
-_RESNET_BLOCKS = {(3, 4, 6, 3): "resnet50", (3, 4, 23, 3): "resnet101"}
+_RESNET_BLOCKS: dict[tuple[int, ...], str] = {(3, 4, 6, 3): "resnet50", (3, 4, 23, 3): "resnet101"}
 
 
 def _blocks(state: Mapping[str, Any], layer: str) -> int:
@@ -466,7 +468,7 @@ def _same_option(key: str, given: Any, wanted: Any, arch: Mapping[str, Any]) -> 
         return rates == torchvision_dilations(arch["backbone"], arch["output_stride"])
     if key == "aux":
         return bool(given) <= bool(wanted)  # aux=False skips the file's aux head (reported)
-    return given == wanted
+    return bool(given == wanted)
 
 
 def fit_foreign_options(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.patches import Rectangle
@@ -61,8 +62,9 @@ def _render_frames(geom: TapLayout, dpi: int = 80) -> list[np.ndarray]:
     out_top = (total_h - oh) / 2
     in_cells = {}
     for (y, x), kind in np.ndenumerate(geom.cells):
-        style = {"linestyle": "--", "edgecolor": "#999999"} if kind == PADDING else \
-            {"linestyle": "-", "edgecolor": "#4d4d4d"}
+        style: dict[str, Any] = (
+            {"linestyle": "--", "edgecolor": "#999999"} if kind == PADDING
+            else {"linestyle": "-", "edgecolor": "#4d4d4d"})
         rect = Rectangle((x, in_top + y), 1, 1, facecolor=_COLOURS[int(kind)], linewidth=0.8,
                          **style)
         ax.add_patch(rect)

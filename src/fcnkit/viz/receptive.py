@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from fcnkit.errors import InputError
 from fcnkit.viz import pyplot, save_figure
@@ -53,7 +53,7 @@ def plot_receptive_field_growth(
         ax.plot(whole, [input_h] * len(whole), "x", color="tab:red", markersize=8,
                 label="depends on the whole input")
     ax.axhline(input_h, color="gray", linestyle="--", linewidth=1,
-               label=f"input size ({int(input_h)} px)")
+               label=f"input size ({int(cast(float, input_h))} px)")
     ax.set_yscale("log", base=2)
     ax.set_ylabel("receptive field size (px, log2)")
     ax.set_xlabel("layer")

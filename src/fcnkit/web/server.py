@@ -221,7 +221,8 @@ class ExplorerServer(HTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        shown = f"[{host}]" if ":" in str(host) else host
+        text = str(host)
+        shown = f"[{text}]" if ":" in text else text
         return f"http://{shown}:{port}/"
 
     def process_request(self, request: Any, client_address: Any) -> None:
