@@ -91,7 +91,8 @@ class ContextNet(nn.Module):
         any input ≥ 1 px has an output and cell i stays centred on 2i + 0.5)."""
         h, w = x.shape[-2:]
         x = F.pad(x, (0, w % 2, 0, h % 2))
-        return self.classifier(self.features(x))
+        scores: torch.Tensor = self.classifier(self.features(x))
+        return scores
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
