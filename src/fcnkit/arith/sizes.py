@@ -23,7 +23,7 @@ import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from fcnkit.errors import InputError
 
@@ -123,7 +123,10 @@ def _label(name: str, ndim: int | None, dim: int) -> str:
     return name if ndim is None else f"{name}[{dim}]"
 
 
-def _pack(ndim: int | None, results: Sequence[Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _pack(ndim: int | None, results: Sequence[_T]) -> _T | tuple[_T, ...]:
     return results[0] if ndim is None else tuple(results)
 
 
@@ -147,7 +150,8 @@ _CHECK_ORDER = ("size", "target", "kernel", "stride", "dilation", "output_paddin
 _NON_NEGATIVE = ("output_padding", "padding")
 
 
-def _each_dimension(rule: Callable[..., Any], *, raw: Sequence[str] = (), **named: Any) -> Any:
+def _each_dimension(rule: Callable[..., _T], *, raw: Sequence[str] = (),
+                    **named: Any) -> _T | tuple[_T, ...]:
     """Apply ``rule(label, **values)`` to every spatial dimension: the one place an argument
     is broadcast and checked.
 
@@ -230,6 +234,16 @@ def _padding_mode(padding: Any) -> str | None:
     return None
 
 
+@overload
+def conv_output_size(size: int, kernel: int, stride: int = ..., padding: int | str = ...,
+                     dilation: int = ..., convention: str = ...) -> int: ...
+@overload
+def conv_output_size(size: tuple[int, ...], kernel: Dims, stride: Dims = ...,
+                     padding: Dims | str = ..., dilation: Dims = ...,
+                     convention: str = ...) -> tuple[int, ...]: ...
+@overload
+def conv_output_size(size: Dims, kernel: Dims, stride: Dims = ..., padding: Dims | str = ...,
+                     dilation: Dims = ..., convention: str = ...) -> Dims: ...
 def conv_output_size(
     size: Dims,
     kernel: Dims,
@@ -299,6 +313,19 @@ def _conv_size(label: Callable[[str], str], *, size: int, kernel: int, stride: i
     return (i + 2 * p - extent) // s + 1
 
 
+@overload
+def conv_transpose_output_size(size: int, kernel: int, stride: int = ...,
+                               padding: int | str = ..., dilation: int = ...,
+                               output_padding: int = ..., convention: str = ...) -> int: ...
+@overload
+def conv_transpose_output_size(size: tuple[int, ...], kernel: Dims, stride: Dims = ...,
+                               padding: Dims | str = ..., dilation: Dims = ...,
+                               output_padding: Dims = ...,
+                               convention: str = ...) -> tuple[int, ...]: ...
+@overload
+def conv_transpose_output_size(size: Dims, kernel: Dims, stride: Dims = ...,
+                               padding: Dims | str = ..., dilation: Dims = ...,
+                               output_padding: Dims = ..., convention: str = ...) -> Dims: ...
 def conv_transpose_output_size(
     size: Dims,
     kernel: Dims,
@@ -357,7 +384,7 @@ def _conv_transpose_size(label: Callable[[str], str], *, size: int, kernel: int,
             )
         # Keras deconv_output_length: SAME -> i*s, VALID -> i*s + max(extent - s, 0).
         return i * s if mode == "same" else i * s + max(extent - s, 0)
-    p = padding
+    p: int = padding  # checked non-negative by _each_dimension
     if caffe and a:
         raise InputError(
             f"{label('output_padding')} must be 0 with convention='caffe' "
@@ -785,7 +812,7 @@ def transposed_equivalent(
         fields["extra"].append(a)
         fields["stretched_size"].append(stretched)
         fields["padded_size"].append(stretched + 2 * (span - p) + a)
-    packed = {key: _pack(ndim, v) for key, v in fields.items()}
+    packed: dict[str, Any] = {key: _pack(ndim, v) for key, v in fields.items()}
     return TransposedEquivalent(
         input_size=size if ndim is None else tuple(vals["size"]),
         output_size=out,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -122,7 +123,7 @@ def colour_lookup(palette: Sequence[Sequence[int]]) -> dict[RGB, int]:
     """Map each palette colour to its class index; the VOC void colour maps to 255."""
     lookup: dict[RGB, int] = {VOC_VOID_COLOUR: IGNORE_INDEX}
     for index, colour in enumerate(palette):
-        lookup[tuple(int(v) for v in colour)] = index  # type: ignore[assignment]
+        lookup[cast(RGB, tuple(int(v) for v in colour))] = index
     return lookup
 
 

@@ -131,7 +131,9 @@ PACKAGED_SPLITS = ("seg11valid",)
 
 def packaged_split_ids(name: str) -> list[str]:
     """Ids of a split that ships with fcnkit (:data:`PACKAGED_SPLITS`)."""
-    text = files("fcnkit.data").joinpath("splits", f"{name}.txt").read_text(encoding="utf-8")
+    # One joinpath per part: Traversable.joinpath takes several only from Python 3.11.
+    text = files("fcnkit.data").joinpath("splits").joinpath(f"{name}.txt").read_text(
+        encoding="utf-8")
     return [line.split()[0] for line in text.splitlines() if line.strip()]
 
 

@@ -20,6 +20,7 @@ pixel 0, as torchvision and d2l do, and the residual shift is recorded in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +46,7 @@ from fcnkit.models.heads import ConvHead, FCNHead, Interpolate, crop_to, make_up
 from fcnkit.models.surgery import bilinear_init_
 
 
-def fcn_crop_offsets(backbone: Backbone, head: FCNHead) -> dict[str, object]:
+def fcn_crop_offsets(backbone: Backbone, head: FCNHead) -> dict[str, dict[str, Any]]:
     """Crop offsets of an FCN, computed from its modules' geometry with fcnkit.arith.
 
     Hands the crops to ``head`` (:meth:`FCNHead.set_offsets`) and returns them.
@@ -70,7 +71,7 @@ def fcn_crop_offsets(backbone: Backbone, head: FCNHead) -> dict[str, object]:
     }
 
 
-def _origin_misalignment(modules: Sequence[nn.Module]) -> dict[str, float]:
+def _origin_misalignment(modules: Sequence[nn.Module]) -> dict[str, float | tuple[float, ...]]:
     # An output cropped at pixel 0 (d2l, torchvision): the exact offset of the input's pixel
     # 0 in it is the shift left over, in input pixels (the map has stride 1).
     field = receptive_field(list(modules), ndim=2)[-1]
@@ -79,7 +80,7 @@ def _origin_misalignment(modules: Sequence[nn.Module]) -> dict[str, float]:
 
 
 def _align_exactly(backbone: Backbone, head: FCNHead,
-                   geometry: dict[str, object]) -> dict[str, object]:
+                   geometry: dict[str, dict[str, Any]]) -> dict[str, object]:
     # integer_crop leaves a fractional offset whole (crop 0): the left-over, in the map's
     # own pixels, is misalignment / stride (the 1x1 skip score keeps the feature's stride;
     # the final map has stride 1 and is shifted in the coarse map, final_stride per pixel).
@@ -91,7 +92,7 @@ def _align_exactly(backbone: Backbone, head: FCNHead,
     return {name: 0.0 for name in shifts}
 
 
-def _scalar_if_square(pairs: dict[str, tuple]) -> dict[str, object]:
+def _scalar_if_square(pairs: dict[str, Any]) -> dict[str, object]:
     return {k: (v[0] if v[0] == v[1] else v) for k, v in pairs.items()}
 
 
@@ -158,7 +159,8 @@ class FCN(nn.Module):
         self.num_classes = num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x), x.shape[-2:])
+        logits: torch.Tensor = self.head(self.backbone(x), x.shape[-2:])
+        return logits
 
     # Labels without full-resolution logits (fcnkit.inference.labels.labels_by_strips):
     # forward(x) == crop_to(final_upsampler(coarse_scores(x)), final_offset, x.shape[-2:]).
@@ -203,13 +205,15 @@ class D2LFCN(nn.Sequential):
             nn.ConvTranspose2d(num_classes, num_classes, kernel_size=recipe.kernel,
                                padding=recipe.padding, stride=recipe.stride),
         )
-        bilinear_init_(self.transpose_conv)
+        bilinear_init_(cast(nn.ConvTranspose2d, self.transpose_conv))
         self.output_stride = recipe.stride
         self.num_classes = num_classes
         self.misalignment = _origin_misalignment(spatial_modules(self))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return crop_to(super().forward(x), (0, 0), x.shape[-2:])
+        # nn.Sequential.forward is unannotated in torch (untyped_calls_exclude misses super()).
+        out = super().forward(x)  # type: ignore[no-untyped-call]
+        return crop_to(out, (0, 0), x.shape[-2:])
 
     # The coarse-score protocol of FCN (fcnkit.inference.labels.labels_by_strips).
     def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
@@ -220,7 +224,7 @@ class D2LFCN(nn.Sequential):
 
     @property
     def final_upsampler(self) -> nn.Module:
-        return self.transpose_conv
+        return cast(nn.Module, self.transpose_conv)
 
     @property
     def final_offset(self) -> tuple[int, int]:
@@ -257,13 +261,14 @@ class DilatedFCN(nn.Module):
         self.resize_to_input = upsample == "resize"
         if self.resize_to_input:
             # Same geometry as "interpolate" for receptive-field tracing.
-            self.upsample = Interpolate(backbone.output_stride)
+            self.upsample: nn.Module = Interpolate(backbone.output_stride)
         else:
             self.upsample = make_upsampler(num_classes, backbone.output_stride, upsample)
         names = list(backbone.strides)
         self.aux_feature = names[names.index(backbone.deepest) - 1] if aux else None
         self.aux_classifier = (
-            ConvHead(backbone.channels[self.aux_feature], num_classes) if aux else None
+            ConvHead(backbone.channels[self.aux_feature], num_classes)
+            if self.aux_feature is not None else None  # set iff aux
         )
         self.output_stride = backbone.output_stride
         self.num_classes = num_classes
@@ -297,7 +302,8 @@ class DilatedFCN(nn.Module):
     # strip-wise labels are not exact and inference takes the plain path.
     def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
         """The classifier's scores at the output stride, before ``upsample``."""
-        return self.classifier(self.backbone(x)[self.backbone.deepest])
+        scores: torch.Tensor = self.classifier(self.backbone(x)[self.backbone.deepest])
+        return scores
 
     @property
     def strip_labels_exact(self) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -146,10 +147,15 @@ def fuse(a: torch.Tensor, b: torch.Tensor, offset: Sequence[int]) -> torch.Tenso
     for dim, off in zip((-2, -1), offset):
         start_a, start_b = max(int(off), 0), max(-int(off), 0)
         length = torch.sym_min(a.shape[dim] - start_a, b.shape[dim] - start_b)
-        torch._check(length > 0, lambda off=off: f"maps do not overlap at offset {off}")
+        def message(off: object = off) -> str:
+            return f"maps do not overlap at offset {off}"
+
+        torch._check(length > 0, message)
         window_a.append(slice(start_a, start_a + length))
         window_b.append(slice(start_b, start_b + length))
-    return a[(..., *window_a)] + b[(..., *window_b)]
+    index_a: tuple[Any, ...] = (..., *window_a)
+    index_b: tuple[Any, ...] = (..., *window_b)
+    return a[index_a] + b[index_b]
 
 
 def fractional_shift(x: torch.Tensor, shift: Sequence[float]) -> torch.Tensor:
@@ -190,7 +196,8 @@ def crop_to(x: torch.Tensor, offset: Sequence[int], size: Sequence[int]) -> torc
             f"from a {tuple(x.shape[-2:])} map",
         )
         window.append(slice(start, start + length))
-    return x[(..., *window)]
+    index: tuple[Any, ...] = (..., *window)
+    return x[index]
 
 
 def _score_name(feature: str) -> str:
@@ -285,7 +292,7 @@ class FCNHead(nn.Module):
 
     def skip_score(self, name: str) -> nn.Conv2d:
         """The 1×1 score layer of skip feature ``name``."""
-        return self.skip_scores[_score_name(name)]
+        return cast(nn.Conv2d, self.skip_scores[_score_name(name)])
 
     @property
     def final_offset(self) -> tuple[int, int]:
@@ -294,7 +301,7 @@ class FCNHead(nn.Module):
 
     def coarse(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The fused score map before the last upsampling (stride ``final_stride``)."""
-        scores = self.score_fr(features[self.deepest])
+        scores: torch.Tensor = self.score_fr(features[self.deepest])
         for name, up, offset, scale, shift in zip(self.skips, self.upscores,
                                                   self._skip_offsets, self.skip_scales,
                                                   self._skip_shifts):
@@ -337,4 +344,5 @@ class ConvHead(nn.Module):
         self.classifier = nn.Conv2d(hidden, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.relu(self.bn(self.conv(x)))))
+        scores: torch.Tensor = self.classifier(self.dropout(self.relu(self.bn(self.conv(x)))))
+        return scores
