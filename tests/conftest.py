@@ -26,12 +26,16 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# --precision auto may calibrate and cache its choice: never in the user's ~/.cache.
+os.environ.setdefault("FCNKIT_PRECISION_CACHE", os.path.join(
+    tempfile.mkdtemp(prefix="fcnkit-precision-"), "precision.json"))
 
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile("ci", max_examples=60, **_COMMON)

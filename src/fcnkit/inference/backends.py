@@ -69,12 +69,14 @@ class TorchBackend(nn.Module):
                  ) -> None:
         super().__init__()
         self.device = torch.device(device)
-        self.precision = (precision if isinstance(precision, Precision)
-                          else resolve_precision(precision, self.device))
         self.channels_last = resolve_channels_last(channels_last, self.device)
         self.model = model.to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # "auto" may time this model in both precisions (in the layout it will run in).
+        self.precision = (precision if isinstance(precision, Precision)
+                          else resolve_precision(precision, self.device, model=self.model,
+                                                 channels_last=self.channels_last))
         self.num_classes = int(getattr(model, "num_classes", 0) or 0) or None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,9 +15,11 @@ image exactly and the count map is never zero. An image smaller than the window 
 dimension is processed in one piece along that dimension.
 
 Rows of tiles are processed top to bottom and the rows of pixels that no later tile can
-touch are released as soon as they are final (:func:`iter_logit_strips`). Peak memory is
-therefore one buffer of ``C × window_h × W`` floats for the logits plus one tile's
-activations, not ``C × H × W``; :func:`predict_labels` relies on that for huge images.
+touch are released as soon as they are final (:func:`iter_logit_strips`): one buffer of
+``C × window_h × W`` floats, not ``C × H × W``. Labels go further
+(:func:`iter_logit_blocks`): the columns are split into blocks whose buffer fits a fixed
+budget, each block runs the tiles that cover it, so peak memory for the logits does not
+grow with the width either; :func:`predict_labels` relies on that for huge images.
 The image itself may stay uint8 (``tile_transform`` converts one tile at a time).
 """
 
@@ -32,12 +34,18 @@ from fcnkit.arith.sizes import as_pair
 from fcnkit.arith.tiling import check_overlap, sliding_window_starts, transposed_input_span
 from fcnkit.inference.argmax import channel_argmax
 from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning
-from fcnkit.inference.tiling import DEFAULT_LABEL_STRIP, DEFAULT_OVERLAP
+from fcnkit.inference.tiling import (
+    DEFAULT_LABEL_STRIP,
+    DEFAULT_LOGIT_BUFFER_BYTES,
+    DEFAULT_OVERLAP,
+)
 
 __all__ = [
     "as_window",
     "sliding_window_starts",
     "iter_logit_strips",
+    "iter_logit_blocks",
+    "column_blocks",
     "predict_logits",
     "predict_labels",
     "labels_by_strips",
@@ -125,18 +133,42 @@ def iter_logit_strips(
     win_h, win_w = min(win[0], height), min(win[1], width)
     rows = sliding_window_starts(height, win_h, overlap)
     cols = sliding_window_starts(width, win_w, overlap)
+    yield from _row_major_strips(logits_of, image, num_classes, rows, cols, win_h, win_w,
+                                 span=(0, width))
 
+
+def _row_major_strips(
+    logits_of: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    num_classes: int,
+    rows: list[int],
+    cols: list[int],
+    win_h: int,
+    win_w: int,
+    *,
+    span: tuple[int, int],
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Averaged logits of the tiles at ``rows`` × ``cols``, strip by strip, over the image
+    columns ``span = [c0, c1)`` that those tiles cover (tiles visited row-major: a pixel's
+    tile logits are summed in the order of (tile row, tile column)).
+
+    Yields ``(row0, logits)`` with logits ``(N, C, rows, c1 - c0)``, views into a buffer
+    the next step reuses. Columns of ``span`` that tiles outside ``cols`` also cover are
+    not final: callers keep only the columns every covering tile is in ``cols`` for.
+    """
+    n, height = image.shape[0], image.shape[-2]
+    c0, c1 = span
     # One fixed buffer of ``win_h`` rows (a tile row's height): after each tile row its
     # final rows are divided in place and yielded, and the pending overlap rows are moved
     # up. No per-row concatenation, so peak memory is one buffer, not two.
-    acc = image.new_zeros((n, num_classes, win_h, width), dtype=torch.float32)
-    count = image.new_zeros((1, 1, win_h, width), dtype=torch.float32)
+    acc = image.new_zeros((n, num_classes, win_h, c1 - c0), dtype=torch.float32)
+    count = image.new_zeros((1, 1, win_h, c1 - c0), dtype=torch.float32)
     for i, top in enumerate(rows):
         # ``acc`` row 0 is image row ``top``: the previous step moved the rows up to here.
         for left in cols:
             tile = image[:, :, top : top + win_h, left : left + win_w]
-            acc[:, :, :, left : left + win_w] += logits_of(tile)
-            count[:, :, :, left : left + win_w] += 1.0
+            acc[:, :, :, left - c0 : left - c0 + win_w] += logits_of(tile)
+            count[:, :, :, left - c0 : left - c0 + win_w] += 1.0
         # Rows above the next tile row's top are final: no later tile touches them.
         done = (rows[i + 1] if i + 1 < len(rows) else height) - top
         final = acc[:, :, :done].div_(count[:, :, :done])
@@ -150,6 +182,96 @@ def iter_logit_strips(
             count[:, :, start:stop].copy_(count[:, :, start + done : stop + done])
         acc[:, :, pending:].zero_()
         count[:, :, pending:].zero_()
+
+
+def column_blocks(width: int, win_w: int, overlap: float,
+                  max_columns: int) -> list[tuple[int, int, list[int]]]:
+    """Split the tile columns of an image ``width`` wide into blocks of at most about
+    ``max_columns`` buffer columns: ``[(own0, own1, starts), ...]``.
+
+    Block ``b`` *owns* the image columns ``[own0, own1)`` (the blocks partition
+    ``[0, width)``) and needs the tiles starting at ``starts``: every tile that covers one
+    of its columns, so each owned pixel gets the logits of all its tiles. Owned ranges
+    begin at tile starts; a tile overlapping two blocks is run once for each (the price
+    of a buffer that does not grow with the width). One block when everything fits.
+    """
+    cols = sliding_window_starts(width, win_w, overlap)
+    if width <= max_columns or len(cols) == 1:
+        return [(0, width, cols)]
+    blocks: list[tuple[int, int, list[int]]] = []
+    first = 0
+    while first < len(cols):
+        own0 = 0 if first == 0 else cols[first]
+        # Grow the run of tiles owned by this block while the buffer span fits (a run
+        # holds at least one tile).
+        last = first + 1
+        while last < len(cols):
+            needed = [s for s in cols if s < cols[last] + 1 and s + win_w > own0]
+            if needed[-1] + win_w - needed[0] > max_columns:
+                break
+            last += 1
+        own1 = width if last == len(cols) else cols[last]
+        starts = [s for s in cols if s < own1 and s + win_w > own0]
+        blocks.append((own0, own1, starts))
+        first = last
+    return blocks
+
+
+def iter_logit_blocks(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    num_classes: int,
+    window: int | tuple[int, int],
+    overlap: float = DEFAULT_OVERLAP,
+    tile_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    max_buffer_bytes: int = DEFAULT_LOGIT_BUFFER_BYTES,
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Yield the averaged sliding-window logits of ``image`` as final rectangles, with a
+    logits buffer of at most about ``max_buffer_bytes`` whatever the image width.
+
+    The image columns are split into blocks (:func:`column_blocks`); each block runs the
+    row-major tiling of :func:`iter_logit_strips` over the tiles that cover it, into a
+    buffer ``C × window_h × span`` wide, and yields its owned columns. A pixel's tile
+    logits are summed in the same (tile row, tile column) order as the one-buffer path,
+    so the logits, and their argmax, are bit for bit those of :func:`predict_logits`
+    (given a model whose output for a tile does not change when run twice). Tiles
+    straddling two blocks run twice; an image whose buffer fits runs each tile once.
+
+    Args:
+        model, image, num_classes, overlap, tile_transform: as for :func:`iter_logit_strips`.
+        window: the tile size (int or (h, w)); required.
+        max_buffer_bytes: budget for the float32 logits buffer (at least one tile's
+            columns are always allowed).
+
+    Yields:
+        ``(row0, col0, logits)``: logits ``(N, C, rows, cols)`` for image rows
+        ``[row0, row0 + rows)`` and columns ``[col0, col0 + cols)``; the rectangles
+        partition the image. Views into a reused buffer: use or ``clone()`` them before
+        asking for the next one.
+    """
+    if image.dim() != 4:
+        raise ValueError(f"image must be a (N, C, H, W) tensor, got shape {tuple(image.shape)}")
+    win = as_window(window)
+    if win is None:
+        raise ValueError("iter_logit_blocks needs a window")
+    check_overlap(overlap)
+    n, _, height, width = image.shape
+    win_h, win_w = min(win[0], height), min(win[1], width)
+
+    def logits_of(x: torch.Tensor) -> torch.Tensor:
+        if tile_transform is not None:
+            x = tile_transform(x)
+        return _forward_logits(model, x, num_classes).to(image.device, torch.float32)
+
+    per_column = n * num_classes * win_h * 4  # float32 bytes of one buffer column
+    max_columns = max(win_w, max_buffer_bytes // per_column)
+    rows = sliding_window_starts(height, win_h, overlap)
+    for own0, own1, starts in column_blocks(width, win_w, overlap, max_columns):
+        c0 = starts[0]
+        for top, strip in _row_major_strips(logits_of, image, num_classes, rows, starts,
+                                            win_h, win_w, span=(c0, starts[-1] + win_w)):
+            yield top, own0, strip[..., own0 - c0 : own1 - c0]
 
 
 def predict_logits(
@@ -195,7 +317,8 @@ def predict_labels(
 
     Same result as ``predict_logits(...).argmax(1)`` but never holds the full
     (N, C, H, W) logits when tiling, so huge images need memory for the int64 label map
-    plus one strip of logits. Arguments as for :func:`predict_logits`.
+    plus one column block's buffer of logits (:func:`iter_logit_blocks`). Arguments as
+    for :func:`predict_logits`.
 
     Returns:
         (N, H, W) int64 class indices, on the image's device.
@@ -204,11 +327,15 @@ def predict_labels(
         check_overlap(overlap)
         x = tile_transform(image) if tile_transform is not None else image
         return whole_image_labels(model, x).to(image.device)
-    parts = [channel_argmax(s) for _, s in iter_logit_strips(
+    labels = torch.empty((image.shape[0], *image.shape[-2:]), dtype=torch.int64,
+                         device=image.device)
+    for top, left, block in iter_logit_blocks(
         model, image, num_classes=num_classes, window=window, overlap=overlap,
         tile_transform=tile_transform,
-    )]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    ):
+        labels[:, top : top + block.shape[2], left : left + block.shape[3]] = \
+            channel_argmax(block)
+    return labels
 
 
 def supports_label_strips(model: nn.Module) -> bool:

@@ -13,7 +13,7 @@ Conventions:
   to RGB; the EXIF orientation tag is applied, so outputs are in the *corrected*
   orientation (what an image viewer shows), not the raw sensor orientation.
 * Any size works: the model is fully convolutional. An image above ``max_pixels`` is
-  segmented by overlapping tiles (sliding window, logits averaged, strips released as they
+  segmented by overlapping tiles (sliding window, logits averaged, blocks released as they
   are final; see :mod:`fcnkit.inference.labels`) so activation memory stays bounded.
 * Two inputs with the same stem (``a/x.jpg`` and ``b/x.png``) would write the same
   output: the first keeps ``x``, later ones get ``x-2``, ``x-3``, ... (in input order,
@@ -45,7 +45,7 @@ from fcnkit.inference.backends import open_backend
 from fcnkit.inference.labels import (
     as_window,
     channel_argmax,
-    iter_logit_strips,
+    iter_logit_blocks,
     whole_image_labels,
 )
 from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
@@ -233,17 +233,18 @@ def predict_image(
         chosen = as_window(tile)
     device = torch.device(device)
     # The raw image stays where it is; each tile is normalised and moved on its own, and
-    # each finished strip's argmax goes straight into a compact label map.
+    # each finished block's argmax goes straight into a compact label map.
     dtype = torch.uint8 if num_classes <= 256 else torch.int64
     if chosen is None:  # one pass; labels without full-resolution logits when possible
         labels = whole_image_labels(model, prepare(image.unsqueeze(0)))[0]
         return labels.to(image.device, dtype)
     labels = torch.empty((height, width), dtype=dtype)
-    for top, strip in iter_logit_strips(
+    for top, left, block in iter_logit_blocks(
         model, image.unsqueeze(0), num_classes=num_classes, window=chosen, overlap=overlap,
         tile_transform=prepare,
     ):
-        labels[top : top + strip.shape[2]] = channel_argmax(strip)[0].to(labels.dtype)
+        labels[top : top + block.shape[2], left : left + block.shape[3]] = \
+            channel_argmax(block)[0].to(labels.dtype)
     return labels
 
 

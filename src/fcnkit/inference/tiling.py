@@ -7,7 +7,8 @@ of the tiles (where windows start, which input rows a strip needs) is
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_LABEL_STRIP", "DEFAULT_MAX_PIXELS", "DEFAULT_OVERLAP", "DEFAULT_WINDOW"]
+__all__ = ["DEFAULT_LABEL_STRIP", "DEFAULT_LOGIT_BUFFER_BYTES", "DEFAULT_MAX_PIXELS",
+           "DEFAULT_OVERLAP", "DEFAULT_WINDOW"]
 
 #: Tile (window) size in pixels when tiling is asked for (or forced by a pixel budget)
 #: without a size: the one default of ``fcnkit eval --sliding`` and ``fcnkit predict``.
@@ -21,3 +22,8 @@ DEFAULT_MAX_PIXELS = 1024 * 1024
 #: Output rows upsampled and reduced to labels at a time when only labels are wanted
 #: (:func:`fcnkit.inference.labels.labels_by_strips`): C x 64 x W floats stay in cache.
 DEFAULT_LABEL_STRIP = 64
+#: Budget of the float32 logits buffer of tiled prediction
+#: (:func:`fcnkit.inference.labels.iter_logit_blocks`): wider images are split into column
+#: blocks, so the buffer does not grow with the width (21 classes x 512 rows: 1560 columns,
+#: so a block owns about three 512-pixel tiles at overlap 0.33 and runs one more).
+DEFAULT_LOGIT_BUFFER_BYTES = 64 * 2**20

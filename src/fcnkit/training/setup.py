@@ -160,10 +160,13 @@ def build_state(config: TrainConfig, info: ddp.DistInfo, device: torch.device,
         console.line(f"fcnkit train: init from {config.init_from} ({init_report.layout}): "
                      f"copied {counts['copied']}, skipped {counts['skipped']}, new "
                      f"{counts['new']} tensors")
-    precision = resolve_precision(config.precision, device)
     channels_last = resolve_channels_last(config.channels_last, device)
     if channels_last:  # the weights keep their values; only their memory order changes
         model = model.to(memory_format=torch.channels_last)
+    # "auto" times the model in fp32 and bf16 on a CPU with native bf16 (cached). Several
+    # processes could measure differently, so a distributed run keeps the CPU rule.
+    precision = resolve_precision(config.precision, device, channels_last=channels_last,
+                                  model=model if info.world_size == 1 else None)
     model = ddp.wrap_model(model, info, device, sync_bn=config.sync_bn)
     optimizer = recipe.optimizer_for(model, config)
     scheduler = build_scheduler(optimizer, config.epochs * steps_per_epoch, config.lr_power)
