@@ -1,15 +1,19 @@
-"""Peak memory (RSS) of ``fcnkit predict`` on huge images, with and without --overlay.
+"""Peak memory (RSS) of ``fcnkit predict`` on huge images, against the bound of issue 23.
 
 Each measurement is a fresh ``python -m fcnkit predict`` subprocess started by a fresh
 wrapper process, which prints ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` after it
 exits: the peak resident set size of that one predict run. The model is an untrained
 FCN-8s (ResNet-18 backbone, 21 classes): memory does not depend on the weights' values.
 
-    PYTHONPATH=src python benchmarks/bench_predict_memory.py --sizes 256,4000,8000
+    PYTHONPATH=src python benchmarks/bench_predict_memory.py --sizes 256,4000,8000,2000x30000
+    PYTHONPATH=src python benchmarks/bench_predict_memory.py --sizes 256,2000x3000 --overlay
 
-Prints one line per (size, overlay): peak RSS in MiB, and the bytes per image pixel above
-the 256x256 run (the image itself is 3 bytes/pixel as uint8, 12 as float32; the label map
-1 byte/pixel).
+A size is ``N`` (N x N) or ``HxW``; the smallest runs first and is the baseline. Prints one
+line per (size, overlay): peak RSS in MiB, the bytes per image pixel above the baseline
+run (the image itself is 3 bytes/pixel as uint8, 12 as float32; the label map 1 byte/pixel),
+and the acceptance bound for the peak above the baseline, ``image bytes x 1.5 + label
+bytes + 64 MiB`` (uint8 RGB image, uint8 labels), with ``ok`` or ``OVER``. The bound is for
+the label map alone; ``--overlay`` also runs with the overlay picture, which needs more.
 """
 
 from __future__ import annotations
@@ -38,10 +42,13 @@ _WRAPPER = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="256,4000,8000")
+    parser.add_argument("--sizes", default="256,4000,8000,2000x30000",
+                        help="comma-separated N or HxW")
     parser.add_argument("--model", default="fcn8s")
+    parser.add_argument("--overlay", action="store_true",
+                        help="also run each size with --overlay")
     args = parser.parse_args()
-    sizes = sorted(int(s) for s in args.sizes.split(","))
+    sizes = sorted((parse_size(s) for s in args.sizes.split(",")), key=lambda hw: hw[0] * hw[1])
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         torch.manual_seed(0)
@@ -53,14 +60,14 @@ def main() -> None:
                                "classes": [str(i) for i in range(21)], "palette": []})
         del model
         base = None
-        for size in sizes:
-            rng = np.random.default_rng(size)
-            image = root / f"img{size}.png"
+        for height, width in sizes:
+            rng = np.random.default_rng(height * 100003 + width)
+            image = root / f"img{height}x{width}.png"
             # smooth noise compresses, so the 8000x8000 PNG stays small on disk
-            small = rng.integers(0, 256, (size // 50 + 1, size // 50 + 1, 3), dtype=np.uint8)
-            Image.fromarray(small).resize((size, size), Image.Resampling.BILINEAR).save(image)
-            for overlay in (False, True):
-                out = root / f"out{size}{'o' if overlay else ''}"
+            small = rng.integers(0, 256, (height // 50 + 1, width // 50 + 1, 3), dtype=np.uint8)
+            Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR).save(image)
+            for overlay in (False, True) if args.overlay else (False,):
+                out = root / f"out{height}x{width}{'o' if overlay else ''}"
                 argv = [sys.executable, "-m", "fcnkit", "predict", "--checkpoint", str(ckpt),
                         str(image), "--out", str(out)] + (["--overlay"] if overlay else [])
                 start = time.perf_counter()
@@ -70,10 +77,20 @@ def main() -> None:
                 peak = int(done.stdout.split()[-1]) * 1024  # ru_maxrss is in KiB on Linux
                 if base is None:
                     base = peak
-                per_pixel = (peak - base) / (size * size)
-                print(f"{size}x{size} overlay={overlay!s:5}: peak RSS {peak / 2**20:7.0f} MiB "
-                      f"(+{(peak - base) / 2**20:6.0f} MiB over the first run, "
-                      f"{per_pixel:5.1f} B/pixel), {seconds:5.1f} s", flush=True)
+                pixels = height * width
+                above = peak - base
+                bound = pixels * 3 * 1.5 + pixels + 64 * 2**20
+                verdict = "ok" if above <= bound else "OVER"
+                print(f"{height}x{width} overlay={overlay!s:5}: peak RSS {peak / 2**20:7.0f} MiB "
+                      f"(+{above / 2**20:6.0f} MiB over the first run, "
+                      f"{above / pixels:5.1f} B/pixel; bound {bound / 2**20:6.0f} MiB: "
+                      f"{verdict}), {seconds:5.1f} s", flush=True)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"N"`` -> (N, N); ``"HxW"`` -> (H, W)."""
+    height, _, width = text.strip().lower().partition("x")
+    return int(height), int(width or height)
 
 
 if __name__ == "__main__":

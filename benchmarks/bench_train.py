@@ -16,6 +16,21 @@ Run (results go in docs/benchmarks.md with the load average printed here)::
 ``--widths`` times narrow copies of the backbone instead (``build_model(..., width=w)``,
 fp32 channels_last as ``fcnkit train`` uses on a CPU), speed-up against the first width.
 
+``--compile`` times eager against ``torch.compile`` (inductor) steps side by side, in fp32
+channels_last (``--compile-precision bf16`` for bf16 autocast), from the same initial
+weights on the same batch, so their loss curves must agree: the report gives the max
+|loss difference| over all the steps (warm-up included; the first compiled step, which
+compiles, is not timed)::
+
+    .venv/bin/python benchmarks/bench_train.py --compile --repeats 7 --warmup 2
+
+``--loader`` times only the training DataLoader (workers as ``fcnkit train``) against the
+step ``fcnkit train`` runs by default on this machine (``--precision auto`` calibrated for
+the model, channels_last), at the same batch, and says whether the loader keeps the
+target of 3x the step's images/s::
+
+    .venv/bin/python benchmarks/bench_train.py --loader --workers 2
+
 Method: ``torch.set_num_threads(--threads)``, random weights and one fixed random batch per
 variant (so only compute is timed); ``--warmup`` untimed steps, then ``--repeats`` rounds
 each timing one step of every variant. Reported: median and minimum seconds per step,
@@ -28,6 +43,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import statistics
 import sys
@@ -42,6 +58,9 @@ import torch.nn.functional as F
 from fcnkit.models import build_model
 from fcnkit.runtime.precision import cpu_has_native_bf16
 from fcnkit.training.config import TrainConfig
+
+#: The loader should deliver at least this many times the step's images/s.
+LOADER_TARGET = 3.0
 
 VARIANTS = {  # name: (autocast dtype or None, channels_last)
     "fp32 NCHW": (None, False),
@@ -72,18 +91,59 @@ def make_step(model: torch.nn.Module, dtype: torch.dtype | None, channels_last: 
     return step
 
 
-def time_steps(steps: dict[str, Callable[[], float]], repeats: int, warmup: int
-               ) -> dict[str, list[float]]:
+def time_steps(steps: dict[str, Callable[[], float]], repeats: int, warmup: int,
+               losses: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Seconds per step of each variant, interleaved round by round; every step's loss
+    is appended to ``losses[name]`` when given (warm-up steps included)."""
     for _ in range(warmup):
-        for step in steps.values():
-            step()
+        for name, step in steps.items():
+            loss = step()
+            if losses is not None:
+                losses.setdefault(name, []).append(loss)
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
             start = time.perf_counter()
-            step()
+            loss = step()
             times[name].append(time.perf_counter() - start)
+            if losses is not None:
+                losses.setdefault(name, []).append(loss)
     return times
+
+
+def compile_rows(args: argparse.Namespace, images: torch.Tensor, masks: torch.Tensor
+                 ) -> tuple[list[dict], dict]:
+    """Eager vs compiled steps from the same weights; rows and the loss comparison."""
+    dtype = torch.bfloat16 if args.compile_precision == "bf16" else None
+    base = build_model(args.model, num_classes=21, backbone=args.backbone)
+    eager = make_step(copy.deepcopy(base), dtype, True, images, masks)
+    compiled_model = torch.compile(copy.deepcopy(base))
+    compiled = make_step(compiled_model, dtype, True, images, masks)
+    losses: dict[str, list[float]] = {"eager": [eager()]}
+    start = time.perf_counter()
+    losses["compiled"] = [compiled()]  # the first call compiles: timed on its own
+    compile_s = time.perf_counter() - start
+    times = time_steps({"eager": eager, "compiled": compiled}, args.repeats, args.warmup,
+                       losses)
+    diff = max(abs(a - b) for a, b in zip(losses["eager"], losses["compiled"]))
+    return step_rows(times, args.batch), {
+        "precision": args.compile_precision, "first_compiled_step_s": round(compile_s, 1),
+        "steps_compared": len(losses["eager"]), "max_abs_loss_difference": diff,
+        "losses_eager": losses["eager"], "losses_compiled": losses["compiled"]}
+
+
+def step_rows(times: dict[str, list[float]], batch: int) -> list[dict]:
+    """Median/min seconds, img/s and speed-ups against the first variant."""
+    reference = next(iter(times))
+    ref_median, ref_min = statistics.median(times[reference]), min(times[reference])
+    rows = []
+    for name, values in times.items():
+        median, low = statistics.median(values), min(values)
+        rows.append({"variant": name, "median_s": round(median, 3), "min_s": round(low, 3),
+                     "img_per_s": round(batch / median, 2),
+                     "speedup_median": round(ref_median / median, 2),
+                     "speedup_min": round(ref_min / low, 2)})
+    return rows
 
 
 def loader_throughput(data: Path, crop: int, batch: int, workers: int, batches: int) -> float:
@@ -128,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--widths", default=None,
                         help="comma-separated backbone widths to compare instead of the "
                         "precisions (e.g. 1,0.5,0.25)")
+    parser.add_argument("--compile", action="store_true",
+                        help="eager vs torch.compile steps, with the max |loss difference|")
+    parser.add_argument("--compile-precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--loader", action="store_true",
+                        help="the DataLoader alone vs fcnkit train's default step (target 3x)")
+    parser.add_argument("--skip-loader", action="store_true",
+                        help="time the steps only")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -136,44 +203,56 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     images = torch.randn(args.batch, 3, args.crop, args.crop)
     masks = torch.randint(0, 21, (args.batch, args.crop, args.crop))
-    if args.widths:
+    extra: dict = {}
+    if args.compile:
+        rows, extra["compile"] = compile_rows(args, images, masks)
+    elif args.loader:
+        from fcnkit.runtime.precision import resolve_precision
+
+        model = build_model(args.model, num_classes=21, backbone=args.backbone)
+        model = model.to(memory_format=torch.channels_last)
+        chosen = resolve_precision("auto", "cpu", model=model, channels_last=True)
+        name = f"{chosen.name} channels_last (fcnkit train's default here)"
+        rows = step_rows(time_steps({name: make_step(model, chosen.dtype, True, images, masks)},
+                                    args.repeats, args.warmup), args.batch)
+        extra["precision_reason"] = chosen.reason
+    elif args.widths:
         steps = {f"width {w}": make_step(
             build_model(args.model, num_classes=21, backbone=args.backbone, width=float(w)),
             None, True, images, masks) for w in args.widths.split(",")}
+        rows = step_rows(time_steps(steps, args.repeats, args.warmup), args.batch)
     else:
         base = build_model(args.model, num_classes=21, backbone=args.backbone)
         steps = {name: make_step(copy.deepcopy(base), dtype, layout, images, masks)
                  for name, (dtype, layout) in VARIANTS.items()}
-    times = time_steps(steps, args.repeats, args.warmup)
-    reference = next(iter(times))
-    ref_median, ref_min = statistics.median(times[reference]), min(times[reference])
-    rows = []
-    for name, values in times.items():
-        median, low = statistics.median(values), min(values)
-        rows.append({"variant": name, "median_s": round(median, 3), "min_s": round(low, 3),
-                     "img_per_s": round(args.batch / median, 2),
-                     "speedup_median": round(ref_median / median, 2),
-                     "speedup_min": round(ref_min / low, 2)})
+        rows = step_rows(time_steps(steps, args.repeats, args.warmup), args.batch)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(args.data) if args.data else Path(tmp) / "synth"
-        if not args.data:
-            from fcnkit.data.synthetic import generate_synthetic_dataset
+    loader_ips = math.nan
+    if not args.skip_loader:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(args.data) if args.data else Path(tmp) / "synth"
+            if not args.data:
+                from fcnkit.data.synthetic import generate_synthetic_dataset
 
-            generate_synthetic_dataset(data, train=8 * args.batch, val=1, seed=0,
-                                       size=(150, 210))
-        loader_ips = loader_throughput(data, args.crop, args.batch, args.workers,
-                                       args.loader_batches)
+                generate_synthetic_dataset(data, train=8 * args.batch, val=1, seed=0,
+                                           size=(150, 210))
+            loader_ips = loader_throughput(data, args.crop, args.batch, args.workers,
+                                           args.loader_batches)
     best = max(rows, key=lambda r: r["img_per_s"])
     report = {
         "model": f"{args.model} {args.backbone}", "batch": args.batch, "crop": args.crop,
         "threads": args.threads, "native_bf16": cpu_has_native_bf16(), "rows": rows,
         "loader": {"workers": args.workers, "img_per_s": round(loader_ips, 1),
-                   "ratio_to_fp32_step": round(loader_ips / rows[0]["img_per_s"], 1),
-                   "ratio_to_fastest_step": round(loader_ips / best["img_per_s"], 1)},
+                   "ratio_to_first_step": round(loader_ips / rows[0]["img_per_s"], 1),
+                   "ratio_to_fastest_step": round(loader_ips / best["img_per_s"], 1),
+                   "target_ratio": LOADER_TARGET,
+                   "keeps_target": loader_ips >= LOADER_TARGET * best["img_per_s"]},
+        **extra,
         "load_average_start": load_start, "load_average_end": os.getloadavg()[0],
         "torch": torch.__version__,
     }
+    if args.skip_loader:
+        report["loader"] = None
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -184,9 +263,19 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * len(keys))
     for row in rows:
         print("| " + " | ".join(str(row[k]) for k in keys) + " |")
-    print(f"\nloader ({args.workers} workers): {report['loader']['img_per_s']} img/s = "
-          f"{report['loader']['ratio_to_fp32_step']}x the fp32 step, "
-          f"{report['loader']['ratio_to_fastest_step']}x the fastest step")
+    if "compile" in extra:
+        c = extra["compile"]
+        print(f"\ncompile ({c['precision']}): first compiled step {c['first_compiled_step_s']} s;"
+              f" max |loss difference| over {c['steps_compared']} steps: "
+              f"{c['max_abs_loss_difference']:.3g}")
+    if "precision_reason" in extra:
+        print(f"\nprecision {extra['precision_reason']}")
+    if not args.skip_loader:
+        loader = report["loader"]
+        print(f"\nloader ({args.workers} workers): {loader['img_per_s']} img/s = "
+              f"{loader['ratio_to_first_step']}x the {rows[0]['variant']} step, "
+              f"{loader['ratio_to_fastest_step']}x the fastest step (target >= "
+              f"{LOADER_TARGET}x: {'kept' if loader['keeps_target'] else 'NOT kept'})")
     print(f"load average {load_start:.1f} at the start, {report['load_average_end']:.1f} at "
           f"the end; torch {torch.__version__}")
     return 0

@@ -18,7 +18,7 @@ from fcnkit.cli._common import (
     size_pair,
 )
 from fcnkit.runtime.precision import LAYOUTS, PRECISIONS
-from fcnkit.training.config import INTEGER_FIELDS, RANGES
+from fcnkit.training.config import COMPILE_CHOICES, INTEGER_FIELDS, RANGES
 
 
 def _ranged(name: str) -> Any:
@@ -84,6 +84,9 @@ def register(subparsers: Any) -> None:
     a("--device", type=_device_name, metavar="DEVICE", help="cpu, cuda or cuda:N (default cpu)")
     a("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     a("--channels-last", choices=LAYOUTS, help="NHWC model and batches (default auto: on)")
+    a("--compile", choices=COMPILE_CHOICES,
+      help="torch.compile (inductor) the training step's model (default off; auto: off "
+      "until measured faster; needs a C++ compiler on CPU)")
     a("--skip-bad", action=argparse.BooleanOptionalAction, help="skip unreadable samples")
     a("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm under DDP")
     a("--log-every", type=_ranged("log_every"),

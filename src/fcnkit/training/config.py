@@ -20,6 +20,9 @@ from typing import Any
 from fcnkit.errors import InputError
 from fcnkit.runtime.precision import LAYOUTS, PRECISIONS
 
+#: ``TrainConfig.compile`` values (``torch.compile`` of the training step's model).
+COMPILE_CHOICES = ("off", "on", "auto")
+
 OPTIMIZERS = ("sgd", "adamw")
 # "modern": the defaults below; "caffe": the FCN paper's (fcnkit.training.recipe).
 RECIPES = ("modern", "caffe")
@@ -151,6 +154,12 @@ class TrainConfig:
             and checkpoints stay float32 (:mod:`fcnkit.runtime.precision`).
         channels_last: ``"auto"`` (on for CPU and CUDA), ``"on"`` or ``"off"``: model and
             batches in NHWC layout.
+        compile: ``"off"`` (default), ``"on"`` or ``"auto"`` (True/False are accepted for
+            on/off): ``torch.compile`` (inductor) of the model for the training step;
+            validation and checkpoints use the un-compiled module (same state_dict keys).
+            ``"auto"`` stays off until compiled training is measured faster
+            (``benchmarks/bench_train.py --compile``;
+            :func:`fcnkit.training.setup.resolve_compile`).
         skip_bad: skip unreadable/inconsistent samples with a warning instead of failing.
         sync_bn: SyncBatchNorm across processes (distributed CUDA runs only).
         log_every: write a ``metrics.jsonl`` step line every this many optimizer steps.
@@ -198,6 +207,7 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "auto"
     channels_last: str = "auto"
+    compile: str = "off"
     skip_bad: bool = False
     sync_bn: bool = False
     log_every: int = 10
@@ -212,6 +222,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         c = self
+        if isinstance(c.compile, bool):  # the library may say compile=True / False
+            object.__setattr__(self, "compile", "on" if c.compile else "off")
         for name in RANGES:
             value = getattr(c, name)
             if value is not None:
@@ -227,6 +239,8 @@ class TrainConfig:
              f"precision={c.precision!r} must be one of {', '.join(PRECISIONS)}"),
             (c.channels_last in LAYOUTS,
              f"channels_last={c.channels_last!r} must be one of {', '.join(LAYOUTS)}"),
+            (c.compile in COMPILE_CHOICES,
+             f"compile={c.compile!r} must be one of {', '.join(COMPILE_CHOICES)}"),
             (len(c.crop) == 2, f"crop={c.crop} must be (H, W)"),
             (len(c.scale_range) == 2 and c.scale_range[0] <= c.scale_range[1],
              f"scale_range={c.scale_range} must be (MIN, MAX) with 0 < MIN <= MAX"),

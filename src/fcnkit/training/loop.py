@@ -195,7 +195,8 @@ def announce(state: TrainState) -> None:
         f"{config.batch_size} = effective batch {info.world_size * config.batch_size}; "
         f"{state.steps_per_epoch} steps/epoch; epochs {state.epoch + 1}..{config.epochs}; "
         f"precision {state.precision.reason}; "
-        f"{'channels_last' if state.channels_last else 'NCHW'}; run dir {state.run_dir}"
+        f"{'channels_last' if state.channels_last else 'NCHW'}"
+        f"{'; compiled' if state.compiled else ''}; run dir {state.run_dir}"
     )
     if info.is_main and state.epoch >= config.epochs:
         described = ckpt_io.describe_checkpoint({"model_config": state.model_config})
@@ -248,7 +249,7 @@ def train_step(state: TrainState, images: torch.Tensor, masks: torch.Tensor) -> 
     """
     config = state.config
     with autocast(state.precision, state.device):
-        logits = state.model(images)
+        logits = compiled_call(state, images) if state.compiled else state.model(images)
     loss = training_loss(logits, masks, state.weight, aux_weight=config.aux_loss_weight,
                          reduction=loss_reduction(config))
     state.optimizer.zero_grad(set_to_none=True)
@@ -262,6 +263,26 @@ def train_step(state: TrainState, images: torch.Tensor, masks: torch.Tensor) -> 
     state.scheduler.step()
     state.step += 1
     return loss
+
+
+def compiled_call(state: TrainState, images: torch.Tensor) -> Any:
+    """``state.model(images)`` for a ``torch.compile``d model: a failure of the compiler
+    (inductor, at the first call and at recompilations) becomes one line, not a traceback.
+
+    Raises:
+        InputError: the backend compiler failed.
+    """
+    # Local: torch._dynamo loads the compiler stack, which only compiled runs need.
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    try:
+        return state.model(images)
+    except BackendCompilerFailed as exc:
+        inner = getattr(exc, "inner_exception", None) or exc  # the compiler's own error
+        first = (str(inner).strip().splitlines() or [""])[0][:200]
+        first = f"{type(inner).__name__}: {first}" if first else type(inner).__name__
+        raise InputError(f"--compile: torch.compile could not compile the model ({first}); "
+                         "train without --compile") from None
 
 
 class LogWindow:

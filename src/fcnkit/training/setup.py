@@ -10,6 +10,8 @@ of the behaviour: the model is initialised right after :func:`seed_everything`):
     model               build_training_model (seeded; resumed or init_from weights; recipe)
     precision, layout   channels_last, DDP wrap
     optimization        optimizer (recipe), poly schedule, fp16 GradScaler, class weights
+    compile             torch.compile of the step's model (``--compile``; the bare model
+                        stays for validation and checkpoints)
     position            epoch, step, best mIoU and optimizer/RNG states of a resumed run
     run log             config.json, metrics.jsonl (rank 0)
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +75,8 @@ __all__ = [
     "TrainState",
     "build_state",
     "build_training_model",
+    "compile_for_training",
+    "resolve_compile",
     "class_weights_for",
     "configure_threads",
     "get_dataset",
@@ -110,6 +115,8 @@ class TrainState:
     scaler: torch.amp.GradScaler | None = None
     precision: Precision = FP32
     channels_last: bool = False
+    #: the step runs ``torch.compile(model)``; ``bare`` is the un-compiled module
+    compiled: bool = False
     train_sampler: DistributedSampler | None = None
     val_loader: DataLoader | None = None
     train_set: Any = None
@@ -173,9 +180,16 @@ def build_state(config: TrainConfig, info: ddp.DistInfo, device: torch.device,
     # fp16 needs loss scaling against gradient underflow; bf16 has fp32's exponent range.
     use_scaler = precision.name == "fp16" and device.type == "cuda"
     weight = class_weights_for(config, train_set, num_classes)
+    bare = ddp.unwrap_model(model)
+    compiled, compile_reason = resolve_compile(config.compile, device)
+    if compiled:  # after the optimizer, which names the parameters of the bare model
+        model = compile_for_training(model, device)
+    if config.compile != "off":
+        console.line(f"fcnkit train: compile {compile_reason}")
 
     state = TrainState(
-        config=config, model=model, optimizer=optimizer, scheduler=scheduler,
+        config=config, model=model, bare=bare, compiled=compiled, optimizer=optimizer,
+        scheduler=scheduler,
         train_loader=train_loader, steps_per_epoch=steps_per_epoch, device=device,
         model_config=model_config, weight=weight.to(device) if weight is not None else None,
         scaler=torch.amp.GradScaler("cuda") if use_scaler else None, precision=precision,
@@ -191,6 +205,40 @@ def build_state(config: TrainConfig, info: ddp.DistInfo, device: torch.device,
     state.log = open_run_log(state.run_dir, config, keep_up_to_step=state.step,
                              is_main=info.is_main)
     return state
+
+
+# --------------------------------------------------------------------------------------------
+# Compile
+
+
+def resolve_compile(choice: str, device: torch.device) -> tuple[bool, str]:
+    """``(compile?, reason)`` for ``TrainConfig.compile``: ``"on"``, ``"off"``, or
+    ``"auto"``, which stays off: compiled training has not been measured faster than eager
+    on a quiet machine yet (``benchmarks/bench_train.py --compile`` does it; docs/benchmarks.md)."""
+    if choice == "on":
+        return True, f"on (torch.compile, inductor on {device.type})"
+    if choice == "auto":
+        return False, "auto: off (compiled training not yet measured faster than eager)"
+    return False, "off"
+
+
+def compile_for_training(model: nn.Module, device: torch.device) -> nn.Module:
+    """``torch.compile(model)`` (inductor), after checking that inductor can build its CPU
+    kernels here: a C++ compiler on the PATH (``$CXX``, ``c++``, ``g++`` or ``clang++``).
+
+    Compilation itself happens at the first step; :func:`fcnkit.training.loop.train_step`
+    turns a failure there into one line too.
+
+    Raises:
+        InputError: no C++ compiler for a CPU run.
+    """
+    if device.type == "cpu":
+        names = [os.environ.get("CXX") or "", "c++", "g++", "clang++"]
+        if not any(name and shutil.which(name) for name in names):
+            raise InputError("--compile needs a C++ compiler for inductor's CPU kernels "
+                             "(none of $CXX, c++, g++, clang++ is on the PATH); install one "
+                             "or train without --compile")
+    return torch.compile(model)
 
 
 # --------------------------------------------------------------------------------------------
