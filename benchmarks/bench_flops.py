@@ -90,7 +90,7 @@ def measure(backbone: str, size: tuple[int, int], args: argparse.Namespace,
     for name, flops in (("body", body_flops), ("head", head_flops)):
         median, low = statistics.median(times[name]), min(times[name])
         achieved = flops / median / 1e9
-        rows.append({"backbone": backbone, "part": name, "gflop": round(flops / 1e9, 2),
+        rows.append({"backbone": backbone, "part": name, "gflop": round(flops / 1e9, 3),
                      "median_ms": round(median * 1e3, 2), "min_ms": round(low * 1e3, 2),
                      "gflops_median": round(achieved, 1),
                      "gflops_best": round(flops / low / 1e9, 1),

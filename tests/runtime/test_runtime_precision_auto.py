@@ -21,9 +21,11 @@ def tiny_model() -> nn.Module:
 def fake_measure(fp32_s: list[float], bf16_s: list[float], calls: list):
     """A ``measure`` that returns given seconds and records which dtype was asked for."""
 
-    def measure(model, x, dtype, runs, timer):
-        calls.append((dtype, tuple(x.shape), model.training))
-        return list(fp32_s if dtype is None else bf16_s)[:runs]
+    def measure(model, x, dtype, runs, timer, warmup):
+        calls.append((dtype, warmup, model.training))
+        source = fp32_s if dtype is None else bf16_s
+        done = sum(1 for c in calls[:-1] if c[0] == dtype)
+        return [source[done % len(source)]] * runs
 
     return measure
 
@@ -44,6 +46,12 @@ def test_time_forward_uses_the_injected_timer() -> None:
     times = P.time_forward(tiny_model().eval(), torch.zeros(1, 3, 8, 8), None, 3,
                            lambda: next(ticks))
     assert times == [0.5, 0.5, 0.5]
+    calls = []
+    model = tiny_model().eval()
+    model.register_forward_hook(lambda *a: calls.append(1))
+    P.time_forward(model, torch.zeros(1, 3, 8, 8), torch.bfloat16, 2, lambda: 0.0,
+                   warmup=False)
+    assert len(calls) == 2  # no warm-up pass
 
 
 def test_cpu_signature_and_cache_key() -> None:
@@ -68,7 +76,10 @@ def test_calibration_measures_once_then_reads_the_cache(tmp_path: Path) -> None:
     chosen = P.calibrate_precision(model, cache_path=cache, runs=3,
                                    measure=fake_measure([3.0] * 3, [1.0] * 3, calls))
     assert chosen.name == "bf16" and chosen.dtype == torch.bfloat16
-    assert [c[0] for c in calls] == [None, torch.bfloat16]
+    # alternating, one warm-up pass per precision in the first round only
+    assert [(c[0], c[1]) for c in calls] == [(None, True), (torch.bfloat16, True),
+                                             (None, False), (torch.bfloat16, False)] + [
+                                             (None, False), (torch.bfloat16, False)]
     assert all(not training for _, _, training in calls)  # measured in eval mode
     assert model.training  # and the mode restored
     data = json.loads(cache.read_text())
@@ -76,11 +87,11 @@ def test_calibration_measures_once_then_reads_the_cache(tmp_path: Path) -> None:
     # second call: no measurement, same choice, the reason says it came from the cache
     again = P.calibrate_precision(model, cache_path=cache,
                                   measure=fake_measure([1.0], [1.0], calls))
-    assert len(calls) == 2 and again.name == "bf16" and "cached" in again.reason
+    assert len(calls) == 6 and again.name == "bf16" and "cached" in again.reason
     # another layout is another key: measured again, and the file keeps both entries
     slow = P.calibrate_precision(model, cache_path=cache, channels_last=True, runs=3,
                                  measure=fake_measure([1.0] * 3, [1.2] * 3, calls))
-    assert slow.name == "fp32" and slow.dtype is None and len(calls) == 4
+    assert slow.name == "fp32" and slow.dtype is None and len(calls) == 12
     assert len(json.loads(cache.read_text())["entries"]) == 2
 
 

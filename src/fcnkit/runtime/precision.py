@@ -210,16 +210,17 @@ def write_precision_cache(path: str | os.PathLike[str],
 
 
 def time_forward(model: Any, x: Any, dtype: Any, runs: int,
-                 timer: Callable[[], float]) -> list[float]:
+                 timer: Callable[[], float], *, warmup: bool = True) -> list[float]:
     """Seconds of ``runs`` forward passes of ``model`` on ``x`` under ``dtype`` autocast
-    (None: fp32), after one untimed warm-up pass."""
+    (None: fp32), after one untimed warm-up pass if ``warmup``."""
     import torch
 
     context = (contextlib.nullcontext() if dtype is None
                else torch.autocast("cpu", dtype=dtype))
     times = []
     with torch.no_grad(), context:
-        model(x)
+        if warmup:
+            model(x)
         for _ in range(runs):
             start = timer()
             model(x)
@@ -243,8 +244,8 @@ def calibrate_precision(
 
     The passes run in eval mode under ``no_grad`` on a fixed input of ``size`` (the
     model's mode is restored; its weights and BatchNorm statistics are not changed, and
-    the global random state is not used). ``measure`` (``time_forward``'s signature) and
-    ``timer`` can be replaced, e.g. by tests.
+    the global random state is not used). The two precisions alternate pass by pass.
+    ``measure`` (``time_forward``'s signature) and ``timer`` can be replaced, e.g. by tests.
     """
     import torch
 
@@ -263,9 +264,13 @@ def calibrate_precision(
         x = x.contiguous(memory_format=torch.channels_last)
     was_training = model.training
     model.eval()
+    fp32: list[float] = []
+    bf16: list[float] = []
     try:
-        fp32 = measure(model, x, None, runs, timer)
-        bf16 = measure(model, x, torch.bfloat16, runs, timer)
+        # Interleaved pass by pass, so a change of load on a shared machine hits both alike.
+        for run in range(runs):
+            fp32 += measure(model, x, None, 1, timer, warmup=run == 0)
+            bf16 += measure(model, x, torch.bfloat16, 1, timer, warmup=run == 0)
     finally:
         model.train(was_training)
     name, reason = choose_by_timings(fp32, bf16)
