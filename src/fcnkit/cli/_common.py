@@ -236,7 +236,8 @@ def _cell(value: Any) -> str:
 
 #: What every --precision option (train, demo, eval, predict) offers; the choice is
 #: fcnkit.runtime.precision.resolve_precision's.
-PRECISION_HELP = ("auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), "
+PRECISION_HELP = ("auto (bf16 autocast on CUDA; on a CPU with native bf16 the faster of "
+                  "fp32 and bf16 for the model, measured once and cached; else fp32), "
                   "fp32, bf16 or fp16")
 
 

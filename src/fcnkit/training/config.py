@@ -149,9 +149,11 @@ class TrainConfig:
         workers: DataLoader worker processes per training process.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (under DDP each process uses
             ``cuda:LOCAL_RANK``).
-        precision: ``"auto"`` (bf16 autocast on CUDA and on CPUs with native bf16, else
-            fp32), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast + GradScaler); weights
-            and checkpoints stay float32 (:mod:`fcnkit.runtime.precision`).
+        precision: ``"auto"`` (bf16 autocast on CUDA; on a CPU with native bf16 the
+            faster of fp32 and bf16 for the model, measured and cached, in a single-process
+            run, else bf16; fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast
+            + GradScaler); weights and checkpoints stay float32
+            (:mod:`fcnkit.runtime.precision`).
         channels_last: ``"auto"`` (on for CPU and CUDA), ``"on"`` or ``"off"``: model and
             batches in NHWC layout.
         compile: ``"off"`` (default), ``"on"`` or ``"auto"`` (True/False are accepted for
