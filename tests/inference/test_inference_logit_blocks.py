@@ -61,7 +61,8 @@ def assemble(model, image, window, overlap, budget):
 
 @pytest.mark.parametrize("h,w,window,overlap,budget", [
     (37, 203, (16, 20), 0.33, 1),          # budget below one tile: one tile per block
-    (64, 2000, 32, 0.33, 5 * 32 * 4 * 100),  # wide image, blocks of ~100 columns
+    pytest.param(64, 2000, 32, 0.33, 5 * 32 * 4 * 100,  # wide image, ~100-column blocks
+                 marks=pytest.mark.slow),  # ~300 tiles, three times over: a minute on 2 cores
     (45, 151, (13, 17), 0.6, 5 * 13 * 4 * 50),  # overlap > 0.5: three tiles per pixel
     (31, 77, 9, 0.0, 5 * 9 * 4 * 20),
     (20, 300, (20, 41), 0.5, 10**9),       # everything fits: one block
