@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import statistics
 import time
 import warnings
@@ -117,8 +118,6 @@ def cpu_signature(cpuinfo: str | None = None) -> str:
     """This CPU's model name and the kernel-relevant flags it has, e.g.
     ``"AMD EPYC 9654 [avx2 avx512_bf16 avx512f]"`` (from ``/proc/cpuinfo``, or
     ``platform.processor()`` where there is none). ``cpuinfo``: that file's text (tests)."""
-    import platform
-
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
@@ -213,6 +212,7 @@ def time_forward(model: Any, x: Any, dtype: Any, runs: int,
                  timer: Callable[[], float], *, warmup: bool = True) -> list[float]:
     """Seconds of ``runs`` forward passes of ``model`` on ``x`` under ``dtype`` autocast
     (None: fp32), after one untimed warm-up pass if ``warmup``."""
+    # local: import cost (torch, ~3 s: the command line's parser reads PRECISIONS here)
     import torch
 
     context = (contextlib.nullcontext() if dtype is None
@@ -247,6 +247,7 @@ def calibrate_precision(
     the global random state is not used). The two precisions alternate pass by pass.
     ``measure`` (``time_forward``'s signature) and ``timer`` can be replaced, e.g. by tests.
     """
+    # local: import cost (torch, ~3 s: the command line's parser reads PRECISIONS here)
     import torch
 
     path = Path(cache_path) if cache_path is not None else precision_cache_path()

@@ -272,7 +272,7 @@ def compiled_call(state: TrainState, images: torch.Tensor) -> Any:
     Raises:
         InputError: the backend compiler failed.
     """
-    # Local: torch._dynamo loads the compiler stack, which only compiled runs need.
+    # local: import cost (torch._dynamo loads the compiler stack; only compiled runs need it)
     from torch._dynamo.exc import BackendCompilerFailed
 
     try:
