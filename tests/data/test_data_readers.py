@@ -164,7 +164,7 @@ def test_missing_directories_and_bad_specs(tmp_path):
     root = make_folder(tmp_path / "d")
     with pytest.raises(InputError, match=r"images/val: directory not found.*splits found: train"):
         open_dataset(f"folder:{root}", "val")
-    with pytest.raises(InputError, match="neither a Pascal VOC tree"):
+    with pytest.raises(InputError, match="not a Pascal VOC tree"):
         open_dataset(str(tmp_path), "train")
     with pytest.raises(InputError, match="missing directory"):
         open_dataset("voc:", "train")
