@@ -11,8 +11,12 @@ non-void val pixel, :class:`fcnkit.metrics.ConfusionMatrix`) of
 * ``patch5``: multinomial logistic regression on the 5×5 RGB patch around the pixel
   (75 features, edge-replicated at the image border).
 
-Both classifiers are scikit-learn's ``LogisticRegression`` on standardised features,
-trained on ``--pixels-per-image`` uniformly drawn non-void pixels of every train image.
+Both classifiers are fcnkit's own (:mod:`fcnkit.inference.baselines`: torch L-BFGS on the
+objective of scikit-learn's default ``LogisticRegression``, standardised features), trained
+on ``--pixels-per-image`` uniformly drawn non-void pixels of every train image; the same fit
+by scikit-learn (``--sklearn``, when it is installed) is reported next to it as a check,
+and the two val mIoUs agree within :data:`SKLEARN_TOLERANCE`
+(tests/inference/test_baselines.py).
 For ``regions`` it also prints the nearest-class-mean accuracy of the chroma averaged over
 w × w windows lying inside one cell (w = 1, 3, 5, 9, 15, 21), the averaging the class
 needs.
@@ -32,79 +36,48 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from fcnkit.data import open_dataset
 from fcnkit.data.regions import CHROMA_AXES
 from fcnkit.data.synthetic import TASKS, generate_synthetic_dataset
+from fcnkit.inference.baselines import (
+    FEATURES,
+    classifier_baseline,
+    constant_baseline,
+    load_split,
+    sample_pixels,
+)
 from fcnkit.metrics import ConfusionMatrix
 
-IGNORE = 255
-PATCH = 5
 WINDOWS = (1, 3, 5, 9, 15, 21)
+#: |val mIoU (fcnkit) − val mIoU (scikit-learn)| allowed: both minimise the same convex
+#: objective, so they differ only by where each solver stops (and the val pixels whose
+#: class scores are that close to a tie).
+SKLEARN_TOLERANCE = 0.01
 
 
-def _load(spec: str, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(H, W, 3) float images in [0, 1] and (H, W) int64 masks of a split."""
-    dataset = open_dataset(spec, split)
-    return [(np.asarray(image).transpose(1, 2, 0).astype(np.float32), np.asarray(mask))
-            for image, mask in (dataset[i] for i in range(len(dataset)))]
+def _rounded(scores: dict) -> dict:
+    return {**scores, "miou": round(scores["miou"], 4),
+            "pixel_acc": round(scores["pixel_acc"], 4),
+            "iou": [None if v is None else round(v, 3) for v in scores["iou"]]}
 
 
-def colour_features(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3): the pixel's RGB."""
-    return image
+def sklearn_baseline(train, val, num_classes: int, features, pixels: int, seed: int) -> dict:
+    """The same fit by scikit-learn's ``StandardScaler`` + ``LogisticRegression()``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-
-def patch_features(image: np.ndarray) -> np.ndarray:
-    """(H, W, 75): the 5×5×3 patch centred on each pixel (edge-replicated border)."""
-    half = PATCH // 2
-    padded = np.pad(image, ((half, half), (half, half), (0, 0)), mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (PATCH, PATCH), axis=(0, 1))
-    return windows.reshape(image.shape[0], image.shape[1], -1)
-
-
-FEATURES = {"colour": colour_features, "patch5": patch_features}
-
-
-def _scores(cm: ConfusionMatrix) -> dict:
-    s = cm.compute()
-    return {"miou": round(float(s["miou"]), 4), "pixel_acc": round(float(s["pixel_acc"]), 4),
-            "iou": [None if np.isnan(v) else round(float(v), 3) for v in s["iou"]]}
-
-
-def constant_baseline(val, num_classes: int) -> dict:
-    """The best single class predicted on every pixel, by val mIoU."""
-    best = None
-    for c in range(num_classes):
-        cm = ConfusionMatrix(num_classes)
-        for _, mask in val:
-            cm.update(np.full(mask.shape, c, dtype=np.int64), mask)
-        scores = {**_scores(cm), "class": c}
-        if best is None or scores["miou"] > best["miou"]:
-            best = scores
-    return best
-
-
-def classifier_baseline(train, val, num_classes: int, features, pixels: int, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    xs, ys = [], []
-    for image, mask in train:
-        f = features(image).reshape(-1, features(image[:1, :1]).shape[-1])
-        valid = np.flatnonzero(mask.reshape(-1) != IGNORE)
-        pick = rng.choice(valid, size=min(pixels, valid.size), replace=False)
-        xs.append(f[pick])
-        ys.append(mask.reshape(-1)[pick])
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
-    model.fit(np.concatenate(xs), np.concatenate(ys))
+    model.fit(*sample_pixels(train, features, pixels, seed))
     cm = ConfusionMatrix(num_classes)
     for image, mask in val:
         f = features(image)
         pred = model.predict(f.reshape(-1, f.shape[-1])).reshape(mask.shape)
         cm.update(pred.astype(np.int64), mask)
-    return _scores(cm)
+    s = cm.compute()
+    return {"miou": float(s["miou"]), "pixel_acc": float(s["pixel_acc"]),
+            "iou": [None if np.isnan(v) else float(v) for v in s["iou"]]}
 
 
 def window_curve(train, val, num_classes: int) -> dict:
@@ -130,23 +103,31 @@ def window_curve(train, val, num_classes: int) -> dict:
 
 
 def run(task: str, train: int, val: int, size: tuple[int, int], seed: int, pixels: int,
-        out: str | None) -> dict:
+        out: str | None, sklearn: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(out) if out else Path(tmp) / task
         start = time.perf_counter()
         generate_synthetic_dataset(root, train=train, val=val, seed=seed, size=size, task=task)
         spec = f"synth:{root}"
         classes = list(open_dataset(spec, "val").classes)
-        train_set, val_set = _load(spec, "train"), _load(spec, "val")
+        train_set, val_set = load_split(spec, "train"), load_split(spec, "val")
         results = {"task": task, "train": train, "val": val, "size": list(size),
                    "dataset_seed": seed, "pixels_per_image": pixels, "classes": classes,
                    "generate_seconds": round(time.perf_counter() - start, 1),
-                   "constant": constant_baseline(val_set, len(classes))}
+                   "constant": _rounded(constant_baseline(val_set, len(classes)))}
         for name, features in FEATURES.items():
             start = time.perf_counter()
-            results[name] = classifier_baseline(train_set, val_set, len(classes), features,
-                                                pixels, seed)
+            results[name] = _rounded(classifier_baseline(
+                train_set, val_set, len(classes), features, pixels=pixels, seed=seed))
             results[name]["seconds"] = round(time.perf_counter() - start, 1)
+            if sklearn:
+                start = time.perf_counter()
+                check = _rounded(sklearn_baseline(train_set, val_set, len(classes), features,
+                                                  pixels, seed))
+                check["seconds"] = round(time.perf_counter() - start, 1)
+                check["agrees"] = abs(check["miou"] - results[name]["miou"]) \
+                    <= SKLEARN_TOLERANCE
+                results[f"{name}_sklearn"] = check
         if task == "regions":
             results["window_accuracy"] = window_curve(train_set, val_set, len(classes))
     return results
@@ -162,18 +143,21 @@ def main() -> None:
     parser.add_argument("--pixels-per-image", type=int, default=2000,
                         help="train pixels drawn per image (default 2000)")
     parser.add_argument("--out", help="keep the generated dataset here (default: a temp dir)")
+    parser.add_argument("--sklearn", action="store_true",
+                        help="also fit each classifier with scikit-learn (a check)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     h, w = (int(v) for v in args.size.split(","))
     results = run(args.task, args.train, args.val, (h, w), args.seed, args.pixels_per_image,
-                  args.out)
+                  args.out, args.sklearn)
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(f"task {args.task}: {args.train} train / {args.val} val images at {h}x{w}, "
           f"seed {args.seed}, {args.pixels_per_image} train pixels per image; val mIoU")
     print(f"{'baseline':22s} {'mIoU':>6s} {'pix acc':>8s}  per-class IoU")
-    for name in ("constant", *FEATURES):
+    for name in ("constant", *FEATURES, *(f"{n}_sklearn" for n in FEATURES
+                                          if f"{n}_sklearn" in results)):
         r = results[name]
         ious = " ".join(f"{c}={'-' if v is None else f'{v:.2f}'}"
                         for c, v in zip(results["classes"], r["iou"]))
