@@ -22,6 +22,7 @@ from typing import Any
 from fcnkit.atomic import write_text_atomic
 from fcnkit.data.cache import ensure_dataset
 from fcnkit.errors import InputError
+from fcnkit.inference.baselines import pixel_baselines
 from fcnkit.inference.predict import predict_paths
 from fcnkit.jsonio import dumps_strict
 from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
@@ -29,7 +30,8 @@ from fcnkit.training.config import TrainConfig
 from fcnkit.training.loop import train
 from fcnkit.viz.confusion import plot_confusion_matrix
 
-__all__ = ["NUM_PREDICTIONS", "RECIPES", "default_run_dir", "run_demo"]
+__all__ = ["BASELINE_PIXELS", "NUM_PREDICTIONS", "RECIPES", "TASKS", "default_run_dir",
+           "run_demo"]
 
 # Recipes: chosen by measurement on a 2-core CPU (docs/workflow.md records the numbers).
 # FCN-8s on a ResNet-18 trained from scratch (no pretrained weights exist offline).
@@ -47,6 +49,13 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 #: Validation images segmented into the run directory's predictions/.
 NUM_PREDICTIONS = 4
+#: The synthetic tasks the demo trains on. ``objects`` stays the default until a recorded
+#: pilot shows FCN-8s learning ``limbs`` within the demo's budget (issue 20, part 5: on
+#: objects a 5x5-patch logistic regression scores above the demo's FCN-8s).
+TASKS = ("objects", "limbs")
+#: Train pixels per image of the shortcut baselines (fcnkit.inference.baselines): enough
+#: for a 75-feature logistic regression, fitted in seconds.
+BASELINE_PIXELS = 200
 
 
 def default_run_dir(quick: bool) -> Path:
@@ -65,6 +74,8 @@ def run_demo(
     precision: str = "auto",
     progress: bool = True,
     on_dataset: Callable[[Path, bool], None] | None = None,
+    task: str = "objects",
+    baselines: bool = True,
 ) -> dict[str, Any]:
     """Run the demo recipe and write its run directory.
 
@@ -80,20 +91,29 @@ def run_demo(
         progress: show the training progress bar.
         on_dataset: called as ``on_dataset(directory, generated_now)`` once the dataset is
             ready, before training starts.
+        task: the synthetic task (:data:`TASKS`).
+        baselines: also score the shortcut baselines on the same data
+            (:func:`fcnkit.inference.baselines.pixel_baselines`: the best constant, a
+            colour-only and a 5×5-patch logistic regression), so the FCN's score can be
+            read against what no context achieves.
 
     Returns:
         The summary also written to ``OUT/metrics.json``: ``miou``, ``pixel_acc``,
         ``mean_acc``, ``fwiou``, per-class ``iou``, ``best_epoch``, ``epochs``,
-        ``train_time_s``, ``num_val_images``, ``dataset``, ``run_dir`` and ``files``.
+        ``train_time_s``, ``num_val_images``, ``task``, ``dataset``, ``run_dir``,
+        ``files`` and ``baselines`` (``{"constant", "colour", "patch5"}``, each with its
+        val ``miou``; absent when ``baselines`` is False).
 
     Raises:
         InputError: ``out`` is a file, or training refuses its configuration.
     """
+    if task not in TASKS:
+        raise InputError(f"--task {task}: the demo trains on one of {', '.join(TASKS)}")
     recipe = RECIPES["quick" if quick else "full"]
     run_dir = Path(out).expanduser() if out else default_run_dir(quick)
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"run directory {run_dir} is a file; choose a directory")
-    data_dir, generated = ensure_dataset(recipe["dataset"], cache)
+    data_dir, generated = ensure_dataset({**recipe["dataset"], "task": task}, cache)
     if on_dataset is not None:
         on_dataset(data_dir, generated)
     config = TrainConfig(
@@ -119,7 +139,8 @@ def run_demo(
         "iou": dict(zip(classes, metrics.get("iou", []))),
         "best_epoch": int(best["epoch"]), "epochs": config.epochs,
         "train_time_s": round(result["time_s"], 1),
-        "num_val_images": len(val_ids), "dataset": str(data_dir), "run_dir": str(run_dir),
+        "num_val_images": len(val_ids), "task": task, "dataset": str(data_dir),
+        "run_dir": str(run_dir),
         "files": {
             "best": result["best"], "last": result["last"],
             "metrics": str(run_dir / "metrics.json"), "curves": str(run_dir / "curves.png"),
@@ -127,6 +148,9 @@ def run_demo(
             "predictions": [str(p) for p in written],
         },
     }
+    if baselines:
+        summary["baselines"] = pixel_baselines(f"voc:{data_dir}", pixels=BASELINE_PIXELS,
+                                               seed=seed)
     # Strict JSON (fcnkit.jsonio): an mIoU with no labelled pixel is null, not NaN.
     write_text_atomic(run_dir / "metrics.json", dumps_strict(summary, indent=2) + "\n")
     return summary
