@@ -92,10 +92,8 @@ def run_demo(
         on_dataset: called as ``on_dataset(directory, generated_now)`` once the dataset is
             ready, before training starts.
         task: the synthetic task (:data:`TASKS`).
-        baselines: also score the shortcut baselines on the same data
-            (:func:`fcnkit.inference.baselines.pixel_baselines`: the best constant, a
-            colour-only and a 5×5-patch logistic regression), so the FCN's score can be
-            read against what no context achieves.
+        baselines: also score the best constant, colour-only and 5×5-patch baselines on
+            the same data (:func:`fcnkit.inference.baselines.pixel_baselines`).
 
     Returns:
         The summary also written to ``OUT/metrics.json``: ``miou``, ``pixel_acc``,
@@ -128,19 +126,37 @@ def run_demo(
     metrics = best["metrics"]
     classes = list(best["classes"])
     plot_confusion_matrix(metrics["confusion"], classes, run_dir / "confusion.png")
-    model = model_from_checkpoint(best)
     val_ids = (data_dir / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    written = _predictions(best, data_dir, val_ids, run_dir)
+    summary = _summary(best, config, result, val_ids, written)
+    summary.update(task=task, dataset=str(data_dir), run_dir=str(run_dir))
+    if baselines:
+        summary["baselines"] = pixel_baselines(f"voc:{data_dir}", pixels=BASELINE_PIXELS,
+                                               seed=seed)
+    # Strict JSON (fcnkit.jsonio): an mIoU with no labelled pixel is null, not NaN.
+    write_text_atomic(run_dir / "metrics.json", dumps_strict(summary, indent=2) + "\n")
+    return summary
+
+
+def _predictions(best: dict[str, Any], data_dir: Path, val_ids: list[str],
+                 run_dir: Path) -> list[Any]:
+    """Overlays of the first :data:`NUM_PREDICTIONS` val images under run_dir/predictions."""
     inputs = [data_dir / "JPEGImages" / f"{i}.jpg" for i in val_ids[:NUM_PREDICTIONS]]
-    written = predict_paths(model, inputs, run_dir / "predictions", palette=best["palette"],
-                            overlay=True, num_classes=len(classes))
-    summary = {
+    return predict_paths(model_from_checkpoint(best), inputs, run_dir / "predictions",
+                         palette=best["palette"], overlay=True,
+                         num_classes=len(best["classes"]))
+
+
+def _summary(best: dict[str, Any], config: Any, result: dict[str, Any], val_ids: list[str],
+             written: list[Any]) -> dict[str, Any]:
+    """The scores and files of :func:`run_demo`'s summary."""
+    metrics, classes, run_dir = best["metrics"], list(best["classes"]), Path(config.out)
+    return {
         "miou": metrics.get("miou"), "pixel_acc": metrics.get("pixel_acc"),
         "mean_acc": metrics.get("mean_acc"), "fwiou": metrics.get("fwiou"),
         "iou": dict(zip(classes, metrics.get("iou", []))),
         "best_epoch": int(best["epoch"]), "epochs": config.epochs,
-        "train_time_s": round(result["time_s"], 1),
-        "num_val_images": len(val_ids), "task": task, "dataset": str(data_dir),
-        "run_dir": str(run_dir),
+        "train_time_s": round(result["time_s"], 1), "num_val_images": len(val_ids),
         "files": {
             "best": result["best"], "last": result["last"],
             "metrics": str(run_dir / "metrics.json"), "curves": str(run_dir / "curves.png"),
@@ -148,9 +164,3 @@ def run_demo(
             "predictions": [str(p) for p in written],
         },
     }
-    if baselines:
-        summary["baselines"] = pixel_baselines(f"voc:{data_dir}", pixels=BASELINE_PIXELS,
-                                               seed=seed)
-    # Strict JSON (fcnkit.jsonio): an mIoU with no labelled pixel is null, not NaN.
-    write_text_atomic(run_dir / "metrics.json", dumps_strict(summary, indent=2) + "\n")
-    return summary

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from fcnkit.constants import IGNORE_INDEX
+from fcnkit.data import open_dataset
 from fcnkit.metrics import ConfusionMatrix
 
 __all__ = [
@@ -71,8 +72,6 @@ FEATURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 def load_split(spec: str, split: str) -> list[Pair]:
     """(H, W, 3) float32 images and (H, W) int64 masks of a dataset split
     (:func:`fcnkit.data.open_dataset`, no transform)."""
-    from fcnkit.data import open_dataset
-
     dataset = open_dataset(spec, split)
     return [(np.asarray(image).transpose(1, 2, 0).astype(np.float32),
              np.asarray(mask).astype(np.int64))
@@ -193,8 +192,6 @@ def pixel_baselines(spec: str, *, pixels: int = 200, seed: int = 0) -> dict[str,
         pixels: train pixels drawn per image (the demo's 200 keep the fit to seconds).
         seed: the pixel sampling seed.
     """
-    from fcnkit.data import open_dataset
-
     num_classes = len(open_dataset(spec, "val").classes)
     train, val = load_split(spec, "train"), load_split(spec, "val")
     out: dict[str, Any] = {"constant": constant_baseline(val, num_classes),
