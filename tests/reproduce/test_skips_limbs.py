@@ -88,3 +88,19 @@ def test_skips_on_limbs_scores_thin_parts_and_runs_the_control(tmp_path):
     got = next(r["metrics"]["thin_part_iou"] for r in stored["runs"]
                if r["variant"] == "fcn8s" and r["seed"] == 0)
     assert got == pytest.approx(want, abs=1e-9)
+
+
+def test_pilot_criterion_takes_the_first_epoch_within_time():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pilot_budgets.py"
+    spec = importlib.util.spec_from_file_location("pilot_budgets", path)
+    pilot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pilot)
+    curve = [{"epoch": 1, "time_s": 30.0, "miou": 0.5},
+             {"epoch": 2, "time_s": 60.0, "miou": 0.76},
+             {"epoch": 3, "time_s": 95.0, "miou": 0.9}]
+    assert pilot.criterion_met(curve, 0.75, 90.0) == {"met": True, "epoch": 2,
+                                                      "time_s": 60.0, "miou": 0.76}
+    assert pilot.criterion_met(curve, 0.8, 90.0) == {"met": False}  # 0.9 came too late
