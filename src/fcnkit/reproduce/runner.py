@@ -347,17 +347,32 @@ def _signed(value: float | None) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:+.3f}"
 
 
+def _power_cell(c: Mapping[str, Any]) -> str:
+    """``h = … < threshold: decisive`` (or ``≥ …: not decisive``); from the record's
+    ``power``, else from its bounds (records written before the field existed)."""
+    threshold = c.get("delta_min") if c["kind"] == "superiority" else c.get("margin")
+    p = c.get("power") or stats.power(c, threshold)
+    if p["half_width"] is None:
+        return "–"
+    sign = "<" if p["decisive"] else "≥"
+    return f"{p['half_width']:.3f} {sign} {p['threshold']}"
+
+
 def comparisons_table(comparisons: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown: clause, kind, threshold, n, Δ mean, one-sided 95 % interval, verdict."""
+    """Markdown: clause, kind, threshold, n, Δ mean, one-sided 95 % interval, the power
+    (half-width t·sd/√n against the threshold: ``<`` when the run could decide either
+    way), verdict."""
     rows = []
     for c in comparisons:
         threshold = (f"Δ ≥ {c['delta_min']}" if c["kind"] == "superiority"
                      else f"±{c['margin']}" if c["kind"] == "equivalence"
                      else f"> −{c['margin']}")
         rows.append([c["clause"], c["kind"], threshold, c["n"], _signed(c["mean"]),
-                     f"[{_signed(c['lower'])}, {_signed(c['upper'])}]", c["verdict"]])
+                     f"[{_signed(c['lower'])}, {_signed(c['upper'])}]", _power_cell(c),
+                     c["verdict"]])
     return markdown_table(["clause", "kind", "threshold", "n", "Δ mean",
-                           "one-sided 95 % bounds", "verdict"], rows)
+                           "one-sided 95 % bounds", "half-width vs threshold", "verdict"],
+                          rows)
 
 
 def host_info(threads: int | None, precision: str) -> dict[str, Any]:
