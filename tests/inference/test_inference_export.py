@@ -23,6 +23,7 @@ from fcnkit.inference.export import (
     read_onnx_metadata,
     require,
 )
+from fcnkit.inference.predict import predict_image
 from fcnkit.models import build_model
 from fcnkit.models.heads import crop_to, fuse
 from fcnkit.runtime.checkpoint import save_checkpoint
@@ -196,6 +197,50 @@ def test_onnxruntime_backend_gives_the_torch_labels(exported) -> None:
     assert torch.equal(got.argmax(1)[decided], want.argmax(1)[decided])
     with pytest.raises(InputError, match="predicts 3 classes"):
         open_backend(exported["path"], backend="onnxruntime", num_classes=5)
+
+
+# pytorch-fcn's input (torchfcn/datasets/voc.py): BGR, 0..255, minus this mean (B, G, R).
+TORCHFCN_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+
+
+@pytest.mark.slow
+def test_onnx_records_and_applies_the_checkpoints_caffe_preprocessing(tmp_path: Path) -> None:
+    # A checkpoint that records the Caffe preprocessing pytorch-fcn weights come with.
+    ckpt = _checkpoint(backbone="resnet18", preprocessing="caffe")
+    out = tmp_path / "caffe.onnx"
+    export_checkpoint(ckpt, out, dynamic=True)
+    meta = read_onnx_metadata(out)
+    assert meta["preprocessing"]["channel_order"] == "BGR"
+    assert meta["preprocessing"]["scale"] == 255.0
+    assert meta["mean"] == pytest.approx(TORCHFCN_MEAN_BGR)
+    assert meta["std"] == pytest.approx([1.0, 1.0, 1.0])
+    assert "BGR" in meta["input"] and "255" in meta["input"]
+    model = build_model("fcn8s", num_classes=3, backbone="resnet18").eval()
+    model.load_state_dict(ckpt["model_state"])
+    rng = np.random.default_rng(2)
+    images = [torch.from_numpy(rng.random((3, h, w), dtype=np.float32))
+              for h, w in [(45, 70), (33, 65)]]
+    opened = open_backend(out, backend="onnxruntime", num_classes=3)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    order = [2, 1, 0] if meta["preprocessing"]["channel_order"] == "BGR" else [0, 1, 2]
+    for image in images:
+        # Oracle: the torch model on the input prepared as torchfcn prepares it.
+        bgr = image.flip(0) * 255.0 - torch.tensor(TORCHFCN_MEAN_BGR).view(3, 1, 1)
+        with torch.no_grad():
+            want = model(bgr[None])
+        top2 = want.topk(2, dim=1).values
+        decided = ((top2[:, 0] - top2[:, 1]) > 1e-3)[0]
+        torch_labels = want.argmax(1)[0]
+        # fcnkit's onnxruntime path normalises with what the file's metadata says.
+        got = predict_image(opened.backend, image, num_classes=3)
+        assert torch.equal(got.long()[decided], torch_labels[decided])
+        # So does any runtime that follows the metadata alone.
+        pre = meta["preprocessing"]
+        x = image.numpy()[order] * pre["scale"]
+        x = (x - np.array(meta["mean"]).reshape(3, 1, 1)) / np.array(meta["std"]).reshape(3, 1, 1)
+        (logits,) = session.run(None, {"image": x[None].astype(np.float32)})
+        assert torch.equal(torch.from_numpy(logits).argmax(1)[0][decided], torch_labels[decided])
+        assert decided.float().mean() > 0.9
 
 
 @pytest.mark.slow

@@ -24,11 +24,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from fcnkit.arith import as_pair
+from fcnkit.constants import IMAGENET_MEAN, IMAGENET_STD
 from fcnkit.data.palette import IGNORE_INDEX
-
-#: Per-channel RGB mean and standard deviation of ImageNet (torchvision's pretrained models).
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def _channel_stats(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,8 @@ sliding windows) runs a backend unchanged:
   as float32 whatever the compute dtype.
 * :class:`OnnxRuntimeBackend`: an ONNX file written by ``fcnkit export`` run by
   onnxruntime on the CPU (``intra_op_num_threads`` = torch's thread count, thread spinning
-  off so idle workers do not steal the cores the data loader needs).
+  off so idle workers do not steal the cores the data loader needs). Its ``preprocessing``
+  is what the file's metadata records (:func:`fcnkit.inference.export.onnx_preprocessing`).
 
 :func:`open_backend` opens either from a checkpoint or an ``.onnx`` file and returns the
 backend with the facts the caller needs (classes, palette, model config).
@@ -35,8 +36,15 @@ import torch
 from torch import nn
 
 from fcnkit.atomic import check_regular_file
-from fcnkit.errors import InputError
-from fcnkit.inference.export import export_onnx, onnx_metadata, read_onnx_metadata, require
+from fcnkit.errors import InputError, first_line
+from fcnkit.inference.export import (
+    decode_metadata,
+    export_onnx,
+    onnx_metadata,
+    onnx_preprocessing,
+    read_onnx_metadata,
+    require,
+)
 from fcnkit.inference.labels import whole_image_labels
 from fcnkit.models.preprocess import Preprocessing, preprocessing_from
 from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
@@ -112,6 +120,11 @@ class OnnxRuntimeBackend(nn.Module):
         spinning: let idle worker threads spin (onnxruntime's default); off by default so
             they do not compete with data-loading processes for the same cores.
         num_classes: the logits' channel count (``None``: read from the graph's output).
+
+    Attributes:
+        preprocessing: the normalisation the file's fcnkit metadata records
+            (``fcnkit.preprocessing``; ImageNet for a file without it); the callers
+            normalise images with it, as they do for a torch model's ``preprocessing``.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
@@ -131,9 +144,8 @@ class OnnxRuntimeBackend(nn.Module):
             self.session = ort.InferenceSession(str(path), sess_options=options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"onnxruntime cannot load {path} ({text[:160]}); pass a model "
-                             "written by fcnkit export") from None
+            raise InputError(f"onnxruntime cannot load {path} ({first_line(exc)[:160]}); pass "
+                             "a model written by fcnkit export") from None
         self.path = str(path)
         self.input_name = self.session.get_inputs()[0].name
         out_shape = self.session.get_outputs()[0].shape
@@ -144,6 +156,8 @@ class OnnxRuntimeBackend(nn.Module):
             raise InputError(f"ONNX model {path} outputs {declared} channels, but its metadata "
                              f"declares num_classes={num_classes}; export the checkpoint again")
         self.num_classes = num_classes or declared
+        self.preprocessing = onnx_preprocessing(
+            decode_metadata(self.session.get_modelmeta().custom_metadata_map))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -165,7 +179,9 @@ class OpenedBackend:
     """What :func:`open_backend` returns: the backend and the model's facts.
 
     ``classes`` and ``palette`` may be empty (the checkpoint or file did not store them);
-    ``source`` is the file the model was read from.
+    ``source`` is the file the model was read from. ``preprocessing`` is the normalisation
+    the weights expect: an onnxruntime backend's own (its file's metadata), else the model
+    config's (ImageNet when it records none).
     """
 
     backend: nn.Module
@@ -174,16 +190,15 @@ class OpenedBackend:
     palette: list[list[int]] = field(default_factory=list)
     model_config: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    preprocessing: Preprocessing = field(init=False)
 
     def __post_init__(self) -> None:
+        own = getattr(self.backend, "preprocessing", None)
+        self.preprocessing = (own if isinstance(self.backend, OnnxRuntimeBackend)
+                              else preprocessing_from(self.model_config.get("preprocessing")))
         # The backend carries the normalisation its weights expect, as a model does
         # (fcnkit.models.preprocess.model_preprocessing reads it).
         self.backend.preprocessing = self.preprocessing
-
-    @property
-    def preprocessing(self) -> Preprocessing:
-        """The normalisation the weights expect (stored in the model config; ImageNet if not)."""
-        return preprocessing_from(self.model_config.get("preprocessing"))
 
 
 def read_source(source: str | os.PathLike[str]) -> str | os.PathLike[str] | dict[str, Any]:
@@ -199,10 +214,8 @@ def read_source(source: str | os.PathLike[str]) -> str | os.PathLike[str] | dict
 def source_preprocessing(source: str | os.PathLike[str] | Mapping[str, Any]) -> Preprocessing:
     """The normalisation a checkpoint dict's or an exported ``.onnx`` model's weights expect."""
     if isinstance(source, Mapping):
-        config = source.get("model_config") or {}
-    else:
-        config = read_onnx_metadata(source).get("model_config") or {}
-    return preprocessing_from(config.get("preprocessing"))
+        return preprocessing_from((source.get("model_config") or {}).get("preprocessing"))
+    return onnx_preprocessing(read_onnx_metadata(source))
 
 
 def is_onnx_file(path: str | os.PathLike[str]) -> bool:

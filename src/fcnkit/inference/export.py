@@ -13,8 +13,11 @@ ONNX (``format="onnx"``):
 * The graph is checked with ``onnx.checker.check_model(full_check=True)``.
 * The preprocessing and the labels travel with the model as ``metadata_props`` (string →
   string, values JSON): ``fcnkit.format``, ``fcnkit.model_config``, ``fcnkit.classes``,
-  ``fcnkit.palette``, ``fcnkit.mean``, ``fcnkit.std`` and ``fcnkit.input``; read them back
-  with :func:`read_onnx_metadata`.
+  ``fcnkit.palette``, ``fcnkit.preprocessing`` (the checkpoint's own
+  :class:`~fcnkit.models.preprocess.Preprocessing`: ImageNet RGB for fcnkit's models,
+  Caffe BGR 0–255 for pytorch-fcn weights), ``fcnkit.mean``, ``fcnkit.std`` (that
+  record's) and ``fcnkit.input`` (the same in words); read them back with
+  :func:`read_onnx_metadata`, and the preprocessing with :func:`onnx_preprocessing`.
 * ``quantize="int8"`` adds static QDQ quantization with ``onnxruntime.quantization``
   (:func:`quantize_int8`), calibrated on images from a dataset.
 
@@ -43,11 +46,11 @@ from torch import nn
 
 from fcnkit.atomic import atomic_path, check_regular_file
 from fcnkit.data import open_dataset
-from fcnkit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
-from fcnkit.errors import InputError
+from fcnkit.data.transforms import eval_transform
+from fcnkit.errors import InputError, first_line
 from fcnkit.inference.export_safetensors import checkpoint_from_model, export_safetensors
 from fcnkit.models import build_model
-from fcnkit.models.preprocess import preprocessing_from
+from fcnkit.models.preprocess import Preprocessing, preprocessing_from
 from fcnkit.outputs import check_outputs
 from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
 from fcnkit.schemas import EXPORT_METADATA, check_fields
@@ -58,7 +61,9 @@ __all__ = [
     "DEFAULT_EXPORT_SIZE",
     "export_checkpoint",
     "export_onnx",
+    "decode_metadata",
     "onnx_metadata",
+    "onnx_preprocessing",
     "read_onnx_metadata",
     "quantize_int8",
     "require",
@@ -70,11 +75,16 @@ ONNX_FORMAT = "fcnkit-onnx/1"
 DEFAULT_EXPORT_SIZE = (64, 96)
 #: Where the metadata keys start (``fcnkit.mean`` ...).
 _PREFIX = "fcnkit."
-#: What the ONNX input expects, stored as ``fcnkit.input``.
-INPUT_CONVENTION = (
-    "float32 NCHW RGB, pixel values in [0, 1] normalised per channel: (x - mean) / std; "
-    "output: logits NCHW at the input size, argmax over C gives class ids"
-)
+
+
+def input_convention(preprocessing: Preprocessing) -> str:
+    """What the ONNX input expects, in words (stored as ``fcnkit.input``)."""
+    order = ("" if preprocessing.channel_order == "RGB"
+             else f", channels reordered to {preprocessing.channel_order}")
+    scale = "" if preprocessing.scale == 1 else f", multiplied by {preprocessing.scale:g}"
+    return (f"float32 NCHW, RGB pixel values in [0, 1]{order}{scale}, then normalised per "
+            "channel: (x - mean) / std; output: logits NCHW at the input size, argmax over C "
+            "gives class ids")
 
 
 def require(module: str, extra: str = "onnx") -> Any:
@@ -97,21 +107,34 @@ def require(module: str, extra: str = "onnx") -> Any:
 def onnx_metadata(ckpt: Mapping[str, Any]) -> dict[str, str]:
     """The ``metadata_props`` of an exported checkpoint: preprocessing, classes, palette.
 
-    Values are JSON strings. The normalisation is the one :func:`fcnkit.data.transforms.
-    normalize` applies in training and evaluation (ImageNet mean/std, RGB, [0, 1] input).
+    Values are JSON strings. The preprocessing is the checkpoint's own (its model config's
+    ``preprocessing``; "imagenet" when it records none), the one the torch backend applies.
     """
     config = {k: v for k, v in dict(ckpt["model_config"]).items()
               if k not in ("weights", "backbone_weights")}
+    preprocessing = preprocessing_from(config.get("preprocessing"))
     values: dict[str, Any] = {
         "format": ONNX_FORMAT,
         "model_config": config,
         "classes": list(ckpt.get("classes") or []),
         "palette": [list(map(int, c)) for c in (ckpt.get("palette") or [])],
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-        "input": INPUT_CONVENTION,
+        "preprocessing": preprocessing.to_dict(),
+        "mean": list(preprocessing.mean),
+        "std": list(preprocessing.std),
+        "input": input_convention(preprocessing),
     }
     return {_PREFIX + k: json.dumps(v) for k, v in values.items()}
+
+
+def onnx_preprocessing(metadata: Mapping[str, Any]) -> Preprocessing:
+    """The normalisation an exported model expects, from :func:`read_onnx_metadata`'s dict.
+
+    ``fcnkit.preprocessing`` when the file has it; files written before it existed carry
+    the preprocessing only in their model config (ImageNet when that records none).
+    """
+    if metadata.get("preprocessing") is not None:
+        return preprocessing_from(metadata["preprocessing"])
+    return preprocessing_from((metadata.get("model_config") or {}).get("preprocessing"))
 
 
 def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -129,7 +152,7 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         model = onnx.load(str(file), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and others for a damaged file
-        raise InputError(f"{file} is not an ONNX model ({_first_line(exc)[:120]}); "
+        raise InputError(f"{file} is not an ONNX model ({first_line(exc)[:120]}); "
                          "write one with fcnkit export") from None
     props = {p.key[len(_PREFIX):]: p.value for p in model.metadata_props
              if p.key.startswith(_PREFIX)}
@@ -146,6 +169,21 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     check_fields(meta, EXPORT_METADATA, file=file, what="ONNX model",
                  fix="export the checkpoint again with fcnkit export")
     return meta
+
+
+def decode_metadata(props: Mapping[str, str]) -> dict[str, Any]:
+    """The ``fcnkit.*`` entries of an ONNX model's ``metadata_props``, prefix dropped and
+    values JSON-decoded, leniently (other entries, and values that are not JSON, are left
+    out: a file of another tool gives ``{}``); :func:`read_onnx_metadata` is the strict
+    reader of a file."""
+    decoded: dict[str, Any] = {}
+    for key, value in props.items():
+        if key.startswith(_PREFIX):
+            try:
+                decoded[key[len(_PREFIX):]] = json.loads(value)
+            except ValueError:
+                continue
+    return decoded
 
 
 # --- ONNX ----------------------------------------------------------------------------------
@@ -198,7 +236,7 @@ def export_onnx(
         except Exception as exc:  # the exporter wraps failures in several error types
             if opset is not None:
                 raise InputError(f"--opset {opset} failed to export "
-                                 f"({_first_line(exc)[:160]}); try the default opset") from None
+                                 f"({first_line(exc)[:160]}); try the default opset") from None
             raise
         program.save(str(raw))
         graph = onnx.load(str(raw))
@@ -417,7 +455,3 @@ def export_checkpoint(
     report["checkpoint"] = str(checkpoint.get("path", "<in memory>"))
     return report
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -6,13 +6,8 @@ Inputs are float ``(N, 3, H, W)`` images normalised with torchvision's ImageNet 
 (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`); outputs are logits ``(N, C, H, W)``.
 """
 
-from fcnkit.models.backbones import (
-    BACKBONES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Backbone,
-    build_backbone,
-)
+from fcnkit.constants import IMAGENET_MEAN, IMAGENET_STD
+from fcnkit.models.backbones import BACKBONES, Backbone, build_backbone
 from fcnkit.models.fcn import FCN
 from fcnkit.models.heads import UPSAMPLE_MODES, FCNHead
 from fcnkit.models.registry import build_model, list_models, model_options

@@ -10,8 +10,8 @@ Strides are not typed in: :meth:`Backbone.declare_features` reads them off the s
 with :func:`fcnkit.arith.receptive_field`, and channels off their last convolution.
 
 Inputs are float ``(N, 3, H, W)`` images normalised with the ImageNet statistics torchvision's
-classifiers were trained with (mean ``(0.485, 0.456, 0.406)``, std ``(0.229, 0.224, 0.225)``,
-RGB, values first scaled to [0, 1]). Every backbone is built with ``weights=None``; weights are
+classifiers were trained with (:data:`fcnkit.models.preprocess.IMAGENET`: RGB, values first
+scaled to [0, 1]). Every backbone is built with ``weights=None``; weights are
 loaded explicitly by :mod:`fcnkit.models.registry` — nothing here downloads.
 """
 
@@ -29,9 +29,6 @@ from torch import nn
 
 from fcnkit.arith import hdc_schedule, receptive_field, same_padding
 from fcnkit.errors import InputError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 BACKBONES = ("vgg16", *RESNETS, "mobilenet_v3_large")

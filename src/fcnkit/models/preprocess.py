@@ -27,6 +27,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from fcnkit.constants import IMAGENET_MEAN, IMAGENET_STD
 from fcnkit.errors import InputError
 
 
@@ -95,8 +96,8 @@ def _to_bgr(inpt: Any) -> Any:
 
 IMAGENET = Preprocessing(
     name="imagenet", channel_order="RGB", scale=1.0,
-    # torchvision's ImageNet statistics (torchvision.models weights' transforms).
-    mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+    # torchvision's ImageNet statistics (fcnkit.constants, the one definition).
+    mean=IMAGENET_MEAN, std=IMAGENET_STD,
 )
 CAFFE = Preprocessing(
     name="caffe", channel_order="BGR", scale=255.0,
