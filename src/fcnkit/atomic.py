@@ -18,8 +18,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from fcnkit.errors import InputError
+from fcnkit.jsonio import dumps_strict
 
 #: Every temporary file :func:`atomic_path` creates is named ``.fcnkit-tmp.<stem>.<random>
 #: <suffix>``, so that files left by a killed process can be recognised and removed
@@ -98,6 +100,12 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike[str], value: Any, *, indent: int = 2) -> None:
+    """Write ``value`` as strict JSON (:func:`fcnkit.jsonio.dumps_strict`: NaN and infinities
+    become ``null``), one trailing newline, atomically: every JSON file fcnkit writes."""
+    write_text_atomic(path, dumps_strict(value, indent=indent) + "\n")
 
 
 def is_temp_file(path: str | os.PathLike[str]) -> bool:

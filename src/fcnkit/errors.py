@@ -58,7 +58,7 @@ def exit_code_for(exc: BaseException) -> int | None:
 def first_line(exc: BaseException) -> str:
     """An exception's message cut to its first line (its type's name if it has none)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return text.splitlines()[0].rstrip() if text else type(exc).__name__
 
 
 def warn(message: str, *, stacklevel: int = 2) -> None:

@@ -350,3 +350,20 @@ def test_an_interrupted_claim_keeps_finished_runs_and_resumes_the_cut_one(tmp_pa
     other = dataclasses.replace(TINY, lr=TINY.lr / 2)
     with pytest.raises(InputError, match="other settings.*lr"):
         train_variant(config, other, data, tmp_path / "whole", model="fcn8s", seed=0)
+
+
+def test_results_json_is_strict_json_with_undefined_scores_as_null(tmp_path):
+    # A variant without one finite score: its mean and std are NaN in memory.
+    summary = {"fcn32s": runner.summarise([{"miou": float("nan")}], ["miou"])}
+    assert np.isnan(summary["fcn32s"]["miou"]["mean"])
+    results = {"claim": "skips", "claim_text": "t", "verdict": "inconclusive",
+               "verdict_reason": "r", "summary": summary, "best": float("inf"),
+               "shape": (2, 3)}
+    runner.write_outputs(tmp_path, results, "| a |\n")
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON (RFC 8259, section 6)")
+
+    stored = json.loads((tmp_path / "results.json").read_text(), parse_constant=refuse)
+    assert stored["summary"]["fcn32s"]["miou"] == {"mean": None, "std": None, "n": 0}
+    assert stored["best"] is None and stored["shape"] == [2, 3]

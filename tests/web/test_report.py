@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from fcnkit.cli import main
-from fcnkit.errors import InputError
+from fcnkit.errors import FcnkitWarning, InputError
+from fcnkit.web import report
 from fcnkit.web.report import load_run, write_report
 
 
@@ -60,6 +61,20 @@ def test_not_a_run_directory(tmp_path):
     with pytest.raises(InputError, match="not a directory"):
         write_report([tmp_path / "missing"], tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
+
+
+def test_gallery_warning_survives_an_error_without_a_message(fake_runs, tmp_path,
+                                                             monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError()  # str(OSError()) == "": no first line to cut
+
+    import fcnkit.data
+
+    monkeypatch.setattr(fcnkit.data, "open_dataset", fail)
+    monkeypatch.setattr(report, "open_dataset", fail, raising=False)
+    with pytest.warns(FcnkitWarning, match=r"no gallery.*\(OSError\)"):
+        summary = write_report(fake_runs[:1], tmp_path / "r.html", gallery=1)
+    assert summary["gallery"] == 0
 
 
 def test_cli_reports_errors_in_one_line(tmp_path, capsys):

@@ -28,7 +28,7 @@ from fcnkit.arith.sizes import (
     conv_transpose_output_size,
     transposed_equivalent,
 )
-from fcnkit.errors import InputError
+from fcnkit.errors import InputError, first_line
 
 __all__ = ["INPUT", "INSERTED_ZERO", "PADDING", "TapLayout", "animation_cost", "tap_layout"]
 
@@ -79,7 +79,7 @@ def _axis_cells(n: int, k: int, s: int, p: int, d: int, op: int,
         try:
             out = conv_output_size(n, k, s, p, d)
         except InputError as exc:
-            raise InputError(str(exc).splitlines()[0]) from None
+            raise InputError(first_line(exc)) from None
         return [PADDING] * p + [INPUT] * n + [PADDING] * p, \
             [-1] * p + list(range(n)) + [-1] * p, out, s
     if op >= s:

@@ -63,7 +63,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from fcnkit.atomic import atomic_path, incomplete_until_done, write_text_atomic
+from fcnkit.atomic import atomic_path, incomplete_until_done, write_json_atomic, write_text_atomic
 from fcnkit.data.drawing import SPLIT_CODES as _SPLIT_CODES
 from fcnkit.data.drawing import Sample, void_band
 from fcnkit.data.drawing import regular_polygon as _regular_polygon
@@ -502,7 +502,7 @@ def _write_dataset(out: Path, train: int, val: int, seed: int, size: tuple[int, 
     if task == "limbs":
         manifest["parts"] = PART_NAMES
         manifest["part_masks"] = "SegmentationPart/<id>.png"
-    write_text_atomic(out / "synthetic.json", json.dumps(manifest, indent=2) + "\n")
+    write_json_atomic(out / "synthetic.json", manifest)
 
 
 def _synth_file(root: str | os.PathLike[str], sub: str, name: str) -> Path:

@@ -20,10 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcnkit.atomic import write_text_atomic
+from fcnkit.atomic import write_json_atomic, write_text_atomic
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.errors import InputError
-from fcnkit.jsonio import dumps_strict
 from fcnkit.reproduce import stats
 from fcnkit.runtime.precision import cpu_has_native_bf16
 from fcnkit.training.config import AUTO_RESUME, TrainConfig
@@ -332,7 +331,9 @@ def write_outputs(out: Path, results: dict[str, Any], table: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     results["files"] = {"json": str(out / "results.json"), "table": str(out / "results.md"),
                         **results.get("files", {})}
-    write_text_atomic(out / "results.json", dumps_strict(results, indent=2) + "\n")
+    # Strict JSON: an undefined score (mean of no finite value, an mIoU without labelled
+    # pixels) is written as null, never as NaN, which JSON readers reject.
+    write_json_atomic(out / "results.json", results)
     figures = "".join(f"\n![{name}]({Path(path).name})\n"
                       for name, path in results.get("figures", {}).items())
     clauses = comparisons_table(results["comparisons"]) + "\n" \

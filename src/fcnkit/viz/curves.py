@@ -1,8 +1,11 @@
-"""Training curves from ``metrics.jsonl`` records: loss, learning rate, validation metrics."""
+"""Training curves from ``metrics.jsonl`` records: loss, learning rate, validation metrics.
+
+The records come from :func:`fcnkit.training.runlog.read_run_log` (or a live
+:class:`~fcnkit.training.runlog.RunLog`).
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -14,12 +17,6 @@ from matplotlib.ticker import MaxNLocator
 from fcnkit.viz import pyplot, save_figure
 
 VAL_METRICS = (("miou", "mean IoU"), ("pixel_acc", "pixel accuracy"), ("mean_acc", "mean accuracy"))
-
-
-def read_metrics_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl`` (one JSON object per line)."""
-    text = Path(path).read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def plot_training_curves(

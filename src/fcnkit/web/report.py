@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -150,8 +149,8 @@ def _gallery(run: dict[str, Any], count: int, device: str) -> list[dict[str, str
     try:
         dataset = open_dataset(config["data"], config.get("val_split", "val"))
     except (InputError, OSError, KeyError) as exc:
-        warnings.warn(f"{run['path']}: no gallery, the validation data cannot be opened "
-                      f"({str(exc).splitlines()[0]})", stacklevel=2)
+        warn(f"{run['path']}: no gallery, the validation data cannot be opened "
+             f"({first_line(exc)})")
         return []
 
     ckpt = load_checkpoint(run["checkpoint_path"])

@@ -40,7 +40,6 @@ import socket
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -50,7 +49,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from fcnkit.errors import InputError, exit_code_for
+from fcnkit.errors import InputError, exit_code_for, first_line, warn
 from fcnkit.jsonio import dumps_strict
 from fcnkit.web.explore import VIEWS, view
 
@@ -180,8 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except Exception as exc:
             if exit_code_for(exc) is not None:  # the user's error, as the CLI classifies it
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else "bad input"
-                self._json(HTTPStatus.BAD_REQUEST, {"error": message})
+                self._json(HTTPStatus.BAD_REQUEST, {"error": first_line(exc)})
                 return
             # The traceback goes into the message itself: the command line's log format
             # prints one message per record and would drop a separate exc_info.
@@ -340,8 +338,8 @@ def make_server(host: str = "127.0.0.1", port: int = 0,
     except ValueError:
         loopback = host == "localhost"
     if not loopback:
-        warnings.warn(f"the explorer is bound to {host}, reachable from other machines; "
-                      "the default 127.0.0.1 keeps it local", stacklevel=2)
+        warn(f"the explorer is bound to {host}, reachable from other machines; "
+             "the default 127.0.0.1 keeps it local")
     try:
         return ExplorerServer((host, port), extra_hosts)
     except OSError as exc:
