@@ -1,6 +1,7 @@
 """VOC / SBD / folder readers, read_image, and every bad-input case (fixtures built here)."""
 
 import io
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from fcnkit.data import detect_layout, open_dataset, read_image
 from fcnkit.data.folder import read_classes_file
 from fcnkit.data.images import read_mask
 from fcnkit.data.palette import save_mask_png, voc_palette
+from fcnkit.data.pixels import to_uint8, unit_float
 from fcnkit.data.voc import VOC_CLASSES, packaged_split_ids
 from fcnkit.errors import FcnkitWarning, InputError
 
@@ -420,3 +422,22 @@ def test_a_fifo_is_refused_before_it_is_opened(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert "is a FIFO (named pipe), not a regular file" in proc.stdout, proc.stderr
+
+
+def test_one_uint8_to_float_conversion_for_files_arrays_and_tensors(tmp_path):
+    # Oracle: exact fractions v / 255; every path gives the same float32 bits, less than two
+    # float32 steps from the exact value (1/255 is rounded, then the product).
+    values = np.arange(256, dtype=np.uint8)
+    as_array = unit_float(values)
+    as_tensor = unit_float(torch.from_numpy(values)).numpy()
+    assert as_array.dtype == as_tensor.dtype == np.float32
+    assert np.array_equal(as_array.view(np.uint32), as_tensor.view(np.uint32))
+    for v, got in zip(range(256), as_array.tolist()):
+        step = Fraction(float(np.spacing(np.float32(got))))
+        assert abs(Fraction(got) - Fraction(v, 255)) < 2 * step
+    picture = np.stack([values.reshape(16, 16)] * 3, axis=-1)
+    Image.fromarray(picture).save(tmp_path / "all.png")
+    from_file = read_image(tmp_path / "all.png").numpy()
+    assert np.array_equal(from_file.view(np.uint32),
+                          as_array.reshape(16, 16)[None].repeat(3, 0).view(np.uint32))
+    assert np.array_equal(to_uint8(as_array), values)  # and back

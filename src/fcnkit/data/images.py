@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcnkit.atomic import check_regular_file
 from fcnkit.constants import IGNORE_INDEX
+from fcnkit.data.pixels import unit_float
 from fcnkit.errors import InputError, first_line
 
 __all__ = ["IMAGE_EXTENSIONS", "RGB", "VOC_VOID_COLOUR", "check_labels", "colour_lookup",
@@ -112,11 +113,10 @@ def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
 
 
 def _to_float_chw(array: np.ndarray) -> torch.Tensor:
-    # (H, W, 3) uint8 → (3, H, W) float32 / 255, in numpy: small tensor ops in torch are
-    # slowed down by its intra-op thread pool when the CPU is busy (DataLoader workers).
-    chw = np.empty((3, *array.shape[:2]), dtype=np.float32)
-    np.multiply(array.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=chw)
-    return torch.from_numpy(chw)
+    # (H, W, 3) uint8 → (3, H, W) float32 in [0, 1] (data.pixels.unit_float), in numpy:
+    # small tensor ops in torch are slowed down by its intra-op thread pool when the CPU
+    # is busy (DataLoader workers).
+    return torch.from_numpy(unit_float(array.transpose(2, 0, 1)))
 
 
 def colour_lookup(palette: Sequence[Sequence[int]]) -> dict[RGB, int]:

@@ -50,6 +50,7 @@ import numpy as np
 from scipy import ndimage
 
 from fcnkit.data.drawing import SPLIT_CODES, regular_polygon, smooth_noise, void_band
+from fcnkit.data.pixels import to_uint8
 
 Array = np.ndarray
 
@@ -253,5 +254,4 @@ def render_shapes_sample(
         _draw_object(rng, image, labels, int(rng.integers(1, len(SHAPES_CLASSES))), placed)
     image = ndimage.gaussian_filter(image, sigma=(rng.uniform(0.3, 0.7),) * 2 + (0.0,))
     image += rng.normal(0.0, rng.uniform(0.01, 0.03), size=image.shape).astype(np.float32)
-    image_u8 = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-    return image_u8, void_band(labels), int(rng.integers(80, 96))
+    return to_uint8(image), void_band(labels), int(rng.integers(80, 96))

@@ -76,6 +76,7 @@ from fcnkit.data.limbs import (
     render_limbs_sample,
 )
 from fcnkit.data.palette import save_mask_png, voc_palette
+from fcnkit.data.pixels import to_uint8
 from fcnkit.data.regions import (
     REGIONS_CLASSES,
     REGIONS_VERSION,
@@ -358,8 +359,7 @@ def render_synthetic_sample(
     image *= (1.0 + rng.uniform(-0.15, 0.15) * (ramp - ramp.mean()))[..., None]
     image = ndimage.gaussian_filter(image, sigma=(rng.uniform(0.3, 0.8),) * 2 + (0.0,))
     image += rng.normal(0.0, rng.uniform(0.01, 0.035), size=image.shape).astype(np.float32)
-    image_u8 = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-    return image_u8, void_band(labels), int(rng.integers(72, 96))
+    return to_uint8(image), void_band(labels), int(rng.integers(72, 96))
 
 
 #: Synthetic tasks: ``objects`` (the default: class = shape + colour family + texture),

@@ -40,6 +40,7 @@ from fcnkit.atomic import atomic_path, check_writable_directory, incomplete_unti
 from fcnkit.data.images import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
 from fcnkit.data.images import read_image_array
 from fcnkit.data.palette import blend_into, save_mask_png
+from fcnkit.data.pixels import unit_float
 from fcnkit.errors import InputError, first_line, warn
 from fcnkit.inference.backends import open_backend
 from fcnkit.inference.labels import (
@@ -248,9 +249,6 @@ def predict_image(
     return labels
 
 
-_INVERSE_255 = torch.tensor(1.0 / 255.0, dtype=torch.float32)
-
-
 def read_only_tensor(array: np.ndarray) -> torch.Tensor:
     """``torch.from_numpy(array)`` without a copy, also for PIL's read-only buffers.
 
@@ -261,14 +259,6 @@ def read_only_tensor(array: np.ndarray) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.from_numpy(array)
-
-
-def unit_float(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels → float32 in [0, 1] (``v * float32(1/255)``, the same values as
-    :func:`fcnkit.data.read_image`); float pixels are returned as they are."""
-    if pixels.dtype == torch.uint8:
-        return pixels.to(torch.float32).mul_(_INVERSE_255)
-    return pixels
 
 
 def predict_paths(

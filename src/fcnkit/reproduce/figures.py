@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from fcnkit.data import open_dataset
-from fcnkit.data.palette import colorize
+from fcnkit.data.palette import colorize, overlay
+from fcnkit.data.pixels import to_uint8
 from fcnkit.data.transforms import denormalize, eval_transform
 from fcnkit.metrics import trimap_band
 from fcnkit.viz import pyplot, save_figure
@@ -44,13 +45,13 @@ def prediction_grid(
                              squeeze=False)
     for row in range(count):
         image, mask = dataset[row]
-        rgb = denormalize(image).clamp(0, 1).permute(1, 2, 0).numpy()
-        panels = [rgb, np.asarray(colorize(mask.numpy()).convert("RGB")) / 255.0]
+        rgb = to_uint8(denormalize(image).permute(1, 2, 0))
+        panels = [rgb, np.asarray(colorize(mask.numpy()).convert("RGB"))]
         with torch.no_grad():
             for model in models.values():
                 pred = model(image[None]).argmax(1)[0].numpy()
-                panels.append(0.45 * rgb + 0.55 * np.asarray(
-                    colorize(pred).convert("RGB")) / 255.0)
+                # Every class coloured, the background too (the model predicts no void).
+                panels.append(np.asarray(overlay(rgb, pred, alpha=0.55, background=None)))
         ys, xs = _zoom_window(mask.numpy(), zoom)
         for col, panel in enumerate(panels + [p[ys, xs] for p in panels]):
             ax = axes[row, col]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from fcnkit.data.palette import IGNORE_INDEX, colorize
+from fcnkit.data.pixels import to_uint8
 
 __all__ = ["ERROR_COLOUR", "PANEL_NAMES", "pixel_accuracy", "prediction_panels"]
 
@@ -41,8 +42,7 @@ def prediction_panels(image: Any, truth: Any, prediction: Any,
         ``errors`` wrong pixels are :data:`ERROR_COLOUR` over the dimmed image and void
         pixels black.
     """
-    array = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
-    rgb = (np.clip(array, 0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    rgb = to_uint8(image).transpose(1, 2, 0)
     true, pred = _labels(truth), _labels(prediction)
     errors = (rgb.astype(np.float32) * 0.35 + 25).astype(np.uint8)
     void = true == IGNORE_INDEX
