@@ -375,3 +375,52 @@ def test_boundary_width_beyond_the_images_is_bounded(world, capsys) -> None:
                             "--boundary-width", "64", "--json", *FP32], capsys)
     # every image has a side <= 64: a band of 64 already is the whole image
     assert json.loads(out)["boundary"] == {**wide, "width": 64}
+
+
+def _subcommands() -> dict:
+    import argparse
+
+    from fcnkit.cli import build_parser
+
+    parser = build_parser()
+    (choices,) = [a.choices for a in parser._actions
+                  if isinstance(a, argparse._SubParsersAction)]
+    return choices
+
+
+def test_every_option_of_a_training_setting_takes_its_range_from_ranges() -> None:
+    import argparse
+
+    from fcnkit.training.config import RANGES
+
+    checked = 0
+    for name, command in _subcommands().items():
+        for action in command._actions:
+            dest = action.dest
+            if dest not in ("seed", "workers", "threads", "batch_size") or action.type is None:
+                continue
+            span = RANGES[dest]
+            low, high = int(span.low), int(span.high)
+            assert action.type(str(low)) == low and action.type(str(high)) == high, name
+            for outside in (low - 1, high + 1):
+                with pytest.raises(argparse.ArgumentTypeError):
+                    action.type(str(outside))
+            checked += 1
+    # seed: train, demo, data synth; workers: train, demo, eval, data synth; threads: train,
+    # demo, eval, predict; batch size: train, eval.
+    assert checked >= 12
+
+
+def test_eval_and_predict_share_one_inference_argument_group() -> None:
+    commands = _subcommands()
+
+    def options(name: str) -> dict:
+        return {a.dest: (getattr(a.type, "__qualname__", None), a.default, a.required,
+                         tuple(a.choices or ()), a.option_strings)
+                for a in commands[name]._actions}
+
+    shared = {"checkpoint", "window", "overlap", "max_pixels", "device", "skip_bad",
+              "backend", "precision", "channels_last", "threads", "json"}
+    evaluated, predicted = options("eval"), options("predict")
+    for dest in shared:
+        assert evaluated[dest] == predicted[dest], dest

@@ -299,6 +299,15 @@ def test_cli_formats_are_the_engine_exporters() -> None:
     assert set(FORMATS) == set(EXPORTERS)
 
 
+def test_export_format_from_output_suffix() -> None:
+    from fcnkit.inference.export import export_format
+
+    assert export_format("out/w.SafeTensors") == "safetensors"
+    assert export_format("m.onnx") == export_format("model") == export_format(None) == "onnx"
+    assert export_format("weights.bin") == "onnx"  # not a format: the default
+    assert export_format("w.safetensors", "onnx") == "onnx"  # an explicit format wins
+
+
 def test_cli_export_format_from_output_suffix(tmp_path: Path, capsys) -> None:
     from fcnkit.cli import main
 

@@ -15,8 +15,10 @@ from typing import Any, NoReturn
 from fcnkit.arith.sizes import as_pair
 from fcnkit.arith.tiling import check_overlap
 from fcnkit.errors import InputError
+from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP
 from fcnkit.jsonio import dumps_strict
 from fcnkit.runtime.precision import BACKENDS, LAYOUTS, PRECISIONS
+from fcnkit.training.config import INTEGER_FIELDS, RANGES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -174,8 +176,22 @@ def size_pair(maximum: int) -> Callable[[str], tuple[int, int]]:
     return _checked(dims, check)
 
 
-#: Seeds of numpy's legacy generator and of most tools are 32-bit: 0 .. 2**32 - 1.
-seed = int_in(0, 2**32 - 1)
+def ranged(name: str) -> Callable[[str], Any]:
+    """The argparse ``type=`` of a setting in :data:`fcnkit.training.config.RANGES` (the one
+    table of accepted training settings), e.g. ``ranged("workers")``; every command that
+    takes a seed, worker or thread count or batch size checks it against the same range."""
+    span = RANGES[name]
+    if name == "scale_range":
+        return float_pair_in(span.low, span.high)
+    if name == "crop":
+        return size_pair(int(span.high))
+    if name in INTEGER_FIELDS:
+        return int_in(int(span.low), int(span.high))
+    return float_in(span.low, span.high, low_open=span.low_open, high_open=span.high_open)
+
+
+#: Seeds of numpy's legacy generator and of most tools are 32-bit (RANGES["seed"]).
+seed = ranged("seed")
 
 
 def overlap(text: str) -> float:
@@ -241,6 +257,38 @@ PRECISION_HELP = ("auto (bf16 autocast on CUDA; on a CPU with native bf16 the fa
                   "fp32, bf16 or fp16")
 
 
+def add_inference_arguments(parser: argparse.ArgumentParser, *, window_help: str,
+                            max_pixels_help: str, skip_bad_help: str) -> None:
+    """The options eval and predict share: ``--checkpoint``, ``--window``, ``--overlap``,
+    ``--max-pixels``, ``--device``, ``--skip-bad``, ``--json`` and the backend options
+    (:func:`add_backend_arguments`). The help texts that differ are passed in."""
+    parser.add_argument(
+        "--checkpoint", required=True,
+        help="checkpoint file, or a run directory (its best.pt, else last.pt), or an .onnx "
+        "model (with --backend onnxruntime)",
+    )
+    parser.add_argument("--window", type=window, default=None, help=window_help)
+    parser.add_argument(
+        "--overlap", type=overlap, default=DEFAULT_OVERLAP,
+        help="fraction of a window shared by neighbouring windows, in [0, 1) "
+        f"(default {DEFAULT_OVERLAP})",
+    )
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                        help=max_pixels_help)
+    parser.add_argument("--device", type=device, default="cpu",
+                        help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--skip-bad", action="store_true", help=skip_bad_help)
+    add_backend_arguments(parser)
+
+
+def inference_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments :func:`add_inference_arguments`' options give to
+    :func:`fcnkit.inference.evaluate.evaluate_checkpoint` and
+    :func:`fcnkit.inference.predict.predict_checkpoint` (``window`` is the caller's)."""
+    return {"overlap": args.overlap, "max_pixels": args.max_pixels, "device": args.device,
+            "skip_bad": args.skip_bad, **backend_options(args)}
+
+
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """``--backend``, ``--precision``, ``--channels-last``, ``--threads`` (eval, predict)."""
     parser.add_argument(
@@ -257,7 +305,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch backend: channels_last (NHWC) layout (default auto: on for CPU and CUDA)",
     )
     parser.add_argument(
-        "--threads", type=int_in(1, 4096), default=None,
+        "--threads", type=ranged("threads"), default=None,
         help="onnxruntime backend: intra-op threads (default: torch's thread count)",
     )
 

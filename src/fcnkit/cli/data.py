@@ -15,7 +15,15 @@ import argparse
 import time
 
 from fcnkit.atomic import INCOMPLETE_MARKER
-from fcnkit.cli._common import OneLineParser, dims, format_table, int_in, print_json, seed
+from fcnkit.cli._common import (
+    OneLineParser,
+    dims,
+    format_table,
+    int_in,
+    print_json,
+    ranged,
+    seed,
+)
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.data.synthetic import TASKS
 from fcnkit.limits import SYNTH_MAX_IMAGES
@@ -54,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "shapes (class = shape only; sizes vary around --size); limbs (class "
                        "from a body's stripe orientation, thin limbs, part masks in "
                        "SegmentationPart/); regions (class = a mean chroma under heavy noise)")
-    synth.add_argument("--workers", type=int_in(0, 256), default=None,
+    synth.add_argument("--workers", type=ranged("workers"), default=None,
                        help="worker processes (default: up to 2)")
     synth.add_argument("--force", action="store_true",
                        help="write into a non-empty --out that is not an earlier synthetic "
@@ -84,6 +92,7 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     # local: import cost (scipy.ndimage and PIL, 0.4 s of `fcnkit --help`'s 0.6 s imports)
+    from fcnkit.data import read_classes_file
     from fcnkit.data.synthetic import generate_synthetic_dataset
 
     # Its own earlier output holds synthetic.json, or the marker of an interrupted run.
@@ -94,7 +103,7 @@ def run_synth(args: argparse.Namespace) -> int:
     out = generate_synthetic_dataset(args.out, train=args.train, val=args.val, seed=args.seed,
                                      size=size, workers=args.workers, task=args.task)
     seconds = time.perf_counter() - start
-    classes = [line.split()[0] for line in (out / "classes.txt").read_text().splitlines()]
+    classes, _ = read_classes_file(out / "classes.txt")
     summary = {"out": str(out), "task": args.task, "train": args.train, "val": args.val,
                "seed": args.seed, "size": list(size), "classes": classes,
                "seconds": round(seconds, 2)}

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import PRECISION_HELP, format_table, int_in, print_json
+from fcnkit.cli._common import PRECISION_HELP, format_table, print_json, ranged
 from fcnkit.runtime.precision import PRECISIONS
 
 
@@ -31,10 +31,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cache", help="dataset cache (default $FCNKIT_CACHE or ~/.cache/fcnkit)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    parser.add_argument("--workers", type=int_in(0, 256), default=0,
+    parser.add_argument("--seed", type=ranged("seed"), default=0,
+                        help="training seed (default 0)")
+    parser.add_argument("--workers", type=ranged("workers"), default=0,
                         help="data loader workers (default 0: the images are small)")
-    parser.add_argument("--threads", type=int_in(1, 4096),
+    parser.add_argument("--threads", type=ranged("threads"),
                         help="torch threads (default: all cores; use 1 on a busy machine)")
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto",

@@ -16,17 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from fcnkit.cli._common import (
-    add_backend_arguments,
-    backend_options,
-    device,
+    add_inference_arguments,
     format_table,
+    inference_options,
     int_in,
-    overlap,
-    positive_int,
     print_json,
-    window,
+    ranged,
 )
-from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
+from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_WINDOW
 
 NAME = "eval"
 
@@ -44,10 +41,13 @@ def register(subparsers: Any) -> None:
             "split is sharded over the processes and rank 0 prints the result."
         ),
     )
-    parser.add_argument(
-        "--checkpoint", required=True,
-        help="checkpoint file, or a run directory (its best.pt, else last.pt), or an .onnx "
-        "model (with --backend onnxruntime)",
+    add_inference_arguments(
+        parser,
+        window_help="sliding-window size: N or H,W pixels (implies --sliding)",
+        max_pixels_help=f"without --sliding, tile images with more pixels than this by "
+        f"{DEFAULT_WINDOW}-px windows, as fcnkit predict does (default {DEFAULT_MAX_PIXELS})",
+        skip_bad_help="skip unreadable or inconsistent samples with a warning instead of "
+        "stopping",
     )
     parser.add_argument(
         "--data", required=True,
@@ -61,38 +61,17 @@ def register(subparsers: Any) -> None:
         help=f"sliding-window inference (window {DEFAULT_WINDOW} unless --window is given)",
     )
     parser.add_argument(
-        "--window", type=window, default=None,
-        help="sliding-window size: N or H,W pixels (implies --sliding)",
-    )
-    parser.add_argument(
-        "--overlap", type=overlap, default=DEFAULT_OVERLAP,
-        help="fraction of a window shared by neighbouring windows, in [0, 1) "
-        f"(default {DEFAULT_OVERLAP})",
-    )
-    parser.add_argument(
-        "--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
-        help=f"without --sliding, tile images with more pixels than this by {DEFAULT_WINDOW}-px "
-        f"windows, as fcnkit predict does (default {DEFAULT_MAX_PIXELS})",
-    )
-    parser.add_argument(
-        "--batch-size", type=int_in(1, 4096), default=1,
+        "--batch-size", type=ranged("batch_size"), default=1,
         help="images per batch (default 1, exact); larger batches pad smaller images with "
         "ignored pixels, which slightly changes predictions near their bottom/right edges",
     )
-    parser.add_argument("--workers", type=int_in(0, 256), default=0,
+    parser.add_argument("--workers", type=ranged("workers"), default=0,
                         help="DataLoader workers (default 0)")
-    parser.add_argument("--device", type=device, default="cpu",
-                        help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument(
         "--boundary-width", type=int_in(0, 1024), default=3, metavar="D",
         help="also report trimap mIoU and Boundary IoU within D pixels of the true "
         "boundaries (default 3; 0 = off)",
     )
-    parser.add_argument(
-        "--skip-bad", action="store_true",
-        help="skip unreadable or inconsistent samples with a warning instead of stopping",
-    )
-    add_backend_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -104,13 +83,12 @@ def run(args: Any) -> int:
     if window_size is None and args.sliding:
         window_size = (DEFAULT_WINDOW, DEFAULT_WINDOW)
     result = evaluate_checkpoint(
-        args.checkpoint, args.data, split=args.split, window=window_size, overlap=args.overlap,
-        batch_size=args.batch_size, workers=args.workers, device=args.device,
-        skip_bad=args.skip_bad, boundary_width=args.boundary_width or None,
-        max_pixels=args.max_pixels, **backend_options(args),
+        args.checkpoint, args.data, split=args.split, window=window_size,
+        batch_size=args.batch_size, workers=args.workers,
+        boundary_width=args.boundary_width or None, **inference_options(args),
     )
     if args.json:
-        print_json(_nan_to_none(result))
+        print_json(result)  # strict JSON: an undefined score (NaN) is null
         return 0
     print(format_report(result, result["classes"]))
     mode = f"whole-image up to {args.max_pixels} pixels" if window_size is None else (
@@ -149,17 +127,6 @@ def _boundary_rows(boundary: dict[str, Any] | None) -> list[list[str]]:
     return [[f"trimap pixel accuracy (d={d})", _percent(boundary["trimap_pixel_acc"])],
             [f"trimap mean IoU (d={d})", _percent(boundary["trimap_miou"])],
             [f"Boundary IoU (d={d})", _percent(boundary["boundary_iou"])]]
-
-
-def _nan_to_none(value: Any) -> Any:
-    """NaN (undefined score) → None, so ``--json`` output is strict JSON (``null``)."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_none(v) for v in value]
-    return value
 
 
 def _percent(value: Any) -> str:

@@ -104,12 +104,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: Any) -> int:
     # local: import cost (torch, ~3 s: loaded only when this command runs)
-    from fcnkit.inference.export import DEFAULT_EXPORT_SIZE, export_checkpoint
+    from fcnkit.inference.export import DEFAULT_EXPORT_SIZE, export_checkpoint, export_format
 
     options: dict[str, Any] = {}
-    if args.format is None:  # -o model.safetensors says which format is meant
-        suffix = str(args.output or "").rsplit(".", 1)[-1].lower()
-        args.format = suffix if suffix in FORMATS else "onnx"
+    args.format = export_format(args.output, args.format)  # -o x.safetensors names it
     if args.format == "onnx":
         size = DEFAULT_EXPORT_SIZE if args.size is None else args.size
         options = {"dynamic": args.dynamic, "opset": args.opset, "size": size}

@@ -18,16 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from fcnkit.cli._common import (
-    add_backend_arguments,
-    backend_options,
-    device,
+    add_inference_arguments,
     format_table,
-    overlap,
-    positive_int,
+    inference_options,
     print_json,
-    window,
 )
-from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
+from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_WINDOW
 
 NAME = "predict"
 
@@ -44,10 +40,12 @@ def register(subparsers: Any) -> None:
             f"segmented in overlapping {DEFAULT_WINDOW}-pixel tiles so memory stays bounded."
         ),
     )
-    parser.add_argument(
-        "--checkpoint", required=True,
-        help="checkpoint file, or a run directory (its best.pt, else last.pt), or an .onnx "
-        "model (with --backend onnxruntime)",
+    add_inference_arguments(
+        parser,
+        window_help="tile every image with windows of N or H,W pixels (default: whole image)",
+        max_pixels_help=f"tile images with more pixels than this (default {DEFAULT_MAX_PIXELS})",
+        skip_bad_help="skip unreadable images with a warning (and a count at the end) instead "
+        "of stopping",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or directories")
     parser.add_argument("--out", required=True, help="output directory (created if missing)")
@@ -55,31 +53,11 @@ def register(subparsers: Any) -> None:
         "--overlay", action="store_true", help="also write <stem>_overlay.jpg"
     )
     parser.add_argument(
-        "--window", type=window, default=None,
-        help="tile every image with windows of N or H,W pixels (default: whole image)",
-    )
-    parser.add_argument(
-        "--overlap", type=overlap, default=DEFAULT_OVERLAP,
-        help="fraction of a window shared by neighbouring windows, in [0, 1) "
-        f"(default {DEFAULT_OVERLAP})",
-    )
-    parser.add_argument(
-        "--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
-        help=f"tile images with more pixels than this (default {DEFAULT_MAX_PIXELS})",
-    )
-    parser.add_argument("--device", type=device, default="cpu",
-                        help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument(
-        "--skip-bad", action="store_true",
-        help="skip unreadable images with a warning (and a count at the end) instead of stopping",
-    )
-    parser.add_argument(
         "--force", action="store_true",
         help="write outputs even when one is an input image, the checkpoint or a run's "
         "state (refused otherwise; an input may then be replaced before it is read)",
     )
     parser.add_argument("--json", action="store_true", help="print the outputs as JSON")
-    add_backend_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -87,11 +65,8 @@ def run(args: Any) -> int:
     # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.inference.predict import predict_checkpoint
 
-    report = predict_checkpoint(
-        args.checkpoint, args.inputs, args.out, overlay=args.overlay, window=args.window,
-        overlap=args.overlap, max_pixels=args.max_pixels, device=args.device,
-        skip_bad=args.skip_bad, force=args.force, **backend_options(args),
-    )
+    report = predict_checkpoint(args.checkpoint, args.inputs, args.out, overlay=args.overlay,
+                                window=args.window, force=args.force, **inference_options(args))
     if args.json:
         print_json(report)
         return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnkit.atomic import write_text_atomic
-from fcnkit.cli._common import print_json
+from fcnkit.cli._common import print_json, ranged
 from fcnkit.errors import InputError
 from fcnkit.outputs import is_run_directory
 from fcnkit.reproduce import CLAIMS, ReproduceConfig, run_claim
@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
                         "runs/reproduce for all)")
     parser.add_argument("--boundary-width", type=int, default=3,
                         help="boundary band d in pixels for trimap / Boundary IoU (default 3)")
-    parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--threads", type=ranged("threads"), help="torch threads")
     parser.add_argument("--force", action="store_true",
                         help="write into --out even when it is a training run directory "
                         "(refused otherwise: its results would mix with the run's state)")

@@ -60,6 +60,7 @@ __all__ = [
     "ONNX_FORMAT",
     "DEFAULT_EXPORT_SIZE",
     "export_checkpoint",
+    "export_format",
     "export_onnx",
     "decode_metadata",
     "onnx_metadata",
@@ -387,6 +388,16 @@ EXPORTERS: dict[str, Callable[..., dict[str, Any]]] = {
     "onnx": _export_onnx_checkpoint,
     "safetensors": _export_safetensors_checkpoint,
 }
+
+
+def export_format(out: str | os.PathLike[str] | None, format: str | None = None) -> str:
+    """The format to write: ``format`` when given, else the one the output file's suffix
+    names (``model.safetensors`` → ``"safetensors"``; a key of :data:`EXPORTERS`), else
+    ``"onnx"``."""
+    if format is not None:
+        return format
+    suffix = Path(out).suffix.lower().lstrip(".") if out is not None else ""
+    return suffix if suffix in EXPORTERS else "onnx"
 
 
 def export_checkpoint(
