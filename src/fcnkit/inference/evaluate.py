@@ -37,7 +37,12 @@ from fcnkit.constants import IGNORE_INDEX
 from fcnkit.data import open_dataset
 from fcnkit.data.transforms import eval_transform, pad_collate
 from fcnkit.errors import InputError, warn
-from fcnkit.inference.backends import open_backend, read_source, source_preprocessing
+from fcnkit.inference.backends import (
+    OpenedBackend,
+    open_backend,
+    read_source,
+    source_preprocessing,
+)
 from fcnkit.inference.labels import as_window, predict_labels
 from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from fcnkit.metrics import BoundaryMetrics, ConfusionMatrix
@@ -219,15 +224,47 @@ def evaluate_checkpoint(
     Raises:
         InputError: a bad argument, checkpoint or dataset, or a split without images.
     """
+    _check_settings(batch_size, workers, boundary_width)
+    window = as_window(window)
+    overlap = check_overlap(overlap)
+    device = resolve_device(device)
+    dataset, opened = _open_data_and_model(
+        checkpoint, data, split, skip_bad=skip_bad, backend=backend, device=device,
+        precision=precision, channels_last=channels_last, threads=threads)
+    classes = _report_classes(opened.classes, dataset)
+    boundary = (BoundaryMetrics(int(dataset.num_classes), width=boundary_width)
+                if boundary_width is not None else None)
+    cm, images = _evaluate_shards(
+        opened.backend, dataset, device=device, batch_size=batch_size, workers=workers,
+        window=window, overlap=overlap, boundary=boundary, max_pixels=max_pixels)
+    result: dict[str, Any] = dict(cm.compute())
+    if boundary is not None:
+        result["boundary"] = boundary.compute()
+    result["num_images"] = images
+    result["skipped"] = int(getattr(dataset, "skipped", 0) or 0)
+    result["classes"] = classes
+    result["checkpoint"] = opened.source
+    result["backend"] = opened.backend.describe()
+    return result
+
+
+def _check_settings(batch_size: int, workers: int, boundary_width: int | None) -> None:
+    """InputError for a batch size below 1, negative workers or a boundary width below 1."""
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 0:
         raise InputError(f"workers must be >= 0, got {workers}")
     if boundary_width is not None and boundary_width < 1:
         raise InputError(f"boundary_width must be >= 1 pixel, got {boundary_width}")
-    window = as_window(window)
-    overlap = check_overlap(overlap)
-    device = resolve_device(device)
+
+
+def _open_data_and_model(
+    checkpoint: str | os.PathLike[str], data: str, split: str, *, skip_bad: bool,
+    backend: str, device: torch.device, precision: str, channels_last: bool | str,
+    threads: int | None,
+) -> tuple[Any, OpenedBackend]:
+    """The split (normalised as the weights expect) and the backend, checked to agree on
+    the class count; InputError for a split without images."""
     source = read_source(checkpoint)
     # Images are normalised as the weights expect (models.preprocess), whatever the backend.
     normalize = source_preprocessing(source).transform()
@@ -235,17 +272,29 @@ def evaluate_checkpoint(
     if len(dataset) == 0:
         raise InputError(f"dataset {data}: split {split!r} holds no images; "
                          "pass a split with images (e.g. val)")
-    num_classes = int(dataset.num_classes)
     opened = open_backend(source, backend=backend, device=device, precision=precision,
                           channels_last=channels_last, threads=threads,
-                          num_classes=num_classes)
-    model = opened.backend  # evaluate() moves it
-    ckpt_classes = opened.classes
-    data_classes = list(getattr(dataset, "classes", None) or [])
-    if ckpt_classes and data_classes and ckpt_classes != data_classes:
-        warn(f"checkpoint classes {ckpt_classes} differ from the dataset's {data_classes}; "
-             "the report uses the checkpoint's names")
+                          num_classes=int(dataset.num_classes))
+    return dataset, opened
 
+
+def _report_classes(checkpoint_classes: list[str], dataset: Any) -> list[str]:
+    """The class names of the report: the checkpoint's, else the dataset's (a warning when
+    both exist and differ)."""
+    data_classes = list(getattr(dataset, "classes", None) or [])
+    if checkpoint_classes and data_classes and checkpoint_classes != data_classes:
+        warn(f"checkpoint classes {checkpoint_classes} differ from the dataset's "
+             f"{data_classes}; the report uses the checkpoint's names")
+    return checkpoint_classes or data_classes
+
+
+def _evaluate_shards(
+    model: nn.Module, dataset: Any, *, device: torch.device, batch_size: int, workers: int,
+    window: tuple[int, int] | None, overlap: float, boundary: BoundaryMetrics | None,
+    max_pixels: int | None,
+) -> tuple[ConfusionMatrix, int]:
+    """:func:`evaluate` over this process's shard under torchrun (the whole split alone):
+    the matrix summed over the processes and the number of images evaluated by all."""
     owns_group = not ddp.is_initialized()
     info = ddp.init_distributed(device)
     try:
@@ -258,21 +307,12 @@ def evaluate_checkpoint(
             dataset, batch_size=batch_size, shuffle=False, sampler=sampler,
             num_workers=workers, collate_fn=pad_collate,
         ))
-        boundary = (BoundaryMetrics(num_classes, width=boundary_width)
-                    if boundary_width is not None else None)
-        cm = evaluate(model, loader, num_classes=num_classes, device=device, window=window,
-                      overlap=overlap, boundary=boundary, max_pixels=max_pixels)
+        cm = evaluate(model, loader, num_classes=int(dataset.num_classes), device=device,
+                      window=window, overlap=overlap, boundary=boundary,
+                      max_pixels=max_pixels)
         where = device if info.backend == "nccl" else torch.device("cpu")
         images = int(ddp.all_reduce_sum(torch.tensor([loader.images], device=where)).item())
     finally:
         if owns_group:
             ddp.cleanup_distributed()
-    result: dict[str, Any] = dict(cm.compute())
-    if boundary is not None:
-        result["boundary"] = boundary.compute()
-    result["num_images"] = images
-    result["skipped"] = int(getattr(dataset, "skipped", 0) or 0)
-    result["classes"] = ckpt_classes or data_classes
-    result["checkpoint"] = opened.source
-    result["backend"] = model.describe()
-    return result
+    return cm, images

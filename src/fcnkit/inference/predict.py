@@ -36,7 +36,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fcnkit.atomic import atomic_path, check_writable_directory, incomplete_until_done
+from fcnkit.atomic import (
+    IncompleteMarker,
+    atomic_path,
+    check_writable_directory,
+    incomplete_until_done,
+)
 from fcnkit.data.images import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
 from fcnkit.data.images import read_image_array
 from fcnkit.data.palette import blend_into, save_mask_png
@@ -315,46 +320,22 @@ def predict_paths(
     check_planned_outputs(plans, images, force=force)
     device = torch.device(device)
     model.to(device).eval()
-    if num_classes is None:
-        num_classes = _infer_num_classes(model, device)
-    if num_classes > 255:
-        raise InputError(f"num_classes={num_classes} does not fit an 8-bit mask PNG (max 255); "
-                         "predict with a model of at most 255 classes")
+    num_classes = _mask_classes(model, device, num_classes)
+    predict_options = dict(num_classes=num_classes, window=window, overlap=overlap,
+                           max_pixels=max_pixels, tile=tile, device=device)
     written: list[Path] = []
     skipped = 0
     # Marked incomplete from the first write until the last (an interrupted run leaves
     # the marker; a rerun rewrites every output and clears it).
     with incomplete_until_done(out, "predictions", lazy=True) as marker:
         for plan in plans:
-            try:
-                # Kept as uint8 (H, W, 3): 3 bytes a pixel; tiles are converted one at a time.
-                pixels = read_image_array(plan.source)
-            except InputError as exc:
-                if not skip_bad:
-                    raise
+            done = _segment_file(model, plan, palette, marker, skip_bad=skip_bad,
+                                 on_bad=on_bad, **predict_options)
+            if done is None:
                 skipped += 1
-                if on_bad is not None:
-                    on_bad(plan.source, exc)
                 continue
-            labels = predict_image(
-                model, read_only_tensor(pixels).permute(2, 0, 1), num_classes=num_classes,
-                window=window, overlap=overlap, max_pixels=max_pixels, tile=tile, device=device,
-            )
-            mask = labels.cpu().to(torch.uint8).numpy()
-            marker.mark()  # creates the directory; cleared when every image is written
-            save_mask_png(plan.mask, mask, palette)
-            written.append(plan.mask)
-            if plan.overlay is not None:
-                # The pixels are not needed any more: blend into them, strip by strip.
-                if not pixels.flags.writeable:  # PIL's buffer is read-only
-                    pixels = pixels.copy()
-                blend_into(pixels, mask, palette, OVERLAY_ALPHA)
-                picture = Image.fromarray(pixels)
-                del pixels
-                with atomic_path(plan.overlay) as tmp:
-                    picture.save(tmp, format="JPEG", quality=90)
-                del picture
-                written.append(plan.overlay)
+            labels, files = done
+            written += files
             if on_done is not None:
                 on_done(plan, labels)
     if skipped and skipped == len(plans):
@@ -363,6 +344,52 @@ def predict_paths(
             "(all were skipped as corrupt)"
         )
     return written
+
+
+def _mask_classes(model: nn.Module, device: torch.device, num_classes: int | None) -> int:
+    """The model's class count (given, or :func:`_infer_num_classes`), checked to fit an
+    8-bit mask PNG."""
+    if num_classes is None:
+        num_classes = _infer_num_classes(model, device)
+    if num_classes > 255:
+        raise InputError(f"num_classes={num_classes} does not fit an 8-bit mask PNG (max 255); "
+                         "predict with a model of at most 255 classes")
+    return num_classes
+
+
+def _segment_file(
+    model: nn.Module, plan: PlannedOutput, palette: Sequence[Sequence[int]] | None,
+    marker: IncompleteMarker, *, skip_bad: bool,
+    on_bad: Callable[[Path, Exception], None] | None,
+    **predict_options: Any,
+) -> tuple[torch.Tensor, list[Path]] | None:
+    """Read ``plan.source``, segment it (:func:`predict_image`) and write its mask PNG and
+    overlay: ``(labels, files written)``, or None for an unreadable image with ``skip_bad``
+    (after ``on_bad``). ``marker`` is marked before the first write."""
+    try:
+        # Kept as uint8 (H, W, 3): 3 bytes a pixel; tiles are converted one at a time.
+        pixels = read_image_array(plan.source)
+    except InputError as exc:
+        if not skip_bad:
+            raise
+        if on_bad is not None:
+            on_bad(plan.source, exc)
+        return None
+    labels = predict_image(model, read_only_tensor(pixels).permute(2, 0, 1), **predict_options)
+    mask = labels.cpu().to(torch.uint8).numpy()
+    marker.mark()  # creates the directory; cleared when every image is written
+    save_mask_png(plan.mask, mask, palette)
+    if plan.overlay is None:
+        return labels, [plan.mask]
+    # The pixels are not needed any more: blend into them, strip by strip.
+    if not pixels.flags.writeable:  # PIL's buffer is read-only
+        pixels = pixels.copy()
+    blend_into(pixels, mask, palette, OVERLAY_ALPHA)
+    picture = Image.fromarray(pixels)
+    del pixels  # only the picture is needed while the JPEG is written
+    with atomic_path(plan.overlay) as tmp:
+        picture.save(tmp, format="JPEG", quality=90)
+    return labels, [plan.mask, plan.overlay]
 
 
 def label_fractions(labels: torch.Tensor, classes: Sequence[str], *, num_classes: int,
