@@ -193,9 +193,10 @@ class OpenedBackend:
     preprocessing: Preprocessing = field(init=False)
 
     def __post_init__(self) -> None:
-        own = getattr(self.backend, "preprocessing", None)
-        self.preprocessing = (own if isinstance(self.backend, OnnxRuntimeBackend)
-                              else preprocessing_from(self.model_config.get("preprocessing")))
+        if isinstance(self.backend, OnnxRuntimeBackend):
+            self.preprocessing = self.backend.preprocessing
+        else:
+            self.preprocessing = preprocessing_from(self.model_config.get("preprocessing"))
         # The backend carries the normalisation its weights expect, as a model does
         # (fcnkit.models.preprocess.model_preprocessing reads it).
         self.backend.preprocessing = self.preprocessing
