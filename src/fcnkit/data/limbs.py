@@ -47,6 +47,7 @@ import numpy as np
 from scipy import ndimage
 
 from fcnkit.data.drawing import SPLIT_CODES, Sample, smooth_noise
+from fcnkit.data.pixels import to_uint8
 
 Array = np.ndarray
 
@@ -263,9 +264,8 @@ def render_limbs(seed: int, split: str, index: int, size: tuple[int, int] = (150
     image *= (1.0 + rng.uniform(-0.1, 0.1) * (ramp - ramp.mean()))[..., None]
     image = ndimage.gaussian_filter(image, sigma=(rng.uniform(0.3, 0.6),) * 2 + (0.0,))
     image += rng.normal(0.0, rng.uniform(0.01, 0.03), size=image.shape)
-    image_u8 = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     geometry = {"size": [height, width], "objects": objects}
-    return Sample(image_u8, mask, part, int(rng.integers(85, 96)), geometry)
+    return Sample(to_uint8(image), mask, part, int(rng.integers(85, 96)), geometry)
 
 
 def render_limbs_sample(

@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from fcnkit.data.drawing import SPLIT_CODES, Sample, smooth_noise
+from fcnkit.data.pixels import to_uint8
 
 Array = np.ndarray
 
@@ -100,9 +101,8 @@ def render_regions(seed: int, split: str, index: int,
                                                               rng.uniform(20, 50)))
     luma = luma + rng.normal(0.0, 0.03, size=(height, width))
     image = luma[..., None] + chroma @ CHROMA_AXES
-    image_u8 = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     geometry = {"size": [height, width], "sites": sites, "classes": classes}
-    return Sample(image_u8, mask, np.zeros_like(mask), int(rng.integers(90, 96)), geometry)
+    return Sample(to_uint8(image), mask, np.zeros_like(mask), int(rng.integers(90, 96)), geometry)
 
 
 def render_regions_sample(

@@ -85,6 +85,7 @@ from fcnkit.data.regions import (
 )
 from fcnkit.data.shapes import SHAPES_CLASSES, SHAPES_VERSION, render_shapes_sample
 from fcnkit.errors import InputError
+from fcnkit.jsonio import dumps_strict
 from fcnkit.limits import check_synthetic
 
 #: Class names of the synthetic dataset, index = label value (0 = background).
@@ -398,7 +399,7 @@ def _write_sample(job: tuple[Path, int, str, int, tuple[int, int], str]) -> str:
         # and average away the regions' per-pixel chroma noise on an aligned 2×2 lattice.
         Image.fromarray(image).save(buffer, format="JPEG", quality=sample.quality, subsampling=0)
         write_text_atomic(out / "Geometry" / f"{sample_id}.json",
-                          json.dumps(sample.geometry, separators=(",", ":")) + "\n")
+                          dumps_strict(sample.geometry, separators=(",", ":")) + "\n")
         if task == "limbs":
             save_mask_png(out / "SegmentationPart" / f"{sample_id}.png", sample.part,
                           _palette(len(PART_NAMES)))
