@@ -10,27 +10,13 @@ from typing import Any
 from fcnkit.cli._common import (
     PRECISION_HELP,
     device,
-    float_in,
-    float_pair_in,
     format_table,
     int_in,
     print_json,
-    size_pair,
+    ranged,
 )
 from fcnkit.runtime.precision import LAYOUTS, PRECISIONS
-from fcnkit.training.config import COMPILE_CHOICES, INTEGER_FIELDS, RANGES
-
-
-def _ranged(name: str) -> Any:
-    """The argparse type of TrainConfig field ``name``: its range from training.config.RANGES."""
-    span = RANGES[name]
-    if name == "scale_range":
-        return float_pair_in(span.low, span.high)
-    if name == "crop":
-        return size_pair(int(span.high))
-    if name in INTEGER_FIELDS:
-        return int_in(int(span.low), int(span.high))
-    return float_in(span.low, span.high, low_open=span.low_open, high_open=span.high_open)
+from fcnkit.training.config import COMPILE_CHOICES, RECIPES
 
 
 def _device_name(text: str) -> str:
@@ -59,19 +45,19 @@ def register(subparsers: Any) -> None:
     a("--model", help="model name (default fcn8s; see fcnkit models)")
     a("--backbone", help="backbone (default resnet18)")
     a("--upsample", choices=("bilinear", "deconv", "interpolate"), help="upsampling layers")
-    a("--width", type=_ranged("width"),
+    a("--width", type=ranged("width"),
       help="fraction in (0, 1] of the backbone's channel counts (default 1; 0.25 trains "
            "several times faster on a CPU, same strides and receptive fields)")
-    a("--epochs", type=_ranged("epochs"), help="total epochs (default 30)")
-    a("--batch-size", type=_ranged("batch_size"), help="images per process per step (default 8)")
-    a("--lr", type=_ranged("lr"), help="base learning rate (default 0.01)")
+    a("--epochs", type=ranged("epochs"), help="total epochs (default 30)")
+    a("--batch-size", type=ranged("batch_size"), help="images per process per step (default 8)")
+    a("--lr", type=ranged("lr"), help="base learning rate (default 0.01)")
     a("--optimizer", choices=("sgd", "adamw"), help="optimizer (default sgd, momentum 0.9)")
-    a("--momentum", type=_ranged("momentum"), help="SGD momentum (default 0.9)")
-    a("--weight-decay", type=_ranged("weight_decay"), help="weight decay (default 1e-4)")
-    a("--lr-power", type=_ranged("lr_power"), help="poly decay exponent (default 0.9)")
-    a("--crop", type=_ranged("crop"), metavar="H,W",
+    a("--momentum", type=ranged("momentum"), help="SGD momentum (default 0.9)")
+    a("--weight-decay", type=ranged("weight_decay"), help="weight decay (default 1e-4)")
+    a("--lr-power", type=ranged("lr_power"), help="poly decay exponent (default 0.9)")
+    a("--crop", type=ranged("crop"), metavar="H,W",
        help="training crop in pixels (default 256,256)")
-    a("--scale-range", type=_ranged("scale_range"), metavar="MIN,MAX",
+    a("--scale-range", type=ranged("scale_range"), metavar="MIN,MAX",
        help="random rescale (0.5,2.0)")
     a("--hflip", action=argparse.BooleanOptionalAction, help="random horizontal flips (on)")
     a("--color-jitter", action=argparse.BooleanOptionalAction, help="colour jitter (on)")
@@ -79,8 +65,8 @@ def register(subparsers: Any) -> None:
     a("--out", metavar="RUN_DIR", help="run directory (default runs/<model>)")
     a("--resume", metavar="RUN_DIR|CKPT|auto",
       help="continue a run from its last.pt; auto: the --out run's last.pt if any, else fresh")
-    a("--seed", type=_ranged("seed"), help="random seed (default 0)")
-    a("--workers", type=_ranged("workers"), help="data loader workers per process (default 2)")
+    a("--seed", type=ranged("seed"), help="random seed (default 0)")
+    a("--workers", type=ranged("workers"), help="data loader workers per process (default 2)")
     a("--device", type=_device_name, metavar="DEVICE", help="cpu, cuda or cuda:N (default cpu)")
     a("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     a("--channels-last", choices=LAYOUTS, help="NHWC model and batches (default auto: on)")
@@ -89,20 +75,20 @@ def register(subparsers: Any) -> None:
       "until measured faster; needs a C++ compiler on CPU)")
     a("--skip-bad", action=argparse.BooleanOptionalAction, help="skip unreadable samples")
     a("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm under DDP")
-    a("--log-every", type=_ranged("log_every"),
+    a("--log-every", type=ranged("log_every"),
       help="metrics.jsonl step line every N steps (default 10)")
-    a("--max-steps-per-epoch", type=_ranged("max_steps_per_epoch"),
+    a("--max-steps-per-epoch", type=ranged("max_steps_per_epoch"),
       help="cap on optimizer steps per epoch")
-    a("--threads", type=_ranged("threads"),
+    a("--threads", type=ranged("threads"),
       help="torch threads per process (default cores / processes)")
     a("--init-from", metavar="CKPT",
       help="start from these weights (fcnkit checkpoint/.safetensors, torchvision or "
       "pytorch-fcn file): tensors matching by name and shape are copied; counts reported")
-    a("--recipe", choices=("modern", "caffe"),
+    a("--recipe", choices=RECIPES,
       help="modern (default) or caffe: the FCN paper's summed loss, SGD momentum 0.99, "
       "fixed lr 1e-10/1e-12/1e-14 (32s/16s/8s), wd 5e-4, biases 2x lr without decay, "
       "frozen bilinear upsampling, whole images at batch 1 (flags given still win)")
-    a("--aux-loss-weight", type=_ranged("aux_loss_weight"),
+    a("--aux-loss-weight", type=ranged("aux_loss_weight"),
       help="weight of the auxiliary head's loss for aux=True models (default 0.5)")
     a("--progress", action=argparse.BooleanOptionalAction,
       help="per-step progress: a bar on a terminal, else a line per log window (on)")

@@ -129,17 +129,7 @@ def build_model(name: str, *, num_classes: int | None = None, **options: Any) ->
             a weights file that is missing or does not fit (a foreign file whose options
             conflict with the ones given: the message names the options to pass).
     """
-    _check_name(name)
-    unknown = sorted(set(options) - set(_OPTIONS[name]))
-    if unknown:
-        raise InputError(
-            f"model {name!r} has no option {', '.join(unknown)}; valid options: "
-            f"num_classes, {', '.join(_OPTIONS[name])}"
-        )
-    if num_classes is not None and (isinstance(num_classes, bool) or
-                                    not isinstance(num_classes, int) or num_classes < 1):
-        raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")
-    opts = {k: v for k, v in options.items() if v is not None}
+    opts = _checked_options(name, num_classes, options)
     weights = opts.pop("weights", None)
     backbone_weights = opts.pop("backbone_weights", None)
     preprocessing = opts.pop("preprocessing", None)
@@ -151,23 +141,9 @@ def build_model(name: str, *, num_classes: int | None = None, **options: Any) ->
         num_classes, opts = fit_foreign_options(weights_file, name, opts,
                                                 num_classes=num_classes)
     num_classes = 21 if num_classes is None else num_classes
-    model: nn.Module
-    target: Any  # a backbone, or the d2l model itself
-    if name in _SKIPS:
-        model, backbone_name = _build_fcn(name, num_classes, **opts)
-        target = model.backbone
-    elif name == "fcn_resnet18_d2l":
-        model, backbone_name = _build_d2l(num_classes, **opts), "resnet18"
-        target = model
-    elif name == "context_module":
-        if backbone_weights is not None:
-            raise InputError("backbone_weights: context_module has no backbone; pass "
-                             "weights (a whole-model file) instead")
-        model, backbone_name = ContextNet(num_classes, **opts), "context_module"
-        target = model
-    else:
-        model, backbone_name = _build_dilated(num_classes, **opts)
-        target = model.backbone
+    model, backbone_name, target = _build_network(name, num_classes, opts,
+                                                  has_backbone_weights=backbone_weights
+                                                  is not None)
     if backbone_weights is not None:
         if opts.get("width", 1.0) != 1.0:
             raise InputError(f"backbone_weights: pretrained {backbone_name} weights fit only "
@@ -182,6 +158,42 @@ def build_model(name: str, *, num_classes: int | None = None, **options: Any) ->
         if preprocessing is None:
             carrier.preprocessing = report.preprocessing
     return model
+
+
+def _checked_options(name: str, num_classes: int | None,
+                     options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` without the ``None`` values, after checking the name, that every option
+    belongs to the model and that ``num_classes`` is a positive integer (or None)."""
+    _check_name(name)
+    unknown = sorted(set(options) - set(_OPTIONS[name]))
+    if unknown:
+        raise InputError(
+            f"model {name!r} has no option {', '.join(unknown)}; valid options: "
+            f"num_classes, {', '.join(_OPTIONS[name])}"
+        )
+    if num_classes is not None and (isinstance(num_classes, bool) or
+                                    not isinstance(num_classes, int) or num_classes < 1):
+        raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _build_network(name: str, num_classes: int, opts: dict[str, Any], *,
+                   has_backbone_weights: bool) -> tuple[nn.Module, str, Any]:
+    """``(model, backbone name, module that takes backbone weights)`` for one family."""
+    model: nn.Module
+    if name in _SKIPS:
+        model, backbone_name = _build_fcn(name, num_classes, **opts)
+        return model, backbone_name, model.backbone
+    if name == "fcn_resnet18_d2l":
+        model = _build_d2l(num_classes, **opts)
+        return model, "resnet18", model  # the d2l model is its own backbone
+    if name == "context_module":
+        if has_backbone_weights:
+            raise InputError("backbone_weights: context_module has no backbone; pass "
+                             "weights (a whole-model file) instead")
+        return ContextNet(num_classes, **opts), "context_module", None
+    model, backbone_name = _build_dilated(num_classes, **opts)
+    return model, backbone_name, model.backbone
 
 
 def _weights_file(name: str, backbone: str, spec: Any) -> WeightsFile:

@@ -423,7 +423,7 @@ def configure_threads(config: TrainConfig) -> None:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     elif torch.device(config.device).type == "cpu":
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        local = ddp.env_int("LOCAL_WORLD_SIZE", 1, minimum=1)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
 
 
