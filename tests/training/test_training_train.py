@@ -371,6 +371,20 @@ def test_run_log_appends_and_cuts_once_on_resume(tmp_path):
     assert json.loads((tmp_path / "new.jsonl").read_text())["step"] == 1
 
 
+
+def test_run_log_on_resume_drops_a_bad_middle_line_and_keeps_the_good_ones(tmp_path):
+    """A corrupt line in the middle is dropped (and counted), as the readers skip it; the
+    good lines after it up to the checkpoint's step stay (before: cut at the bad line)."""
+    path = tmp_path / "metrics.jsonl"
+    good = [json.dumps({"kind": "step", "step": s, "loss": 1.0}) + "\n" for s in (1, 2, 3, 4)]
+    path.write_bytes("".join(good[:2]).encode() + b"[1, 2]\n" + "".join(good[2:]).encode()
+                     + b'{"kind": "st')
+    with pytest.warns(FcnkitWarning, match="1 unreadable line"):
+        log = RunLog.open(path, keep_up_to_step=3)
+    with log:
+        assert [r["step"] for r in log.records] == [1, 2, 3]
+        assert path.read_text() == "".join(good[:3])
+
 def _drive(console):
     console.line("banner")
     console.start_epoch(1, 2, 3)

@@ -65,35 +65,44 @@ class RunLog:
         """Open ``path`` for appending, keeping the lines of steps ``<= keep_up_to_step``.
 
         A fresh run passes 0 (every old line goes); a resumed run passes the checkpoint's
-        step, so the lines written after that checkpoint, and a line torn by a crash, are
-        cut off. The cut happens once, here, by truncating the file in place. With
-        ``tensorboard_dir``, records also go to TensorBoard events there (events after
-        ``keep_up_to_step`` are purged the same way).
+        step, so the lines written after that checkpoint are cut off. Unreadable lines (a
+        line torn by a crash, or one that is not a metrics record) are dropped as the
+        readers skip them: the good lines after a bad one in the middle are kept, and the
+        bad ones other than a torn last line are counted in one warning. The file is
+        rewritten once, here, in place. With ``tensorboard_dir``, records also go to
+        TensorBoard events there (events after ``keep_up_to_step`` are purged the same way).
         """
         path = Path(path)
         records: list[dict[str, Any]] = []
-        keep_bytes = 0
+        kept: list[bytes] = []
+        bad = 0
         # Opened once without following links (a planted link must not get its target
-        # truncated), read, then cut and appended through the same descriptor.
+        # truncated), read, then rewritten and appended through the same descriptor.
         fd = open_no_follow(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644, what="run log")
         if stat.S_ISREG(os.fstat(fd).st_mode):
             with open(os.dup(fd), "rb") as old:
                 for raw in old:
                     record = _parse_line(raw)
-                    if record is None or int(record.get("step", 0)) > keep_up_to_step:
+                    if record is None:
+                        bad += raw.endswith(b"\n") and bool(raw.strip())  # not a torn tail
+                        continue
+                    if int(record.get("step", 0)) > keep_up_to_step:
                         break
                     records.append(record)
-                    keep_bytes += len(raw)
+                    kept.append(raw)
         else:
             os.close(fd)
             raise InputError(f"run log {path} is not a regular file; remove it")
+        if bad:
+            warn(f"{path}: {bad} unreadable line(s) dropped (not a metrics record)")
         board = None
         if tensorboard_dir is not None:
             refuse_symlink(tensorboard_dir, "TensorBoard directory")
             board = TensorBoardLogger(tensorboard_dir, purge_step=keep_up_to_step + 1)
-        os.ftruncate(fd, keep_bytes)
-        os.lseek(fd, 0, os.SEEK_END)
+        os.ftruncate(fd, 0)
         file = open(fd, "a", encoding="utf-8")
+        file.write(b"".join(kept).decode("utf-8"))  # the kept lines parsed: valid UTF-8
+        file.flush()
         return cls(path, records, file, board)
 
     def append(self, record: Mapping[str, Any]) -> None:
