@@ -47,6 +47,7 @@ from fcnkit.runtime.checkpoint import (
 )
 from fcnkit.schemas import RUN_CONFIG, check_fields
 from fcnkit.training.runlog import read_run_log_counted
+from fcnkit.viz.page import PAGE_STYLE, escape
 from fcnkit.viz.predictions import PANEL_NAMES, pixel_accuracy, prediction_panels
 
 __all__ = ["DEFAULT_GALLERY", "default_report_path", "load_run", "render_report",
@@ -256,30 +257,6 @@ def _line_chart(chart_id: str, title: str, x_label: str,
 # ------------------------------------------------------------------------------ HTML
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
-header{padding:.6rem 1.2rem;background:#24324a;color:#eef1f6}
-header h1{margin:.2rem 0;font-size:1.4rem} header p{margin:.2rem 0;font-size:.9rem}
-main{padding:1rem;display:grid;gap:1rem}
-section{background:#fff;border:1px solid #d5d9e1;border-radius:6px;padding:.6rem .9rem;
-overflow:auto} h2{font-size:1.1rem;margin:.2rem 0 .6rem}
-table{border-collapse:collapse;font-size:.85rem} th,td{border-bottom:1px solid #e1e4ea;
-padding:.2rem .5rem;text-align:right} th:first-child,td:first-child{text-align:left}
-.charts{display:flex;flex-wrap:wrap;gap:1rem} .chart{margin:0}
-.chart .grid{stroke:#e3e6ec} .chart .tick{font-size:10px;fill:#555}
-.chart .title{font-size:12px;font-weight:600} .chart .point{cursor:pointer}
-.chart .point:hover{r:5}
-#tooltip{position:fixed;pointer-events:none;background:#24324a;color:#fff;padding:.2rem .45rem;
-border-radius:4px;font-size:.8rem;display:none;z-index:9}
-.legend span{display:inline-block;margin-right:1rem} .swatch{display:inline-block;width:.8rem;
-height:.8rem;margin-right:.3rem;vertical-align:middle}
-.gallery figure{display:inline-block;margin:0 1rem 1rem 0;vertical-align:top}
-.gallery img{image-rendering:pixelated;width:160px;border:1px solid #ccd;margin-right:2px}
-.gallery figcaption{font-size:.8rem;color:#444}
-pre{font-size:.8rem;background:#f3f4f7;padding:.5rem;overflow:auto}
-.confusion td{text-align:center;min-width:2.2rem} .note{color:#7a4b00;font-size:.85rem}
-"""
-
 _SCRIPT = """
 (function(){
   var tip=document.getElementById('tooltip');
@@ -293,14 +270,10 @@ _SCRIPT = """
 """
 
 
-def _esc(value: Any) -> str:
-    return html.escape(str(value))
-
-
 def _score(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{float(value):.4f}" if isinstance(value, float) else _esc(value)
+    return f"{float(value):.4f}" if isinstance(value, float) else escape(value)
 
 
 def _curves(runs: list[dict[str, Any]]) -> str:
@@ -322,13 +295,13 @@ def _curves(runs: list[dict[str, Any]]) -> str:
                     series("steps", "step", "img_per_s")),
     ]
     legend = "".join(f'<span><i class="swatch" style="background:{run["colour"]}"></i>'
-                     f'{_esc(run["name"])}</span>' for run in runs)
+                     f'{escape(run["name"])}</span>' for run in runs)
     return (f'<section id="curves"><h2>Training curves</h2><p class="legend">{legend}</p>'
             f'<div class="charts">{"".join(charts)}</div></section>')
 
 
 def _summary(runs: list[dict[str, Any]]) -> str:
-    head = "".join(f"<th>{_esc(run['name'])}</th>" for run in runs)
+    head = "".join(f"<th>{escape(run['name'])}</th>" for run in runs)
     rows = []
     for key, label in (("miou", "mean IoU"), ("pixel_acc", "pixel accuracy"),
                        ("mean_acc", "mean accuracy"), ("fwiou", "frequency-weighted IoU")):
@@ -350,7 +323,7 @@ def _per_class(runs: list[dict[str, Any]]) -> str:
         return ('<section id="per-class"><h2>Per-class IoU / accuracy</h2><p class="note">No '
                 "checkpoint with validation metrics yet.</p></section>")
     classes = with_metrics[0]["metrics"]["classes"]
-    head = "".join(f"<th>IoU {_esc(r['name'])}</th><th>acc {_esc(r['name'])}</th>"
+    head = "".join(f"<th>IoU {escape(r['name'])}</th><th>acc {escape(r['name'])}</th>"
                    for r in with_metrics)
     rows = []
     for i, name in enumerate(classes):
@@ -361,7 +334,7 @@ def _per_class(runs: list[dict[str, Any]]) -> str:
             acc = m["acc"][i] if i < len(m["acc"]) else None
             cells += f"<td>{_score(iou)}</td><td>{_score(acc)}</td>"
         pixels = with_metrics[0]["metrics"]["pixels"][i]
-        rows.append(f"<tr><td>{i} {_esc(name)}</td><td>{pixels}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{i} {escape(name)}</td><td>{pixels}</td>{cells}</tr>")
     return (f'<section id="per-class"><h2>Per-class IoU / accuracy</h2><table id="class-table">'
             f'<tr><th>class</th><th>pixels</th>{head}</tr>{"".join(rows)}</table></section>')
 
@@ -375,7 +348,7 @@ def _confusion(run: dict[str, Any]) -> str:
     with np.errstate(divide="ignore", invalid="ignore"):
         rates = np.where(totals > 0, matrix / totals, 0.0)
     classes = m["classes"]
-    head = "".join(f'<th title="{_esc(c)}">{i}</th>' for i, c in enumerate(classes))
+    head = "".join(f'<th title="{escape(c)}">{i}</th>' for i, c in enumerate(classes))
     rows = []
     for i, name in enumerate(classes):
         cells = []
@@ -384,10 +357,10 @@ def _confusion(run: dict[str, Any]) -> str:
             shade = int(round(255 - 200 * rate))
             text = "#fff" if rate > 0.55 else "#222"
             cells.append(f'<td style="background:rgb({shade},{shade},255);color:{text}" '
-                         f'title="true {_esc(name)}, predicted {_esc(classes[j])}: '
+                         f'title="true {escape(name)}, predicted {escape(classes[j])}: '
                          f'{int(matrix[i, j])} px">{rate:.2f}</td>')
-        rows.append(f"<tr><th>{i} {_esc(name)}</th>{''.join(cells)}</tr>")
-    return (f'<h3>{_esc(run["name"])}</h3><table class="confusion"><tr><th>true \\ predicted'
+        rows.append(f"<tr><th>{i} {escape(name)}</th>{''.join(cells)}</tr>")
+    return (f'<h3>{escape(run["name"])}</h3><table class="confusion"><tr><th>true \\ predicted'
             f'</th>{head}</tr>{"".join(rows)}</table>')
 
 
@@ -400,9 +373,9 @@ def _gallery_html(runs: list[dict[str, Any]]) -> str:
         figures = "".join(
             f'<figure><img src="{it["image"]}" alt="image"><img src="{it["truth"]}" '
             f'alt="ground truth"><img src="{it["prediction"]}" alt="prediction"><img '
-            f'src="{it["errors"]}" alt="errors"><figcaption>{_esc(it["caption"])}</figcaption>'
+            f'src="{it["errors"]}" alt="errors"><figcaption>{escape(it["caption"])}</figcaption>'
             "</figure>" for it in items)
-        parts.append(f"<h3>{_esc(run['name'])}</h3>{figures}")
+        parts.append(f"<h3>{escape(run['name'])}</h3>{figures}")
     body = "".join(parts) or '<p class="note">No gallery (no checkpoint or no validation data).</p>'
     return (f'<section id="gallery" class="gallery"><h2>Validation predictions</h2><p>image | '
             f"ground truth | prediction | errors (red: wrong, black: void)</p>{body}</section>")
@@ -411,7 +384,7 @@ def _gallery_html(runs: list[dict[str, Any]]) -> str:
 def _checkpoints(runs: list[dict[str, Any]]) -> str:
     keys = ("file", "model", "parameters", "epoch", "step", "best_miou", "size_mb",
             "world_size", "format")
-    head = "".join(f"<th>{_esc(run['name'])}</th>" for run in runs)
+    head = "".join(f"<th>{escape(run['name'])}</th>" for run in runs)
     rows = "".join(
         f"<tr><td>{key}</td>"
         + "".join(f"<td>{_score((run['checkpoint'] or {}).get(key))}</td>" for run in runs)
@@ -421,8 +394,8 @@ def _checkpoints(runs: list[dict[str, Any]]) -> str:
 
 
 def _configs(runs: list[dict[str, Any]]) -> str:
-    blocks = "".join(f"<h3>{_esc(run['name'])} <small>{_esc(run['path'])}</small></h3>"
-                     f"<pre>{_esc(json.dumps(run['config'], indent=2, sort_keys=True))}</pre>"
+    blocks = "".join(f"<h3>{escape(run['name'])} <small>{escape(run['path'])}</small></h3>"
+                     f"<pre>{escape(json.dumps(run['config'], indent=2, sort_keys=True))}</pre>"
                      for run in runs)
     return f'<section id="config"><h2>Config</h2>{blocks}</section>'
 
@@ -436,9 +409,9 @@ def render_report(runs: list[dict[str, Any]]) -> str:
         '<p class="note">No confusion matrix (no checkpoint yet).</p>'
     return "".join([
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        f"<title>{_esc(title)}</title><style>{_STYLE}</style></head>",
+        f"<title>{escape(title)}</title><style>{PAGE_STYLE}</style></head>",
         '<body data-ready="0"><div id="tooltip"></div>',
-        f"<header><h1>{_esc(title)}</h1><p>Written by <code>fcnkit report</code>; "
+        f"<header><h1>{escape(title)}</h1><p>Written by <code>fcnkit report</code>; "
         "self-contained, opens offline.</p></header><main>",
         _summary(runs), _curves(runs), _per_class(runs),
         f'<section id="confusion"><h2>Confusion matrix (row-normalised; hover for pixel '
