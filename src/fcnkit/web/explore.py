@@ -38,7 +38,8 @@ from fcnkit.arith.layer import LAYER_KINDS, describe_layer
 from fcnkit.arith.matrix import conv_matrix
 from fcnkit.arith.receptive import receptive_field
 from fcnkit.arith.relationships import size_relationship
-from fcnkit.arith.taps import INPUT, INSERTED_ZERO, PADDING, tap_layout
+from fcnkit.arith.sizes import as_pair
+from fcnkit.arith.taps import INPUT, INSERTED_ZERO, PADDING, animation_cost, tap_layout
 from fcnkit.errors import InputError
 from fcnkit.jsonio import loads_bounded
 
@@ -137,10 +138,12 @@ def animation_view(params: Params) -> dict[str, Any]:
         args["kernel"] if args["kind"] == "pool" else 1)
     # The command line's check (``fcnkit animate``): frames and frames x grid cells, so
     # that the tap table (frames x kernel taps) and the cell grid stay small.
-    limits.check_animation(*((v, v) for v in (args["size"], args["kernel"], stride,
-                                              args["padding"], args["dilation"])),
-                           args["kind"] == "conv_transpose",
-                           (args["output_padding"], args["output_padding"]))
+    cost = animation_cost(*(as_pair(v, name) for v, name in (
+        (args["size"], "size"), (args["kernel"], "kernel"), (stride, "stride"),
+        (args["padding"], "padding"), (args["dilation"], "dilation"))),
+        args["kind"] == "conv_transpose", as_pair(args["output_padding"], "output_padding"))
+    if cost is not None:  # invalid geometry: tap_layout below says what is wrong
+        limits.check_animation(*cost)
     geom = tap_layout(args["size"], args["kernel"], stride, args["padding"], args["dilation"],
                       args["kind"] == "conv_transpose", args["output_padding"])
     return {
