@@ -136,7 +136,11 @@ def _optimizer_state(value: Any) -> bool:
 
 
 def _metrics(value: Any) -> bool:
-    return isinstance(value, Mapping) and _number_or_none(value.get("miou"))
+    # A checkpoint (pickled, not JSON) keeps an undefined score as NaN: a validation split
+    # with no labelled pixel has no mIoU, and the run still saves last.pt.
+    miou = value.get("miou") if isinstance(value, Mapping) else None
+    return isinstance(value, Mapping) and (
+        miou is None or (isinstance(miou, (int, float)) and not isinstance(miou, bool)))
 
 
 #: The fields of a training checkpoint that ``--resume`` restores.
@@ -146,7 +150,7 @@ RESUME_STATE: tuple[Field, ...] = (
     Field("optimizer_state", _optimizer_state, "an optimizer state dict"),
     Field("scheduler_state", is_mapping, "a scheduler state dict"),
     Field("scaler_state", is_mapping, "a gradient scaler state dict"),
-    Field("metrics", _metrics, "a dict whose miou is a number or null"),
+    Field("metrics", _metrics, "a dict whose miou is a number (NaN: undefined) or null"),
     Field("best_miou", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
           and not math.isnan(v), "a number"),
     Field("best_epoch", optional(_nonneg), "a non-negative integer or null"),
