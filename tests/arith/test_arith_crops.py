@@ -11,6 +11,7 @@ voc-fcn crops 5, 9, 31 (FCN-8s), 5, 27 (FCN-16s), 19 (FCN-32s).
 from fractions import Fraction
 from math import floor
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import assume, given, settings
@@ -63,6 +64,7 @@ def _stage(convs, pool_k, stride):
     return [(k, 1, p, d) for k, p, d in convs] + [(pool_k, stride, 0, 1)]
 
 
+@pytest.mark.slow  # seconds
 @settings(max_examples=40, deadline=None)
 @given(st.lists(direct, min_size=1, max_size=3), st.lists(direct, min_size=1, max_size=3),
        st.integers(2, 3), st.sampled_from([1, 2]))

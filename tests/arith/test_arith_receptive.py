@@ -156,6 +156,7 @@ def test_stacks_with_transposed_layers_stay_inside_bounds(layers, flags, data):
     assert first <= support[0] and support[-1] <= last
 
 
+@pytest.mark.slow  # seconds
 @given(st.integers(1, 5), st.integers(1, 4), st.integers(0, 3), st.integers(1, 3))
 def test_single_transposed_layer_is_exact(k, s, p, d):
     rf = receptive_field([{"kernel": k, "stride": s, "padding": p, "dilation": d,

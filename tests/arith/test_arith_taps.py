@@ -58,6 +58,7 @@ def test_layout_reproduces_torch_values(size, k, s, p, d, transposed, op):
     np.testing.assert_allclose(_evaluate(layout, x, w), expected, atol=1e-9)
 
 
+@pytest.mark.slow  # one autograd pass per tap: seconds
 @settings(max_examples=25, deadline=None)
 @given(*LAYERS)
 def test_taps_read_exactly_the_pixels_torch_depends_on(size, k, s, p, d, transposed, op):

@@ -5,7 +5,8 @@ weights (harness: tests/cli/conftest.py).
 Each option is tried with the hostile values of its kind: not-a-number, infinities, zero,
 negatives, huge and overflowing numbers, non-numbers, empty strings and (for sizes) huge
 H,W pairs. A value the argument parser refuses is checked in-process (``main(argv)`` returns
-2 with one line naming the option); the others run for real on tiny inputs, in a child.
+2 with one line naming the option); the others run for real on tiny inputs, in a child: one
+such case per light subcommand in the fast tier, all of them in the slow tier.
 """
 
 from __future__ import annotations
@@ -114,14 +115,18 @@ _COLLECT_WORLD = {"data": "/contract/data", "ckpt": "/contract/run/last.pt",
 
 def _cases():
     """(command, option, value, refused); refused cases run in-process in the fast tier,
-    accepted ones in a child (a fresh interpreter and the slow tier for HEAVY commands)."""
+    accepted ones in a child (a fresh interpreter for HEAVY commands). Of the accepted cases
+    only the first of each light command stays in the fast tier (one child each: its
+    contract stays covered there); the others, and every accepted HEAVY case, are slow."""
     for command, (_, options) in COMMANDS.items():
+        representative = command.split()[0] not in HEAVY
         for option, values in options.items():
             for value in values:
                 argv = build_argv(command, option, value, _COLLECT_WORLD, "/contract/out")
                 refused = parser_refuses(argv)
-                heavy = command.split()[0] in HEAVY
-                marks = [pytest.mark.slow] if heavy and not refused else []
+                marks = [] if refused or representative else [pytest.mark.slow]
+                if not refused:
+                    representative = False
                 yield pytest.param(command, option, value, refused, marks=marks,
                                    id=f"{command}{' ' if option else ''}{option}={value[:24]}")
 

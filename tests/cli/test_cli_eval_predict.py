@@ -99,6 +99,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 # --- eval -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # evaluation and its oracle: seconds
 def test_eval_json_equals_independent_computation(world, oracle_model, capsys) -> None:
     code, out, err = run_cli(
         ["eval", "--checkpoint", world["ckpt"], "--data", world["data"], "--json",
@@ -125,6 +126,7 @@ def test_eval_json_equals_independent_computation(world, oracle_model, capsys) -
     assert set(result) >= {"pixel_acc", "mean_acc", "miou", "fwiou", "iou", "num_images"}
 
 
+@pytest.mark.slow  # several evaluations: seconds
 def test_eval_table_and_sliding_window(world, capsys) -> None:
     code, out, err = run_cli(
         ["eval", "--checkpoint", world["ckpt"].parent, "--data", f"folder:{world['data']}",
@@ -157,6 +159,7 @@ def test_predict_writes_masks_and_overlays(world, oracle_model, capsys, tmp_path
             assert im.format == "JPEG" and im.size == (w, h)
 
 
+@pytest.mark.slow  # seconds of prediction
 def test_predict_table_output(world, capsys, tmp_path) -> None:
     code, out, err = run_cli(
         ["predict", "--checkpoint", world["ckpt"], world["images"] / "img0.png",
@@ -275,6 +278,7 @@ def test_console_script_exit_code(world, tmp_path) -> None:
     assert proc.stderr.count("\n") == 1 and "missing.pt" in proc.stderr
 
 
+@pytest.mark.slow  # seconds of evaluation
 def test_eval_reports_boundary_metrics_of_the_oracle_predictions(world, oracle_model,
                                                                  capsys) -> None:
     from fcnkit.metrics import BoundaryMetrics
@@ -310,6 +314,7 @@ def _fcnkit(*args: object, timeout: float = 120, **env: str) -> subprocess.Compl
                           env={**os.environ, "FCNKIT_DEBUG": "", **env}, timeout=timeout)
 
 
+@pytest.mark.slow  # a fresh interpreter per case
 @pytest.mark.parametrize("name", ["model.pt", "model.onnx"])
 def test_a_fifo_checkpoint_is_refused_not_waited_for(world, tmp_path, name) -> None:
     fifo = tmp_path / name
@@ -321,6 +326,7 @@ def test_a_fifo_checkpoint_is_refused_not_waited_for(world, tmp_path, name) -> N
     assert proc.stderr.count("\n") == 1 and "is a FIFO (named pipe)" in proc.stderr
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_predict_output_is_printable_under_an_ascii_encoding(world, tmp_path) -> None:
     images = tmp_path / "in"
     images.mkdir()
@@ -332,6 +338,7 @@ def test_predict_output_is_printable_under_an_ascii_encoding(world, tmp_path) ->
     assert (tmp_path / "o" / "vélo-北.png").is_file()
 
 
+@pytest.mark.slow  # a child per signal: seconds each
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_predict_exits_non_zero_and_marks_its_output(world, tmp_path, signum,
                                                                   code) -> None:
@@ -363,6 +370,7 @@ def test_interrupted_predict_exits_non_zero_and_marks_its_output(world, tmp_path
     assert rerun.returncode == 0 and not is_incomplete(out)
 
 
+@pytest.mark.slow  # seconds of evaluation
 def test_boundary_width_beyond_the_images_is_bounded(world, capsys) -> None:
     start = time.perf_counter()
     code, out, err = run_cli(["eval", "--checkpoint", world["ckpt"], "--data", world["data"],

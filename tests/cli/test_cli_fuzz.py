@@ -46,12 +46,14 @@ def _fuzz(command, data, tmp_path_factory):
     assert violation is None, violation + "\n" + result.stderr[-1500:]
 
 
+@pytest.mark.slow  # a forked child per accepted example: seconds
 @settings(max_examples=30)
 @given(data=st.data())
 def test_fuzz_conv(data, tmp_path_factory):
     _fuzz("conv", data, tmp_path_factory)
 
 
+@pytest.mark.slow  # a forked child per accepted example: seconds
 @settings(max_examples=30)
 @given(data=st.data())
 def test_fuzz_gridding(data, tmp_path_factory):
@@ -65,6 +67,7 @@ def test_fuzz_animate(data, tmp_path_factory):
     _fuzz("animate", data, tmp_path_factory)
 
 
+@pytest.mark.slow  # a forked child per accepted example: seconds
 @settings(max_examples=15)
 @given(data=st.data())
 def test_fuzz_data_synth(data, tmp_path_factory):

@@ -17,6 +17,7 @@ def test_vgg16_json_gives_literature_pool5(capsys):
     assert report["whole_input"] is False
 
 
+@pytest.mark.slow  # renders a plot: seconds
 def test_table_and_plot(tmp_path, capsys):
     png = tmp_path / "rf.png"
     assert main(["rf", "resnet18", "--size", "64,96", "--plot", str(png)]) == 0
@@ -47,6 +48,7 @@ def test_errors_are_one_line(argv, message, capsys):
     assert message in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow  # seconds
 def test_classifier_without_features_is_cut_at_its_global_pooling(capsys):
     # GoogLeNet: no `features`; the whole model runs (its forward has control flow) and
     # the report ends at the tensor entering the final global average pool.
@@ -58,6 +60,7 @@ def test_classifier_without_features_is_cut_at_its_global_pooling(capsys):
     assert report["layers"][-1]["shape"] == [1, 1024, 3, 3]
 
 
+@pytest.mark.slow  # seconds
 def test_model_that_cannot_run_at_that_size(capsys):
     assert main(["rf", "vit_b_16", "--size", "96"]) == 2
     assert "try another input size" in capsys.readouterr().err

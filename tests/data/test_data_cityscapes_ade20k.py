@@ -146,6 +146,7 @@ def test_cityscapes_bad_split_missing_mask_and_foreign_mask_values(cityscapes):
         dataset[0]
 
 
+@pytest.mark.slow  # a training and an evaluation: seconds
 def test_fcnkit_eval_runs_on_a_cityscapes_tree(cityscapes, tmp_path, capsys):
     from fcnkit.models import build_model
     from fcnkit.runtime.checkpoint import save_checkpoint

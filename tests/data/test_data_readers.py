@@ -309,6 +309,7 @@ def test_sbd_mat_masks_and_train_aug(tmp_path):
         dataset[3]
 
 
+@pytest.mark.slow  # writes 736 images: seconds
 def test_seg11valid_ships_with_fcnkit_and_is_held_out_of_training(tmp_path):
     ids = packaged_split_ids("seg11valid")
     # The FCN paper's evaluation split: 736 distinct VOC2011 val ids.
@@ -366,6 +367,7 @@ def test_bad_sample_message_survives_dataloader_workers(tmp_path):
     assert "s1.png: cannot read image" in first_line and "Caught" not in first_line
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_cli_prints_library_warnings_as_one_line_each(tmp_path, capsys):
     root = make_folder(tmp_path / "d", classes_txt="bg\ncat\ndog\n")
     _corrupt(root / "images" / "train" / "s1.png")
@@ -406,6 +408,7 @@ def test_sbd_segmentation_with_nan_or_fractions_is_refused(tmp_path, bad):
         load_sbd_mask(path)
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_a_fifo_is_refused_before_it_is_opened(tmp_path):
     import os
     import subprocess

@@ -203,6 +203,7 @@ def _interrupt_after_images(cmd, signum, images_dir, count=4, **popen):
     return proc.returncode, out, err
 
 
+@pytest.mark.slow  # a child per signal: seconds
 @pytest.mark.parametrize(("signum", "code", "line"), [
     (signal.SIGTERM, 143, "fcnkit: terminated"),
     (signal.SIGINT, 130, "fcnkit: interrupted"),
@@ -227,6 +228,7 @@ def test_interrupted_synth_is_marked_refused_and_regenerated(tmp_path, signum, c
     assert not is_incomplete(out) and len(open_dataset(f"synth:{out}", "train")) == 6
 
 
+@pytest.mark.slow  # a child process: seconds
 def test_sigint_ends_synth_with_130_even_when_the_shell_ignored_it(tmp_path):
     # A background job of a non-interactive shell starts with SIGINT ignored.
     out = tmp_path / "d"
@@ -237,6 +239,7 @@ def test_sigint_ends_synth_with_130_even_when_the_shell_ignored_it(tmp_path):
     assert is_incomplete(out)
 
 
+@pytest.mark.slow  # a child and its workers: seconds
 def test_sigterm_with_worker_processes_gives_one_line(tmp_path):
     out = tmp_path / "d"
     cmd = _synth_command(out, seed=0)

@@ -72,7 +72,8 @@ def _brute_fuse(a, b, offset):
         [a[..., y, x] + b[..., y - offset[0], x - offset[1]] for x in cols], -1) for y in rows], -2)
 
 
-@pytest.mark.parametrize("offset", [(0, 0), (1, -1), (-2, 3)])
+@pytest.mark.parametrize("offset", [(0, 0), pytest.param((1, -1), marks=pytest.mark.slow),
+                                    pytest.param((-2, 3), marks=pytest.mark.slow)])  # seconds each
 def test_fuse_and_crop_exported_with_symbolic_sizes_are_right_at_other_sizes(offset) -> None:
     # Capture as torch.onnx.export(dynamo=True) does (torch/onnx/_internal/exporter/
     # _capture_strategies.py): size-oblivious, checks deferred to run time. A size compared

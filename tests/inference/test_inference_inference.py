@@ -94,6 +94,7 @@ def test_window_forms() -> None:
 # --- logits -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # seconds
 @given(
     h=st.integers(1, 40),
     w=st.integers(1, 40),

@@ -41,6 +41,7 @@ def _config(data, out, **changes):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow  # seconds
 def test_safetensors_round_trip_gives_identical_logits_and_metadata(tmp_path):
     model = build_model("fcn8s", num_classes=4, backbone="resnet18",
                         preprocessing="caffe").eval()

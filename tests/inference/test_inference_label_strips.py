@@ -69,6 +69,7 @@ MODELS = [
 ]
 
 
+@pytest.mark.slow  # full-image and strip forwards of real backbones: seconds per model
 @pytest.mark.parametrize(("name", "options"), MODELS)
 def test_strip_labels_equal_the_argmax_of_the_full_logits(name, options) -> None:
     torch.manual_seed(0)

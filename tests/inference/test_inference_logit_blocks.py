@@ -60,10 +60,12 @@ def assemble(model, image, window, overlap, budget):
 
 
 @pytest.mark.parametrize("h,w,window,overlap,budget", [
-    (37, 203, (16, 20), 0.33, 1),          # budget below one tile: one tile per block
+    pytest.param(37, 203, (16, 20), 0.33, 1,  # budget below one tile: one tile per block
+                 marks=pytest.mark.slow),  # ~100 one-tile blocks: seconds
     pytest.param(64, 2000, 32, 0.33, 5 * 32 * 4 * 100,  # wide image, ~100-column blocks
                  marks=pytest.mark.slow),  # ~300 tiles, three times over: a minute on 2 cores
-    (45, 151, (13, 17), 0.6, 5 * 13 * 4 * 50),  # overlap > 0.5: three tiles per pixel
+    pytest.param(45, 151, (13, 17), 0.6, 5 * 13 * 4 * 50,  # overlap > 0.5: three tiles
+                 marks=pytest.mark.slow),  # per pixel; seconds
     (31, 77, 9, 0.0, 5 * 9 * 4 * 20),
     (20, 300, (20, 41), 0.5, 10**9),       # everything fits: one block
 ])
@@ -80,6 +82,7 @@ def test_blocks_equal_brute_force_bit_for_bit(h, w, window, overlap, budget) -> 
         assert torch.equal(labels, want.argmax(1))
 
 
+@pytest.mark.slow  # seconds
 def test_wide_image_buffer_does_not_grow_with_the_width() -> None:
     """64×2000 with window 32: every buffer the blocks yield views is at most the budget."""
     model = context_model()

@@ -20,12 +20,14 @@ from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning
 from fcnkit.models import build_model
 from fcnkit.models.heads import Interpolate, make_upsampler
 
+# Two cases in the fast tier; the others take seconds each (slow tier).
 BILINEAR_MODELS = [
-    ("fcn8s", {"backbone": "resnet18"}),
+    pytest.param("fcn8s", {"backbone": "resnet18"}, marks=pytest.mark.slow),
     ("fcn8s", {"backbone": "resnet18", "upsample": "interpolate"}),
-    ("fcn16s", {"backbone": "mobilenet_v3_large"}),
+    pytest.param("fcn16s", {"backbone": "mobilenet_v3_large"}, marks=pytest.mark.slow),
     ("fcn32s", {"backbone": "vgg16", "width": 0.125}),
-    ("fcn_dilated", {"backbone": "resnet18", "output_stride": 8, "upsample": "interpolate"}),
+    pytest.param("fcn_dilated", {"backbone": "resnet18", "output_stride": 8,
+                                 "upsample": "interpolate"}, marks=pytest.mark.slow),
 ]
 
 

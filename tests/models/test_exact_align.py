@@ -33,6 +33,7 @@ def test_fractional_shift_matches_grid_sample(shift):
     torch.testing.assert_close(fractional_shift(x, shift), want, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow  # seconds
 def test_resnet_control_removes_the_recorded_misalignment():
     plain = build_model("fcn8s", num_classes=3, backbone="resnet18", width=0.25)
     torch.manual_seed(0)

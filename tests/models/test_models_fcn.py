@@ -88,6 +88,7 @@ def test_crop_offsets_follow_the_modules_geometry():
     assert model.crop_offsets == {"final": 19 - 10}
 
 
+@pytest.mark.slow  # a full-width VGG16 FCN: seconds
 def test_efficient_vgg16_needs_no_crop_and_keeps_maps_small():
     model = build_model("fcn8s", num_classes=21)
     assert model.crop_offsets == {"score_pool4": 0, "score_pool3": 0, "final": 0}
@@ -175,7 +176,9 @@ def test_fcn_bilinear_and_interpolate_agree_inside_the_image():
 
 @pytest.mark.parametrize(
     "name, options",
-    [("fcn8s", {"faithful": True}), ("fcn16s", {}), ("fcn8s", {"backbone": "resnet18"}),
+    # full-width VGG16 cases: seconds each, slow
+    [pytest.param("fcn8s", {"faithful": True}, marks=pytest.mark.slow),
+     pytest.param("fcn16s", {}, marks=pytest.mark.slow), ("fcn8s", {"backbone": "resnet18"}),
      ("fcn_resnet18_d2l", {}), ("fcn_dilated", {}),
      ("fcn_dilated", {"output_stride": 16, "upsample": "interpolate"})],
 )
@@ -211,7 +214,8 @@ def test_dilated_fcn_upsample_default_is_the_registry_default():
     assert isinstance(model.upsample, nn.ConvTranspose2d) and model.upsample.groups == 3
 
 
-@pytest.mark.parametrize("backbone", ["vgg16", "resnet18", "mobilenet_v3_large"])
+@pytest.mark.parametrize("backbone", [pytest.param("vgg16", marks=pytest.mark.slow),  # seconds
+                                      "resnet18", "mobilenet_v3_large"])
 def test_backbone_strides_and_channels_are_what_the_forward_pass_gives(backbone):
     # Declared from the modules by fcnkit.arith; checked against real feature maps: an
     # input of 64*S pixels gives 64 feature pixels at stride S (ceil-mode or "same" padding).

@@ -45,9 +45,11 @@ def _id(config) -> str:
     return name + "".join(f"-{k}={v}" for k, v in options.items())
 
 
-# VGG16 models (134 M parameters) take seconds per forward/backward on a CPU: slow.
+# VGG16 models (134 M parameters) and ResNet-50 take seconds per forward/backward on a CPU:
+# slow.
 INDICES = [
     pytest.param(i, id=_id(c), marks=[pytest.mark.slow] if
+                 c[1].get("backbone") == "resnet50" or
                  c[1].get("backbone", "vgg16") == "vgg16" and c[0].startswith("fcn") and
                  c[0] not in ("fcn_resnet18_d2l", "fcn_dilated") else [])
     for i, c in enumerate(CONFIGS)
@@ -132,6 +134,7 @@ def test_bad_options_raise_value_error_listing_valid_ones(name, options, match):
         build_model(name, **options)
 
 
+@pytest.mark.slow  # builds every registered model at full width: seconds
 def test_weights_none_never_touches_the_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")

@@ -35,6 +35,7 @@ def test_convolutionalized_vgg16_gives_the_same_logits_and_a_map_on_larger_input
     assert not any(isinstance(m, nn.Linear) for m in fully_conv.modules())
 
 
+@pytest.mark.slow  # a full AlexNet twice: seconds
 def test_convolutionalized_alexnet_gives_the_same_logits():
     torch.manual_seed(1)
     alexnet = torchvision.models.alexnet(weights=None).eval()

@@ -41,9 +41,9 @@ def _randomise_bn(model: nn.Module) -> None:
 
 # torchvision ---------------------------------------------------------------------------
 
+@pytest.mark.slow  # ResNet-50/101 FCNs at full width: seconds each
 @pytest.mark.parametrize("name, aux", [("fcn_resnet50", False), ("fcn_resnet50", True),
-                                       pytest.param("fcn_resnet101", False,
-                                                    marks=pytest.mark.slow)])
+                                       ("fcn_resnet101", False)])
 def test_torchvision_fcn_logits_equal_after_loading(tmp_path, name, aux):
     torch.manual_seed(0)
     source = getattr(torchvision.models.segmentation, name)(
@@ -185,9 +185,9 @@ _VARIANTS = {"32s": ("fcn32s", {}), "16s": ("fcn16s", {}), "8s": ("fcn8s", {}),
              "8s-atonce": ("fcn8s", {"at_once": True})}
 
 
-# Each case builds two 134M-parameter VGG16 FCNs: seconds, hence slow except FCN-8s.
-@pytest.mark.parametrize("variant", [pytest.param(v, marks=[] if v == "8s" else pytest.mark.slow)
-                                     for v in _VARIANTS])
+# Each case builds two 134M-parameter VGG16 FCNs: seconds, hence slow.
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", list(_VARIANTS))
 def test_pytorch_fcn_logits_equal_after_loading(tmp_path, variant):
     torch.manual_seed(1)
     reference = TorchFCNReference(variant).eval()
@@ -222,6 +222,7 @@ def test_pytorch_fcn_trainer_checkpoint_is_unwrapped_and_its_arch_checked(tmp_pa
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow  # full-width models: seconds
 def test_bad_foreign_files_are_refused_naming_the_file_and_first_key(tmp_path):
     state = TorchFCNReference("16s").state_dict()
     path = tmp_path / "fcn16s.pth"
@@ -249,6 +250,7 @@ def test_bad_foreign_files_are_refused_naming_the_file_and_first_key(tmp_path):
     load_weights(model, WeightsFile(state, PYTORCH_FCN, "fcn16s.pth"))
 
 
+@pytest.mark.slow  # VGG16 FCNs at full width: seconds
 def test_transfer_matching_reports_copied_skipped_new_for_staged_training(tmp_path):
     # FCN-32s -> FCN-16s: everything but the pool4 score layer and the 16s upsamplers.
     fcn32 = build_model("fcn32s", num_classes=NUM_CLASSES, faithful=True)
@@ -275,6 +277,7 @@ def _torchvision_file(tmp_path, *, aux, num_classes=NUM_CLASSES):
     return source.eval(), path
 
 
+@pytest.mark.slow  # a ResNet-50 FCN: seconds
 def test_torchvision_file_builds_its_own_model_without_options(tmp_path):
     source, path = _torchvision_file(tmp_path, aux=True)
     model = build_model("fcn_dilated", weights=str(path)).eval()

@@ -46,8 +46,9 @@ def test_narrow_resnet_is_torchvisions_network_with_scaled_channels(name, width)
 
 @pytest.mark.parametrize("options", [
     {"backbone": "resnet18"},
-    {"backbone": "vgg16", "faithful": True},
-    {"backbone": "vgg16"},
+    # the full-width VGG16 twins: seconds each
+    pytest.param({"backbone": "vgg16", "faithful": True}, marks=pytest.mark.slow),
+    pytest.param({"backbone": "vgg16"}, marks=pytest.mark.slow),
 ])
 def test_width_keeps_receptive_fields_crops_and_output_shapes(options):
     wide = build_model("fcn8s", num_classes=5, **options)

@@ -239,6 +239,7 @@ def test_env_int_reads_defaults_and_values(monkeypatch):
     assert ddp.env_int("LOCAL_WORLD_SIZE", 1, minimum=1) == 4
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_env_bad_rank_ends_train_with_exit_2(tmp_path):
     cmd = [sys.executable, "-m", "fcnkit", "train", "--data", f"voc:{tmp_path / 'none'}",
            "--epochs", "1", "--out", str(tmp_path / "run")]

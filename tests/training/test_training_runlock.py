@@ -36,6 +36,7 @@ def holder(tmp_path):
     proc.wait(timeout=30)
 
 
+@pytest.mark.slow  # a holder process: seconds
 def test_second_process_is_refused_naming_the_holder(holder):
     run, proc = holder
     with pytest.raises(InputError) as info:
@@ -46,6 +47,7 @@ def test_second_process_is_refused_naming_the_holder(holder):
     assert read_lock_owner(run)["pid"] == proc.pid
 
 
+@pytest.mark.slow  # a holder process: seconds
 def test_lock_of_a_killed_process_is_stale_and_taken_over(holder):
     run, proc = holder
     proc.send_signal(signal.SIGKILL)
@@ -66,6 +68,7 @@ def test_lock_is_exclusive_within_one_process_and_released(tmp_path):
         assert owner["pid"] == os.getpid()
 
 
+@pytest.mark.slow  # a holder process: seconds
 def test_cli_train_into_locked_run_directory_is_one_line(holder, capsys):
     from fcnkit.cli import main
 

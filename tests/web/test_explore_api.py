@@ -307,6 +307,7 @@ def test_allowed_hosts_take_the_bound_address_and_extra_names():
     assert "localhost" in allowed_hosts("127.0.0.1", 80)  # browsers omit port 80
 
 
+@pytest.mark.slow  # waits for the server's idle timeout: seconds
 def test_idle_connections_hold_no_thread_and_are_closed(explorer, http_get, monkeypatch):
     monkeypatch.setattr(server_module, "READ_TIMEOUT_S", 1.0)
     port = explorer.server_address[1]

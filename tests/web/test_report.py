@@ -83,6 +83,7 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "no metrics.jsonl" in err
 
 
+@pytest.mark.slow  # seconds
 def test_cli_writes_the_report(fake_runs, tmp_path, capsys):
     out = tmp_path / "r.html"
     assert main(["report", *map(str, fake_runs), "-o", str(out), "--gallery", "1",
@@ -109,6 +110,7 @@ def test_train_then_report_end_to_end(tmp_path, synthetic_data):
     assert page.count('class="point"') > 4
 
 
+@pytest.mark.slow  # seconds
 def test_steps_one_float_spacing_apart_end_in_a_report(fake_runs, tmp_path):
     import json
     import math
