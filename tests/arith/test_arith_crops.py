@@ -99,6 +99,7 @@ def _fusion_probe(coarse, skips, up, crops, x):
     return fused, _run([up], running)[0, 0, crops.final_offset[0]:]
 
 
+@pytest.mark.slow  # seconds
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(st.lists(direct, min_size=1, max_size=2), st.integers(2, 3)),
                 min_size=3, max_size=3),

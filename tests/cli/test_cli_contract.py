@@ -163,7 +163,11 @@ def test_cli_contract(command, option, value, refused, request):
         violation = in_process_violation(argv, option)
         assert violation is None, violation
         return
-    world, tmp_path = request.getfixturevalue("tiny_run"), request.getfixturevalue("tmp_path")
+    tmp_path = request.getfixturevalue("tmp_path")
+    # Only commands that read the data, checkpoint or images build the shared tiny run.
+    uses_world = any(key in part for part in COMMANDS[command][0]
+                     for key in ("{data}", "{ckpt}", "{images}"))
+    world = request.getfixturevalue("tiny_run") if uses_world else _COLLECT_WORLD
     argv = build_argv(command, option, value, world, tmp_path)
     # Real training/inference on a loaded 2-core machine can take minutes; the bound is
     # still a bound (a hang or a runaway loop is killed).
