@@ -74,7 +74,15 @@ def test_output_shape_any_size(index):
     assert isinstance(model.output_stride, int)
 
 
-@pytest.mark.parametrize("index", INDICES)
+#: A backward pass costs seconds on 2 CPU cores: the fast tier keeps one configuration per
+#: backbone family and head kind; these (like the slow models) run in the slow tier.
+_SLOW_BACKWARD = {"fcn32s-backbone=mobilenet_v3_large", "fcn16s-backbone=resnet18", "fcn_dilated"}
+BACKWARD_INDICES = [pytest.param(*p.values, id=p.id,
+                                 marks=[*p.marks, pytest.mark.slow] if p.id in _SLOW_BACKWARD
+                                 else p.marks) for p in INDICES]
+
+
+@pytest.mark.parametrize("index", BACKWARD_INDICES)
 def test_backward_reaches_backbone_and_head(index):
     model = _model(index).train()
     x = torch.randn(2, 3, 32, 40)
