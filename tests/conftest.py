@@ -33,6 +33,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# pytest-xdist workers share the cores: each gets its share for torch's OpenMP threads (set
+# before torch is imported; children inherit it). Threads of two workers spinning on the
+# same cores cost CPU time and wall.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 # --precision auto may calibrate and cache its choice: never in the user's ~/.cache.
 os.environ.setdefault("FCNKIT_PRECISION_CACHE", os.path.join(
     tempfile.mkdtemp(prefix="fcnkit-precision-"), "precision.json"))
