@@ -16,11 +16,12 @@ Fixtures (each built once per test session, on first use):
   A test that changes files must change its copy: the shared ones serve every test;
 * ``fresh_interpreter`` -> the results of the checks that need a fresh interpreter (which
   modules an import loads, warnings printed once per process), all from one child process
-  (tests/fresh_interpreter.py).
+  (tests/fresh_interpreter.py), shared by the pytest-xdist workers of a run.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -109,13 +110,24 @@ def private_copy(tmp_path):
 def fresh_interpreter(tmp_path_factory) -> dict[str, dict]:
     """check name -> {"value", "error", "stdout", "stderr"}: tests/fresh_interpreter.py's
     checks, run once per session in one child interpreter (each in its own fork of it)."""
-    script = Path(__file__).with_name("fresh_interpreter.py")
-    workdir = tmp_path_factory.mktemp("fresh_interpreter")
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    done = subprocess.run([sys.executable, str(script), str(workdir)], capture_output=True,
-                          text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    # The pytest-xdist workers of one run share one child: the first to get here runs it under
+    # a lock in their common base directory (fresh for each run), the others read its result.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    cache = shared / "fresh_interpreter.json"
+    with open(shared / "fresh_interpreter.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not cache.exists():
+            script = Path(__file__).with_name("fresh_interpreter.py")
+            workdir = tmp_path_factory.mktemp("fresh_interpreter")
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+            done = subprocess.run([sys.executable, str(script), str(workdir)],
+                                  capture_output=True, text=True, timeout=300, env=env)
+            assert done.returncode == 0, done.stderr[-3000:]
+            cache.write_text(done.stdout.strip().splitlines()[-1])
+    return json.loads(cache.read_text())
 
 
 @pytest.fixture(scope="session")

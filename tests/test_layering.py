@@ -14,8 +14,6 @@ import fnmatch
 import re
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "fcnkit"
 
@@ -277,7 +275,6 @@ def test_no_cli_command_imports_another():
         assert not other, f"{name} imports the command module(s) {other}"
 
 
-@pytest.mark.xdist_group("fresh_interpreter")  # see tests/conftest.py
 def test_importing_models_loads_no_analysis_engine_or_cli(fresh_check):
     # In a fresh interpreter (tests/fresh_interpreter.py): import fcnkit.models.
     loaded = fresh_check("check_models_imports")[0]["fcnkit"]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import fcnkit.arith
 
 
-@pytest.mark.xdist_group("fresh_interpreter")  # see tests/conftest.py
 def test_import_fcnkit_arith_leaves_torch_out_of_sys_modules(fresh_check):
     # A fresh interpreter imports every fcnkit.arith module (tests/fresh_interpreter.py).
     report, _ = fresh_check("check_arith_without_torch")

@@ -175,7 +175,6 @@ def test_reports_and_warnings_are_printed_on_rank_0_only(monkeypatch, capsys):
     assert err == "fcnkit: warning: a note for the user\n"
 
 
-@pytest.mark.xdist_group("fresh_interpreter")  # see tests/conftest.py
 def test_the_arithmetic_commands_do_not_import_torch(fresh_check):
     # In a fresh interpreter (tests/fresh_interpreter.py): main(["conv", ...]).
     report, _ = fresh_check("check_cli_conv_without_torch")

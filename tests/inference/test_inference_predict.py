@@ -210,7 +210,6 @@ def test_output_directory_that_is_a_file(tmp_path: Path) -> None:
     assert target.read_text() == "I am a file"
 
 
-@pytest.mark.xdist_group("fresh_interpreter")  # see tests/conftest.py
 def test_predict_prints_no_pytorch_warning_about_read_only_images(fresh_check) -> None:
     # PyTorch warns once per process, so the check runs in a fresh interpreter
     # (tests/fresh_interpreter.py: predict_paths of a 1x1 conv on a.png, with overlay).

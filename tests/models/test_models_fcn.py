@@ -14,9 +14,6 @@ from fcnkit.models.backbones import VGG16Backbone
 from fcnkit.models.fcn import D2LFCN, FCN
 from fcnkit.models.heads import make_upsampler
 
-# The built models are cached per module: one xdist worker builds them once.
-pytestmark = pytest.mark.xdist_group("models_fcn")
-
 _faithful: dict[str, nn.Module] = {}
 
 

@@ -12,9 +12,6 @@ import torchvision
 from fcnkit.errors import InputError
 from fcnkit.models import build_model, list_models
 
-# The built models are cached per module: one xdist worker builds them once.
-pytestmark = pytest.mark.xdist_group("models_registry")
-
 # One configuration per registry entry and backbone family; small enough for 2 CPU cores.
 CONFIGS = [
     ("fcn32s", {"backbone": "mobilenet_v3_large"}),
