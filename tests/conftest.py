@@ -16,12 +16,11 @@ Fixtures (each built once per test session, on first use):
   A test that changes files must change its copy: the shared ones serve every test;
 * ``fresh_interpreter`` -> the results of the checks that need a fresh interpreter (which
   modules an import loads, warnings printed once per process), all from one child process
-  (tests/fresh_interpreter.py), shared by the pytest-xdist workers of a run.
+  (tests/fresh_interpreter.py).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -34,12 +33,6 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-# pytest-xdist workers share the cores: each gets its share for torch's OpenMP threads (set
-# before torch is imported; children inherit it). Threads of two workers spinning on the
-# same cores cost CPU time and wall.
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-if _WORKERS > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 # --precision auto may calibrate and cache its choice: never in the user's ~/.cache.
 os.environ.setdefault("FCNKIT_PRECISION_CACHE", os.path.join(
     tempfile.mkdtemp(prefix="fcnkit-precision-"), "precision.json"))
@@ -110,24 +103,13 @@ def private_copy(tmp_path):
 def fresh_interpreter(tmp_path_factory) -> dict[str, dict]:
     """check name -> {"value", "error", "stdout", "stderr"}: tests/fresh_interpreter.py's
     checks, run once per session in one child interpreter (each in its own fork of it)."""
-    # The pytest-xdist workers of one run share one child: the first to get here runs it under
-    # a lock in their common base directory (fresh for each run), the others read its result.
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent
-    cache = shared / "fresh_interpreter.json"
-    with open(shared / "fresh_interpreter.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not cache.exists():
-            script = Path(__file__).with_name("fresh_interpreter.py")
-            workdir = tmp_path_factory.mktemp("fresh_interpreter")
-            env = {k: v for k, v in os.environ.items()
-                   if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-            done = subprocess.run([sys.executable, str(script), str(workdir)],
-                                  capture_output=True, text=True, timeout=300, env=env)
-            assert done.returncode == 0, done.stderr[-3000:]
-            cache.write_text(done.stdout.strip().splitlines()[-1])
-    return json.loads(cache.read_text())
+    script = Path(__file__).with_name("fresh_interpreter.py")
+    workdir = tmp_path_factory.mktemp("fresh_interpreter")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    done = subprocess.run([sys.executable, str(script), str(workdir)], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")
