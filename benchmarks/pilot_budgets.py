@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from fcnkit.data.cache import ensure_dataset
-from fcnkit.reproduce import skips
+from fcnkit.reproduce import gridding, padding, skips
 from fcnkit.reproduce.runner import FULL, ReproduceConfig, variant_config
 from fcnkit.training.loop import train
 from fcnkit.training.runlog import read_run_log
@@ -41,54 +41,87 @@ def criterion_met(epochs: list[dict], miou: float, seconds: float) -> dict:
     return {"met": False}
 
 
+#: claim -> (base budget, criterion (val mIoU, training seconds), model settings of the
+#: piloted network: the claim's most expensive or reference variant)
+CLAIMS = {
+    "skips": (FULL, (skips.CRITERION_MIOU, skips.CRITERION_SECONDS),
+              {"model": "fcn8s"}),
+    "gridding": (gridding.GRID_FULL,
+                 (gridding.CRITERION_MIOU, gridding.CRITERION_SECONDS),
+                 {"model": "context_module", "backbone": None,
+                  "model_options": {"front": 2, "dilations": gridding.SCHEDULES["hdc"],
+                                    "channels": gridding.CHANNELS}}),
+    "padding": (padding.FULL, (padding.CRITERION_MIOU, padding.CRITERION_SECONDS),
+                {"model": "fcn8s", "backbone": "vgg16", "upsample": padding.UPSAMPLE,
+                 "model_options": {"faithful": False, **padding.MODEL_OPTIONS}}),
+}
+
+
 def pilot(task: str, train_images: int, val_images: int, size: tuple[int, int], epochs: int,
-          threads: int | None, out: Path) -> dict:
-    budget = dataclasses.replace(FULL, train=train_images, val=val_images, size=size,
+          threads: int | None, out: Path, claim: str = "skips", faithful: bool = False,
+          crop: tuple[int, int] | None = None) -> dict:
+    base, (criterion_miou, criterion_seconds), settings = CLAIMS[claim]
+    if claim == "padding":
+        settings = {**settings, "model_options": {**settings["model_options"],
+                                                  "faithful": faithful}}
+    crop = crop or base.crop
+    budget = dataclasses.replace(base, train=train_images, val=val_images, size=size,
                                  epochs=epochs,
-                                 crop=(min(FULL.crop[0], size[0]), min(FULL.crop[1], size[1])))
+                                 crop=(min(crop[0], size[0]), min(crop[1], size[1])))
     spec = {"train": train_images, "val": val_images, "seed": skips.PILOT_DATA_SEED,
             "size": size, "task": task}
     root, _ = ensure_dataset(spec, out / "data")
     config = ReproduceConfig(out=str(out), threads=threads, budget=budget)
     run_dir = out / "fcn8s"
-    train(variant_config(config, budget, f"synth:{root}", run_dir, model="fcn8s",
-                         seed=skips.PILOT_SEED))
+    train(variant_config(config, budget, f"synth:{root}", run_dir, seed=skips.PILOT_SEED,
+                         **settings))
     records = [r for r in read_run_log(run_dir / "metrics.jsonl") if r.get("kind") == "epoch"]
     curve, elapsed = [], 0.0
     for r in records:
         elapsed += float(r.get("time_s", 0.0))
         curve.append({"epoch": int(r["epoch"]), "time_s": round(elapsed, 1),
                       "miou": None if r.get("miou") is None else float(r["miou"])})
-    return {"task": task, "dataset_seed": skips.PILOT_DATA_SEED, "seed": skips.PILOT_SEED,
+    return {"claim": claim, "settings": settings, "task": task,
+            "dataset_seed": skips.PILOT_DATA_SEED, "seed": skips.PILOT_SEED,
             "train": train_images, "val": val_images, "size": list(size), "epochs": epochs,
             "threads": threads, "budget": dataclasses.asdict(budget), "curve": curve,
-            "criterion": {"miou": skips.CRITERION_MIOU, "seconds": skips.CRITERION_SECONDS,
-                          **criterion_met(curve, skips.CRITERION_MIOU,
-                                          skips.CRITERION_SECONDS)}}
+            "criterion": {"miou": criterion_miou, "seconds": criterion_seconds,
+                          **criterion_met(curve, criterion_miou, criterion_seconds)}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="limbs", help="synthetic task (default limbs)")
-    parser.add_argument("--train", type=int, default=FULL.train, help="train images")
-    parser.add_argument("--val", type=int, default=FULL.val, help="val images")
-    parser.add_argument("--size", default=",".join(map(str, FULL.size)), help="H,W")
-    parser.add_argument("--epochs", type=int, default=FULL.epochs, help="epochs")
+    parser.add_argument("--claim", choices=tuple(CLAIMS), default="skips",
+                        help="whose network, budget and criterion (default skips: FCN-8s; "
+                             "upsampling shares them)")
+    parser.add_argument("--task", help="synthetic task (default: the claim's own)")
+    parser.add_argument("--train", type=int, help="train images (default: the claim's)")
+    parser.add_argument("--val", type=int, help="val images (default: the claim's)")
+    parser.add_argument("--size", help="H,W (default: the claim's)")
+    parser.add_argument("--crop", help="H,W training crop (default: the claim's)")
+    parser.add_argument("--epochs", type=int, help="epochs (default: the claim's)")
+    parser.add_argument("--faithful", action="store_true",
+                        help="padding: pilot the faithful (100-px pad) geometry")
     parser.add_argument("--threads", type=int, help="torch threads")
     parser.add_argument("--out", help="keep the dataset and run here (default: a temp dir)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
-    size = tuple(int(v) for v in args.size.split(","))
+    base = CLAIMS[args.claim][0]
+    size = tuple(int(v) for v in args.size.split(",")) if args.size else base.size
+    crop = tuple(int(v) for v in args.crop.split(",")) if args.crop else None
+    task = args.task or {"skips": skips.TASK, "gridding": gridding.default_task(),
+                         "padding": padding.TASK}[args.claim]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
-        results = pilot(args.task, args.train, args.val, size, args.epochs, args.threads,
-                        out)
+        results = pilot(task, args.train or base.train, args.val or base.val, size,
+                        args.epochs or base.epochs, args.threads, out, args.claim,
+                        args.faithful, crop)
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"pilot: FCN-8s on {args.task} (dataset seed {results['dataset_seed']}, training "
-          f"seed {results['seed']}), {args.train} train / {args.val} val at "
-          f"{size[0]}x{size[1]}")
+    print(f"pilot: {args.claim}'s network on {task} (dataset seed "
+          f"{results['dataset_seed']}, training seed {results['seed']}), "
+          f"{results['train']} train / {results['val']} val at {size[0]}x{size[1]}")
     print(f"{'epoch':>5s} {'train s':>8s} {'val mIoU':>9s}")
     for r in results["curve"]:
         miou = "n/a" if r["miou"] is None else f"{r['miou']:.3f}"
@@ -96,7 +129,7 @@ def main() -> None:
     c = results["criterion"]
     verdict = (f"met at epoch {c['epoch']} ({c['time_s']} s, mIoU {c['miou']:.3f})"
                if c["met"] else "not met")
-    print(f"criterion: val mIoU >= {skips.CRITERION_MIOU} "
+    print(f"criterion: val mIoU >= {c['miou']} "
           f"within {c['seconds']} s: {verdict}")
 
 

@@ -20,7 +20,7 @@ TINY = {
 
 @pytest.mark.slow
 def test_demo_quick_writes_run_directory(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(demo.RECIPES, "quick", TINY)
+    monkeypatch.setitem(demo.RECIPES["limbs"], "quick", TINY)
     out, cache = tmp_path / "run", tmp_path / "cache"
     assert main(["demo", "--quick", "--out", str(out), "--cache", str(cache),
                  "--no-progress"]) == 0
@@ -31,7 +31,7 @@ def test_demo_quick_writes_run_directory(tmp_path, monkeypatch, capsys):
         assert (out / name).is_file(), name
     summary = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= summary["miou"] <= 1.0 and summary["num_val_images"] == 3
-    assert len(summary["iou"]) == 9
+    assert summary["task"] == "limbs" and len(summary["iou"]) == 4  # the default task
     masks = sorted((out / "predictions").glob("*.png"))
     overlays = sorted((out / "predictions").glob("*_overlay.jpg"))
     assert len(masks) == len(overlays) == 3  # NUM_PREDICTIONS capped by the 3 val images
@@ -66,7 +66,7 @@ def test_train_cli_bad_input_is_one_line(tmp_path, capsys):
 def test_demo_precision_reaches_training(tmp_path, monkeypatch, capsys):
     from fcnkit.runtime.checkpoint import load_checkpoint
 
-    monkeypatch.setitem(demo.RECIPES, "quick", TINY)
+    monkeypatch.setitem(demo.RECIPES["limbs"], "quick", TINY)
     out, cache = tmp_path / "run", tmp_path / "cache"
     assert main(["demo", "--quick", "--out", str(out), "--cache", str(cache),
                  "--no-progress", "--precision", "fp32", "--json"]) == 0

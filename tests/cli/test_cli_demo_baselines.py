@@ -20,7 +20,7 @@ TINY = {
 def test_demo_on_limbs_reports_the_baselines(tmp_path, monkeypatch, capsys):
     from fcnkit.reproduce.stats import constant_miou
 
-    monkeypatch.setitem(demo.RECIPES, "quick", TINY)
+    monkeypatch.setitem(demo.RECIPES["limbs"], "quick", TINY)
     out, cache = tmp_path / "run", tmp_path / "cache"
     assert main(["demo", "--quick", "--task", "limbs", "--out", str(out), "--cache",
                  str(cache), "--no-progress"]) == 0
