@@ -9,7 +9,9 @@ the one-line :class:`~fcnkit.errors.InputError` naming the file and the field. T
 * :data:`RUN_CONFIG`: a run's ``config.json`` (a JSON object);
 * :data:`RESUME_STATE`: the resume fields of a training checkpoint (``last.pt``);
 * :data:`MODEL_STATE`: a checkpoint's ``model_state`` (names → tensors);
-* :data:`EXPORT_METADATA`: the decoded metadata of fcnkit's safetensors and ONNX exports.
+* :data:`EXPORT_METADATA`: the decoded metadata of fcnkit's safetensors and ONNX exports;
+* :data:`ONNX_OUTPUT` and :data:`COARSE_ONNX_METADATA`: what an ONNX file outputs, and what
+  a file whose graph stops at the coarse scores records to finish the network.
 
 The checkpoint's model fields (``model_config``, ``classes``, ``palette``, ``epoch``,
 ``step``) are checked by :func:`fcnkit.runtime.checkpoint.checkpoint_field_problem`.
@@ -173,6 +175,54 @@ EXPORT_METADATA: tuple[Field, ...] = (
           "a list of RGB triples 0..255"),
     Field("mean", optional(list_of(is_number)), "a list of numbers"),
     Field("std", optional(list_of(is_number)), "a list of numbers"),
+)
+
+#: Largest upsampling factor and kernel side an exported final upsampler may record: far
+#: above any FCN's (×32, kernel 64), small enough that a forged file cannot make the
+#: rebuilt layer allocate gigabytes.
+MAX_UPSAMPLING = 512
+
+#: What an ONNX file's graph outputs (``fcnkit.output``; a file without it: logits).
+ONNX_OUTPUT: tuple[Field, ...] = (
+    Field("output", lambda v: v in ("logits", "coarse"), '"logits" or "coarse"'),
+)
+
+
+def _pair(minimum: int) -> Predicate:
+    return list_of(lambda v: is_int(v, minimum) and v <= MAX_UPSAMPLING, 2)
+
+
+def _final_upsampler(value: Any) -> bool:
+    """A bilinear final upsampler as ``fcnkit.inference.export`` records it."""
+    if not isinstance(value, Mapping):
+        return False
+    kind = value.get("kind")
+    if kind == "interpolate":  # fcnkit.models.heads.Interpolate: only this mode exists
+        return (is_int(value.get("factor"), 1) and value["factor"] <= MAX_UPSAMPLING
+                and value.get("mode") == "bilinear" and value.get("align_corners") is False)
+    if kind != "transposed_conv":
+        return False
+    size, stride, padding = (value.get(k) for k in ("kernel_size", "stride", "padding"))
+    # Square geometry (the label paths read one side); 2p < k gives every input an output.
+    if not (_pair(1)(size) and _pair(1)(stride) and _pair(0)(padding)
+            and size[0] == size[1] and stride[0] == stride[1] and padding[0] == padding[1]
+            and 2 * padding[0] < size[0]):
+        return False
+    weights = list_of(lambda v: is_number(v) and v >= 0, size[1])  # one row of the kernel
+    return list_of(weights, size[0])(value.get("kernel"))
+
+
+#: Fields of an ONNX file whose graph outputs ``coarse_scores``: the final upsampler
+#: (``kind`` "transposed_conv": square ``kernel_size``, ``stride`` and ``padding`` pairs
+#: and the one non-negative ``kernel`` every class shares; or
+#: ``kind`` "interpolate": ``factor``, ``mode`` "bilinear", ``align_corners`` false) and
+#: ``final_offset``, the ``(dy, dx)`` crop of the upsampled map to the input.
+COARSE_ONNX_METADATA: tuple[Field, ...] = (
+    Field("final_upsampler", _final_upsampler,
+          'a JSON object: kind "transposed_conv" with kernel_size, stride, padding pairs and '
+          'a non-negative kernel, or kind "interpolate" with an integer factor', required=True),
+    Field("final_offset", list_of(lambda v: is_int(v, 0), 2),
+          "two non-negative integers [dy, dx]", required=True),
 )
 
 

@@ -4,6 +4,7 @@ Examples::
 
     fcnkit export runs/demo/best.pt --format onnx --dynamic -o model.onnx
     fcnkit export runs/demo --dynamic --quantize int8 --calibrate ~/.cache/fcnkit/synth -o int8.onnx
+    fcnkit export runs/demo --dynamic --onnx-output coarse -o coarse.onnx
     fcnkit export runs/demo/best.pt --format safetensors
     fcnkit export fcn8s_from_caffe.pth --model fcn8s --option faithful=true \\
         --format safetensors -o fcn8s-caffe.safetensors
@@ -80,6 +81,12 @@ def register(subparsers: Any) -> None:
                       "every size, so a small trace is enough)")
     onnx.add_argument("--opset", type=int_in(7, 100), default=None,
                       help="ONNX opset version (default: the exporter's)")
+    onnx.add_argument("--onnx-output", choices=["logits", "coarse"], default=None,
+                      help="what the graph outputs: logits (default; full resolution) or "
+                      "coarse (coarse_scores before the last bilinear upsampling, which the "
+                      "metadata records with its crop: fcnkit eval/predict then compute "
+                      "labels exactly from them; only for models with upsample bilinear or "
+                      "interpolate)")
     onnx.add_argument("--quantize", choices=["int8"], default=None,
                       help="static int8 quantization (QDQ), calibrated on --calibrate")
     onnx.add_argument("--calibrate", metavar="DATA", default=None,
@@ -110,7 +117,8 @@ def run(args: Any) -> int:
     args.format = export_format(args.output, args.format)  # -o x.safetensors names it
     if args.format == "onnx":
         size = DEFAULT_EXPORT_SIZE if args.size is None else args.size
-        options = {"dynamic": args.dynamic, "opset": args.opset, "size": size}
+        options = {"dynamic": args.dynamic, "opset": args.opset, "size": size,
+                   "onnx_output": args.onnx_output or "logits"}
         if args.quantize or args.calibrate:
             options.update(quantize=args.quantize, calibrate=args.calibrate,
                            calibration_split=args.calibration_split,
@@ -119,6 +127,7 @@ def run(args: Any) -> int:
         onnx_only = [flag for flag, given in (
             ("--dynamic", args.dynamic), ("--size", args.size is not None),
             ("--opset", args.opset is not None), ("--quantize", args.quantize),
+            ("--onnx-output", args.onnx_output),
             ("--calibrate", args.calibrate)) if given]
         if onnx_only:
             raise InputError(f"{', '.join(onnx_only)} apply to --format onnx only")

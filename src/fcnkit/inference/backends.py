@@ -12,6 +12,12 @@ sliding windows) runs a backend unchanged:
   onnxruntime on the CPU (``intra_op_num_threads`` = torch's thread count, thread spinning
   off so idle workers do not steal the cores the data loader needs). Its ``preprocessing``
   is what the file's metadata records (:func:`fcnkit.inference.export.onnx_preprocessing`).
+  On a file exported with ``--onnx-output coarse`` the session returns the scores before
+  the last upsampling; the backend rebuilds that upsampler from the metadata and exposes
+  the coarse-score protocol (``coarse_scores``, ``final_upsampler``, ``final_offset``), so
+  labels are computed exactly from the coarse scores
+  (:func:`fcnkit.inference.labels.whole_image_labels`) while ``forward`` still returns the
+  full logits.
 
 :func:`open_backend` opens either from a checkpoint or an ``.onnx`` file and returns the
 backend with the facts the caller needs (classes, palette, model config).
@@ -37,15 +43,22 @@ from torch import nn
 
 from fcnkit.atomic import check_regular_file
 from fcnkit.errors import InputError, first_line
+from fcnkit.inference.argmax import channel_argmax
 from fcnkit.inference.export import (
+    ONNX_OUTPUTS,
+    check_onnx_metadata,
     decode_metadata,
     export_onnx,
+    final_upsampler_record,
     onnx_metadata,
     onnx_preprocessing,
     read_onnx_metadata,
     require,
+    upsampler_from_record,
 )
 from fcnkit.inference.labels import whole_image_labels
+from fcnkit.inference.lowres import labels_by_pruning
+from fcnkit.models.heads import crop_to
 from fcnkit.models.preprocess import Preprocessing, preprocessing_from
 from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
 from fcnkit.runtime.precision import (
@@ -115,7 +128,8 @@ class OnnxRuntimeBackend(nn.Module):
     """An ONNX segmentation model run by onnxruntime's CPU execution provider.
 
     Args:
-        path: ``.onnx`` file (input: normalised float32 NCHW; output: logits NCHW).
+        path: ``.onnx`` file (input: normalised float32 NCHW; output: logits NCHW, or
+            coarse scores when the file was exported with ``--onnx-output coarse``).
         threads: intra-op threads (``None``: ``torch.get_num_threads()``).
         spinning: let idle worker threads spin (onnxruntime's default); off by default so
             they do not compete with data-loading processes for the same cores.
@@ -125,6 +139,10 @@ class OnnxRuntimeBackend(nn.Module):
         preprocessing: the normalisation the file's fcnkit metadata records
             (``fcnkit.preprocessing``; ImageNet for a file without it); the callers
             normalise images with it, as they do for a torch model's ``preprocessing``.
+        coarse: True when the graph outputs ``coarse_scores``. Only then the backend also
+            has ``final_upsampler`` (rebuilt on the CPU from ``fcnkit.final_upsampler``)
+            and ``final_offset`` (``fcnkit.final_offset``), which with
+            :meth:`coarse_scores` make the coarse-score protocol of fcnkit's FCNs.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
@@ -156,22 +174,72 @@ class OnnxRuntimeBackend(nn.Module):
             raise InputError(f"ONNX model {path} outputs {declared} channels, but its metadata "
                              f"declares num_classes={num_classes}; export the checkpoint again")
         self.num_classes = num_classes or declared
-        self.preprocessing = onnx_preprocessing(
-            decode_metadata(self.session.get_modelmeta().custom_metadata_map))
+        props = self.session.get_modelmeta().custom_metadata_map
+        meta = decode_metadata(props)
+        self.preprocessing = onnx_preprocessing(meta)
+        output_name = self.session.get_outputs()[0].name
+        self.coarse = output_name == ONNX_OUTPUTS["coarse"] or "fcnkit.output" in props
+        if self.coarse:
+            self._open_coarse(check_onnx_metadata(props, path), output_name)
+
+    def _open_coarse(self, meta: Mapping[str, Any], output_name: str) -> None:
+        """Check that graph and metadata agree on a coarse output, rebuild the upsampler."""
+        if (meta.get("output") == "coarse") != (output_name == ONNX_OUTPUTS["coarse"]):
+            said = meta.get("output", "logits")
+            raise InputError(f"ONNX model {self.path} outputs {output_name!r} but its metadata "
+                             f"says fcnkit.output={said!r}; export the checkpoint again")
+        if meta.get("output") != "coarse":  # a logits file that records its output
+            self.coarse = False
+            return
+        if self.num_classes is None:
+            raise InputError(f"ONNX model {self.path} declares no class count; export the "
+                             "checkpoint again")
+        self.final_upsampler = upsampler_from_record(meta["final_upsampler"],
+                                                     self.num_classes)
+        self.final_offset = (int(meta["final_offset"][0]), int(meta["final_offset"][1]))
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """The graph's output for ``x`` on the CPU, its channel count checked."""
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        (out,) = self.session.run(None, {self.input_name: array})
+        if self.num_classes is not None and (out.ndim != 4
+                                             or out.shape[1] != self.num_classes):
+            what = "coarse scores" if self.coarse else "logits"
+            raise InputError(f"ONNX model {self.path} output {what} of shape "
+                             f"{tuple(out.shape)}, expected {self.num_classes} channels "
+                             "(its metadata's num_classes); export the checkpoint again")
+        return torch.from_numpy(out)
+
+    def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The graph's ``coarse_scores`` ``(N, C, h, w)`` on the CPU (a coarse file only)."""
+        if not self.coarse:
+            raise ValueError(f"{self.path} outputs logits, not coarse scores")
+        return self._run(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        (logits,) = self.session.run(None, {self.input_name: array})
-        if self.num_classes is not None and (logits.ndim != 4
-                                             or logits.shape[1] != self.num_classes):
-            raise InputError(f"ONNX model {self.path} output logits of shape "
-                             f"{tuple(logits.shape)}, expected {self.num_classes} channels "
-                             "(its metadata's num_classes); export the checkpoint again")
-        return torch.from_numpy(logits).to(x.device)
+        """Logits ``(N, C, H, W)`` on ``x``'s device; for a coarse file the rebuilt
+        upsampler and crop run in torch on the CPU, as the fcnkit model's own forward
+        (``crop_to(final_upsampler(coarse_scores(x)), final_offset, (H, W))``)."""
+        if not self.coarse:
+            return self._run(x).to(x.device)
+        with torch.no_grad():
+            logits = crop_to(self.final_upsampler(self._run(x)), self.final_offset,
+                             x.shape[-2:])
+        return logits.contiguous().to(x.device)
+
+    def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(x).argmax(1)`` (on the CPU); for a coarse file computed from the coarse
+        scores, per-pixel work only where the label is in doubt
+        (:func:`fcnkit.inference.lowres.labels_by_pruning`), bit for bit the same."""
+        if self.coarse:
+            with torch.no_grad():
+                return labels_by_pruning(self, x)
+        return channel_argmax(self._run(x))
 
     def describe(self) -> str:
         threads = self.session.get_session_options().intra_op_num_threads
-        return f"onnxruntime CPU ({threads} threads) {Path(self.path).name}"
+        output = ", labels from coarse scores" if self.coarse else ""
+        return f"onnxruntime CPU ({threads} threads{output}) {Path(self.path).name}"
 
 
 @dataclass
@@ -241,7 +309,8 @@ def open_backend(
             checkpoint file or run directory (its best.pt, else last.pt), or an ``.onnx``
             file from ``fcnkit export``.
         backend: ``"torch"`` (checkpoints only) or ``"onnxruntime"`` (an ``.onnx`` file, or
-            a checkpoint, which is exported to a temporary dynamic-size ONNX file first).
+            a checkpoint, which is exported to a temporary dynamic-size ONNX file first:
+            with the coarse output when the model's last upsampling is bilinear).
         device, precision, channels_last: for the torch backend.
         threads: onnxruntime intra-op threads (``None``: torch's thread count).
         num_classes: the class count the caller's data has; a model with another count is
@@ -270,8 +339,15 @@ def open_backend(
                               device=device)
         return OpenedBackend(runner, count, classes, palette, config, where)
 
+    # The graph stops at the coarse scores when labels can be computed exactly from them.
+    try:
+        final_upsampler_record(model)
+        output = "coarse"
+    except InputError:
+        output = "logits"
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(model, Path(tmp) / "model.onnx", metadata=onnx_metadata(ckpt))
+        path = export_onnx(model, Path(tmp) / "model.onnx", output=output,
+                           metadata=onnx_metadata(ckpt, output=output))
         runner = OnnxRuntimeBackend(path, threads=threads, num_classes=count)
     return OpenedBackend(runner, count, classes, palette, config, where)
 

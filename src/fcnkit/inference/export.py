@@ -18,6 +18,14 @@ ONNX (``format="onnx"``):
   Caffe BGR 0–255 for pytorch-fcn weights), ``fcnkit.mean``, ``fcnkit.std`` (that
   record's) and ``fcnkit.input`` (the same in words); read them back with
   :func:`read_onnx_metadata`, and the preprocessing with :func:`onnx_preprocessing`.
+* ``output="coarse"`` (``fcnkit export --onnx-output coarse``) stops the graph at the
+  scores before the last upsampling (output ``coarse_scores``, ``(N, C, h, w)``), for
+  models whose last upsampling is bilinear (:func:`final_upsampler_record`). The metadata
+  then records how to finish the network outside the graph: ``fcnkit.output``
+  (``"coarse"``), ``fcnkit.final_upsampler`` (the layer's geometry and its one kernel, or
+  the interpolation) and ``fcnkit.final_offset`` (the crop to the input);
+  :func:`upsampler_from_record` rebuilds the layer, and the onnxruntime backend computes
+  labels exactly from the coarse scores (:mod:`fcnkit.inference.lowres`).
 * ``quantize="int8"`` adds static QDQ quantization with ``onnxruntime.quantization``
   (:func:`quantize_int8`), calibrated on images from a dataset.
 
@@ -49,25 +57,32 @@ from fcnkit.data import open_dataset
 from fcnkit.data.transforms import eval_transform
 from fcnkit.errors import InputError, first_line
 from fcnkit.inference.export_safetensors import checkpoint_from_model, export_safetensors
+from fcnkit.inference.labels import supports_label_strips
+from fcnkit.inference.lowres import convex_upsampler
 from fcnkit.models import build_model
+from fcnkit.models.heads import Interpolate
 from fcnkit.models.preprocess import Preprocessing, preprocessing_from
 from fcnkit.outputs import check_outputs
 from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
-from fcnkit.schemas import EXPORT_METADATA, check_fields
+from fcnkit.schemas import COARSE_ONNX_METADATA, EXPORT_METADATA, ONNX_OUTPUT, check_fields
 
 __all__ = [
     "EXPORTERS",
     "ONNX_FORMAT",
+    "ONNX_OUTPUTS",
     "DEFAULT_EXPORT_SIZE",
     "export_checkpoint",
     "export_format",
     "export_onnx",
+    "check_onnx_metadata",
     "decode_metadata",
+    "final_upsampler_record",
     "onnx_metadata",
     "onnx_preprocessing",
     "read_onnx_metadata",
     "quantize_int8",
     "require",
+    "upsampler_from_record",
 ]
 
 #: Value of the ``fcnkit.format`` metadata entry of the ONNX files written here.
@@ -76,16 +91,22 @@ ONNX_FORMAT = "fcnkit-onnx/1"
 DEFAULT_EXPORT_SIZE = (64, 96)
 #: Where the metadata keys start (``fcnkit.mean`` ...).
 _PREFIX = "fcnkit."
+#: What an exported graph can output (``output=``, ``--onnx-output``) → the output's name:
+#: full-resolution logits, or the scores before the last (bilinear) upsampling.
+ONNX_OUTPUTS = {"logits": "logits", "coarse": "coarse_scores"}
 
 
-def input_convention(preprocessing: Preprocessing) -> str:
-    """What the ONNX input expects, in words (stored as ``fcnkit.input``)."""
+def input_convention(preprocessing: Preprocessing, output: str = "logits") -> str:
+    """What the ONNX input expects and the output is, in words (stored as ``fcnkit.input``)."""
     order = ("" if preprocessing.channel_order == "RGB"
              else f", channels reordered to {preprocessing.channel_order}")
     scale = "" if preprocessing.scale == 1 else f", multiplied by {preprocessing.scale:g}"
+    result = ("logits NCHW at the input size, argmax over C gives class ids"
+              if output == "logits" else
+              "coarse_scores NCHW before the last upsampling; fcnkit.final_upsampler applied "
+              "to them, cropped to the input size at fcnkit.final_offset, gives the logits")
     return (f"float32 NCHW, RGB pixel values in [0, 1]{order}{scale}, then normalised per "
-            "channel: (x - mean) / std; output: logits NCHW at the input size, argmax over C "
-            "gives class ids")
+            f"channel: (x - mean) / std; output: {result}")
 
 
 def require(module: str, extra: str = "onnx") -> Any:
@@ -105,11 +126,13 @@ def require(module: str, extra: str = "onnx") -> Any:
 # --- metadata ------------------------------------------------------------------------------
 
 
-def onnx_metadata(ckpt: Mapping[str, Any]) -> dict[str, str]:
+def onnx_metadata(ckpt: Mapping[str, Any], *, output: str = "logits") -> dict[str, str]:
     """The ``metadata_props`` of an exported checkpoint: preprocessing, classes, palette.
 
     Values are JSON strings. The preprocessing is the checkpoint's own (its model config's
     ``preprocessing``; "imagenet" when it records none), the one the torch backend applies.
+    ``output`` (a key of :data:`ONNX_OUTPUTS`) only changes the words of ``fcnkit.input``;
+    :func:`export_onnx` adds the fields a coarse output needs.
     """
     config = {k: v for k, v in dict(ckpt["model_config"]).items()
               if k not in ("weights", "backbone_weights")}
@@ -122,7 +145,7 @@ def onnx_metadata(ckpt: Mapping[str, Any]) -> dict[str, str]:
         "preprocessing": preprocessing.to_dict(),
         "mean": list(preprocessing.mean),
         "std": list(preprocessing.std),
-        "input": input_convention(preprocessing),
+        "input": input_convention(preprocessing, output),
     }
     return {_PREFIX + k: json.dumps(v) for k, v in values.items()}
 
@@ -155,8 +178,19 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     except Exception as exc:  # protobuf raises DecodeError and others for a damaged file
         raise InputError(f"{file} is not an ONNX model ({first_line(exc)[:120]}); "
                          "write one with fcnkit export") from None
-    props = {p.key[len(_PREFIX):]: p.value for p in model.metadata_props
-             if p.key.startswith(_PREFIX)}
+    return check_onnx_metadata({p.key: p.value for p in model.metadata_props}, file)
+
+
+def check_onnx_metadata(props: Mapping[str, str], file: str | os.PathLike[str]
+                        ) -> dict[str, Any]:
+    """The ``fcnkit.*`` entries of ``metadata_props`` (key → JSON string), decoded and
+    checked as :func:`read_onnx_metadata` describes; ``file`` names the model in errors.
+
+    A file whose ``fcnkit.output`` is ``"coarse"`` must also carry a valid
+    ``fcnkit.final_upsampler`` and ``fcnkit.final_offset``
+    (:data:`fcnkit.schemas.COARSE_ONNX_METADATA`).
+    """
+    props = {k[len(_PREFIX):]: v for k, v in props.items() if k.startswith(_PREFIX)}
     if props.get("format") != json.dumps(ONNX_FORMAT):
         raise InputError(f"{file} has no fcnkit metadata (format {ONNX_FORMAT}); export the "
                          "checkpoint with fcnkit export")
@@ -167,8 +201,11 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         except ValueError:
             raise InputError(f"ONNX model {file} has metadata field {key} that is not JSON "
                              f"({value[:40]!r}); export the checkpoint again") from None
-    check_fields(meta, EXPORT_METADATA, file=file, what="ONNX model",
-                 fix="export the checkpoint again with fcnkit export")
+    fix = "export the checkpoint again with fcnkit export"
+    check_fields(meta, EXPORT_METADATA, file=file, what="ONNX model", fix=fix)
+    check_fields(meta, ONNX_OUTPUT, file=file, what="ONNX model", fix=fix)
+    if meta.get("output") == "coarse":
+        check_fields(meta, COARSE_ONNX_METADATA, file=file, what="ONNX model", fix=fix)
     return meta
 
 
@@ -187,6 +224,76 @@ def decode_metadata(props: Mapping[str, str]) -> dict[str, Any]:
     return decoded
 
 
+# --- the coarse output ----------------------------------------------------------------------
+
+
+def final_upsampler_record(model: nn.Module) -> dict[str, Any]:
+    """The JSON record of ``model``'s last upsampling (``fcnkit.final_upsampler``).
+
+    ``{"kind": "transposed_conv", "kernel_size": [k, k], "stride": [s, s], "padding": [p, p],
+    "kernel": k × k numbers}`` for a frozen bilinear deconvolution (its one non-negative
+    kernel, shared by every class; float32 values, which JSON keeps exactly), or ``{"kind":
+    "interpolate", "factor": f, "mode": "bilinear", "align_corners": false}`` for
+    :class:`fcnkit.models.heads.Interpolate`.
+
+    Raises:
+        InputError: the model has no coarse-score protocol (``coarse_scores``,
+            ``final_upsampler``, ``final_offset``), or its last upsampling is not bilinear
+            (a learned deconvolution, a resize to the input size).
+    """
+    fix = "export with --onnx-output logits"
+    if not supports_label_strips(model):
+        raise InputError("--onnx-output coarse needs a model whose last upsampling is a fixed "
+                         f"bilinear upsampling with an integer factor, which "
+                         f"{type(model).__name__} does not expose; {fix}")
+    upsampler = model.final_upsampler
+    if isinstance(upsampler, Interpolate):
+        return {"kind": "interpolate", "factor": int(upsampler.factor), "mode": "bilinear",
+                "align_corners": False}
+    square = isinstance(upsampler, nn.ConvTranspose2d) and all(
+        len(set(getattr(upsampler, name))) == 1
+        for name in ("kernel_size", "stride", "padding"))
+    if (not convex_upsampler(upsampler) or not square
+            or tuple(upsampler.output_padding) != (0, 0)):
+        raise InputError("--onnx-output coarse needs a model whose last upsampling is bilinear "
+                         "(upsample 'bilinear' or 'interpolate'); this model's is a learned "
+                         f"{type(upsampler).__name__}; {fix}")
+    weight = upsampler.weight.detach().to("cpu", torch.float32)
+    return {"kind": "transposed_conv", "kernel_size": list(upsampler.kernel_size),
+            "stride": list(upsampler.stride), "padding": list(upsampler.padding),
+            # convex_upsampler checked every class's kernel equals class 0's.
+            "kernel": weight[0, 0].tolist()}
+
+
+def upsampler_from_record(record: Mapping[str, Any], num_classes: int) -> nn.Module:
+    """The final upsampler a :func:`final_upsampler_record` describes, for ``num_classes``
+    classes: :class:`~fcnkit.models.heads.Interpolate`, or a grouped ``ConvTranspose2d``
+    (one kernel per class, no bias, frozen) in eval mode on the CPU. ``record`` must have
+    passed :data:`fcnkit.schemas.COARSE_ONNX_METADATA` (:func:`check_onnx_metadata`)."""
+    if record["kind"] == "interpolate":
+        return Interpolate(int(record["factor"])).eval()
+    layer = nn.ConvTranspose2d(num_classes, num_classes, tuple(record["kernel_size"]),
+                               stride=tuple(record["stride"]), padding=tuple(record["padding"]),
+                               groups=num_classes, bias=False)
+    kernel = torch.tensor(record["kernel"], dtype=torch.float32)
+    with torch.no_grad():
+        layer.weight.copy_(kernel.expand_as(layer.weight))
+    layer.weight.requires_grad_(False)
+    return layer.eval()
+
+
+class _CoarseScores(nn.Module):
+    """``model.coarse_scores(x)`` as a module's forward, for the exporter to trace."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores: torch.Tensor = self.model.coarse_scores(x)
+        return scores
+
+
 # --- ONNX ----------------------------------------------------------------------------------
 
 
@@ -198,6 +305,7 @@ def export_onnx(
     dynamic: bool = True,
     opset: int | None = None,
     size: Sequence[int] = DEFAULT_EXPORT_SIZE,
+    output: str = "logits",
 ) -> Path:
     """Export ``model`` (logits at the input size) to an ONNX file with the dynamo exporter.
 
@@ -210,13 +318,30 @@ def export_onnx(
             else batch 1 at ``size``.
         opset: ONNX opset version (``None``: the exporter's default).
         size: ``(H, W)`` of the example input the model is traced with.
+        output: ``"logits"``, or ``"coarse"``: the graph outputs ``coarse_scores``
+            (``model.coarse_scores(x)``, before the last upsampling) and the metadata gets
+            ``fcnkit.output``, ``fcnkit.final_upsampler`` (:func:`final_upsampler_record`)
+            and ``fcnkit.final_offset``; only for models whose last upsampling is bilinear.
 
     Returns:
-        ``out`` as a Path. Raises InputError when the exporter rejects the model or opset.
+        ``out`` as a Path. Raises InputError when the exporter rejects the model or opset,
+        or ``output`` is unknown or does not apply to the model.
     """
+    if output not in ONNX_OUTPUTS:
+        raise InputError(f"--onnx-output {output!r} is not supported; choose one of "
+                         f"{', '.join(ONNX_OUTPUTS)}")
+    metadata = dict(metadata or {})
+    if output == "coarse":  # refused before the slow imports and the trace
+        record = final_upsampler_record(model)
+        metadata.update({_PREFIX + "output": json.dumps("coarse"),
+                         _PREFIX + "final_upsampler": json.dumps(record),
+                         _PREFIX + "final_offset": json.dumps(
+                             [int(v) for v in model.final_offset])})
     require("onnxscript")
     onnx = require("onnx")
     model = _cpu_float_copy(model)
+    if output == "coarse":
+        model = _CoarseScores(model)
     height, width = (int(v) for v in size)
     example = torch.zeros(1 if not dynamic else 2, 3, height, width)
     dynamic_shapes = None
@@ -231,7 +356,8 @@ def export_onnx(
         try:
             program = torch.onnx.export(
                 model, (example,), dynamo=True, dynamic_shapes=dynamic_shapes,
-                opset_version=opset, input_names=["image"], output_names=["logits"],
+                opset_version=opset, input_names=["image"],
+                output_names=[ONNX_OUTPUTS[output]],
                 verbose=False, external_data=False,
             )
         except Exception as exc:  # the exporter wraps failures in several error types
@@ -241,7 +367,7 @@ def export_onnx(
             raise
         program.save(str(raw))
         graph = onnx.load(str(raw))
-        for key, value in (metadata or {}).items():
+        for key, value in metadata.items():
             entry = graph.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(graph, full_check=True)
@@ -349,24 +475,32 @@ def _export_onnx_checkpoint(ckpt: Mapping[str, Any], out: Path, **options: Any) 
     calibrate = options.pop("calibrate", None)
     calibration_split = options.pop("calibration_split", "train")
     calibration_count = options.pop("calibration_images", 16)
+    output = options.pop("onnx_output", None) or "logits"
     if quantize not in (None, "int8"):
         raise InputError(f"--quantize {quantize!r} is not supported; pass int8")
     if quantize and not calibrate:
         raise InputError("--quantize int8 needs --calibrate DATA (a dataset to calibrate on)")
     if calibrate and not quantize:
         raise InputError("--calibrate is only used with --quantize int8; add --quantize int8")
+    if output not in ONNX_OUTPUTS:
+        raise InputError(f"--onnx-output {output!r} is not supported; choose one of "
+                         f"{', '.join(ONNX_OUTPUTS)}")
+    model = model_from_checkpoint(ckpt)
+    if output == "coarse":
+        final_upsampler_record(model)  # refused before the calibration images are read
     images = (calibration_images(calibrate, split=calibration_split, count=calibration_count)
               if quantize else None)  # read the data before the slow export
-    model = model_from_checkpoint(ckpt)
-    metadata = onnx_metadata(ckpt)
-    report: dict[str, Any] = {"format": "onnx", "dynamic": bool(options.get("dynamic", True))}
+    metadata = onnx_metadata(ckpt, output=output)
+    report: dict[str, Any] = {"format": "onnx", "dynamic": bool(options.get("dynamic", True)),
+                              "onnx_output": ONNX_OUTPUTS[output]}
     if quantize:
         with tempfile.TemporaryDirectory() as tmp:
-            fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", metadata=metadata, **options)
+            fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", metadata=metadata,
+                               output=output, **options)
             quantize_int8(fp32, out, images)
         report.update(quantize="int8", calibration_images=len(images))
     else:
-        export_onnx(model, out, metadata=metadata, **options)
+        export_onnx(model, out, metadata=metadata, output=output, **options)
     report["output"] = str(out)
     report["bytes"] = out.stat().st_size
     return report
@@ -426,8 +560,9 @@ def export_checkpoint(
         force: write ``out`` even when it is the source or a run's state
             (:func:`fcnkit.outputs.check_outputs`; refused before anything is loaded).
         **options: passed to the format's writer. ONNX: ``dynamic`` (default True),
-            ``opset``, ``size``, ``quantize`` (``"int8"``), ``calibrate`` (dataset spec),
-            ``calibration_split``, ``calibration_images``.
+            ``opset``, ``size``, ``onnx_output`` (``"logits"``, the default, or ``"coarse"``:
+            :func:`export_onnx`'s ``output``), ``quantize`` (``"int8"``), ``calibrate``
+            (dataset spec), ``calibration_split``, ``calibration_images``.
 
     Returns:
         A report dict: ``format``, ``output``, ``bytes`` and the format's details.
