@@ -26,6 +26,8 @@ from fcnkit.limits import MAX_EXPORT_TRACE_SIZE
 
 NAME = "export"
 FORMATS = ("onnx", "safetensors")  # fcnkit.inference.export.EXPORTERS (checked by a test)
+#: --onnx-output choices: fcnkit.inference.export.ONNX_OUTPUTS (checked by a test).
+ONNX_OUTPUT_CHOICES = ("logits", "coarse")
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -81,7 +83,7 @@ def register(subparsers: Any) -> None:
                       "every size, so a small trace is enough)")
     onnx.add_argument("--opset", type=int_in(7, 100), default=None,
                       help="ONNX opset version (default: the exporter's)")
-    onnx.add_argument("--onnx-output", choices=["logits", "coarse"], default=None,
+    onnx.add_argument("--onnx-output", choices=ONNX_OUTPUT_CHOICES, default=None,
                       help="what the graph outputs: logits (default; full resolution) or "
                       "coarse (coarse_scores before the last bilinear upsampling, which the "
                       "metadata records with its crop: fcnkit eval/predict then compute "
