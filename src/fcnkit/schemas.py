@@ -202,7 +202,9 @@ def _final_upsampler(value: Any) -> bool:
                 and value.get("mode") == "bilinear" and value.get("align_corners") is False)
     if kind != "transposed_conv":
         return False
-    size, stride, padding = (value.get(k) for k in ("kernel_size", "stride", "padding"))
+    size: Any = value.get("kernel_size")
+    stride: Any = value.get("stride")
+    padding: Any = value.get("padding")
     # Square geometry (the label paths read one side); 2p < k gives every input an output.
     if not (_pair(1)(size) and _pair(1)(stride) and _pair(0)(padding)
             and size[0] == size[1] and stride[0] == stride[1] and padding[0] == padding[1]
