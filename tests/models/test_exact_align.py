@@ -70,3 +70,28 @@ def test_vgg_control_is_the_plain_network():
 def test_exact_align_must_be_a_bool():
     with pytest.raises(InputError, match="exact_align"):
         build_model("fcn8s", num_classes=2, backbone="resnet18", exact_align="yes")
+
+
+@pytest.mark.slow  # two gradient passes at 256², seconds
+def test_exact_align_centres_the_gradient_on_the_output_pixel():
+    """Independent oracle: on a linearised copy (uniform positive weights, ReLU and
+    BatchNorm as identities, max pools as average pools) the input gradient of one output
+    pixel is symmetric about each path's receptive-field centre, so its centre of mass is
+    where the output pixel looks. Aligned, that is the pixel itself; with ResNet's integer
+    crops it is about 13 px up and left (a mix of the paths' 15.5, 8 and 12 px)."""
+    from fcnkit.reproduce.receptive_fields import linearised
+
+    def centre(model: torch.nn.Module) -> tuple[float, float]:
+        twin = linearised(model)
+        x = torch.ones(1, 3, 256, 256, requires_grad=True)
+        twin(x)[0, 0, 128, 128].backward()
+        g = x.grad.abs().sum((0, 1)).double()
+        pos = torch.arange(256, dtype=torch.float64)
+        return (float((g.sum(1) * pos).sum() / g.sum()) - 128,
+                float((g.sum(0) * pos).sum() / g.sum()) - 128)
+
+    plain = build_model("fcn8s", num_classes=2, backbone="resnet18", width=0.25).eval()
+    aligned = build_model("fcn8s", num_classes=2, backbone="resnet18", width=0.25,
+                          exact_align=True).eval()
+    assert all(abs(c) < 0.5 for c in centre(aligned))
+    assert all(c < -10 for c in centre(plain))

@@ -217,10 +217,21 @@ def test_every_training_claim_declares_its_thresholds_before_running():
 
 
 RECORDED = sorted((ROOT / "docs" / "results").glob("*.json"))
+EARLIER = sorted((ROOT / "docs" / "results" / "earlier").glob("*.json"))
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.name)
-def test_recorded_results_follow_from_their_runs(path):
+def test_recorded_full_runs_follow_from_their_runs(path):
+    results = json.loads(path.read_text())
+    check_results(results)
+    assert path.stem == results["claim"] or path.stem.startswith(results["claim"] + "-")
+    assert results["config"]["quick"] is False and len(results["config"]["seeds"]) >= 5
+    assert all(c["n"] >= 5 for c in results["comparisons"])
+    assert results["host"]["isa"] and results["recorded"]["wall_s"] > 0
+
+
+@pytest.mark.parametrize("path", EARLIER, ids=lambda p: p.name)
+def test_earlier_designs_results_follow_from_their_runs(path):
     results = json.loads(path.read_text())
     check_results(results)
     assert results["host"]["label"] in ("host A", "host B")

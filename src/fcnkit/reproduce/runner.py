@@ -360,7 +360,7 @@ def _power_cell(c: Mapping[str, Any]) -> str:
     if p["half_width"] is None:
         return "–"
     sign = "<" if p["decisive"] else "≥"
-    return f"{p['half_width']:.3f} {sign} {p['threshold']}"
+    return f"{p['half_width']:.3f} {sign} {p['threshold']:.4g}"
 
 
 def comparisons_table(comparisons: Sequence[Mapping[str, Any]]) -> str:
@@ -369,15 +369,37 @@ def comparisons_table(comparisons: Sequence[Mapping[str, Any]]) -> str:
     way), verdict."""
     rows = []
     for c in comparisons:
-        threshold = (f"Δ ≥ {c['delta_min']}" if c["kind"] == "superiority"
-                     else f"±{c['margin']}" if c["kind"] == "equivalence"
-                     else f"> −{c['margin']}")
+        threshold = (f"Δ ≥ {c['delta_min']:.4g}" if c["kind"] == "superiority"
+                     else f"±{c['margin']:.4g}" if c["kind"] == "equivalence"
+                     else f"> −{c['margin']:.4g}")
         rows.append([c["clause"], c["kind"], threshold, c["n"], _signed(c["mean"]),
                      f"[{_signed(c['lower'])}, {_signed(c['upper'])}]", _power_cell(c),
                      c["verdict"]])
     return markdown_table(["clause", "kind", "threshold", "n", "Δ mean",
                            "one-sided 95 % bounds", "half-width vs threshold", "verdict"],
                           rows)
+
+
+#: /proc/cpuinfo flags that set which oneDNN kernels run (and so the per-seed numbers),
+#: with the names the docs use.
+ISA_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16",
+             "amx_tile": "AMX"}
+
+
+def cpu_isa(cpuinfo: str | None = None) -> list[str]:
+    """The :data:`ISA_FLAGS` this CPU has (``/proc/cpuinfo``; empty where it cannot be
+    read)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return [name for flag, name in ISA_FLAGS.items() if flag in flags]
 
 
 def host_info(threads: int | None, precision: str) -> dict[str, Any]:
@@ -394,7 +416,7 @@ def host_info(threads: int | None, precision: str) -> dict[str, Any]:
                 break
     except OSError:
         pass  # not Linux: platform's name is what there is
-    return {"cpu": cpu, "native_bf16": cpu_has_native_bf16(),
+    return {"cpu": cpu, "isa": cpu_isa(), "native_bf16": cpu_has_native_bf16(),
             "threads": threads if threads is not None else torch.get_num_threads(),
             "torch": torch.__version__, "precision": precision}
 

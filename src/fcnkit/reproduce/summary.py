@@ -40,7 +40,10 @@ __all__ = ["render_page", "render_result", "run_all", "summary_html", "summary_m
 #: Column names of the metrics in the rendered tables.
 METRIC_LABELS = {"miou": "mIoU", "trimap_miou": "trimap mIoU", "boundary_iou": "Boundary IoU",
                  "pixel_acc": "pixel acc", "high_freq": "high-freq energy",
-                 "auc": "area under the val curve"}
+                 "auc": "area under the val curve", "thin_part_iou": "thin-part IoU",
+                 "interior_miou": "interior mIoU", "checkerboard": "checkerboard",
+                 "hdc_advantage": "HDC advantage", "forward_s": "forward s",
+                 "log_forward_s": "log forward s"}
 SUMMARY_HEADERS = ("claim", "clause", "kind", "n", "Δ mean", "one-sided 95 % bounds",
                    "verdict")
 
@@ -140,17 +143,38 @@ def _per_seed_table(result: Mapping[str, Any]) -> str:
     return markdown_table(["metric", "variant"] + [f"seed {s}" for s in seeds], rows)
 
 
+def power_line(comparisons: Sequence[Mapping[str, Any]]) -> str:
+    """Which clauses the run had the power to decide either way (half-width < threshold);
+    empty without comparisons."""
+    powered = [c for c in comparisons if c.get("power")]
+    if not powered:
+        return ""
+    weak = [c for c in powered if not c["power"]["decisive"]]
+    line = (f"Power: {len(powered) - len(weak)} of {len(powered)} clauses decisive "
+            "(one-sided half-width below the threshold)")
+    if weak:
+        line += "; not decisive: " + "; ".join(
+            f"{c['clause']} (half-width {c['power']['half_width']:.3f} against "
+            f"{c['power']['threshold']:g})" for c in weak)
+    return line + ".\n\n"
+
+
 def render_result(result: Mapping[str, Any]) -> str:
     """One recorded ``results.json`` as markdown (the generated block of its claim)."""
     host = result.get("host", {})
     chance = result.get("chance", {})
     recorded = result.get("recorded", {})
     label = f"{host['label']}, " if host.get("label") else ""
-    lines = [f"Host: {label}{host.get('cpu', '?')}, precision {host.get('precision', '?')}, "
-             "threads "
+    isa = f" ({', '.join(host['isa'])})" if host.get("isa") else ""
+    torch_version = f", torch {host['torch']}" if host.get("torch") else ""
+    lines = [f"Host: {label}{host.get('cpu', '?')}{isa}{torch_version}, precision "
+             f"{host.get('precision', '?')}, threads "
              f"{host.get('threads') if host.get('threads') is not None else 'default'}."]
+    if recorded.get("wall_s") is not None:
+        minutes, seconds = divmod(int(round(float(recorded["wall_s"]))), 60)
+        lines.append(f"Wall time {minutes} min {seconds} s.")
     if recorded.get("note"):
-        lines.append(recorded["note"])
+        lines.append(recorded["note"].rstrip(".") + ".")
     if chance:
         lines.append(f"Near-chance gate: best constant prediction {chance['constant_miou']:.3f}"
                      f" mIoU + {chance['gate_margin']:.2f} = {chance['gate']:.3f}; best "
@@ -164,6 +188,7 @@ def render_result(result: Mapping[str, Any]) -> str:
         text += f"\n* {s['clause']}: not tested ({s['reason']})."
     head = str(result.get("verdict_reason", "")).split(";")[0]
     text += f"\n\nVerdict: **{result['verdict']}** ({head}).\n\n"
+    text += power_line(result.get("comparisons", []))
     variants = list(dict.fromkeys(r["variant"] for r in result.get("runs", [])))
     recorded_summary = result.get("summary")
     if recorded_summary:

@@ -1,0 +1,26 @@
+"""The host's instruction sets and the power line of the generated tables."""
+
+from __future__ import annotations
+
+from fcnkit.reproduce.runner import cpu_isa
+from fcnkit.reproduce.summary import power_line
+
+
+def test_cpu_isa_reads_the_flags_line():
+    info = ("processor\t: 0\nmodel name\t: Some CPU\n"
+            "flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_bf16\n")
+    # amx_tile absent: no AMX, even with amx_bf16 listed
+    assert cpu_isa(info) == ["AVX2", "AVX-512", "AVX512-BF16"]
+    assert cpu_isa("flags : avx2 amx_tile\n") == ["AVX2", "AMX"]
+    assert cpu_isa("model name : x\n") == []
+
+
+def test_power_line_names_the_clauses_that_cannot_decide():
+    decisive = {"clause": "a beats b", "power": {"half_width": 0.004, "threshold": 0.02,
+                                                 "decisive": True}}
+    weak = {"clause": "c beats d", "power": {"half_width": 0.021, "threshold": 0.01,
+                                             "decisive": False}}
+    line = power_line([decisive, weak])
+    assert line.startswith("Power: 1 of 2 clauses decisive")
+    assert "c beats d (half-width 0.021 against 0.01)" in line and "a beats b" not in line
+    assert power_line([]) == ""
