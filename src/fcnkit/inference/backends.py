@@ -56,8 +56,7 @@ from fcnkit.inference.export import (
     require,
     upsampler_from_record,
 )
-from fcnkit.inference.labels import whole_image_labels
-from fcnkit.inference.lowres import labels_by_pruning
+from fcnkit.inference.labels import labels_by_strips, whole_image_labels
 from fcnkit.models.heads import crop_to
 from fcnkit.models.preprocess import Preprocessing, preprocessing_from
 from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
@@ -229,11 +228,11 @@ class OnnxRuntimeBackend(nn.Module):
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
         """``self(x).argmax(1)`` (on the CPU); for a coarse file computed from the coarse
-        scores, per-pixel work only where the label is in doubt
-        (:func:`fcnkit.inference.lowres.labels_by_pruning`), bit for bit the same."""
+        scores strip by strip (:func:`fcnkit.inference.labels.labels_by_strips`), without
+        full-resolution logits, bit for bit the same."""
         if self.coarse:
             with torch.no_grad():
-                return labels_by_pruning(self, x)
+                return labels_by_strips(self, x)
         return channel_argmax(self._run(x))
 
     def describe(self) -> str:

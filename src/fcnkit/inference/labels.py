@@ -33,7 +33,6 @@ from torch import nn
 from fcnkit.arith.sizes import as_pair
 from fcnkit.arith.tiling import check_overlap, sliding_window_starts, transposed_input_span
 from fcnkit.inference.argmax import channel_argmax
-from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning
 from fcnkit.inference.tiling import (
     DEFAULT_LABEL_STRIP,
     DEFAULT_LOGIT_BUFFER_BYTES,
@@ -349,13 +348,16 @@ def supports_label_strips(model: nn.Module) -> bool:
 def whole_image_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``model(x).argmax(1)`` for a whole image, without full-resolution logits if possible.
 
-    Uses :func:`fcnkit.inference.lowres.labels_by_pruning` for models with the coarse-score
-    protocol whose last upsampling is bilinear, :func:`labels_by_strips` for the others,
-    a backend's own ``predict_labels(x)`` when it has one, else the plain argmax of the logits.
+    Uses :func:`labels_by_strips` for models with the coarse-score protocol, a backend's
+    own ``predict_labels(x)`` when it has one, else the plain argmax of the logits.
+
+    :func:`fcnkit.inference.lowres.labels_by_pruning` (labels of whole cells from the
+    coarse scores, per-pixel work only where a label is in doubt) gives the same labels
+    but is not the default: measured side by side (docs/benchmarks.md, "Labels from the
+    coarse scores"), its per-cell bookkeeping cost more than the per-pixel work it saves,
+    on random-weight FCN-8s at 320×480 and on the trained demo model alike.
     """
     if supports_label_strips(model):
-        if convex_upsampler(model.final_upsampler):
-            return labels_by_pruning(model, x)
         return labels_by_strips(model, x)
     own = getattr(model, "predict_labels", None)
     if callable(own):
