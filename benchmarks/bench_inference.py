@@ -11,6 +11,7 @@ Run (results go in docs/benchmarks.md with the load average printed here)::
 
     .venv/bin/python benchmarks/bench_inference.py --repeats 7 --warmup 2
     .venv/bin/python benchmarks/bench_inference.py --only resnet18 --repeats 2 --no-compile
+    .venv/bin/python benchmarks/bench_inference.py --only resnet50 --head-only --repeats 7
     .venv/bin/python benchmarks/bench_inference.py --checkpoint runs/demo --data synth:DIR
 
 With ``--checkpoint`` and ``--data`` it also evaluates the checkpoint's mIoU on the data's
@@ -97,12 +98,17 @@ def paths_for(backbone: str, size: tuple[int, int], args: argparse.Namespace,
     }
     nhwc = TorchBackend(copy.deepcopy(model), channels_last=True)
     paths["channels_last"] = lambda: nhwc(x)
-    paths["channels_last, labels by strips"] = lambda: nhwc.predict_labels(x)
+    paths["channels_last, labels from coarse scores"] = lambda: nhwc.predict_labels(x)
     x_nhwc_body = x.contiguous(memory_format=torch.channels_last)
     paths["backbone alone, channels_last"] = lambda: nhwc.model.backbone(x_nhwc_body)
+    facts: dict[str, object] = {}
+    if args.head_only:
+        # Only what the head's overhead with labels as output needs (issue 23's check).
+        keep = ("channels_last", "channels_last, labels from coarse scores",
+                "backbone alone, channels_last")
+        return {name: paths[name] for name in keep}, facts
     bf16 = TorchBackend(copy.deepcopy(model), precision="bf16", channels_last=True)
     paths["bf16 + channels_last"] = lambda: bf16(x)
-    facts: dict[str, object] = {}
     if not args.no_compile:
         compiled = torch.compile(copy.deepcopy(model).to(memory_format=torch.channels_last))
         x_nhwc = x.contiguous(memory_format=torch.channels_last)
@@ -190,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None,
                         help="the default backbones containing this text, or a backbone name")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--head-only", action="store_true",
+                        help="time only channels_last logits, labels (from the coarse "
+                             "scores) and the backbone alone: the head's overhead")
     parser.add_argument("--no-onnx", action="store_true", help="skip onnxruntime paths")
     parser.add_argument("--no-dilated", action="store_true",
                         help="skip fcn_dilated vs torchvision fcn_resnet50")
@@ -211,19 +220,21 @@ def main(argv: list[str] | None = None) -> int:
         for backbone in chosen:
             paths, facts = paths_for(backbone, size, args, workdir)
             times = interleaved(paths, args.repeats, args.warmup)
-            rows = summarise(times, "eager fp32 NCHW (logits)")
+            rows = summarise(times, "eager fp32 NCHW (logits)" if not args.head_only
+                             else "channels_last")
             # The head's cost with labels as output: each labels path against the backbone
             # alone in the same layout (median and min of the interleaved rounds).
             facts["head_overhead_labels"] = {
                 name: head_overhead(times[name], times[body])
                 for name, body in (("eager fp32 NCHW (labels)", "backbone alone"),
                                    ("labels by strips", "backbone alone"),
-                                   ("channels_last, labels by strips",
-                                    "backbone alone, channels_last"))}
+                                   ("channels_last, labels from coarse scores",
+                                    "backbone alone, channels_last"))
+                if name in times and body in times}
             report["models"][f"fcn8s {backbone}"] = {"rows": rows, **facts}
             if not args.json:
                 print_table(f"fcn8s {backbone} {size[0]}x{size[1]} {facts}", rows)
-        if not args.no_dilated and not args.only:
+        if not args.no_dilated and not args.only and not args.head_only:
             paths, facts = dilated_paths(size)
             rows = summarise(interleaved(paths, args.repeats, args.warmup),
                              "torchvision fcn_resnet50")

@@ -1,0 +1,119 @@
+"""How many low-resolution cells need per-pixel work, on a trained model's val split.
+
+:func:`fcnkit.inference.lowres.labels_by_pruning` labels a whole cell (a block of output
+pixels fed by the same 2×2 low-resolution scores) from the scores alone when one class
+survives the pruning test, and computes per pixel only the cells where several survive.
+Its cost is set by the fraction of such *doubtful* cells. This script runs a checkpoint
+over its dataset's val split (whole images, batch 1, as ``fcnkit eval``), counts cells
+and doubtful cells, and checks on every image that the labels equal
+``model(x).argmax(1)`` bit for bit (the oracle: the full-resolution logits).
+
+With ``--time`` it also times, interleaved image by image, the backbone alone, the labels
+from the coarse scores and ``model(x).argmax(1)``, so the head's overhead with labels as
+output is measured on a trained model and its own data (a random network's scores are
+noise, which leaves most cells in doubt: ``--random BACKBONE`` counts that case, a
+21-class FCN-8s with random weights on random 320×480 inputs).
+
+Run (the recorded number uses the demo's run: ``fcnkit demo``, then)::
+
+    .venv/bin/python benchmarks/bench_lowres_cells.py --checkpoint runs/demo/best.pt \\
+        --data voc:~/.cache/fcnkit/limbs-s0-800-200-150x210 --time
+    .venv/bin/python benchmarks/bench_lowres_cells.py --random resnet18
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning
+from fcnkit.models import build_model
+from fcnkit.reproduce.runner import val_loader
+from fcnkit.runtime.checkpoint import model_from_checkpoint
+
+
+def _timed(fn, x: torch.Tensor) -> tuple[object, float]:
+    start = time.perf_counter()
+    out = fn(x)
+    return out, time.perf_counter() - start
+
+
+def count_cells(model: torch.nn.Module, images: list[torch.Tensor],
+                timing: bool = False) -> dict[str, object]:
+    """Cells, doubtful cells and the labels' agreement with the full argmax over
+    ``images``; with ``timing``, the per-image seconds of the three paths (each image
+    once warm-up, then timed, the paths back to back)."""
+    if not convex_upsampler(model.final_upsampler):
+        raise SystemExit("the last upsampling is learned; pruning does not apply")
+    model = model.eval().to(memory_format=torch.channels_last)
+    stats: dict[str, int] = {}
+    mismatched = 0
+    times: dict[str, list[float]] = {"backbone": [], "labels": [], "argmax": []}
+    with torch.inference_mode():
+        for x in images:
+            x = x.contiguous(memory_format=torch.channels_last)
+            if timing:
+                labels_by_pruning(model, x)  # warm-up of this size
+            labels, t_labels = _timed(lambda v: labels_by_pruning(model, v, stats=stats), x)
+            full, t_argmax = _timed(lambda v: model(v).argmax(1), x)
+            _, t_body = _timed(model.backbone, x)
+            mismatched += int((labels != full).sum())
+            times["labels"].append(t_labels)
+            times["argmax"].append(t_argmax)
+            times["backbone"].append(t_body)
+    result: dict[str, object] = {
+        "images": len(images), "cells": stats["cells"], "doubtful": stats["doubtful"],
+        "doubtful_fraction": stats["doubtful"] / stats["cells"],
+        "pixels_differing_from_argmax": mismatched}
+    if timing:
+        body = sum(times["backbone"])
+        result["ms_per_image"] = {k: round(1e3 * statistics.fmean(v), 2)
+                                  for k, v in times.items()}
+        result["head_overhead_labels"] = round(sum(times["labels"]) / body - 1, 4)
+        result["head_overhead_argmax"] = round(sum(times["argmax"]) / body - 1, 4)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="a trained checkpoint (with --data)")
+    parser.add_argument("--data", help="its dataset: the val split is run")
+    parser.add_argument("--random", metavar="BACKBONE",
+                        help="instead: FCN-8s with random weights on 8 random 320x480 images")
+    parser.add_argument("--time", action="store_true",
+                        help="also time backbone, labels and argmax per image")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.random:
+        torch.manual_seed(0)
+        model = build_model("fcn8s", num_classes=21, backbone=args.random)
+        images = [torch.randn(1, 3, 320, 480) for _ in range(8)]
+        source = f"random FCN-8s {args.random}, random 320x480 inputs"
+    elif args.checkpoint and args.data:
+        model = model_from_checkpoint(args.checkpoint)
+        images = [x for x, _ in val_loader(args.data)]
+        source = f"{args.checkpoint} on {args.data} val"
+    else:
+        parser.error("give --checkpoint and --data, or --random BACKBONE")
+    result = {"source": source, **count_cells(model, images, args.time)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{result['source']}: {result['images']} images, {result['doubtful']} of "
+          f"{result['cells']} cells need per-pixel work "
+          f"({100 * result['doubtful_fraction']:.2f} %); labels differing from argmax of the "
+          f"full logits: {result['pixels_differing_from_argmax']} pixels")
+    if args.time:
+        print(f"ms per image {result['ms_per_image']}; head overhead over the backbone: "
+              f"labels {100 * result['head_overhead_labels']:+.1f} %, argmax of the logits "
+              f"{100 * result['head_overhead_argmax']:+.1f} %")
+
+
+if __name__ == "__main__":
+    main()
