@@ -274,7 +274,9 @@ def test_summary_table_and_page_list_every_clause(tmp_path):
 def test_cli_reproduce_table(tmp_path, capsys):
     assert main(["reproduce", "table", str(ROOT / "docs" / "results")]) == 0
     out = capsys.readouterr().out
-    assert "skips-host-b.json" in out and "one-sided 95 % bounds" in out
+    assert "## skips.json" in out and "one-sided 95 % bounds" in out
+    assert main(["reproduce", "table", str(ROOT / "docs" / "results" / "earlier")]) == 0
+    assert "skips-host-b.json" in capsys.readouterr().out
     assert main(["reproduce", "table", str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err
 
