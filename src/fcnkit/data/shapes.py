@@ -2,7 +2,8 @@
 
 The default synthetic task (:mod:`fcnkit.data.synthetic`, ``--task objects``) gives every
 class its own colour family and texture, so a per-pixel colour classifier already scores
-mIoU 0.985 on it and every architecture scores alike. In this task every region — each
+mIoU 0.985 on it (the FCN variants still differ there: FCN-32s / 16s / 8s 0.524 / 0.739 /
+0.896 in docs/reproductions.md's objects run of ``skips``). In this task every region — each
 object *and* the background — draws its appearance from **one shared distribution**:
 
 * a colour: hue uniform on the circle, saturation U(0.15, 0.9), value U(0.3, 0.95);

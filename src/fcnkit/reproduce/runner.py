@@ -309,8 +309,9 @@ def summarise(runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[st
 
 
 def fmt(stat: Mapping[str, float], digits: int = 3) -> str:
-    """``mean ± std`` for a table cell."""
-    if not math.isfinite(stat["mean"]):
+    """``mean ± std`` for a table cell; ``n/a`` for a metric not scored (NaN, or null once
+    written as strict JSON)."""
+    if stat["mean"] is None or not math.isfinite(stat["mean"]):
         return "n/a"
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
