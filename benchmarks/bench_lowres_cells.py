@@ -30,6 +30,7 @@ import time
 
 import torch
 
+from fcnkit.inference.labels import labels_by_strips
 from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning
 from fcnkit.models import build_model
 from fcnkit.reproduce.runner import val_loader
@@ -52,14 +53,19 @@ def count_cells(model: torch.nn.Module, images: list[torch.Tensor],
     model = model.eval().to(memory_format=torch.channels_last)
     stats: dict[str, int] = {}
     mismatched = 0
-    times: dict[str, list[float]] = {"backbone": [], "labels": [], "argmax": []}
+    times: dict[str, list[float]] = {"backbone": [], "labels": [], "strips": [], "argmax": []}
     with torch.inference_mode():
         for x in images:
             x = x.contiguous(memory_format=torch.channels_last)
             if timing:
-                labels_by_pruning(model, x)  # warm-up of this size
+                # warm-up of this size, every path
+                labels_by_pruning(model, x), labels_by_strips(model, x), model(x), \
+                    model.backbone(x)
             labels, t_labels = _timed(lambda v: labels_by_pruning(model, v, stats=stats), x)
             full, t_argmax = _timed(lambda v: model(v).argmax(1), x)
+            strips, t_strips = _timed(lambda v: labels_by_strips(model, v), x)
+            mismatched += int((strips != full).sum())
+            times["strips"].append(t_strips)
             _, t_body = _timed(model.backbone, x)
             mismatched += int((labels != full).sum())
             times["labels"].append(t_labels)
@@ -75,6 +81,7 @@ def count_cells(model: torch.nn.Module, images: list[torch.Tensor],
                                   for k, v in times.items()}
         result["head_overhead_labels"] = round(sum(times["labels"]) / body - 1, 4)
         result["head_overhead_argmax"] = round(sum(times["argmax"]) / body - 1, 4)
+        result["head_overhead_strips"] = round(sum(times["strips"]) / body - 1, 4)
     return result
 
 
@@ -111,7 +118,8 @@ def main() -> None:
           f"full logits: {result['pixels_differing_from_argmax']} pixels")
     if args.time:
         print(f"ms per image {result['ms_per_image']}; head overhead over the backbone: "
-              f"labels {100 * result['head_overhead_labels']:+.1f} %, argmax of the logits "
+              f"labels by pruning {100 * result['head_overhead_labels']:+.1f} %, labels by "
+              f"strips {100 * result['head_overhead_strips']:+.1f} %, argmax of the logits "
               f"{100 * result['head_overhead_argmax']:+.1f} %")
 
 
