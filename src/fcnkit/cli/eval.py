@@ -23,7 +23,7 @@ from fcnkit.cli._common import (
     print_json,
     ranged,
 )
-from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_WINDOW
+from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_TILE, DEFAULT_WINDOW
 
 NAME = "eval"
 
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
         parser,
         window_help="sliding-window size: N or H,W pixels (implies --sliding)",
         max_pixels_help=f"without --sliding, tile images with more pixels than this by "
-        f"{DEFAULT_WINDOW}-px windows, as fcnkit predict does (default {DEFAULT_MAX_PIXELS})",
+        f"{DEFAULT_TILE}-px windows, as fcnkit predict does (default {DEFAULT_MAX_PIXELS})",
         skip_bad_help="skip unreadable or inconsistent samples with a warning instead of "
         "stopping",
     )

@@ -23,7 +23,7 @@ from fcnkit.cli._common import (
     inference_options,
     print_json,
 )
-from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_WINDOW
+from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_TILE
 
 NAME = "predict"
 
@@ -37,7 +37,8 @@ def register(subparsers: Any) -> None:
             "palette PNG whose pixel values are class indices, and with --overlay "
             "OUT/<stem>_overlay.jpg. Any size and mode (grayscale, RGBA, EXIF-rotated: "
             "outputs follow the EXIF orientation). Images above --max-pixels are "
-            f"segmented in overlapping {DEFAULT_WINDOW}-pixel tiles so memory stays bounded."
+            f"segmented in overlapping {DEFAULT_TILE}-pixel tiles so memory stays bounded "
+            "(--window sets another size)."
         ),
     )
     add_inference_arguments(

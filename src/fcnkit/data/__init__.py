@@ -39,6 +39,7 @@ _LAZY = {
     "read_classes_file": "fcnkit.data.folder",
     "read_image": "fcnkit.data.images",
     "read_image_array": "fcnkit.data.images",
+    "read_image_picture": "fcnkit.data.images",
     "read_mask": "fcnkit.data.images",
     "VOCDataset": "fcnkit.data.voc",
     "VOC_CLASSES": "fcnkit.data.voc",

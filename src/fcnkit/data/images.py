@@ -23,7 +23,7 @@ from fcnkit.data.pixels import unit_float
 from fcnkit.errors import InputError, first_line
 
 __all__ = ["IMAGE_EXTENSIONS", "RGB", "VOC_VOID_COLOUR", "check_labels", "colour_lookup",
-           "read_image", "read_image_array", "read_mask"]
+           "read_image", "read_image_array", "read_image_picture", "read_mask"]
 
 RGB = tuple[int, int, int]
 
@@ -73,14 +73,26 @@ def read_image_array(path: str | os.PathLike[str]) -> np.ndarray:
     8-bit RGB; 16-bit values are scaled by the type's range (65535 → 255), float images
     by 1.0 → 255. A corrupt or truncated file raises :class:`InputError` naming it.
     """
+    return np.asarray(read_image_picture(path))
+
+
+def read_image_picture(path: str | os.PathLike[str]) -> Image.Image:
+    """An image file as a decoded PIL image in mode ``"RGB"``, converted and oriented as
+    :func:`read_image_array` describes (same errors).
+
+    PIL holds an RGB image at 4 bytes a pixel. A huge image can be read from it one tile
+    at a time (``np.asarray(picture.crop(box))``, :class:`fcnkit.inference.picture.PictureTiles`)
+    instead of being copied whole into an array, whose conversion briefly holds the
+    picture, PIL's serialised bytes and the array together (about 10 bytes a pixel).
+    """
     image = _open_image(Path(path), "image")
     if image.mode.startswith("I") or image.mode == "F":
-        return np.repeat(_wide_gray_to_uint8(image)[..., None], 3, axis=2)
+        return Image.fromarray(np.repeat(_wide_gray_to_uint8(image)[..., None], 3, axis=2))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA").convert("RGB")
     if image.mode != "RGB":  # convert() copies even an RGB image: 4 more bytes a pixel
         image = image.convert("RGB")
-    return np.asarray(image)
+    return image
 
 
 #: Full-scale value of PIL's wide grayscale modes. 16-bit files (PNG, TIFF) open as

@@ -483,8 +483,17 @@ def _write_dataset(out: Path, train: int, val: int, seed: int, size: tuple[int, 
         ids = [_write_sample(job) for job in jobs]
     else:
         context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with context.Pool(workers) as pool:
+        # close() + join(), not the context manager: its terminate() holds the task
+        # queue's lock while it signals the idle workers, and a worker blocked on that lock
+        # once outlived the signal and hung the parent's join (a CI run stopped for 17 min).
+        pool = context.Pool(workers)
+        try:
             ids = pool.map(_write_sample, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
+        except BaseException:
+            pool.terminate()
+            raise
+        pool.close()
+        pool.join()
     lists = {"train": ids[:train], "val": ids[train:]}
     for split, split_ids in lists.items():
         write_text_atomic(out / "ImageSets" / "Segmentation" / f"{split}.txt",

@@ -44,7 +44,7 @@ from fcnkit.inference.backends import (
     source_preprocessing,
 )
 from fcnkit.inference.labels import as_window, predict_labels
-from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
+from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE
 from fcnkit.metrics import BoundaryMetrics, ConfusionMatrix
 from fcnkit.runtime import distributed as ddp
 from fcnkit.runtime.device import resolve_device
@@ -103,7 +103,7 @@ def evaluate(
         boundary: optional :class:`fcnkit.metrics.BoundaryMetrics` updated with the same
             predictions (summed over processes like the matrix).
         max_pixels: without a ``window``, a batch whose images exceed this many pixels is
-            segmented by tiles of :data:`fcnkit.inference.tiling.DEFAULT_WINDOW` (as ``fcnkit
+            segmented by tiles of :data:`fcnkit.inference.tiling.DEFAULT_TILE` (as ``fcnkit
             predict`` does), so a huge image does not need whole-image activations.
 
     Returns:
@@ -121,7 +121,7 @@ def evaluate(
             chosen = window
             if (chosen is None and max_pixels is not None
                     and images.shape[-2] * images.shape[-1] > max_pixels):
-                chosen = DEFAULT_WINDOW
+                chosen = DEFAULT_TILE
             labels = predict_labels(
                 model, images, num_classes=num_classes, window=chosen, overlap=overlap
             )

@@ -26,6 +26,7 @@ The image itself may stay uint8 (``tile_transform`` converts one tile at a time)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,6 +34,7 @@ from torch import nn
 from fcnkit.arith.sizes import as_pair
 from fcnkit.arith.tiling import check_overlap, sliding_window_starts, transposed_input_span
 from fcnkit.inference.argmax import channel_argmax
+from fcnkit.inference.picture import PictureTiles
 from fcnkit.inference.tiling import (
     DEFAULT_LABEL_STRIP,
     DEFAULT_LOGIT_BUFFER_BYTES,
@@ -160,12 +162,13 @@ def _row_major_strips(
     # One fixed buffer of ``win_h`` rows (a tile row's height): after each tile row its
     # final rows are divided in place and yielded, and the pending overlap rows are moved
     # up. No per-row concatenation, so peak memory is one buffer, not two.
-    acc = image.new_zeros((n, num_classes, win_h, c1 - c0), dtype=torch.float32)
-    count = image.new_zeros((1, 1, win_h, c1 - c0), dtype=torch.float32)
+    acc = torch.zeros((n, num_classes, win_h, c1 - c0), dtype=torch.float32,
+                      device=image.device)
+    count = torch.zeros((1, 1, win_h, c1 - c0), dtype=torch.float32, device=image.device)
     for i, top in enumerate(rows):
         # ``acc`` row 0 is image row ``top``: the previous step moved the rows up to here.
         for left in cols:
-            tile = image[:, :, top : top + win_h, left : left + win_w]
+            tile = _read_tile(image, top, left, win_h, win_w)
             acc[:, :, :, left - c0 : left - c0 + win_w] += logits_of(tile)
             count[:, :, :, left - c0 : left - c0 + win_w] += 1.0
         # Rows above the next tile row's top are final: no later tile touches them.
@@ -181,6 +184,14 @@ def _row_major_strips(
             count[:, :, start:stop].copy_(count[:, :, start + done : stop + done])
         acc[:, :, pending:].zero_()
         count[:, :, pending:].zero_()
+
+
+def _read_tile(image: Any, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """The window of ``image`` (a tensor, or a :class:`~fcnkit.inference.picture.PictureTiles`
+    that copies each tile out of a decoded picture) at ``(top, left)``."""
+    if isinstance(image, torch.Tensor):
+        return image[:, :, top : top + height, left : left + width]
+    return image.tile(top, left, height, width)
 
 
 def column_blocks(width: int, win_w: int, overlap: float,
@@ -218,7 +229,7 @@ def column_blocks(width: int, win_w: int, overlap: float,
 
 def iter_logit_blocks(
     model: nn.Module,
-    image: torch.Tensor,
+    image: torch.Tensor | PictureTiles,
     *,
     num_classes: int,
     window: int | tuple[int, int],
@@ -238,7 +249,10 @@ def iter_logit_blocks(
     straddling two blocks run twice; an image whose buffer fits runs each tile once.
 
     Args:
-        model, image, num_classes, overlap, tile_transform: as for :func:`iter_logit_strips`.
+        model, num_classes, overlap, tile_transform: as for :func:`iter_logit_strips`.
+        image: as for :func:`iter_logit_strips`, or a
+            :class:`~fcnkit.inference.picture.PictureTiles` (a decoded picture read one
+            tile at a time, so a huge image is not also held as an array).
         window: the tile size (int or (h, w)); required.
         max_buffer_bytes: budget for the float32 logits buffer (at least one tile's
             columns are always allowed).

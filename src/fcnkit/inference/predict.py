@@ -25,7 +25,6 @@ Conventions:
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from fcnkit.atomic import (
     incomplete_until_done,
 )
 from fcnkit.data.images import IMAGE_EXTENSIONS as FOLDER_IMAGE_EXTENSIONS
-from fcnkit.data.images import read_image_array
+from fcnkit.data.images import read_image_picture
 from fcnkit.data.palette import blend_into, save_mask_png
 from fcnkit.data.pixels import unit_float
 from fcnkit.errors import InputError, first_line, warn
@@ -54,7 +53,8 @@ from fcnkit.inference.labels import (
     iter_logit_blocks,
     whole_image_labels,
 )
-from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_WINDOW
+from fcnkit.inference.picture import PictureTiles
+from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE
 from fcnkit.models.preprocess import model_preprocessing
 from fcnkit.outputs import check_outputs
 
@@ -78,6 +78,8 @@ __all__ = [
 IMAGE_EXTENSIONS = FOLDER_IMAGE_EXTENSIONS
 #: Opacity of the class colours in overlays.
 OVERLAY_ALPHA = 0.5
+#: Pixels counted at a time by :func:`label_fractions`.
+_COUNT_CHUNK = 1 << 22
 
 
 def collect_images(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -198,13 +200,13 @@ def _infer_num_classes(model: nn.Module, device: torch.device) -> int:
 @torch.no_grad()
 def predict_image(
     model: nn.Module,
-    image: torch.Tensor,
+    image: torch.Tensor | PictureTiles,
     *,
     num_classes: int,
     window: int | tuple[int, int] | None = None,
     overlap: float = DEFAULT_OVERLAP,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    tile: int | tuple[int, int] = DEFAULT_WINDOW,
+    tile: int | tuple[int, int] = DEFAULT_TILE,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Class indices for one RGB image in ``[0, 1]``.
@@ -213,7 +215,9 @@ def predict_image(
         model: fully convolutional model in eval mode on ``device``.
         image: (3, H, W) float tensor in ``[0, 1]``, or uint8 in ``[0, 255]`` (any view,
             e.g. ``torch.from_numpy(hwc).permute(2, 0, 1)``: a huge image then stays 3 bytes
-            a pixel and only one tile at a time is converted to float). Not normalised: the
+            a pixel and only one tile at a time is converted to float), or a
+            :class:`~fcnkit.inference.picture.PictureTiles` over a decoded RGB picture (no
+            array copy at all; tiles are read from the picture). Not normalised: the
             model's preprocessing, as in training, is applied here.
         num_classes: number of classes the model predicts.
         window: tile size for sliding-window inference; ``None`` means whole image, unless
@@ -231,9 +235,14 @@ def predict_image(
     def prepare(pixels: torch.Tensor) -> torch.Tensor:
         return preprocessing.apply(unit_float(pixels)).to(device)
 
-    if image.dim() != 3 or image.shape[0] != 3:
+    batch: torch.Tensor | PictureTiles
+    if isinstance(image, PictureTiles):
+        batch = image
+    elif image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W) RGB, got shape {tuple(image.shape)}")
-    height, width = image.shape[-2:]
+    else:
+        batch = image.unsqueeze(0)
+    height, width = batch.shape[-2:]
     chosen = as_window(window)
     if chosen is None and max_pixels is not None and height * width > max_pixels:
         chosen = as_window(tile)
@@ -242,28 +251,17 @@ def predict_image(
     # each finished block's argmax goes straight into a compact label map.
     dtype = torch.uint8 if num_classes <= 256 else torch.int64
     if chosen is None:  # one pass; labels without full-resolution logits when possible
-        labels = whole_image_labels(model, prepare(image.unsqueeze(0)))[0]
-        return labels.to(image.device, dtype)
+        whole = batch.to_tensor() if isinstance(batch, PictureTiles) else batch
+        labels = whole_image_labels(model, prepare(whole))[0]
+        return labels.to(batch.device, dtype)
     labels = torch.empty((height, width), dtype=dtype)
     for top, left, block in iter_logit_blocks(
-        model, image.unsqueeze(0), num_classes=num_classes, window=chosen, overlap=overlap,
+        model, batch, num_classes=num_classes, window=chosen, overlap=overlap,
         tile_transform=prepare,
     ):
         labels[top : top + block.shape[2], left : left + block.shape[3]] = \
             channel_argmax(block)[0].to(labels.dtype)
     return labels
-
-
-def read_only_tensor(array: np.ndarray) -> torch.Tensor:
-    """``torch.from_numpy(array)`` without a copy, also for PIL's read-only buffers.
-
-    PyTorch warns that writing to a tensor over a read-only array is undefined; the
-    prediction only reads it (every tile is converted into a new float tensor), so the
-    warning is silenced here instead of copying the whole image.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(array)
 
 
 def predict_paths(
@@ -277,7 +275,7 @@ def predict_paths(
     device: str | torch.device = "cpu",
     overlap: float = DEFAULT_OVERLAP,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    tile: int | tuple[int, int] = DEFAULT_WINDOW,
+    tile: int | tuple[int, int] = DEFAULT_TILE,
     num_classes: int | None = None,
     skip_bad: bool = False,
     on_bad: Callable[[Path, Exception], None] | None = None,
@@ -367,35 +365,46 @@ def _segment_file(
     overlay: ``(labels, files written)``, or None for an unreadable image with ``skip_bad``
     (after ``on_bad``). ``marker`` is marked before the first write."""
     try:
-        # Kept as uint8 (H, W, 3): 3 bytes a pixel; tiles are converted one at a time.
-        pixels = read_image_array(plan.source)
+        # Kept as the decoded picture (4 bytes a pixel): tiles are copied out of it and
+        # converted one at a time, so a huge image is never also held as an array.
+        picture = read_image_picture(plan.source)
     except InputError as exc:
         if not skip_bad:
             raise
         if on_bad is not None:
             on_bad(plan.source, exc)
         return None
-    labels = predict_image(model, read_only_tensor(pixels).permute(2, 0, 1), **predict_options)
+    labels = predict_image(model, PictureTiles(picture), **predict_options)
     mask = labels.cpu().to(torch.uint8).numpy()
+    # The overlay blends into the picture's pixels as an array; the picture itself is
+    # released before the mask is encoded (PNG encoding copies the mask once more).
+    pixels = np.array(picture) if plan.overlay is not None else None
+    del picture
     marker.mark()  # creates the directory; cleared when every image is written
     save_mask_png(plan.mask, mask, palette)
-    if plan.overlay is None:
+    if pixels is None or plan.overlay is None:
         return labels, [plan.mask]
-    # The pixels are not needed any more: blend into them, strip by strip.
-    if not pixels.flags.writeable:  # PIL's buffer is read-only
-        pixels = pixels.copy()
     blend_into(pixels, mask, palette, OVERLAY_ALPHA)
-    picture = Image.fromarray(pixels)
-    del pixels  # only the picture is needed while the JPEG is written
+    blended = Image.fromarray(pixels)
+    del pixels  # only the blended picture is needed while the JPEG is written
     with atomic_path(plan.overlay) as tmp:
-        picture.save(tmp, format="JPEG", quality=90)
+        blended.save(tmp, format="JPEG", quality=90)
     return labels, [plan.mask, plan.overlay]
 
 
 def label_fractions(labels: torch.Tensor, classes: Sequence[str], *, num_classes: int,
                     top: int = 3) -> dict[str, float]:
     """The ``top`` most frequent predicted classes and their pixel fractions (4 decimals)."""
-    counts = labels.flatten().to(torch.int64).bincount(minlength=num_classes).tolist()
+    # Counted a few million pixels at a time: a whole huge label map converted to int64
+    # would cost 8 bytes a pixel (458 MiB at 2000 x 30000), more than the map itself.
+    flat = labels.flatten()
+    totals = torch.zeros(num_classes, dtype=torch.int64)
+    for start in range(0, flat.numel(), _COUNT_CHUNK):
+        part = flat[start : start + _COUNT_CHUNK].to(torch.int64).bincount(minlength=num_classes)
+        if len(part) > len(totals):  # a label beyond the classes is still counted
+            totals = torch.cat([totals, totals.new_zeros(len(part) - len(totals))])
+        totals[: len(part)] += part
+    counts = totals.tolist()
     total = max(1, sum(counts))
     ranked = sorted(((c, i) for i, c in enumerate(counts) if c), reverse=True)[:top]
     return {(classes[i] if i < len(classes) else str(i)): round(c / total, 4) for c, i in ranked}

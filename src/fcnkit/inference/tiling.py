@@ -8,11 +8,17 @@ of the tiles (where windows start, which input rows a strip needs) is
 from __future__ import annotations
 
 __all__ = ["DEFAULT_LABEL_STRIP", "DEFAULT_LOGIT_BUFFER_BYTES", "DEFAULT_MAX_PIXELS",
-           "DEFAULT_OVERLAP", "DEFAULT_WINDOW"]
+           "DEFAULT_OVERLAP", "DEFAULT_TILE", "DEFAULT_WINDOW"]
 
-#: Tile (window) size in pixels when tiling is asked for (or forced by a pixel budget)
-#: without a size: the one default of ``fcnkit eval --sliding`` and ``fcnkit predict``.
+#: Window size in pixels when sliding-window inference is asked for without a size
+#: (``fcnkit eval --sliding``).
 DEFAULT_WINDOW = 512
+#: Tile size in pixels for images tiled because they exceed the pixel budget
+#: (``fcnkit predict`` and ``fcnkit eval`` above ``--max-pixels``). Smaller than
+#: DEFAULT_WINDOW so that a huge image costs its own bytes plus a small constant: one
+#: 512-pixel tile's forward pass of FCN-8s ResNet-18 peaks at 64-85 MiB of activations,
+#: a 256-pixel one at about 18 MiB (docs/benchmarks.md, "Predict memory on huge images").
+DEFAULT_TILE = 256
 #: Fraction of a window shared by neighbouring windows when none is given: a third, so
 #: every pixel away from the border is seen by at least two tiles along each axis.
 DEFAULT_OVERLAP = 0.33
@@ -24,6 +30,7 @@ DEFAULT_MAX_PIXELS = 1024 * 1024
 DEFAULT_LABEL_STRIP = 64
 #: Budget of the float32 logits buffer of tiled prediction
 #: (:func:`fcnkit.inference.labels.iter_logit_blocks`): wider images are split into column
-#: blocks, so the buffer does not grow with the width (21 classes x 512 rows: 1560 columns,
-#: so a block owns about three 512-pixel tiles at overlap 0.33 and runs one more).
-DEFAULT_LOGIT_BUFFER_BYTES = 64 * 2**20
+#: blocks, so the buffer does not grow with the width (21 classes x 256 rows: 1560 columns,
+#: so a block owns about eight 256-pixel tiles at overlap 0.33 and runs one more; at
+#: 512 rows, 780 columns: about two tiles, and one more).
+DEFAULT_LOGIT_BUFFER_BYTES = 32 * 2**20
