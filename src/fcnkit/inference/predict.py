@@ -54,7 +54,13 @@ from fcnkit.inference.labels import (
     whole_image_labels,
 )
 from fcnkit.inference.picture import PictureTiles
-from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE
+from fcnkit.inference.tiling import (
+    DEFAULT_LOGIT_BUFFER_BYTES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    HUGE_IMAGE_LOGIT_BUFFER_BYTES,
+)
 from fcnkit.models.preprocess import model_preprocessing
 from fcnkit.outputs import check_outputs
 
@@ -208,6 +214,7 @@ def predict_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     tile: int | tuple[int, int] = DEFAULT_TILE,
     device: str | torch.device = "cpu",
+    max_buffer_bytes: int | None = None,
 ) -> torch.Tensor:
     """Class indices for one RGB image in ``[0, 1]``.
 
@@ -226,6 +233,10 @@ def predict_image(
         max_pixels: pixel budget for one whole-image pass (``None``: no budget).
         tile: tile size (int or (h, w)) used for images above ``max_pixels``.
         device: device the model is on.
+        max_buffer_bytes: budget of the tiled path's logits buffer
+            (:func:`~fcnkit.inference.labels.iter_logit_blocks`); ``None``: 32 MiB for an
+            image tiled by the pixel budget, 64 MiB with a ``window``
+            (:mod:`fcnkit.inference.tiling`).
 
     Returns:
         (H, W) class indices on the image's device: uint8 (num_classes <= 256), else int64.
@@ -244,8 +255,12 @@ def predict_image(
         batch = image.unsqueeze(0)
     height, width = batch.shape[-2:]
     chosen = as_window(window)
+    budget = DEFAULT_LOGIT_BUFFER_BYTES
     if chosen is None and max_pixels is not None and height * width > max_pixels:
-        chosen = as_window(tile)
+        # A huge image: the tight settings, so memory is the image's own plus a constant.
+        chosen, budget = as_window(tile), HUGE_IMAGE_LOGIT_BUFFER_BYTES
+    if max_buffer_bytes is not None:
+        budget = max_buffer_bytes
     device = torch.device(device)
     # The raw image stays where it is; each tile is normalised and moved on its own, and
     # each finished block's argmax goes straight into a compact label map.
@@ -257,7 +272,7 @@ def predict_image(
     labels = torch.empty((height, width), dtype=dtype)
     for top, left, block in iter_logit_blocks(
         model, batch, num_classes=num_classes, window=chosen, overlap=overlap,
-        tile_transform=prepare,
+        tile_transform=prepare, max_buffer_bytes=budget,
     ):
         labels[top : top + block.shape[2], left : left + block.shape[3]] = \
             channel_argmax(block)[0].to(labels.dtype)

@@ -8,7 +8,8 @@ of the tiles (where windows start, which input rows a strip needs) is
 from __future__ import annotations
 
 __all__ = ["DEFAULT_LABEL_STRIP", "DEFAULT_LOGIT_BUFFER_BYTES", "DEFAULT_MAX_PIXELS",
-           "DEFAULT_OVERLAP", "DEFAULT_TILE", "DEFAULT_WINDOW"]
+           "DEFAULT_OVERLAP", "DEFAULT_TILE", "DEFAULT_WINDOW",
+           "HUGE_IMAGE_LOGIT_BUFFER_BYTES"]
 
 #: Window size in pixels when sliding-window inference is asked for without a size
 #: (``fcnkit eval --sliding``).
@@ -28,9 +29,13 @@ DEFAULT_MAX_PIXELS = 1024 * 1024
 #: Output rows upsampled and reduced to labels at a time when only labels are wanted
 #: (:func:`fcnkit.inference.labels.labels_by_strips`): C x 64 x W floats stay in cache.
 DEFAULT_LABEL_STRIP = 64
-#: Budget of the float32 logits buffer of tiled prediction
-#: (:func:`fcnkit.inference.labels.iter_logit_blocks`): wider images are split into column
-#: blocks, so the buffer does not grow with the width (21 classes x 256 rows: 1560 columns,
-#: so a block owns about eight 256-pixel tiles at overlap 0.33 and runs one more; at
-#: 512 rows, 780 columns: about two tiles, and one more).
-DEFAULT_LOGIT_BUFFER_BYTES = 32 * 2**20
+#: Budget of the float32 logits buffer of tiled prediction with a window that was asked
+#: for (:func:`fcnkit.inference.labels.iter_logit_blocks`): wider images are split into
+#: column blocks, so the buffer does not grow with the width (21 classes x 512 rows: 1560
+#: columns, so a block owns about four 512-pixel tiles at overlap 0.33 and reruns one
+#: more).
+DEFAULT_LOGIT_BUFFER_BYTES = 64 * 2**20
+#: The budget for images tiled because they exceed the pixel budget (with DEFAULT_TILE):
+#: 21 classes x 256 rows: 1560 columns. With 64 MiB instead, predict at 2000 x 30000
+#: peaked 19 MiB below the issue-23 bound rather than 103 (docs/benchmarks.md).
+HUGE_IMAGE_LOGIT_BUFFER_BYTES = 32 * 2**20
