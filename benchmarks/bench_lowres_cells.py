@@ -19,6 +19,14 @@ Run (the recorded number uses the demo's run: ``fcnkit demo``, then)::
     .venv/bin/python benchmarks/bench_lowres_cells.py --checkpoint runs/demo/best.pt \\
         --data voc:~/.cache/fcnkit/limbs-s0-800-200-150x210 --time
     .venv/bin/python benchmarks/bench_lowres_cells.py --random resnet18
+    .venv/bin/python benchmarks/bench_lowres_cells.py --sweep
+
+``--sweep`` times the three ways to labels on coarse score maps whose fraction of doubtful
+cells is set by their noise: 21-class maps of 40×60 cells (a 320×480 image at stride 8),
+each cell's class from one of 12 random Voronoi regions, score 4 for its class and 0
+otherwise, plus Gaussian noise of a given σ; the upsampler is FCN-8s's own frozen ×8
+bilinear deconvolution, channels_last. It is how the fraction above which whole-map
+per-pixel work wins (:data:`fcnkit.inference.lowres.DENSE_WORK`) was chosen.
 """
 
 from __future__ import annotations
@@ -30,8 +38,9 @@ import time
 
 import torch
 
+from fcnkit.inference.argmax import channel_argmax
 from fcnkit.inference.labels import labels_by_strips
-from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning
+from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning, labels_from_scores
 from fcnkit.models import build_model
 from fcnkit.reproduce.runner import val_loader
 from fcnkit.runtime.checkpoint import model_from_checkpoint
@@ -85,6 +94,74 @@ def count_cells(model: torch.nn.Module, images: list[torch.Tensor],
     return result
 
 
+class _Scores(torch.nn.Module):
+    """The coarse-score protocol around given scores and FCN-8s's final upsampler."""
+
+    def __init__(self, upsampler: torch.nn.Module, offset: tuple[int, int]) -> None:
+        super().__init__()
+        self.final_upsampler, self.final_offset = upsampler, offset
+        self.scores = torch.empty(0)
+
+    def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scores
+
+
+def region_scores(sigma: float, seed: int, classes: int = 21, size: tuple[int, int] = (40, 60),
+                  regions: int = 12) -> torch.Tensor:
+    """A (1, C, h, w) channels_last score map: Voronoi regions of random classes, score 4
+    for the region's class, plus N(0, σ²) noise."""
+    gen = torch.Generator().manual_seed(seed)
+    h, w = size
+    centres = torch.rand(regions, 2, generator=gen) * torch.tensor([h, w])
+    grid = torch.stack(torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5,
+                                      indexing="ij"), -1)
+    region = torch.cdist(grid.view(-1, 2), centres).argmin(1).view(h, w)
+    label = torch.randint(0, classes, (regions,), generator=gen)[region]
+    scores = 4.0 * torch.nn.functional.one_hot(label, classes).permute(2, 0, 1).float()[None]
+    scores += sigma * torch.randn(scores.shape, generator=gen)
+    return scores.contiguous(memory_format=torch.channels_last)
+
+
+def sweep(repeats: int) -> list[dict[str, float]]:
+    """Per noise level: the doubtful fraction and the median ms of the three label paths
+    (interleaved, after one warm-up round), on the same scores and upsampler."""
+    torch.manual_seed(0)
+    fcn = build_model("fcn8s", num_classes=21, backbone="resnet18").eval()
+    fcn = fcn.to(memory_format=torch.channels_last)
+    model = _Scores(fcn.final_upsampler, fcn.final_offset)
+    x = torch.empty(1, 3, 320, 480)
+    rows = []
+    with torch.inference_mode():
+        for sigma in (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0):
+            model.scores = region_scores(sigma, seed=int(10 * sigma))
+            stats: dict[str, int] = {}
+            paths = {
+                "pruning": lambda: labels_from_scores(model, model.scores, (320, 480)),
+                "strips": lambda: labels_by_strips(model, x),
+                "argmax": lambda: channel_argmax(
+                    model.final_upsampler(model.scores)[:, :, :320, :480]),
+            }
+            want = fcn.final_upsampler(model.scores)
+            top, left = fcn.final_offset
+            want = want[:, :, top : top + 320, left : left + 480].argmax(1)
+            got = labels_from_scores(model, model.scores, (320, 480), stats=stats)
+            assert got is not None and torch.equal(got, want), "labels differ from argmax"
+            times: dict[str, list[float]] = {name: [] for name in paths}
+            for round_ in range(repeats + 1):
+                for name, run in paths.items():
+                    start = time.perf_counter()
+                    run()
+                    if round_:
+                        times[name].append(time.perf_counter() - start)
+            ms = {name: 1e3 * statistics.median(v) for name, v in times.items()}
+            rows.append({"sigma": sigma, "doubtful": stats["doubtful"] / stats["cells"],
+                         "work": stats["pairs"] / stats["cells"] / 21,
+                         "exact": stats["exact"] / stats["cells"], **ms,
+                         "pruning/argmax": ms["pruning"] / ms["argmax"],
+                         "strips/argmax": ms["strips"] / ms["argmax"]})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="a trained checkpoint (with --data)")
@@ -93,10 +170,27 @@ def main() -> None:
                         help="instead: FCN-8s with random weights on 8 random 320x480 images")
     parser.add_argument("--time", action="store_true",
                         help="also time backbone, labels and argmax per image")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead: time the label paths against the doubtful fraction")
+    parser.add_argument("--repeats", type=int, default=15, help="rounds of --sweep")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.sweep:
+        rows = sweep(args.repeats)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return
+        print("| σ | doubtful cells | work (pairs / C·cells) | exact-path cells | pruning ms "
+              "| strips ms | argmax ms | pruning / argmax | strips / argmax |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['sigma']:g} | {100 * r['doubtful']:.1f} % | {100 * r['work']:.1f} % "
+                  f"| {100 * r['exact']:.2f} % "
+                  f"| {r['pruning']:.2f} | {r['strips']:.2f} | {r['argmax']:.2f} "
+                  f"| {r['pruning/argmax']:.2f} | {r['strips/argmax']:.2f} |")
+        return
     if args.random:
         torch.manual_seed(0)
         model = build_model("fcn8s", num_classes=21, backbone=args.random)

@@ -16,7 +16,12 @@ from torch import nn
 from fcnkit.arith import upsampling_recipe
 from fcnkit.arith.kernels import bilinear_kernel
 from fcnkit.inference.labels import predict_labels, whole_image_labels
-from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning
+from fcnkit.inference.lowres import (
+    DENSE_WORK,
+    convex_upsampler,
+    labels_by_pruning,
+    labels_from_scores,
+)
 from fcnkit.models import build_model
 from fcnkit.models.heads import Interpolate, make_upsampler
 
@@ -155,3 +160,95 @@ def test_uniform_regions_need_no_per_pixel_work() -> None:
     # column of cells straddling the edge is in doubt.
     assert stats["cells"] == 13 * 13
     assert stats["doubtful"] == 13
+
+
+def _region_scores(classes: int, h: int, w: int, regions: int, sigma: float,
+                   seed: int) -> torch.Tensor:
+    """Voronoi regions of random classes (score 4 for the region's class, 0 otherwise)
+    plus N(0, σ²) noise: the structure of a trained network's coarse scores."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.rand(regions, 2, generator=gen) * torch.tensor([h, w])
+    grid = torch.stack(torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5,
+                                      indexing="ij"), -1)
+    region = torch.cdist(grid.view(-1, 2), centres).argmin(1).view(h, w)
+    label = torch.randint(0, classes, (regions,), generator=gen)[region]
+    scores = 4.0 * torch.nn.functional.one_hot(label, classes).permute(2, 0, 1).float()[None]
+    return scores + sigma * torch.randn(scores.shape, generator=gen)
+
+
+@given(
+    kind=st.sampled_from(["interpolate", "deconv"]),
+    factor=st.sampled_from([2, 3, 4, 8]),
+    classes=st.integers(2, 9),
+    h=st.integers(1, 12), w=st.integers(1, 12),
+    regions=st.integers(1, 5),
+    sigma=st.sampled_from([0.0, 1e-7, 1e-3, 0.1, 1.0, 3.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_region_maps_with_any_noise(kind, factor, classes, h, w, regions, sigma, seed) -> None:
+    """Piecewise-constant maps (exact ties between absent classes, the case the corner
+    test was added for) through near-ties to noise: always the argmax of the logits."""
+    scores = _region_scores(classes, h, w, regions, sigma, seed)
+    model = ScoreModel(scores, _upsampler(kind, classes, factor))
+    x = torch.zeros(1, 3, h * factor, w * factor)
+    with torch.no_grad():
+        want = model(x).argmax(1)
+        assert torch.equal(labels_by_pruning(model, x), want)
+        assert torch.equal(whole_image_labels(model, x), want)
+
+
+def test_two_regions_leave_two_candidates_per_boundary_cell() -> None:
+    """Where two regions meet, every class's window minimum is the absent level, so the
+    floor test alone keeps all classes; the corner test (s_a + s_b > 2 s_c at all four
+    corners) leaves the two regions' classes."""
+    scores = torch.zeros(1, 6, 8, 8)
+    scores[:, 1, :, :4] = 4.0
+    scores[:, 4, :, 4:] = 4.0
+    scores += 0.01 * torch.randn(scores.shape, generator=torch.Generator().manual_seed(0))
+    model = ScoreModel(scores, _upsampler("interpolate", 6, 8))
+    stats: dict[str, int] = {}
+    x = torch.zeros(1, 3, 64, 64)
+    assert torch.equal(labels_by_pruning(model, x, stats=stats), model(x).argmax(1))
+    assert stats["doubtful"] == 9  # the column of cells on the edge (8 bands + 1)
+    assert stats["pairs"] == 2 * stats["doubtful"]
+
+
+def test_the_blend_decides_nearly_every_doubtful_cell() -> None:
+    """On a random network's noisy scores most cells are in doubt; the candidates' blend
+    labels them, and only cells with a pixel within float32 rounding of a tie are left to
+    the model's own upsampler."""
+    torch.manual_seed(0)
+    model = build_model("fcn8s", num_classes=21, backbone="resnet18", width=0.25).eval()
+    x = torch.randn(1, 3, 160, 240)
+    stats: dict[str, int] = {}
+    with torch.no_grad():
+        assert torch.equal(labels_by_pruning(model, x, stats=stats), model(x).argmax(1))
+    assert stats["doubtful"] > 100
+    assert stats["exact"] <= 0.02 * stats["doubtful"]
+
+
+def test_noisy_maps_are_declined_and_still_labelled_exactly() -> None:
+    scores = torch.randn(1, 21, 20, 30, generator=torch.Generator().manual_seed(3))
+    model = ScoreModel(scores, _upsampler("deconv", 21, 8))
+    x = torch.zeros(1, 3, 160, 240)
+    assert labels_from_scores(model, scores, (160, 240), max_work=DENSE_WORK) is None
+    with torch.no_grad():
+        assert torch.equal(whole_image_labels(model, x), model(x).argmax(1))
+
+
+def test_nan_and_infinite_scores_take_the_exact_path() -> None:
+    scores = _region_scores(5, 10, 10, 3, 0.1, seed=4)
+    scores[0, 2, 4, 4] = float("nan")
+    scores[0, 1, 7, 2] = float("inf")
+    scores[0, 3, 1, 8] = float("-inf")
+    model = ScoreModel(scores, _upsampler("interpolate", 5, 4))
+    x = torch.zeros(1, 3, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(labels_by_pruning(model, x), model(x).argmax(1))
+
+
+def test_low_precision_scores_are_refused_by_the_pruning() -> None:
+    scores = torch.randn(1, 3, 4, 4).bfloat16()
+    model = ScoreModel(scores, _upsampler("interpolate", 3, 2))
+    with pytest.raises(ValueError, match="float32"):
+        labels_from_scores(model, scores, (8, 8))

@@ -34,6 +34,7 @@ from torch import nn
 from fcnkit.arith.sizes import as_pair
 from fcnkit.arith.tiling import check_overlap, sliding_window_starts, transposed_input_span
 from fcnkit.inference.argmax import channel_argmax
+from fcnkit.inference.lowres import DENSE_WORK, convex_upsampler, labels_from_scores
 from fcnkit.inference.picture import PictureTiles
 from fcnkit.inference.tiling import (
     DEFAULT_LABEL_STRIP,
@@ -362,17 +363,33 @@ def supports_label_strips(model: nn.Module) -> bool:
 def whole_image_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``model(x).argmax(1)`` for a whole image, without full-resolution logits if possible.
 
-    Uses :func:`labels_by_strips` for models with the coarse-score protocol, a backend's
-    own ``predict_labels(x)`` when it has one, else the plain argmax of the logits.
-
-    :func:`fcnkit.inference.lowres.labels_by_pruning` (labels of whole cells from the
-    coarse scores, per-pixel work only where a label is in doubt) gives the same labels
-    but is not the default: measured side by side (docs/benchmarks.md, "Labels from the
-    coarse scores"), its per-cell bookkeeping cost more than the per-pixel work it saves,
-    on random-weight FCN-8s at 320×480 and on the trained demo model alike.
+    For models with the coarse-score protocol, float32 scores and a bilinear last
+    upsampling, the labels come from the coarse scores by candidate pruning
+    (:func:`fcnkit.inference.lowres.labels_from_scores`: whole cells take their only
+    possible class, per-pixel work only where several classes remain), unless that work
+    exceeds :data:`fcnkit.inference.lowres.DENSE_WORK` of the whole map's. Such maps,
+    learned last upsamplings and bf16 scores take the model's last upsampling of the
+    whole map and its argmax when those logits fit in
+    :data:`fcnkit.inference.tiling.DEFAULT_LOGIT_BUFFER_BYTES`, else
+    :func:`labels_by_strips`. Other
+    models use a backend's own ``predict_labels(x)`` when it has one, else the plain
+    argmax of the logits. All paths give the same labels (tests/inference/test_inference_lowres.py).
     """
     if supports_label_strips(model):
-        return labels_by_strips(model, x)
+        scores = model.coarse_scores(x)
+        if scores.dtype == torch.float32 and convex_upsampler(model.final_upsampler):
+            labels = labels_from_scores(model, scores, x.shape[-2:],
+                                        max_work=DENSE_WORK)
+            if labels is not None:
+                return labels
+        height, width = x.shape[-2:]
+        if scores.shape[0] * scores.shape[1] * height * width * 4 <= DEFAULT_LOGIT_BUFFER_BYTES:
+            # The model's own tail at once: on a map this size, faster than by strips
+            # (benchmarks/bench_lowres_cells.py --sweep, docs/benchmarks.md).
+            top, left = (int(v) for v in model.final_offset)
+            logits = model.final_upsampler(scores)
+            return channel_argmax(logits[:, :, top : top + height, left : left + width])
+        return labels_by_strips(model, x, scores=scores)
     own = getattr(model, "predict_labels", None)
     if callable(own):
         return own(x)
@@ -383,7 +400,8 @@ def whole_image_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def labels_by_strips(model: nn.Module, x: torch.Tensor, *,
-                     rows: int = DEFAULT_LABEL_STRIP) -> torch.Tensor:
+                     rows: int = DEFAULT_LABEL_STRIP,
+                     scores: torch.Tensor | None = None) -> torch.Tensor:
     """Labels ``model(x).argmax(1)`` computed ``rows`` output rows at a time.
 
     The model's coarse scores (stride 8 for FCN-8s) are computed once; the last upsampling
@@ -403,11 +421,13 @@ def labels_by_strips(model: nn.Module, x: torch.Tensor, *,
             ``stride``, ``padding``) and ``final_offset`` ``(dy, dx)``.
         x: normalised ``(N, 3, H, W)`` images.
         rows: output rows per strip.
+        scores: ``model.coarse_scores(x)`` if already computed.
 
     Returns:
         ``(N, H, W)`` int64 class indices.
     """
-    scores = model.coarse_scores(x)
+    if scores is None:
+        scores = model.coarse_scores(x)
     upsampler = model.final_upsampler
     kernel, stride, padding = (int(upsampler.kernel_size[0]), int(upsampler.stride[0]),
                                int(upsampler.padding[0]))

@@ -28,22 +28,37 @@ scores keep every class in doubt and go to the exact path.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnkit.arith.tiling import transposed_input_spans
+from fcnkit.arith.tiling import transposed_input_span, transposed_input_spans
 from fcnkit.models.heads import Interpolate
 
-__all__ = ["MARGIN", "convex_upsampler", "labels_by_pruning", "prune_cells"]
+__all__ = ["DENSE_WORK", "MARGIN", "convex_upsampler", "labels_by_pruning", "labels_from_scores",
+           "prune_cells"]
 
 #: Relative safety margin of the pruning test. A float32 sum of at most 4 products (2×2
 #: taps) is within ~8·2⁻²⁴·max|s|·W of the exact value; 1e-4 is ~800× that.
 MARGIN = 1e-4
 
-#: Cells per side of the tiles in which doubtful cells are computed per pixel.
-TILE_CELLS = 2
+#: When the pixels of the doubtful cells × their candidates exceed this fraction of the
+#: whole map's C × H × W, :func:`fcnkit.inference.labels.whole_image_labels` labels the
+#: whole map per pixel instead (chosen by ``benchmarks/bench_lowres_cells.py --sweep``,
+#: docs/benchmarks.md).
+DENSE_WORK = 0.02
+
+#: The blend of a doubtful cell's candidates (:func:`_blend_doubtful`) decides a pixel
+#: when its best candidate leads by more than this many float32 ulps of the window's
+#: largest |score| (plus the weight terms of :func:`_tap_tables`).
+_BLEND_ULPS = 64
+#: An empty candidate slot's score: below any real score, finite so 0 · it stays 0.
+_ABSENT = -1e30
+#: Keeps the tolerance positive for all-zero (or subnormal) windows.
+_TINY = 1e-30
 
 
 def convex_upsampler(upsampler: nn.Module) -> bool:
@@ -74,6 +89,7 @@ def convex_upsampler(upsampler: nn.Module) -> bool:
     return bool((kernels >= 0).all()) and bool((kernels == kernels[:1]).all())
 
 
+@functools.lru_cache(maxsize=64)
 def _bands(size: int, offset: int, *, kernel: int, stride: int, padding: int,
            input_size: int) -> np.ndarray:
     """Output rows ``[0, size)`` (full-map row = row + offset) grouped into bands of
@@ -86,7 +102,9 @@ def _bands(size: int, offset: int, *, kernel: int, stride: int, padding: int,
     new[1:] = (first[1:] != first[:-1]) | (last[1:] != last[:-1])
     starts = np.flatnonzero(new)
     stops = np.append(starts[1:], size)
-    return np.stack([starts, stops, first[starts], last[starts]], axis=1)
+    bands = np.stack([starts, stops, first[starts], last[starts]], axis=1)
+    bands.setflags(write=False)  # cached: shared between calls
+    return bands
 
 
 def _window_extrema(scores: torch.Tensor, bands: np.ndarray,
@@ -119,8 +137,36 @@ def _window_extrema(scores: torch.Tensor, bands: np.ndarray,
     return torch.stack(highs, dim), torch.stack(lows, dim)
 
 
+def _window_index(bands: np.ndarray) -> np.ndarray:
+    """Per band, the index of its window among the 2-row windows ``(j - 1, j)`` of the
+    edge-replicated rows (see :func:`_window_extrema`)."""
+    first, last = bands[:, 2], bands[:, 3]
+    return np.where((last - first == 1) & (first == 0), 0, first + 1)
+
+
+def _pairwise_corners(scores: torch.Tensor, row_bands: np.ndarray,
+                      col_bands: np.ndarray) -> list[torch.Tensor]:
+    """The four scores of each cell's window when every window has at most 2 rows and 2
+    columns: ``(N, C, Bh, Bw)`` each, top-left, top-right, bottom-left, bottom-right
+    (window j holds rows j − 1 and j of the edge-replicated map, see
+    :func:`_window_extrema`: a one-row edge window is its row twice)."""
+    # (replicate padding returns NCHW; class reductions want the classes contiguous)
+    padded = F.pad(scores, (1, 1, 1, 1), mode="replicate").contiguous(
+        memory_format=torch.channels_last)
+
+    def pick(tensor: torch.Tensor, dim: int, bands: np.ndarray, shift: int) -> torch.Tensor:
+        index = _window_index(bands) + shift
+        if np.array_equal(index, np.arange(index[0], index[0] + len(index))):
+            return tensor.narrow(dim, int(index[0]), len(index))  # the usual case
+        return tensor.index_select(dim, torch.as_tensor(index, device=tensor.device))
+
+    return [pick(pick(padded, 2, row_bands, dy), 3, col_bands, dx)
+            for dy in (0, 1) for dx in (0, 1)]
+
+
 def prune_cells(
-    scores: torch.Tensor, row_bands: np.ndarray, col_bands: np.ndarray,
+    scores: torch.Tensor, row_bands: np.ndarray, col_bands: np.ndarray, *,
+    keep_survivors: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The pruning test over cells (row band × column band).
 
@@ -130,39 +176,48 @@ def prune_cells(
 
     Returns:
         ``(label, sure)``: ``(N, Bh, Bw)`` int64, the only surviving class of each cell,
-        and bool, True where exactly one class survives.
+        and bool, True where exactly one class survives; with ``keep_survivors``,
+        ``(label, survives)``: the ``(N, C, Bh, Bw)`` bool mask of the classes that
+        survive in each cell.
     """
-    high, low = _window_extrema(scores, row_bands, 2)
-    high = _window_extrema(high, col_bands, 3)[0]
-    low = _window_extrema(low, col_bands, 3)[1]
+    corners = None
+    if max(int((b[:, 3] - b[:, 2]).max()) for b in (row_bands, col_bands)) <= 2:
+        corners = _pairwise_corners(scores, row_bands, col_bands)
+        high = torch.maximum(torch.maximum(corners[0], corners[1]),
+                             torch.maximum(corners[2], corners[3]))
+        low = torch.minimum(torch.minimum(corners[0], corners[1]),
+                            torch.minimum(corners[2], corners[3]))
+    else:
+        high, low = _window_extrema(scores, row_bands, 2)
+        high = _window_extrema(high, col_bands, 3)[0]
+        low = _window_extrema(low, col_bands, 3)[1]
     floor = low.amax(1, keepdim=True)  # max over classes of the window minimum
     scale = torch.maximum(high.abs().amax(1, keepdim=True), low.abs().amax(1, keepdim=True))
-    survives = high >= floor - MARGIN * (1.0 + scale)  # NaN: False for all → in doubt
-    sure = survives.sum(1) == 1
-    return survives.to(torch.uint8).argmax(1), sure
-
-
-def _upsample_rows(upsampler: nn.Module, patches: torch.Tensor, dy: int, dx: int,
-                   th: int, tw: int) -> torch.Tensor:
-    """Rows ``[dy, dy + th)`` × columns ``[dx, dx + tw)`` of ``upsampler(patches)``.
-
-    For a transposed convolution the crop is folded into its padding (``p + dy``): output
-    ``o`` of the layer with padding ``p + dy`` is output ``o + dy`` with padding ``p``, the
-    same sum of the same taps, and the rows outside the tile are never computed (a tile's
-    input span would otherwise produce ~2× the tile's pixels).
-    """
-    if isinstance(upsampler, nn.ConvTranspose2d):
-        pad_h, pad_w = upsampler.padding
-        full_h = (patches.shape[-2] - 1) * upsampler.stride[0] - 2 * pad_h \
-            + upsampler.kernel_size[0]
-        full_w = (patches.shape[-1] - 1) * upsampler.stride[1] - 2 * pad_w \
-            + upsampler.kernel_size[1]
-        if dy + th <= full_h - dy and dx + tw <= full_w - dx:
-            out = F.conv_transpose2d(patches, upsampler.weight, upsampler.bias,
-                                     upsampler.stride, (pad_h + dy, pad_w + dx),
-                                     groups=upsampler.groups)
-            return out[:, :, :th, :tw]
-    return upsampler(patches)[:, :, dy : dy + th, dx : dx + tw]
+    tolerance = MARGIN * (1.0 + scale)
+    survives = high >= floor - tolerance  # NaN: False for all → in doubt
+    if corners is not None and scores.shape[1] > 2:
+        # Where two regions meet, every class's window minimum is at the level of an
+        # absent class, so the floor keeps every class. A second test: with a, b the two
+        # classes of highest window maximum, class c cannot win anywhere in the cell if
+        # s_a + s_b > 2 s_c at all four corners, since the blends then satisfy
+        # max(out_a, out_b) ≥ (out_a + out_b) / 2 > out_c (same non-negative weights for
+        # every class). The margin covers the rounding of the three blends.
+        first = high.argmax(1, keepdim=True)  # classes contiguous: one pass (channels_last)
+        second = high.scatter(1, first, float("-inf")).argmax(1, keepdim=True)
+        pair = torch.cat([first, second], 1)
+        beaten = None
+        for corner in corners:
+            lead = corner.gather(1, pair).sum(1, keepdim=True) - 2 * corner
+            beaten = lead if beaten is None else torch.minimum(beaten, lead)
+        assert beaten is not None
+        survives &= ~(beaten > 4 * tolerance)
+    # The class with the highest window maximum always survives (its maximum is at least
+    # the floor, and no class beats it at all four corners), so where one class survives
+    # it is that class.
+    label = high.argmax(1)
+    if keep_survivors:
+        return label, survives
+    return label, survives.sum(1) == 1
 
 
 def labels_by_pruning(model: nn.Module, x: torch.Tensor, *,
@@ -175,72 +230,295 @@ def labels_by_pruning(model: nn.Module, x: torch.Tensor, *,
             :func:`fcnkit.inference.labels.labels_by_strips`) whose ``final_upsampler``
             passes :func:`convex_upsampler`.
         x: normalised ``(N, 3, H, W)`` images.
-        stats: if given, ``cells`` and ``doubtful`` (counts over the batch) are added to it.
+        stats: if given, counts over the batch are added to it: ``cells``, ``doubtful``
+            (cells with several candidates, labelled per pixel) and ``exact`` (doubtful
+            cells the candidates' blend could not decide, computed by the model's own
+            upsampler).
 
     Returns:
         ``(N, H, W)`` int64 class indices, equal to ``model(x).argmax(1)``.
     """
-    upsampler = model.final_upsampler
-    if not convex_upsampler(upsampler):
+    if not convex_upsampler(model.final_upsampler):
         raise ValueError("labels_by_pruning needs a bilinear (convex) final upsampler")
-    scores = model.coarse_scores(x)
-    kernel, stride, padding = (int(upsampler.kernel_size[0]), int(upsampler.stride[0]),
-                               int(upsampler.padding[0]))
-    top, left = (int(v) for v in model.final_offset)
-    n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-    geometry = {"kernel": kernel, "stride": stride, "padding": padding}
-    rows = _bands(height, top, input_size=scores.shape[-2], **geometry)
-    cols = _bands(width, left, input_size=scores.shape[-1], **geometry)
-    label, sure = prune_cells(scores, rows, cols)
-    row_sizes = torch.as_tensor(rows[:, 1] - rows[:, 0], device=label.device)
-    col_sizes = torch.as_tensor(cols[:, 1] - cols[:, 0], device=label.device)
-    labels = label.repeat_interleave(row_sizes, 1).repeat_interleave(col_sizes, 2)
-    doubtful = (~sure).nonzero().cpu().numpy()
-    if stats is not None:
-        stats["cells"] = stats.get("cells", 0) + int(sure.numel())
-        stats["doubtful"] = stats.get("doubtful", 0) + len(doubtful)
-    if len(doubtful):
-        _exact_tiles(upsampler, scores, labels, doubtful, rows, cols, (top, left), geometry)
-    assert labels.shape == (n, height, width)
+    labels = labels_from_scores(model, model.coarse_scores(x), x.shape[-2:], stats=stats)
+    assert labels is not None  # no max_work: never declined
     return labels
 
 
-def _exact_tiles(upsampler: nn.Module, scores: torch.Tensor, labels: torch.Tensor,
-                 doubtful: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                 offset: tuple[int, int], geometry: dict[str, int]) -> None:
-    """Overwrite ``labels`` in every tile of ``TILE_CELLS²`` cells that holds a doubtful
-    cell with the argmax of the upsampler's own output there (exact: the same terms as
-    the whole map). Tiles whose input patches have the same shape and crop go through
-    the upsampler as one batch (all interior tiles do)."""
-    tiles = np.unique(doubtful // np.array([1, TILE_CELLS, TILE_CELLS]), axis=0)
-    image, tile_row, tile_col = tiles.T
-    y0 = rows[tile_row * TILE_CELLS, 0]
-    y1 = rows[np.minimum((tile_row + 1) * TILE_CELLS, len(rows)) - 1, 1]
-    x0 = cols[tile_col * TILE_CELLS, 0]
-    x1 = cols[np.minimum((tile_col + 1) * TILE_CELLS, len(cols)) - 1, 1]
-    top, left = offset
-    r0, r1 = transposed_input_spans(y0 + top, y1 + top, input_size=scores.shape[-2],
-                                    **geometry)
-    c0, c1 = transposed_input_spans(x0 + left, x1 + left, input_size=scores.shape[-1],
-                                    **geometry)
-    stride = geometry["stride"]
-    dy, dx = y0 + top - r0 * stride, x0 + left - c0 * stride
-    keys = np.stack([r1 - r0, c1 - c0, dy, dx, y1 - y0, x1 - x0], axis=1)
-    shapes, group = np.unique(keys, axis=0, return_inverse=True)
-    by_pixel = scores.permute(0, 2, 3, 1)  # (N, h, w, C): gather whole score vectors
+def labels_from_scores(model: nn.Module, scores: torch.Tensor,
+                       size: tuple[int, int] | torch.Size, *,
+                       stats: dict[str, int] | None = None,
+                       max_work: float = float("inf")) -> torch.Tensor | None:
+    """:func:`labels_by_pruning` on coarse scores already computed (``model.coarse_scores``)
+    for images of ``size`` = ``(H, W)``.
+
+    With a finite ``max_work``, returns None when the per-pixel work left — pixels of the
+    doubtful cells × their candidate classes — exceeds ``max_work`` × the C × H × W of the
+    whole map's argmax (noisy score maps, e.g. random weights, leave most cells in doubt
+    with several candidates): that work then costs more than the whole map's
+    (docs/benchmarks.md), and the caller does the latter.
+
+    The whole-cell test and the blend of the candidates keep a margin sized for float32
+    rounding; scores in a lower precision (bf16 or fp16 autocast) would need a margin so
+    wide that nothing is pruned, and are refused (use labels by strips for them).
+    """
+    if scores.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"labels_from_scores needs float32 scores, got {scores.dtype}")
+    upsampler = model.final_upsampler
+    kernel, stride, padding = (int(upsampler.kernel_size[0]), int(upsampler.stride[0]),
+                               int(upsampler.padding[0]))
+    top, left = (int(v) for v in model.final_offset)
+    height, width = int(size[0]), int(size[1])
+    geometry = {"kernel": kernel, "stride": stride, "padding": padding}
+    rows = _bands(height, top, input_size=scores.shape[-2], **geometry)
+    cols = _bands(width, left, input_size=scores.shape[-1], **geometry)
+    # Classes contiguous per cell: the pools and class reductions below are several
+    # times faster so, and the blend gathers whole score vectors (free when the model
+    # runs channels_last, as the default backend does).
+    scores = scores.contiguous(memory_format=torch.channels_last)
+    if not bool(torch.isfinite(scores).all()):
+        # The bounds need finite scores: the model blends an infinity even with weight 0
+        # (0 · ∞ is NaN). Such maps (a diverged model) are labelled by its own tail.
+        logits = upsampler(scores)[:, :, top : top + height, left : left + width]
+        return logits.argmax(1)
+    label, survives = prune_cells(scores, rows, cols, keep_survivors=True)
+    n, cells_h, cells_w = label.shape
+    # Every pixel takes its cell's label (one gather per axis) in a buffer with one spare
+    # slot at the end: the blend writes pixels beyond a cell's edge there.
+    buffer = torch.empty(n * height * width + 1, dtype=torch.int64, device=label.device)
+    labels = buffer[:-1].view(n, height, width)
+    row_band, col_band = (torch.as_tensor(_band_of_rows(bands), device=label.device)
+                          for bands in (rows, cols))
+    torch.index_select(label.index_select(1, row_band), 2, col_band, out=labels)
+    candidates = survives.sum(1)
+    doubtful = (candidates != 1).view(-1).nonzero().squeeze(1)  # flat cell indices
+    cells = n * cells_h * cells_w
+    pairs = int(candidates.sum()) - (cells - len(doubtful))  # (cell, class) pairs in doubt
+    if stats is not None:
+        stats["cells"] = stats.get("cells", 0) + cells
+        stats["doubtful"] = stats.get("doubtful", 0) + len(doubtful)
+        stats["pairs"] = stats.get("pairs", 0) + pairs
+    if pairs * height * width / cells > max_work * scores.shape[1] * n * height * width:
+        return None
+    exact = doubtful
+    if len(doubtful):
+        tables = _tap_tables(upsampler, rows, cols, top, left, scores.shape[-2:])
+        if tables is not None:
+            exact = _blend_doubtful(scores, survives, buffer, (height, width), doubtful,
+                                    rows, cols, tables)
+    if stats is not None:
+        stats["exact"] = stats.get("exact", 0) + len(exact)
+    if len(exact):
+        band_rows = (exact // cells_w % cells_h).cpu().numpy()
+        _exact_rows(upsampler, scores, labels, band_rows, rows, (top, left), geometry)
+    return labels
+
+
+def _band_of_rows(bands: np.ndarray) -> np.ndarray:
+    return np.repeat(np.arange(len(bands)), bands[:, 1] - bands[:, 0])
+
+
+def _axis_weights(kind: str, taps: tuple[float, ...], stride: int, padding: int,
+                  size: int, offset: int, input_size: int,
+                  bands: np.ndarray) -> np.ndarray | None:
+    """``(size, T)`` float64 weights of output rows ``[0, size)`` (full-map row = row +
+    offset) on the input rows ``first, first + 1, …`` of their band's window (T = the
+    longest window). ``kind`` "deconv": ``taps`` is the 1-D kernel, the weight of input
+    row i on output row o is ``taps[o + padding - i * stride]``. ``kind`` "interpolate":
+    ``taps = (factor,)``, PyTorch's bilinear source index ``max(0, (o + ½)/f − ½)``
+    (``align_corners=False``) split between its floor and the next row (clamped). None
+    when a weight falls outside the window (the blend could not be trusted)."""
+    out = np.arange(size, dtype=np.int64) + offset
+    band = np.repeat(np.arange(len(bands)), bands[:, 1] - bands[:, 0])
+    first, last = bands[band, 2], bands[band, 3]
+    width = int((bands[:, 3] - bands[:, 2]).max())
+    weights = np.zeros((size, width), dtype=np.float64)
+    if kind == "interpolate":
+        factor = taps[0]
+        source = np.maximum(0.0, (out + 0.5) / factor - 0.5)
+        low = np.minimum(np.floor(source).astype(np.int64), input_size - 1)
+        lam = source - low
+        high = np.minimum(low + 1, input_size - 1)
+        pairs = [(low, 1.0 - lam), (high, lam)]
+    else:
+        kernel = np.asarray(taps)
+        pairs = []
+        for t in range(width):
+            i = first + t
+            index = out + padding - i * stride
+            inside = (index >= 0) & (index < len(kernel)) & (i < last)
+            pairs.append((i, np.where(inside, kernel[np.clip(index, 0, len(kernel) - 1)], 0.0)))
+    rows = np.arange(size)
+    for i, w in pairs:
+        local = i - first
+        used = w != 0
+        if ((local < 0) | (local >= width) | (i >= last))[used].any():
+            return None
+        np.add.at(weights, (rows[used], local[used]), w[used])
+    return weights
+
+
+def _tap_tables(upsampler: nn.Module, rows: np.ndarray, cols: np.ndarray, top: int,
+                left: int, input_size: torch.Size
+                ) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Row and column weight tables (:func:`_axis_weights`) of a convex upsampler and the
+    relative tolerance of a blend with them, or None if its kernel does not factor into a
+    row kernel times a column kernel.
+
+    The tolerance bounds |blend − model's score| / max |s| (the window's largest score):
+    each side sums at most 4 products of weights ≤ 1 in float32, within a few ulps
+    (u = 2⁻²⁴) of the exact sum, and the weights themselves differ by at most:
+    - a transposed convolution: the kernel's distance from the outer product of its row
+      and column sums (0 up to rounding for the bilinear kernel), 4 taps of it;
+    - ``F.interpolate``: nothing when the factor is a power of two (PyTorch's source index
+      ``(o + ½)·(1/f) − ½`` is then exact in float32); otherwise 1/f is rounded, and the
+      weight λ is off by up to ~2u·(index + 1), up to ``input size + 1``.
+    64u covers the arithmetic ~8× over; the weight terms are added at 4× their bound.
+    """
+    ulp = float(np.finfo(np.float32).eps) / 2
+    relative = _BLEND_ULPS * ulp
+    if isinstance(upsampler, Interpolate):
+        specs = [("interpolate", (float(upsampler.factor),), 0, 0)] * 2
+        factor = int(upsampler.factor)
+        if factor & (factor - 1):
+            relative += 4 * 2 * ulp * (max(int(n) for n in input_size) + 1) * 2
+    else:
+        weight = upsampler.weight.detach()
+        kernel = weight[0, 0].double().cpu().numpy()  # class 0's kernel (all are equal)
+        total = kernel.sum()
+        if not total > 0:
+            return None
+        row_kernel, col_kernel = kernel.sum(1), kernel.sum(0) / total
+        # Bilinear kernels are outer products; anything else takes the exact path.
+        distance = float(np.abs(np.outer(row_kernel, col_kernel) - kernel).max())
+        if distance > 1e-6 * kernel.max():
+            return None
+        relative += 4 * 4 * distance
+        specs = [("deconv", tuple(row_kernel.tolist()), int(upsampler.stride[0]),
+                  int(upsampler.padding[0])),
+                 ("deconv", tuple(col_kernel.tolist()), int(upsampler.stride[1]),
+                  int(upsampler.padding[1]))]
+    tables = []
+    for (kind, taps, stride, padding), bands, offset, n in zip(
+            specs, (rows, cols), (top, left), input_size):
+        size = int(bands[-1, 1])
+        table = _cached_axis_weights(kind, taps, stride, padding, size, offset, int(n),
+                                     bands.tobytes(), bands.shape)
+        if table is None:
+            return None
+        tables.append(table)
+    return tables[0], tables[1], relative
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_axis_weights(kind: str, taps: tuple[float, ...], stride: int, padding: int,
+                         size: int, offset: int, input_size: int, bands_bytes: bytes,
+                         bands_shape: tuple[int, ...]) -> np.ndarray | None:
+    bands = np.frombuffer(bands_bytes, dtype=np.int64).reshape(bands_shape)
+    return _axis_weights(kind, taps, stride, padding, size, offset, input_size, bands)
+
+
+def _blend_doubtful(scores: torch.Tensor, survives: torch.Tensor, buffer: torch.Tensor,
+                    size: tuple[int, int], doubtful: torch.Tensor, rows: np.ndarray,
+                    cols: np.ndarray, tables: tuple[np.ndarray, np.ndarray, float]
+                    ) -> torch.Tensor:
+    """Label the pixels of the doubtful cells from their candidates only, all cells at once.
+
+    A pixel's score of class c is ``Σ_t Σ_u wy(t) · wx(u) · s_c(first + t, first + u)``
+    over the cell's window (:func:`_axis_weights`), computed here for the K surviving
+    classes of each cell instead of the C classes of the whole map. It is not the model's
+    rounding of that sum, so a pixel is decided only when no other candidate comes within
+    the tolerance of :func:`_tap_tables` of its best one: the model's score and this one
+    differ by less, so the model's argmax is the same class. Cells with a pixel inside
+    the tolerance (near-ties, exact ties) or with no survivor (NaN) are left to the exact
+    path.
+
+    Args:
+        buffer: the flat labels, ``N·H·W`` pixels and one spare slot; the cells' pixels
+            are written into it.
+        size: ``(H, W)``.
+        doubtful: flat indices of the doubtful cells in ``(N, Bh, Bw)``.
+
+    Returns:
+        The flat indices of the cells this could not decide.
+    """
     device = scores.device
+    n, classes, in_h, in_w = scores.shape
+    cells_h, cells_w = survives.shape[-2:]
+    height, width = size
+    relative = tables[2]
+    row_w, col_w = (torch.as_tensor(t, dtype=scores.dtype, device=device) for t in tables[:2])
+    image = doubtful // (cells_h * cells_w)
+    band_row, band_col = doubtful // cells_w % cells_h, doubtful % cells_w
+    image = doubtful // (cells_h * cells_w)
+    band_row, band_col = doubtful // cells_w % cells_h, doubtful % cells_w
+    survivors = survives.permute(0, 2, 3, 1).reshape(-1, classes).index_select(0, doubtful)
+    # One entry per (doubtful cell, surviving class) pair, P in all: the work is set by
+    # the candidates there are, whatever the largest number of them in one cell.
+    pair_cell, pair_class = survivors.nonzero().unbind(1)
 
-    def grid(origin: np.ndarray, length: int) -> torch.Tensor:
-        return torch.as_tensor(origin[:, None] + np.arange(length), device=device)
+    def axis(bands: np.ndarray, band: torch.Tensor, limit: int, weights: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input rows of each cell's window, its output rows, their validity, weights."""
+        table = torch.tensor(bands, device=device)
+        span = int((bands[:, 1] - bands[:, 0]).max())
+        taps = weights.shape[1]
+        inputs = (table[band, 2, None] + torch.arange(taps, device=device)).clamp_(max=limit - 1)
+        outputs = table[band, 0, None] + torch.arange(span, device=device)
+        valid = outputs < table[band, 1, None]
+        outputs = outputs.clamp_(max=int(bands[-1, 1]) - 1)
+        return inputs, outputs, valid, weights[outputs]
 
-    for g, (ph, pw, gy, gx, th, tw) in enumerate(shapes.tolist()):
-        members = np.flatnonzero(group.reshape(-1) == g)
-        index = torch.as_tensor(image[members], device=device)[:, None, None]
-        patches = by_pixel[index, grid(r0[members], ph)[:, :, None],
-                           grid(c0[members], pw)[:, None, :]].permute(0, 3, 1, 2)
-        tile_scores = _upsample_rows(upsampler, patches.contiguous(), gy, gx, th, tw)
-        # Class scores contiguous per pixel: argmax (first maximal class, as the whole
-        # map's) reads each pixel's scores in one run.
-        tile_labels = tile_scores.permute(0, 2, 3, 1).contiguous().argmax(-1)
-        labels[index, grid(y0[members], th)[:, :, None],
-               grid(x0[members], tw)[:, None, :]] = tile_labels
+    in_r, out_r, valid_r, w_r = axis(rows, band_row, in_h, row_w)
+    in_c, out_c, valid_c, w_c = axis(cols, band_col, in_w, col_w)
+    # Each pair's window scores (P, T, U), one flat gather from NHWC scores.
+    by_pixel = scores.permute(0, 2, 3, 1).contiguous()  # free for channels_last scores
+    where = ((image[pair_cell, None, None] * in_h + in_r[pair_cell, :, None]) * in_w
+             + in_c[pair_cell, None, :]) * classes + pair_class[:, None, None]
+    corners = by_pixel.view(-1).take(where)
+    # values[p, y, x] = Σ_t w_r[y, t] · Σ_u corners[p, t, u] · w_c[x, u] (the cell's weights)
+    pair_w_r, pair_w_c = w_r.index_select(0, pair_cell), w_c.index_select(0, pair_cell)
+    across = torch.einsum("ptu,pxu->ptx", corners, pair_w_c)
+    values = torch.einsum("pyt,ptx->pyx", pair_w_r, across).flatten(1)  # (P, Y·X)
+    # Per cell: the top score of each pixel, then which candidates come within the
+    # tolerance of it. Decided: exactly one does (its class is the label); a NaN or an
+    # infinity in a window leaves the cell to the exact path.
+    cells = len(doubtful)
+    scale = torch.zeros(cells, dtype=scores.dtype, device=device).scatter_reduce_(
+        0, pair_cell, corners.abs().amax((1, 2)), "amax")
+    finite = torch.ones(cells, dtype=torch.bool, device=device)
+    finite[pair_cell[~torch.isfinite(corners).all(2).all(1)]] = False
+    top = torch.full((cells, values.shape[1]), float("-inf"), dtype=values.dtype,
+                     device=device).scatter_reduce_(
+        0, pair_cell[:, None].expand_as(values), values, "amax")
+    threshold = top - (relative * (scale + _TINY))[:, None]
+    close = values >= threshold.index_select(0, pair_cell)
+    count = torch.zeros(top.shape, dtype=torch.int64, device=device).index_add_(
+        0, pair_cell, close.to(torch.int64))
+    choice = torch.zeros(top.shape, dtype=torch.int64, device=device).index_add_(
+        0, pair_cell, close * pair_class[:, None])
+    valid = (valid_r[:, :, None] & valid_c[:, None, :]).flatten(1)
+    undecided = ((count != 1) & valid).any(1) | ~finite
+    flat = (image[:, None, None] * height + out_r[:, :, None]) * width + out_c[:, None, :]
+    flat = flat.flatten(1).masked_fill_(~valid, n * height * width)  # beyond the cell: spare
+    buffer.index_copy_(0, flat.view(-1), choice.view(-1))
+    return doubtful[undecided]
+
+
+def _exact_rows(upsampler: nn.Module, scores: torch.Tensor, labels: torch.Tensor,
+                band_rows: np.ndarray, rows: np.ndarray, offset: tuple[int, int],
+                geometry: dict[str, int]) -> None:
+    """Overwrite the output rows of each band in ``band_rows`` with the argmax of the
+    upsampler's own output there, computed on the input rows those rows need — the strips
+    of :func:`fcnkit.inference.labels.labels_by_strips`, the same terms as the whole map."""
+    top, left = offset
+    width = labels.shape[-1]
+    for band in np.unique(band_rows).tolist():
+        start, stop = int(rows[band, 0]), int(rows[band, 1])
+        first, last = transposed_input_span(start + top, stop + top,
+                                            input_size=scores.shape[-2], **geometry)
+        strip = upsampler(scores[:, :, first:last])
+        local = start + top - first * geometry["stride"]
+        # torch's own argmax: NaN scores are labelled as model(x).argmax(1) labels them
+        labels[:, start:stop] = strip[:, :, local : local + stop - start,
+                                      left : left + width].argmax(1)
