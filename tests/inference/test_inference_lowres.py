@@ -18,6 +18,7 @@ from fcnkit.arith.kernels import bilinear_kernel
 from fcnkit.inference.labels import predict_labels, whole_image_labels
 from fcnkit.inference.lowres import (
     DENSE_WORK,
+    PRUNE_MIN_SCORES,
     convex_upsampler,
     labels_by_pruning,
     labels_from_scores,
@@ -252,3 +253,32 @@ def test_low_precision_scores_are_refused_by_the_pruning() -> None:
     model = ScoreModel(scores, _upsampler("interpolate", 3, 2))
     with pytest.raises(ValueError, match="float32"):
         labels_from_scores(model, scores, (8, 8))
+
+
+def test_whole_image_labels_prunes_only_large_calm_maps(monkeypatch) -> None:
+    """The default path: pruning for maps of ≥ PRUNE_MIN_SCORES class scores whose
+    doubtful work is small; the whole map's tail otherwise. Same labels either way."""
+    import fcnkit.inference.labels as labels_module
+
+    calls: list[bool] = []
+    real = labels_module.labels_from_scores
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(labels_module, "labels_from_scores", spy)
+    upsampler = _upsampler("deconv", 21, 8)
+    for scores, used in [
+        (_region_scores(21, 40, 60, 6, 0.05, seed=1), [True]),  # 3.2 M scores, calm
+        (torch.randn(1, 21, 40, 60, generator=torch.Generator().manual_seed(2)), [False]),
+        (_region_scores(21, 10, 15, 3, 0.05, seed=1), []),  # 0.2 M scores: not tried
+    ]:
+        calls.clear()
+        model = ScoreModel(scores, upsampler)
+        x = torch.zeros(1, 3, scores.shape[-2] * 8, scores.shape[-1] * 8)
+        assert scores.numel() * 64 >= PRUNE_MIN_SCORES or not used
+        with torch.no_grad():
+            assert torch.equal(whole_image_labels(model, x), model(x).argmax(1))
+        assert calls == used

@@ -34,7 +34,12 @@ from torch import nn
 from fcnkit.arith.sizes import as_pair
 from fcnkit.arith.tiling import check_overlap, sliding_window_starts, transposed_input_span
 from fcnkit.inference.argmax import channel_argmax
-from fcnkit.inference.lowres import DENSE_WORK, convex_upsampler, labels_from_scores
+from fcnkit.inference.lowres import (
+    DENSE_WORK,
+    PRUNE_MIN_SCORES,
+    convex_upsampler,
+    labels_from_scores,
+)
 from fcnkit.inference.picture import PictureTiles
 from fcnkit.inference.tiling import (
     DEFAULT_LABEL_STRIP,
@@ -51,6 +56,7 @@ __all__ = [
     "predict_logits",
     "predict_labels",
     "labels_by_strips",
+    "labels_from_coarse",
     "whole_image_labels",
     "channel_argmax",
 ]
@@ -363,33 +369,21 @@ def supports_label_strips(model: nn.Module) -> bool:
 def whole_image_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``model(x).argmax(1)`` for a whole image, without full-resolution logits if possible.
 
-    For models with the coarse-score protocol, float32 scores and a bilinear last
-    upsampling, the labels come from the coarse scores by candidate pruning
+    For models with the coarse-score protocol, float32 scores, a bilinear last upsampling
+    and at least :data:`fcnkit.inference.lowres.PRUNE_MIN_SCORES` class scores (C × H ×
+    W over the batch), the labels come from the coarse scores by candidate pruning
     (:func:`fcnkit.inference.lowres.labels_from_scores`: whole cells take their only
     possible class, per-pixel work only where several classes remain), unless that work
     exceeds :data:`fcnkit.inference.lowres.DENSE_WORK` of the whole map's. Such maps,
-    learned last upsamplings and bf16 scores take the model's last upsampling of the
-    whole map and its argmax when those logits fit in
+    smaller ones, learned last upsamplings and bf16 scores take the model's last
+    upsampling of the whole map and its argmax when those logits fit in
     :data:`fcnkit.inference.tiling.DEFAULT_LOGIT_BUFFER_BYTES`, else
-    :func:`labels_by_strips`. Other
-    models use a backend's own ``predict_labels(x)`` when it has one, else the plain
-    argmax of the logits. All paths give the same labels (tests/inference/test_inference_lowres.py).
+    :func:`labels_by_strips`. Other models use a backend's own ``predict_labels(x)`` when
+    it has one, else the plain argmax of the logits. All paths give the same labels
+    (tests/inference/test_inference_lowres.py).
     """
     if supports_label_strips(model):
-        scores = model.coarse_scores(x)
-        if scores.dtype == torch.float32 and convex_upsampler(model.final_upsampler):
-            labels = labels_from_scores(model, scores, x.shape[-2:],
-                                        max_work=DENSE_WORK)
-            if labels is not None:
-                return labels
-        height, width = x.shape[-2:]
-        if scores.shape[0] * scores.shape[1] * height * width * 4 <= DEFAULT_LOGIT_BUFFER_BYTES:
-            # The model's own tail at once: on a map this size, faster than by strips
-            # (benchmarks/bench_lowres_cells.py --sweep, docs/benchmarks.md).
-            top, left = (int(v) for v in model.final_offset)
-            logits = model.final_upsampler(scores)
-            return channel_argmax(logits[:, :, top : top + height, left : left + width])
-        return labels_by_strips(model, x, scores=scores)
+        return labels_from_coarse(model, model.coarse_scores(x), x.shape[-2:])
     own = getattr(model, "predict_labels", None)
     if callable(own):
         return own(x)
@@ -397,6 +391,26 @@ def whole_image_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if isinstance(out, dict):
         out = out["out"]
     return channel_argmax(out)
+
+
+def labels_from_coarse(model: nn.Module, scores: torch.Tensor,
+                       size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """The labels of :func:`whole_image_labels` from ``model.coarse_scores(x)`` already
+    computed, for images of ``size`` = ``(H, W)``: the choice of path it describes."""
+    height, width = int(size[0]), int(size[1])
+    class_scores = scores.shape[0] * scores.shape[1] * height * width
+    if (class_scores >= PRUNE_MIN_SCORES and scores.dtype == torch.float32
+            and convex_upsampler(model.final_upsampler)):
+        labels = labels_from_scores(model, scores, (height, width), max_work=DENSE_WORK)
+        if labels is not None:
+            return labels
+    if class_scores * 4 <= DEFAULT_LOGIT_BUFFER_BYTES:
+        # The model's own tail at once: on a map this size, faster than by strips
+        # (benchmarks/bench_lowres_cells.py --sweep, docs/benchmarks.md).
+        top, left = (int(v) for v in model.final_offset)
+        logits = model.final_upsampler(scores)
+        return channel_argmax(logits[:, :, top : top + height, left : left + width])
+    return _strip_labels(model, scores, height, width, DEFAULT_LABEL_STRIP)
 
 
 def labels_by_strips(model: nn.Module, x: torch.Tensor, *,
@@ -428,11 +442,17 @@ def labels_by_strips(model: nn.Module, x: torch.Tensor, *,
     """
     if scores is None:
         scores = model.coarse_scores(x)
+    return _strip_labels(model, scores, x.shape[-2], x.shape[-1], rows)
+
+
+def _strip_labels(model: nn.Module, scores: torch.Tensor, height: int, width: int,
+                  rows: int) -> torch.Tensor:
+    """:func:`labels_by_strips` on coarse scores already computed."""
     upsampler = model.final_upsampler
     kernel, stride, padding = (int(upsampler.kernel_size[0]), int(upsampler.stride[0]),
                                int(upsampler.padding[0]))
     top, left = (int(v) for v in model.final_offset)
-    n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+    n = scores.shape[0]
     labels = torch.empty((n, height, width), dtype=torch.int64, device=scores.device)
     for start in range(0, height, rows):
         stop = min(height, start + rows)

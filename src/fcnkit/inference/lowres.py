@@ -38,8 +38,15 @@ from torch import nn
 from fcnkit.arith.tiling import transposed_input_span, transposed_input_spans
 from fcnkit.models.heads import Interpolate
 
-__all__ = ["DENSE_WORK", "MARGIN", "convex_upsampler", "labels_by_pruning", "labels_from_scores",
-           "prune_cells"]
+__all__ = [
+    "DENSE_WORK",
+    "MARGIN",
+    "PRUNE_MIN_SCORES",
+    "convex_upsampler",
+    "labels_by_pruning",
+    "labels_from_scores",
+    "prune_cells",
+]
 
 #: Relative safety margin of the pruning test. A float32 sum of at most 4 products (2×2
 #: taps) is within ~8·2⁻²⁴·max|s|·W of the exact value; 1e-4 is ~800× that.
@@ -47,9 +54,16 @@ MARGIN = 1e-4
 
 #: When the pixels of the doubtful cells × their candidates exceed this fraction of the
 #: whole map's C × H × W, :func:`fcnkit.inference.labels.whole_image_labels` labels the
-#: whole map per pixel instead (chosen by ``benchmarks/bench_lowres_cells.py --sweep``,
-#: docs/benchmarks.md).
-DENSE_WORK = 0.02
+#: whole map per pixel instead: on 320×480 maps of 21 classes the pruning ran at 0.7–1.0×
+#: the whole map's time at 1.1–1.5 % of its work and 1.3× at 4.5 %
+#: (``benchmarks/bench_lowres_cells.py --sweep``, docs/benchmarks.md).
+DENSE_WORK = 0.015
+#: Below this many class scores (C × H × W) the whole map's per-pixel work is cheaper than
+#: the pruning's fixed cost (~40 small operations, about 1 ms on 2 cores), whatever the
+#: map: the demo's 4 classes at 150×210 (126 000) took 3.3 ms of head by pruning
+#: against 1.2 ms by the plain argmax (``bench_lowres_cells.py --checkpoint``), and
+#: 21 × 320 × 480 (3.2 M) maps with no doubtful cell took half the whole map's time.
+PRUNE_MIN_SCORES = 2**21
 
 #: The blend of a doubtful cell's candidates (:func:`_blend_doubtful`) decides a pixel
 #: when its best candidate leads by more than this many float32 ulps of the window's
@@ -183,10 +197,13 @@ def prune_cells(
     corners = None
     if max(int((b[:, 3] - b[:, 2]).max()) for b in (row_bands, col_bands)) <= 2:
         corners = _pairwise_corners(scores, row_bands, col_bands)
-        high = torch.maximum(torch.maximum(corners[0], corners[1]),
-                             torch.maximum(corners[2], corners[3]))
-        low = torch.minimum(torch.minimum(corners[0], corners[1]),
-                            torch.minimum(corners[2], corners[3]))
+        # (outputs in channels_last: the class reductions below read classes contiguously)
+        high = torch.empty_like(corners[0], memory_format=torch.channels_last)
+        low = torch.empty_like(high)
+        torch.maximum(torch.maximum(corners[0], corners[1]),
+                      torch.maximum(corners[2], corners[3]), out=high)
+        torch.minimum(torch.minimum(corners[0], corners[1]),
+                      torch.minimum(corners[2], corners[3]), out=low)
     else:
         high, low = _window_extrema(scores, row_bands, 2)
         high = _window_extrema(high, col_bands, 3)[0]
@@ -203,8 +220,8 @@ def prune_cells(
         # max(out_a, out_b) ≥ (out_a + out_b) / 2 > out_c (same non-negative weights for
         # every class). The margin covers the rounding of the three blends.
         first = high.argmax(1, keepdim=True)  # classes contiguous: one pass (channels_last)
-        second = high.scatter(1, first, float("-inf")).argmax(1, keepdim=True)
-        pair = torch.cat([first, second], 1)
+        others = high.clone(memory_format=torch.channels_last).scatter_(1, first, float("-inf"))
+        pair = torch.cat([first, others.argmax(1, keepdim=True)], 1)
         beaten = None
         for corner in corners:
             lead = corner.gather(1, pair).sum(1, keepdim=True) - 2 * corner

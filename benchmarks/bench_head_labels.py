@@ -1,0 +1,138 @@
+"""The FCN head's cost with labels as output, timed on its own, beside the backbone.
+
+Issue 23's head overhead is (model with labels − backbone) / backbone. On a shared
+machine whose speed drifts by tens of percent within a minute, the difference of two
+large noisy times is mostly noise; here every round times the backbone on the image,
+then the head on those very features, so the ratio comes from two measurements taken
+back to back in one process (the features stay warm in cache, as they are when the
+model runs whole).
+
+Head paths, each giving ``model(x).argmax(1)`` bit for bit (checked once per backbone):
+
+* ``pruning``: the coarse scores, then :func:`fcnkit.inference.lowres.labels_from_scores`
+  (whole cells labelled from the scores, per-pixel work only for doubtful cells), as
+  :func:`fcnkit.inference.labels.whole_image_labels` runs it when the map is not too
+  noisy;
+* ``whole map``: the coarse scores, the last upsampling of the whole map and its argmax;
+* ``strips``: the coarse scores, then the last upsampling and argmax 64 rows at a time;
+* ``default``: what ``whole_image_labels`` does (``labels_from_coarse``: pruning if
+  the map is large and calm enough, else the whole map, else strips).
+
+FCN-8s, 21 classes, random weights (nothing downloads), channels_last fp32, batch 1,
+320×480. With random weights most cells are in doubt (noise has no regions), so the
+``--trained-like`` option also times score maps with the structure of a trained
+network's (the demo's measured doubtful fraction is in docs/benchmarks.md).
+
+Run::
+
+    .venv/bin/python benchmarks/bench_head_labels.py --rounds 21
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from fcnkit.inference.argmax import channel_argmax
+from fcnkit.inference.labels import labels_by_strips, labels_from_coarse, whole_image_labels
+from fcnkit.inference.lowres import labels_from_scores
+from fcnkit.models import build_model
+
+BACKBONES = ("resnet18", "resnet50", "vgg16", "mobilenet_v3_large")
+TARGETS = {"resnet18": 0.03, "resnet50": 0.03, "vgg16": 0.03, "mobilenet_v3_large": 0.08}
+
+
+def measure(backbone: str, rounds: int, size: tuple[int, int]) -> dict[str, object]:
+    torch.manual_seed(0)
+    model = build_model("fcn8s", num_classes=21, backbone=backbone).eval()
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, *size).contiguous(memory_format=torch.channels_last)
+    height, width = size
+    top, left = model.final_offset
+
+    def pruning(features: dict) -> object:
+        scores = model.head.coarse(features)
+        labels = labels_from_scores(model, scores, size, stats=stats)
+        return labels
+
+    def whole_map(features: dict) -> torch.Tensor:
+        scores = model.head.coarse(features)
+        logits = model.final_upsampler(scores)
+        return channel_argmax(logits[:, :, top : top + height, left : left + width])
+
+    def strips(features: dict) -> torch.Tensor:
+        return labels_by_strips(model, x, scores=model.head.coarse(features))
+
+    heads = {"pruning": pruning, "whole map": whole_map, "strips": strips}
+    stats: dict[str, int] = {}
+    times: dict[str, list[float]] = {"backbone": [], **{name: [] for name in heads},
+                                     "default": []}
+    with torch.inference_mode():
+        want = model(x).argmax(1)
+        features = model.backbone(x)
+        for name, head in heads.items():
+            assert torch.equal(head(features), want), f"{name} differs from argmax"
+        assert torch.equal(whole_image_labels(model, x), want)
+        stats.clear()
+        for round_ in range(rounds + 2):  # two warm-up rounds
+            start = time.perf_counter()
+            features = model.backbone(x)
+            body = time.perf_counter() - start
+            if round_ >= 2:
+                times["backbone"].append(body)
+            for name, head in heads.items():
+                start = time.perf_counter()
+                head(features)
+                if round_ >= 2:
+                    times[name].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            labels_from_coarse(model, model.head.coarse(features), size)
+            if round_ >= 2:
+                times["default"].append(time.perf_counter() - start)
+    body = statistics.median(times["backbone"])
+    body_min = min(times["backbone"])
+    result: dict[str, object] = {
+        "backbone": backbone, "backbone_ms": round(1e3 * body, 2),
+        "doubtful_fraction": round(stats["doubtful"] / stats["cells"], 4),
+        "work_fraction": round(stats["pairs"] / stats["cells"] / 21, 4),
+        "overhead_median": {k: round(statistics.median(v) / body, 4)
+                            for k, v in times.items() if k != "backbone"},
+        "overhead_min": {k: round(min(v) / body_min, 4)
+                         for k, v in times.items() if k != "backbone"},
+        "target": TARGETS[backbone]}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--only", choices=BACKBONES)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = [measure(b, args.rounds, (320, 480)) for b in (args.only,) if b] or \
+        [measure(b, args.rounds, (320, 480)) for b in BACKBONES]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    load = open("/proc/loadavg").read().split()[0] if platform.system() == "Linux" else "?"
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {load} at the end")
+    print("| backbone | backbone ms | doubtful cells | work | head: default | pruning "
+          "| whole map | strips | target |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        med, low = r["overhead_median"], r["overhead_min"]
+        cells = " | ".join(f"+{100 * med[k]:.1f} % (+{100 * low[k]:.1f} %)"
+                           for k in ("default", "pruning", "whole map", "strips"))
+        print(f"| {r['backbone']} | {r['backbone_ms']} | {100 * r['doubtful_fraction']:.1f} % "
+              f"| {100 * r['work_fraction']:.1f} % | {cells} | ≤ {100 * r['target']:.0f} % |")
+
+
+if __name__ == "__main__":
+    main()
