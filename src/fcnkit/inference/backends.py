@@ -56,7 +56,7 @@ from fcnkit.inference.export import (
     require,
     upsampler_from_record,
 )
-from fcnkit.inference.labels import labels_by_strips, whole_image_labels
+from fcnkit.inference.labels import labels_from_coarse, whole_image_labels
 from fcnkit.models.heads import crop_to
 from fcnkit.models.preprocess import Preprocessing, preprocessing_from
 from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
@@ -228,11 +228,12 @@ class OnnxRuntimeBackend(nn.Module):
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
         """``self(x).argmax(1)`` (on the CPU); for a coarse file computed from the coarse
-        scores strip by strip (:func:`fcnkit.inference.labels.labels_by_strips`), without
-        full-resolution logits, bit for bit the same."""
+        scores as for a torch model (:func:`fcnkit.inference.labels.labels_from_coarse`:
+        whole cells from the scores on large calm maps, else the whole map's last
+        upsampling or strips), bit for bit the same."""
         if self.coarse:
             with torch.no_grad():
-                return labels_by_strips(self, x)
+                return labels_from_coarse(self, self.coarse_scores(x), x.shape[-2:])
         return channel_argmax(self._run(x))
 
     def describe(self) -> str:
