@@ -235,3 +235,17 @@ def test_power_is_the_half_width_against_the_threshold():
     one = compare(runs_of([0.6], [0.5]), clause="c", kind="non_inferiority", a="a", b="b",
                   metric="miou", margin=0.01)
     assert one["power"] == {"half_width": None, "threshold": 0.01, "decisive": False}
+
+
+def test_seeds_needed_against_hand_computed_t_quantiles() -> None:
+    """t(0.95, 13) = 1.7709, t(0.95, 14) = 1.7613 (tables): with sd 0.0216 and a threshold
+    of 0.01, 14 seeds give 1.7709·0.0216/√14 = 0.01022 (not below) and 15 give
+    1.7613·0.0216/√15 = 0.00982 (below). With sd 0.0214 and 0.02: 5 seeds give
+    2.1318·0.0214/√5 = 0.0204, 6 give 2.0150·0.0214/√6 = 0.0176."""
+    from fcnkit.reproduce.stats import seeds_needed
+
+    assert seeds_needed(0.0216, 0.01) == 15
+    assert seeds_needed(0.0214, 0.02) == 6
+    assert seeds_needed(0.0, 0.01) == 2  # no spread: the least a bound needs
+    assert seeds_needed(None, 0.01) is None and seeds_needed(0.01, None) is None
+    assert seeds_needed(1.0, 1e-6) is None  # beyond the limit

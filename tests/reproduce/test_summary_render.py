@@ -24,3 +24,6 @@ def test_power_line_names_the_clauses_that_cannot_decide():
     assert line.startswith("Power: 1 of 2 clauses decisive")
     assert "c beats d (half-width 0.021 against 0.01)" in line and "a beats b" not in line
     assert power_line([]) == ""
+    # with the run's spread, the seeds a rerun would need (see test_stats)
+    line = power_line([{**weak, "sd": 0.0216}])
+    assert "c beats d (half-width 0.021 against 0.01; 15 seeds would reach it" in line

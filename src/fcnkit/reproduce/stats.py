@@ -56,6 +56,7 @@ __all__ = [
     "overall_verdict",
     "paired_deltas",
     "power",
+    "seeds_needed",
 ]
 
 #: One-sided confidence of the bounds (a one-sided 95 % bound is the 90 % two-sided
@@ -177,6 +178,23 @@ def power(bounds: Mapping[str, Any], threshold: float | None) -> dict[str, Any]:
         return {"half_width": None, "threshold": threshold, "decisive": False}
     half = (float(upper) - float(lower)) / 2
     return {"half_width": half, "threshold": threshold, "decisive": half < threshold}
+
+
+def seeds_needed(sd: float | None, threshold: float | None, *, confidence: float = CONFIDENCE,
+                 limit: int = 1000) -> int | None:
+    """The fewest paired seeds n ≥ 2 whose one-sided half-width t(confidence, n−1)·sd/√n
+    falls below ``threshold``, if the deltas keep the spread ``sd`` a run measured: the
+    plan for a design with the power to decide (issue 20 asks for it before a rerun, so
+    seeds are not added one at a time after looking). None without an sd or threshold, or
+    beyond ``limit``."""
+    if sd is None or threshold is None or threshold <= 0:
+        return None
+    from scipy.stats import t
+
+    for n in range(2, limit + 1):
+        if float(t.ppf(confidence, n - 1)) * sd / math.sqrt(n) < threshold:
+            return n
+    return None
 
 
 @dataclass(frozen=True)

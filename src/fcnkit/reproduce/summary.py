@@ -32,6 +32,7 @@ from fcnkit.reproduce.runner import (
     markdown_table,
     summarise,
 )
+from fcnkit.reproduce.stats import seeds_needed
 from fcnkit.viz.page import PAGE_STYLE, escape
 
 __all__ = ["render_page", "render_result", "run_all", "summary_html", "summary_markdown",
@@ -155,8 +156,18 @@ def power_line(comparisons: Sequence[Mapping[str, Any]]) -> str:
     if weak:
         line += "; not decisive: " + "; ".join(
             f"{c['clause']} (half-width {c['power']['half_width']:.3f} against "
-            f"{c['power']['threshold']:g})" for c in weak)
+            f"{c['power']['threshold']:g}{_seeds_note(c)})" for c in weak)
     return line + ".\n\n"
+
+
+def _seeds_note(comparison: Mapping[str, Any]) -> str:
+    """``; about N seeds at this spread`` (:func:`fcnkit.reproduce.stats.seeds_needed`)."""
+    if comparison.get("sd") is None:
+        return ""
+    needed = seeds_needed(comparison["sd"], comparison["power"]["threshold"])
+    if needed is None:
+        return "; more than 1000 seeds at this spread"
+    return f"; {needed} seeds would reach it at this spread"
 
 
 def render_result(result: Mapping[str, Any]) -> str:
