@@ -282,3 +282,26 @@ def test_whole_image_labels_prunes_only_large_calm_maps(monkeypatch) -> None:
         with torch.no_grad():
             assert torch.equal(whole_image_labels(model, x), model(x).argmax(1))
         assert calls == used
+
+
+def test_a_model_whose_maps_are_declined_pauses_the_pruning(monkeypatch) -> None:
+    import fcnkit.inference.labels as labels_module
+
+    tried: list[int] = []
+    real = labels_module.labels_from_scores
+
+    def spy(*args, **kwargs):
+        tried.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(labels_module, "labels_from_scores", spy)
+    scores = torch.randn(1, 21, 40, 60, generator=torch.Generator().manual_seed(5))
+    model = ScoreModel(scores, _upsampler("deconv", 21, 8))
+    x = torch.zeros(1, 3, 320, 480)
+    want = model(x).argmax(1)
+    calls = labels_module.PRUNE_DECLINES_BEFORE_PAUSE + labels_module.PRUNE_PAUSE + 1
+    with torch.no_grad():
+        for _ in range(calls):
+            assert torch.equal(whole_image_labels(model, x), want)
+    # declined 3 times, paused for 32 maps, then tried again
+    assert len(tried) == labels_module.PRUNE_DECLINES_BEFORE_PAUSE + 1

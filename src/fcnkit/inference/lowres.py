@@ -14,16 +14,23 @@ therefore cannot win anywhere when
     max_{j∈J} s_c(j)  <  max_a min_{j∈J} s_a(j),
 
 because ``out_c(p) ≤ W(p)·max_J s_c`` and, for the class a that attains the right-hand
-side, ``out_a(p) ≥ W(p)·min_J s_a``. Inside a region one class survives, and the whole
-cell takes its label without any full-resolution score. Only cells with several survivors
-are computed per pixel, by the model's own upsampler on the cell's input span
-(:func:`fcnkit.arith.tiling.transposed_input_span`), which gives the same terms as the
-whole map, so those labels are ``model(x).argmax(1)``'s bit for bit.
+side, ``out_a(p) ≥ W(p)·min_J s_a``. Where two regions meet every class's window minimum
+sits at the absent level, so a second test applies there: with a, b the two classes of
+highest window maximum, c cannot win if ``s_a + s_b > 2·s_c`` at every position of the
+window (then ``max(out_a, out_b) ≥ (out_a + out_b)/2 > out_c``). Inside a region one class
+survives, and the whole cell takes its label without any full-resolution score.
 
-The comparison keeps a safety margin (:data:`MARGIN`, relative to the window's largest
+Cells with several survivors are labelled per pixel from their candidates only: each
+candidate's blend with the upsampler's own weights, decided when the best candidate leads
+by more than float32 rounding of either sum could change (:func:`_blend_doubtful`).
+Pixels within that tolerance (near-ties), NaN or infinite scores go to the exact path: the
+model's own upsampler on the rows they need
+(:func:`fcnkit.arith.tiling.transposed_input_span`), the same terms as the whole map, so
+every label is ``model(x).argmax(1)``'s bit for bit.
+
+The cell tests keep a safety margin (:data:`MARGIN`, relative to the map's largest
 |score|): a class is dropped only when it loses by far more than float32 rounding of a
-sum of a few terms could ever change, so rounding never changes a label. Ties and NaN
-scores keep every class in doubt and go to the exact path.
+sum of a few terms could ever change, so rounding never changes a label.
 """
 
 from __future__ import annotations
@@ -209,16 +216,18 @@ def prune_cells(
         high = _window_extrema(high, col_bands, 3)[0]
         low = _window_extrema(low, col_bands, 3)[1]
     floor = low.amax(1, keepdim=True)  # max over classes of the window minimum
-    scale = torch.maximum(high.abs().amax(1, keepdim=True), low.abs().amax(1, keepdim=True))
-    tolerance = MARGIN * (1.0 + scale)
+    # One scale for the whole map (its largest |score|): a margin at least as wide as
+    # each window's own (so at least as safe), one reduction instead of two per cell.
+    tolerance = MARGIN * (1.0 + scores.abs().amax())
     survives = high >= floor - tolerance  # NaN: False for all → in doubt
-    if corners is not None and scores.shape[1] > 2:
+    if corners is not None and scores.shape[1] > 2 and not bool((survives.sum(1) == 1).all()):
         # Where two regions meet, every class's window minimum is at the level of an
-        # absent class, so the floor keeps every class. A second test: with a, b the two
-        # classes of highest window maximum, class c cannot win anywhere in the cell if
-        # s_a + s_b > 2 s_c at all four corners, since the blends then satisfy
-        # max(out_a, out_b) ≥ (out_a + out_b) / 2 > out_c (same non-negative weights for
-        # every class). The margin covers the rounding of the three blends.
+        # absent class, so the floor keeps every class. A second test (run only when some
+        # cell is still in doubt): with a, b the two classes of highest window maximum,
+        # class c cannot win anywhere in the cell if s_a + s_b > 2 s_c at all four
+        # corners, since the blends then satisfy max(out_a, out_b) ≥ (out_a + out_b) / 2
+        # > out_c (same non-negative weights for every class). The margin covers the
+        # rounding of the three blends.
         first = high.argmax(1, keepdim=True)  # classes contiguous: one pass (channels_last)
         others = high.clone(memory_format=torch.channels_last).scatter_(1, first, float("-inf"))
         pair = torch.cat([first, others.argmax(1, keepdim=True)], 1)
