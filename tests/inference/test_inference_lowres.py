@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import nn
 
@@ -134,6 +134,9 @@ def _upsampler(kind: str, classes: int, factor: int) -> nn.Module:
     levels=st.integers(1, 4),
     seed=st.integers(0, 2**16),
 )
+# Found by this test: an exact tie the exact path once broke by upsampling a strip in
+# another memory layout (and a strip's F.interpolate can round 1 ulp off the whole map's).
+@example(kind="interpolate", factor=8, classes=2, h=8, w=9, levels=2, seed=0)
 def test_random_and_tied_score_maps(kind, factor, classes, h, w, levels, seed) -> None:
     """Scores drawn from a few levels make exact ties and near-ties common; a random
     perturbation of ±1 ulp-scale makes the rest near ties too."""

@@ -455,7 +455,12 @@ def labels_by_strips(model: nn.Module, x: torch.Tensor, *,
     weights, same padding, the span covers every contributing input row; for bilinear
     interpolation by a power-of-two factor the source coordinates shift by an exact
     integer), and ``argmax`` returns the first maximal class in both, so the labels equal
-    the plain path's bit for bit in float32 (``tests/inference/test_inference_label_strips.py``).
+    the plain path's in float32 (``tests/inference/test_inference_label_strips.py``).
+    One exception is known: ``F.interpolate`` on a strip of a few input rows can round a
+    score 1 ulp away from the whole map's (0.6874999 against 0.6875 for 8-row strips of
+    a map of 0/1 scores), which flips an exact tie between two classes; the default
+    path uses strips only for maps whose logits exceed 64 MiB
+    (:func:`labels_from_coarse`).
 
     Args:
         model: a model with ``coarse_scores(x)``, ``final_upsampler`` (a transposed

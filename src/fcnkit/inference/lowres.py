@@ -24,8 +24,7 @@ Cells with several survivors are labelled per pixel from their candidates only: 
 candidate's blend with the upsampler's own weights, decided when the best candidate leads
 by more than float32 rounding of either sum could change (:func:`_blend_doubtful`).
 Pixels within that tolerance (near-ties), NaN or infinite scores go to the exact path: the
-model's own upsampler on the rows they need
-(:func:`fcnkit.arith.tiling.transposed_input_span`), the same terms as the whole map, so
+model's own last upsampling of the whole map, on the scores as the model made them, so
 every label is ``model(x).argmax(1)``'s bit for bit.
 
 The cell tests keep a safety margin (:data:`MARGIN`, relative to the map's largest
@@ -42,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnkit.arith.tiling import transposed_input_span, transposed_input_spans
+from fcnkit.arith.tiling import transposed_input_spans
 from fcnkit.models.heads import Interpolate
 
 __all__ = [
@@ -301,11 +300,15 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     # Classes contiguous per cell: the pools and class reductions below are several
     # times faster so, and the blend gathers whole score vectors (free when the model
     # runs channels_last, as the default backend does).
+    # The exact path reruns the model's upsampler on the scores as the model made them:
+    # another memory layout takes another kernel, whose rounding can break exact ties
+    # the other way.
+    model_scores = scores
     scores = scores.contiguous(memory_format=torch.channels_last)
     if not bool(torch.isfinite(scores).all()):
         # The bounds need finite scores: the model blends an infinity even with weight 0
         # (0 · ∞ is NaN). Such maps (a diverged model) are labelled by its own tail.
-        logits = upsampler(scores)[:, :, top : top + height, left : left + width]
+        logits = upsampler(model_scores)[:, :, top : top + height, left : left + width]
         return logits.argmax(1)
     label, survives = prune_cells(scores, rows, cols, keep_survivors=True)
     n, cells_h, cells_w = label.shape
@@ -336,7 +339,7 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
         stats["exact"] = stats.get("exact", 0) + len(exact)
     if len(exact):
         band_rows = (exact // cells_w % cells_h).cpu().numpy()
-        _exact_rows(upsampler, scores, labels, band_rows, rows, (top, left), geometry)
+        _exact_rows(upsampler, model_scores, labels, band_rows, rows, (top, left))
     return labels
 
 
@@ -444,6 +447,22 @@ def _cached_axis_weights(kind: str, taps: tuple[float, ...], stride: int, paddin
     return _axis_weights(kind, taps, stride, padding, size, offset, input_size, bands)
 
 
+def _cell_axis(bands: np.ndarray, band: torch.Tensor, limit: int, weights: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One axis of the cells ``band`` (indices into ``bands``): the input rows of each
+    cell's window (clamped to ``limit``), its output rows padded to the longest band
+    (clamped), which of those are real, and their weights from the ``weights`` table."""
+    device = band.device
+    table = torch.tensor(bands, device=device)
+    span = int((bands[:, 1] - bands[:, 0]).max())
+    taps = weights.shape[1]
+    inputs = (table[band, 2, None] + torch.arange(taps, device=device)).clamp_(max=limit - 1)
+    outputs = table[band, 0, None] + torch.arange(span, device=device)
+    valid = outputs < table[band, 1, None]
+    outputs = outputs.clamp_(max=int(bands[-1, 1]) - 1)
+    return inputs, outputs, valid, weights[outputs]
+
+
 def _blend_doubtful(scores: torch.Tensor, survives: torch.Tensor, buffer: torch.Tensor,
                     size: tuple[int, int], doubtful: torch.Tensor, rows: np.ndarray,
                     cols: np.ndarray, tables: tuple[np.ndarray, np.ndarray, float]
@@ -483,20 +502,8 @@ def _blend_doubtful(scores: torch.Tensor, survives: torch.Tensor, buffer: torch.
     # the candidates there are, whatever the largest number of them in one cell.
     pair_cell, pair_class = survivors.nonzero().unbind(1)
 
-    def axis(bands: np.ndarray, band: torch.Tensor, limit: int, weights: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Input rows of each cell's window, its output rows, their validity, weights."""
-        table = torch.tensor(bands, device=device)
-        span = int((bands[:, 1] - bands[:, 0]).max())
-        taps = weights.shape[1]
-        inputs = (table[band, 2, None] + torch.arange(taps, device=device)).clamp_(max=limit - 1)
-        outputs = table[band, 0, None] + torch.arange(span, device=device)
-        valid = outputs < table[band, 1, None]
-        outputs = outputs.clamp_(max=int(bands[-1, 1]) - 1)
-        return inputs, outputs, valid, weights[outputs]
-
-    in_r, out_r, valid_r, w_r = axis(rows, band_row, in_h, row_w)
-    in_c, out_c, valid_c, w_c = axis(cols, band_col, in_w, col_w)
+    in_r, out_r, valid_r, w_r = _cell_axis(rows, band_row, in_h, row_w)
+    in_c, out_c, valid_c, w_c = _cell_axis(cols, band_col, in_w, col_w)
     # Each pair's window scores (P, T, U), one flat gather from NHWC scores.
     by_pixel = scores.permute(0, 2, 3, 1).contiguous()  # free for channels_last scores
     where = ((image[pair_cell, None, None] * in_h + in_r[pair_cell, :, None]) * in_w
@@ -532,19 +539,15 @@ def _blend_doubtful(scores: torch.Tensor, survives: torch.Tensor, buffer: torch.
 
 
 def _exact_rows(upsampler: nn.Module, scores: torch.Tensor, labels: torch.Tensor,
-                band_rows: np.ndarray, rows: np.ndarray, offset: tuple[int, int],
-                geometry: dict[str, int]) -> None:
+                band_rows: np.ndarray, rows: np.ndarray, offset: tuple[int, int]) -> None:
     """Overwrite the output rows of each band in ``band_rows`` with the argmax of the
-    upsampler's own output there, computed on the input rows those rows need — the strips
-    of :func:`fcnkit.inference.labels.labels_by_strips`, the same terms as the whole map."""
+    upsampler's own output over the whole map — the model's forward tail itself, on the
+    scores as the model made them. (Not by strips: ``F.interpolate`` on a few rows can
+    round a score 1 ulp away from the whole map's, which flips exact ties.)"""
     top, left = offset
-    width = labels.shape[-1]
+    height, width = labels.shape[-2:]
+    logits = upsampler(scores)[:, :, top : top + height, left : left + width]
     for band in np.unique(band_rows).tolist():
         start, stop = int(rows[band, 0]), int(rows[band, 1])
-        first, last = transposed_input_span(start + top, stop + top,
-                                            input_size=scores.shape[-2], **geometry)
-        strip = upsampler(scores[:, :, first:last])
-        local = start + top - first * geometry["stride"]
         # torch's own argmax: NaN scores are labelled as model(x).argmax(1) labels them
-        labels[:, start:stop] = strip[:, :, local : local + stop - start,
-                                      left : left + width].argmax(1)
+        labels[:, start:stop] = logits[:, :, start:stop].argmax(1)

@@ -189,7 +189,7 @@ def seeds_needed(sd: float | None, threshold: float | None, *, confidence: float
     beyond ``limit``."""
     if sd is None or threshold is None or threshold <= 0:
         return None
-    from scipy.stats import t
+    from scipy.stats import t  # local: import cost (see one_sided_bounds)
 
     for n in range(2, limit + 1):
         if float(t.ppf(confidence, n - 1)) * sd / math.sqrt(n) < threshold:
