@@ -18,14 +18,19 @@ Head paths, each giving ``model(x).argmax(1)`` bit for bit (checked once per bac
 * ``default``: what ``whole_image_labels`` does (``labels_from_coarse``: pruning if
   the map is large and calm enough, else the whole map, else strips).
 
-FCN-8s, 21 classes, random weights (nothing downloads), channels_last fp32, batch 1,
-320×480. With random weights most cells are in doubt (noise has no regions), so the
-``--trained-like`` option also times score maps with the structure of a trained
-network's (the demo's measured doubtful fraction is in docs/benchmarks.md).
+FCN-8s, 21 classes, channels_last fp32, batch 1, 320×480. By default the weights are
+random (nothing downloads) and the image is noise: most cells are then in doubt, a
+worst case no trained network shows. ``--train-steps N`` first trains each network for N
+AdamW steps (batch 4, 160×224) on the project's limbs task (4 of the 21 classes occur),
+then times it on limbs validation images rendered at 320×480, one per round: score
+maps with the structure of a trained network's, whose doubtful cells are the objects'
+boundaries.
 
 Run::
 
     .venv/bin/python benchmarks/bench_head_labels.py --rounds 21
+    .venv/bin/python benchmarks/bench_head_labels.py --rounds 21 --train-steps 150 \
+        --only resnet18
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ import time
 
 import torch
 
+from fcnkit.data.limbs import render_limbs_sample
+from fcnkit.data.transforms import normalize
 from fcnkit.inference.argmax import channel_argmax
 from fcnkit.inference.labels import labels_by_strips, labels_from_coarse, whole_image_labels
 from fcnkit.inference.lowres import labels_from_scores
@@ -47,11 +54,43 @@ BACKBONES = ("resnet18", "resnet50", "vgg16", "mobilenet_v3_large")
 TARGETS = {"resnet18": 0.03, "resnet50": 0.03, "vgg16": 0.03, "mobilenet_v3_large": 0.08}
 
 
-def measure(backbone: str, rounds: int, size: tuple[int, int]) -> dict[str, object]:
+def limbs_batch(split: str, first: int, count: int, size: tuple[int, int]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised channels_last images and their masks from the limbs task (seed 0)."""
+    images, masks = [], []
+    for index in range(first, first + count):
+        image, mask, _ = render_limbs_sample(0, split, index, size)
+        images.append(normalize(torch.as_tensor(image).permute(2, 0, 1).float() / 255))
+        masks.append(torch.as_tensor(mask).long())
+    return torch.stack(images).contiguous(memory_format=torch.channels_last), torch.stack(masks)
+
+
+def train(model: torch.nn.Module, steps: int) -> float:
+    """``steps`` AdamW steps (lr 1e-3, batch 4, 160×224 limbs images); the last loss."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=1e-4)
+    model.train()
+    loss = torch.zeros(())
+    for step in range(steps):
+        images, masks = limbs_batch("train", 4 * step, 4, (160, 224))
+        loss = torch.nn.functional.cross_entropy(model(images), masks, ignore_index=255)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return float(loss.detach())
+
+
+def measure(backbone: str, rounds: int, size: tuple[int, int],
+            train_steps: int = 0) -> dict[str, object]:
     torch.manual_seed(0)
-    model = build_model("fcn8s", num_classes=21, backbone=backbone).eval()
+    model = build_model("fcn8s", num_classes=21, backbone=backbone)
     model = model.to(memory_format=torch.channels_last)
-    x = torch.randn(1, 3, *size).contiguous(memory_format=torch.channels_last)
+    last_loss = train(model, train_steps) if train_steps else None
+    model.eval()
+    if train_steps:
+        images = [limbs_batch("val", i, 1, size)[0] for i in range(8)]
+    else:
+        images = [torch.randn(1, 3, *size).contiguous(memory_format=torch.channels_last)]
     height, width = size
     top, left = model.final_offset
 
@@ -73,13 +112,15 @@ def measure(backbone: str, rounds: int, size: tuple[int, int]) -> dict[str, obje
     times: dict[str, list[float]] = {"backbone": [], **{name: [] for name in heads},
                                      "default": []}
     with torch.inference_mode():
-        want = model(x).argmax(1)
-        features = model.backbone(x)
-        for name, head in heads.items():
-            assert torch.equal(head(features), want), f"{name} differs from argmax"
-        assert torch.equal(whole_image_labels(model, x), want)
+        for x in images:
+            want = model(x).argmax(1)
+            features = model.backbone(x)
+            for name, head in heads.items():
+                assert torch.equal(head(features), want), f"{name} differs from argmax"
+            assert torch.equal(whole_image_labels(model, x), want)
         stats.clear()
         for round_ in range(rounds + 2):  # two warm-up rounds
+            x = images[round_ % len(images)]
             start = time.perf_counter()
             features = model.backbone(x)
             body = time.perf_counter() - start
@@ -98,6 +139,8 @@ def measure(backbone: str, rounds: int, size: tuple[int, int]) -> dict[str, obje
     body_min = min(times["backbone"])
     result: dict[str, object] = {
         "backbone": backbone, "backbone_ms": round(1e3 * body, 2),
+        "weights": f"trained {train_steps} steps (loss {last_loss:.3f})" if train_steps
+        else "random",
         "doubtful_fraction": round(stats["doubtful"] / stats["cells"], 4),
         "work_fraction": round(stats["pairs"] / stats["cells"] / 21, 4),
         "overhead_median": {k: round(statistics.median(v) / body, 4)
@@ -113,24 +156,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--only", choices=BACKBONES)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-steps", type=int, default=0,
+                        help="train each network this many steps on limbs first (default 0: "
+                        "random weights, noise images)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = [measure(b, args.rounds, (320, 480)) for b in (args.only,) if b] or \
-        [measure(b, args.rounds, (320, 480)) for b in BACKBONES]
+    results = [measure(b, args.rounds, (320, 480), args.train_steps)
+               for b in ((args.only,) if args.only else BACKBONES)]
     if args.json:
         print(json.dumps(results, indent=2))
         return
     load = open("/proc/loadavg").read().split()[0] if platform.system() == "Linux" else "?"
     print(f"torch {torch.__version__}, {args.threads} threads, load average {load} at the end")
-    print("| backbone | backbone ms | doubtful cells | work | head: default | pruning "
+    print("| backbone | weights | backbone ms | doubtful cells | work | head: default | pruning "
           "| whole map | strips | target |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         med, low = r["overhead_median"], r["overhead_min"]
         cells = " | ".join(f"+{100 * med[k]:.1f} % (+{100 * low[k]:.1f} %)"
                            for k in ("default", "pruning", "whole map", "strips"))
-        print(f"| {r['backbone']} | {r['backbone_ms']} | {100 * r['doubtful_fraction']:.1f} % "
+        print(f"| {r['backbone']} | {r['weights']} | {r['backbone_ms']} "
+              f"| {100 * r['doubtful_fraction']:.1f} % "
               f"| {100 * r['work_fraction']:.1f} % | {cells} | ≤ {100 * r['target']:.0f} % |")
 
 

@@ -22,7 +22,8 @@ Run (the recorded number uses the demo's run: ``fcnkit demo``, then)::
     .venv/bin/python benchmarks/bench_lowres_cells.py --sweep
 
 ``--sweep`` times the three ways to labels on coarse score maps whose fraction of doubtful
-cells is set by their noise: 21-class maps of 40×60 cells (a 320×480 image at stride 8),
+cells is set by their noise: 21-class maps of 40×60 cells (a 320×480 image at stride 8;
+``--classes`` and ``--size`` change both),
 each cell's class from one of 12 random Voronoi regions, score 4 for its class and 0
 otherwise, plus Gaussian noise of a given σ; the upsampler is FCN-8s's own frozen ×8
 bilinear deconvolution, channels_last. It is how the fraction above which whole-map
@@ -122,29 +123,39 @@ def region_scores(sigma: float, seed: int, classes: int = 21, size: tuple[int, i
     return scores.contiguous(memory_format=torch.channels_last)
 
 
-def sweep(repeats: int) -> list[dict[str, float]]:
+#: Noise levels of ``--sweep``: from calm region maps to noise.
+SIGMAS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 1.25, 1.5, 1.75, 2.0, 4.0)
+
+
+def sweep(repeats: int, classes: int = 21, size: tuple[int, int] = (320, 480)
+          ) -> list[dict[str, float]]:
     """Per noise level: the doubtful fraction and the median ms of the three label paths
     (interleaved, after one warm-up round), on the same scores and upsampler."""
     torch.manual_seed(0)
-    fcn = build_model("fcn8s", num_classes=21, backbone="resnet18").eval()
+    fcn = build_model("fcn8s", num_classes=classes, backbone="resnet18").eval()
     fcn = fcn.to(memory_format=torch.channels_last)
     model = _Scores(fcn.final_upsampler, fcn.final_offset)
-    x = torch.empty(1, 3, 320, 480)
+    height, width = size
+    x = torch.empty(1, 3, height, width)
+    top, left = fcn.final_offset
+    with torch.inference_mode():
+        coarse = tuple(fcn.coarse_scores(torch.zeros(1, 3, height, width)).shape[-2:])
     rows = []
     with torch.inference_mode():
-        for sigma in (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0):
-            model.scores = region_scores(sigma, seed=int(10 * sigma))
+        for sigma in SIGMAS:
+            model.scores = region_scores(sigma, seed=int(10 * sigma), classes=classes,
+                                         size=coarse)
             stats: dict[str, int] = {}
             paths = {
-                "pruning": lambda: labels_from_scores(model, model.scores, (320, 480)),
+                "pruning": lambda: labels_from_scores(model, model.scores, size),
                 "strips": lambda: labels_by_strips(model, x),
                 "argmax": lambda: channel_argmax(
-                    model.final_upsampler(model.scores)[:, :, :320, :480]),
+                    model.final_upsampler(model.scores)[:, :, top : top + height,
+                                                        left : left + width]),
             }
             want = fcn.final_upsampler(model.scores)
-            top, left = fcn.final_offset
-            want = want[:, :, top : top + 320, left : left + 480].argmax(1)
-            got = labels_from_scores(model, model.scores, (320, 480), stats=stats)
+            want = want[:, :, top : top + height, left : left + width].argmax(1)
+            got = labels_from_scores(model, model.scores, size, stats=stats)
             assert got is not None and torch.equal(got, want), "labels differ from argmax"
             times: dict[str, list[float]] = {name: [] for name in paths}
             for round_ in range(repeats + 1):
@@ -155,7 +166,7 @@ def sweep(repeats: int) -> list[dict[str, float]]:
                         times[name].append(time.perf_counter() - start)
             ms = {name: 1e3 * statistics.median(v) for name, v in times.items()}
             rows.append({"sigma": sigma, "doubtful": stats["doubtful"] / stats["cells"],
-                         "work": stats["pairs"] / stats["cells"] / 21,
+                         "work": stats["pairs"] / stats["cells"] / classes,
                          "exact": stats["exact"] / stats["cells"], **ms,
                          "pruning/argmax": ms["pruning"] / ms["argmax"],
                          "strips/argmax": ms["strips"] / ms["argmax"]})
@@ -173,12 +184,15 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true",
                         help="instead: time the label paths against the doubtful fraction")
     parser.add_argument("--repeats", type=int, default=15, help="rounds of --sweep")
+    parser.add_argument("--classes", type=int, default=21, help="classes of --sweep's maps")
+    parser.add_argument("--size", default="320,480", help="image size H,W of --sweep")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.sweep:
-        rows = sweep(args.repeats)
+        size = tuple(int(v) for v in args.size.split(","))
+        rows = sweep(args.repeats, args.classes, (size[0], size[1]))
         if args.json:
             print(json.dumps(rows, indent=2))
             return

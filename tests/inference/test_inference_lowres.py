@@ -308,3 +308,99 @@ def test_a_model_whose_maps_are_declined_pauses_the_pruning(monkeypatch) -> None
             assert torch.equal(whole_image_labels(model, x), want)
     # declined 3 times, paused for 32 maps, then tried again
     assert len(tried) == labels_module.PRUNE_DECLINES_BEFORE_PAUSE + 1
+
+
+@given(
+    factor=st.sampled_from([2, 4, 8, 16]),
+    classes=st.sampled_from([2, 5, 21]),
+    h=st.integers(2, 20), w=st.integers(2, 24),
+    channels_last=st.booleans(),
+    corner=st.tuples(st.integers(0, 19), st.integers(1, 20), st.integers(0, 23),
+                     st.integers(1, 24)),
+    seed=st.integers(0, 2**16),
+)
+def test_a_grouped_deconvolution_of_a_patch_is_the_whole_maps_bit_for_bit(
+        factor, classes, h, w, channels_last, corner, seed) -> None:
+    """The assumption the exact path's patches rest on (``_exact_patches``), checked against
+    PyTorch's whole-map output: every output pixel fed only by rows and columns of the
+    patch has the same float32 value in both, edges included, in either layout."""
+    gen = torch.Generator().manual_seed(seed)
+    scores = 20 * torch.randn(1, classes, h, w, generator=gen)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    scores = scores.contiguous(memory_format=layout)
+    upsampler = _upsampler("deconv", classes, factor)
+    r0, r1 = min(corner[0], h - 1), min(h, max(corner[0] + 1, corner[1]))
+    c0, c1 = min(corner[2], w - 1), min(w, max(corner[2] + 1, corner[3]))
+    stride, padding, kernel = factor, upsampler.padding[0], upsampler.kernel_size[0]
+    with torch.no_grad():
+        whole = upsampler(scores)
+        part = upsampler(scores[:, :, r0:r1, c0:c1].contiguous(memory_format=layout))
+
+    def inside(size: int, lo: int, hi: int, limit: int) -> list[int]:
+        # output o is fed by input i iff 0 <= o + padding - i·stride < kernel
+        out = []
+        for o in range(size):
+            first = max(0, -((kernel - 1 - o - padding) // stride))
+            last = min(limit - 1, (o + padding) // stride)
+            local = o - stride * lo
+            if lo <= first <= last <= hi - 1 and 0 <= local < (part.shape[2] if limit == h
+                                                                else part.shape[3]):
+                out.append(o)
+        return out
+
+    rows, cols = inside(whole.shape[2], r0, r1, h), inside(whole.shape[3], c0, c1, w)
+    if rows and cols:
+        row_index, col_index = torch.tensor(rows), torch.tensor(cols)
+        a = whole[:, :, row_index][:, :, :, col_index]
+        b = part[:, :, row_index - stride * r0][:, :, :, col_index - stride * c0]
+        assert torch.equal(a, b)
+
+
+def test_near_ties_of_a_grouped_deconvolution_are_settled_on_patches(monkeypatch) -> None:
+    """A pixel whose two best classes lie within float32 rounding of each other is
+    computed by the model's own upsampler on a patch around its cell, not on the whole
+    map, and still equals ``model(x).argmax(1)``."""
+    import fcnkit.inference.lowres as lowres
+
+    used: list[bool] = []
+    real = lowres._exact_patches
+
+    def spy(*args, **kwargs):
+        used.append(real(*args, **kwargs))
+        return used[-1]
+
+    monkeypatch.setattr(lowres, "_exact_patches", spy)
+    scores = torch.zeros(1, 3, 8, 8)
+    scores[:, 0] = 3.0  # class 0 everywhere but in a 2×2 block of coarse pixels, where
+    scores[:, :, 3:5, 3:5] = 0.0
+    scores[:, 1, 3:5, 3:5] = 5.0  # classes 1 and 2 tie exactly (left column)
+    scores[:, 2, 3:5, 3:5] = 5.0 + torch.tensor([0.0, 1e-6])  # and nearly (right column)
+    for kind, patched in [("deconv", True), ("interpolate", False)]:
+        used.clear()
+        model = ScoreModel(scores, _upsampler(kind, 3, 8))
+        x = torch.zeros(1, 3, 48, 48)
+        stats: dict[str, int] = {}
+        with torch.no_grad():
+            assert torch.equal(labels_by_pruning(model, x, stats=stats), model(x).argmax(1))
+        assert stats["exact"] > 0 and used == [patched]
+
+
+def test_cells_whose_corners_agree_are_sure_without_the_class_tests() -> None:
+    """Stage 1 of the 2×2 pruning: a cell whose four corners share their best class, each
+    leading by more than the margin, is that class's; a corner with a rival within the
+    margin leaves the cell to the floor and corner tests."""
+    from fcnkit.inference.lowres import _bands, _prune_by_corners
+
+    scores = torch.zeros(1, 4, 4, 4)
+    scores[:, 2] = 1.0
+    scores[:, 3, 0, 0] = 1.0 - 1e-7  # a rival within the margin at one corner
+    rows = _bands(32, 0, kernel=16, stride=8, padding=4, input_size=4)
+    label, doubtful, survivors, scale = _prune_by_corners(scores, rows, rows, 1e-4)
+    assert label.shape == (1, len(rows), len(rows))
+    # The cells whose window holds coarse pixel (0, 0): windows 0 and 1 of each axis.
+    assert sorted(doubtful.tolist()) == [0, 1, len(rows), len(rows) + 1]
+    assert survivors.tolist() == [[False, False, True, True]] * 4
+    assert torch.equal(scale, torch.ones(4))
+    sure = torch.ones(len(rows) ** 2, dtype=torch.bool)
+    sure[doubtful] = False
+    assert bool((label.view(-1)[sure] == 2).all())

@@ -18,13 +18,18 @@ side, ``out_a(p) ≥ W(p)·min_J s_a``. Where two regions meet every class's win
 sits at the absent level, so a second test applies there: with a, b the two classes of
 highest window maximum, c cannot win if ``s_a + s_b > 2·s_c`` at every position of the
 window (then ``max(out_a, out_b) ≥ (out_a + out_b)/2 > out_c``). Inside a region one class
-survives, and the whole cell takes its label without any full-resolution score.
+survives, and the whole cell takes its label without any full-resolution score. For 2×2
+windows (every bilinear recipe) a cheaper sufficient test runs first: a cell whose four
+corners have the same best class, each with no rival within the margin, is that class's
+(:func:`_prune_by_corners`); the two tests above then run on the other cells only.
 
 Cells with several survivors are labelled per pixel from their candidates only: each
 candidate's blend with the upsampler's own weights, decided when the best candidate leads
 by more than float32 rounding of either sum could change (:func:`_blend_doubtful`).
 Pixels within that tolerance (near-ties), NaN or infinite scores go to the exact path: the
-model's own last upsampling of the whole map, on the scores as the model made them, so
+model's own last upsampling, on the scores as the model made them — of a small patch
+around each undecided cell for a grouped transposed convolution (whose output there is
+the whole map's bit for bit, :func:`_exact_patches`), of the whole map otherwise — so
 every label is ``model(x).argmax(1)``'s bit for bit.
 
 The cell tests keep a safety margin (:data:`MARGIN`, relative to the map's largest
@@ -60,23 +65,22 @@ MARGIN = 1e-4
 
 #: When the pixels of the doubtful cells × their candidates exceed this fraction of the
 #: whole map's C × H × W, :func:`fcnkit.inference.labels.whole_image_labels` labels the
-#: whole map per pixel instead: on 320×480 maps of 21 classes the pruning ran at 0.7–1.0×
-#: the whole map's time at 1.1–1.5 % of its work and 1.3× at 4.5 %
-#: (``benchmarks/bench_lowres_cells.py --sweep``, docs/benchmarks.md).
-DENSE_WORK = 0.015
+#: whole map per pixel instead: on 320×480 maps of 21 classes the pruning ran at
+#: 0.57–0.61× the whole map's time at 1.1–1.5 % of its work, 0.96× at 4.2 % and 1.6× at
+#: 12 % (``benchmarks/bench_lowres_cells.py --sweep``, docs/benchmarks.md).
+DENSE_WORK = 0.03
 #: Below this many class scores (C × H × W) the whole map's per-pixel work is cheaper than
-#: the pruning's fixed cost (~40 small operations, about 1 ms on 2 cores), whatever the
-#: map: the demo's 4 classes at 150×210 (126 000) took 3.3 ms of head by pruning
-#: against 1.2 ms by the plain argmax (``bench_lowres_cells.py --checkpoint``), and
-#: 21 × 320 × 480 (3.2 M) maps with no doubtful cell took half the whole map's time.
+#: the pruning's fixed cost (~60 small operations, about 0.5 ms on 2 cores), whatever the
+#: map: calm region maps of 4 classes at 150×210 (126 000 scores, the demo's) took
+#: 1.8× the whole map's time, of 4 classes at 320×480 (614 000) 1.4× and of 21 classes
+#: at 160×240 (806 000) 1.2×, against 0.6× for 21 × 320 × 480 (3.2 M)
+#: (``bench_lowres_cells.py --sweep --classes C --size H,W``).
 PRUNE_MIN_SCORES = 2**21
 
 #: The blend of a doubtful cell's candidates (:func:`_blend_doubtful`) decides a pixel
 #: when its best candidate leads by more than this many float32 ulps of the window's
 #: largest |score| (plus the weight terms of :func:`_tap_tables`).
 _BLEND_ULPS = 64
-#: An empty candidate slot's score: below any real score, finite so 0 · it stays 0.
-_ABSENT = -1e30
 #: Keeps the tolerance positive for all-zero (or subnormal) windows.
 _TINY = 1e-30
 
@@ -164,6 +168,22 @@ def _window_index(bands: np.ndarray) -> np.ndarray:
     return np.where((last - first == 1) & (first == 0), 0, first + 1)
 
 
+def _window_pick(tensor: torch.Tensor, dim: int, bands: np.ndarray,
+                 shift: int) -> torch.Tensor:
+    """Per band along ``dim`` of an edge-replicated map (one extra row each side), row
+    ``shift`` (0 or 1) of the band's 2-row window (:func:`_window_index`)."""
+    index = _window_index(bands) + shift
+    if np.array_equal(index, np.arange(index[0], index[0] + len(index))):
+        return tensor.narrow(dim, int(index[0]), len(index))  # the usual case
+    return tensor.index_select(dim, torch.as_tensor(index, device=tensor.device))
+
+
+def _two_row_windows(row_bands: np.ndarray, col_bands: np.ndarray) -> bool:
+    """Every cell's window has at most 2 rows and 2 columns (every bilinear recipe:
+    kernel ≤ 2·stride)."""
+    return max(int((b[:, 3] - b[:, 2]).max()) for b in (row_bands, col_bands)) <= 2
+
+
 def _pairwise_corners(scores: torch.Tensor, row_bands: np.ndarray,
                       col_bands: np.ndarray) -> list[torch.Tensor]:
     """The four scores of each cell's window when every window has at most 2 rows and 2
@@ -173,14 +193,7 @@ def _pairwise_corners(scores: torch.Tensor, row_bands: np.ndarray,
     # (replicate padding returns NCHW; class reductions want the classes contiguous)
     padded = F.pad(scores, (1, 1, 1, 1), mode="replicate").contiguous(
         memory_format=torch.channels_last)
-
-    def pick(tensor: torch.Tensor, dim: int, bands: np.ndarray, shift: int) -> torch.Tensor:
-        index = _window_index(bands) + shift
-        if np.array_equal(index, np.arange(index[0], index[0] + len(index))):
-            return tensor.narrow(dim, int(index[0]), len(index))  # the usual case
-        return tensor.index_select(dim, torch.as_tensor(index, device=tensor.device))
-
-    return [pick(pick(padded, 2, row_bands, dy), 3, col_bands, dx)
+    return [_window_pick(_window_pick(padded, 2, row_bands, dy), 3, col_bands, dx)
             for dy in (0, 1) for dx in (0, 1)]
 
 
@@ -201,7 +214,7 @@ def prune_cells(
         survive in each cell.
     """
     corners = None
-    if max(int((b[:, 3] - b[:, 2]).max()) for b in (row_bands, col_bands)) <= 2:
+    if _two_row_windows(row_bands, col_bands):
         corners = _pairwise_corners(scores, row_bands, col_bands)
         # (outputs in channels_last: the class reductions below read classes contiguously)
         high = torch.empty_like(corners[0], memory_format=torch.channels_last)
@@ -305,13 +318,31 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     # the other way.
     model_scores = scores
     scores = scores.contiguous(memory_format=torch.channels_last)
-    if not bool(torch.isfinite(scores).all()):
+    bound = scores.abs().amax()  # the map's largest |score|: NaN or ∞ if any score is
+    if not bool(torch.isfinite(bound)):
         # The bounds need finite scores: the model blends an infinity even with weight 0
         # (0 · ∞ is NaN). Such maps (a diverged model) are labelled by its own tail.
         logits = upsampler(model_scores)[:, :, top : top + height, left : left + width]
         return logits.argmax(1)
-    label, survives = prune_cells(scores, rows, cols, keep_survivors=True)
+    # One margin scale for the whole map (its largest |score|): at least as wide as each
+    # window's own, so at least as safe.
+    tolerance = MARGIN * (1.0 + float(bound))
+    if _two_row_windows(rows, cols):
+        label, doubtful, survivors, scale = _prune_by_corners(scores, rows, cols, tolerance)
+    else:
+        label, survives = prune_cells(scores, rows, cols, keep_survivors=True)
+        doubtful = (survives.sum(1) != 1).view(-1).nonzero().squeeze(1)
+        survivors = survives.permute(0, 2, 3, 1).reshape(-1, scores.shape[1])[doubtful]
+        scale = bound.expand(len(doubtful))  # the map's: at least each window's
     n, cells_h, cells_w = label.shape
+    cells = n * cells_h * cells_w
+    pairs = int(survivors.sum())  # (cell, class) pairs in doubt
+    if stats is not None:
+        stats["cells"] = stats.get("cells", 0) + cells
+        stats["doubtful"] = stats.get("doubtful", 0) + len(doubtful)
+        stats["pairs"] = stats.get("pairs", 0) + pairs
+    if pairs * height * width / cells > max_work * scores.shape[1] * n * height * width:
+        return None
     # Every pixel takes its cell's label (one gather per axis) in a buffer with one spare
     # slot at the end: the blend writes pixels beyond a cell's edge there.
     buffer = torch.empty(n * height * width + 1, dtype=torch.int64, device=label.device)
@@ -319,28 +350,91 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     row_band, col_band = (torch.as_tensor(_band_of_rows(bands), device=label.device)
                           for bands in (rows, cols))
     torch.index_select(label.index_select(1, row_band), 2, col_band, out=labels)
-    candidates = survives.sum(1)
-    doubtful = (candidates != 1).view(-1).nonzero().squeeze(1)  # flat cell indices
-    cells = n * cells_h * cells_w
-    pairs = int(candidates.sum()) - (cells - len(doubtful))  # (cell, class) pairs in doubt
-    if stats is not None:
-        stats["cells"] = stats.get("cells", 0) + cells
-        stats["doubtful"] = stats.get("doubtful", 0) + len(doubtful)
-        stats["pairs"] = stats.get("pairs", 0) + pairs
-    if pairs * height * width / cells > max_work * scores.shape[1] * n * height * width:
-        return None
     exact = doubtful
     if len(doubtful):
         tables = _tap_tables(upsampler, rows, cols, top, left, scores.shape[-2:])
         if tables is not None:
-            exact = _blend_doubtful(scores, survives, buffer, (height, width), doubtful,
-                                    rows, cols, tables)
+            exact = _blend_doubtful(scores, survivors, (cells_h, cells_w), buffer,
+                                    (height, width), doubtful, (rows, cols), tables, scale)
     if stats is not None:
         stats["exact"] = stats.get("exact", 0) + len(exact)
-    if len(exact):
+    if len(exact) and not _exact_patches(upsampler, model_scores, labels, exact.tolist(),
+                                         (rows, cols), (top, left)):
         band_rows = (exact // cells_w % cells_h).cpu().numpy()
         _exact_rows(upsampler, model_scores, labels, band_rows, rows, (top, left))
     return labels
+
+
+def _prune_by_corners(scores: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
+                      tolerance: float
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pruning for 2×2 windows in two stages; each cell's label, and the doubtful
+    cells (flat indices) with their surviving classes (``(D, C)`` bool) and their
+    window's largest |score| (``(D,)``).
+
+    1. Per low-resolution pixel, its best class and how many classes come within
+       ``tolerance`` of it. A cell whose four corners have the same best class a, each
+       with no other class within ``tolerance``, is a's: for every other class c,
+       ``out_a − out_c = Σ_j w_j (s_a(j) − s_c(j)) > 0`` with the same non-negative
+       weights, by far more than float32 rounding of either sum could change. (Two
+       reductions over the map instead of per-class tests over every cell: the interior
+       of a region costs nothing more.)
+    2. The other cells only: the floor and corner tests of :func:`prune_cells` on their
+       four corners' score vectors.
+    """
+    n, classes, height, width = scores.shape
+    corner = _corner_pixels(rows.tobytes(), rows.shape, cols.tobytes(), cols.shape,
+                            height, width).to(scores.device)
+    if n > 1:  # (4, N · cells): the images one after another
+        offsets = torch.arange(n, device=scores.device) * (height * width)
+        corner = (corner[:, None, :] + offsets[:, None]).reshape(4, -1)
+    planes = scores.contiguous()  # NCHW: the class reductions run along whole planes
+    top, best = planes.max(1)
+    near = (planes >= (top - tolerance).unsqueeze(1)).sum(1)  # the top class and its rivals
+    # One key per pixel, rivals × C + best class: a cell is sure when its four corners
+    # hold the same key, below 2C (no rival but the best class itself).
+    keys = (near * classes + best).take(corner)  # (4, N · cells)
+    high = keys.amax(0)
+    # (min, not amin: torch 2.14's int64 amin over a leading dim is ~60× slower)
+    sure = (high == keys.min(0).values) & (high < 2 * classes)
+    label = high - classes  # the best class where sure (others are relabelled below)
+    label = label.view(n, len(rows), len(cols))
+    unsure = (~sure).nonzero().squeeze(1)
+    if not len(unsure):
+        return (label, unsure, torch.zeros(0, classes, dtype=torch.bool, device=label.device),
+                torch.zeros(0, dtype=scores.dtype, device=label.device))
+    # Stage 2: each unsure cell's four corners, (4, D, C), from the scores by pixel.
+    by_pixel = scores.permute(0, 2, 3, 1).reshape(-1, classes)  # a view if channels_last
+    corners = by_pixel.index_select(0, corner[:, unsure].reshape(-1)).view(4, -1, classes)
+    high = corners.amax(0)
+    survives = high >= corners.amin(0).amax(1, keepdim=True) - tolerance  # the floor test
+    first = high.argmax(1, keepdim=True)
+    if classes > 2:  # the corner test (prune_cells)
+        second = high.scatter(1, first, float("-inf")).argmax(1, keepdim=True)
+        pair = torch.cat([first, second], 1).expand(4, -1, -1)
+        beaten = (corners.gather(2, pair).sum(2, keepdim=True) - 2 * corners).amin(0)
+        survives &= ~(beaten > 4 * tolerance)
+    single = survives.sum(1) == 1  # the class of highest window maximum always survives
+    label.view(-1)[unsure[single]] = first[single, 0]
+    several = ~single
+    scale = corners.abs().amax(2).amax(0)[several]
+    return label, unsure[several], survives[several], scale
+
+
+@functools.lru_cache(maxsize=64)
+def _corner_pixels(rows_bytes: bytes, rows_shape: tuple[int, ...], cols_bytes: bytes,
+                   cols_shape: tuple[int, ...], height: int, width: int) -> torch.Tensor:
+    """``(4, Bh · Bw)``: each cell's window corners (top-left, top-right, bottom-left,
+    bottom-right) as flat pixel indices of an ``height × width`` map; window j holds rows
+    j − 1 and j, clamped (:func:`_window_extrema`: a one-row edge window is its row
+    twice)."""
+    pairs = []
+    for data, shape, size in ((rows_bytes, rows_shape, height), (cols_bytes, cols_shape, width)):
+        index = _window_index(np.frombuffer(data, dtype=np.int64).reshape(shape))
+        pairs.append((np.clip(index - 1, 0, size - 1), np.clip(index, 0, size - 1)))
+    (top, bottom), (left, right) = pairs
+    return torch.as_tensor(np.stack([(r[:, None] * width + c[None, :]).ravel()
+                                     for r in (top, bottom) for c in (left, right)]))
 
 
 def _band_of_rows(bands: np.ndarray) -> np.ndarray:
@@ -447,25 +541,62 @@ def _cached_axis_weights(kind: str, taps: tuple[float, ...], stride: int, paddin
     return _axis_weights(kind, taps, stride, padding, size, offset, input_size, bands)
 
 
-def _cell_axis(bands: np.ndarray, band: torch.Tensor, limit: int, weights: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One axis of the cells ``band`` (indices into ``bands``): the input rows of each
-    cell's window (clamped to ``limit``), its output rows padded to the longest band
-    (clamped), which of those are real, and their weights from the ``weights`` table."""
-    device = band.device
-    table = torch.tensor(bands, device=device)
+#: Written for a pixel position beyond its cell's band (cells are padded to the longest
+#: band): flat indices at or beyond it are sent to the label buffer's spare slot.
+_BEYOND = 2**40
+
+
+@functools.lru_cache(maxsize=64)
+def _band_axis(bands_bytes: bytes, bands_shape: tuple[int, ...], limit: int, scale: int,
+               weights_bytes: bytes, weights_shape: tuple[int, ...]
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """One axis of every band, for :func:`_blend_doubtful`:
+
+    * the input rows of its window (clamped to ``limit``), ``(B, T)``;
+    * its output rows × ``scale``, padded to the longest band with :data:`_BEYOND`,
+      ``(B, S)``;
+    * its weights on the window's rows (``weights``: the table of :func:`_axis_weights`)
+      and which of its S rows are real, as an index ``(B,)`` into the distinct patterns
+      ``(P, T, S)`` and ``(P, S)`` (most bands share one: every interior band of an
+      integer-factor upsampling).
+    """
+    bands = np.frombuffer(bands_bytes, dtype=np.int64).reshape(bands_shape)
+    weights = np.frombuffer(weights_bytes, dtype=np.float64).reshape(weights_shape)
     span = int((bands[:, 1] - bands[:, 0]).max())
     taps = weights.shape[1]
-    inputs = (table[band, 2, None] + torch.arange(taps, device=device)).clamp_(max=limit - 1)
-    outputs = table[band, 0, None] + torch.arange(span, device=device)
-    valid = outputs < table[band, 1, None]
-    outputs = outputs.clamp_(max=int(bands[-1, 1]) - 1)
-    return inputs, outputs, valid, weights[outputs]
+    inputs = np.minimum(bands[:, 2, None] + np.arange(taps), limit - 1)
+    outputs = bands[:, 0, None] + np.arange(span)
+    valid = outputs < bands[:, 1, None]
+    outputs = np.minimum(outputs, int(bands[-1, 1]) - 1)
+    per_band = np.where(valid[:, :, None], weights[outputs], 0.0).transpose(0, 2, 1)
+    keys = np.concatenate([per_band.reshape(len(bands), -1), valid], axis=1)
+    distinct, first, pattern = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return (torch.as_tensor(inputs), torch.as_tensor(np.where(valid, outputs * scale, _BEYOND)),
+            torch.as_tensor(pattern.reshape(-1)), per_band[first], valid[first])
 
 
-def _blend_doubtful(scores: torch.Tensor, survives: torch.Tensor, buffer: torch.Tensor,
-                    size: tuple[int, int], doubtful: torch.Tensor, rows: np.ndarray,
-                    cols: np.ndarray, tables: tuple[np.ndarray, np.ndarray, float]
+@functools.lru_cache(maxsize=64)
+def _cell_tables(row_patterns: bytes, row_valid: bytes, col_patterns: bytes, col_valid: bytes,
+                 row_shape: tuple[int, ...], col_shape: tuple[int, ...]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each pair of row and column patterns (:func:`_band_axis`): the weight of
+    window score (t, u) on pixel (y, x) of a cell, ``(Pr · Pc, T · U, Y · X)`` float32
+    (outer products), and which pixels are real, ``(Pr · Pc, Y · X)``."""
+    rows = np.frombuffer(row_patterns, dtype=np.float64).reshape(row_shape)
+    cols = np.frombuffer(col_patterns, dtype=np.float64).reshape(col_shape)
+    valid_r = np.frombuffer(row_valid, dtype=bool).reshape(len(rows), -1)
+    valid_c = np.frombuffer(col_valid, dtype=bool).reshape(len(cols), -1)
+    pairs = len(rows) * len(cols)
+    table = np.einsum("aty,bux->abtuyx", rows, cols).reshape(
+        pairs, rows.shape[1] * cols.shape[1], -1)
+    valid = (valid_r[:, None, :, None] & valid_c[None, :, None, :]).reshape(pairs, -1)
+    return torch.as_tensor(table, dtype=torch.float32), torch.as_tensor(valid)
+
+
+def _blend_doubtful(scores: torch.Tensor, survivors: torch.Tensor, cells_hw: tuple[int, int],
+                    buffer: torch.Tensor, size: tuple[int, int], doubtful: torch.Tensor,
+                    bands: tuple[np.ndarray, np.ndarray],
+                    tables: tuple[np.ndarray, np.ndarray, float], scale: torch.Tensor
                     ) -> torch.Tensor:
     """Label the pixels of the doubtful cells from their candidates only, all cells at once.
 
@@ -473,12 +604,15 @@ def _blend_doubtful(scores: torch.Tensor, survives: torch.Tensor, buffer: torch.
     over the cell's window (:func:`_axis_weights`), computed here for the K surviving
     classes of each cell instead of the C classes of the whole map. It is not the model's
     rounding of that sum, so a pixel is decided only when no other candidate comes within
-    the tolerance of :func:`_tap_tables` of its best one: the model's score and this one
-    differ by less, so the model's argmax is the same class. Cells with a pixel inside
-    the tolerance (near-ties, exact ties) or with no survivor (NaN) are left to the exact
-    path.
+    the tolerance of :func:`_tap_tables` (relative to ``scale``, the largest |score| of
+    each cell's window, finite) of its best one: the model's score and this one differ by less, so
+    the model's argmax is the same class. Cells with a pixel inside the tolerance
+    (near-ties, exact ties) are left to the exact path.
 
     Args:
+        survivors: ``(D, C)`` bool, the candidate classes of each doubtful cell.
+        scale: ``(D,)``, the largest |score| in each doubtful cell's window.
+        cells_hw: ``(Bh, Bw)``, cells per image.
         buffer: the flat labels, ``N·H·W`` pixels and one spare slot; the cells' pixels
             are written into it.
         size: ``(H, W)``.
@@ -489,53 +623,94 @@ def _blend_doubtful(scores: torch.Tensor, survives: torch.Tensor, buffer: torch.
     """
     device = scores.device
     n, classes, in_h, in_w = scores.shape
-    cells_h, cells_w = survives.shape[-2:]
-    height, width = size
-    relative = tables[2]
-    row_w, col_w = (torch.as_tensor(t, dtype=scores.dtype, device=device) for t in tables[:2])
+    (cells_h, cells_w), (height, width) = cells_hw, size
+    in_r, out_r, pattern_r, rows, valid_r = _band_axis(
+        bands[0].tobytes(), bands[0].shape, in_h, width, tables[0].tobytes(), tables[0].shape)
+    in_c, out_c, pattern_c, cols, valid_c = _band_axis(
+        bands[1].tobytes(), bands[1].shape, in_w, 1, tables[1].tobytes(), tables[1].shape)
+    weights, valid = (t.to(device) for t in _cell_tables(
+        rows.tobytes(), valid_r.tobytes(), cols.tobytes(), valid_c.tobytes(), rows.shape,
+        cols.shape))
     image = doubtful // (cells_h * cells_w)
-    band_row, band_col = doubtful // cells_w % cells_h, doubtful % cells_w
-    image = doubtful // (cells_h * cells_w)
-    band_row, band_col = doubtful // cells_w % cells_h, doubtful % cells_w
-    survivors = survives.permute(0, 2, 3, 1).reshape(-1, classes).index_select(0, doubtful)
-    # One entry per (doubtful cell, surviving class) pair, P in all: the work is set by
-    # the candidates there are, whatever the largest number of them in one cell.
+    band_row, band_col = (doubtful // cells_w % cells_h).cpu(), (doubtful % cells_w).cpu()
+    pattern = (pattern_r[band_row] * len(cols) + pattern_c[band_col]).to(device)
+    # One entry per (doubtful cell, surviving class) pair, P in all, in cell order: the
+    # work is set by the candidates there are, whatever the largest number in one cell.
     pair_cell, pair_class = survivors.nonzero().unbind(1)
-
-    in_r, out_r, valid_r, w_r = _cell_axis(rows, band_row, in_h, row_w)
-    in_c, out_c, valid_c, w_c = _cell_axis(cols, band_col, in_w, col_w)
-    # Each pair's window scores (P, T, U), one flat gather from NHWC scores.
+    # Each pair's window scores (P, T·U), one flat gather from NHWC scores.
     by_pixel = scores.permute(0, 2, 3, 1).contiguous()  # free for channels_last scores
-    where = ((image[pair_cell, None, None] * in_h + in_r[pair_cell, :, None]) * in_w
-             + in_c[pair_cell, None, :]) * classes + pair_class[:, None, None]
-    corners = by_pixel.view(-1).take(where)
-    # values[p, y, x] = Σ_t w_r[y, t] · Σ_u corners[p, t, u] · w_c[x, u] (the cell's weights)
-    pair_w_r, pair_w_c = w_r.index_select(0, pair_cell), w_c.index_select(0, pair_cell)
-    across = torch.einsum("ptu,pxu->ptx", corners, pair_w_c)
-    values = torch.einsum("pyt,ptx->pyx", pair_w_r, across).flatten(1)  # (P, Y·X)
-    # Per cell: the top score of each pixel, then which candidates come within the
-    # tolerance of it. Decided: exactly one does (its class is the label); a NaN or an
-    # infinity in a window leaves the cell to the exact path.
-    cells = len(doubtful)
-    scale = torch.zeros(cells, dtype=scores.dtype, device=device).scatter_reduce_(
-        0, pair_cell, corners.abs().amax((1, 2)), "amax")
-    finite = torch.ones(cells, dtype=torch.bool, device=device)
-    finite[pair_cell[~torch.isfinite(corners).all(2).all(1)]] = False
-    top = torch.full((cells, values.shape[1]), float("-inf"), dtype=values.dtype,
-                     device=device).scatter_reduce_(
-        0, pair_cell[:, None].expand_as(values), values, "amax")
-    threshold = top - (relative * (scale + _TINY))[:, None]
+    window = ((image[:, None, None] * in_h + in_r[band_row].to(device)[:, :, None]) * in_w
+              + in_c[band_col].to(device)[:, None, :]).flatten(1)  # (D, T·U) pixels
+    corners = by_pixel.view(-1).take(window.index_select(0, pair_cell) * classes
+                                     + pair_class[:, None]).to(torch.float32)
+    # values[p, y·x] = Σ_{t,u} weights[cell's patterns, t·u, y·x] · corners[p, t·u]
+    values = (weights.index_select(0, pattern.index_select(0, pair_cell))
+              * corners[:, :, None]).sum(1)  # (P, Y·X)
+    # Per cell and pixel: the top score, then the candidates within the tolerance of it,
+    # counted and named in one sum: each adds 1024 + its class (exact in float32), so a
+    # sum below 2048 is one candidate, whose class is the sum − 1024.
+    top = torch.full((len(doubtful), values.shape[1]), float("-inf"), device=device)
+    top.scatter_reduce_(0, pair_cell[:, None].expand_as(values), values, "amax")
+    threshold = top - (tables[2] * (scale + _TINY))[:, None]
     close = values >= threshold.index_select(0, pair_cell)
-    count = torch.zeros(top.shape, dtype=torch.int64, device=device).index_add_(
-        0, pair_cell, close.to(torch.int64))
-    choice = torch.zeros(top.shape, dtype=torch.int64, device=device).index_add_(
-        0, pair_cell, close * pair_class[:, None])
-    valid = (valid_r[:, :, None] & valid_c[:, None, :]).flatten(1)
-    undecided = ((count != 1) & valid).any(1) | ~finite
-    flat = (image[:, None, None] * height + out_r[:, :, None]) * width + out_c[:, None, :]
-    flat = flat.flatten(1).masked_fill_(~valid, n * height * width)  # beyond the cell: spare
-    buffer.index_copy_(0, flat.view(-1), choice.view(-1))
+    tally = torch.zeros_like(top).index_add_(0, pair_cell,
+                                             close * (1024.0 + pair_class[:, None].float()))
+    undecided = ((tally >= 2048) & valid.index_select(0, pattern)).any(1)
+    flat = ((image * (height * width))[:, None, None] + out_r[band_row].to(device)[:, :, None]
+            + out_c[band_col].to(device)[:, None, :]).flatten(1).clamp_(max=n * height * width)
+    buffer.index_copy_(0, flat.view(-1), (tally - 1024).to(torch.int64).view(-1))
     return doubtful[undecided]
+
+
+#: At most this many undecided cells are computed patch by patch (:func:`_exact_patches`);
+#: beyond, the model's upsampling of the whole map costs less.
+_PATCH_CELLS = 32
+
+
+def _exact_patches(upsampler: nn.Module, scores: torch.Tensor, labels: torch.Tensor,
+                   cells: list[int], bands: tuple[np.ndarray, np.ndarray],
+                   offset: tuple[int, int]) -> bool:
+    """Overwrite the pixels of each cell in ``cells`` (flat ``(N, Bh, Bw)`` indices) with
+    the argmax of the model's own upsampler run on a patch of ``scores`` (the cell's
+    window and one more low-resolution row and column on each side, in the scores' own
+    memory layout). False, with nothing written, unless the upsampler is a grouped
+    (per-class) transposed convolution and there are at most :data:`_PATCH_CELLS` cells.
+
+    Why a patch gives the whole map's values bit for bit: a grouped transposed
+    convolution computes each output pixel of each class from the same few taps in the
+    same order wherever the pixel lies, as long as every input row and column feeding it
+    is in the patch (``tests/inference/test_inference_lowres.py`` checks this against the
+    whole map, edges included, in both layouts). A full C × C transposed convolution (the
+    Caffe geometry) is a GEMM whose blocking depends on the size and rounds differently,
+    and ``F.interpolate`` can round a patch 1 ulp off the whole map
+    (:func:`fcnkit.inference.labels.labels_by_strips`): those take :func:`_exact_rows`.
+    """
+    classes = scores.shape[1]
+    if (not isinstance(upsampler, nn.ConvTranspose2d) or upsampler.groups != classes
+            or len(cells) > _PATCH_CELLS):
+        return False
+    rows, cols = bands
+    top, left = offset
+    _, _, in_h, in_w = scores.shape
+    stride_y, stride_x = (int(v) for v in upsampler.stride)
+    layout = (torch.channels_last if scores.is_contiguous(memory_format=torch.channels_last)
+              and not scores.is_contiguous() else torch.contiguous_format)
+    writes = []
+    for cell in cells:
+        image, rest = divmod(cell, len(rows) * len(cols))
+        i, j = divmod(rest, len(cols))
+        r0, r1 = max(0, int(rows[i, 2]) - 1), min(in_h, int(rows[i, 3]) + 1)
+        c0, c1 = max(0, int(cols[j, 2]) - 1), min(in_w, int(cols[j, 3]) + 1)
+        patch = scores[image : image + 1, :, r0:r1, c0:c1].contiguous(memory_format=layout)
+        logits = upsampler(patch)
+        y0, y1 = (int(v) + top - stride_y * r0 for v in rows[i, :2])
+        x0, x1 = (int(v) + left - stride_x * c0 for v in cols[j, :2])
+        if y0 < 0 or x0 < 0 or y1 > logits.shape[-2] or x1 > logits.shape[-1]:
+            return False  # a geometry whose patch does not cover the cell: the whole map
+        writes.append((image, i, j, logits[0, :, y0:y1, x0:x1].argmax(0)))
+    for image, i, j, cell_labels in writes:
+        labels[image, rows[i, 0] : rows[i, 1], cols[j, 0] : cols[j, 1]] = cell_labels
+    return True
 
 
 def _exact_rows(upsampler: nn.Module, scores: torch.Tensor, labels: torch.Tensor,
