@@ -404,3 +404,17 @@ def test_cells_whose_corners_agree_are_sure_without_the_class_tests() -> None:
     sure = torch.ones(len(rows) ** 2, dtype=torch.bool)
     sure[doubtful] = False
     assert bool((label.view(-1)[sure] == 2).all())
+
+
+def test_a_changed_upsampler_weight_is_factored_again() -> None:
+    """The kernel's factors are cached per module and weight version: a weight changed in
+    place (here to a kernel that no longer factors into rows × columns) is seen, and the
+    labels stay ``model(x).argmax(1)``'s."""
+    scores = _region_scores(4, 8, 8, 3, 0.5, seed=5)
+    upsampler = _upsampler("deconv", 4, 4)
+    model = ScoreModel(scores, upsampler)
+    x = torch.zeros(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(labels_by_pruning(model, x), model(x).argmax(1))
+        upsampler.weight[:, :, 0, 0] += 0.05  # still convex, no longer separable
+        assert torch.equal(labels_by_pruning(model, x), model(x).argmax(1))

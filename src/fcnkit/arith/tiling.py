@@ -1,5 +1,7 @@
 """Tiling geometry for sliding-window inference: where the windows start along one axis,
-which input rows a strip of a transposed convolution's output needs.
+which input rows a strip of a transposed convolution's output needs, and the *bands* of
+an upsampled axis (runs of output rows fed by the same input rows) with their weights,
+on which labels from low-resolution scores work (:mod:`fcnkit.inference.lowres`).
 
 Pure integer arithmetic, no torch. When to tile and with which window is inference's
 policy (:mod:`fcnkit.inference.tiling`); :mod:`fcnkit.inference.labels` uses both.
@@ -14,7 +16,10 @@ import numpy as np
 from fcnkit.errors import InputError
 
 __all__ = [
+    "band_weights",
+    "band_windows",
     "check_overlap",
+    "output_bands",
     "sliding_window_starts",
     "transposed_input_span",
     "transposed_input_spans",
@@ -101,3 +106,77 @@ def transposed_input_spans(
     last = (stop - 1 + padding) // stride  # floor((o1 - 1 + p) / s)
     last = np.maximum(last, -((kernel - stop - 2 * padding) // stride))  # ceil((o1+2p-k)/s)
     return np.maximum(0, first), np.minimum(input_size, last + 1)
+
+
+def output_bands(size: int, offset: int, *, kernel: int, stride: int, padding: int,
+                 input_size: int) -> np.ndarray:
+    """Output rows ``[0, size)`` of a transposed convolution (full-map row = row +
+    ``offset``, e.g. a crop offset) grouped into *bands* of consecutive rows fed by the same
+    input rows (:func:`transposed_input_spans`): an ``(B, 4)`` int64 array of
+    ``(start, stop, first, last)`` — output rows ``[start, stop)``, input rows
+    ``[first, last)``.
+
+    >>> output_bands(16, 0, kernel=16, stride=8, padding=4, input_size=2).tolist()
+    [[0, 4, 0, 1], [4, 12, 0, 2], [12, 16, 1, 2]]
+    """
+    rows = np.arange(size, dtype=np.int64) + offset
+    first, last = transposed_input_spans(rows, rows + 1, kernel=kernel, stride=stride,
+                                         padding=padding, input_size=input_size)
+    new = np.ones(size, dtype=bool)
+    new[1:] = (first[1:] != first[:-1]) | (last[1:] != last[:-1])
+    starts = np.flatnonzero(new)
+    stops = np.append(starts[1:], size)
+    return np.stack([starts, stops, first[starts], last[starts]], axis=1)
+
+
+def band_windows(bands: np.ndarray) -> np.ndarray:
+    """Per band of :func:`output_bands` whose input rows are at most 2, the index j of its
+    window among the 2-row windows ``(j − 1, j)`` of the edge-replicated input (rows −1
+    and n repeat rows 0 and n − 1): a span ``[i, i + 2)`` is window i + 1, the top span
+    ``[0, 1)`` window 0, any other one-row span ``[i, i + 1)`` window i + 1 (a superset).
+
+    >>> band_windows(np.array([[0, 4, 0, 1], [4, 12, 0, 2], [12, 16, 1, 2]])).tolist()
+    [0, 1, 2]
+    """
+    first, last = bands[:, 2], bands[:, 3]
+    return np.where((last - first == 1) & (first == 0), 0, first + 1)
+
+
+def band_weights(kind: str, taps: tuple[float, ...], stride: int, padding: int,
+                  size: int, offset: int, input_size: int,
+                  bands: np.ndarray) -> np.ndarray | None:
+    """``(size, T)`` float64 weights of output rows ``[0, size)`` (full-map row = row +
+    offset) on the input rows ``first, first + 1, …`` of their band's window (T = the
+    longest window). ``kind`` "deconv": ``taps`` is the 1-D kernel, the weight of input
+    row i on output row o is ``taps[o + padding - i * stride]``. ``kind`` "interpolate":
+    ``taps = (factor,)``, PyTorch's bilinear source index ``max(0, (o + ½)/f − ½)``
+    (``align_corners=False``) split between its floor and the next row (clamped). None
+    when a weight falls outside the window (the blend could not be trusted)."""
+    out = np.arange(size, dtype=np.int64) + offset
+    band = np.repeat(np.arange(len(bands)), bands[:, 1] - bands[:, 0])
+    first, last = bands[band, 2], bands[band, 3]
+    width = int((bands[:, 3] - bands[:, 2]).max())
+    weights = np.zeros((size, width), dtype=np.float64)
+    if kind == "interpolate":
+        factor = taps[0]
+        source = np.maximum(0.0, (out + 0.5) / factor - 0.5)
+        low = np.minimum(np.floor(source).astype(np.int64), input_size - 1)
+        lam = source - low
+        high = np.minimum(low + 1, input_size - 1)
+        pairs = [(low, 1.0 - lam), (high, lam)]
+    else:
+        kernel = np.asarray(taps)
+        pairs = []
+        for t in range(width):
+            i = first + t
+            index = out + padding - i * stride
+            inside = (index >= 0) & (index < len(kernel)) & (i < last)
+            pairs.append((i, np.where(inside, kernel[np.clip(index, 0, len(kernel) - 1)], 0.0)))
+    rows = np.arange(size)
+    for i, w in pairs:
+        local = i - first
+        used = w != 0
+        if ((local < 0) | (local >= width) | (i >= last))[used].any():
+            return None
+        np.add.at(weights, (rows[used], local[used]), w[used])
+    return weights

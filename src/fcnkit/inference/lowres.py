@@ -40,13 +40,14 @@ sum of a few terms could ever change, so rounding never changes a label.
 from __future__ import annotations
 
 import functools
+import weakref
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnkit.arith.tiling import transposed_input_spans
+from fcnkit.arith.tiling import band_weights, band_windows, output_bands
 from fcnkit.models.heads import Interpolate
 
 __all__ = [
@@ -116,17 +117,9 @@ def convex_upsampler(upsampler: nn.Module) -> bool:
 @functools.lru_cache(maxsize=64)
 def _bands(size: int, offset: int, *, kernel: int, stride: int, padding: int,
            input_size: int) -> np.ndarray:
-    """Output rows ``[0, size)`` (full-map row = row + offset) grouped into bands of
-    consecutive rows fed by the same input rows: an ``(B, 4)`` array of
-    ``(start, stop, first, last)``."""
-    rows = np.arange(size, dtype=np.int64) + offset
-    first, last = transposed_input_spans(rows, rows + 1, kernel=kernel, stride=stride,
-                                         padding=padding, input_size=input_size)
-    new = np.ones(size, dtype=bool)
-    new[1:] = (first[1:] != first[:-1]) | (last[1:] != last[:-1])
-    starts = np.flatnonzero(new)
-    stops = np.append(starts[1:], size)
-    bands = np.stack([starts, stops, first[starts], last[starts]], axis=1)
+    """:func:`fcnkit.arith.tiling.output_bands`, cached and read-only."""
+    bands = output_bands(size, offset, kernel=kernel, stride=stride, padding=padding,
+                         input_size=input_size)
     bands.setflags(write=False)  # cached: shared between calls
     return bands
 
@@ -161,18 +154,11 @@ def _window_extrema(scores: torch.Tensor, bands: np.ndarray,
     return torch.stack(highs, dim), torch.stack(lows, dim)
 
 
-def _window_index(bands: np.ndarray) -> np.ndarray:
-    """Per band, the index of its window among the 2-row windows ``(j - 1, j)`` of the
-    edge-replicated rows (see :func:`_window_extrema`)."""
-    first, last = bands[:, 2], bands[:, 3]
-    return np.where((last - first == 1) & (first == 0), 0, first + 1)
-
-
 def _window_pick(tensor: torch.Tensor, dim: int, bands: np.ndarray,
                  shift: int) -> torch.Tensor:
     """Per band along ``dim`` of an edge-replicated map (one extra row each side), row
     ``shift`` (0 or 1) of the band's 2-row window (:func:`_window_index`)."""
-    index = _window_index(bands) + shift
+    index = band_windows(bands) + shift
     if np.array_equal(index, np.arange(index[0], index[0] + len(index))):
         return tensor.narrow(dim, int(index[0]), len(index))  # the usual case
     return tensor.index_select(dim, torch.as_tensor(index, device=tensor.device))
@@ -388,9 +374,8 @@ def _prune_by_corners(scores: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
     if n > 1:  # (4, N · cells): the images one after another
         offsets = torch.arange(n, device=scores.device) * (height * width)
         corner = (corner[:, None, :] + offsets[:, None]).reshape(4, -1)
-    planes = scores.contiguous()  # NCHW: the class reductions run along whole planes
-    top, best = planes.max(1)
-    near = (planes >= (top - tolerance).unsqueeze(1)).sum(1)  # the top class and its rivals
+    top, best = scores.max(1)
+    near = (scores >= (top - tolerance).unsqueeze(1)).sum(1)  # the top class and its rivals
     # One key per pixel, rivals × C + best class: a cell is sure when its four corners
     # hold the same key, below 2C (no rival but the best class itself).
     keys = (near * classes + best).take(corner)  # (4, N · cells)
@@ -430,7 +415,7 @@ def _corner_pixels(rows_bytes: bytes, rows_shape: tuple[int, ...], cols_bytes: b
     twice)."""
     pairs = []
     for data, shape, size in ((rows_bytes, rows_shape, height), (cols_bytes, cols_shape, width)):
-        index = _window_index(np.frombuffer(data, dtype=np.int64).reshape(shape))
+        index = band_windows(np.frombuffer(data, dtype=np.int64).reshape(shape))
         pairs.append((np.clip(index - 1, 0, size - 1), np.clip(index, 0, size - 1)))
     (top, bottom), (left, right) = pairs
     return torch.as_tensor(np.stack([(r[:, None] * width + c[None, :]).ravel()
@@ -441,52 +426,12 @@ def _band_of_rows(bands: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(bands)), bands[:, 1] - bands[:, 0])
 
 
-def _axis_weights(kind: str, taps: tuple[float, ...], stride: int, padding: int,
-                  size: int, offset: int, input_size: int,
-                  bands: np.ndarray) -> np.ndarray | None:
-    """``(size, T)`` float64 weights of output rows ``[0, size)`` (full-map row = row +
-    offset) on the input rows ``first, first + 1, …`` of their band's window (T = the
-    longest window). ``kind`` "deconv": ``taps`` is the 1-D kernel, the weight of input
-    row i on output row o is ``taps[o + padding - i * stride]``. ``kind`` "interpolate":
-    ``taps = (factor,)``, PyTorch's bilinear source index ``max(0, (o + ½)/f − ½)``
-    (``align_corners=False``) split between its floor and the next row (clamped). None
-    when a weight falls outside the window (the blend could not be trusted)."""
-    out = np.arange(size, dtype=np.int64) + offset
-    band = np.repeat(np.arange(len(bands)), bands[:, 1] - bands[:, 0])
-    first, last = bands[band, 2], bands[band, 3]
-    width = int((bands[:, 3] - bands[:, 2]).max())
-    weights = np.zeros((size, width), dtype=np.float64)
-    if kind == "interpolate":
-        factor = taps[0]
-        source = np.maximum(0.0, (out + 0.5) / factor - 0.5)
-        low = np.minimum(np.floor(source).astype(np.int64), input_size - 1)
-        lam = source - low
-        high = np.minimum(low + 1, input_size - 1)
-        pairs = [(low, 1.0 - lam), (high, lam)]
-    else:
-        kernel = np.asarray(taps)
-        pairs = []
-        for t in range(width):
-            i = first + t
-            index = out + padding - i * stride
-            inside = (index >= 0) & (index < len(kernel)) & (i < last)
-            pairs.append((i, np.where(inside, kernel[np.clip(index, 0, len(kernel) - 1)], 0.0)))
-    rows = np.arange(size)
-    for i, w in pairs:
-        local = i - first
-        used = w != 0
-        if ((local < 0) | (local >= width) | (i >= last))[used].any():
-            return None
-        np.add.at(weights, (rows[used], local[used]), w[used])
-    return weights
-
-
 def _tap_tables(upsampler: nn.Module, rows: np.ndarray, cols: np.ndarray, top: int,
                 left: int, input_size: torch.Size
                 ) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """Row and column weight tables (:func:`_axis_weights`) of a convex upsampler and the
-    relative tolerance of a blend with them, or None if its kernel does not factor into a
-    row kernel times a column kernel.
+    """Row and column weight tables (:func:`fcnkit.arith.tiling.band_weights`) of a
+    convex upsampler and the relative tolerance of a blend with them, or None if its
+    kernel does not factor into a row kernel times a column kernel.
 
     The tolerance bounds |blend − model's score| / max |s| (the window's largest score):
     each side sums at most 4 products of weights ≤ 1 in float32, within a few ulps
@@ -506,21 +451,11 @@ def _tap_tables(upsampler: nn.Module, rows: np.ndarray, cols: np.ndarray, top: i
         if factor & (factor - 1):
             relative += 4 * 2 * ulp * (max(int(n) for n in input_size) + 1) * 2
     else:
-        weight = upsampler.weight.detach()
-        kernel = weight[0, 0].double().cpu().numpy()  # class 0's kernel (all are equal)
-        total = kernel.sum()
-        if not total > 0:
+        factors = _kernel_factors(upsampler)
+        if factors is None:
             return None
-        row_kernel, col_kernel = kernel.sum(1), kernel.sum(0) / total
-        # Bilinear kernels are outer products; anything else takes the exact path.
-        distance = float(np.abs(np.outer(row_kernel, col_kernel) - kernel).max())
-        if distance > 1e-6 * kernel.max():
-            return None
+        specs, distance = factors
         relative += 4 * 4 * distance
-        specs = [("deconv", tuple(row_kernel.tolist()), int(upsampler.stride[0]),
-                  int(upsampler.padding[0])),
-                 ("deconv", tuple(col_kernel.tolist()), int(upsampler.stride[1]),
-                  int(upsampler.padding[1]))]
     tables = []
     for (kind, taps, stride, padding), bands, offset, n in zip(
             specs, (rows, cols), (top, left), input_size):
@@ -533,12 +468,46 @@ def _tap_tables(upsampler: nn.Module, rows: np.ndarray, cols: np.ndarray, top: i
     return tables[0], tables[1], relative
 
 
+#: Per transposed convolution: its weight's version and storage, and the factors of
+#: :func:`_kernel_factors` (recomputed when the weight changes).
+_factor_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, int], object]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _kernel_factors(upsampler: nn.ConvTranspose2d
+                    ) -> tuple[list[tuple[str, tuple[float, ...], int, int]], float] | None:
+    """The row and column specs of a convex transposed convolution's kernel (class 0's:
+    all are equal) and the kernel's distance from their outer product, or None if it does
+    not factor (then the blend cannot be trusted). Cached per module and weight version."""
+    weight = upsampler.weight.detach()
+    # (a weight made under inference_mode has no version counter: never cached)
+    key = None if weight.is_inference() else (weight._version, weight.data_ptr())
+    cached = _factor_cache.get(upsampler)
+    if key is not None and cached is not None and cached[0] == key:
+        return cached[1]  # type: ignore[return-value]
+    kernel = weight[0, 0].double().cpu().numpy()
+    total = kernel.sum()
+    result: tuple[list[tuple[str, tuple[float, ...], int, int]], float] | None = None
+    if total > 0:
+        row_kernel, col_kernel = kernel.sum(1), kernel.sum(0) / total
+        # Bilinear kernels are outer products; anything else takes the exact path.
+        distance = float(np.abs(np.outer(row_kernel, col_kernel) - kernel).max())
+        if distance <= 1e-6 * kernel.max():
+            result = ([("deconv", tuple(row_kernel.tolist()), int(upsampler.stride[0]),
+                        int(upsampler.padding[0])),
+                       ("deconv", tuple(col_kernel.tolist()), int(upsampler.stride[1]),
+                        int(upsampler.padding[1]))], distance)
+    if key is not None:
+        _factor_cache[upsampler] = (key, result)
+    return result
+
+
 @functools.lru_cache(maxsize=64)
 def _cached_axis_weights(kind: str, taps: tuple[float, ...], stride: int, padding: int,
                          size: int, offset: int, input_size: int, bands_bytes: bytes,
                          bands_shape: tuple[int, ...]) -> np.ndarray | None:
     bands = np.frombuffer(bands_bytes, dtype=np.int64).reshape(bands_shape)
-    return _axis_weights(kind, taps, stride, padding, size, offset, input_size, bands)
+    return band_weights(kind, taps, stride, padding, size, offset, input_size, bands)
 
 
 #: Written for a pixel position beyond its cell's band (cells are padded to the longest
@@ -555,10 +524,10 @@ def _band_axis(bands_bytes: bytes, bands_shape: tuple[int, ...], limit: int, sca
     * the input rows of its window (clamped to ``limit``), ``(B, T)``;
     * its output rows × ``scale``, padded to the longest band with :data:`_BEYOND`,
       ``(B, S)``;
-    * its weights on the window's rows (``weights``: the table of :func:`_axis_weights`)
-      and which of its S rows are real, as an index ``(B,)`` into the distinct patterns
-      ``(P, T, S)`` and ``(P, S)`` (most bands share one: every interior band of an
-      integer-factor upsampling).
+    * its weights on the window's rows (``weights``: the table of
+      :func:`fcnkit.arith.tiling.band_weights`) and which of its S rows are real, as an
+      index ``(B,)`` into the distinct patterns ``(P, T, S)`` and ``(P, S)`` (most bands
+      share one: every interior band of an integer-factor upsampling).
     """
     bands = np.frombuffer(bands_bytes, dtype=np.int64).reshape(bands_shape)
     weights = np.frombuffer(weights_bytes, dtype=np.float64).reshape(weights_shape)
@@ -600,13 +569,13 @@ def _blend_doubtful(scores: torch.Tensor, survivors: torch.Tensor, cells_hw: tup
                     ) -> torch.Tensor:
     """Label the pixels of the doubtful cells from their candidates only, all cells at once.
 
-    A pixel's score of class c is ``Σ_t Σ_u wy(t) · wx(u) · s_c(first + t, first + u)``
-    over the cell's window (:func:`_axis_weights`), computed here for the K surviving
-    classes of each cell instead of the C classes of the whole map. It is not the model's
-    rounding of that sum, so a pixel is decided only when no other candidate comes within
-    the tolerance of :func:`_tap_tables` (relative to ``scale``, the largest |score| of
-    each cell's window, finite) of its best one: the model's score and this one differ by less, so
-    the model's argmax is the same class. Cells with a pixel inside the tolerance
+    A pixel's score of class c is ``Σ_t Σ_u wy(t) · wx(u) · s_c(first + t, first + u)`` over
+    the cell's window (:func:`fcnkit.arith.tiling.band_weights`), computed here for the K
+    surviving classes of each cell instead of the C classes of the whole map. It is not the
+    model's rounding of that sum, so a pixel is decided only when no other candidate comes
+    within the tolerance of :func:`_tap_tables` (relative to ``scale``, the largest |score|
+    of each cell's window, finite) of its best one: the model's score and this one differ by
+    less, so the model's argmax is the same class. Cells with a pixel inside the tolerance
     (near-ties, exact ties) are left to the exact path.
 
     Args:
