@@ -389,13 +389,14 @@ def test_cells_whose_corners_agree_are_sure_without_the_class_tests() -> None:
     """Stage 1 of the 2×2 pruning: a cell whose four corners share their best class, each
     leading by more than the margin, is that class's; a corner with a rival within the
     margin leaves the cell to the floor and corner tests."""
-    from fcnkit.inference.lowres import _bands, _prune_by_corners
+    from fcnkit.inference.lowres import _grid, _prune_by_corners
 
     scores = torch.zeros(1, 4, 4, 4)
     scores[:, 2] = 1.0
     scores[:, 3, 0, 0] = 1.0 - 1e-7  # a rival within the margin at one corner
-    rows = _bands(32, 0, kernel=16, stride=8, padding=4, input_size=4)
-    label, doubtful, survivors, scale = _prune_by_corners(scores, rows, rows, 1e-4)
+    grid = _grid(32, 32, 0, 0, 4, 4, 16, 8, 4)  # ×8 bilinear, 4×4 coarse scores
+    rows = grid.rows
+    label, doubtful, survivors, scale = _prune_by_corners(scores, grid, 1e-4)
     assert label.shape == (1, len(rows), len(rows))
     # The cells whose window holds coarse pixel (0, 0): windows 0 and 1 of each axis.
     assert sorted(doubtful.tolist()) == [0, 1, len(rows), len(rows) + 1]

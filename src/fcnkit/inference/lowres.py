@@ -40,7 +40,9 @@ sum of a few terms could ever change, so rounding never changes a label.
 from __future__ import annotations
 
 import functools
+import math
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -269,6 +271,29 @@ def labels_by_pruning(model: nn.Module, x: torch.Tensor, *,
     return labels
 
 
+class _Grid(NamedTuple):
+    """The cells of one geometry (image size, crop offset, coarse size, upsampler):
+    output bands per axis, each output row's and column's band, and for 2×2 windows
+    the cells' corner pixels (None otherwise)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    row_band: torch.Tensor
+    col_band: torch.Tensor
+    corners: torch.Tensor | None
+
+
+@functools.lru_cache(maxsize=64)
+def _grid(height: int, width: int, top: int, left: int, in_h: int, in_w: int, kernel: int,
+          stride: int, padding: int) -> _Grid:
+    geometry = {"kernel": kernel, "stride": stride, "padding": padding}
+    rows = _bands(height, top, input_size=in_h, **geometry)
+    cols = _bands(width, left, input_size=in_w, **geometry)
+    corners = _corner_pixels(rows, cols, in_h, in_w) if _two_row_windows(rows, cols) else None
+    return _Grid(rows, cols, torch.as_tensor(_band_of_rows(rows)),
+                 torch.as_tensor(_band_of_rows(cols)), corners)
+
+
 def labels_from_scores(model: nn.Module, scores: torch.Tensor,
                        size: tuple[int, int] | torch.Size, *,
                        stats: dict[str, int] | None = None,
@@ -293,9 +318,9 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
                                int(upsampler.padding[0]))
     top, left = (int(v) for v in model.final_offset)
     height, width = int(size[0]), int(size[1])
-    geometry = {"kernel": kernel, "stride": stride, "padding": padding}
-    rows = _bands(height, top, input_size=scores.shape[-2], **geometry)
-    cols = _bands(width, left, input_size=scores.shape[-1], **geometry)
+    grid = _grid(height, width, top, left, int(scores.shape[-2]), int(scores.shape[-1]),
+                 kernel, stride, padding)
+    rows, cols = grid.rows, grid.cols
     # Classes contiguous per cell: the pools and class reductions below are several
     # times faster so, and the blend gathers whole score vectors (free when the model
     # runs channels_last, as the default backend does).
@@ -305,16 +330,17 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     model_scores = scores
     scores = scores.contiguous(memory_format=torch.channels_last)
     bound = scores.abs().amax()  # the map's largest |score|: NaN or ∞ if any score is
-    if not bool(torch.isfinite(bound)):
+    largest = float(bound)
+    if not math.isfinite(largest):
         # The bounds need finite scores: the model blends an infinity even with weight 0
         # (0 · ∞ is NaN). Such maps (a diverged model) are labelled by its own tail.
         logits = upsampler(model_scores)[:, :, top : top + height, left : left + width]
         return logits.argmax(1)
     # One margin scale for the whole map (its largest |score|): at least as wide as each
     # window's own, so at least as safe.
-    tolerance = MARGIN * (1.0 + float(bound))
-    if _two_row_windows(rows, cols):
-        label, doubtful, survivors, scale = _prune_by_corners(scores, rows, cols, tolerance)
+    tolerance = MARGIN * (1.0 + largest)
+    if grid.corners is not None:
+        label, doubtful, survivors, scale = _prune_by_corners(scores, grid, tolerance)
     else:
         label, survives = prune_cells(scores, rows, cols, keep_survivors=True)
         doubtful = (survives.sum(1) != 1).view(-1).nonzero().squeeze(1)
@@ -333,8 +359,7 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     # slot at the end: the blend writes pixels beyond a cell's edge there.
     buffer = torch.empty(n * height * width + 1, dtype=torch.int64, device=label.device)
     labels = buffer[:-1].view(n, height, width)
-    row_band, col_band = (torch.as_tensor(_band_of_rows(bands), device=label.device)
-                          for bands in (rows, cols))
+    row_band, col_band = grid.row_band.to(label.device), grid.col_band.to(label.device)
     torch.index_select(label.index_select(1, row_band), 2, col_band, out=labels)
     exact = doubtful
     if len(doubtful):
@@ -351,8 +376,7 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     return labels
 
 
-def _prune_by_corners(scores: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
-                      tolerance: float
+def _prune_by_corners(scores: torch.Tensor, grid: _Grid, tolerance: float
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The pruning for 2×2 windows in two stages; each cell's label, and the doubtful
     cells (flat indices) with their surviving classes (``(D, C)`` bool) and their
@@ -369,8 +393,8 @@ def _prune_by_corners(scores: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
        four corners' score vectors.
     """
     n, classes, height, width = scores.shape
-    corner = _corner_pixels(rows.tobytes(), rows.shape, cols.tobytes(), cols.shape,
-                            height, width).to(scores.device)
+    assert grid.corners is not None
+    corner = grid.corners.to(scores.device)
     if n > 1:  # (4, N · cells): the images one after another
         offsets = torch.arange(n, device=scores.device) * (height * width)
         corner = (corner[:, None, :] + offsets[:, None]).reshape(4, -1)
@@ -383,7 +407,7 @@ def _prune_by_corners(scores: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
     # (min, not amin: torch 2.14's int64 amin over a leading dim is ~60× slower)
     sure = (high == keys.min(0).values) & (high < 2 * classes)
     label = high - classes  # the best class where sure (others are relabelled below)
-    label = label.view(n, len(rows), len(cols))
+    label = label.view(n, len(grid.rows), len(grid.cols))
     unsure = (~sure).nonzero().squeeze(1)
     if not len(unsure):
         return (label, unsure, torch.zeros(0, classes, dtype=torch.bool, device=label.device),
@@ -406,16 +430,15 @@ def _prune_by_corners(scores: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
     return label, unsure[several], survives[several], scale
 
 
-@functools.lru_cache(maxsize=64)
-def _corner_pixels(rows_bytes: bytes, rows_shape: tuple[int, ...], cols_bytes: bytes,
-                   cols_shape: tuple[int, ...], height: int, width: int) -> torch.Tensor:
+def _corner_pixels(rows: np.ndarray, cols: np.ndarray, height: int, width: int
+                   ) -> torch.Tensor:
     """``(4, Bh · Bw)``: each cell's window corners (top-left, top-right, bottom-left,
     bottom-right) as flat pixel indices of an ``height × width`` map; window j holds rows
     j − 1 and j, clamped (:func:`_window_extrema`: a one-row edge window is its row
     twice)."""
     pairs = []
-    for data, shape, size in ((rows_bytes, rows_shape, height), (cols_bytes, cols_shape, width)):
-        index = band_windows(np.frombuffer(data, dtype=np.int64).reshape(shape))
+    for bands, size in ((rows, height), (cols, width)):
+        index = band_windows(bands)
         pairs.append((np.clip(index - 1, 0, size - 1), np.clip(index, 0, size - 1)))
     (top, bottom), (left, right) = pairs
     return torch.as_tensor(np.stack([(r[:, None] * width + c[None, :]).ravel()
