@@ -69,14 +69,15 @@ MARGIN = 1e-4
 #: When the pixels of the doubtful cells × their candidates exceed this fraction of the
 #: whole map's C × H × W, :func:`fcnkit.inference.labels.whole_image_labels` labels the
 #: whole map per pixel instead: on 320×480 maps of 21 classes the pruning ran at
-#: 0.57–0.61× the whole map's time at 1.1–1.5 % of its work, 0.96× at 4.2 % and 1.6× at
-#: 12 % (``benchmarks/bench_lowres_cells.py --sweep``, docs/benchmarks.md).
+#: 0.44–0.54× the whole map's time at 1.1–1.5 % of its work, 0.68× at 4.2 % and 1.0× at
+#: 12 % (``benchmarks/bench_lowres_cells.py --sweep``, docs/benchmarks.md); 3 % keeps a
+#: margin for maps whose doubtful cells hold more candidates (random weights).
 DENSE_WORK = 0.03
 #: Below this many class scores (C × H × W) the whole map's per-pixel work is cheaper than
 #: the pruning's fixed cost (~60 small operations, about 0.5 ms on 2 cores), whatever the
 #: map: calm region maps of 4 classes at 150×210 (126 000 scores, the demo's) took
-#: 1.8× the whole map's time, of 4 classes at 320×480 (614 000) 1.4× and of 21 classes
-#: at 160×240 (806 000) 1.2×, against 0.6× for 21 × 320 × 480 (3.2 M)
+#: 1.5× the whole map's time, of 4 classes at 320×480 (614 000) 1.4–1.7× and of 21
+#: classes at 160×240 (806 000) 1.0×, against 0.5× for 21 × 320 × 480 (3.2 M)
 #: (``bench_lowres_cells.py --sweep --classes C --size H,W``).
 PRUNE_MIN_SCORES = 2**21
 
