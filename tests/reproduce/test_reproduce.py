@@ -28,7 +28,7 @@ from fcnkit.reproduce.upsampling import area_under_curve
 
 ROOT = Path(__file__).resolve().parents[2]
 #: t(0.95, df) from a printed table of Student's t.
-T95 = {1: 6.313752, 2: 2.919986, 3: 2.353363, 4: 2.131847, 9: 1.833113}
+T95 = {1: 6.313752, 2: 2.919986, 3: 2.353363, 4: 2.131847, 5: 2.015048, 9: 1.833113}
 
 TINY = Budget(train=4, val=2, size=(40, 48), epochs=2, crop=(32, 32), batch_size=2,
               **runner.RECIPE)
@@ -217,14 +217,25 @@ def test_every_training_claim_declares_its_thresholds_before_running():
 
 
 RECORDED = sorted((ROOT / "docs" / "results").glob("*.json"))
-EARLIER = sorted((ROOT / "docs" / "results" / "earlier").glob("*.json"))
+# docs/results/earlier/: the earlier designs' runs (shapes task, 3 seeds, hosts A and B,
+# CLAIM-host-X.json) and full runs of today's designs that a later run replaced
+# (CLAIM-N-seeds.json: the same checks as a recorded full run).
+EARLIER = sorted((ROOT / "docs" / "results" / "earlier").glob("*-host-*.json"))
+SUPERSEDED = sorted((ROOT / "docs" / "results" / "earlier").glob("*-seeds.json"))
 
 
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.name)
+def test_every_earlier_results_file_is_checked():
+    folder = sorted((ROOT / "docs" / "results" / "earlier").glob("*.json"))
+    assert folder == sorted(EARLIER + SUPERSEDED)
+
+
+@pytest.mark.parametrize("path", RECORDED + SUPERSEDED, ids=lambda p: p.name)
 def test_recorded_full_runs_follow_from_their_runs(path):
     results = json.loads(path.read_text())
     check_results(results)
     assert path.stem == results["claim"] or path.stem.startswith(results["claim"] + "-")
+    if path in SUPERSEDED:  # CLAIM-N-seeds.json
+        assert len(results["config"]["seeds"]) == int(path.stem.split("-")[-2])
     assert results["config"]["quick"] is False and len(results["config"]["seeds"]) >= 5
     assert all(c["n"] >= 5 for c in results["comparisons"])
     assert results["host"]["isa"] and results["recorded"]["wall_s"] > 0

@@ -249,3 +249,13 @@ def test_seeds_needed_against_hand_computed_t_quantiles() -> None:
     assert seeds_needed(0.0, 0.01) == 2  # no spread: the least a bound needs
     assert seeds_needed(None, 0.01) is None and seeds_needed(0.01, None) is None
     assert seeds_needed(1.0, 1e-6) is None  # beyond the limit
+
+
+def test_a_half_width_is_printed_with_the_digits_that_tell_it_from_its_threshold() -> None:
+    from fcnkit.reproduce.stats import half_width_text
+
+    assert half_width_text(0.01954, 0.02) == "0.0195"  # not "0.020"
+    assert half_width_text(0.0194, 0.02) == "0.019"
+    assert half_width_text(0.0204, 0.02) == "0.0204"
+    assert half_width_text(0.016, 0.02) == "0.016"
+    assert half_width_text(0.2, 0.2) == "0.200000"  # equal: as far as it goes

@@ -361,7 +361,7 @@ def _power_cell(c: Mapping[str, Any]) -> str:
     if p["half_width"] is None:
         return "–"
     sign = "<" if p["decisive"] else "≥"
-    return f"{p['half_width']:.3f} {sign} {p['threshold']:.4g}"
+    return f"{stats.half_width_text(p['half_width'], p['threshold'])} {sign} {p['threshold']:.4g}"
 
 
 def comparisons_table(comparisons: Sequence[Mapping[str, Any]]) -> str:

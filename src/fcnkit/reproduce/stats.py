@@ -52,6 +52,7 @@ __all__ = [
     "compare",
     "constant_miou",
     "decide",
+    "half_width_text",
     "one_sided_bounds",
     "overall_verdict",
     "paired_deltas",
@@ -304,3 +305,12 @@ def overall_verdict(comparisons: Sequence[Mapping[str, Any]],
         reasons = dict.fromkeys(str(s["reason"]) for s in skipped)  # once each, in order
         head += f", {len(skipped)} not tested: " + " / ".join(reasons)
     return word, f"{head}; " + "; ".join(parts) if parts else head
+
+
+def half_width_text(half_width: float, threshold: float) -> str:
+    """``half_width`` with 3 decimals, or as many more (up to 6) as it takes to differ from
+    ``threshold`` printed alike: 0.0195 against 0.02 must not read "0.020"."""
+    digits = 3
+    while digits < 6 and f"{half_width:.{digits}f}" == f"{threshold:.{digits}f}":
+        digits += 1
+    return f"{half_width:.{digits}f}"

@@ -32,7 +32,7 @@ from fcnkit.reproduce.runner import (
     markdown_table,
     summarise,
 )
-from fcnkit.reproduce.stats import seeds_needed
+from fcnkit.reproduce.stats import half_width_text, seeds_needed
 from fcnkit.viz.page import PAGE_STYLE, escape
 
 __all__ = ["render_page", "render_result", "run_all", "summary_html", "summary_markdown",
@@ -155,7 +155,8 @@ def power_line(comparisons: Sequence[Mapping[str, Any]]) -> str:
             "(one-sided half-width below the threshold)")
     if weak:
         line += "; not decisive: " + "; ".join(
-            f"{c['clause']} (half-width {c['power']['half_width']:.3f} against "
+            f"{c['clause']} (half-width "
+            f"{half_width_text(c['power']['half_width'], c['power']['threshold'])} against "
             f"{c['power']['threshold']:g}{_seeds_note(c)})" for c in weak)
     return line + ".\n\n"
 
