@@ -419,3 +419,20 @@ def test_a_changed_upsampler_weight_is_factored_again() -> None:
         assert torch.equal(labels_by_pruning(model, x), model(x).argmax(1))
         upsampler.weight[:, :, 0, 0] += 0.05  # still convex, no longer separable
         assert torch.equal(labels_by_pruning(model, x), model(x).argmax(1))
+
+
+def test_more_than_a_thousand_classes_are_labelled_exactly() -> None:
+    """The blend names each pixel's one close candidate by a sum of base + class; with
+    C > 1024 classes the base grows with C, and labels stay the argmax's."""
+    classes = 1100
+    scores = torch.zeros(1, classes, 5, 5)
+    scores[:, 1050, :, :3] = 4.0
+    scores[:, 1099, :, 3:] = 4.0
+    scores[:, 7, 2, :] = 3.9
+    scores += 0.01 * torch.randn(scores.shape, generator=torch.Generator().manual_seed(6))
+    model = ScoreModel(scores, _upsampler("deconv", classes, 4))
+    x = torch.zeros(1, 3, 20, 20)
+    stats: dict[str, int] = {}
+    with torch.no_grad():
+        assert torch.equal(labels_by_pruning(model, x, stats=stats), model(x).argmax(1))
+    assert stats["doubtful"] > 0 and stats["exact"] == 0  # the blend named every pixel

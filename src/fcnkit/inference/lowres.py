@@ -640,18 +640,19 @@ def _blend_doubtful(scores: torch.Tensor, survivors: torch.Tensor, cells_hw: tup
     values = (weights.index_select(0, pattern.index_select(0, pair_cell))
               * corners[:, :, None]).sum(1)  # (P, Y·X)
     # Per cell and pixel: the top score, then the candidates within the tolerance of it,
-    # counted and named in one sum: each adds 1024 + its class (exact in float32), so a
-    # sum below 2048 is one candidate, whose class is the sum − 1024.
+    # counted and named in one sum: each adds base + its class (base ≥ C), so a sum below
+    # 2·base is one candidate, whose class is the sum − base (exact in float32).
+    base = float(max(1024, classes))
     top = torch.full((len(doubtful), values.shape[1]), float("-inf"), device=device)
     top.scatter_reduce_(0, pair_cell[:, None].expand_as(values), values, "amax")
     threshold = top - (tables[2] * (scale + _TINY))[:, None]
     close = values >= threshold.index_select(0, pair_cell)
     tally = torch.zeros_like(top).index_add_(0, pair_cell,
-                                             close * (1024.0 + pair_class[:, None].float()))
-    undecided = ((tally >= 2048) & valid.index_select(0, pattern)).any(1)
+                                             close * (base + pair_class[:, None].float()))
+    undecided = ((tally >= 2 * base) & valid.index_select(0, pattern)).any(1)
     flat = ((image * (height * width))[:, None, None] + out_r[band_row].to(device)[:, :, None]
             + out_c[band_col].to(device)[:, None, :]).flatten(1).clamp_(max=n * height * width)
-    buffer.index_copy_(0, flat.view(-1), (tally - 1024).to(torch.int64).view(-1))
+    buffer.index_copy_(0, flat.view(-1), (tally - base).to(torch.int64).view(-1))
     return doubtful[undecided]
 
 
