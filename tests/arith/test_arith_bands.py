@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from fcnkit.arith import upsampling_recipe
 from fcnkit.arith.kernels import bilinear_kernel
-from fcnkit.arith.tiling import band_weights, band_windows, output_bands
+from fcnkit.arith.tiling import band_weights, band_windows, output_bands, window_corner_pixels
 
 
 def _deconv_rows(factor: int, input_size: int) -> np.ndarray:
@@ -92,3 +92,26 @@ def test_band_weights_are_the_upsamplers_own(factor, input_size, kind, offset) -
             if w:
                 got[first + t] += w
         np.testing.assert_allclose(got, weights[row], rtol=0, atol=1e-12)
+
+
+@given(factor=st.sampled_from([2, 4, 8, 16]), h=st.integers(1, 8), w=st.integers(1, 8),
+       offset=st.integers(0, 8))
+def test_window_corners_hold_every_input_pixel_that_feeds_the_cell(factor, h, w,
+                                                                   offset) -> None:
+    """Each cell's four corner pixels cover the input rows and columns that PyTorch's
+    upsampling of one-hot inputs says feed the cell's output pixels."""
+    recipe = upsampling_recipe(factor)
+    offset = min(offset, factor - 1)  # a crop offset that leaves every axis ≥ 1 pixel
+    geometry = {"kernel": recipe.kernel, "stride": recipe.stride, "padding": recipe.padding}
+    rows = output_bands(factor * h - offset, offset, input_size=h, **geometry)
+    cols = output_bands(factor * w - offset, offset, input_size=w, **geometry)
+    corners = window_corner_pixels(rows, cols, h, w)
+    assert corners.shape == (4, len(rows) * len(cols))
+    assert corners.min() >= 0 and corners.max() < h * w
+    feeds_rows, feeds_cols = _deconv_rows(factor, h), _deconv_rows(factor, w)
+    for i, (r0, r1, _, _) in enumerate(rows.tolist()):
+        for j, (c0, c1, _, _) in enumerate(cols.tolist()):
+            held = {(int(p) // w, int(p) % w) for p in corners[:, i * len(cols) + j]}
+            fed_rows = np.flatnonzero(feeds_rows[r0 + offset : r1 + offset].any(0))
+            fed_cols = np.flatnonzero(feeds_cols[c0 + offset : c1 + offset].any(0))
+            assert {(int(a), int(b)) for a in fed_rows for b in fed_cols} <= held

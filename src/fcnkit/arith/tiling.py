@@ -23,6 +23,7 @@ __all__ = [
     "sliding_window_starts",
     "transposed_input_span",
     "transposed_input_spans",
+    "window_corner_pixels",
 ]
 
 def check_overlap(overlap: float) -> float:
@@ -140,6 +141,27 @@ def band_windows(bands: np.ndarray) -> np.ndarray:
     """
     first, last = bands[:, 2], bands[:, 3]
     return np.where((last - first == 1) & (first == 0), 0, first + 1)
+
+
+def window_corner_pixels(rows: np.ndarray, cols: np.ndarray, height: int,
+                         width: int) -> np.ndarray:
+    """``(4, Bh · Bw)`` int64: for each cell (row band × column band of
+    :func:`output_bands`, all windows at most 2 × 2), the flat indices in an
+    ``height × width`` input of its window's corners — top-left, top-right, bottom-left,
+    bottom-right. Window j (:func:`band_windows`) holds rows j − 1 and j, clamped to the
+    input, so a one-row edge window is its row twice.
+
+    >>> bands = np.array([[0, 4, 0, 1], [4, 12, 0, 2], [12, 16, 1, 2]])
+    >>> window_corner_pixels(bands[:1], bands[1:2], 2, 2).tolist()
+    [[0], [1], [0], [1]]
+    """
+    pairs = []
+    for bands, size in ((rows, height), (cols, width)):
+        index = band_windows(bands)
+        pairs.append((np.clip(index - 1, 0, size - 1), np.clip(index, 0, size - 1)))
+    (top, bottom), (left, right) = pairs
+    return np.stack([(r[:, None] * width + c[None, :]).ravel()
+                     for r in (top, bottom) for c in (left, right)])
 
 
 def band_weights(kind: str, taps: tuple[float, ...], stride: int, padding: int,

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnkit.arith.tiling import band_weights, band_windows, output_bands
+from fcnkit.arith.tiling import band_weights, band_windows, output_bands, window_corner_pixels
 from fcnkit.models.heads import Interpolate
 
 __all__ = [
@@ -290,7 +290,8 @@ def _grid(height: int, width: int, top: int, left: int, in_h: int, in_w: int, ke
     geometry = {"kernel": kernel, "stride": stride, "padding": padding}
     rows = _bands(height, top, input_size=in_h, **geometry)
     cols = _bands(width, left, input_size=in_w, **geometry)
-    corners = _corner_pixels(rows, cols, in_h, in_w) if _two_row_windows(rows, cols) else None
+    corners = (torch.as_tensor(window_corner_pixels(rows, cols, in_h, in_w))
+               if _two_row_windows(rows, cols) else None)
     return _Grid(rows, cols, torch.as_tensor(_band_of_rows(rows)),
                  torch.as_tensor(_band_of_rows(cols)), corners)
 
@@ -429,21 +430,6 @@ def _prune_by_corners(scores: torch.Tensor, grid: _Grid, tolerance: float
     several = ~single
     scale = corners.abs().amax(2).amax(0)[several]
     return label, unsure[several], survives[several], scale
-
-
-def _corner_pixels(rows: np.ndarray, cols: np.ndarray, height: int, width: int
-                   ) -> torch.Tensor:
-    """``(4, Bh · Bw)``: each cell's window corners (top-left, top-right, bottom-left,
-    bottom-right) as flat pixel indices of an ``height × width`` map; window j holds rows
-    j − 1 and j, clamped (:func:`_window_extrema`: a one-row edge window is its row
-    twice)."""
-    pairs = []
-    for bands, size in ((rows, height), (cols, width)):
-        index = band_windows(bands)
-        pairs.append((np.clip(index - 1, 0, size - 1), np.clip(index, 0, size - 1)))
-    (top, bottom), (left, right) = pairs
-    return torch.as_tensor(np.stack([(r[:, None] * width + c[None, :]).ravel()
-                                     for r in (top, bottom) for c in (left, right)]))
 
 
 def _band_of_rows(bands: np.ndarray) -> np.ndarray:
