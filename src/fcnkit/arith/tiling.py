@@ -16,6 +16,7 @@ import numpy as np
 from fcnkit.errors import InputError
 
 __all__ = [
+    "band_of_rows",
     "band_weights",
     "band_windows",
     "check_overlap",
@@ -130,6 +131,15 @@ def output_bands(size: int, offset: int, *, kernel: int, stride: int, padding: i
     return np.stack([starts, stops, first[starts], last[starts]], axis=1)
 
 
+def band_of_rows(bands: np.ndarray) -> np.ndarray:
+    """Per output row of :func:`output_bands`' ``[0, size)``, the index of its band.
+
+    >>> band_of_rows(np.array([[0, 4, 0, 1], [4, 12, 0, 2], [12, 16, 1, 2]])).tolist()[2:6]
+    [0, 0, 1, 1]
+    """
+    return np.repeat(np.arange(len(bands)), bands[:, 1] - bands[:, 0])
+
+
 def band_windows(bands: np.ndarray) -> np.ndarray:
     """Per band of :func:`output_bands` whose input rows are at most 2, the index j of its
     window among the 2-row windows ``(j − 1, j)`` of the edge-replicated input (rows −1
@@ -175,7 +185,7 @@ def band_weights(kind: str, taps: tuple[float, ...], stride: int, padding: int,
     (``align_corners=False``) split between its floor and the next row (clamped). None
     when a weight falls outside the window (the blend could not be trusted)."""
     out = np.arange(size, dtype=np.int64) + offset
-    band = np.repeat(np.arange(len(bands)), bands[:, 1] - bands[:, 0])
+    band = band_of_rows(bands)
     first, last = bands[band, 2], bands[band, 3]
     width = int((bands[:, 3] - bands[:, 2]).max())
     weights = np.zeros((size, width), dtype=np.float64)

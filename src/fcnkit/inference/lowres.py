@@ -49,7 +49,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnkit.arith.tiling import band_weights, band_windows, output_bands, window_corner_pixels
+from fcnkit.arith.tiling import (
+    band_of_rows,
+    band_weights,
+    band_windows,
+    output_bands,
+    window_corner_pixels,
+)
 from fcnkit.models.heads import Interpolate
 
 __all__ = [
@@ -160,7 +166,8 @@ def _window_extrema(scores: torch.Tensor, bands: np.ndarray,
 def _window_pick(tensor: torch.Tensor, dim: int, bands: np.ndarray,
                  shift: int) -> torch.Tensor:
     """Per band along ``dim`` of an edge-replicated map (one extra row each side), row
-    ``shift`` (0 or 1) of the band's 2-row window (:func:`_window_index`)."""
+    ``shift`` (0 or 1) of the band's 2-row window
+    (:func:`fcnkit.arith.tiling.band_windows`)."""
     index = band_windows(bands) + shift
     if np.array_equal(index, np.arange(index[0], index[0] + len(index))):
         return tensor.narrow(dim, int(index[0]), len(index))  # the usual case
@@ -292,8 +299,8 @@ def _grid(height: int, width: int, top: int, left: int, in_h: int, in_w: int, ke
     cols = _bands(width, left, input_size=in_w, **geometry)
     corners = (torch.as_tensor(window_corner_pixels(rows, cols, in_h, in_w))
                if _two_row_windows(rows, cols) else None)
-    return _Grid(rows, cols, torch.as_tensor(_band_of_rows(rows)),
-                 torch.as_tensor(_band_of_rows(cols)), corners)
+    return _Grid(rows, cols, torch.as_tensor(band_of_rows(rows)),
+                 torch.as_tensor(band_of_rows(cols)), corners)
 
 
 def labels_from_scores(model: nn.Module, scores: torch.Tensor,
@@ -432,10 +439,6 @@ def _prune_by_corners(scores: torch.Tensor, grid: _Grid, tolerance: float
     return label, unsure[several], survives[several], scale
 
 
-def _band_of_rows(bands: np.ndarray) -> np.ndarray:
-    return np.repeat(np.arange(len(bands)), bands[:, 1] - bands[:, 0])
-
-
 def _tap_tables(upsampler: nn.Module, rows: np.ndarray, cols: np.ndarray, top: int,
                 left: int, input_size: torch.Size
                 ) -> tuple[np.ndarray, np.ndarray, float] | None:
@@ -549,7 +552,7 @@ def _band_axis(bands_bytes: bytes, bands_shape: tuple[int, ...], limit: int, sca
     outputs = np.minimum(outputs, int(bands[-1, 1]) - 1)
     per_band = np.where(valid[:, :, None], weights[outputs], 0.0).transpose(0, 2, 1)
     keys = np.concatenate([per_band.reshape(len(bands), -1), valid], axis=1)
-    distinct, first, pattern = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    _, first, pattern = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     return (torch.as_tensor(inputs), torch.as_tensor(np.where(valid, outputs * scale, _BEYOND)),
             torch.as_tensor(pattern.reshape(-1)), per_band[first], valid[first])
 
