@@ -104,3 +104,18 @@ def test_pilot_criterion_takes_the_first_epoch_within_time():
     assert pilot.criterion_met(curve, 0.75, 90.0) == {"met": True, "epoch": 2,
                                                       "time_s": 60.0, "miou": 0.76}
     assert pilot.criterion_met(curve, 0.8, 90.0) == {"met": False}  # 0.9 came too late
+
+
+def test_full_design_trains_the_seeds_its_power_line_named_and_the_control_on_five():
+    full = skips.seeds_by_variant(ReproduceConfig())
+    assert skips.FULL_SEEDS == 18 and skips.CONTROL_SEEDS == 5
+    for variant in ("fcn32s", "fcn16s", "fcn8s"):
+        assert [s for s, v in full if v == variant] == list(range(18))
+    assert [s for s, v in full if v == "fcn8s-aligned"] == [0, 1, 2, 3, 4]
+    assert len(full) == 3 * 18 + 5
+    # training order: seed by seed, so an interrupted run has whole seeds
+    assert [s for s, _ in full] == sorted(s for s, _ in full)
+    quick = skips.seeds_by_variant(ReproduceConfig(quick=True))
+    assert sorted(quick) == sorted((s, v) for s in (0, 1) for v in skips.VARIANTS)
+    three = skips.seeds_by_variant(ReproduceConfig(seeds=3))
+    assert sorted(three) == sorted((s, v) for s in (0, 1, 2) for v in skips.VARIANTS)

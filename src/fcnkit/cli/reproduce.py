@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnkit.atomic import write_text_atomic
-from fcnkit.cli._common import print_json, ranged
+from fcnkit.cli._common import int_in, print_json, ranged
 from fcnkit.errors import InputError
 from fcnkit.outputs import is_run_directory
 from fcnkit.reproduce import CLAIMS, ReproduceConfig, run_claim
@@ -54,7 +54,13 @@ def register(subparsers: Any) -> None:
                         "runs/reproduce for all)")
     parser.add_argument("--boundary-width", type=int, default=3,
                         help="boundary band d in pixels for trimap / Boundary IoU (default 3)")
-    parser.add_argument("--threads", type=ranged("threads"), help="torch threads")
+    parser.add_argument("--threads", type=ranged("threads"),
+                        help="torch threads of each training (default: the usable CPUs "
+                        "shared out among --jobs)")
+    parser.add_argument("--jobs", type=int_in(1, 1024),
+                        help="trainings run at once, each in its own process (default: one "
+                        "per usable CPU, divided by --threads; small networks use 2 cores "
+                        "better as two 1-thread trainings than as one 2-thread training)")
     parser.add_argument("--force", action="store_true",
                         help="write into --out even when it is a training run directory "
                         "(refused otherwise: its results would mix with the run's state)")
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                              "directory, or pass --force to write into it")
     config = ReproduceConfig(quick=args.quick, seeds=args.seeds, data=args.data,
                              out=args.out or default_out, threads=args.threads,
+                             jobs=args.jobs,
                              boundary_width=args.boundary_width, task=args.task,
                              extra={"task": args.task} if args.task else {})
     if args.claim == "all":

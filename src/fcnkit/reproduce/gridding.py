@@ -79,7 +79,7 @@ from fcnkit.reproduce.runner import (
     load_run_model,
     markdown_table,
     run_record,
-    train_variant,
+    train_variants,
     val_loader,
     write_outputs,
 )
@@ -368,18 +368,15 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
         raise InputError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
     data = dataset_for(config, budget, task=task)
     classes = len(class_names(data))
+    planned = [(variant(schedule, front), out / "runs" / f"{schedule}-k{front}-seed{seed}",
+                {"model": "context_module", "seed": seed, "backbone": None,
+                 "model_options": {"front": front, "dilations": rates, "channels": CHANNELS}})
+               for seed in seeds for front in FRONTS for schedule, rates in SCHEDULES.items()]
+    trained = train_variants(config, budget, data, [(d, v) for _, d, v in planned])
     runs = []
-    for seed in seeds:
-        for front in FRONTS:
-            for schedule, rates in SCHEDULES.items():
-                name = variant(schedule, front)
-                run_dir = out / "runs" / f"{schedule}-k{front}-seed{seed}"
-                result = train_variant(
-                    config, budget, data, run_dir, model="context_module", seed=seed,
-                    backbone=None, model_options={"front": front, "dilations": rates,
-                                                  "channels": CHANNELS})
-                result.update(interior_scores(load_run_model(run_dir), data, classes))
-                runs.append(run_record(name, result, KEYS))
+    for (name, run_dir, _), result in zip(planned, trained):
+        result.update(interior_scores(load_run_model(run_dir), data, classes))
+        runs.append(run_record(name, result, KEYS))
     derived = advantage_runs(runs)
     results = judge("gridding", CLAIM, config, budget, data, [*runs, *derived], CLAUSES,
                     GATE_MARGIN)

@@ -54,7 +54,7 @@ from fcnkit.reproduce.runner import (
     markdown_table,
     run_record,
     score_checkpoint,
-    train_variant,
+    train_variants,
     write_outputs,
 )
 from fcnkit.reproduce.stats import NOT_REPRODUCED, REPRODUCED, Clause, overall_verdict
@@ -236,17 +236,18 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
     seeds = config.seed_list() if config.seeds is not None else list(
         range(QUICK_SEEDS if config.quick else FULL_SEEDS))
     data = dataset_for(config, budget, TASK)
+    planned = [(trained, faithful, out / "runs" / f"{trained}-seed{seed}",
+                {"model": "fcn8s", "seed": seed, "backbone": "vgg16", "upsample": UPSAMPLE,
+                 "model_options": {"faithful": faithful, **MODEL_OPTIONS}})
+               for seed in seeds for trained, faithful in TRAINED.items()]
+    trainings = train_variants(config, budget, data, [(d, v) for *_, d, v in planned])
     runs = []
-    for seed in seeds:
-        for trained, faithful in TRAINED.items():
-            run_dir = out / "runs" / f"{trained}-seed{seed}"
-            result = train_variant(
-                config, budget, data, run_dir, model="fcn8s", seed=seed, backbone="vgg16",
-                upsample=UPSAMPLE, model_options={"faithful": faithful, **MODEL_OPTIONS})
-            runs.append(run_record(trained, result, KEYS))
-            other = cross_checkpoint(run_dir, not faithful)
-            crossed = {"seed": seed, **score_checkpoint(other, data, config.boundary_width)}
-            runs.append(run_record(CROSS[trained], crossed, KEYS))
+    for (trained, faithful, run_dir, variant), result in zip(planned, trainings):
+        runs.append(run_record(trained, result, KEYS))
+        other = cross_checkpoint(run_dir, not faithful)
+        crossed = {"seed": variant["seed"],
+                   **score_checkpoint(other, data, config.boundary_width)}
+        runs.append(run_record(CROSS[trained], crossed, KEYS))
     results = judge("padding", CLAIM, config, budget, data, runs, CLAUSES, GATE_MARGIN)
     results["config"]["seeds"] = seeds
     exact = alignment(len(class_names(data)))

@@ -129,18 +129,33 @@ def run_all(config: ReproduceConfig) -> dict[str, Any]:
     return summary
 
 
+#: Up to this many seeds the per-seed table has a column per seed; beyond, a table per
+#: metric with a row per seed.
+WIDE_SEEDS = 8
+
+
 def _per_seed_table(result: Mapping[str, Any]) -> str:
     runs = result.get("runs", [])
     variants = list(dict.fromkeys(r["variant"] for r in runs))
     seeds = sorted({int(r["seed"]) for r in runs})
     metrics = list(dict.fromkeys(k for r in runs for k in r.get("metrics", {})))
     values = {(r["variant"], int(r["seed"])): r.get("metrics", {}) for r in runs}
-    rows = []
-    for metric in metrics:
-        for variant in variants:
-            cells = [values.get((variant, s), {}).get(metric) for s in seeds]
-            rows.append([METRIC_LABELS.get(metric, metric), variant]
-                        + ["–" if v is None else f"{v:.3f}" for v in cells])
+
+
+    def cell(variant: str, seed: int, metric: str) -> str:
+        value = values.get((variant, seed), {}).get(metric)
+        return "–" if value is None else f"{value:.3f}"
+
+    if len(seeds) > WIDE_SEEDS:
+        # one table per metric, a row per seed: a column per seed would not fit a page
+        return "\n".join(
+            f"{METRIC_LABELS.get(metric, metric)}:\n\n" + markdown_table(
+                ["seed", *variants],
+                [[seed, *(cell(v, seed, metric) for v in variants)] for seed in seeds])
+            for metric in metrics)
+    rows = [[METRIC_LABELS.get(metric, metric), variant]
+            + [cell(variant, seed, metric) for seed in seeds]
+            for metric in metrics for variant in variants]
     return markdown_table(["metric", "variant"] + [f"seed {s}" for s in seeds], rows)
 
 
@@ -181,7 +196,9 @@ def render_result(result: Mapping[str, Any]) -> str:
     torch_version = f", torch {host['torch']}" if host.get("torch") else ""
     lines = [f"Host: {label}{host.get('cpu', '?')}{isa}{torch_version}, precision "
              f"{host.get('precision', '?')}, threads "
-             f"{host.get('threads') if host.get('threads') is not None else 'default'}."]
+             f"{host.get('threads') if host.get('threads') is not None else 'default'}"
+             + (f" per training, {host['jobs']} trainings at once"
+                if (host.get("jobs") or 1) > 1 else "") + "."]
     if recorded.get("wall_s") is not None:
         minutes, seconds = divmod(int(round(float(recorded["wall_s"]))), 60)
         lines.append(f"Wall time {minutes} min {seconds} s.")
