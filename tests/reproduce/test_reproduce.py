@@ -391,3 +391,19 @@ def test_results_json_is_strict_json_with_undefined_scores_as_null(tmp_path):
     stored = json.loads((tmp_path / "results.json").read_text(), parse_constant=refuse)
     assert stored["summary"]["fcn32s"]["miou"] == {"mean": None, "std": None, "n": 0}
     assert stored["best"] is None and stored["shape"] == [2, 3]
+
+
+def test_upsampling_design_trains_the_init_pair_on_more_seeds():
+    from fcnkit.reproduce import upsampling
+
+    plan = upsampling.seeds_by_variant(ReproduceConfig())
+    assert upsampling.FULL_SEEDS == 25 and upsampling.REFERENCE_SEEDS == 5
+    for variant in upsampling.INIT_PAIR:
+        assert [s for s, v in plan if v == variant] == list(range(25))
+    for variant in ("bilinear-frozen", "interpolate"):
+        assert [s for s, v in plan if v == variant] == [0, 1, 2, 3, 4]
+    # every clause pairs variants that share their first seeds
+    for clause in upsampling.CLAUSES:
+        assert {s for s, v in plan if v == clause.a} & {s for s, v in plan if v == clause.b}
+    quick = upsampling.seeds_by_variant(ReproduceConfig(quick=True))
+    assert sorted(quick) == sorted((s, v) for s in (0, 1) for v in upsampling.VARIANTS)

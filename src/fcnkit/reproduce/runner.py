@@ -179,6 +179,23 @@ def train_variant(config: ReproduceConfig, budget: Budget, data: str, run_dir: P
             **scores}
 
 
+def claim_seeds(config: ReproduceConfig, full_seeds: int) -> list[int]:
+    """A claim's seeds: ``--seeds``, else :data:`QUICK_SEEDS` quick, else ``full_seeds``
+    (the claim's own full design)."""
+    if config.seeds is None and not config.quick:
+        return list(range(full_seeds))
+    return config.seed_list()
+
+
+def seed_plan(seeds: Sequence[int], variants: Sequence[str],
+              capped: Mapping[str, int]) -> list[tuple[int, str]]:
+    """``(seed, variant)`` in training order, seed by seed (an interrupted run has whole
+    seeds): every variant on ``seeds``, except a variant in ``capped`` on its first
+    ``capped[variant]`` seeds (a variant whose clauses decide with fewer)."""
+    return [(seed, variant) for i, seed in enumerate(seeds) for variant in variants
+            if i < capped.get(variant, len(seeds))]
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask where the OS has one)."""
     try:

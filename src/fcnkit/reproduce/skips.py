@@ -45,6 +45,7 @@ from fcnkit.reproduce.runner import (
     ReproduceConfig,
     budget_for,
     by_variant,
+    claim_seeds,
     dataset_for,
     fmt,
     judge,
@@ -53,6 +54,7 @@ from fcnkit.reproduce.runner import (
     mean_time,
     part_mask_root,
     run_record,
+    seed_plan,
     train_variants,
     write_outputs,
 )
@@ -150,17 +152,13 @@ THIN_PART_SKIPPED = [
 def seed_list(config: ReproduceConfig) -> list[int]:
     """The seeds of FCN-32s, 16s and 8s: ``--seeds``, else 2 quick, else
     :data:`FULL_SEEDS`."""
-    if config.seeds is None and not config.quick:
-        return list(range(FULL_SEEDS))
-    return config.seed_list()
+    return claim_seeds(config, FULL_SEEDS)
 
 
 def seeds_by_variant(config: ReproduceConfig) -> list[tuple[int, str]]:
     """``(seed, variant)`` in training order, seed by seed: every variant on
     :func:`seed_list`, except :data:`CONTROL` on its first :data:`CONTROL_SEEDS`."""
-    seeds = seed_list(config)
-    return [(seed, variant) for i, seed in enumerate(seeds) for variant in VARIANTS
-            if variant != CONTROL or i < CONTROL_SEEDS]
+    return seed_plan(seed_list(config), VARIANTS, {CONTROL: CONTROL_SEEDS})
 
 
 def run(config: ReproduceConfig) -> dict[str, Any]:
