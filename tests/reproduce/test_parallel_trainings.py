@@ -25,6 +25,12 @@ def test_auto_jobs_is_one_per_cpu_divided_by_threads_and_capped_by_the_trainings
     assert runner.auto_jobs(ReproduceConfig(), 10) == 1  # the library default: one at once
 
 
+def test_auto_jobs_stop_at_the_memory_cap(monkeypatch):
+    monkeypatch.setattr(runner, "usable_cpus", lambda: 64)
+    assert runner.auto_jobs(ReproduceConfig(jobs=None), 100) == runner.AUTO_JOBS_MAX
+    assert runner.auto_jobs(ReproduceConfig(jobs=16), 100) == 16  # asked for: granted
+
+
 def test_threads_are_shared_out_among_the_jobs_unless_given(four_cpus):
     assert runner.threads_per_job(ReproduceConfig(), 1) is None  # torch's default
     assert runner.threads_per_job(ReproduceConfig(), 2) == 2

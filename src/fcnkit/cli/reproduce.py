@@ -59,8 +59,9 @@ def register(subparsers: Any) -> None:
                         "shared out among --jobs)")
     parser.add_argument("--jobs", type=int_in(1, 1024),
                         help="trainings run at once, each in its own process (default: one "
-                        "per usable CPU, divided by --threads; small networks use 2 cores "
-                        "better as two 1-thread trainings than as one 2-thread training)")
+                        "per usable CPU, divided by --threads, at most 8; small networks use "
+                        "2 cores better as two 1-thread trainings than as one 2-thread "
+                        "training)")
     parser.add_argument("--force", action="store_true",
                         help="write into --out even when it is a training run directory "
                         "(refused otherwise: its results would mix with the run's state)")

@@ -204,10 +204,17 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+#: The most jobs ``--jobs`` picks by itself: each is a process with its own torch, data
+#: and model, about 0.85 GB resident during a skips or upsampling training (measured on
+#: host C), so one per CPU of a large machine would fill its memory first.
+AUTO_JOBS_MAX = 8
+
+
 def auto_jobs(config: ReproduceConfig, trainings: int) -> int:
-    """``config.jobs``, or (None) one job per usable CPU / ``config.threads``; never more
-    than ``trainings``."""
-    jobs = config.jobs or max(1, usable_cpus() // max(1, config.threads or 1))
+    """``config.jobs``, or (None) one job per usable CPU / ``config.threads``, at most
+    :data:`AUTO_JOBS_MAX`; never more than ``trainings``."""
+    jobs = config.jobs or min(AUTO_JOBS_MAX,
+                              max(1, usable_cpus() // max(1, config.threads or 1)))
     if jobs < 1:
         raise InputError(f"--jobs {jobs} must be at least 1")
     return max(1, min(jobs, trainings))
