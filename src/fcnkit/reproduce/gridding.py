@@ -72,6 +72,7 @@ from fcnkit.reproduce.runner import (
     ReproduceConfig,
     budget_for,
     by_variant,
+    claim_seeds,
     class_names,
     dataset_for,
     fmt,
@@ -128,8 +129,8 @@ CRITERION_SECONDS = 25.0
 # epochs of 600 images.
 GRID_QUICK = dataclasses.replace(QUICK, train=300, val=100, epochs=2, width=None)
 GRID_FULL = dataclasses.replace(FULL, train=600, val=200, epochs=3, width=None)
-#: Seeds when ``--seeds`` is not given: 2 quick, 5 full.
-QUICK_SEEDS, FULL_SEEDS = 2, 5
+#: Seeds of a full run when ``--seeds`` is not given (quick: runner.QUICK_SEEDS).
+FULL_SEEDS = 5
 
 # Thresholds, declared before any run.
 # 0.02 mIoU: the smallest difference the training claims count as real (as skips).
@@ -360,8 +361,7 @@ def run(config: ReproduceConfig) -> dict[str, Any]:
     out = Path(config.out)
     # The context module has no backbone whose width a budget could scale.
     budget = dataclasses.replace(budget_for(config, GRID_QUICK, GRID_FULL), width=None)
-    seeds = config.seed_list() if config.seeds is not None else list(
-        range(QUICK_SEEDS if config.quick else FULL_SEEDS))
+    seeds = claim_seeds(config, FULL_SEEDS)
     task = str(config.extra.get("task") or default_task())
 
     if task not in TASKS:

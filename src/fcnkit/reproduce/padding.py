@@ -47,6 +47,7 @@ from fcnkit.reproduce.runner import (
     ReproduceConfig,
     budget_for,
     by_variant,
+    claim_seeds,
     class_names,
     dataset_for,
     fmt,
@@ -98,12 +99,12 @@ QUICK = Budget(train=64, val=16, size=(64, 80), epochs=2, crop=(64, 64), batch_s
                **RECIPE)
 FULL = Budget(train=240, val=100, size=(96, 128), epochs=4, crop=(96, 96), batch_size=4,
               **RECIPE)
-#: Seeds when ``--seeds`` is not given: 2 quick (the least a bound needs), 6 full. The
+#: Seeds of a full run when ``--seeds`` is not given (quick: runner.QUICK_SEEDS, 2). The
 #: first full run had 5 and left one main clause without the power to decide (the
 #: faithful net's weights without the pad: half-width 0.0204 against the 0.02 margin);
 #: ``fcnkit.reproduce.stats.seeds_needed`` at its spread gives 6, and 6 seeds of both nets
 #: take about 20 minutes on 2 cores (docs/reproductions.md). Margins and budget unchanged.
-QUICK_SEEDS, FULL_SEEDS = 2, 6
+FULL_SEEDS = 6
 #: Input sizes (H, W) of the latency clauses: the task's images, VGG16's ImageNet input and
 #: a PASCAL VOC image (500×375, landscape); quick runs stop at 224×224.
 LATENCY_SIZES = ((96, 128), (224, 224), (375, 500))
@@ -233,8 +234,7 @@ def cross_checkpoint(run_dir: Path, faithful: bool) -> Path:
 def run(config: ReproduceConfig) -> dict[str, Any]:
     out = Path(config.out)
     budget = budget_for(config, QUICK, FULL)
-    seeds = config.seed_list() if config.seeds is not None else list(
-        range(QUICK_SEEDS if config.quick else FULL_SEEDS))
+    seeds = claim_seeds(config, FULL_SEEDS)
     data = dataset_for(config, budget, TASK)
     planned = [(trained, faithful, out / "runs" / f"{trained}-seed{seed}",
                 {"model": "fcn8s", "seed": seed, "backbone": "vgg16", "upsample": UPSAMPLE,
