@@ -52,7 +52,8 @@ TINY = Budget(train=4, val=2, size=(40, 48), epochs=1, crop=(32, 32), batch_size
 
 
 @pytest.mark.slow
-def test_parallel_trainings_give_the_numbers_of_the_same_trainings_one_by_one(tmp_path):
+def test_parallel_trainings_give_the_numbers_of_the_same_trainings_one_by_one(tmp_path,
+                                                                             capsys):
     planned = [("fcn8s", 0), ("fcn16s", 1)]
 
     def run(jobs, out):
@@ -65,6 +66,11 @@ def test_parallel_trainings_give_the_numbers_of_the_same_trainings_one_by_one(tm
     one_by_one = run(1, tmp_path / "serial")
     at_once = run(2, tmp_path / "parallel")
     assert [r["seed"] for r in at_once] == [0, 1]  # in the order asked, not of finishing
+    # each job's own lines in its run directory; one line per finished training here
+    err = capsys.readouterr().err
+    assert err.count("fcnkit reproduce: [") == 2 and "fcn8s-0: val mIoU" in err
+    for name in ("fcn8s-0", "fcn16s-1"):
+        assert "epoch 1/1" in (tmp_path / "parallel" / "runs" / name / "train.log").read_text()
     strip = ("time_s",)
     assert [{k: v for k, v in r.items() if k not in strip} for r in at_once] == \
         [{k: v for k, v in r.items() if k not in strip} for r in one_by_one]

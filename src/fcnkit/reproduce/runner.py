@@ -12,10 +12,12 @@ val split with :class:`fcnkit.metrics.ConfusionMatrix` and
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import statistics
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -247,19 +249,37 @@ def train_variants(config: ReproduceConfig, budget: Budget, data: str,
                 for run_dir, variant in trainings]
     # local: only a parallel run needs a process pool
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn, not fork: a forked child would inherit torch's thread pools and locks
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(train_variant, each, budget, data, run_dir, **variant)
-                   for run_dir, variant in trainings]
+        futures = {pool.submit(_train_logged, each, budget, data, run_dir, **variant): run_dir
+                   for run_dir, variant in trainings}
         try:
+            # Each training's own lines go to its RUN_DIR/train.log (interleaved on one
+            # terminal they would not say whose they are); here one line as each ends.
+            for done, future in enumerate(as_completed(futures), 1):
+                result = future.result()
+                print(f"fcnkit reproduce: [{done}/{len(futures)}] {futures[future].name}: "
+                      f"val mIoU {result['miou']:.4f} ({result['time_s']:.0f} s of "
+                      f"training; log in {futures[future] / 'train.log'})",
+                      file=sys.stderr, flush=True)
             return [future.result() for future in futures]
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
+
+
+def _train_logged(config: ReproduceConfig, budget: Budget, data: str, run_dir: Path,
+                  **variant: Any) -> dict[str, Any]:
+    """:func:`train_variant` with its output appended to ``run_dir/train.log`` (a job of
+    :func:`train_variants`)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "train.log", "a", encoding="utf-8") as log, \
+            contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+        return train_variant(config, budget, data, run_dir, **variant)
 
 
 def variant_config(
