@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -247,10 +249,6 @@ def train_variants(config: ReproduceConfig, budget: Budget, data: str,
     if jobs == 1:
         return [train_variant(each, budget, data, run_dir, **variant)
                 for run_dir, variant in trainings]
-    # local: only a parallel run needs a process pool
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     # spawn, not fork: a forked child would inherit torch's thread pools and locks
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
