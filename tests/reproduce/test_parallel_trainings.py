@@ -74,3 +74,13 @@ def test_parallel_trainings_give_the_numbers_of_the_same_trainings_one_by_one(tm
     strip = ("time_s",)
     assert [{k: v for k, v in r.items() if k not in strip} for r in at_once] == \
         [{k: v for k, v in r.items() if k not in strip} for r in one_by_one]
+
+
+def test_seeds_help_names_each_claims_full_design(capsys):
+    from fcnkit.reproduce import gridding, padding, skips, upsampling
+
+    assert main(["reproduce", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name, module in (("skips", skips), ("upsampling", upsampling),
+                         ("gridding", gridding), ("padding", padding)):
+        assert f"{name} {module.FULL_SEEDS}" in text

@@ -71,7 +71,8 @@ class ReproduceConfig:
     Attributes:
         quick: the short protocol (fewer seeds and epochs): a smoke run, which on the
             shapes task decides no clause (docs/reproductions.md).
-        seeds: number of seeds (None: :data:`QUICK_SEEDS` quick, :data:`FULL_SEEDS` full).
+        seeds: number of seeds (None: :data:`QUICK_SEEDS` quick; full: the claim's own
+            design, at least :data:`FULL_SEEDS`, e.g. ``skips.FULL_SEEDS`` = 18).
         data: dataset spec (None: the claim's synthetic task, generated under
             ``out/data``; a ``voc:ROOT`` runs the same protocol on real data).
         task: the synthetic task generated when ``data`` is None (None: the claim's own,

@@ -141,7 +141,6 @@ def _per_seed_table(result: Mapping[str, Any]) -> str:
     metrics = list(dict.fromkeys(k for r in runs for k in r.get("metrics", {})))
     values = {(r["variant"], int(r["seed"])): r.get("metrics", {}) for r in runs}
 
-
     def cell(variant: str, seed: int, metric: str) -> str:
         value = values.get((variant, seed), {}).get(metric)
         return "–" if value is None else f"{value:.3f}"

@@ -112,10 +112,10 @@ INIT_PAIR = ("deconv-bilinear-init", "deconv-random-init")
 # trainings at once (ReproduceConfig.jobs; 18.5 s per training with its scoring on host
 # C, measured on skips' 18-seed run) beside the other two variants' 5: 2 x 25 + 2 x 5 =
 # 60 trainings, about 19 minutes. At 25 seeds a clause decides when its deltas' sd is
-# below 0.02 * sqrt(25) / t(0.95, 24) = 0.058;
-# the first run measured 0.068 (area) and 0.100 (end point), five deltas each, so the
-# design reaches the power only if those spreads were overestimates. No design within
-# the budget reaches the 70 seeds the end point would need at the first run's spread.
+# below 0.02 * sqrt(25) / t(0.95, 24) = 0.058; the first run measured 0.068 (area) and
+# 0.100 (end point), five deltas each, so the design reaches the power only if those
+# spreads were overestimates. No design within the budget reaches the 70 seeds the end
+# point would need at the first run's spread.
 FULL_SEEDS = 25
 #: Seeds of the variants outside the init clauses (bilinear-frozen, interpolate).
 REFERENCE_SEEDS = 5
