@@ -394,17 +394,22 @@ def test_results_json_is_strict_json_with_undefined_scores_as_null(tmp_path):
     assert stored["best"] is None and stored["shape"] == [2, 3]
 
 
-def test_upsampling_design_trains_the_init_pair_on_more_seeds():
+def test_upsampling_design_trains_the_init_pair_early_on_fresh_seeds():
     from fcnkit.reproduce import upsampling
 
     plan = upsampling.seeds_by_variant(ReproduceConfig())
-    assert upsampling.FULL_SEEDS == 25 and upsampling.REFERENCE_SEEDS == 5
+    assert upsampling.FULL_SEEDS == 64 and upsampling.REFERENCE_SEEDS == 5
+    # the pilot (the second full run) trained seeds 0..24: the deciding run never does
     for variant in upsampling.INIT_PAIR:
-        assert [s for s, v in plan if v == variant] == list(range(25))
-    for variant in ("bilinear-frozen", "interpolate"):
+        assert [s for s, v in plan if v == variant] == list(range(25, 89))
+        assert upsampling.VARIANTS[variant][2] == upsampling.EARLY_EPOCHS == 1
+    for variant in ("bilinear-frozen", "deconv-bilinear-init", "deconv-random-init",
+                    "interpolate"):
         assert [s for s, v in plan if v == variant] == [0, 1, 2, 3, 4]
-    # every clause pairs variants that share their first seeds
+        assert upsampling.VARIANTS[variant][2] is None
+    # every clause pairs variants that share their seeds
     for clause in upsampling.CLAUSES:
-        assert {s for s, v in plan if v == clause.a} & {s for s, v in plan if v == clause.b}
+        assert {s for s, v in plan if v == clause.a} == {s for s, v in plan if v == clause.b}
     quick = upsampling.seeds_by_variant(ReproduceConfig(quick=True))
-    assert sorted(quick) == sorted((s, v) for s in (0, 1) for v in upsampling.VARIANTS)
+    assert len(quick) == 2 * len(upsampling.VARIANTS)
+    assert {s for s, v in quick if v in upsampling.INIT_PAIR} == {25, 26}

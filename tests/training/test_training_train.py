@@ -154,6 +154,30 @@ def test_resume_gives_identical_weights(tiny_data, tmp_path, monkeypatch, layout
 
 
 @pytest.mark.slow  # end-to-end training runs (> 5 s on a shared 2-core CPU)
+def test_stop_after_is_the_start_of_the_whole_schedule_and_resumes_to_its_end(tiny_data,
+                                                                              tmp_path):
+    from fcnkit.training.flags import config_from_flags
+
+    straight = train_mod.train(tiny_config(tiny_data, tmp_path / "a"))
+    first = train_mod.train(tiny_config(tiny_data, tmp_path / "b", stop_after=1))
+    assert first["epoch"] == 1 and first["step"] == 2
+    epoch_lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text()
+                   .split("\n") if x and json.loads(x)["kind"] == "epoch"]
+    # Epoch 1 of the 2-epoch schedule, not a 1-epoch schedule: the same val score.
+    assert first["metrics"]["miou"] == epoch_lines[0]["miou"]
+    # A resume given no --stop-after runs to the schedule's end, as if never stopped.
+    resumed_config = config_from_flags({"resume": str(tmp_path / "b")})
+    assert resumed_config.stop_after is None
+    resumed = train_mod.train(resumed_config)
+    a, b = load_checkpoint(straight["last"]), load_checkpoint(resumed["last"])
+    assert a["step"] == b["step"] == 4
+    for key, value in a["model_state"].items():
+        assert torch.equal(value, b["model_state"][key]), key
+    with pytest.raises(InputError, match="stop_after=3 must be at most epochs=2"):
+        tiny_config(tiny_data, tmp_path / "c", stop_after=3)
+
+
+@pytest.mark.slow  # end-to-end training runs (> 5 s on a shared 2-core CPU)
 def test_resume_bad_input(tiny_data, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         train_mod.train(tiny_config(tiny_data, tmp_path / "x", resume=str(tmp_path / "nope")))

@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
                         help="short protocol: fewer seeds and epochs")
     parser.add_argument("--seeds", type=int,
                         help="number of seeds (default 2 quick; full: the claim's own "
-                        "design: skips 18, upsampling 25, gridding 5, padding 6)")
+                        "design: skips 18, upsampling 64, gridding 5, padding 6)")
     parser.add_argument("--data", help="dataset spec (default: the claim's generated task)")
     parser.add_argument("--task", help="the synthetic task to generate instead of the "
                         "claim's own (objects, shapes, limbs, regions; skips and upsampling: "

@@ -79,6 +79,8 @@ def register(subparsers: Any) -> None:
       help="metrics.jsonl step line every N steps (default 10)")
     a("--max-steps-per-epoch", type=ranged("max_steps_per_epoch"),
       help="cap on optimizer steps per epoch")
+    a("--stop-after", type=ranged("stop_after"), metavar="EPOCH",
+      help="stop after this epoch, the LR schedule still spanning --epochs (resume later)")
     a("--threads", type=ranged("threads"),
       help="torch threads per process (default cores / processes)")
     a("--init-from", metavar="CKPT",

@@ -160,7 +160,7 @@ def train_variant(config: ReproduceConfig, budget: Budget, data: str, run_dir: P
     """Train one variant with one seed; return its epoch records and final scores.
 
     ``variant``: the keyword arguments of :func:`variant_config` (``model``, ``seed``,
-    ``backbone``, ``upsample``, ``model_options``).
+    ``backbone``, ``upsample``, ``model_options``, ``stop_after``).
 
     The run continues from ``run_dir/last.pt`` when there is one (``resume="auto"``): an
     interrupted claim, run again with the same ``--out``, keeps its finished trainings and
@@ -173,7 +173,7 @@ def train_variant(config: ReproduceConfig, budget: Budget, data: str, run_dir: P
 
     train_config = variant_config(config, budget, data, run_dir, **variant)
     last = run_dir / "last.pt"
-    if _finished_epochs(run_dir, train_config) < budget.epochs:
+    if _finished_epochs(run_dir, train_config) < train_config.last_epoch:
         last = Path(train(train_config)["last"])
     records = [r for r in read_run_log(run_dir / "metrics.jsonl") if r.get("kind") == "epoch"]
     epochs = [{"epoch": int(r["epoch"]), "miou": _float(r.get("miou"))} for r in records]
@@ -292,8 +292,10 @@ def variant_config(
     backbone: str | None = "resnet18",
     upsample: str | None = None,
     model_options: Mapping[str, Any] | None = None,
+    stop_after: int | None = None,
 ) -> Any:
-    """The :class:`~fcnkit.training.config.TrainConfig` :func:`train_variant` trains."""
+    """The :class:`~fcnkit.training.config.TrainConfig` :func:`train_variant` trains
+    (``stop_after``: only the first epochs of the budget's schedule)."""
     return TrainConfig(
         data=data, model=model, backbone=backbone, upsample=upsample,
         epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, crop=budget.crop,
@@ -302,7 +304,7 @@ def variant_config(
         scale_range=(0.75, 1.25), out=str(run_dir), seed=seed, workers=0, device="cpu",
         progress=False, log_every=50, max_steps_per_epoch=budget.max_steps_per_epoch,
         threads=config.threads, model_options=dict(model_options or {}),
-        resume=AUTO_RESUME,
+        stop_after=stop_after, resume=AUTO_RESUME,
     )
 
 

@@ -71,13 +71,14 @@ RANGES: dict[str, Range] = {
     "workers": Range(0, 256),
     "log_every": Range(1, 10**9),
     "max_steps_per_epoch": Range(1, 10**9),
+    "stop_after": Range(1, 100_000),
     "threads": Range(1, 4096),
     "aux_loss_weight": Range(0.0, 1000.0),
     "width": Range(0.0, 1.0, low_open=True),
 }
 #: Fields that hold integers (the rest of RANGES are real numbers).
 INTEGER_FIELDS = frozenset({"epochs", "batch_size", "crop", "seed", "workers", "log_every",
-                            "max_steps_per_epoch", "threads"})
+                            "max_steps_per_epoch", "stop_after", "threads"})
 
 
 def check_class_weights(spec: str | None) -> None:
@@ -166,6 +167,10 @@ class TrainConfig:
         sync_bn: SyncBatchNorm across processes (distributed CUDA runs only).
         log_every: write a ``metrics.jsonl`` step line every this many optimizer steps.
         max_steps_per_epoch: stop each epoch after this many steps (None: the whole split).
+        stop_after: stop after this epoch, with the LR schedule still spanning ``epochs``
+            (None: run to ``epochs``): the first epochs of a longer schedule, exactly as
+            they are in the whole run; ``resume`` continues it (a resumed run does not
+            inherit ``stop_after``).
         threads: torch intra-op threads per process (None: cores / local processes).
         progress: tqdm progress bar on rank 0.
         tensorboard: also write TensorBoard events to ``RUN_DIR/tensorboard`` (scalars and a
@@ -214,6 +219,7 @@ class TrainConfig:
     sync_bn: bool = False
     log_every: int = 10
     max_steps_per_epoch: int | None = None
+    stop_after: int | None = None
     threads: int | None = None
     progress: bool = True
     tensorboard: bool = False
@@ -243,6 +249,8 @@ class TrainConfig:
              f"channels_last={c.channels_last!r} must be one of {', '.join(LAYOUTS)}"),
             (c.compile in COMPILE_CHOICES,
              f"compile={c.compile!r} must be one of {', '.join(COMPILE_CHOICES)}"),
+            (c.stop_after is None or c.stop_after <= c.epochs,
+             f"stop_after={c.stop_after} must be at most epochs={c.epochs}"),
             (len(c.crop) == 2, f"crop={c.crop} must be (H, W)"),
             (len(c.scale_range) == 2 and c.scale_range[0] <= c.scale_range[1],
              f"scale_range={c.scale_range} must be (MIN, MAX) with 0 < MIN <= MAX"),
@@ -291,3 +299,8 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def last_epoch(self) -> int:
+        """The epoch this invocation ends with: ``stop_after``, else ``epochs``."""
+        return self.epochs if self.stop_after is None else self.stop_after

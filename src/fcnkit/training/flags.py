@@ -51,13 +51,14 @@ def config_from_flags(given: Mapping[str, Any]) -> TrainConfig:
     if resume == AUTO_RESUME:
         found = auto_resume_path(TrainConfig(**{"data": "", **given}))
         if found is not None:
-            return resume_config(found).replace(**given)
+            return resume_config(found).replace(**{"stop_after": None, **given})
     elif resume is not None:
         # The run continues where the user pointed (a copy of a run writes into the copy),
         # not into the directory stored in the checkpoint.
         path = Path(resume).expanduser()
         given.setdefault("out", str(path if path.is_dir() else path.parent))
-        return resume_config(resume).replace(**given)
+        # A run stopped early resumes to its schedule's end unless told to stop again.
+        return resume_config(resume).replace(**{"stop_after": None, **given})
     if "data" not in given:
         raise InputError("--data is required (e.g. --data synth:DIR); or pass --resume RUN_DIR")
     if "init_from" in given and not ("model" in given and "backbone" in given):

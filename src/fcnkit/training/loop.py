@@ -164,14 +164,15 @@ def train(
 
 
 def fit(state: TrainState, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
-    """The epochs from ``state.epoch`` to ``config.epochs``: train, validate, save.
+    """The epochs from ``state.epoch`` to ``config.last_epoch`` (``stop_after``, else
+    ``epochs``): train, validate, save.
 
     Every rank runs every epoch; only rank 0 writes. No rank starts an epoch before rank 0
     wrote the previous one's checkpoint.
     """
     config = state.config
     announce(state)
-    for epoch in range(state.epoch, config.epochs):
+    for epoch in range(state.epoch, config.last_epoch):
         epoch_start = time.perf_counter()
         seed_everything(config.seed, epoch + 1, state.info.rank)
         state.train_sampler.set_epoch(epoch)
@@ -193,15 +194,16 @@ def announce(state: TrainState) -> None:
         f"fcnkit train: {config.model} ({state.model_config}) on {len(state.train_set)} "
         f"train / {len(state.val_set)} val images; {info.world_size} process(es) x batch "
         f"{config.batch_size} = effective batch {info.world_size * config.batch_size}; "
-        f"{state.steps_per_epoch} steps/epoch; epochs {state.epoch + 1}..{config.epochs}; "
+        f"{state.steps_per_epoch} steps/epoch; epochs {state.epoch + 1}..{config.last_epoch}"
+        f"{'' if config.stop_after is None else f' of {config.epochs}'}; "
         f"precision {state.precision.reason}; "
         f"{'channels_last' if state.channels_last else 'NCHW'}"
         f"{'; compiled' if state.compiled else ''}; run dir {state.run_dir}"
     )
-    if info.is_main and state.epoch >= config.epochs:
+    if info.is_main and state.epoch >= config.last_epoch:
         described = ckpt_io.describe_checkpoint({"model_config": state.model_config})
         warn(f"{state.run_dir}: the {described} already trained {state.epoch} of "
-             f"{config.epochs} epochs; nothing to do (ask for more epochs to continue)")
+             f"{config.last_epoch} epochs; nothing to do (ask for more epochs to continue)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,7 +430,7 @@ def summary(state: TrainState, seconds: float) -> dict[str, Any]:
         "last": written["last.pt"],
         "best": written["best.pt"],
         "best_miou": state.best_miou,
-        "epoch": config.epochs,
+        "epoch": state.epoch,
         "step": state.step,
         "train_loss": state.train_loss,
         "metrics": state.metrics,
