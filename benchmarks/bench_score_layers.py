@@ -31,6 +31,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -71,13 +72,13 @@ def measure(rounds: int, size: tuple[int, int]) -> dict[str, object]:
     with torch.inference_mode():
         for round_ in range(rounds + 3):  # three warm-up rounds
             features = body(x)
-            cold_times = {name: seconds(lambda n=name: layers[n](features[n]))
+            cold_times = {name: seconds(partial(layers[name], features[name]))
                           for name in layers}
             y = body.layer1(body.maxpool(body.relu(body.bn1(body.conv1(x)))))
             stage_times = {}
             for name in layers:
                 y = getattr(body, name)(y)
-                stage_times[name] = seconds(lambda n=name, f=y: layers[n](f))
+                stage_times[name] = seconds(partial(layers[name], y))
             if round_ >= 3:
                 for name in layers:
                     cold[name].append(cold_times[name])
@@ -87,11 +88,11 @@ def measure(rounds: int, size: tuple[int, int]) -> dict[str, object]:
         for name, layer in layers.items():
             feature = features[name]
             pixels, channels = feature.shape[-2] * feature.shape[-1], feature.shape[1]
-            warm = warm_loop(lambda: layer(feature))
+            warm = warm_loop(partial(layer, feature))
             widths = {}
             for width in (24, 32):
                 wide = nn.Conv2d(channels, width, 1).to(memory_format=torch.channels_last)
-                widths[width] = round(1e6 * warm_loop(lambda w=wide: w(feature)), 1)
+                widths[width] = round(1e6 * warm_loop(partial(wide, feature)), 1)
             flops = 2 * pixels * channels * layer.out_channels
             rows.append({
                 "feature": name, "shape": list(feature.shape),
@@ -99,7 +100,7 @@ def measure(rounds: int, size: tuple[int, int]) -> dict[str, object]:
                 "cold_us": round(1e6 * statistics.median(cold[name]), 1),
                 "after_stage_us": round(1e6 * statistics.median(staged[name]), 1),
                 "warm_us": round(1e6 * warm, 1),
-                "read_us": round(1e6 * warm_loop(lambda: feature.sum()), 1),
+                "read_us": round(1e6 * warm_loop(feature.sum), 1),
                 "gflops_warm": round(flops / warm / 1e9, 1),
                 "of_gemm": round(flops / warm / 1e9 / peak, 2),
                 "warm_us_by_width": widths,

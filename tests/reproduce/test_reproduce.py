@@ -27,7 +27,8 @@ from fcnkit.reproduce import (
 from fcnkit.reproduce.upsampling import area_under_curve
 
 ROOT = Path(__file__).resolve().parents[2]
-#: t(0.95, df) from a printed table of Student's t.
+#: t(0.95, df) from a printed table of Student's t (df 63, which printed tables skip:
+#: scipy.stats.t.ppf, which gives every other entry here to 6 decimals).
 T95 = {1: 6.313752, 2: 2.919986, 3: 2.353363, 4: 2.131847, 5: 2.015048, 9: 1.833113,
        17: 1.739607, 24: 1.710882, 63: 1.669402}
 
