@@ -18,7 +18,7 @@ clauses, each with its source:
   full run), so at the end its deficit is a mixture whose spread is the effect itself
   (sd 0.16), and no number of seeds inside the budget decides it either way (176 would).
 
-The variants, all FCN-8s on the same backbone, data, budget and seeds:
+The variants, all FCN-8s on the same backbone, data and budget:
 
 * ``bilinear-frozen``: transposed convolutions fixed to the bilinear kernel;
 * ``deconv-bilinear-init``: learnable transposed convolutions starting bilinear;
