@@ -3,7 +3,8 @@
 Issue 23's ResNet-18 head is made of about 90 small eager operations, each slower right
 after the backbone than in a warm loop (docs/benchmarks.md). Fusing them is the lever
 left; this measures whether ``torch.compile`` delivers it on the stage that runs on every
-image: the corners-agree test of :func:`fcnkit.inference.lowres.labels_from_scores` (per
+image: the corners-agree test of :func:`fcnkit.inference.lowres.labels_from_scores`
+(:func:`fcnkit.inference.lowres.corners_agree`, timed as the library runs it: per
 low-resolution pixel its best class and its rivals within the margin, then the four
 corners of every cell compared). Its outputs are checked equal to the eager stage's on
 every image; each round times the backbone, the coarse scores, then one of the two
@@ -29,20 +30,8 @@ import time
 import torch
 from bench_head_labels import limbs_batch, train  # this script's directory is on sys.path
 
-from fcnkit.inference.lowres import MARGIN, _grid
+from fcnkit.inference.lowres import MARGIN, _grid, corners_agree
 from fcnkit.models import build_model
-
-
-def corners_agree(scores: torch.Tensor, corner: torch.Tensor, tolerance: float,
-                  classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stage 1 of ``_prune_by_corners`` for one image: each cell's best class and
-    whether it is sure (the same operations, in the same order)."""
-    top, best = scores.max(1)
-    near = (scores >= (top - tolerance).unsqueeze(1)).sum(1)
-    keys = (near * classes + best).take(corner)
-    high = keys.amax(0)
-    sure = (high == keys.min(0).values) & (high < 2 * classes)
-    return high - classes, sure
 
 
 def main() -> None:
@@ -79,8 +68,8 @@ def main() -> None:
         for x in images:
             scores = coarse(x)
             tolerance = MARGIN * (1.0 + float(scores.abs().amax()))
-            want = corners_agree(scores, corner, tolerance, 21)
-            got = compiled(scores, corner, tolerance, 21)
+            want = corners_agree(scores, corner, tolerance)
+            got = compiled(scores, corner, tolerance)
             assert all(torch.equal(a, b) for a, b in zip(want, got)), "compiled stage differs"
         first_pass = time.perf_counter() - start
         for round_ in range(args.rounds + 3):  # three warm-up rounds
@@ -89,7 +78,7 @@ def main() -> None:
                 scores = coarse(x)
                 tolerance = MARGIN * (1.0 + float(scores.abs().amax()))
                 begin = time.perf_counter()
-                stage(scores, corner, tolerance, 21)
+                stage(scores, corner, tolerance)
                 if round_ >= 3:
                     times[name].append(time.perf_counter() - begin)
     result = {"torch": torch.__version__, "threads": args.threads,

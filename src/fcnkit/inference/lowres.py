@@ -63,6 +63,7 @@ __all__ = [
     "MARGIN",
     "PRUNE_MIN_SCORES",
     "convex_upsampler",
+    "corners_agree",
     "labels_by_pruning",
     "labels_from_scores",
     "prune_cells",
@@ -407,15 +408,7 @@ def _prune_by_corners(scores: torch.Tensor, grid: _Grid, tolerance: float
     if n > 1:  # (4, N · cells): the images one after another
         offsets = torch.arange(n, device=scores.device) * (height * width)
         corner = (corner[:, None, :] + offsets[:, None]).reshape(4, -1)
-    top, best = scores.max(1)
-    near = (scores >= (top - tolerance).unsqueeze(1)).sum(1)  # the top class and its rivals
-    # One key per pixel, rivals × C + best class: a cell is sure when its four corners
-    # hold the same key, below 2C (no rival but the best class itself).
-    keys = (near * classes + best).take(corner)  # (4, N · cells)
-    high = keys.amax(0)
-    # (min, not amin: torch 2.14's int64 amin over a leading dim is ~60× slower)
-    sure = (high == keys.min(0).values) & (high < 2 * classes)
-    label = high - classes  # the best class where sure (others are relabelled below)
+    label, sure = corners_agree(scores, corner, tolerance)
     label = label.view(n, len(grid.rows), len(grid.cols))
     unsure = (~sure).nonzero().squeeze(1)
     if not len(unsure):
@@ -437,6 +430,23 @@ def _prune_by_corners(scores: torch.Tensor, grid: _Grid, tolerance: float
     several = ~single
     scale = corners.abs().amax(2).amax(0)[several]
     return label, unsure[several], survives[several], scale
+
+
+def corners_agree(scores: torch.Tensor, corner: torch.Tensor, tolerance: float
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 1 of :func:`_prune_by_corners`: per cell (``corner``: ``(4, cells)`` flat
+    pixel indices of its corners), the best class of its corners and whether the cell is
+    sure to be that class's (flat, ``(N · cells,)``; the label is meaningful where sure)."""
+    classes = scores.shape[1]
+    top, best = scores.max(1)
+    near = (scores >= (top - tolerance).unsqueeze(1)).sum(1)  # the top class and its rivals
+    # One key per pixel, rivals × C + best class: a cell is sure when its four corners
+    # hold the same key, below 2C (no rival but the best class itself).
+    keys = (near * classes + best).take(corner)  # (4, N · cells)
+    high = keys.amax(0)
+    # (min, not amin: torch 2.14's int64 amin over a leading dim is ~60× slower)
+    sure = (high == keys.min(0).values) & (high < 2 * classes)
+    return high - classes, sure
 
 
 def _tap_tables(upsampler: nn.Module, rows: np.ndarray, cols: np.ndarray, top: int,
