@@ -15,6 +15,9 @@ Head paths, each giving ``model(x).argmax(1)`` bit for bit (checked once per bac
   noisy;
 * ``whole map``: the coarse scores, the last upsampling of the whole map and its argmax;
 * ``strips``: the coarse scores, then the last upsampling and argmax 64 rows at a time;
+* ``pruning, torch ops``: the same with the labels stage as torch operations instead of
+  the compiled one (:mod:`fcnkit.inference.native`), side by side;
+* ``coarse scores only``: the floor under every path, the model's coarse scores alone;
 * ``default``: what ``whole_image_labels`` does (``labels_from_coarse``: pruning if
   the map is large and calm enough, else the whole map, else strips).
 
@@ -45,6 +48,7 @@ import torch
 
 from fcnkit.data.limbs import render_limbs_sample
 from fcnkit.data.transforms import normalize
+from fcnkit.inference import native
 from fcnkit.inference.argmax import channel_argmax
 from fcnkit.inference.labels import labels_by_strips, labels_from_coarse, whole_image_labels
 from fcnkit.inference.lowres import labels_from_scores
@@ -104,6 +108,16 @@ def measure(backbone: str, rounds: int, size: tuple[int, int],
         logits = model.final_upsampler(scores)
         return channel_argmax(logits[:, :, top : top + height, left : left + width])
 
+    def pruning_torch_ops(features: dict) -> object:
+        # The same labels stage by torch operations instead of the compiled one.
+        scores = model.head.coarse(features)
+        with native.disabled():
+            return labels_from_scores(model, scores, size)
+
+    def coarse_only(features: dict) -> torch.Tensor:
+        # The floor of every path: the model's own coarse scores, no labels.
+        return model.head.coarse(features)
+
     def strips(features: dict) -> torch.Tensor:
         return labels_by_strips(model, x, scores=model.head.coarse(features))
 
@@ -120,10 +134,11 @@ def measure(backbone: str, rounds: int, size: tuple[int, int],
         finally:
             torch.set_num_threads(threads)
 
-    heads = {"pruning": pruning, "whole map": whole_map, "strips": strips}
+    heads = {"pruning": pruning, "whole map": whole_map, "strips": strips,
+             "pruning, torch ops": pruning_torch_ops}
     if one_thread_labels:
         heads["default, labels on 1 thread"] = default_one_thread
-    timed = {**heads, "default": default}
+    timed = {**heads, "default": default, "coarse scores only": coarse_only}
     stats: dict[str, int] = {}
     times: dict[str, list[float]] = {"backbone": [], **{name: [] for name in timed}}
     with torch.inference_mode():
@@ -156,6 +171,8 @@ def measure(backbone: str, rounds: int, size: tuple[int, int],
         else "random",
         "doubtful_fraction": round(stats["doubtful"] / stats["cells"], 4),
         "work_fraction": round(stats["pairs"] / stats["cells"] / 21, 4),
+        "exact_fraction": round(stats["exact"] / stats["cells"], 4),
+        "labels_stage": native.status(),
         "overhead_median": {k: round(statistics.median(v) / body, 4)
                             for k, v in times.items() if k != "backbone"},
         "overhead_min": {k: round(min(v) / body_min, 4)
@@ -183,7 +200,8 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     load = open("/proc/loadavg").read().split()[0] if platform.system() == "Linux" else "?"
-    print(f"torch {torch.__version__}, {args.threads} threads, load average {load} at the end")
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {load} at the end; "
+          f"labels stage: {native.status()}")
     print("| backbone | weights | backbone ms | doubtful cells | work | head: default | pruning "
           "| whole map | strips | target |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -194,6 +212,7 @@ def main() -> None:
         print(f"| {r['backbone']} | {r['weights']} | {r['backbone_ms']} "
               f"| {100 * r['doubtful_fraction']:.1f} % "
               f"| {100 * r['work_fraction']:.1f} % | {cells} | ≤ {100 * r['target']:.0f} % |")
+        print(f"  cells left to the exact path: {100 * r['exact_fraction']:.2f} %")
         for name in med:
             if name not in ("default", "pruning", "whole map", "strips"):
                 print(f"  {name}: +{100 * med[name]:.1f} % (+{100 * low[name]:.1f} %)")

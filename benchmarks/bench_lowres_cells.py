@@ -21,10 +21,11 @@ Run (the recorded number uses the demo's run: ``fcnkit demo``, then)::
     .venv/bin/python benchmarks/bench_lowres_cells.py --random resnet18
     .venv/bin/python benchmarks/bench_lowres_cells.py --sweep
 
-``--sweep`` times the three ways to labels on coarse score maps whose fraction of doubtful
-cells is set by their noise: 21-class maps of 40×60 cells (a 320×480 image at stride 8;
-``--classes`` and ``--size`` change both),
-each cell's class from one of 12 random Voronoi regions, score 4 for its class and 0
+``--sweep`` times the ways to labels (the pruning with its compiled labels stage and
+with torch operations, :mod:`fcnkit.inference.native`; strips; argmax of the whole map)
+on coarse score maps whose fraction of doubtful cells is set by their noise: 21-class
+maps of 40×60 cells (a 320×480 image at stride 8; ``--classes`` and ``--size`` change
+both), each cell's class from one of 12 random Voronoi regions, score 4 for its class and 0
 otherwise, plus Gaussian noise of a given σ; the upsampler is FCN-8s's own frozen ×8
 bilinear deconvolution, channels_last. It is how the fraction above which whole-map
 per-pixel work wins (:data:`fcnkit.inference.lowres.DENSE_WORK`) was chosen.
@@ -33,12 +34,14 @@ per-pixel work wins (:data:`fcnkit.inference.lowres.DENSE_WORK`) was chosen.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
 
 import torch
 
+from fcnkit.inference import native
 from fcnkit.inference.argmax import channel_argmax
 from fcnkit.inference.labels import labels_by_strips
 from fcnkit.inference.lowres import convex_upsampler, labels_by_pruning, labels_from_scores
@@ -123,6 +126,12 @@ def region_scores(sigma: float, seed: int, classes: int = 21, size: tuple[int, i
     return scores.contiguous(memory_format=torch.channels_last)
 
 
+def _torch_ops_labels(model: torch.nn.Module, size: tuple[int, int]) -> object:
+    """The pruning with its labels stage as torch operations, not the compiled one."""
+    with native.disabled():
+        return labels_from_scores(model, model.scores, size)
+
+
 #: Noise levels of ``--sweep``: from calm region maps to noise.
 SIGMAS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 1.25, 1.5, 1.75, 2.0, 4.0)
 
@@ -148,6 +157,7 @@ def sweep(repeats: int, classes: int = 21, size: tuple[int, int] = (320, 480)
             stats: dict[str, int] = {}
             paths = {
                 "pruning": lambda: labels_from_scores(model, model.scores, size),
+                "pruning, torch ops": functools.partial(_torch_ops_labels, model, size),
                 "strips": lambda: labels_by_strips(model, x),
                 "argmax": lambda: channel_argmax(
                     model.final_upsampler(model.scores)[:, :, top : top + height,
@@ -169,6 +179,7 @@ def sweep(repeats: int, classes: int = 21, size: tuple[int, int] = (320, 480)
                          "work": stats["pairs"] / stats["cells"] / classes,
                          "exact": stats["exact"] / stats["cells"], **ms,
                          "pruning/argmax": ms["pruning"] / ms["argmax"],
+                         "torch ops/argmax": ms["pruning, torch ops"] / ms["argmax"],
                          "strips/argmax": ms["strips"] / ms["argmax"]})
     return rows
 
@@ -197,13 +208,15 @@ def main() -> None:
             print(json.dumps(rows, indent=2))
             return
         print("| σ | doubtful cells | work (pairs / C·cells) | exact-path cells | pruning ms "
-              "| strips ms | argmax ms | pruning / argmax | strips / argmax |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "| strips ms | argmax ms | pruning / argmax | pruning by torch ops / argmax "
+              "| strips / argmax |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['sigma']:g} | {100 * r['doubtful']:.1f} % | {100 * r['work']:.1f} % "
                   f"| {100 * r['exact']:.2f} % "
                   f"| {r['pruning']:.2f} | {r['strips']:.2f} | {r['argmax']:.2f} "
-                  f"| {r['pruning/argmax']:.2f} | {r['strips/argmax']:.2f} |")
+                  f"| {r['pruning/argmax']:.2f} | {r['torch ops/argmax']:.2f} "
+                  f"| {r['strips/argmax']:.2f} |")
         return
     if args.random:
         torch.manual_seed(0)

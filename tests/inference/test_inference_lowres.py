@@ -15,6 +15,7 @@ from torch import nn
 
 from fcnkit.arith import upsampling_recipe
 from fcnkit.arith.kernels import bilinear_kernel
+from fcnkit.inference import native
 from fcnkit.inference.labels import predict_labels, whole_image_labels
 from fcnkit.inference.lowres import (
     DENSE_WORK,
@@ -25,6 +26,18 @@ from fcnkit.inference.lowres import (
 )
 from fcnkit.models import build_model
 from fcnkit.models.heads import Interpolate, make_upsampler
+
+
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def labels_stage(request, monkeypatch) -> str:
+    """Every test runs through both implementations of the labels stage: the compiled one
+    (fcnkit.inference.native, when a C compiler exists) and the torch operations."""
+    if request.param == "torch":
+        monkeypatch.setattr(native, "load", lambda: None)
+    elif native.load() is None:
+        pytest.skip(f"compiled labels stage unavailable: {native.status()}")
+    return request.param
+
 
 # Two cases in the fast tier; the others take seconds each (slow tier).
 BILINEAR_MODELS = [
@@ -94,6 +107,13 @@ def test_convexity_check_rejects_what_breaks_the_bound() -> None:
         negative.weight.neg_()
     assert not convex_upsampler(negative)
     assert convex_upsampler(Interpolate(4))
+    # The answer is remembered per module, but not past a change of its weight, even one
+    # written through .data (which leaves the version counter as it was).
+    again = make_upsampler(3, 8, "bilinear")
+    assert convex_upsampler(again)
+    version = again.weight._version
+    again.weight.data.neg_()
+    assert again.weight._version == version and not convex_upsampler(again)
 
 
 class ScoreModel(nn.Module):
@@ -258,9 +278,10 @@ def test_low_precision_scores_are_refused_by_the_pruning() -> None:
         labels_from_scores(model, scores, (8, 8))
 
 
-def test_whole_image_labels_prunes_only_large_calm_maps(monkeypatch) -> None:
-    """The default path: pruning for maps of ≥ PRUNE_MIN_SCORES class scores whose
-    doubtful work is small; the whole map's tail otherwise. Same labels either way."""
+def test_whole_image_labels_prunes_only_large_calm_maps(monkeypatch, labels_stage) -> None:
+    """The default path: pruning for maps whose doubtful work is small (and, with the
+    torch labels stage, of ≥ PRUNE_MIN_SCORES class scores); the whole map's tail
+    otherwise. Same labels either way."""
     import fcnkit.inference.labels as labels_module
 
     calls: list[bool] = []
@@ -276,12 +297,14 @@ def test_whole_image_labels_prunes_only_large_calm_maps(monkeypatch) -> None:
     for scores, used in [
         (_region_scores(21, 40, 60, 6, 0.05, seed=1), [True]),  # 3.2 M scores, calm
         (torch.randn(1, 21, 40, 60, generator=torch.Generator().manual_seed(2)), [False]),
-        (_region_scores(21, 10, 15, 3, 0.05, seed=1), []),  # 0.2 M scores: not tried
+        # 0.2 M scores: not tried by torch operations, pruned by the compiled stage
+        (_region_scores(21, 10, 15, 3, 0.05, seed=1), [True] if labels_stage == "compiled"
+         else []),
     ]:
         calls.clear()
         model = ScoreModel(scores, upsampler)
         x = torch.zeros(1, 3, scores.shape[-2] * 8, scores.shape[-1] * 8)
-        assert scores.numel() * 64 >= PRUNE_MIN_SCORES or not used
+        assert scores.numel() * 64 >= PRUNE_MIN_SCORES or not used or labels_stage == "compiled"
         with torch.no_grad():
             assert torch.equal(whole_image_labels(model, x), model(x).argmax(1))
         assert calls == used

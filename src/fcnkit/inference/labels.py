@@ -34,9 +34,9 @@ from torch import nn
 
 from fcnkit.arith.sizes import as_pair
 from fcnkit.arith.tiling import check_overlap, sliding_window_starts, transposed_input_span
+from fcnkit.inference import native
 from fcnkit.inference.argmax import channel_argmax
 from fcnkit.inference.lowres import (
-    DENSE_WORK,
     PRUNE_MIN_SCORES,
     convex_upsampler,
     labels_from_scores,
@@ -370,12 +370,14 @@ def supports_label_strips(model: nn.Module) -> bool:
 def whole_image_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``model(x).argmax(1)`` for a whole image, without full-resolution logits if possible.
 
-    For models with the coarse-score protocol, float32 scores, a bilinear last upsampling
-    and at least :data:`fcnkit.inference.lowres.PRUNE_MIN_SCORES` class scores (C × H ×
-    W over the batch), the labels come from the coarse scores by candidate pruning
+    For models with the coarse-score protocol, float32 scores and a bilinear last
+    upsampling, the labels come from the coarse scores by candidate pruning
     (:func:`fcnkit.inference.lowres.labels_from_scores`: whole cells take their only
     possible class, per-pixel work only where several classes remain), unless that work
-    exceeds :data:`fcnkit.inference.lowres.DENSE_WORK` of the whole map's. Such maps,
+    exceeds :data:`fcnkit.inference.lowres.COMPILED_DENSE_WORK` of the whole map's (with
+    the compiled labels stage, :mod:`fcnkit.inference.native`; without it,
+    :data:`fcnkit.inference.lowres.DENSE_WORK`, and only on maps of at least
+    :data:`fcnkit.inference.lowres.PRUNE_MIN_SCORES` class scores). Such maps,
     smaller ones, learned last upsamplings and bf16 scores take the model's last
     upsampling of the whole map and its argmax when those logits fit in
     :data:`fcnkit.inference.tiling.DEFAULT_LOGIT_BUFFER_BYTES`, else
@@ -400,9 +402,11 @@ def labels_from_coarse(model: nn.Module, scores: torch.Tensor,
     computed, for images of ``size`` = ``(H, W)``: the choice of path it describes."""
     height, width = int(size[0]), int(size[1])
     class_scores = scores.shape[0] * scores.shape[1] * height * width
-    if (class_scores >= PRUNE_MIN_SCORES and scores.dtype == torch.float32
-            and _pruning_pays(model) and convex_upsampler(model.final_upsampler)):
-        labels = labels_from_scores(model, scores, (height, width), max_work=DENSE_WORK)
+    if (scores.dtype == torch.float32 and _pruning_pays(model)
+            and (class_scores >= PRUNE_MIN_SCORES or native.load() is not None)
+            and convex_upsampler(model.final_upsampler)):
+        # max_work None: DENSE_WORK, or COMPILED_DENSE_WORK for the compiled labels stage
+        labels = labels_from_scores(model, scores, (height, width), max_work=None)
         _record_pruning(model, declined=labels is None)
         if labels is not None:
             return labels

@@ -56,9 +56,11 @@ from fcnkit.arith.tiling import (
     output_bands,
     window_corner_pixels,
 )
+from fcnkit.inference import native
 from fcnkit.models.heads import Interpolate
 
 __all__ = [
+    "COMPILED_DENSE_WORK",
     "DENSE_WORK",
     "MARGIN",
     "PRUNE_MIN_SCORES",
@@ -80,12 +82,20 @@ MARGIN = 1e-4
 #: 12 % (``benchmarks/bench_lowres_cells.py --sweep``, docs/benchmarks.md); 3 % keeps a
 #: margin for maps whose doubtful cells hold more candidates (random weights).
 DENSE_WORK = 0.03
+#: :data:`DENSE_WORK` of the compiled labels stage (:mod:`fcnkit.inference.native`), whose
+#: per-pixel work costs far less: on 320×480 maps of 21 classes it ran at 0.78× the whole
+#: map's time at 31 % of its work, 0.80× at 39 % and 1.6× at 66 %; on 64×96 maps of 4
+#: classes 0.86× at 43 % and 0.96× at 63 % (``bench_lowres_cells.py --sweep``,
+#: docs/benchmarks.md). 25 % keeps a margin below the smallest break-even seen.
+COMPILED_DENSE_WORK = 0.25
 #: Below this many class scores (C × H × W) the whole map's per-pixel work is cheaper than
 #: the pruning's fixed cost (~60 small operations, about 0.5 ms on 2 cores), whatever the
 #: map: calm region maps of 4 classes at 150×210 (126 000 scores, the demo's) took
 #: 1.5× the whole map's time, of 4 classes at 320×480 (614 000) 1.4–1.7× and of 21
 #: classes at 160×240 (806 000) 1.0×, against 0.5× for 21 × 320 × 480 (3.2 M)
-#: (``bench_lowres_cells.py --sweep --classes C --size H,W``).
+#: (``bench_lowres_cells.py --sweep --classes C --size H,W``). The compiled labels stage
+#: has no such floor: 0.6–0.9× the whole map's time on maps of 4 × 64 × 96 and
+#: 21 × 32 × 48 scores.
 PRUNE_MIN_SCORES = 2**21
 
 #: The blend of a doubtful cell's candidates (:func:`_blend_doubtful`) decides a pixel
@@ -101,11 +111,62 @@ def convex_upsampler(upsampler: nn.Module) -> bool:
     bias: :class:`fcnkit.models.heads.Interpolate`, or a ``ConvTranspose2d`` (dilation 1)
     whose weight is one non-negative kernel on the class diagonal (grouped, or full C × C
     with zero off-diagonal filters, as Caffe's frozen bilinear Deconvolution). A learned
-    deconvolution fails the check and takes the strip path."""
+    deconvolution fails the check and takes the strip path.
+
+    The answer is cached per module (checking the weight takes a few torch operations,
+    about 0.16 ms right after a backbone: a tenth of ResNet-18's head), see
+    :func:`_upsampler_facts`.
+    """
     if isinstance(upsampler, Interpolate):
         return True
     if not isinstance(upsampler, nn.ConvTranspose2d) or tuple(upsampler.dilation) != (1, 1):
         return False
+    return _upsampler_facts(upsampler)[0]
+
+
+_Factors = tuple[list[tuple[str, tuple[float, ...], int, int]], float]
+#: Per transposed convolution: copies of its weight and bias (None without), whether it is
+#: convex and its kernel's factors (:func:`_upsampler_facts`).
+_facts_cache: weakref.WeakKeyDictionary[
+    nn.Module, tuple[list[native.Snapshot | torch.Tensor | None], tuple[bool, _Factors | None]]
+] = weakref.WeakKeyDictionary()
+
+
+def _upsampler_facts(upsampler: nn.ConvTranspose2d) -> tuple[bool, _Factors | None]:
+    """Whether a transposed convolution is convex (:func:`convex_upsampler`) and its
+    kernel's factors (:func:`_kernel_factors`), remembered per module while its weight and
+    bias keep their values. The check compares them with copies (one ``memcmp`` each on
+    CPU, :func:`fcnkit.inference.native.same_bytes`), not the version counter: an
+    in-place write through ``.data`` does not bump it."""
+    tensors = (upsampler.weight, upsampler.bias)
+    cached = _facts_cache.get(upsampler)
+    if cached is not None and all(_unchanged(copy, tensor)
+                                  for copy, tensor in zip(cached[0], tensors)):
+        return cached[1]
+    facts = (_convex_transposed(upsampler), _factor_kernel(upsampler))
+    _facts_cache[upsampler] = ([None if t is None else _copy(t) for t in tensors], facts)
+    return facts
+
+
+def _copy(tensor: torch.Tensor) -> native.Snapshot | torch.Tensor:
+    tensor = tensor.detach()
+    if tensor.device.type == "cpu" and tensor.is_contiguous():
+        return native.Snapshot(tensor)
+    return tensor.clone()
+
+
+def _unchanged(copy: native.Snapshot | torch.Tensor | None,
+               tensor: torch.Tensor | None) -> bool:
+    if copy is None or tensor is None:
+        return copy is None and tensor is None
+    if isinstance(copy, native.Snapshot):
+        return native.same_bytes(tensor, copy)
+    return (copy.shape == tensor.shape and copy.dtype == tensor.dtype
+            and copy.device == tensor.device and bool(torch.equal(copy, tensor)))
+
+
+def _convex_transposed(upsampler: nn.ConvTranspose2d) -> bool:
+    """:func:`convex_upsampler` for a transposed convolution, uncached."""
     if upsampler.bias is not None and bool(upsampler.bias.detach().ne(0).any()):
         return False
     weight = upsampler.weight.detach()
@@ -307,7 +368,7 @@ def _grid(height: int, width: int, top: int, left: int, in_h: int, in_w: int, ke
 def labels_from_scores(model: nn.Module, scores: torch.Tensor,
                        size: tuple[int, int] | torch.Size, *,
                        stats: dict[str, int] | None = None,
-                       max_work: float = float("inf")) -> torch.Tensor | None:
+                       max_work: float | None = float("inf")) -> torch.Tensor | None:
     """:func:`labels_by_pruning` on coarse scores already computed (``model.coarse_scores``)
     for images of ``size`` = ``(H, W)``.
 
@@ -315,7 +376,9 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     doubtful cells × their candidate classes — exceeds ``max_work`` × the C × H × W of the
     whole map's argmax (noisy score maps, e.g. random weights, leave most cells in doubt
     with several candidates): that work then costs more than the whole map's
-    (docs/benchmarks.md), and the caller does the latter.
+    (docs/benchmarks.md), and the caller does the latter. ``max_work=None`` takes the
+    limit of the implementation that runs: :data:`COMPILED_DENSE_WORK` for the compiled
+    labels stage (:mod:`fcnkit.inference.native`), :data:`DENSE_WORK` for torch's.
 
     The whole-cell test and the blend of the candidates keep a margin sized for float32
     rounding; scores in a lower precision (bf16 or fp16 autocast) would need a margin so
@@ -328,8 +391,23 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
                                int(upsampler.padding[0]))
     top, left = (int(v) for v in model.final_offset)
     height, width = int(size[0]), int(size[1])
-    grid = _grid(height, width, top, left, int(scores.shape[-2]), int(scores.shape[-1]),
-                 kernel, stride, padding)
+    geometry = (height, width, top, left, int(scores.shape[-2]), int(scores.shape[-1]),
+                kernel, stride, padding)
+    if scores.device.type == "cpu" and scores.dtype == torch.float32:
+        labels = _labels_native(model, scores, geometry, stats=stats,
+                                max_work=COMPILED_DENSE_WORK if max_work is None else max_work)
+        if labels is not _NOT_NATIVE:
+            return labels  # type: ignore[return-value]
+    return _labels_by_torch_ops(upsampler, scores, geometry, stats=stats,
+                                max_work=DENSE_WORK if max_work is None else max_work)
+
+
+def _labels_by_torch_ops(upsampler: nn.Module, scores: torch.Tensor,
+                         geometry: tuple[int, ...], *, stats: dict[str, int] | None,
+                         max_work: float) -> torch.Tensor | None:
+    """:func:`labels_from_scores` by torch operations (any window size, any device)."""
+    height, width, top, left = geometry[:4]
+    grid = _grid(*geometry)
     rows, cols = grid.rows, grid.cols
     # Classes contiguous per cell: the pools and class reductions below are several
     # times faster so, and the blend gathers whole score vectors (free when the model
@@ -384,6 +462,50 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
         band_rows = (exact // cells_w % cells_h).cpu().numpy()
         _exact_rows(upsampler, model_scores, labels, band_rows, rows, (top, left))
     return labels
+
+
+#: :func:`_labels_native`'s answer when the compiled stage does not apply.
+_NOT_NATIVE = object()
+
+
+def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, ...], *,
+                   stats: dict[str, int] | None, max_work: float) -> object:
+    """:func:`labels_from_scores` for 2×2 windows by the compiled labels stage
+    (:mod:`fcnkit.inference.native`): the same tests, margins and exact path. Returns
+    :data:`_NOT_NATIVE` when it does not apply (no compiler, windows larger than 2×2, a
+    kernel that does not factor)."""
+    library = native.load()
+    if library is None:
+        return _NOT_NATIVE
+    upsampler = model.final_upsampler
+    spec = _blend_spec(upsampler, scores.shape[-2:])
+    plan = _native_plan(geometry, spec) if spec is not None else None
+    if plan is None:
+        return _NOT_NATIVE
+    top, left = geometry[2:4]
+    # The C code reads classes contiguously per pixel (free when the model runs
+    # channels_last); the exact path gets the scores as the model made them.
+    result = native.labels_2x2(library, scores.contiguous(memory_format=torch.channels_last),
+                               plan, max_work=max_work)
+    if result.status == native.NONFINITE:  # see labels_from_scores
+        height, width = plan.size
+        logits = upsampler(scores)[:, :, top : top + height, left : left + width]
+        return logits.argmax(1)
+    cells, doubtful, pairs, undecided = result.stats
+    if stats is not None:
+        for name, value in (("cells", cells), ("doubtful", doubtful), ("pairs", pairs)):
+            stats[name] = stats.get(name, 0) + value
+    if result.status == native.DECLINED:
+        return None
+    if stats is not None:
+        stats["exact"] = stats.get("exact", 0) + undecided
+    if undecided:
+        grid = _grid(*geometry)
+        if not _exact_patches(upsampler, scores, result.labels, result.undecided,
+                              (grid.rows, grid.cols), (top, left)):
+            band_rows = np.asarray(result.undecided) // len(grid.cols) % len(grid.rows)
+            _exact_rows(upsampler, scores, result.labels, band_rows, grid.rows, (top, left))
+    return result.labels
 
 
 def _prune_by_corners(scores: torch.Tensor, grid: _Grid, tolerance: float
@@ -466,10 +588,23 @@ def _tap_tables(upsampler: nn.Module, rows: np.ndarray, cols: np.ndarray, top: i
       weight λ is off by up to ~2u·(index + 1), up to ``input size + 1``.
     64u covers the arithmetic ~8× over; the weight terms are added at 4× their bound.
     """
+    spec = _blend_spec(upsampler, input_size)
+    if spec is None:
+        return None
+    return _axis_tables(spec, rows, cols, top, left, input_size)
+
+
+_Specs = tuple[tuple[str, tuple[float, ...], int, int], ...]
+
+
+def _blend_spec(upsampler: nn.Module, input_size: torch.Size | tuple[int, int]
+                ) -> tuple[_Specs, float] | None:
+    """The row and column specs of :func:`_tap_tables` and its relative tolerance, or
+    None if the kernel does not factor."""
     ulp = float(np.finfo(np.float32).eps) / 2
     relative = _BLEND_ULPS * ulp
     if isinstance(upsampler, Interpolate):
-        specs = [("interpolate", (float(upsampler.factor),), 0, 0)] * 2
+        specs: _Specs = (("interpolate", (float(upsampler.factor),), 0, 0),) * 2
         factor = int(upsampler.factor)
         if factor & (factor - 1):
             relative += 4 * 2 * ulp * (max(int(n) for n in input_size) + 1) * 2
@@ -477,8 +612,16 @@ def _tap_tables(upsampler: nn.Module, rows: np.ndarray, cols: np.ndarray, top: i
         factors = _kernel_factors(upsampler)
         if factors is None:
             return None
-        specs, distance = factors
+        specs, distance = tuple(factors[0]), factors[1]
         relative += 4 * 4 * distance
+    return specs, relative
+
+
+def _axis_tables(spec: tuple[_Specs, float], rows: np.ndarray, cols: np.ndarray, top: int,
+                 left: int, input_size: torch.Size | tuple[int, int]
+                 ) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """:func:`_tap_tables` from :func:`_blend_spec`."""
+    specs, relative = spec
     tables = []
     for (kind, taps, stride, padding), bands, offset, n in zip(
             specs, (rows, cols), (top, left), input_size):
@@ -491,23 +634,31 @@ def _tap_tables(upsampler: nn.Module, rows: np.ndarray, cols: np.ndarray, top: i
     return tables[0], tables[1], relative
 
 
-#: Per transposed convolution: its weight's version and storage, and the factors of
-#: :func:`_kernel_factors` (recomputed when the weight changes).
-_factor_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, int], object]] = \
-    weakref.WeakKeyDictionary()
+@functools.lru_cache(maxsize=64)
+def _native_plan(geometry: tuple[int, ...], spec: tuple[_Specs, float]
+                 ) -> native.Plan | None:
+    """Everything the compiled labels stage needs that depends only on the geometry
+    (:func:`_grid`'s arguments) and the upsampler's blend spec, built once."""
+    height, width, top, left, in_h, in_w = geometry[:6]
+    grid = _grid(*geometry)
+    tables = _axis_tables(spec, grid.rows, grid.cols, top, left, (in_h, in_w))
+    if grid.corners is None or tables is None:
+        return None
+    return native.plan(grid.corners, (grid.rows, grid.cols), tables[:2], (in_h, in_w),
+                       margin=MARGIN, relative=tables[2], tiny=_TINY)
 
 
-def _kernel_factors(upsampler: nn.ConvTranspose2d
-                    ) -> tuple[list[tuple[str, tuple[float, ...], int, int]], float] | None:
+def _kernel_factors(upsampler: nn.ConvTranspose2d) -> _Factors | None:
     """The row and column specs of a convex transposed convolution's kernel (class 0's:
     all are equal) and the kernel's distance from their outer product, or None if it does
-    not factor (then the blend cannot be trusted). Cached per module and weight version."""
+    not factor (then the blend cannot be trusted). Cached per module
+    (:func:`_upsampler_facts`)."""
+    return _upsampler_facts(upsampler)[1]
+
+
+def _factor_kernel(upsampler: nn.ConvTranspose2d) -> _Factors | None:
+    """:func:`_kernel_factors`, uncached."""
     weight = upsampler.weight.detach()
-    # (a weight made under inference_mode has no version counter: never cached)
-    key = None if weight.is_inference() else (weight._version, weight.data_ptr())
-    cached = _factor_cache.get(upsampler)
-    if key is not None and cached is not None and cached[0] == key:
-        return cached[1]  # type: ignore[return-value]
     kernel = weight[0, 0].double().cpu().numpy()
     total = kernel.sum()
     result: tuple[list[tuple[str, tuple[float, ...], int, int]], float] | None = None
@@ -520,8 +671,6 @@ def _kernel_factors(upsampler: nn.ConvTranspose2d
                         int(upsampler.padding[0])),
                        ("deconv", tuple(col_kernel.tolist()), int(upsampler.stride[1]),
                         int(upsampler.padding[1]))], distance)
-    if key is not None:
-        _factor_cache[upsampler] = (key, result)
     return result
 
 

@@ -1,0 +1,296 @@
+/* Exact labels from low-resolution scores, 2x2 windows: the whole labels stage of
+ * fcnkit.inference.lowres.labels_from_scores in one pass, for fcnkit.inference.native.
+ *
+ * The tests and their proofs are those of lowres.py (module docstring, _prune_by_corners,
+ * _blend_doubtful); this file repeats them in one loop instead of ~60 small torch
+ * operations, whose fixed cost right after a backbone was most of the head's time
+ * (docs/benchmarks.md). Every decision keeps lowres.py's margins, so a label written here
+ * is the argmax of the model's own float32 logits; a cell the blend cannot decide is
+ * flagged, and Python sends it to the model's own upsampler (the exact path).
+ *
+ * Plain C99, no torch headers: built on first use by the system C compiler
+ * (fcnkit/inference/native.py) and called through ctypes on raw buffers.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { FK_OK = 0, FK_NONFINITE = 1, FK_DECLINED = 2, FK_NOMEM = 3 };
+
+/* The ABI version Python checks (native.py: _ABI): bump with any signature change. */
+int fk_abi(void) { return 4; }
+
+/* 1 when the n bytes at a and b are equal: the check that a cached fact about an
+ * upsampler's weight still holds (native.same_bytes). */
+int fk_same(const void *a, const void *b, int64_t n) { return memcmp(a, b, (size_t)n) == 0; }
+
+/* What depends only on the geometry and the upsampler, built once by native.plan:
+ *
+ * h, w: the coarse map; bh, bw: cells per column and row; H, W: the labels' size.
+ * corner: (4, bh*bw) flat pixel indices in one h*w image of each cell's window corners,
+ *     top-left, top-right, bottom-left, bottom-right (fcnkit.arith.tiling).
+ * row_bands, col_bands: (bh, 4), (bw, 4) int64: output start, output stop, first input
+ *     row, last input row (exclusive) of each band (fcnkit.arith.tiling.output_bands).
+ * row_w, col_w: (H, 2), (W, 2) float64 weights of each output row (column) on the
+ *     input rows first, first + 1 of its band's window (band_weights; a one-tap table is
+ *     padded with zeros by native.py).
+ * margin: lowres.MARGIN; blend_rel: the blend's relative tolerance (lowres._tap_tables);
+ * tiny: lowres._TINY.
+ */
+typedef struct {
+    int64_t h, w, bh, bw, H, W;
+    const int64_t *corner, *row_bands, *col_bands;
+    const double *row_w, *col_w;
+    double margin, blend_rel, tiny;
+} fk_plan;
+
+static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int64_t C,
+                      const int64_t *corner, int64_t bh, int64_t bw, const int64_t *row_bands,
+                      const int64_t *col_bands, const double *row_w, const double *col_w,
+                      int64_t H, int64_t W, double margin, double blend_rel, double tiny,
+                      double max_work, int64_t *labels, int64_t *stats, int64_t *undecided);
+
+/* Labels of every pixel from (n, h, w, C) channels-last float32 scores, into one int64
+ * buffer (one allocation on the Python side):
+ *
+ *     out[0 : n*H*W]  the labels, (n, H, W);
+ *     out[n*H*W : +4] cells, doubtful cells, (cell, class) pairs in doubt, undecided cells;
+ *     then the flat indices of the undecided cells (room for n*bh*bw), which the caller
+ *     labels by the exact path.
+ *
+ * max_work: the fraction of C*H*W per-pixel work above which the caller prefers the whole
+ * map (FK_DECLINED: only the first three counts are meaningful).
+ */
+int fk_labels_2x2(const fk_plan *plan, const float *scores, int64_t n, int64_t C,
+                  double max_work, int64_t *out) {
+    int64_t *stats = out + n * plan->H * plan->W;
+    return labels_2x2(scores, n, plan->h, plan->w, C, plan->corner, plan->bh, plan->bw,
+                      plan->row_bands, plan->col_bands, plan->row_w, plan->col_w, plan->H,
+                      plan->W, plan->margin, plan->blend_rel, plan->tiny, max_work, out,
+                      stats, stats + 4);
+}
+
+static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int64_t C,
+                      const int64_t *corner, int64_t bh, int64_t bw, const int64_t *row_bands,
+                      const int64_t *col_bands, const double *row_w, const double *col_w,
+                      int64_t H, int64_t W, double margin, double blend_rel, double tiny,
+                      double max_work, int64_t *labels, int64_t *stats, int64_t *undecided) {
+    const int64_t pixels = n * h * w, cells_per_image = bh * bw, cells = n * cells_per_image;
+    int64_t *best = malloc(sizeof(int64_t) * (size_t)pixels);
+    double *gap = malloc(sizeof(double) * (size_t)pixels);
+    int64_t *cell_label = malloc(sizeof(int64_t) * (size_t)cells);
+    uint8_t *survives = malloc((size_t)(cells * C));
+    double *scale = malloc(sizeof(double) * (size_t)cells);
+    double *high = malloc(sizeof(double) * (size_t)C);
+    double *corner_values = malloc(sizeof(double) * 4 * (size_t)C);
+    double *left_col = malloc(sizeof(double) * (size_t)C);
+    double *right_col = malloc(sizeof(double) * (size_t)C);
+    int64_t *doubtful_cells = malloc(sizeof(int64_t) * (size_t)cells);
+    int64_t *cand = malloc(sizeof(int64_t) * (size_t)C);
+    int status = FK_OK;
+    if (!best || !gap || !cell_label || !survives || !scale || !high || !corner_values ||
+        !left_col || !right_col || !doubtful_cells || !cand) {
+        status = FK_NOMEM;
+        goto done;
+    }
+
+    /* One pass over the scores: the map's largest |score|, which sets one margin for the
+     * whole map (lowres.py), and per pixel its best class (the first of equal maxima) and
+     * the gap to the best of the others. Stage 1 (lowres.corners_agree) counts a pixel's
+     * classes within tol of its best; one (the best itself) is the same as gap > tol. */
+    double largest = 0.0;
+    for (int64_t p = 0; p < pixels; ++p) {
+        const float *s = scores + p * C;
+        int64_t b = 0;
+        double top = s[0], other = -INFINITY;
+        for (int64_t c = 0; c < C; ++c) {
+            const double v = s[c], a = fabs(v);
+            if (!(a <= largest)) {
+                if (!isfinite(a)) {
+                    status = FK_NONFINITE; /* NaN or inf: the model's own tail */
+                    goto done;
+                }
+                largest = a;
+            }
+            if (c == 0) continue;
+            if (v > top) {
+                other = top;
+                top = v;
+                b = c;
+            } else if (v > other) {
+                other = v;
+            }
+        }
+        best[p] = b;
+        gap[p] = top - other;
+    }
+    const double tol = margin * (1.0 + largest);
+
+    int64_t doubtful = 0, pairs = 0;
+    for (int64_t cell = 0; cell < cells; ++cell) {
+        const int64_t image = cell / cells_per_image, k = cell % cells_per_image;
+        int64_t px[4];
+        for (int q = 0; q < 4; ++q) px[q] = image * h * w + corner[q * cells_per_image + k];
+        uint8_t *alive = survives + cell * C;
+        memset(alive, 0, (size_t)C);
+        const int64_t b0 = best[px[0]];
+        if (best[px[1]] == b0 && best[px[2]] == b0 && best[px[3]] == b0 && gap[px[0]] > tol &&
+            gap[px[1]] > tol && gap[px[2]] > tol && gap[px[3]] > tol) {
+            cell_label[cell] = b0; /* four corners agree, no rival within tol */
+            continue;
+        }
+        /* Stage 2 (lowres._prune_by_corners): the floor test and the corner test. */
+        const float *s[4];
+        for (int q = 0; q < 4; ++q) s[q] = scores + px[q] * C;
+        double floor_ = -INFINITY, biggest = 0.0;
+        int64_t first = 0;
+        for (int64_t c = 0; c < C; ++c) {
+            double hi = s[0][c], lo = s[0][c];
+            for (int q = 1; q < 4; ++q) {
+                if (s[q][c] > hi) hi = s[q][c];
+                if (s[q][c] < lo) lo = s[q][c];
+            }
+            high[c] = hi;
+            if (lo > floor_) floor_ = lo;
+            if (hi > high[first]) first = c;
+            double m = fmax(fabs(hi), fabs(lo));
+            if (m > biggest) biggest = m;
+        }
+        int64_t second = -1;
+        if (C > 2)
+            for (int64_t c = 0; c < C; ++c)
+                if (c != first && (second < 0 || high[c] > high[second])) second = c;
+        int64_t alive_count = 0;
+        for (int64_t c = 0; c < C; ++c) {
+            int keep = high[c] >= floor_ - tol;
+            if (keep && second >= 0) {
+                /* c cannot win if s_first + s_second > 2 s_c (+4 tol) at all corners */
+                double beaten = INFINITY;
+                for (int q = 0; q < 4; ++q) {
+                    double lead = (double)s[q][first] + s[q][second] - 2.0 * s[q][c];
+                    if (lead < beaten) beaten = lead;
+                }
+                keep = !(beaten > 4.0 * tol);
+            }
+            alive[c] = (uint8_t)keep;
+            alive_count += keep;
+        }
+        cell_label[cell] = first; /* the class of highest window maximum always survives */
+        if (alive_count > 1) {
+            doubtful_cells[doubtful++] = cell;
+            pairs += alive_count;
+            scale[cell] = biggest;
+        } else {
+            alive[first] = 0; /* marks the cell sure (no survivor recorded) */
+        }
+    }
+    stats[0] = cells;
+    stats[1] = doubtful;
+    stats[2] = pairs;
+    stats[3] = 0;
+    /* The per-pixel work left, as lowres.labels_from_scores counts it. */
+    if ((double)pairs * (double)(H * W) / (double)cells > max_work * (double)(C * n * H * W)) {
+        status = FK_DECLINED;
+        goto done;
+    }
+
+    /* Cells to pixels: the first row of each band column by column, then copied down. */
+    for (int64_t image = 0; image < n; ++image)
+        for (int64_t i = 0; i < bh; ++i) {
+            const int64_t y0 = row_bands[4 * i], y1 = row_bands[4 * i + 1];
+            if (y1 <= y0) continue;
+            int64_t *row = labels + (image * H + y0) * W;
+            for (int64_t j = 0; j < bw; ++j) {
+                const int64_t v = cell_label[image * cells_per_image + i * bw + j];
+                for (int64_t x = col_bands[4 * j]; x < col_bands[4 * j + 1]; ++x) row[x] = v;
+            }
+            for (int64_t y = y0 + 1; y < y1; ++y)
+                memcpy(labels + (image * H + y) * W, row, sizeof(int64_t) * (size_t)W);
+        }
+
+    /* Doubtful cells (lowres._blend_doubtful): each pixel from its candidates only, in
+     * float64 (within the model's float32 rounding of the same sum); decided when no
+     * other candidate is within blend_rel * (scale + tiny) of the best, else the whole
+     * cell is left to the exact path. */
+    int64_t left = 0;
+    for (int64_t d = 0; d < doubtful; ++d) {
+        const int64_t cell = doubtful_cells[d];
+        const uint8_t *alive = survives + cell * C;
+        int64_t K = 0;
+        for (int64_t c = 0; c < C; ++c)
+            if (alive[c]) cand[K++] = c;
+        if (K < 2) continue;
+        const int64_t image = cell / cells_per_image, k = cell % cells_per_image;
+        const int64_t i = k / bw, j = k % bw;
+        /* The 2x2 window's scores of each candidate (rows, columns clamped as in
+         * lowres._band_axis), then per pixel a row blend and a column blend. */
+        const int64_t r0 = row_bands[4 * i + 2], c0 = col_bands[4 * j + 2];
+        const int64_t rr[2] = {r0 < h ? r0 : h - 1, r0 + 1 < h ? r0 + 1 : h - 1};
+        const int64_t cc[2] = {c0 < w ? c0 : w - 1, c0 + 1 < w ? c0 + 1 : w - 1};
+        for (int q = 0; q < 4; ++q) {
+            const float *s = scores + ((image * h + rr[q >> 1]) * w + cc[q & 1]) * C;
+            for (int64_t a = 0; a < K; ++a) corner_values[q * K + a] = s[cand[a]];
+        }
+        const double threshold = blend_rel * (scale[cell] + tiny);
+        int decided = 1;
+        for (int64_t y = row_bands[4 * i]; y < row_bands[4 * i + 1] && decided; ++y) {
+            const double wy0 = row_w[2 * y], wy1 = row_w[2 * y + 1];
+            for (int64_t a = 0; a < K; ++a) { /* row blend, left and right column */
+                left_col[a] = wy0 * corner_values[a] + wy1 * corner_values[2 * K + a];
+                right_col[a] = wy0 * corner_values[K + a] + wy1 * corner_values[3 * K + a];
+            }
+            int64_t *out = labels + (image * H + y) * W;
+            const int64_t x0 = col_bands[4 * j], x1 = col_bands[4 * j + 1];
+            /* Decided when exactly one candidate is within threshold of the best, i.e.
+             * when the best leads the second by more than threshold. */
+            if (K == 2) { /* the usual doubtful cell: a boundary between two classes */
+                int bad = 0;
+                for (int64_t x = x0; x < x1; ++x) {
+                    const double wx0 = col_w[2 * x], wx1 = col_w[2 * x + 1];
+                    const double v0 = wx0 * left_col[0] + wx1 * right_col[0];
+                    const double v1 = wx0 * left_col[1] + wx1 * right_col[1];
+                    bad |= !(fabs(v0 - v1) > threshold);
+                    out[x] = v1 > v0 ? cand[1] : cand[0];
+                }
+                if (bad) decided = 0;
+                continue;
+            }
+            for (int64_t x = x0; x < x1; ++x) {
+                const double wx0 = col_w[2 * x], wx1 = col_w[2 * x + 1];
+                double top = -INFINITY, second = -INFINITY;
+                int64_t winner = 0;
+                for (int64_t a = 0; a < K; ++a) {
+                    const double v = wx0 * left_col[a] + wx1 * right_col[a];
+                    if (v > top) {
+                        second = top;
+                        top = v;
+                        winner = cand[a];
+                    } else if (v > second) {
+                        second = v;
+                    }
+                }
+                if (!(top - second > threshold)) { decided = 0; break; }
+                out[x] = winner;
+            }
+        }
+        if (!decided) {
+            undecided[left++] = cell;
+        }
+    }
+    stats[3] = left;
+
+done:
+    free(best);
+    free(gap);
+    free(cell_label);
+    free(survives);
+    free(scale);
+    free(high);
+    free(corner_values);
+    free(left_col);
+    free(right_col);
+    free(doubtful_cells);
+    free(cand);
+    return status;
+}

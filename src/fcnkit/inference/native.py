@@ -1,0 +1,281 @@
+"""The labels stage of :mod:`fcnkit.inference.lowres` as one compiled C function.
+
+``lowres.labels_from_scores`` on 2×2 windows runs about 60 small torch operations. Right
+after a backbone each of them pays a cold start, and together they were most of
+ResNet-18's head (1.6–1.9 ms of 3 ms on a 60 ms body, docs/benchmarks.md). ``_labels.c``
+runs the same tests with the same margins in one loop over the cells, so its labels are
+still ``model(x).argmax(1)``'s bit for bit; the cells it cannot decide go to the same exact
+path.
+
+The C file is plain C99 with no torch headers. It is built on first use by the system C
+compiler (``$CC``, else ``cc``) into ``~/.cache/fcnkit/native/`` (or
+``$FCNKIT_NATIVE_CACHE``), keyed by the source's hash, the compiler and the machine, and
+loaded with ctypes. Without a compiler, or with ``FCNKIT_NATIVE=0``, :func:`load` returns
+None and the torch implementation runs: the labels are the same either way
+(``tests/inference/test_inference_native.py``). :func:`status` says which and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DECLINED",
+    "NATIVE_CACHE_ENV",
+    "NATIVE_ENV",
+    "NONFINITE",
+    "OK",
+    "NativeResult",
+    "Plan",
+    "disabled",
+    "labels_2x2",
+    "load",
+    "plan",
+    "Snapshot",
+    "same_bytes",
+    "status",
+]
+
+#: ``FCNKIT_NATIVE=0`` turns the compiled labels stage off (the torch one runs).
+NATIVE_ENV = "FCNKIT_NATIVE"
+#: Directory for the built library, instead of ``~/.cache/fcnkit/native``.
+NATIVE_CACHE_ENV = "FCNKIT_NATIVE_CACHE"
+#: The C side's ``fk_abi()``: a stale library with another signature is rebuilt.
+_ABI = 4
+_FLAGS = ("-O2", "-std=c99", "-shared", "-fPIC", "-fno-fast-math")
+
+_status: list[str] = ["not loaded yet"]
+
+_I64 = ctypes.c_int64
+_F64 = ctypes.c_double
+_P = ctypes.c_void_p
+
+
+def status() -> str:
+    """Why the compiled labels stage is or is not in use (after :func:`load`)."""
+    return _status[0]
+
+
+def _cache_dir() -> Path:
+    named = os.environ.get(NATIVE_CACHE_ENV)
+    if named:
+        return Path(named).expanduser()
+    return Path.home() / ".cache" / "fcnkit" / "native"
+
+
+def _build(source: bytes, compiler: str, target: Path) -> str | None:
+    """Compile ``source`` into ``target`` (written under a temporary name, then renamed, so
+    concurrent processes — torchrun ranks — never load a half-written library); an error
+    message or None."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+        c_file = Path(work) / "labels.c"
+        c_file.write_bytes(source)
+        built = Path(work) / target.name
+        try:
+            done = subprocess.run([compiler, *_FLAGS, "-o", str(built), str(c_file), "-lm"],
+                                  capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"{compiler} failed: {error}"
+        if done.returncode != 0:
+            return f"{compiler} failed: {done.stderr.strip().splitlines()[-1:]}"
+        os.replace(built, target)
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL | None:
+    if os.environ.get(NATIVE_ENV, "1") == "0":
+        _status[0] = f"off ({NATIVE_ENV}=0): torch operations"
+        return None
+    source = resources.files("fcnkit.inference").joinpath("_labels.c").read_bytes()
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        _status[0] = "no C compiler (cc, or $CC): torch operations"
+        return None
+    key = hashlib.sha256(b"\0".join([source, compiler.encode(), platform.machine().encode(),
+                                     platform.python_version().encode(),
+                                     " ".join(_FLAGS).encode()])).hexdigest()[:16]
+    target = _cache_dir() / f"fcnkit_labels_{key}.so"
+    if not target.exists():
+        try:
+            error = _build(source, compiler, target)
+        except OSError as failure:  # unwritable cache directory
+            error = f"cannot write {target.parent}: {failure}"
+        if error is not None:
+            _status[0] = f"build failed ({error}): torch operations"
+            return None
+    try:
+        library = ctypes.CDLL(str(target))
+    except OSError as error:
+        _status[0] = f"cannot load {target} ({error}): torch operations"
+        return None
+    if library.fk_abi() != _ABI:
+        _status[0] = f"{target} has ABI {library.fk_abi()}, not {_ABI}: torch operations"
+        return None
+    library.fk_labels_2x2.restype = ctypes.c_int
+    # plan, scores, n, C, max_work, out
+    library.fk_labels_2x2.argtypes = [_P, _P, _I64, _I64, _F64, _P]
+    library.fk_same.restype = ctypes.c_int
+    library.fk_same.argtypes = [_P, _P, _I64]
+    _status[0] = f"compiled ({target})"
+    return library
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled library (built on first use), or None: see :func:`status`; None
+    inside :func:`disabled`."""
+    if _disabled:
+        return None
+    return _library()
+
+
+_disabled: list[bool] = []
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Within this block the labels stage runs as torch operations (benchmarks compare
+    the two side by side; the labels are the same)."""
+    _disabled.append(True)
+    try:
+        yield
+    finally:
+        _disabled.pop()
+
+
+class Snapshot:
+    """A copy of a contiguous CPU tensor's bytes, for :func:`same_bytes`."""
+
+    __slots__ = ("address", "array", "nbytes", "shape")
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.array = tensor.detach().numpy().copy()
+        self.shape, self.nbytes = tuple(tensor.shape), self.array.nbytes
+        self.address = self.array.ctypes.data  # (numpy's .ctypes is slow: taken once)
+
+
+def same_bytes(tensor: torch.Tensor, snapshot: Snapshot) -> bool:
+    """True when a CPU tensor holds exactly the bytes of ``snapshot`` (same shape and
+    size): one ``memcmp`` with the compiled library, a ``bytes`` comparison without."""
+    if (tensor.device.type != "cpu" or not tensor.is_contiguous()
+            or tuple(tensor.shape) != snapshot.shape
+            or tensor.element_size() * tensor.numel() != snapshot.nbytes):
+        return False
+    library = load()
+    if library is not None:
+        return bool(library.fk_same(tensor.data_ptr(), snapshot.address, snapshot.nbytes))
+    return tensor.detach().numpy().tobytes() == snapshot.array.tobytes()
+
+
+#: ``fk_labels_2x2``'s status codes (``_labels.c``).
+OK, NONFINITE, DECLINED, NOMEM = 0, 1, 2, 3
+
+
+class _PlanStruct(ctypes.Structure):
+    """``fk_plan`` of ``_labels.c``."""
+
+    _fields_ = [(name, _I64) for name in ("h", "w", "bh", "bw", "H", "W")] + [
+        (name, _P) for name in ("corner", "row_bands", "col_bands", "row_w", "col_w")] + [
+        (name, _F64) for name in ("margin", "blend_rel", "tiny")]
+
+
+class Plan:
+    """What the C function needs that depends only on the geometry and the upsampler,
+    built once per geometry (:func:`plan`): its arrays, and the ``fk_plan`` struct that
+    points into them (whose address is passed, so a call converts five arguments)."""
+
+    __slots__ = ("address", "arrays", "cells", "coarse", "size", "struct")
+
+    def __init__(self, arrays: dict[str, np.ndarray], coarse: tuple[int, int],
+                 size: tuple[int, int], constants: dict[str, float]) -> None:
+        self.arrays = arrays  # kept alive: the struct points into them
+        self.coarse, self.size = coarse, size
+        self.cells = len(arrays["row_bands"]) * len(arrays["col_bands"])
+        self.struct = _PlanStruct(
+            h=coarse[0], w=coarse[1], bh=len(arrays["row_bands"]), bw=len(arrays["col_bands"]),
+            H=size[0], W=size[1], **{k: v.ctypes.data for k, v in arrays.items()},
+            **constants)
+        self.address = ctypes.addressof(self.struct)
+
+
+def plan(corner: torch.Tensor | np.ndarray, bands: tuple[np.ndarray, np.ndarray],
+         weights: tuple[np.ndarray, np.ndarray], coarse: tuple[int, int], *,
+         margin: float, relative: float, tiny: float) -> Plan:
+    """A :class:`Plan` from the cells' corner pixels in one ``coarse`` = ``(h, w)`` map, the
+    row and column bands (``fcnkit.arith.tiling.output_bands``), the weight tables
+    (``band_weights``; windows of at most 2 taps), and the pruning's margin, the blend's
+    relative tolerance and its floor (:mod:`fcnkit.inference.lowres`)."""
+    corner = corner.numpy() if isinstance(corner, torch.Tensor) else corner
+    rows, cols = (np.ascontiguousarray(b, dtype=np.int64) for b in bands)
+    arrays = {"corner": np.ascontiguousarray(corner, dtype=np.int64), "row_bands": rows,
+              "col_bands": cols, "row_w": _two_taps(weights[0]),
+              "col_w": _two_taps(weights[1])}
+    size = (len(arrays["row_w"]), len(arrays["col_w"]))
+    return Plan(arrays, coarse, size,
+                {"margin": margin, "blend_rel": relative, "tiny": tiny})
+
+
+class NativeResult(NamedTuple):
+    """What :func:`labels_2x2` returns: ``status`` (:data:`OK`, :data:`NONFINITE`: a score
+    is NaN or infinite, nothing written; :data:`DECLINED`: the per-pixel work exceeds
+    ``max_work``, the labels are not meaningful); the labels, ``(N, H, W)`` int64; the
+    flat cell indices the exact path must label; ``stats`` (cells, doubtful, pairs,
+    undecided)."""
+
+    status: int
+    labels: torch.Tensor
+    undecided: list[int]
+    stats: list[int]
+
+
+def _two_taps(table: np.ndarray) -> np.ndarray:
+    """A ``(size, T)`` weight table as ``(size, 2)`` float64 (T ≤ 2: 2×2 windows)."""
+    if table.shape[1] > 2:
+        raise ValueError(f"labels_2x2 needs windows of at most 2 taps, got {table.shape[1]}")
+    two = np.zeros((len(table), 2), dtype=np.float64)
+    two[:, : table.shape[1]] = table
+    return two
+
+
+def labels_2x2(library: ctypes.CDLL, scores: torch.Tensor, plan: Plan, *,
+               max_work: float) -> NativeResult:
+    """Run ``fk_labels_2x2`` (see ``_labels.c``) on ``(N, C, h, w)`` float32 CPU scores,
+    channels_last-contiguous, with the ``plan`` of their geometry.
+
+    One int64 buffer takes the labels, the counts and the undecided cells (each Python
+    operation right after a backbone costs several times its warm time: torch's
+    allocations and ``nonzero`` took 20–55 µs each, numpy's ``.ctypes`` 38 µs).
+    """
+    n, classes, h, w = scores.shape
+    if (scores.dtype != torch.float32 or scores.device.type != "cpu"
+            or not scores.is_contiguous(memory_format=torch.channels_last)
+            or (h, w) != plan.coarse):
+        raise ValueError(f"labels_2x2 needs channels_last float32 CPU scores of "
+                         f"{plan.coarse}, got {scores.dtype} {tuple(scores.shape)}")
+    pixels = n * plan.size[0] * plan.size[1]
+    out = torch.empty(pixels + 4 + n * plan.cells, dtype=torch.int64)
+    code = library.fk_labels_2x2(plan.address, scores.data_ptr(), n, classes, max_work,
+                                 out.data_ptr())
+    if code == NOMEM:
+        raise MemoryError("fk_labels_2x2: out of memory for its per-cell tables")
+    if code == NONFINITE:
+        return NativeResult(code, out[:0], [], [0, 0, 0, 0])
+    stats = out[pixels : pixels + 4].tolist()
+    undecided = out[pixels + 4 : pixels + 4 + stats[3]].tolist() if stats[3] else []
+    return NativeResult(code, out[:pixels].view(n, *plan.size), undecided, stats)
