@@ -341,12 +341,14 @@ def test_a_model_whose_maps_are_declined_pauses_the_pruning(monkeypatch) -> None
     corner=st.tuples(st.integers(0, 19), st.integers(1, 20), st.integers(0, 23),
                      st.integers(1, 24)),
     seed=st.integers(0, 2**16),
+    batch=st.integers(1, 6),
 )
 def test_a_grouped_deconvolution_of_a_patch_is_the_whole_maps_bit_for_bit(
-        factor, classes, h, w, channels_last, corner, seed) -> None:
+        factor, classes, h, w, channels_last, corner, seed, batch) -> None:
     """The assumption the exact path's patches rest on (``_exact_patches``), checked against
     PyTorch's whole-map output: every output pixel fed only by rows and columns of the
-    patch has the same float32 value in both, edges included, in either layout."""
+    patch has the same float32 value in both, edges included, in either layout, and the
+    patch run in a batch with other patches of its shape gives its own output bit for bit."""
     gen = torch.Generator().manual_seed(seed)
     scores = 20 * torch.randn(1, classes, h, w, generator=gen)
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -358,6 +360,10 @@ def test_a_grouped_deconvolution_of_a_patch_is_the_whole_maps_bit_for_bit(
     with torch.no_grad():
         whole = upsampler(scores)
         part = upsampler(scores[:, :, r0:r1, c0:c1].contiguous(memory_format=layout))
+        others = 20 * torch.randn(batch - 1, classes, r1 - r0, c1 - c0, generator=gen)
+        batched = upsampler(torch.cat([others[: batch // 2], scores[:, :, r0:r1, c0:c1],
+                                       others[batch // 2 :]]).contiguous(memory_format=layout))
+        assert torch.equal(batched[batch // 2], part[0])
 
     def inside(size: int, lo: int, hi: int, limit: int) -> list[int]:
         # output o is fed by input i iff 0 <= o + padding - i·stride < kernel

@@ -11,6 +11,7 @@
  * Plain C99, no torch headers: built on first use by the system C compiler
  * (fcnkit/inference/native.py) and called through ctypes on raw buffers.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -51,6 +52,71 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
                       int64_t H, int64_t W, double margin, double blend_rel, double tiny,
                       double max_work, int64_t *labels, int64_t *stats, int64_t *undecided);
 
+/* One cell's place: the coarse map's size, the labels' width, its row and column band
+ * (4 int64 each, as in fk_plan) and the weight tables. */
+typedef struct {
+    int64_t h, w, W;
+    const int64_t *row_band, *col_band;
+    const double *row_w, *col_w;
+} blend_geometry;
+
+/* Doubtful cells (lowres._blend_doubtful): each pixel of the cell from its K candidates
+ * only, in float64 (within the model's float32 rounding of the same sum), written to the
+ * image's labels; returns 0 when a pixel is undecided — another candidate within
+ * threshold of the best — and the whole cell is left to the exact path. Scratch: 4K
+ * corner values, K left-column and K right-column blends. */
+static int blend_cell(const blend_geometry *g, const float *scores, int64_t C,
+                      const int64_t *cand, int64_t K, double threshold, int64_t *labels,
+                      double *corner_values, double *left_col, double *right_col) {
+    /* The 2x2 window's scores of each candidate (rows, columns clamped as in
+     * lowres._band_axis), then per pixel a row blend and a column blend. */
+    const int64_t r0 = g->row_band[2], c0 = g->col_band[2], h = g->h, w = g->w;
+    const int64_t rr[2] = {r0 < h ? r0 : h - 1, r0 + 1 < h ? r0 + 1 : h - 1};
+    const int64_t cc[2] = {c0 < w ? c0 : w - 1, c0 + 1 < w ? c0 + 1 : w - 1};
+    for (int q = 0; q < 4; ++q) {
+        const float *s = scores + (rr[q >> 1] * w + cc[q & 1]) * C;
+        for (int64_t a = 0; a < K; ++a) corner_values[q * K + a] = s[cand[a]];
+    }
+    const int64_t x0 = g->col_band[0], x1 = g->col_band[1];
+    for (int64_t y = g->row_band[0]; y < g->row_band[1]; ++y) {
+        const double wy0 = g->row_w[2 * y], wy1 = g->row_w[2 * y + 1];
+        for (int64_t a = 0; a < K; ++a) { /* row blend, left and right column */
+            left_col[a] = wy0 * corner_values[a] + wy1 * corner_values[2 * K + a];
+            right_col[a] = wy0 * corner_values[K + a] + wy1 * corner_values[3 * K + a];
+        }
+        int64_t *out = labels + y * g->W;
+        /* Decided when exactly one candidate is within threshold of the best, i.e. when
+         * the best leads the second by more than threshold. */
+        if (K == 2) { /* the usual doubtful cell: a boundary between two classes */
+            int bad = 0;
+            for (int64_t x = x0; x < x1; ++x) {
+                const double wx0 = g->col_w[2 * x], wx1 = g->col_w[2 * x + 1];
+                const double v0 = wx0 * left_col[0] + wx1 * right_col[0];
+                const double v1 = wx0 * left_col[1] + wx1 * right_col[1];
+                bad |= !(fabs(v0 - v1) > threshold);
+                out[x] = v1 > v0 ? cand[1] : cand[0];
+            }
+            if (bad) return 0;
+            continue;
+        }
+        for (int64_t x = x0; x < x1; ++x) {
+            const double wx0 = g->col_w[2 * x], wx1 = g->col_w[2 * x + 1];
+            double top = -INFINITY, second = -INFINITY;
+            int64_t winner = 0;
+            for (int64_t a = 0; a < K; ++a) {
+                const double v = wx0 * left_col[a] + wx1 * right_col[a];
+                const int above = v > top;
+                second = above ? top : (v > second ? v : second);
+                winner = above ? cand[a] : winner;
+                top = above ? v : top;
+            }
+            if (!(top - second > threshold)) return 0;
+            out[x] = winner;
+        }
+    }
+    return 1;
+}
+
 /* Labels of every pixel from (n, h, w, C) channels-last float32 scores, into one int64
  * buffer (one allocation on the Python side):
  *
@@ -82,7 +148,7 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
     int64_t *cell_label = malloc(sizeof(int64_t) * (size_t)cells);
     uint8_t *survives = malloc((size_t)(cells * C));
     double *scale = malloc(sizeof(double) * (size_t)cells);
-    double *high = malloc(sizeof(double) * (size_t)C);
+    float *high = malloc(sizeof(float) * (size_t)C);
     double *corner_values = malloc(sizeof(double) * 4 * (size_t)C);
     double *left_col = malloc(sizeof(double) * (size_t)C);
     double *right_col = malloc(sizeof(double) * (size_t)C);
@@ -99,31 +165,30 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
      * whole map (lowres.py), and per pixel its best class (the first of equal maxima) and
      * the gap to the best of the others. Stage 1 (lowres.corners_agree) counts a pixel's
      * classes within tol of its best; one (the best itself) is the same as gap > tol. */
-    double largest = 0.0;
+    /* (Written without data-dependent branches: on noisy maps they mispredicted.) */
+    float largest = 0.0f;
+    int bad = 0;
     for (int64_t p = 0; p < pixels; ++p) {
         const float *s = scores + p * C;
+        float top = s[0], other = -INFINITY, a0 = fabsf(s[0]);
         int64_t b = 0;
-        double top = s[0], other = -INFINITY;
-        for (int64_t c = 0; c < C; ++c) {
-            const double v = s[c], a = fabs(v);
-            if (!(a <= largest)) {
-                if (!isfinite(a)) {
-                    status = FK_NONFINITE; /* NaN or inf: the model's own tail */
-                    goto done;
-                }
-                largest = a;
-            }
-            if (c == 0) continue;
-            if (v > top) {
-                other = top;
-                top = v;
-                b = c;
-            } else if (v > other) {
-                other = v;
-            }
+        bad |= !(a0 <= FLT_MAX); /* NaN or inf */
+        largest = a0 > largest ? a0 : largest;
+        for (int64_t c = 1; c < C; ++c) {
+            const float v = s[c], a = fabsf(v);
+            bad |= !(a <= FLT_MAX);
+            largest = a > largest ? a : largest;
+            const int above = v > top;
+            other = above ? top : (v > other ? v : other);
+            b = above ? c : b;
+            top = above ? v : top;
         }
         best[p] = b;
-        gap[p] = top - other;
+        gap[p] = (double)top - (double)other;
+    }
+    if (bad) {
+        status = FK_NONFINITE; /* NaN or inf: the model's own tail */
+        goto done;
     }
     const double tol = margin * (1.0 + largest);
 
@@ -143,36 +208,38 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
         /* Stage 2 (lowres._prune_by_corners): the floor test and the corner test. */
         const float *s[4];
         for (int q = 0; q < 4; ++q) s[q] = scores + px[q] * C;
-        double floor_ = -INFINITY, biggest = 0.0;
+        float floor_ = -INFINITY, top = -INFINITY, biggest = 0.0f;
         int64_t first = 0;
         for (int64_t c = 0; c < C; ++c) {
-            double hi = s[0][c], lo = s[0][c];
-            for (int q = 1; q < 4; ++q) {
-                if (s[q][c] > hi) hi = s[q][c];
-                if (s[q][c] < lo) lo = s[q][c];
-            }
+            const float a = s[0][c], b = s[1][c], d = s[2][c], e = s[3][c];
+            const float hi_ab = a > b ? a : b, hi_de = d > e ? d : e;
+            const float lo_ab = a < b ? a : b, lo_de = d < e ? d : e;
+            const float hi = hi_ab > hi_de ? hi_ab : hi_de;
+            const float lo = lo_ab < lo_de ? lo_ab : lo_de;
             high[c] = hi;
-            if (lo > floor_) floor_ = lo;
-            if (hi > high[first]) first = c;
-            double m = fmax(fabs(hi), fabs(lo));
-            if (m > biggest) biggest = m;
+            floor_ = lo > floor_ ? lo : floor_;
+            const int above = hi > top; /* the first of equal maxima, as torch's argmax */
+            first = above ? c : first;
+            top = above ? hi : top;
+            const float m = fabsf(hi) > fabsf(lo) ? fabsf(hi) : fabsf(lo);
+            biggest = m > biggest ? m : biggest;
         }
-        int64_t second = -1;
+        int64_t second = first == 0 ? 1 : 0; /* used when C > 2 */
         if (C > 2)
             for (int64_t c = 0; c < C; ++c)
-                if (c != first && (second < 0 || high[c] > high[second])) second = c;
+                second = c != first && high[c] > high[second] ? c : second;
+        /* The corner test: c cannot win if s_first + s_second - 2 s_c > 4 tol at all four
+         * corners, i.e. it survives if s_c >= (s_first + s_second - 4 tol) / 2 at one. */
+        const double floor_tol = (double)floor_ - tol;
+        double bar[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        if (C > 2)
+            for (int q = 0; q < 4; ++q)
+                bar[q] = ((double)s[q][first] + (double)s[q][second] - 4.0 * tol) / 2.0;
         int64_t alive_count = 0;
         for (int64_t c = 0; c < C; ++c) {
-            int keep = high[c] >= floor_ - tol;
-            if (keep && second >= 0) {
-                /* c cannot win if s_first + s_second > 2 s_c (+4 tol) at all corners */
-                double beaten = INFINITY;
-                for (int q = 0; q < 4; ++q) {
-                    double lead = (double)s[q][first] + s[q][second] - 2.0 * s[q][c];
-                    if (lead < beaten) beaten = lead;
-                }
-                keep = !(beaten > 4.0 * tol);
-            }
+            const int keep = (high[c] >= floor_tol) &
+                             ((s[0][c] >= bar[0]) | (s[1][c] >= bar[1]) |
+                              (s[2][c] >= bar[2]) | (s[3][c] >= bar[3]));
             alive[c] = (uint8_t)keep;
             alive_count += keep;
         }
@@ -195,89 +262,39 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
         goto done;
     }
 
-    /* Cells to pixels: the first row of each band column by column, then copied down. */
+    /* Cells to pixels, one band of rows at a time: its first row column by column, copied
+     * down, then the band's doubtful cells blended while those rows are in cache (a
+     * second pass over the whole map found them evicted). doubtful_cells is in cell
+     * order, so each band's cells are the next ones in it. */
+    int64_t left = 0, d = 0;
     for (int64_t image = 0; image < n; ++image)
         for (int64_t i = 0; i < bh; ++i) {
             const int64_t y0 = row_bands[4 * i], y1 = row_bands[4 * i + 1];
-            if (y1 <= y0) continue;
-            int64_t *row = labels + (image * H + y0) * W;
-            for (int64_t j = 0; j < bw; ++j) {
-                const int64_t v = cell_label[image * cells_per_image + i * bw + j];
-                for (int64_t x = col_bands[4 * j]; x < col_bands[4 * j + 1]; ++x) row[x] = v;
-            }
-            for (int64_t y = y0 + 1; y < y1; ++y)
-                memcpy(labels + (image * H + y) * W, row, sizeof(int64_t) * (size_t)W);
-        }
-
-    /* Doubtful cells (lowres._blend_doubtful): each pixel from its candidates only, in
-     * float64 (within the model's float32 rounding of the same sum); decided when no
-     * other candidate is within blend_rel * (scale + tiny) of the best, else the whole
-     * cell is left to the exact path. */
-    int64_t left = 0;
-    for (int64_t d = 0; d < doubtful; ++d) {
-        const int64_t cell = doubtful_cells[d];
-        const uint8_t *alive = survives + cell * C;
-        int64_t K = 0;
-        for (int64_t c = 0; c < C; ++c)
-            if (alive[c]) cand[K++] = c;
-        if (K < 2) continue;
-        const int64_t image = cell / cells_per_image, k = cell % cells_per_image;
-        const int64_t i = k / bw, j = k % bw;
-        /* The 2x2 window's scores of each candidate (rows, columns clamped as in
-         * lowres._band_axis), then per pixel a row blend and a column blend. */
-        const int64_t r0 = row_bands[4 * i + 2], c0 = col_bands[4 * j + 2];
-        const int64_t rr[2] = {r0 < h ? r0 : h - 1, r0 + 1 < h ? r0 + 1 : h - 1};
-        const int64_t cc[2] = {c0 < w ? c0 : w - 1, c0 + 1 < w ? c0 + 1 : w - 1};
-        for (int q = 0; q < 4; ++q) {
-            const float *s = scores + ((image * h + rr[q >> 1]) * w + cc[q & 1]) * C;
-            for (int64_t a = 0; a < K; ++a) corner_values[q * K + a] = s[cand[a]];
-        }
-        const double threshold = blend_rel * (scale[cell] + tiny);
-        int decided = 1;
-        for (int64_t y = row_bands[4 * i]; y < row_bands[4 * i + 1] && decided; ++y) {
-            const double wy0 = row_w[2 * y], wy1 = row_w[2 * y + 1];
-            for (int64_t a = 0; a < K; ++a) { /* row blend, left and right column */
-                left_col[a] = wy0 * corner_values[a] + wy1 * corner_values[2 * K + a];
-                right_col[a] = wy0 * corner_values[K + a] + wy1 * corner_values[3 * K + a];
-            }
-            int64_t *out = labels + (image * H + y) * W;
-            const int64_t x0 = col_bands[4 * j], x1 = col_bands[4 * j + 1];
-            /* Decided when exactly one candidate is within threshold of the best, i.e.
-             * when the best leads the second by more than threshold. */
-            if (K == 2) { /* the usual doubtful cell: a boundary between two classes */
-                int bad = 0;
-                for (int64_t x = x0; x < x1; ++x) {
-                    const double wx0 = col_w[2 * x], wx1 = col_w[2 * x + 1];
-                    const double v0 = wx0 * left_col[0] + wx1 * right_col[0];
-                    const double v1 = wx0 * left_col[1] + wx1 * right_col[1];
-                    bad |= !(fabs(v0 - v1) > threshold);
-                    out[x] = v1 > v0 ? cand[1] : cand[0];
+            if (y1 > y0) {
+                int64_t *row = labels + (image * H + y0) * W;
+                for (int64_t j = 0; j < bw; ++j) {
+                    const int64_t v = cell_label[image * cells_per_image + i * bw + j];
+                    for (int64_t x = col_bands[4 * j]; x < col_bands[4 * j + 1]; ++x)
+                        row[x] = v;
                 }
-                if (bad) decided = 0;
-                continue;
+                for (int64_t y = y0 + 1; y < y1; ++y)
+                    memcpy(labels + (image * H + y) * W, row, sizeof(int64_t) * (size_t)W);
             }
-            for (int64_t x = x0; x < x1; ++x) {
-                const double wx0 = col_w[2 * x], wx1 = col_w[2 * x + 1];
-                double top = -INFINITY, second = -INFINITY;
-                int64_t winner = 0;
-                for (int64_t a = 0; a < K; ++a) {
-                    const double v = wx0 * left_col[a] + wx1 * right_col[a];
-                    if (v > top) {
-                        second = top;
-                        top = v;
-                        winner = cand[a];
-                    } else if (v > second) {
-                        second = v;
-                    }
-                }
-                if (!(top - second > threshold)) { decided = 0; break; }
-                out[x] = winner;
+            const int64_t band_end = image * cells_per_image + (i + 1) * bw;
+            for (; d < doubtful && doubtful_cells[d] < band_end; ++d) {
+                const int64_t cell = doubtful_cells[d];
+                const uint8_t *alive = survives + cell * C;
+                int64_t K = 0;
+                for (int64_t c = 0; c < C; ++c)
+                    if (alive[c]) cand[K++] = c;
+                const blend_geometry g = {h, w, W, row_bands + 4 * i, col_bands + 4 * (cell % bw),
+                                          row_w, col_w};
+                if (!blend_cell(&g, scores + image * h * w * C, C, cand, K,
+                                blend_rel * (scale[cell] + tiny), labels + image * H * W,
+                                corner_values, left_col, right_col))
+                    undecided[left++] = cell;
             }
         }
-        if (!decided) {
-            undecided[left++] = cell;
-        }
-    }
     stats[3] = left;
 
 done:
