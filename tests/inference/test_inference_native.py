@@ -127,3 +127,28 @@ def test_the_compiled_stage_takes_channels_first_scores_too() -> None:
         top, left = (int(v) for v in model.final_offset)
         want = want[:, :, top : top + 189, left : left + 253].argmax(1)
         assert torch.equal(lowres.labels_from_scores(model, scores, (189, 253)), want)
+
+
+@needs_compiler
+def test_more_undecided_cells_than_named_take_the_whole_map(monkeypatch) -> None:
+    """Past ``UNDECIDED_ROOM`` undecided cells the C function only counts them; the exact
+    path then reruns the model's upsampler on every row, and the labels stay exact."""
+    scores = torch.zeros(1, 3, 8, 8)
+    scores[:, 0] = 3.0
+    scores[:, :, 3:5, 3:5] = 0.0
+    scores[:, 1, 3:5, 3:5] = 5.0  # classes 1 and 2 tie exactly: undecided cells
+    scores[:, 2, 3:5, 3:5] = 5.0
+    model = build_model("fcn8s", num_classes=3, backbone="resnet18").eval()
+    size = (48, 48)
+    with torch.no_grad():
+        want = _full_labels(model, scores, size)
+        for room, named in [(native.UNDECIDED_ROOM, True), (0, False)]:
+            monkeypatch.setattr(native, "UNDECIDED_ROOM", room)
+            patched = []
+            real = lowres._exact_patches
+            monkeypatch.setattr(lowres, "_exact_patches",
+                                lambda *a, real=real: patched.append(1) or real(*a))
+            stats: dict[str, int] = {}
+            assert torch.equal(lowres.labels_from_scores(model, scores, size, stats=stats),
+                               want)
+            assert stats["exact"] > 0 and bool(patched) == named

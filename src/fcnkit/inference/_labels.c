@@ -20,7 +20,7 @@
 enum { FK_OK = 0, FK_NONFINITE = 1, FK_DECLINED = 2, FK_NOMEM = 3 };
 
 /* The ABI version Python checks (native.py: _ABI): bump with any signature change. */
-int fk_abi(void) { return 4; }
+int fk_abi(void) { return 6; }
 
 /* 1 when the n bytes at a and b are equal: the check that a cached fact about an
  * upsampler's weight still holds (native.same_bytes). */
@@ -50,7 +50,8 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
                       const int64_t *corner, int64_t bh, int64_t bw, const int64_t *row_bands,
                       const int64_t *col_bands, const double *row_w, const double *col_w,
                       int64_t H, int64_t W, double margin, double blend_rel, double tiny,
-                      double max_work, int64_t *labels, int64_t *stats, int64_t *undecided);
+                      double max_work, int64_t *labels, int64_t *stats, int64_t *undecided,
+                      int64_t room);
 
 /* One cell's place: the coarse map's size, the labels' width, its row and column band
  * (4 int64 each, as in fk_plan) and the weight tables. */
@@ -117,31 +118,30 @@ static int blend_cell(const blend_geometry *g, const float *scores, int64_t C,
     return 1;
 }
 
-/* Labels of every pixel from (n, h, w, C) channels-last float32 scores, into one int64
- * buffer (one allocation on the Python side):
+/* Labels of every pixel from (n, h, w, C) channels-last float32 scores:
  *
- *     out[0 : n*H*W]  the labels, (n, H, W);
- *     out[n*H*W : +4] cells, doubtful cells, (cell, class) pairs in doubt, undecided cells;
- *     then the flat indices of the undecided cells (room for n*bh*bw), which the caller
- *     labels by the exact path.
+ *     labels      (n, H, W) int64, written;
+ *     info[0 : 4] cells, doubtful cells, (cell, class) pairs in doubt, undecided cells;
+ *     info[4 : 4 + room]  the flat indices of the first undecided cells (all of them when
+ *                 info[3] <= room), which the caller labels by the exact path.
  *
  * max_work: the fraction of C*H*W per-pixel work above which the caller prefers the whole
  * map (FK_DECLINED: only the first three counts are meaningful).
  */
 int fk_labels_2x2(const fk_plan *plan, const float *scores, int64_t n, int64_t C,
-                  double max_work, int64_t *out) {
-    int64_t *stats = out + n * plan->H * plan->W;
+                  double max_work, int64_t *labels, int64_t *info, int64_t room) {
     return labels_2x2(scores, n, plan->h, plan->w, C, plan->corner, plan->bh, plan->bw,
                       plan->row_bands, plan->col_bands, plan->row_w, plan->col_w, plan->H,
-                      plan->W, plan->margin, plan->blend_rel, plan->tiny, max_work, out,
-                      stats, stats + 4);
+                      plan->W, plan->margin, plan->blend_rel, plan->tiny, max_work, labels,
+                      info, info + 4, room);
 }
 
 static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int64_t C,
                       const int64_t *corner, int64_t bh, int64_t bw, const int64_t *row_bands,
                       const int64_t *col_bands, const double *row_w, const double *col_w,
                       int64_t H, int64_t W, double margin, double blend_rel, double tiny,
-                      double max_work, int64_t *labels, int64_t *stats, int64_t *undecided) {
+                      double max_work, int64_t *labels, int64_t *stats, int64_t *undecided,
+                      int64_t room) {
     const int64_t pixels = n * h * w, cells_per_image = bh * bw, cells = n * cells_per_image;
     int64_t *best = malloc(sizeof(int64_t) * (size_t)pixels);
     double *gap = malloc(sizeof(double) * (size_t)pixels);
@@ -292,7 +292,7 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
                 if (!blend_cell(&g, scores + image * h * w * C, C, cand, K,
                                 blend_rel * (scale[cell] + tiny), labels + image * H * W,
                                 corner_values, left_col, right_col))
-                    undecided[left++] = cell;
+                    if (left++ < room) undecided[left - 1] = cell;
             }
         }
     stats[3] = left;

@@ -38,7 +38,6 @@ from fcnkit.inference import native
 from fcnkit.inference.argmax import channel_argmax
 from fcnkit.inference.lowres import (
     PRUNE_MIN_SCORES,
-    convex_upsampler,
     labels_from_scores,
 )
 from fcnkit.inference.picture import PictureTiles
@@ -403,9 +402,9 @@ def labels_from_coarse(model: nn.Module, scores: torch.Tensor,
     height, width = int(size[0]), int(size[1])
     class_scores = scores.shape[0] * scores.shape[1] * height * width
     if (scores.dtype == torch.float32 and _pruning_pays(model)
-            and (class_scores >= PRUNE_MIN_SCORES or native.load() is not None)
-            and convex_upsampler(model.final_upsampler)):
-        # max_work None: DENSE_WORK, or COMPILED_DENSE_WORK for the compiled labels stage
+            and (class_scores >= PRUNE_MIN_SCORES or native.load() is not None)):
+        # max_work None: DENSE_WORK, or COMPILED_DENSE_WORK for the compiled labels stage;
+        # None back for a last upsampling that is not convex (a learned deconvolution).
         labels = labels_from_scores(model, scores, (height, width), max_work=None)
         _record_pruning(model, declined=labels is None)
         if labels is not None:

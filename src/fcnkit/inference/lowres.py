@@ -124,11 +124,17 @@ def convex_upsampler(upsampler: nn.Module) -> bool:
     about 0.16 ms right after a backbone: a tenth of ResNet-18's head), see
     :func:`_upsampler_facts`.
     """
+    return _convex_facts(upsampler)[0]
+
+
+def _convex_facts(upsampler: nn.Module) -> tuple[bool, _Factors | None]:
+    """:func:`convex_upsampler` and, for a transposed convolution, its kernel's factors
+    (:func:`_kernel_factors`), from one look at the weight."""
     if isinstance(upsampler, Interpolate):
-        return True
+        return True, None
     if not isinstance(upsampler, nn.ConvTranspose2d) or tuple(upsampler.dilation) != (1, 1):
-        return False
-    return _upsampler_facts(upsampler)[0]
+        return False, None
+    return _upsampler_facts(upsampler)
 
 
 _Factors = tuple[list[tuple[str, tuple[float, ...], int, int]], float]
@@ -387,6 +393,9 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     limit of the implementation that runs: :data:`COMPILED_DENSE_WORK` for the compiled
     labels stage (:mod:`fcnkit.inference.native`), :data:`DENSE_WORK` for torch's.
 
+    Returns None as well when the model's last upsampling is not convex
+    (:func:`convex_upsampler`: a learned deconvolution), whose labels cannot be pruned.
+
     The whole-cell test and the blend of the candidates keep a margin sized for float32
     rounding; scores in a lower precision (bf16 or fp16 autocast) would need a margin so
     wide that nothing is pruned, and are refused (use labels by strips for them).
@@ -394,6 +403,9 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     if scores.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"labels_from_scores needs float32 scores, got {scores.dtype}")
     upsampler = model.final_upsampler
+    convex, factors = _convex_facts(upsampler)
+    if not convex:
+        return None
     kernel, stride, padding = (int(upsampler.kernel_size[0]), int(upsampler.stride[0]),
                                int(upsampler.padding[0]))
     top, left = (int(v) for v in model.final_offset)
@@ -401,7 +413,9 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     geometry = (height, width, top, left, int(scores.shape[-2]), int(scores.shape[-1]),
                 kernel, stride, padding)
     if scores.device.type == "cpu" and scores.dtype == torch.float32:
-        labels = _labels_native(model, scores, geometry, stats=stats,
+        labels = _labels_native(model, scores, geometry, _spec_of(upsampler, factors,
+                                                                  scores.shape[-2:]),
+                                stats=stats,
                                 max_work=COMPILED_DENSE_WORK if max_work is None else max_work)
         if labels is not _NOT_NATIVE:
             return labels  # type: ignore[return-value]
@@ -475,8 +489,9 @@ def _labels_by_torch_ops(upsampler: nn.Module, scores: torch.Tensor,
 _NOT_NATIVE = object()
 
 
-def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, ...], *,
-                   stats: dict[str, int] | None, max_work: float) -> object:
+def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, ...],
+                   spec: tuple[_Specs, float] | None, *, stats: dict[str, int] | None,
+                   max_work: float) -> object:
     """:func:`labels_from_scores` for 2×2 windows by the compiled labels stage
     (:mod:`fcnkit.inference.native`): the same tests, margins and exact path. Returns
     :data:`_NOT_NATIVE` when it does not apply (no compiler, windows larger than 2×2, a
@@ -485,7 +500,6 @@ def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, 
     if library is None:
         return _NOT_NATIVE
     upsampler = model.final_upsampler
-    spec = _blend_spec(upsampler, scores.shape[-2:])
     plan = _native_plan(geometry, spec) if spec is not None else None
     if plan is None:
         return _NOT_NATIVE
@@ -508,10 +522,14 @@ def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, 
         stats["exact"] = stats.get("exact", 0) + undecided
     if undecided:
         grid = _grid(*geometry)
-        if not _exact_patches(upsampler, scores, result.labels, result.undecided,
-                              (grid.rows, grid.cols), (top, left)):
+        if result.undecided is None:  # more than native.UNDECIDED_ROOM: every row
+            band_rows = np.arange(len(grid.rows))
+        elif _exact_patches(upsampler, scores, result.labels, result.undecided,
+                            (grid.rows, grid.cols), (top, left)):
+            return result.labels
+        else:
             band_rows = np.asarray(result.undecided) // len(grid.cols) % len(grid.rows)
-            _exact_rows(upsampler, scores, result.labels, band_rows, grid.rows, (top, left))
+        _exact_rows(upsampler, scores, result.labels, band_rows, grid.rows, (top, left))
     return result.labels
 
 
@@ -608,6 +626,12 @@ def _blend_spec(upsampler: nn.Module, input_size: torch.Size | tuple[int, int]
                 ) -> tuple[_Specs, float] | None:
     """The row and column specs of :func:`_tap_tables` and its relative tolerance, or
     None if the kernel does not factor."""
+    return _spec_of(upsampler, _convex_facts(upsampler)[1], input_size)
+
+
+def _spec_of(upsampler: nn.Module, factors: _Factors | None,
+             input_size: torch.Size | tuple[int, int]) -> tuple[_Specs, float] | None:
+    """:func:`_blend_spec` with the kernel's factors already known."""
     ulp = float(np.finfo(np.float32).eps) / 2
     relative = _BLEND_ULPS * ulp
     if isinstance(upsampler, Interpolate):
@@ -616,7 +640,6 @@ def _blend_spec(upsampler: nn.Module, input_size: torch.Size | tuple[int, int]
         if factor & (factor - 1):
             relative += 4 * 2 * ulp * (max(int(n) for n in input_size) + 1) * 2
     else:
-        factors = _kernel_factors(upsampler)
         if factors is None:
             return None
         specs, distance = tuple(factors[0]), factors[1]

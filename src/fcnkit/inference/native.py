@@ -40,6 +40,7 @@ __all__ = [
     "NATIVE_ENV",
     "NONFINITE",
     "OK",
+    "UNDECIDED_ROOM",
     "NativeResult",
     "Plan",
     "disabled",
@@ -56,7 +57,7 @@ NATIVE_ENV = "FCNKIT_NATIVE"
 #: Directory for the built library, instead of ``~/.cache/fcnkit/native``.
 NATIVE_CACHE_ENV = "FCNKIT_NATIVE_CACHE"
 #: The C side's ``fk_abi()``: a stale library with another signature is rebuilt.
-_ABI = 4
+_ABI = 6
 _FLAGS = ("-O2", "-std=c99", "-shared", "-fPIC", "-fno-fast-math")
 
 _status: list[str] = ["not loaded yet"]
@@ -129,8 +130,8 @@ def _library() -> ctypes.CDLL | None:
         _status[0] = f"{target} has ABI {library.fk_abi()}, not {_ABI}: torch operations"
         return None
     library.fk_labels_2x2.restype = ctypes.c_int
-    # plan, scores, n, C, max_work, out
-    library.fk_labels_2x2.argtypes = [_P, _P, _I64, _I64, _F64, _P]
+    # plan, scores, n, C, max_work, labels, info, room
+    library.fk_labels_2x2.argtypes = [_P, _P, _I64, _I64, _F64, _P, _P, _I64]
     library.fk_same.restype = ctypes.c_int
     library.fk_same.argtypes = [_P, _P, _I64]
     _status[0] = f"compiled ({target})"
@@ -231,16 +232,23 @@ def plan(corner: torch.Tensor | np.ndarray, bands: tuple[np.ndarray, np.ndarray]
                 {"margin": margin, "blend_rel": relative, "tiny": tiny})
 
 
+#: How many undecided cells :func:`labels_2x2` names; beyond, it only counts them (then the
+#: exact path takes the whole map: a map with that many near-ties is noise).
+UNDECIDED_ROOM = 64
+_Info = _I64 * (4 + UNDECIDED_ROOM)
+
+
 class NativeResult(NamedTuple):
     """What :func:`labels_2x2` returns: ``status`` (:data:`OK`, :data:`NONFINITE`: a score
     is NaN or infinite, nothing written; :data:`DECLINED`: the per-pixel work exceeds
     ``max_work``, the labels are not meaningful); the labels, ``(N, H, W)`` int64; the
-    flat cell indices the exact path must label; ``stats`` (cells, doubtful, pairs,
+    flat cell indices the exact path must label (None when there are more than
+    :data:`UNDECIDED_ROOM`: then every row); ``stats`` (cells, doubtful, pairs,
     undecided)."""
 
     status: int
     labels: torch.Tensor
-    undecided: list[int]
+    undecided: list[int] | None
     stats: list[int]
 
 
@@ -258,24 +266,24 @@ def labels_2x2(library: ctypes.CDLL, scores: torch.Tensor, plan: Plan, *,
     """Run ``fk_labels_2x2`` (see ``_labels.c``) on ``(N, C, h, w)`` float32 CPU scores,
     channels_last-contiguous, with the ``plan`` of their geometry.
 
-    One int64 buffer takes the labels, the counts and the undecided cells (each Python
-    operation right after a backbone costs several times its warm time: torch's
-    allocations and ``nonzero`` took 20–55 µs each, numpy's ``.ctypes`` 38 µs).
+    The counts and the undecided cells come back in a ctypes array, not a tensor: each
+    Python operation right after a backbone costs several times its warm time, and
+    torch's slicing, ``tolist`` and ``nonzero`` took 10–55 µs each there.
     """
     n, classes, h, w = scores.shape
-    if (scores.dtype != torch.float32 or scores.device.type != "cpu"
+    if (scores.dtype is not torch.float32 or not scores.is_cpu
             or not scores.is_contiguous(memory_format=torch.channels_last)
             or (h, w) != plan.coarse):
         raise ValueError(f"labels_2x2 needs channels_last float32 CPU scores of "
                          f"{plan.coarse}, got {scores.dtype} {tuple(scores.shape)}")
-    pixels = n * plan.size[0] * plan.size[1]
-    out = torch.empty(pixels + 4 + n * plan.cells, dtype=torch.int64)
+    labels = torch.empty((n, *plan.size), dtype=torch.int64)
+    info = _Info()
     code = library.fk_labels_2x2(plan.address, scores.data_ptr(), n, classes, max_work,
-                                 out.data_ptr())
+                                 labels.data_ptr(), info, UNDECIDED_ROOM)
     if code == NOMEM:
         raise MemoryError("fk_labels_2x2: out of memory for its per-cell tables")
     if code == NONFINITE:
-        return NativeResult(code, out[:0], [], [0, 0, 0, 0])
-    stats = out[pixels : pixels + 4].tolist()
-    undecided = out[pixels + 4 : pixels + 4 + stats[3]].tolist() if stats[3] else []
-    return NativeResult(code, out[:pixels].view(n, *plan.size), undecided, stats)
+        return NativeResult(code, labels[:0], None, [0, 0, 0, 0])
+    stats = info[:4]
+    undecided = info[4 : 4 + stats[3]] if stats[3] <= UNDECIDED_ROOM else None
+    return NativeResult(code, labels, undecided, stats)
