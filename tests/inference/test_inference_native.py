@@ -142,12 +142,13 @@ def test_more_undecided_cells_than_named_take_the_whole_map(monkeypatch) -> None
     size = (48, 48)
     with torch.no_grad():
         want = _full_labels(model, scores, size)
+        patched: list[int] = []
+        real = lowres._exact_patches
+        monkeypatch.setattr(lowres, "_exact_patches",
+                            lambda *a: patched.append(1) or real(*a))
         for room, named in [(native.UNDECIDED_ROOM, True), (0, False)]:
             monkeypatch.setattr(native, "UNDECIDED_ROOM", room)
-            patched = []
-            real = lowres._exact_patches
-            monkeypatch.setattr(lowres, "_exact_patches",
-                                lambda *a, real=real: patched.append(1) or real(*a))
+            patched.clear()
             stats: dict[str, int] = {}
             assert torch.equal(lowres.labels_from_scores(model, scores, size, stats=stats),
                                want)
