@@ -20,11 +20,43 @@
 enum { FK_OK = 0, FK_NONFINITE = 1, FK_DECLINED = 2, FK_NOMEM = 3 };
 
 /* The ABI version Python checks (native.py: _ABI): bump with any signature change. */
-int fk_abi(void) { return 6; }
+int fk_abi(void) { return 7; }
 
 /* 1 when the n bytes at a and b are equal: the check that a cached fact about an
  * upsampler's weight still holds (native.same_bytes). */
 int fk_same(const void *a, const void *b, int64_t n) { return memcmp(a, b, (size_t)n) == 0; }
+
+/* The exact path's patches (lowres._exact_patches): k windows of ph x pw coarse pixels of
+ * all C classes, at (image, first row, first column) = where[3i], where[3i + 1],
+ * where[3i + 2], copied from scores to out; both are strided (element strides per
+ * dimension: image, class, row, column), so each keeps its own memory layout. */
+void fk_gather_patches(const float *scores, const int64_t *from_strides, int64_t C,
+                       const int64_t *where, int64_t k, int64_t ph, int64_t pw, float *out,
+                       const int64_t *to_strides) {
+    const int64_t *f = from_strides, *t = to_strides;
+    for (int64_t i = 0; i < k; ++i) {
+        const float *src = scores + where[3 * i] * f[0] + where[3 * i + 1] * f[2] +
+                           where[3 * i + 2] * f[3];
+        float *dst = out + i * t[0];
+        for (int64_t c = 0; c < C; ++c)
+            for (int64_t y = 0; y < ph; ++y)
+                for (int64_t x = 0; x < pw; ++x)
+                    dst[c * t[1] + y * t[2] + x * t[3]] = src[c * f[1] + y * f[2] + x * f[3]];
+    }
+}
+
+/* ... and their labels back: block i of the (k, oh, ow) argmax, rows sy0 .. sy0 + bh and
+ * columns sx0 .. sx0 + bw, to labels (n, H, W) at (image, y0, x0); blocks[7i .. 7i + 6]
+ * = image, y0, x0, sy0, sx0, bh, bw. */
+void fk_scatter_blocks(int64_t *labels, int64_t H, int64_t W, const int64_t *argmax,
+                       int64_t oh, int64_t ow, const int64_t *blocks, int64_t k) {
+    for (int64_t i = 0; i < k; ++i) {
+        const int64_t *b = blocks + 7 * i;
+        for (int64_t y = 0; y < b[5]; ++y)
+            memcpy(labels + (b[0] * H + b[1] + y) * W + b[2],
+                   argmax + (i * oh + b[3] + y) * ow + b[4], sizeof(int64_t) * (size_t)b[6]);
+    }
+}
 
 /* What depends only on the geometry and the upsampler, built once by native.plan:
  *
@@ -61,59 +93,69 @@ typedef struct {
     const double *row_w, *col_w;
 } blend_geometry;
 
+/* Scratch of blend_cell, sized for the widest band of columns (nx pixels). */
+typedef struct {
+    double *corner_values, *left_col, *right_col; /* 4K, K, K */
+    double *wx0, *wx1, *top, *second, *winner;    /* nx each (winner: a class index) */
+} blend_scratch;
+
 /* Doubtful cells (lowres._blend_doubtful): each pixel of the cell from its K candidates
  * only, in float64 (within the model's float32 rounding of the same sum), written to the
  * image's labels; returns 0 when a pixel is undecided — another candidate within
- * threshold of the best — and the whole cell is left to the exact path. Scratch: 4K
- * corner values, K left-column and K right-column blends. */
+ * threshold of the best — and the whole cell is left to the exact path. The loops over a
+ * row's pixels are innermost, without branches: the compiler vectorises them. */
 static int blend_cell(const blend_geometry *g, const float *scores, int64_t C,
                       const int64_t *cand, int64_t K, double threshold, int64_t *labels,
-                      double *corner_values, double *left_col, double *right_col) {
+                      const blend_scratch *t) {
     /* The 2x2 window's scores of each candidate (rows, columns clamped as in
      * lowres._band_axis), then per pixel a row blend and a column blend. */
     const int64_t r0 = g->row_band[2], c0 = g->col_band[2], h = g->h, w = g->w;
     const int64_t rr[2] = {r0 < h ? r0 : h - 1, r0 + 1 < h ? r0 + 1 : h - 1};
     const int64_t cc[2] = {c0 < w ? c0 : w - 1, c0 + 1 < w ? c0 + 1 : w - 1};
+    double *corner_values = t->corner_values, *left_col = t->left_col;
+    double *right_col = t->right_col, *restrict wx0 = t->wx0, *restrict wx1 = t->wx1;
+    double *restrict top = t->top;
+    double *restrict second = t->second, *restrict winner = t->winner;
     for (int q = 0; q < 4; ++q) {
         const float *s = scores + (rr[q >> 1] * w + cc[q & 1]) * C;
         for (int64_t a = 0; a < K; ++a) corner_values[q * K + a] = s[cand[a]];
     }
-    const int64_t x0 = g->col_band[0], x1 = g->col_band[1];
+    const int64_t x0 = g->col_band[0], nx = g->col_band[1] - x0;
+    for (int64_t x = 0; x < nx; ++x) {
+        wx0[x] = g->col_w[2 * (x0 + x)];
+        wx1[x] = g->col_w[2 * (x0 + x) + 1];
+    }
     for (int64_t y = g->row_band[0]; y < g->row_band[1]; ++y) {
         const double wy0 = g->row_w[2 * y], wy1 = g->row_w[2 * y + 1];
         for (int64_t a = 0; a < K; ++a) { /* row blend, left and right column */
             left_col[a] = wy0 * corner_values[a] + wy1 * corner_values[2 * K + a];
             right_col[a] = wy0 * corner_values[K + a] + wy1 * corner_values[3 * K + a];
         }
-        int64_t *out = labels + y * g->W;
-        /* Decided when exactly one candidate is within threshold of the best, i.e. when
-         * the best leads the second by more than threshold. */
-        if (K == 2) { /* the usual doubtful cell: a boundary between two classes */
-            int bad = 0;
-            for (int64_t x = x0; x < x1; ++x) {
-                const double wx0 = g->col_w[2 * x], wx1 = g->col_w[2 * x + 1];
-                const double v0 = wx0 * left_col[0] + wx1 * right_col[0];
-                const double v1 = wx0 * left_col[1] + wx1 * right_col[1];
-                bad |= !(fabs(v0 - v1) > threshold);
-                out[x] = v1 > v0 ? cand[1] : cand[0];
-            }
-            if (bad) return 0;
-            continue;
+        /* Per pixel, the best and second best candidate; decided when exactly one
+         * candidate is within threshold of the best: when the best leads by more. */
+        for (int64_t x = 0; x < nx; ++x) {
+            top[x] = -INFINITY;
+            second[x] = -INFINITY;
+            winner[x] = (double)cand[0];
         }
-        for (int64_t x = x0; x < x1; ++x) {
-            const double wx0 = g->col_w[2 * x], wx1 = g->col_w[2 * x + 1];
-            double top = -INFINITY, second = -INFINITY;
-            int64_t winner = 0;
-            for (int64_t a = 0; a < K; ++a) {
-                const double v = wx0 * left_col[a] + wx1 * right_col[a];
-                const int above = v > top;
-                second = above ? top : (v > second ? v : second);
-                winner = above ? cand[a] : winner;
-                top = above ? v : top;
+        for (int64_t a = 0; a < K; ++a) {
+            const double l = left_col[a], r = right_col[a];
+            const double c = (double)cand[a]; /* exact: a class index */
+            for (int64_t x = 0; x < nx; ++x) {
+                const double v = wx0[x] * l + wx1[x] * r, t0 = top[x], s0 = second[x];
+                const double w0 = winner[x], low = v < t0 ? v : t0; /* min(v, t0) */
+                second[x] = low > s0 ? low : s0; /* the runner-up: max(min(v, t0), s0) */
+                winner[x] = v > t0 ? c : w0;     /* ties keep the earlier class */
+                top[x] = v > t0 ? v : t0;
             }
-            if (!(top - second > threshold)) return 0;
-            out[x] = winner;
         }
+        int bad = 0;
+        int64_t *out = labels + y * g->W + x0;
+        for (int64_t x = 0; x < nx; ++x) {
+            bad |= !(top[x] - second[x] > threshold);
+            out[x] = (int64_t)winner[x];
+        }
+        if (bad) return 0;
     }
     return 1;
 }
@@ -149,14 +191,16 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
     uint8_t *survives = malloc((size_t)(cells * C));
     double *scale = malloc(sizeof(double) * (size_t)cells);
     float *high = malloc(sizeof(float) * (size_t)C);
-    double *corner_values = malloc(sizeof(double) * 4 * (size_t)C);
-    double *left_col = malloc(sizeof(double) * (size_t)C);
-    double *right_col = malloc(sizeof(double) * (size_t)C);
+    int64_t widest = 1;
+    for (int64_t j = 0; j < bw; ++j)
+        if (col_bands[4 * j + 1] - col_bands[4 * j] > widest)
+            widest = col_bands[4 * j + 1] - col_bands[4 * j];
+    double *blend_doubles = malloc(sizeof(double) * (size_t)(6 * C + 5 * widest));
     int64_t *doubtful_cells = malloc(sizeof(int64_t) * (size_t)cells);
     int64_t *cand = malloc(sizeof(int64_t) * (size_t)C);
     int status = FK_OK;
-    if (!best || !gap || !cell_label || !survives || !scale || !high || !corner_values ||
-        !left_col || !right_col || !doubtful_cells || !cand) {
+    if (!best || !gap || !cell_label || !survives || !scale || !high || !blend_doubles ||
+        !doubtful_cells || !cand) {
         status = FK_NOMEM;
         goto done;
     }
@@ -266,6 +310,11 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
      * down, then the band's doubtful cells blended while those rows are in cache (a
      * second pass over the whole map found them evicted). doubtful_cells is in cell
      * order, so each band's cells are the next ones in it. */
+    const blend_scratch scratch = {
+        blend_doubles, blend_doubles + 4 * C, blend_doubles + 5 * C,
+        blend_doubles + 6 * C, blend_doubles + 6 * C + widest,
+        blend_doubles + 6 * C + 2 * widest, blend_doubles + 6 * C + 3 * widest,
+        blend_doubles + 6 * C + 4 * widest};
     int64_t left = 0, d = 0;
     for (int64_t image = 0; image < n; ++image)
         for (int64_t i = 0; i < bh; ++i) {
@@ -291,7 +340,7 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
                                           row_w, col_w};
                 if (!blend_cell(&g, scores + image * h * w * C, C, cand, K,
                                 blend_rel * (scale[cell] + tiny), labels + image * H * W,
-                                corner_values, left_col, right_col))
+                                &scratch))
                     if (left++ < room) undecided[left - 1] = cell;
             }
         }
@@ -304,9 +353,7 @@ done:
     free(survives);
     free(scale);
     free(high);
-    free(corner_values);
-    free(left_col);
-    free(right_col);
+    free(blend_doubles);
     free(doubtful_cells);
     free(cand);
     return status;
