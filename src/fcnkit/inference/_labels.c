@@ -19,6 +19,12 @@
 
 enum { FK_OK = 0, FK_NONFINITE = 1, FK_DECLINED = 2, FK_NOMEM = 3 };
 
+/* The largest float not above x (x finite or infinite). */
+static float down(double x) {
+    float f = (float)x;
+    return (double)f > x ? nextafterf(f, -INFINITY) : f;
+}
+
 /* The ABI version Python checks (native.py: _ABI): bump with any signature change. */
 int fk_abi(void) { return 7; }
 
@@ -190,7 +196,7 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
     int64_t *cell_label = malloc(sizeof(int64_t) * (size_t)cells);
     uint8_t *survives = malloc((size_t)(cells * C));
     double *scale = malloc(sizeof(double) * (size_t)cells);
-    float *high = malloc(sizeof(float) * (size_t)C);
+    float *high = malloc(sizeof(float) * 2 * (size_t)C); /* and the window minima */
     int64_t widest = 1;
     for (int64_t j = 0; j < bw; ++j)
         if (col_bands[4 * j + 1] - col_bands[4 * j] > widest)
@@ -254,13 +260,16 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
         for (int q = 0; q < 4; ++q) s[q] = scores + px[q] * C;
         float floor_ = -INFINITY, top = -INFINITY, biggest = 0.0f;
         int64_t first = 0;
-        for (int64_t c = 0; c < C; ++c) {
+        float *restrict low = high + C;
+        for (int64_t c = 0; c < C; ++c) { /* (vectorised) */
             const float a = s[0][c], b = s[1][c], d = s[2][c], e = s[3][c];
             const float hi_ab = a > b ? a : b, hi_de = d > e ? d : e;
             const float lo_ab = a < b ? a : b, lo_de = d < e ? d : e;
-            const float hi = hi_ab > hi_de ? hi_ab : hi_de;
-            const float lo = lo_ab < lo_de ? lo_ab : lo_de;
-            high[c] = hi;
+            high[c] = hi_ab > hi_de ? hi_ab : hi_de;
+            low[c] = lo_ab < lo_de ? lo_ab : lo_de;
+        }
+        for (int64_t c = 0; c < C; ++c) {
+            const float hi = high[c], lo = low[c];
             floor_ = lo > floor_ ? lo : floor_;
             const int above = hi > top; /* the first of equal maxima, as torch's argmax */
             first = above ? c : first;
@@ -274,16 +283,20 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
                 second = c != first && high[c] > high[second] ? c : second;
         /* The corner test: c cannot win if s_first + s_second - 2 s_c > 4 tol at all four
          * corners, i.e. it survives if s_c >= (s_first + s_second - 4 tol) / 2 at one. */
-        const double floor_tol = (double)floor_ - tol;
-        double bar[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        /* (Bounds rounded down to float: a class is kept at least as often as in double,
+         * and the loop over classes is all float, which the compiler vectorises.) */
+        const float floor_tol = down((double)floor_ - tol);
+        float bar[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
         if (C > 2)
             for (int q = 0; q < 4; ++q)
-                bar[q] = ((double)s[q][first] + (double)s[q][second] - 4.0 * tol) / 2.0;
+                bar[q] = down(((double)s[q][first] + (double)s[q][second] - 4.0 * tol) / 2.0);
+        const float *restrict s0 = s[0], *restrict s1 = s[1], *restrict s2 = s[2];
+        const float *restrict s3 = s[3];
         int64_t alive_count = 0;
         for (int64_t c = 0; c < C; ++c) {
             const int keep = (high[c] >= floor_tol) &
-                             ((s[0][c] >= bar[0]) | (s[1][c] >= bar[1]) |
-                              (s[2][c] >= bar[2]) | (s[3][c] >= bar[3]));
+                             ((s0[c] >= bar[0]) | (s1[c] >= bar[1]) | (s2[c] >= bar[2]) |
+                              (s3[c] >= bar[3]));
             alive[c] = (uint8_t)keep;
             alive_count += keep;
         }
