@@ -154,26 +154,3 @@ def test_more_undecided_cells_than_named_take_the_whole_map(monkeypatch) -> None
                                want)
             assert stats["exact"] > 0 and bool(patched) == named
 
-
-@needs_compiler
-@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_patches_are_gathered_and_labels_scattered_as_slices_would(layout) -> None:
-    library = native.load()
-    gen = torch.Generator().manual_seed(7)
-    scores = torch.randn(2, 5, 9, 11, generator=gen).contiguous(memory_format=layout)
-    where = [(0, 0, 0), (1, 5, 7), (0, 3, 2)]
-    got = native.gather_patches(library, scores, where, (4, 4), layout)
-    want = torch.cat([scores[i : i + 1, :, r : r + 4, c : c + 4] for i, r, c in where])
-    assert torch.equal(got, want) and got.is_contiguous(memory_format=layout)
-    with pytest.raises(ValueError, match="outside"):
-        native.gather_patches(library, scores, [(0, 6, 0)], (4, 4), layout)
-    labels = torch.zeros(2, 10, 12, dtype=torch.int64)
-    argmax = torch.arange(3 * 6 * 7).view(3, 6, 7)
-    blocks = [(0, 0, 0, 1, 1, 2, 3), (1, 8, 9, 4, 4, 2, 3), (0, 4, 5, 0, 0, 6, 7)]
-    native.scatter_blocks(library, labels, argmax, blocks)
-    want_labels = torch.zeros_like(labels)
-    for k, (image, y, x, y0, x0, h, w) in enumerate(blocks):
-        want_labels[image, y : y + h, x : x + w] = argmax[k, y0 : y0 + h, x0 : x0 + w]
-    assert torch.equal(labels, want_labels)
-    with pytest.raises(ValueError, match="outside"):
-        native.scatter_blocks(library, labels, argmax[:1], [(0, 9, 0, 0, 0, 2, 3)])

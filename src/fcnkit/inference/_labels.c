@@ -26,43 +26,11 @@ static float down(double x) {
 }
 
 /* The ABI version Python checks (native.py: _ABI): bump with any signature change. */
-int fk_abi(void) { return 7; }
+int fk_abi(void) { return 8; }
 
 /* 1 when the n bytes at a and b are equal: the check that a cached fact about an
  * upsampler's weight still holds (native.same_bytes). */
 int fk_same(const void *a, const void *b, int64_t n) { return memcmp(a, b, (size_t)n) == 0; }
-
-/* The exact path's patches (lowres._exact_patches): k windows of ph x pw coarse pixels of
- * all C classes, at (image, first row, first column) = where[3i], where[3i + 1],
- * where[3i + 2], copied from scores to out; both are strided (element strides per
- * dimension: image, class, row, column), so each keeps its own memory layout. */
-void fk_gather_patches(const float *scores, const int64_t *from_strides, int64_t C,
-                       const int64_t *where, int64_t k, int64_t ph, int64_t pw, float *out,
-                       const int64_t *to_strides) {
-    const int64_t *f = from_strides, *t = to_strides;
-    for (int64_t i = 0; i < k; ++i) {
-        const float *src = scores + where[3 * i] * f[0] + where[3 * i + 1] * f[2] +
-                           where[3 * i + 2] * f[3];
-        float *dst = out + i * t[0];
-        for (int64_t c = 0; c < C; ++c)
-            for (int64_t y = 0; y < ph; ++y)
-                for (int64_t x = 0; x < pw; ++x)
-                    dst[c * t[1] + y * t[2] + x * t[3]] = src[c * f[1] + y * f[2] + x * f[3]];
-    }
-}
-
-/* ... and their labels back: block i of the (k, oh, ow) argmax, rows sy0 .. sy0 + bh and
- * columns sx0 .. sx0 + bw, to labels (n, H, W) at (image, y0, x0); blocks[7i .. 7i + 6]
- * = image, y0, x0, sy0, sx0, bh, bw. */
-void fk_scatter_blocks(int64_t *labels, int64_t H, int64_t W, const int64_t *argmax,
-                       int64_t oh, int64_t ow, const int64_t *blocks, int64_t k) {
-    for (int64_t i = 0; i < k; ++i) {
-        const int64_t *b = blocks + 7 * i;
-        for (int64_t y = 0; y < b[5]; ++y)
-            memcpy(labels + (b[0] * H + b[1] + y) * W + b[2],
-                   argmax + (i * oh + b[3] + y) * ow + b[4], sizeof(int64_t) * (size_t)b[6]);
-    }
-}
 
 /* What depends only on the geometry and the upsampler, built once by native.plan:
  *

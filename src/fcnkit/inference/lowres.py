@@ -878,35 +878,19 @@ def _exact_patches(upsampler: nn.Module, scores: torch.Tensor, labels: torch.Ten
         r0, r1 = max(0, int(rows[i, 2]) - 1), min(in_h, int(rows[i, 3]) + 1)
         c0, c1 = max(0, int(cols[j, 2]) - 1), min(in_w, int(cols[j, 3]) + 1)
         by_shape.setdefault((r1 - r0, c1 - c0), []).append((image, i, j, r0, c0))
-    # With the compiled library the patches are gathered and their labels written back in
-    # one call each instead of a slice and a copy per cell (same values: plain copies).
-    library = (native.load() if scores.is_cpu and scores.dtype is torch.float32
-               and labels.is_contiguous() else None)
     writes = []
     for (ph, pw), group in by_shape.items():
-        if library is not None:
-            patches = native.gather_patches(library, scores, [g[:1] + g[3:] for g in group],
-                                            (ph, pw), layout)
-        else:
-            patches = torch.cat([scores[image : image + 1, :, r0 : r0 + ph, c0 : c0 + pw]
-                                 for image, _, _, r0, c0 in group]).contiguous(
-                                     memory_format=layout)
-        logits = upsampler(patches)
-        blocks = []
-        for image, i, j, r0, c0 in group:
+        patches = torch.cat([scores[image : image + 1, :, r0 : r0 + ph, c0 : c0 + pw]
+                             for image, _, _, r0, c0 in group])
+        logits = upsampler(patches.contiguous(memory_format=layout))
+        for k, (image, i, j, r0, c0) in enumerate(group):
             y0, y1 = (int(v) + top - stride_y * r0 for v in rows[i, :2])
             x0, x1 = (int(v) + left - stride_x * c0 for v in cols[j, :2])
             if y0 < 0 or x0 < 0 or y1 > logits.shape[-2] or x1 > logits.shape[-1]:
                 return False  # a geometry whose patch does not cover the cell: whole map
-            blocks.append((image, int(rows[i, 0]), int(cols[j, 0]), y0, x0, y1 - y0, x1 - x0))
-        writes.append((logits.argmax(1).contiguous(), blocks))
-    for argmax, blocks in writes:
-        if library is not None:
-            native.scatter_blocks(library, labels, argmax, blocks)
-            continue
-        for k, (image, y, x, y0, x0, height, width) in enumerate(blocks):
-            labels[image, y : y + height, x : x + width] = \
-                argmax[k, y0 : y0 + height, x0 : x0 + width]
+            writes.append((image, i, j, logits[k, :, y0:y1, x0:x1].argmax(0)))
+    for image, i, j, cell_labels in writes:
+        labels[image, rows[i, 0] : rows[i, 1], cols[j, 0] : cols[j, 1]] = cell_labels
     return True
 
 

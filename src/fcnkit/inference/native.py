@@ -44,13 +44,11 @@ __all__ = [
     "NativeResult",
     "Plan",
     "disabled",
-    "gather_patches",
     "labels_2x2",
     "load",
     "plan",
     "Snapshot",
     "same_bytes",
-    "scatter_blocks",
     "status",
 ]
 
@@ -59,7 +57,7 @@ NATIVE_ENV = "FCNKIT_NATIVE"
 #: Directory for the built library, instead of ``~/.cache/fcnkit/native``.
 NATIVE_CACHE_ENV = "FCNKIT_NATIVE_CACHE"
 #: The C side's ``fk_abi()``: a stale library with another signature is rebuilt.
-_ABI = 7
+_ABI = 8
 _FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-fno-fast-math")
 
 _status: list[str] = ["not loaded yet"]
@@ -134,10 +132,6 @@ def _library() -> ctypes.CDLL | None:
     library.fk_labels_2x2.restype = ctypes.c_int
     # plan, scores, n, C, max_work, labels, info, room
     library.fk_labels_2x2.argtypes = [_P, _P, _I64, _I64, _F64, _P, _P, _I64]
-    library.fk_gather_patches.restype = None
-    library.fk_gather_patches.argtypes = [_P, _P, _I64, _P, _I64, _I64, _I64, _P, _P]
-    library.fk_scatter_blocks.restype = None
-    library.fk_scatter_blocks.argtypes = [_P, _I64, _I64, _P, _I64, _I64, _P, _I64]
     library.fk_same.restype = ctypes.c_int
     library.fk_same.argtypes = [_P, _P, _I64]
     _status[0] = f"compiled ({target})"
@@ -293,45 +287,4 @@ def labels_2x2(library: ctypes.CDLL, scores: torch.Tensor, plan: Plan, *,
     stats = info[:4]
     undecided = info[4 : 4 + stats[3]] if stats[3] <= UNDECIDED_ROOM else None
     return NativeResult(code, labels, undecided, stats)
-
-
-def gather_patches(library: ctypes.CDLL, scores: torch.Tensor,
-                   where: list[tuple[int, int, int]], shape: tuple[int, int],
-                   memory_format: torch.memory_format) -> torch.Tensor:
-    """The ``(k, C, ph, pw)`` windows of ``(N, C, h, w)`` float32 CPU ``scores`` at
-    ``where`` = ``[(image, first row, first column), ...]``, as one tensor in
-    ``memory_format``: the same values as slicing each window and ``torch.cat``, in one
-    call (``fk_gather_patches``)."""
-    n, classes, h, w = scores.shape
-    ph, pw = shape
-    if (scores.dtype is not torch.float32 or not scores.is_cpu
-            or any(not (0 <= i < n and 0 <= r <= h - ph and 0 <= c <= w - pw)
-                   for i, r, c in where)):
-        raise ValueError(f"gather_patches: windows of {shape} outside {tuple(scores.shape)}")
-    out = torch.empty((len(where), classes, ph, pw), memory_format=memory_format)
-    flat = [v for triple in where for v in triple]
-    library.fk_gather_patches(scores.data_ptr(), (_I64 * 4)(*scores.stride()), classes,
-                              (_I64 * len(flat))(*flat), len(where), ph, pw, out.data_ptr(),
-                              (_I64 * 4)(*out.stride()))
-    return out
-
-
-def scatter_blocks(library: ctypes.CDLL, labels: torch.Tensor, argmax: torch.Tensor,
-                   blocks: list[tuple[int, ...]]) -> None:
-    """Copy rectangles of a ``(k, oh, ow)`` int64 ``argmax`` into ``(N, H, W)`` int64
-    ``labels`` (both contiguous, CPU): block i is ``(image, y0, x0, sy0, sx0, height,
-    width)``, from ``argmax[i, sy0:sy0+height, sx0:sx0+width]`` to
-    ``labels[image, y0:y0+height, x0:x0+width]`` (``fk_scatter_blocks``)."""
-    n, height, width = labels.shape
-    k, oh, ow = argmax.shape
-    if (labels.dtype is not torch.int64 or argmax.dtype is not torch.int64
-            or not (labels.is_cpu and argmax.is_cpu and labels.is_contiguous()
-                    and argmax.is_contiguous()) or len(blocks) != k
-            or any(not (0 <= b[0] < n and 0 <= b[1] and b[1] + b[5] <= height and 0 <= b[2]
-                        and b[2] + b[6] <= width and 0 <= b[3] and b[3] + b[5] <= oh
-                        and 0 <= b[4] and b[4] + b[6] <= ow) for b in blocks)):
-        raise ValueError("scatter_blocks: blocks outside the labels or the argmax")
-    flat = [v for block in blocks for v in block]
-    library.fk_scatter_blocks(labels.data_ptr(), height, width, argmax.data_ptr(), oh, ow,
-                              (_I64 * len(flat))(*flat), k)
 
