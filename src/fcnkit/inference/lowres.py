@@ -90,20 +90,20 @@ MARGIN = 1e-4
 #: margin for maps whose doubtful cells hold more candidates (random weights).
 DENSE_WORK = 0.03
 #: :data:`DENSE_WORK` of the compiled labels stage (:mod:`fcnkit.inference.native`), whose
-#: per-pixel work costs far less: on 320×480 maps of 21 classes it ran at 0.61× the whole
-#: map's time at 22 % of its work, 0.73× at 31 %, 1.02× at 39 % and 1.5× at 66 %; on
-#: 64×96 maps of 21 classes 0.72× at 25–30 %, 0.85× at 41 % and 1.11× at 56 %
-#: (``bench_lowres_cells.py --sweep``, docs/benchmarks.md). 25 % keeps a margin below the
-#: smallest break-even seen.
-COMPILED_DENSE_WORK = 0.25
+#: per-pixel work costs far less: on 320×480 maps of 21 classes it ran at 0.43× the whole
+#: map's time at 22 % of its work, 0.51× at 31 %, 0.74× at 39 % and 0.91× at 66 %; on
+#: 150×210 maps of 4 classes 0.84× at 66 %, on 64×96 maps of 21 classes 0.68× at 56 %
+#: (``bench_lowres_cells.py --sweep``, docs/benchmarks.md). No map measured lost to the
+#: whole map; 50 % keeps a margin below the densest ones.
+COMPILED_DENSE_WORK = 0.5
 #: Below this many class scores (C × H × W) the whole map's per-pixel work is cheaper than
 #: the pruning's fixed cost (~60 small operations, about 0.5 ms on 2 cores), whatever the
 #: map: calm region maps of 4 classes at 150×210 (126 000 scores, the demo's) took
 #: 1.5× the whole map's time, of 4 classes at 320×480 (614 000) 1.4–1.7× and of 21
 #: classes at 160×240 (806 000) 1.0×, against 0.5× for 21 × 320 × 480 (3.2 M)
 #: (``bench_lowres_cells.py --sweep --classes C --size H,W``). The compiled labels stage
-#: has no such floor: 0.16–0.37× the whole map's time on the 4-class 150×210 maps below
-#: 50 % work, 0.34–0.52× on 21-class 64×96 maps (129 000 scores) below 20 % work.
+#: has no such floor: 0.14–0.36× the whole map's time on the 4-class 150×210 maps below
+#: 50 % work, 0.30–0.41× on 21-class 64×96 maps (129 000 scores) below 20 % work.
 PRUNE_MIN_SCORES = 2**21
 
 #: The blend of a doubtful cell's candidates (:func:`_blend_doubtful`) decides a pixel
