@@ -130,7 +130,7 @@ def convex_upsampler(upsampler: nn.Module) -> bool:
 
 def _convex_facts(upsampler: nn.Module) -> tuple[bool, _Factors | None]:
     """:func:`convex_upsampler` and, for a transposed convolution, its kernel's factors
-    (:func:`_kernel_factors`), from one look at the weight."""
+    (:func:`_factor_kernel`), from one look at the weight."""
     if isinstance(upsampler, Interpolate):
         return True, None
     if not isinstance(upsampler, nn.ConvTranspose2d) or tuple(upsampler.dilation) != (1, 1):
@@ -148,7 +148,7 @@ _facts_cache: weakref.WeakKeyDictionary[
 
 def _upsampler_facts(upsampler: nn.ConvTranspose2d) -> tuple[bool, _Factors | None]:
     """Whether a transposed convolution is convex (:func:`convex_upsampler`) and its
-    kernel's factors (:func:`_kernel_factors`), remembered per module while its weight and
+    kernel's factors (:func:`_factor_kernel`), remembered per module while its weight and
     bias keep their values. The check compares them with copies (one ``memcmp`` each on
     CPU, :func:`fcnkit.inference.native.same_bytes`), not the version counter: an
     in-place write through ``.data`` does not bump it."""
@@ -679,16 +679,11 @@ def _native_plan(geometry: tuple[int, ...], spec: tuple[_Specs, float]
                        margin=MARGIN, relative=tables[2], tiny=_TINY)
 
 
-def _kernel_factors(upsampler: nn.ConvTranspose2d) -> _Factors | None:
+def _factor_kernel(upsampler: nn.ConvTranspose2d) -> _Factors | None:
     """The row and column specs of a convex transposed convolution's kernel (class 0's:
     all are equal) and the kernel's distance from their outer product, or None if it does
-    not factor (then the blend cannot be trusted). Cached per module
-    (:func:`_upsampler_facts`)."""
-    return _upsampler_facts(upsampler)[1]
-
-
-def _factor_kernel(upsampler: nn.ConvTranspose2d) -> _Factors | None:
-    """:func:`_kernel_factors`, uncached."""
+    not factor (then the blend cannot be trusted). Uncached: :func:`_upsampler_facts`
+    remembers it per module."""
     weight = upsampler.weight.detach()
     kernel = weight[0, 0].double().cpu().numpy()
     total = kernel.sum()

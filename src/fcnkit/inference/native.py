@@ -199,7 +199,7 @@ class _PlanStruct(ctypes.Structure):
 class Plan:
     """What the C function needs that depends only on the geometry and the upsampler,
     built once per geometry (:func:`plan`): its arrays, and the ``fk_plan`` struct that
-    points into them (whose address is passed, so a call converts five arguments)."""
+    points into them (whose address is passed: a call converts eight arguments, not 21)."""
 
     __slots__ = ("address", "arrays", "cells", "coarse", "size", "struct")
 
@@ -235,7 +235,6 @@ def plan(corner: torch.Tensor | np.ndarray, bands: tuple[np.ndarray, np.ndarray]
 #: How many undecided cells :func:`labels_2x2` names; beyond, it only counts them (then the
 #: exact path takes the whole map: a map with that many near-ties is noise).
 UNDECIDED_ROOM = 64
-_Info = _I64 * (4 + UNDECIDED_ROOM)
 
 
 class NativeResult(NamedTuple):
@@ -277,14 +276,15 @@ def labels_2x2(library: ctypes.CDLL, scores: torch.Tensor, plan: Plan, *,
         raise ValueError(f"labels_2x2 needs channels_last float32 CPU scores of "
                          f"{plan.coarse}, got {scores.dtype} {tuple(scores.shape)}")
     labels = torch.empty((n, *plan.size), dtype=torch.int64)
-    info = _Info()
+    room = UNDECIDED_ROOM
+    info = (_I64 * (4 + room))()  # (ctypes caches the array type)
     code = library.fk_labels_2x2(plan.address, scores.data_ptr(), n, classes, max_work,
-                                 labels.data_ptr(), info, UNDECIDED_ROOM)
+                                 labels.data_ptr(), info, room)
     if code == NOMEM:
         raise MemoryError("fk_labels_2x2: out of memory for its per-cell tables")
     if code == NONFINITE:
         return NativeResult(code, labels[:0], None, [0, 0, 0, 0])
     stats = info[:4]
-    undecided = info[4 : 4 + stats[3]] if stats[3] <= UNDECIDED_ROOM else None
+    undecided = info[4 : 4 + stats[3]] if stats[3] <= room else None
     return NativeResult(code, labels, undecided, stats)
 
