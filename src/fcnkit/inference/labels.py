@@ -402,7 +402,8 @@ def labels_from_coarse(model: nn.Module, scores: torch.Tensor,
     height, width = int(size[0]), int(size[1])
     class_scores = scores.shape[0] * scores.shape[1] * height * width
     if (scores.dtype == torch.float32 and _pruning_pays(model)
-            and (class_scores >= PRUNE_MIN_SCORES or native.load() is not None)):
+            and (class_scores >= PRUNE_MIN_SCORES
+                 or (scores.is_cpu and native.load() is not None))):
         # max_work None: DENSE_WORK, or COMPILED_DENSE_WORK for the compiled labels stage;
         # None back for a last upsampling that is not convex (a learned deconvolution).
         labels = labels_from_scores(model, scores, (height, width), max_work=None)
