@@ -442,10 +442,7 @@ def _labels_by_torch_ops(upsampler: nn.Module, scores: torch.Tensor,
     bound = scores.abs().amax()  # the map's largest |score|: NaN or ∞ if any score is
     largest = float(bound)
     if not math.isfinite(largest):
-        # The bounds need finite scores: the model blends an infinity even with weight 0
-        # (0 · ∞ is NaN). Such maps (a diverged model) are labelled by its own tail.
-        logits = upsampler(model_scores)[:, :, top : top + height, left : left + width]
-        return logits.argmax(1)
+        return _model_tail_labels(upsampler, model_scores, (top, left), (height, width))
     # One margin scale for the whole map (its largest |score|): at least as wide as each
     # window's own, so at least as safe.
     tolerance = MARGIN * (1.0 + largest)
@@ -459,10 +456,7 @@ def _labels_by_torch_ops(upsampler: nn.Module, scores: torch.Tensor,
     n, cells_h, cells_w = label.shape
     cells = n * cells_h * cells_w
     pairs = int(survivors.sum())  # (cell, class) pairs in doubt
-    if stats is not None:
-        stats["cells"] = stats.get("cells", 0) + cells
-        stats["doubtful"] = stats.get("doubtful", 0) + len(doubtful)
-        stats["pairs"] = stats.get("pairs", 0) + pairs
+    _count(stats, cells=cells, doubtful=len(doubtful), pairs=pairs)
     if pairs * height * width / cells > max_work * scores.shape[1] * n * height * width:
         return None
     # Cells' labels to pixels: columns on the cell map, then whole rows (2.2x rows first);
@@ -477,13 +471,28 @@ def _labels_by_torch_ops(upsampler: nn.Module, scores: torch.Tensor,
         if tables is not None:
             exact = _blend_doubtful(scores, survivors, (cells_h, cells_w), buffer,
                                     (height, width), doubtful, (rows, cols), tables, scale)
-    if stats is not None:
-        stats["exact"] = stats.get("exact", 0) + len(exact)
+    _count(stats, exact=len(exact))
     if len(exact) and not _exact_patches(upsampler, model_scores, labels, exact.tolist(),
                                          (rows, cols), (top, left)):
         band_rows = (exact // cells_w % cells_h).cpu().numpy()
         _exact_rows(upsampler, model_scores, labels, band_rows, rows, (top, left))
     return labels
+
+
+def _model_tail_labels(upsampler: nn.Module, scores: torch.Tensor, offset: tuple[int, int],
+                       size: tuple[int, int]) -> torch.Tensor:
+    """The labels of a map with a NaN or infinite score, from the model's own tail: the
+    pruning's bounds need finite scores (the model blends an infinity even with weight 0,
+    and 0 · ∞ is NaN), so such maps (a diverged model) are labelled as the model does."""
+    (top, left), (height, width) = offset, size
+    return upsampler(scores)[:, :, top : top + height, left : left + width].argmax(1)
+
+
+def _count(stats: dict[str, int] | None, **counts: int) -> None:
+    """Add ``counts`` to the caller's ``stats`` (see :func:`labels_by_pruning`), if any."""
+    if stats is not None:
+        for name, value in counts.items():
+            stats[name] = stats.get(name, 0) + value
 
 
 #: :func:`_labels_native`'s answer when the compiled stage does not apply.
@@ -509,18 +518,13 @@ def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, 
     # channels_last); the exact path gets the scores as the model made them.
     result = native.labels_2x2(library, scores.contiguous(memory_format=torch.channels_last),
                                plan, max_work=max_work)
-    if result.status == native.NONFINITE:  # see labels_from_scores
-        height, width = plan.size
-        logits = upsampler(scores)[:, :, top : top + height, left : left + width]
-        return logits.argmax(1)
+    if result.status == native.NONFINITE:
+        return _model_tail_labels(upsampler, scores, (top, left), plan.size)
     cells, doubtful, pairs, undecided = result.stats
-    if stats is not None:
-        for name, value in (("cells", cells), ("doubtful", doubtful), ("pairs", pairs)):
-            stats[name] = stats.get(name, 0) + value
+    _count(stats, cells=cells, doubtful=doubtful, pairs=pairs)
     if result.status == native.DECLINED:
         return None
-    if stats is not None:
-        stats["exact"] = stats.get("exact", 0) + undecided
+    _count(stats, exact=undecided)
     if undecided:
         grid = _grid(*geometry)
         if result.undecided is None:  # more than native.UNDECIDED_ROOM: every row
