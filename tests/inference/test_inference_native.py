@@ -154,3 +154,105 @@ def test_more_undecided_cells_than_named_take_the_whole_map(monkeypatch) -> None
                                want)
             assert stats["exact"] > 0 and bool(patched) == named
 
+
+
+class _RoundedOnce(torch.nn.ConvTranspose2d):
+    """The same transposed convolution, each score rounded once from float64: a float32
+    rounding no order of four float32 products reproduces everywhere."""
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        return F.conv_transpose2d(x.double(), self.weight.double(), None, self.stride,
+                                  self.padding, groups=self.groups).float()
+
+
+def _near_tie_scores(seed: int, classes: int, shape: tuple[int, int]) -> torch.Tensor:
+    """Noise scores with a block whose class 3 lies 0–2 float32 ulps from class 1 (exact
+    ties included): cells the float64 blend cannot decide."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randn(1, classes, *shape, generator=generator)
+    scores[:, 1, 2:6, 3:7] += 3.0  # class 1 leads there...
+    steps = torch.randint(0, 3, (4, 4), generator=generator)
+    tied = scores[0, 1, 2:6, 3:7].clone()
+    for _ in range(2):  # ...and class 3 follows it within 0, 1 or 2 ulps
+        tied = torch.where(steps > _, torch.nextafter(tied, torch.tensor(-float("inf"))), tied)
+    scores[0, 3, 2:6, 3:7] = tied
+    return scores.contiguous(memory_format=torch.channels_last)
+
+
+@needs_compiler
+@pytest.mark.parametrize("seed", range(6))
+def test_the_emulated_rounding_labels_near_ties_as_the_model_does(monkeypatch, seed) -> None:
+    """Undecided cells (ties within 2 ulps) labelled from the model's rounding emulated in
+    C, once calibrated: the same labels as the model's own logits, and no upsampler call
+    on patches."""
+    monkeypatch.setattr(lowres, "_EMULATIONS", {})
+    monkeypatch.setattr(lowres, "_SIGHTINGS", {})
+    patched: list[int] = []
+    real = lowres._exact_patches
+    monkeypatch.setattr(lowres, "_exact_patches", lambda *a: patched.append(1) or real(*a))
+    torch.manual_seed(seed)
+    model = build_model("fcn8s", num_classes=5, backbone="resnet18").eval()
+    scores = _near_tie_scores(seed, 5, (9, 11))
+    size = (8 * 7, 8 * 9)
+    with torch.no_grad():
+        want = _full_labels(model, scores, size)
+        for sighting in range(lowres._CALIBRATE_AFTER + 1):
+            stats: dict[str, int] = {}
+            assert torch.equal(lowres.labels_from_scores(model, scores, size, stats=stats),
+                               want)
+            assert stats["exact"] > 0
+            first = sighting < lowres._CALIBRATE_AFTER  # the exact path, uncalibrated
+            assert stats.get("emulated", 0) == (0 if first else stats["exact"])
+    assert len(patched) == lowres._CALIBRATE_AFTER
+    (emulation,) = (found for _, found in lowres._EMULATIONS.values())
+    assert emulation is not None and 0 <= emulation.variant < native.VARIANTS
+
+
+@needs_compiler
+def test_an_upsampler_that_rounds_otherwise_is_not_emulated(monkeypatch) -> None:
+    """The calibration finds no variant for an upsampler that rounds another way; its
+    undecided cells go to the exact path, and its labels are still its own argmax's."""
+    monkeypatch.setattr(lowres, "_CALIBRATE_AFTER", 0)
+    monkeypatch.setattr(lowres, "_EMULATIONS", {})
+    torch.manual_seed(0)
+    model = build_model("fcn8s", num_classes=5, backbone="resnet18").eval()
+    plain = model.head.upscore_final
+    odd = _RoundedOnce(5, 5, plain.kernel_size, stride=plain.stride, padding=plain.padding,
+                       groups=5, bias=False)
+    odd.load_state_dict(plain.state_dict())
+    model.head.upscore_final = odd
+    scores = _near_tie_scores(7, 5, (9, 11))
+    size = (8 * 7, 8 * 9)
+    with torch.no_grad():
+        stats: dict[str, int] = {}
+        labels = lowres.labels_from_scores(model, scores, size, stats=stats)
+        assert torch.equal(labels, _full_labels(model, scores, size))
+    assert stats["exact"] > 0 and "emulated" not in stats
+    assert [found for _, found in lowres._EMULATIONS.values()] == [None]
+
+
+@pytest.fixture
+def bf16_convolutions():
+    """oneDNN allowed to run float32 convolutions in bf16, for the test only."""
+    before = torch.backends.mkldnn.conv.fp32_precision
+    torch.backends.mkldnn.conv.fp32_precision = "bf16"
+    yield
+    torch.backends.mkldnn.conv.fp32_precision = before
+
+
+def test_reduced_precision_convolutions_take_the_whole_map(request) -> None:
+    """With oneDNN allowed to run float32 convolutions in bf16, the margins (float32
+    rounding) no longer bound a transposed convolution's scores: no pruning."""
+    model, _ = _region_model_and_scores(0)
+    deconv = build_model("fcn8s", num_classes=5, backbone="resnet18").eval()
+    scores = _near_tie_scores(1, 5, (9, 11))
+    size = (8 * 7, 8 * 9)
+    with torch.no_grad():
+        assert lowres.labels_from_scores(deconv, scores, size) is not None
+        request.getfixturevalue("bf16_convolutions")
+        assert lowres.labels_from_scores(deconv, scores, size) is None
+        x = torch.randn(1, 3, *size)
+        assert torch.equal(whole_image_labels(deconv, x), deconv(x).argmax(1))
+        # F.interpolate is not a convolution: still pruned
+        assert lowres.labels_from_scores(model, _region_model_and_scores(0)[1],
+                                         (189, 253)) is not None

@@ -26,7 +26,7 @@ static float down(double x) {
 }
 
 /* The ABI version Python checks (native.py: _ABI): bump with any signature change. */
-int fk_abi(void) { return 8; }
+int fk_abi(void) { return 9; }
 
 /* 1 when the n bytes at a and b are equal: the check that a cached fact about an
  * upsampler's weight still holds (native.same_bytes). */
@@ -337,5 +337,202 @@ done:
     free(blend_doubles);
     free(doubtful_cells);
     free(cand);
+    return status;
+}
+
+/* The model's own float32 rounding, emulated: labels for the cells the blend cannot
+ * decide (near-ties and exact ties), without running the model's upsampler on them.
+ *
+ * A transposed convolution whose window is 2x2 computes each output score of class c as
+ * a float32 sum of at most 4 products kernel[ky][kx] * s_c(iy, ix). Its value depends on
+ * the order of the sum and on whether the products are fused into it (fma), nothing
+ * else; an order is one of the 4! orders of the window's slots (top-left, top-right,
+ * bottom-left, bottom-right: slot 2t + u, t and u the row and column tap in ascending
+ * kernel index). lowres._emulated_order finds the one the model's upsampler uses on this
+ * machine, for one geometry and memory layout, by comparing every score of a random probe
+ * map with fk_emulation_matches; the labels below are then the argmax of exactly the
+ * values the model computes. Variant v: order v / 2 of ORDERS, fused when v is odd.
+ */
+static const int8_t ORDERS[24][4] = {
+    {0, 1, 2, 3}, {0, 1, 3, 2}, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 3, 1, 2}, {0, 3, 2, 1},
+    {1, 0, 2, 3}, {1, 0, 3, 2}, {1, 2, 0, 3}, {1, 2, 3, 0}, {1, 3, 0, 2}, {1, 3, 2, 0},
+    {2, 0, 1, 3}, {2, 0, 3, 1}, {2, 1, 0, 3}, {2, 1, 3, 0}, {2, 3, 0, 1}, {2, 3, 1, 0},
+    {3, 0, 1, 2}, {3, 0, 2, 1}, {3, 1, 0, 2}, {3, 1, 2, 0}, {3, 2, 0, 1}, {3, 2, 1, 0}};
+
+int fk_variants(void) { return 48; }
+
+/* The taps of output coordinate o (of the upsampler's whole, uncropped output) on one
+ * axis of a transposed convolution: the inputs i (0 <= i < n) with kernel index
+ * k = o + pad - i * stride in [0, K), in ascending k; their count, or -1 above 2. */
+static int axis_taps(int64_t o, int64_t K, int64_t stride, int64_t pad, int64_t n,
+                     int64_t *in, int64_t *k) {
+    int count = 0;
+    /* ascending k is descending i */
+    for (int64_t i = n - 1; i >= 0; --i) {
+        const int64_t kk = o + pad - i * stride;
+        if (kk < 0) continue;
+        if (kk >= K) break;
+        if (count == 2) return -1;
+        in[count] = i;
+        k[count++] = kk;
+    }
+    return count;
+}
+
+/* One score as the model rounds it under variant v (see above): the sum in the order's
+ * slots, each product rounded then added, or fused (fmaf: one rounding per slot). The
+ * build turns off contraction (-ffp-contract=off), so "a + w * x" rounds twice. */
+static float emulate(const float *image, int64_t w, int64_t C, int64_t c, const int64_t *ri,
+                     const int64_t *rk, int nr, const int64_t *ci, const int64_t *ck, int nc,
+                     const float *kernel, int64_t kw, int v) {
+    const int8_t *order = ORDERS[v >> 1];
+    const int fused = v & 1;
+    float acc = 0.0f;
+    for (int q = 0; q < 4; ++q) {
+        const int t = order[q] >> 1, u = order[q] & 1;
+        if (t >= nr || u >= nc) continue;
+        const float weight = kernel[rk[t] * kw + ck[u]];
+        const float x = image[(ri[t] * w + ci[u]) * C + c];
+        if (fused) {
+            acc = fmaf(weight, x, acc);
+        } else {
+            const float product = weight * x;
+            acc = acc + product;
+        }
+    }
+    return acc;
+}
+
+/* geometry: {K_h, K_w, stride_h, stride_w, pad_h, pad_w, top, left}: the transposed
+ * convolution and the crop of its output that the labels cover (the model's offset). */
+
+/* 1 when variant v reproduces every score of `out` (the upsampler's output for `scores`,
+ * (n, C, Ho, Wo) at element strides out_strides[4], read at rows top .. top + H and
+ * columns left .. left + W) from scores ((n, h, w, C) channels-last), else 0 (at the first
+ * score that differs); -1 when a window has more than 2 taps on an axis. */
+int fk_emulation_matches(const float *scores, int64_t n, int64_t h, int64_t w, int64_t C,
+                         const float *out, const int64_t *out_strides, int64_t H, int64_t W,
+                         const int64_t *geometry, const float *kernel, int v) {
+    int64_t ri[2], rk[2], ci[2], ck[2];
+    /* Columns vary fastest: their taps once per map, the rows' once per row. */
+    int64_t *col_taps = malloc(sizeof(int64_t) * 5 * (size_t)W);
+    if (!col_taps) return -1;
+    int result = 1;
+    for (int64_t x = 0; x < W && result == 1; ++x) {
+        int64_t *e = col_taps + 5 * x;
+        const int nc = axis_taps(x + geometry[7], geometry[1], geometry[3], geometry[5], w,
+                                 e + 1, e + 3);
+        if (nc < 0) result = -1;
+        e[0] = nc;
+    }
+    for (int64_t image = 0; image < n && result == 1; ++image) {
+        const float *s = scores + image * h * w * C;
+        for (int64_t y = 0; y < H && result == 1; ++y) {
+            const int nr = axis_taps(y + geometry[6], geometry[0], geometry[2], geometry[4], h,
+                                     ri, rk);
+            if (nr < 0) {
+                result = -1;
+                break;
+            }
+            for (int64_t x = 0; x < W && result == 1; ++x) {
+                const int64_t *e = col_taps + 5 * x;
+                ci[0] = e[1], ci[1] = e[2], ck[0] = e[3], ck[1] = e[4];
+                const float *o = out + image * out_strides[0] + (y + geometry[6]) * out_strides[2] +
+                                 (x + geometry[7]) * out_strides[3];
+                for (int64_t c = 0; c < C; ++c)
+                    if (emulate(s, w, C, c, ri, rk, nr, ci, ck, (int)e[0], kernel, geometry[1],
+                                v) != o[c * out_strides[1]]) {
+                        result = 0;
+                        break;
+                    }
+            }
+        }
+    }
+    free(col_taps);
+    return result;
+}
+
+/* Labels of the given cells (flat indices into (n, bh, bw), as fk_labels_2x2 names them)
+ * from the model's rounding under variant v: per pixel the first class of the largest
+ * emulated score (torch's argmax), written into labels (n, H, W). Only the classes the
+ * float64 blend (blend_cell) puts within the blend's tolerance of its best are emulated:
+ * the others score below the best class in the model's rounding too. Returns 0, or 1
+ * without writing anything when a cell's window holds a score whose products or sums
+ * could leave the normal range (|s| below 2^-60 but not 0, or above 2^100), where
+ * flushing subnormals (a CPU mode) would change the model's rounding and not this one's,
+ * or a window with more than 2 taps on an axis. */
+int fk_emulate_cells(const fk_plan *plan, const float *scores, int64_t C,
+                     const int64_t *geometry, const float *kernel, int v, const int64_t *cells,
+                     int64_t count, int64_t *labels) {
+    const int64_t h = plan->h, w = plan->w, H = plan->H, W = plan->W;
+    const int64_t per_image = plan->bh * plan->bw;
+    double *blend = malloc(sizeof(double) * (size_t)C);
+    double *scale = malloc(sizeof(double) * (size_t)(count > 0 ? count : 1));
+    if (!blend || !scale) {
+        free(blend);
+        free(scale);
+        return 1;
+    }
+    int64_t ri[2], rk[2], ci[2], ck[2];
+    int status = 0;
+    for (int pass = 0; pass < 2 && status == 0; ++pass) /* checks first, then writes */
+        for (int64_t k = 0; k < count && status == 0; ++k) {
+            const int64_t image = cells[k] / per_image, i = cells[k] % per_image / plan->bw;
+            const int64_t j = cells[k] % plan->bw;
+            const int64_t *rb = plan->row_bands + 4 * i, *cb = plan->col_bands + 4 * j;
+            const float *s = scores + image * h * w * C;
+            /* The window's rows and columns, clamped as in blend_cell. */
+            const int64_t rr[2] = {rb[2] < h ? rb[2] : h - 1, rb[2] + 1 < h ? rb[2] + 1 : h - 1};
+            const int64_t cc[2] = {cb[2] < w ? cb[2] : w - 1, cb[2] + 1 < w ? cb[2] + 1 : w - 1};
+            if (pass == 0) { /* the window's largest |score|, and the range check */
+                double biggest = 0.0;
+                for (int q = 0; q < 4; ++q)
+                    for (int64_t c = 0; c < C; ++c) {
+                        const float a = fabsf(s[(rr[q >> 1] * w + cc[q & 1]) * C + c]);
+                        if ((a != 0.0f && a < 0x1p-60f) || a > 0x1p100f) status = 1;
+                        biggest = a > biggest ? a : biggest;
+                    }
+                for (int64_t y = rb[0]; y < rb[1] && status == 0; ++y)
+                    if (axis_taps(y + geometry[6], geometry[0], geometry[2], geometry[4], h, ri,
+                                  rk) < 0)
+                        status = 1;
+                for (int64_t x = cb[0]; x < cb[1] && status == 0; ++x)
+                    if (axis_taps(x + geometry[7], geometry[1], geometry[3], geometry[5], w, ci,
+                                  ck) < 0)
+                        status = 1;
+                scale[k] = biggest;
+                continue;
+            }
+            const double threshold = plan->blend_rel * (scale[k] + plan->tiny);
+            const float *corner[4];
+            for (int q = 0; q < 4; ++q) corner[q] = s + (rr[q >> 1] * w + cc[q & 1]) * C;
+            for (int64_t y = rb[0]; y < rb[1]; ++y) {
+                const int nr = axis_taps(y + geometry[6], geometry[0], geometry[2],
+                                         geometry[4], h, ri, rk);
+                const double wy0 = plan->row_w[2 * y], wy1 = plan->row_w[2 * y + 1];
+                for (int64_t x = cb[0]; x < cb[1]; ++x) {
+                    const int nc = axis_taps(x + geometry[7], geometry[1], geometry[3],
+                                             geometry[5], w, ci, ck);
+                    const double wx0 = plan->col_w[2 * x], wx1 = plan->col_w[2 * x + 1];
+                    double high = -INFINITY;
+                    for (int64_t c = 0; c < C; ++c) {
+                        blend[c] = wy0 * (wx0 * corner[0][c] + wx1 * corner[1][c]) +
+                                   wy1 * (wx0 * corner[2][c] + wx1 * corner[3][c]);
+                        high = blend[c] > high ? blend[c] : high;
+                    }
+                    float top = -INFINITY;
+                    int64_t best = 0;
+                    for (int64_t c = 0; c < C; ++c) {
+                        if (!(blend[c] >= high - threshold)) continue;
+                        const float value = emulate(s, w, C, c, ri, rk, nr, ci, ck, nc, kernel,
+                                                    geometry[1], v);
+                        if (value > top) top = value, best = c;
+                    }
+                    labels[(image * H + y) * W + x] = best;
+                }
+            }
+        }
+    free(blend);
+    free(scale);
     return status;
 }

@@ -46,6 +46,7 @@ run; the labels are the same either way (both are tested against ``model(x).argm
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import weakref
@@ -395,7 +396,9 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     labels stage (:mod:`fcnkit.inference.native`), :data:`DENSE_WORK` for torch's.
 
     Returns None as well when the model's last upsampling is not convex
-    (:func:`convex_upsampler`: a learned deconvolution), whose labels cannot be pruned.
+    (:func:`convex_upsampler`: a learned deconvolution), whose labels cannot be pruned, and
+    for a transposed convolution while oneDNN may run float32 convolutions in bf16 or tf32
+    (:func:`_reduced_conv_precision`).
 
     The whole-cell test and the blend of the candidates keep a margin sized for float32
     rounding; scores in a lower precision (bf16 or fp16 autocast) would need a margin so
@@ -405,7 +408,7 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
         raise ValueError(f"labels_from_scores needs float32 scores, got {scores.dtype}")
     upsampler = model.final_upsampler
     convex, factors = _convex_facts(upsampler)
-    if not convex:
+    if not convex or (isinstance(upsampler, nn.ConvTranspose2d) and _reduced_conv_precision()):
         return None
     kernel, stride, padding = (int(upsampler.kernel_size[0]), int(upsampler.stride[0]),
                                int(upsampler.padding[0]))
@@ -416,12 +419,25 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     if scores.device.type == "cpu" and scores.dtype == torch.float32:
         labels = _labels_native(model, scores, geometry, _spec_of(upsampler, factors,
                                                                   scores.shape[-2:]),
-                                stats=stats,
+                                factors, stats=stats,
                                 max_work=COMPILED_DENSE_WORK if max_work is None else max_work)
         if labels is not _NOT_NATIVE:
             return labels  # type: ignore[return-value]
     return _labels_by_torch_ops(upsampler, scores, geometry, stats=stats,
                                 max_work=DENSE_WORK if max_work is None else max_work)
+
+
+def _reduced_conv_precision() -> bool:
+    """True when oneDNN may run float32 convolutions in a lower precision
+    (``torch.backends.mkldnn.conv.fp32_precision`` "bf16" or "tf32", set there or
+    inherited from ``torch.backends.mkldnn`` or ``torch.backends``): the margins above
+    bound float32 rounding only, so such a model's labels take the whole map."""
+    precision = torch.backends.mkldnn.conv.fp32_precision
+    if precision == "none":
+        precision = torch.backends.mkldnn.fp32_precision
+    if precision == "none":
+        precision = torch.backends.fp32_precision
+    return precision not in ("none", "ieee")
 
 
 def _labels_by_torch_ops(upsampler: nn.Module, scores: torch.Tensor,
@@ -500,8 +516,8 @@ _NOT_NATIVE = object()
 
 
 def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, ...],
-                   spec: tuple[_Specs, float] | None, *, stats: dict[str, int] | None,
-                   max_work: float) -> object:
+                   spec: tuple[_Specs, float] | None, factors: _Factors | None, *,
+                   stats: dict[str, int] | None, max_work: float) -> object:
     """:func:`labels_from_scores` for 2×2 windows by the compiled labels stage
     (:mod:`fcnkit.inference.native`): the same tests, margins and exact path. Returns
     :data:`_NOT_NATIVE` when it does not apply (no compiler, windows larger than 2×2, a
@@ -516,8 +532,8 @@ def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, 
     top, left = geometry[2:4]
     # The C code reads classes contiguously per pixel (free when the model runs
     # channels_last); the exact path gets the scores as the model made them.
-    result = native.labels_2x2(library, scores.contiguous(memory_format=torch.channels_last),
-                               plan, max_work=max_work)
+    by_pixel = scores.contiguous(memory_format=torch.channels_last)
+    result = native.labels_2x2(library, by_pixel, plan, max_work=max_work)
     if result.status == native.NONFINITE:
         return _model_tail_labels(upsampler, scores, (top, left), plan.size)
     cells, doubtful, pairs, undecided = result.stats
@@ -529,6 +545,10 @@ def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, 
         grid = _grid(*geometry)
         if result.undecided is None:  # more than native.UNDECIDED_ROOM: every row
             band_rows = np.arange(len(grid.rows))
+        elif _emulated(library, upsampler, factors, scores, by_pixel, plan, (top, left),
+                       result):
+            _count(stats, emulated=undecided)
+            return result.labels
         elif _exact_patches(upsampler, scores, result.labels, result.undecided,
                             (grid.rows, grid.cols), (top, left)):
             return result.labels
@@ -536,6 +556,86 @@ def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, 
             band_rows = np.asarray(result.undecided) // len(grid.cols) % len(grid.rows)
         _exact_rows(upsampler, scores, result.labels, band_rows, grid.rows, (top, left))
     return result.labels
+
+
+#: Sightings of a geometry with undecided cells before its rounding is calibrated
+#: (:func:`_emulation`): the first ones take the exact path, so images whose sizes never
+#: repeat (a dataset of varied sizes) never pay a calibration.
+_CALIBRATE_AFTER = 1
+#: The roundings found by :func:`_emulation` (None: no variant reproduces the model's),
+#: with the kernel facts they were found for, and how often each key has been seen
+#: undecided before that; each bounded.
+_EMULATIONS: dict[tuple[object, ...], tuple[object, native.Emulation | None]] = {}
+_SIGHTINGS: dict[tuple[object, ...], tuple[object, int]] = {}
+_KEYS_KEPT = 256
+
+
+def _emulated(library: ctypes.CDLL, upsampler: nn.Module, factors: _Factors | None,
+              scores: torch.Tensor,
+              by_pixel: torch.Tensor, plan: native.Plan, offset: tuple[int, int],
+              result: native.NativeResult) -> bool:
+    """Label the undecided cells of ``result`` from the model's own rounding, emulated
+    (``_labels.c``: the order and fusing of a transposed convolution's four products,
+    found by :func:`_emulation`), instead of running the upsampler on them; False, with
+    nothing written, when no emulation is known for this geometry."""
+    emulation = _emulation(library, upsampler, factors, scores, plan.size, offset)
+    return emulation is not None and native.emulate_cells(
+        library, plan, by_pixel, emulation, result.undecided or [], result.labels)
+
+
+def _emulation(library: ctypes.CDLL, upsampler: nn.Module, factors: _Factors | None,
+               scores: torch.Tensor, size: tuple[int, int], offset: tuple[int, int]
+               ) -> native.Emulation | None:
+    """How the model's transposed convolution rounds each score, for scores of this shape
+    and memory layout on this many threads: the variant of ``_labels.c`` that reproduces
+    every float32 score of the upsampler's output on a random probe map of the same shape
+    and layout, in the crop the labels cover (about 30 ms for 21 × 40 × 60 scores, once
+    per key, after :data:`_CALIBRATE_AFTER` sightings); None when no variant does (another
+    algorithm, reduced-precision convolutions) or the layout is not dense. ``factors``
+    (:func:`_convex_facts`) is a new object whenever the upsampler's weight changed, so
+    the key holds its identity instead of the kernel's bytes (each call would read them).
+
+    Why a probe decides it: the rounding of a sum of four products depends on its order
+    and fusing only, and a wrong variant differs from the model's within the first few
+    hundred scores; the probe covers every output position and class of the geometry,
+    borders and vector tails included. Oracles: ``tests/inference/test_inference_native.py``
+    (labels against ``model(x).argmax(1)`` on exact ties and near-ties; an upsampler that
+    rounds otherwise is refused)."""
+    if (not isinstance(upsampler, nn.ConvTranspose2d) or scores.device.type != "cpu"
+            or not (scores.is_contiguous()
+                    or scores.is_contiguous(memory_format=torch.channels_last))):
+        return None
+    key = (id(factors), tuple(scores.shape), scores.stride(), torch.get_num_threads(),
+           tuple(size), tuple(offset))
+    known = _EMULATIONS.get(key)
+    if known is not None and known[0] is factors:
+        return known[1]
+    sighting = _SIGHTINGS.get(key)
+    seen = sighting[1] if sighting is not None and sighting[0] is factors else 0
+    if seen < _CALIBRATE_AFTER:
+        if len(_SIGHTINGS) >= _KEYS_KEPT:
+            _SIGHTINGS.clear()
+        _SIGHTINGS[key] = (factors, seen + 1)
+        return None
+    kernel = np.ascontiguousarray(upsampler.weight.detach()[0, 0].cpu().numpy(),
+                                  dtype=np.float32)
+    geometry = np.array([*upsampler.kernel_size, *upsampler.stride, *upsampler.padding,
+                         *offset], dtype=np.int64)
+    probe = torch.empty_like(scores).normal_(generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        out = upsampler(probe)
+    found = None
+    if out.dtype == torch.float32 and out.device.type == "cpu":
+        probe = probe.contiguous(memory_format=torch.channels_last)
+        for variant in range(native.VARIANTS):
+            emulation = native.Emulation(geometry, kernel, variant)
+            if native.emulation_matches(library, probe, out, size, emulation) == 1:
+                found = emulation
+                break
+    if len(_EMULATIONS) >= _KEYS_KEPT:
+        _EMULATIONS.clear()
+    _EMULATIONS[key] = (factors, found)
+    return found
 
 
 def _prune_by_corners(scores: torch.Tensor, grid: _Grid, tolerance: float

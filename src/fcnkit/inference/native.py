@@ -41,9 +41,13 @@ __all__ = [
     "NONFINITE",
     "OK",
     "UNDECIDED_ROOM",
+    "VARIANTS",
+    "Emulation",
     "NativeResult",
     "Plan",
     "disabled",
+    "emulate_cells",
+    "emulation_matches",
     "labels_2x2",
     "load",
     "plan",
@@ -57,8 +61,10 @@ NATIVE_ENV = "FCNKIT_NATIVE"
 #: Directory for the built library, instead of ``~/.cache/fcnkit/native``.
 NATIVE_CACHE_ENV = "FCNKIT_NATIVE_CACHE"
 #: The C side's ``fk_abi()``: a stale library with another signature is rebuilt.
-_ABI = 8
-_FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-fno-fast-math")
+_ABI = 9
+#: -ffp-contract=off: ``a + w * x`` rounds twice, as written (the emulated rounding of
+#: ``_labels.c`` depends on it; GCC's ISO mode does so already, clang's default does not).
+_FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-fno-fast-math", "-ffp-contract=off")
 
 _status: list[str] = ["not loaded yet"]
 
@@ -134,6 +140,13 @@ def _library() -> ctypes.CDLL | None:
     library.fk_labels_2x2.argtypes = [_P, _P, _I64, _I64, _F64, _P, _P, _I64]
     library.fk_same.restype = ctypes.c_int
     library.fk_same.argtypes = [_P, _P, _I64]
+    library.fk_emulation_matches.restype = ctypes.c_int
+    # scores, n, h, w, C, out, out_strides, H, W, geometry, kernel, variant
+    library.fk_emulation_matches.argtypes = [_P, _I64, _I64, _I64, _I64, _P, _P, _I64, _I64,
+                                             _P, _P, ctypes.c_int]
+    library.fk_emulate_cells.restype = ctypes.c_int
+    # plan, scores, C, geometry, kernel, variant, cells, count, labels
+    library.fk_emulate_cells.argtypes = [_P, _P, _I64, _P, _P, ctypes.c_int, _P, _I64, _P]
     _status[0] = f"compiled ({target})"
     return library
 
@@ -288,3 +301,44 @@ def labels_2x2(library: ctypes.CDLL, scores: torch.Tensor, plan: Plan, *,
     undecided = info[4 : 4 + stats[3]] if stats[3] <= room else None
     return NativeResult(code, labels, undecided, stats)
 
+
+
+#: How many rounding variants ``_labels.c`` can emulate (``fk_variants``): the 24 orders of
+#: a 2×2 window's four products, each with the products rounded or fused.
+VARIANTS = 48
+
+
+class Emulation(NamedTuple):
+    """A transposed convolution's rounding, as ``_labels.c`` emulates it: ``geometry``
+    ``(K_h, K_w, stride_h, stride_w, pad_h, pad_w, top, left)`` (int64; top, left: the crop
+    the labels cover), ``kernel`` the per-class kernel ``(K_h, K_w)`` float32, ``variant``
+    the order and fusing of its sums (see ``_labels.c``)."""
+
+    geometry: np.ndarray
+    kernel: np.ndarray
+    variant: int
+
+
+def emulation_matches(library: ctypes.CDLL, scores: torch.Tensor, out: torch.Tensor,
+                      size: tuple[int, int], emulation: Emulation) -> int:
+    """``fk_emulation_matches``: 1 when ``emulation`` reproduces every float32 score of
+    ``out`` (the upsampler's output for ``scores``, channels_last float32) in the crop of
+    ``size`` at the geometry's offset, 0 at the first one it does not, -1 when a window
+    has more than 2 taps on an axis."""
+    n, classes, h, w = scores.shape
+    strides = (_I64 * 4)(*out.stride())
+    return int(library.fk_emulation_matches(
+        scores.data_ptr(), n, h, w, classes, out.data_ptr(), strides, size[0], size[1],
+        emulation.geometry.ctypes.data, emulation.kernel.ctypes.data, emulation.variant))
+
+
+def emulate_cells(library: ctypes.CDLL, plan: Plan, scores: torch.Tensor,
+                  emulation: Emulation, cells: list[int], labels: torch.Tensor) -> bool:
+    """``fk_emulate_cells``: write the labels of ``cells`` (as :func:`labels_2x2` names
+    them) from the emulated rounding of the model's upsampler; False, with nothing written,
+    when a window holds scores outside the range where the emulation is exact."""
+    flat = (_I64 * len(cells))(*cells)
+    return library.fk_emulate_cells(plan.address, scores.data_ptr(), scores.shape[1],
+                                    emulation.geometry.ctypes.data,
+                                    emulation.kernel.ctypes.data, emulation.variant, flat,
+                                    len(cells), labels.data_ptr()) == 0
