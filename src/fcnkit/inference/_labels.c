@@ -99,6 +99,28 @@ static int blend_cell(const blend_geometry *g, const float *scores, int64_t C,
         wx0[x] = g->col_w[2 * (x0 + x)];
         wx1[x] = g->col_w[2 * (x0 + x) + 1];
     }
+    if (K == 2) {
+        /* Two candidates a < b (most doubtful cells): the sign of the blend of their
+         * differences, one blend per pixel instead of two and the ranking. The same
+         * decision: |blend(a) - blend(b)| > threshold, in float64 (the differences of
+         * float32 scores are exact in it). */
+        double diff[4];
+        for (int q = 0; q < 4; ++q) diff[q] = corner_values[2 * q] - corner_values[2 * q + 1];
+        for (int64_t y = g->row_band[0]; y < g->row_band[1]; ++y) {
+            const double wy0 = g->row_w[2 * y], wy1 = g->row_w[2 * y + 1];
+            const double left = wy0 * diff[0] + wy1 * diff[2];
+            const double right = wy0 * diff[1] + wy1 * diff[3];
+            int bad = 0;
+            int64_t *out = labels + y * g->W + x0;
+            for (int64_t x = 0; x < nx; ++x) {
+                const double d = wx0[x] * left + wx1[x] * right;
+                bad |= !(fabs(d) > threshold);
+                out[x] = d > 0 ? cand[0] : cand[1];
+            }
+            if (bad) return 0;
+        }
+        return 1;
+    }
     for (int64_t y = g->row_band[0]; y < g->row_band[1]; ++y) {
         const double wy0 = g->row_w[2 * y], wy1 = g->row_w[2 * y + 1];
         for (int64_t a = 0; a < K; ++a) { /* row blend, left and right column */
@@ -161,6 +183,7 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
     const int64_t pixels = n * h * w, cells_per_image = bh * bw, cells = n * cells_per_image;
     int64_t *best = malloc(sizeof(int64_t) * (size_t)pixels);
     double *gap = malloc(sizeof(double) * (size_t)pixels);
+    float *pixel_max = malloc(sizeof(float) * (size_t)pixels); /* largest |score| per pixel */
     int64_t *cell_label = malloc(sizeof(int64_t) * (size_t)cells);
     uint8_t *survives = malloc((size_t)(cells * C));
     double *scale = malloc(sizeof(double) * (size_t)cells);
@@ -173,7 +196,7 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
     int64_t *doubtful_cells = malloc(sizeof(int64_t) * (size_t)cells);
     int64_t *cand = malloc(sizeof(int64_t) * (size_t)C);
     int status = FK_OK;
-    if (!best || !gap || !cell_label || !survives || !scale || !high || !blend_doubles ||
+    if (!best || !gap || !pixel_max || !cell_label || !survives || !scale || !high || !blend_doubles ||
         !doubtful_cells || !cand) {
         status = FK_NOMEM;
         goto done;
@@ -188,14 +211,13 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
     int bad = 0;
     for (int64_t p = 0; p < pixels; ++p) {
         const float *s = scores + p * C;
-        float top = s[0], other = -INFINITY, a0 = fabsf(s[0]);
+        float top = s[0], other = -INFINITY, a0 = fabsf(s[0]), most = a0;
         int64_t b = 0;
         bad |= !(a0 <= FLT_MAX); /* NaN or inf */
-        largest = a0 > largest ? a0 : largest;
         for (int64_t c = 1; c < C; ++c) {
             const float v = s[c], a = fabsf(v);
             bad |= !(a <= FLT_MAX);
-            largest = a > largest ? a : largest;
+            most = a > most ? a : most;
             const int above = v > top;
             other = above ? top : (v > other ? v : other);
             b = above ? c : b;
@@ -203,6 +225,8 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
         }
         best[p] = b;
         gap[p] = (double)top - (double)other;
+        pixel_max[p] = most;
+        largest = most > largest ? most : largest;
     }
     if (bad) {
         status = FK_NONFINITE; /* NaN or inf: the model's own tail */
@@ -226,7 +250,7 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
         /* Stage 2 (lowres._prune_by_corners): the floor test and the corner test. */
         const float *s[4];
         for (int q = 0; q < 4; ++q) s[q] = scores + px[q] * C;
-        float floor_ = -INFINITY, top = -INFINITY, biggest = 0.0f;
+        float floor_ = -INFINITY, top = -INFINITY;
         int64_t first = 0;
         float *restrict low = high + C;
         for (int64_t c = 0; c < C; ++c) { /* (vectorised) */
@@ -242,8 +266,6 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
             const int above = hi > top; /* the first of equal maxima, as torch's argmax */
             first = above ? c : first;
             top = above ? hi : top;
-            const float m = fabsf(hi) > fabsf(lo) ? fabsf(hi) : fabsf(lo);
-            biggest = m > biggest ? m : biggest;
         }
         int64_t second = first == 0 ? 1 : 0; /* used when C > 2 */
         if (C > 2)
@@ -272,7 +294,12 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
         if (alive_count > 1) {
             doubtful_cells[doubtful++] = cell;
             pairs += alive_count;
-            scale[cell] = biggest;
+            /* the window's largest |score|: its corners' */
+            const float m01 = pixel_max[px[0]] > pixel_max[px[1]] ? pixel_max[px[0]]
+                                                                  : pixel_max[px[1]];
+            const float m23 = pixel_max[px[2]] > pixel_max[px[3]] ? pixel_max[px[2]]
+                                                                  : pixel_max[px[3]];
+            scale[cell] = m01 > m23 ? m01 : m23;
         } else {
             alive[first] = 0; /* marks the cell sure (no survivor recorded) */
         }
@@ -330,6 +357,7 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
 done:
     free(best);
     free(gap);
+    free(pixel_max);
     free(cell_label);
     free(survives);
     free(scale);
