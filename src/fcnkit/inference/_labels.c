@@ -19,10 +19,18 @@
 
 enum { FK_OK = 0, FK_NONFINITE = 1, FK_DECLINED = 2, FK_NOMEM = 3 };
 
-/* The largest float not above x (x finite or infinite). */
+/* The largest float not above x (x finite or infinite): x rounded to the nearest float,
+ * then one step down when that went up (nextafterf(f, -INFINITY) without a libm call: the
+ * bits of a float step by one to its neighbour, +inf down to FLT_MAX, +-0 to the
+ * negative subnormal). */
 static float down(double x) {
     float f = (float)x;
-    return (double)f > x ? nextafterf(f, -INFINITY) : f;
+    if (!((double)f > x)) return f;
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    bits = f > 0.0f ? bits - 1u : f < 0.0f ? bits + 1u : 0x80000001u;
+    memcpy(&f, &bits, sizeof f);
+    return f;
 }
 
 /* The ABI version Python checks (native.py: _ABI): bump with any signature change. */
@@ -112,10 +120,11 @@ static int blend_cell(const blend_geometry *g, const float *scores, int64_t C,
             const double right = wy0 * diff[1] + wy1 * diff[3];
             int bad = 0;
             int64_t *out = labels + y * g->W + x0;
-            for (int64_t x = 0; x < nx; ++x) {
+            const int64_t first = cand[1], step = cand[0] - cand[1];
+            for (int64_t x = 0; x < nx; ++x) { /* (no branch: the signs are noise) */
                 const double d = wx0[x] * left + wx1[x] * right;
                 bad |= !(fabs(d) > threshold);
-                out[x] = d > 0 ? cand[0] : cand[1];
+                out[x] = first + step * (int64_t)(d > 0);
             }
             if (bad) return 0;
         }
@@ -342,8 +351,10 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
                 const int64_t cell = doubtful_cells[d];
                 const uint8_t *alive = survives + cell * C;
                 int64_t K = 0;
-                for (int64_t c = 0; c < C; ++c)
-                    if (alive[c]) cand[K++] = c;
+                for (int64_t c = 0; c < C; ++c) { /* (no branch) */
+                    cand[K] = c;
+                    K += alive[c];
+                }
                 const blend_geometry g = {h, w, W, row_bands + 4 * i, col_bands + 4 * (cell % bw),
                                           row_w, col_w};
                 if (!blend_cell(&g, scores + image * h * w * C, C, cand, K,

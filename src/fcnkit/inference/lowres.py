@@ -39,9 +39,19 @@ sum of a few terms could ever change, so rounding never changes a label.
 On CPU, for 2×2 windows, the whole labels stage — both pruning stages, the cells' labels
 to pixels and the blend of the doubtful cells — runs as one compiled C function
 (:mod:`fcnkit.inference.native`) instead of about 60 torch operations, each of which pays
-a cold start right after a backbone; the same tests with the same margins, and the cells
-it cannot decide go to the same exact path. Without a C compiler the torch operations
-run; the labels are the same either way (both are tested against ``model(x).argmax(1)``).
+a cold start right after a backbone; the same tests with the same margins. Without a C
+compiler the torch operations run; the labels are the same either way (both are tested
+against ``model(x).argmax(1)``).
+
+The compiled stage settles the cells the blend cannot decide (exact ties, near-ties within
+a few ulps) without calling the upsampler: a transposed convolution's float32 score is a
+sum of at most four products, whose rounding depends only on the order of the sum and on
+whether the products are fused, and ``_labels.c`` computes each of the 48 variants.
+:func:`_emulation` finds the one the model's upsampler uses for a geometry, memory layout
+and thread count by comparing every score of a random probe map, once (at the second
+sighting of that geometry, so images whose sizes never repeat pay nothing); the labels of
+those cells are then the argmax of exactly the model's float32 scores. An upsampler no
+variant reproduces (another algorithm, a reduced-precision mode) keeps the exact path.
 """
 
 from __future__ import annotations

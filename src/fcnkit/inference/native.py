@@ -4,8 +4,10 @@
 after a backbone each of them pays a cold start, and together they were most of
 ResNet-18's head (1.6–1.9 ms of 3 ms on a 60 ms body, docs/benchmarks.md). ``_labels.c``
 runs the same tests with the same margins in one loop over the cells, so its labels are
-still ``model(x).argmax(1)``'s bit for bit; the cells it cannot decide go to the same exact
-path.
+still ``model(x).argmax(1)``'s bit for bit. The cells it cannot decide (ties within float32
+rounding) are labelled from the model's own rounding, emulated (:func:`emulate_cells`,
+once :func:`emulation_matches` has found which of the :data:`VARIANTS` the upsampler
+uses), or else by the same exact path.
 
 The C file is plain C99 with no torch headers. It is built on first use by the system C
 compiler (``$CC``, else ``cc``) into ``~/.cache/fcnkit/native/`` (or
