@@ -34,7 +34,7 @@ static float down(double x) {
 }
 
 /* The ABI version Python checks (native.py: _ABI): bump with any signature change. */
-int fk_abi(void) { return 9; }
+int fk_abi(void) { return 10; }
 
 /* 1 when the n bytes at a and b are equal: the check that a cached fact about an
  * upsampler's weight still holds (native.same_bytes). */
@@ -60,12 +60,23 @@ typedef struct {
     double margin, blend_rel, tiny;
 } fk_plan;
 
-static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int64_t C,
-                      const int64_t *corner, int64_t bh, int64_t bw, const int64_t *row_bands,
-                      const int64_t *col_bands, const double *row_w, const double *col_w,
-                      int64_t H, int64_t W, double margin, double blend_rel, double tiny,
-                      double max_work, int64_t *labels, int64_t *stats, int64_t *undecided,
-                      int64_t room);
+/* The rounding of a transposed convolution, emulated (see emulate() below), built by
+ * native.Emulation: geometry {K_h, K_w, stride_h, stride_w, pad_h, pad_w, top, left} (the
+ * crop of its output the labels cover starts at top, left), the per-class kernel
+ * (K_h, K_w) float32, and the variant (the order and fusing of its sums). */
+typedef struct {
+    int64_t geometry[8];
+    const float *kernel;
+    int64_t variant;
+} fk_emulation;
+
+static int emulate_cell(const fk_plan *plan, const float *scores, int64_t C,
+                        const fk_emulation *e, int64_t i, int64_t j, int64_t *labels,
+                        double *blend);
+
+static int labels_2x2(const fk_plan *plan, const fk_emulation *emu, const float *scores,
+                      int64_t n, int64_t C, double max_work, int64_t *labels, int64_t *stats,
+                      int64_t *undecided, int64_t room);
 
 /* One cell's place: the coarse map's size, the labels' width, its row and column band
  * (4 int64 each, as in fk_plan) and the weight tables. */
@@ -168,27 +179,30 @@ static int blend_cell(const blend_geometry *g, const float *scores, int64_t C,
 /* Labels of every pixel from (n, h, w, C) channels-last float32 scores:
  *
  *     labels      (n, H, W) int64, written;
- *     info[0 : 4] cells, doubtful cells, (cell, class) pairs in doubt, undecided cells;
- *     info[4 : 4 + room]  the flat indices of the first undecided cells (all of them when
+ *     info[0 : 5] cells, doubtful cells, (cell, class) pairs in doubt, undecided cells,
+ *                 cells labelled by the emulated rounding;
+ *     info[5 : 5 + room]  the flat indices of the first undecided cells (all of them when
  *                 info[3] <= room), which the caller labels by the exact path.
  *
- * max_work: the fraction of C*H*W per-pixel work above which the caller prefers the whole
- * map (FK_DECLINED: only the first three counts are meaningful).
+ * A cell the blend cannot decide is labelled from the model's rounding when emu is not
+ * NULL (emulate_cell), else it is undecided. max_work: the fraction of C*H*W per-pixel
+ * work above which the caller prefers the whole map (FK_DECLINED: only the first three
+ * counts are meaningful).
  */
 int fk_labels_2x2(const fk_plan *plan, const float *scores, int64_t n, int64_t C,
-                  double max_work, int64_t *labels, int64_t *info, int64_t room) {
-    return labels_2x2(scores, n, plan->h, plan->w, C, plan->corner, plan->bh, plan->bw,
-                      plan->row_bands, plan->col_bands, plan->row_w, plan->col_w, plan->H,
-                      plan->W, plan->margin, plan->blend_rel, plan->tiny, max_work, labels,
-                      info, info + 4, room);
+                  double max_work, int64_t *labels, int64_t *info, int64_t room,
+                  const fk_emulation *emu) {
+    return labels_2x2(plan, emu, scores, n, C, max_work, labels, info, info + 5, room);
 }
 
-static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int64_t C,
-                      const int64_t *corner, int64_t bh, int64_t bw, const int64_t *row_bands,
-                      const int64_t *col_bands, const double *row_w, const double *col_w,
-                      int64_t H, int64_t W, double margin, double blend_rel, double tiny,
-                      double max_work, int64_t *labels, int64_t *stats, int64_t *undecided,
-                      int64_t room) {
+static int labels_2x2(const fk_plan *plan, const fk_emulation *emu, const float *scores,
+                      int64_t n, int64_t C, double max_work, int64_t *labels, int64_t *stats,
+                      int64_t *undecided, int64_t room) {
+    const int64_t h = plan->h, w = plan->w, bh = plan->bh, bw = plan->bw, H = plan->H;
+    const int64_t W = plan->W, *corner = plan->corner, *row_bands = plan->row_bands;
+    const int64_t *col_bands = plan->col_bands;
+    const double *row_w = plan->row_w, *col_w = plan->col_w, margin = plan->margin;
+    const double blend_rel = plan->blend_rel, tiny = plan->tiny;
     const int64_t pixels = n * h * w, cells_per_image = bh * bw, cells = n * cells_per_image;
     int64_t *best = malloc(sizeof(int64_t) * (size_t)pixels);
     double *gap = malloc(sizeof(double) * (size_t)pixels);
@@ -317,6 +331,7 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
     stats[1] = doubtful;
     stats[2] = pairs;
     stats[3] = 0;
+    stats[4] = 0;
     /* The per-pixel work left, as lowres.labels_from_scores counts it. */
     if ((double)pairs * (double)(H * W) / (double)cells > max_work * (double)(C * n * H * W)) {
         status = FK_DECLINED;
@@ -332,7 +347,7 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
         blend_doubles + 6 * C, blend_doubles + 6 * C + widest,
         blend_doubles + 6 * C + 2 * widest, blend_doubles + 6 * C + 3 * widest,
         blend_doubles + 6 * C + 4 * widest};
-    int64_t left = 0, d = 0;
+    int64_t left = 0, d = 0, emulated = 0;
     for (int64_t image = 0; image < n; ++image)
         for (int64_t i = 0; i < bh; ++i) {
             const int64_t y0 = row_bands[4 * i], y1 = row_bands[4 * i + 1];
@@ -357,13 +372,19 @@ static int labels_2x2(const float *scores, int64_t n, int64_t h, int64_t w, int6
                 }
                 const blend_geometry g = {h, w, W, row_bands + 4 * i, col_bands + 4 * (cell % bw),
                                           row_w, col_w};
-                if (!blend_cell(&g, scores + image * h * w * C, C, cand, K,
-                                blend_rel * (scale[cell] + tiny), labels + image * H * W,
-                                &scratch))
-                    if (left++ < room) undecided[left - 1] = cell;
+                if (blend_cell(&g, scores + image * h * w * C, C, cand, K,
+                               blend_rel * (scale[cell] + tiny), labels + image * H * W,
+                               &scratch))
+                    continue;
+                if (emu && emulate_cell(plan, scores + image * h * w * C, C, emu, i, cell % bw,
+                                        labels + image * H * W, blend_doubles) == 0)
+                    ++emulated;
+                else if (left++ < room)
+                    undecided[left - 1] = cell;
             }
         }
     stats[3] = left;
+    stats[4] = emulated;
 
 done:
     free(best);
@@ -384,13 +405,13 @@ done:
  *
  * A transposed convolution whose window is 2x2 computes each output score of class c as
  * a float32 sum of at most 4 products kernel[ky][kx] * s_c(iy, ix). Its value depends on
- * the order of the sum and on whether the products are fused into it (fma), nothing
- * else; an order is one of the 4! orders of the window's slots (top-left, top-right,
- * bottom-left, bottom-right: slot 2t + u, t and u the row and column tap in ascending
- * kernel index). lowres._emulated_order finds the one the model's upsampler uses on this
- * machine, for one geometry and memory layout, by comparing every score of a random probe
- * map with fk_emulation_matches; the labels below are then the argmax of exactly the
- * values the model computes. Variant v: order v / 2 of ORDERS, fused when v is odd.
+ * the order of the sum and on whether the products are fused (fma), nothing else; an
+ * order is one of the 4! orders of the window's slots (top-left, top-right, bottom-left,
+ * bottom-right: slot 2t + u, t and u the row and column tap in ascending kernel index).
+ * lowres._emulation finds the one the model's upsampler uses on this machine, for one
+ * geometry and memory layout, by comparing every score of a random probe map with
+ * fk_emulation_matches; the labels below are then the argmax of exactly the values the
+ * model computes. Variant v: order v / 2 of ORDERS, fused when v is odd.
  */
 static const int8_t ORDERS[24][4] = {
     {0, 1, 2, 3}, {0, 1, 3, 2}, {0, 2, 1, 3}, {0, 2, 3, 1}, {0, 3, 1, 2}, {0, 3, 2, 1},
@@ -406,8 +427,7 @@ int fk_variants(void) { return 48; }
 static int axis_taps(int64_t o, int64_t K, int64_t stride, int64_t pad, int64_t n,
                      int64_t *in, int64_t *k) {
     int count = 0;
-    /* ascending k is descending i */
-    for (int64_t i = n - 1; i >= 0; --i) {
+    for (int64_t i = n - 1; i >= 0; --i) { /* ascending k is descending i */
         const int64_t kk = o + pad - i * stride;
         if (kk < 0) continue;
         if (kk >= K) break;
@@ -420,12 +440,12 @@ static int axis_taps(int64_t o, int64_t K, int64_t stride, int64_t pad, int64_t 
 
 /* One score as the model rounds it under variant v (see above): the sum in the order's
  * slots, each product rounded then added, or fused (fmaf: one rounding per slot). The
- * build turns off contraction (-ffp-contract=off), so "a + w * x" rounds twice. */
+ * build turns off contraction (-ffp-contract=off), so "acc + product" rounds twice. */
 static float emulate(const float *image, int64_t w, int64_t C, int64_t c, const int64_t *ri,
                      const int64_t *rk, int nr, const int64_t *ci, const int64_t *ck, int nc,
-                     const float *kernel, int64_t kw, int v) {
+                     const float *kernel, int64_t kw, int64_t v) {
     const int8_t *order = ORDERS[v >> 1];
-    const int fused = v & 1;
+    const int fused = (int)(v & 1);
     float acc = 0.0f;
     for (int q = 0; q < 4; ++q) {
         const int t = order[q] >> 1, u = order[q] & 1;
@@ -442,45 +462,41 @@ static float emulate(const float *image, int64_t w, int64_t C, int64_t c, const 
     return acc;
 }
 
-/* geometry: {K_h, K_w, stride_h, stride_w, pad_h, pad_w, top, left}: the transposed
- * convolution and the crop of its output that the labels cover (the model's offset). */
-
-/* 1 when variant v reproduces every score of `out` (the upsampler's output for `scores`,
- * (n, C, Ho, Wo) at element strides out_strides[4], read at rows top .. top + H and
- * columns left .. left + W) from scores ((n, h, w, C) channels-last), else 0 (at the first
- * score that differs); -1 when a window has more than 2 taps on an axis. */
+/* 1 when emulation e reproduces every score of `out` (the upsampler's output for
+ * `scores`, (n, C, Ho, Wo) at element strides out_strides[4], read at rows top .. top + H
+ * and columns left .. left + W) from scores ((n, h, w, C) channels-last), else 0 (at the
+ * first score that differs); -1 when a window has more than 2 taps on an axis. */
 int fk_emulation_matches(const float *scores, int64_t n, int64_t h, int64_t w, int64_t C,
                          const float *out, const int64_t *out_strides, int64_t H, int64_t W,
-                         const int64_t *geometry, const float *kernel, int v) {
+                         const fk_emulation *e) {
+    const int64_t *g = e->geometry;
     int64_t ri[2], rk[2], ci[2], ck[2];
     /* Columns vary fastest: their taps once per map, the rows' once per row. */
     int64_t *col_taps = malloc(sizeof(int64_t) * 5 * (size_t)W);
     if (!col_taps) return -1;
     int result = 1;
     for (int64_t x = 0; x < W && result == 1; ++x) {
-        int64_t *e = col_taps + 5 * x;
-        const int nc = axis_taps(x + geometry[7], geometry[1], geometry[3], geometry[5], w,
-                                 e + 1, e + 3);
+        int64_t *t = col_taps + 5 * x;
+        const int nc = axis_taps(x + g[7], g[1], g[3], g[5], w, t + 1, t + 3);
         if (nc < 0) result = -1;
-        e[0] = nc;
+        t[0] = nc;
     }
     for (int64_t image = 0; image < n && result == 1; ++image) {
         const float *s = scores + image * h * w * C;
         for (int64_t y = 0; y < H && result == 1; ++y) {
-            const int nr = axis_taps(y + geometry[6], geometry[0], geometry[2], geometry[4], h,
-                                     ri, rk);
+            const int nr = axis_taps(y + g[6], g[0], g[2], g[4], h, ri, rk);
             if (nr < 0) {
                 result = -1;
                 break;
             }
             for (int64_t x = 0; x < W && result == 1; ++x) {
-                const int64_t *e = col_taps + 5 * x;
-                ci[0] = e[1], ci[1] = e[2], ck[0] = e[3], ck[1] = e[4];
-                const float *o = out + image * out_strides[0] + (y + geometry[6]) * out_strides[2] +
-                                 (x + geometry[7]) * out_strides[3];
+                const int64_t *t = col_taps + 5 * x;
+                ci[0] = t[1], ci[1] = t[2], ck[0] = t[3], ck[1] = t[4];
+                const float *o = out + image * out_strides[0] + (y + g[6]) * out_strides[2] +
+                                 (x + g[7]) * out_strides[3];
                 for (int64_t c = 0; c < C; ++c)
-                    if (emulate(s, w, C, c, ri, rk, nr, ci, ck, (int)e[0], kernel, geometry[1],
-                                v) != o[c * out_strides[1]]) {
+                    if (emulate(s, w, C, c, ri, rk, nr, ci, ck, (int)t[0], e->kernel, g[1],
+                                e->variant) != o[c * out_strides[1]]) {
                         result = 0;
                         break;
                     }
@@ -491,87 +507,80 @@ int fk_emulation_matches(const float *scores, int64_t n, int64_t h, int64_t w, i
     return result;
 }
 
-/* Labels of the given cells (flat indices into (n, bh, bw), as fk_labels_2x2 names them)
- * from the model's rounding under variant v: per pixel the first class of the largest
- * emulated score (torch's argmax), written into labels (n, H, W). Only the classes the
- * float64 blend (blend_cell) puts within the blend's tolerance of its best are emulated:
- * the others score below the best class in the model's rounding too. Returns 0, or 1
- * without writing anything when a cell's window holds a score whose products or sums
- * could leave the normal range (|s| below 2^-60 but not 0, or above 2^100), where
- * flushing subnormals (a CPU mode) would change the model's rounding and not this one's,
- * or a window with more than 2 taps on an axis. */
-int fk_emulate_cells(const fk_plan *plan, const float *scores, int64_t C,
-                     const int64_t *geometry, const float *kernel, int v, const int64_t *cells,
-                     int64_t count, int64_t *labels) {
-    const int64_t h = plan->h, w = plan->w, H = plan->H, W = plan->W;
-    const int64_t per_image = plan->bh * plan->bw;
-    double *blend = malloc(sizeof(double) * (size_t)C);
-    double *scale = malloc(sizeof(double) * (size_t)(count > 0 ? count : 1));
-    if (!blend || !scale) {
-        free(blend);
-        free(scale);
-        return 1;
+/* The labels of cell (i, j) of one image (scores (h, w, C), labels (H, W)) from the
+ * model's rounding under emulation e: per pixel the first class of the largest emulated
+ * score (torch's argmax). Only the classes the float64 blend (blend_cell) puts within the
+ * blend's tolerance of its best are emulated: the others score below the best class in
+ * the model's rounding too. blend: scratch of C doubles. Returns 0, or 1 without writing
+ * anything when the window holds a score whose products or sums could leave the normal
+ * range (|s| below 2^-60 but not 0, or above 2^100), where flushing subnormals (a CPU
+ * mode) would change the model's rounding and not this one's, or a window has more than
+ * 2 taps on an axis. */
+static int emulate_cell(const fk_plan *plan, const float *s, int64_t C, const fk_emulation *e,
+                        int64_t i, int64_t j, int64_t *labels, double *blend) {
+    const int64_t h = plan->h, w = plan->w, *g = e->geometry;
+    const int64_t *rb = plan->row_bands + 4 * i, *cb = plan->col_bands + 4 * j;
+    /* The window's rows and columns, clamped as in blend_cell. */
+    const int64_t rr[2] = {rb[2] < h ? rb[2] : h - 1, rb[2] + 1 < h ? rb[2] + 1 : h - 1};
+    const int64_t cc[2] = {cb[2] < w ? cb[2] : w - 1, cb[2] + 1 < w ? cb[2] + 1 : w - 1};
+    const float *corner[4];
+    double biggest = 0.0;
+    for (int q = 0; q < 4; ++q) {
+        corner[q] = s + (rr[q >> 1] * w + cc[q & 1]) * C;
+        for (int64_t c = 0; c < C; ++c) {
+            const float a = fabsf(corner[q][c]);
+            if ((a != 0.0f && a < 0x1p-60f) || a > 0x1p100f) return 1;
+            biggest = a > biggest ? a : biggest;
+        }
     }
     int64_t ri[2], rk[2], ci[2], ck[2];
-    int status = 0;
-    for (int pass = 0; pass < 2 && status == 0; ++pass) /* checks first, then writes */
-        for (int64_t k = 0; k < count && status == 0; ++k) {
-            const int64_t image = cells[k] / per_image, i = cells[k] % per_image / plan->bw;
-            const int64_t j = cells[k] % plan->bw;
-            const int64_t *rb = plan->row_bands + 4 * i, *cb = plan->col_bands + 4 * j;
-            const float *s = scores + image * h * w * C;
-            /* The window's rows and columns, clamped as in blend_cell. */
-            const int64_t rr[2] = {rb[2] < h ? rb[2] : h - 1, rb[2] + 1 < h ? rb[2] + 1 : h - 1};
-            const int64_t cc[2] = {cb[2] < w ? cb[2] : w - 1, cb[2] + 1 < w ? cb[2] + 1 : w - 1};
-            if (pass == 0) { /* the window's largest |score|, and the range check */
-                double biggest = 0.0;
-                for (int q = 0; q < 4; ++q)
-                    for (int64_t c = 0; c < C; ++c) {
-                        const float a = fabsf(s[(rr[q >> 1] * w + cc[q & 1]) * C + c]);
-                        if ((a != 0.0f && a < 0x1p-60f) || a > 0x1p100f) status = 1;
-                        biggest = a > biggest ? a : biggest;
-                    }
-                for (int64_t y = rb[0]; y < rb[1] && status == 0; ++y)
-                    if (axis_taps(y + geometry[6], geometry[0], geometry[2], geometry[4], h, ri,
-                                  rk) < 0)
-                        status = 1;
-                for (int64_t x = cb[0]; x < cb[1] && status == 0; ++x)
-                    if (axis_taps(x + geometry[7], geometry[1], geometry[3], geometry[5], w, ci,
-                                  ck) < 0)
-                        status = 1;
-                scale[k] = biggest;
-                continue;
+    for (int64_t y = rb[0]; y < rb[1]; ++y)
+        if (axis_taps(y + g[6], g[0], g[2], g[4], h, ri, rk) < 0) return 1;
+    for (int64_t x = cb[0]; x < cb[1]; ++x)
+        if (axis_taps(x + g[7], g[1], g[3], g[5], w, ci, ck) < 0) return 1;
+    const double threshold = plan->blend_rel * (biggest + plan->tiny);
+    for (int64_t y = rb[0]; y < rb[1]; ++y) {
+        const int nr = axis_taps(y + g[6], g[0], g[2], g[4], h, ri, rk);
+        const double wy0 = plan->row_w[2 * y], wy1 = plan->row_w[2 * y + 1];
+        for (int64_t x = cb[0]; x < cb[1]; ++x) {
+            const int nc = axis_taps(x + g[7], g[1], g[3], g[5], w, ci, ck);
+            const double wx0 = plan->col_w[2 * x], wx1 = plan->col_w[2 * x + 1];
+            double high = -INFINITY;
+            for (int64_t c = 0; c < C; ++c) {
+                blend[c] = wy0 * (wx0 * corner[0][c] + wx1 * corner[1][c]) +
+                           wy1 * (wx0 * corner[2][c] + wx1 * corner[3][c]);
+                high = blend[c] > high ? blend[c] : high;
             }
-            const double threshold = plan->blend_rel * (scale[k] + plan->tiny);
-            const float *corner[4];
-            for (int q = 0; q < 4; ++q) corner[q] = s + (rr[q >> 1] * w + cc[q & 1]) * C;
-            for (int64_t y = rb[0]; y < rb[1]; ++y) {
-                const int nr = axis_taps(y + geometry[6], geometry[0], geometry[2],
-                                         geometry[4], h, ri, rk);
-                const double wy0 = plan->row_w[2 * y], wy1 = plan->row_w[2 * y + 1];
-                for (int64_t x = cb[0]; x < cb[1]; ++x) {
-                    const int nc = axis_taps(x + geometry[7], geometry[1], geometry[3],
-                                             geometry[5], w, ci, ck);
-                    const double wx0 = plan->col_w[2 * x], wx1 = plan->col_w[2 * x + 1];
-                    double high = -INFINITY;
-                    for (int64_t c = 0; c < C; ++c) {
-                        blend[c] = wy0 * (wx0 * corner[0][c] + wx1 * corner[1][c]) +
-                                   wy1 * (wx0 * corner[2][c] + wx1 * corner[3][c]);
-                        high = blend[c] > high ? blend[c] : high;
-                    }
-                    float top = -INFINITY;
-                    int64_t best = 0;
-                    for (int64_t c = 0; c < C; ++c) {
-                        if (!(blend[c] >= high - threshold)) continue;
-                        const float value = emulate(s, w, C, c, ri, rk, nr, ci, ck, nc, kernel,
-                                                    geometry[1], v);
-                        if (value > top) top = value, best = c;
-                    }
-                    labels[(image * H + y) * W + x] = best;
-                }
+            float top = -INFINITY;
+            int64_t best = 0;
+            for (int64_t c = 0; c < C; ++c) {
+                if (!(blend[c] >= high - threshold)) continue;
+                const float value =
+                    emulate(s, w, C, c, ri, rk, nr, ci, ck, nc, e->kernel, g[1], e->variant);
+                if (value > top) top = value, best = c;
             }
+            labels[y * plan->W + x] = best;
         }
+    }
+    return 0;
+}
+
+/* emulate_cell for each of the given cells (flat indices into (n, bh, bw), as
+ * fk_labels_2x2 names them), with scores (n, h, w, C) and labels (n, H, W); returns how
+ * many it left unwritten (see emulate_cell), or -1 out of memory. */
+int fk_emulate_cells(const fk_plan *plan, const float *scores, int64_t C,
+                     const fk_emulation *e, const int64_t *cells, int64_t count,
+                     int64_t *labels) {
+    const int64_t per_image = plan->bh * plan->bw;
+    double *blend = malloc(sizeof(double) * (size_t)C);
+    if (!blend) return -1;
+    int64_t refused = 0;
+    for (int64_t k = 0; k < count; ++k) {
+        const int64_t image = cells[k] / per_image, rest = cells[k] % per_image;
+        refused += emulate_cell(plan, scores + image * plan->h * plan->w * C, C, e,
+                                rest / plan->bw, rest % plan->bw,
+                                labels + image * plan->H * plan->W, blend);
+    }
     free(blend);
-    free(scale);
-    return status;
+    return (int)refused;
 }

@@ -427,9 +427,7 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
     geometry = (height, width, top, left, int(scores.shape[-2]), int(scores.shape[-1]),
                 kernel, stride, padding)
     if scores.device.type == "cpu" and scores.dtype == torch.float32:
-        labels = _labels_native(model, scores, geometry, _spec_of(upsampler, factors,
-                                                                  scores.shape[-2:]),
-                                factors, stats=stats,
+        labels = _labels_native(model, scores, geometry, factors, stats=stats,
                                 max_work=COMPILED_DENSE_WORK if max_work is None else max_work)
         if labels is not _NOT_NATIVE:
             return labels  # type: ignore[return-value]
@@ -437,17 +435,26 @@ def labels_from_scores(model: nn.Module, scores: torch.Tensor,
                                 max_work=DENSE_WORK if max_work is None else max_work)
 
 
+#: torch's reader of the fp32 precision settings (a private function, eight times faster
+#: than the ``torch.backends`` properties, which call it); the properties where absent.
+_precision_getter = getattr(torch._C, "_get_fp32_precision_getter", None)
+
+
 def _reduced_conv_precision() -> bool:
     """True when oneDNN may run float32 convolutions in a lower precision
     (``torch.backends.mkldnn.conv.fp32_precision`` "bf16" or "tf32", set there or
     inherited from ``torch.backends.mkldnn`` or ``torch.backends``): the margins above
     bound float32 rounding only, so such a model's labels take the whole map."""
-    precision = torch.backends.mkldnn.conv.fp32_precision
-    if precision == "none":
-        precision = torch.backends.mkldnn.fp32_precision
-    if precision == "none":
-        precision = torch.backends.fp32_precision
-    return precision not in ("none", "ieee")
+    if _precision_getter is not None:
+        levels = (_precision_getter("mkldnn", "conv"), _precision_getter("mkldnn", "all"),
+                  _precision_getter("generic", "all"))
+    else:
+        levels = (torch.backends.mkldnn.conv.fp32_precision,
+                  torch.backends.mkldnn.fp32_precision, torch.backends.fp32_precision)
+    for precision in levels:
+        if precision != "none":
+            return precision != "ieee"
+    return False
 
 
 def _labels_by_torch_ops(upsampler: nn.Module, scores: torch.Tensor,
@@ -526,8 +533,8 @@ _NOT_NATIVE = object()
 
 
 def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, ...],
-                   spec: tuple[_Specs, float] | None, factors: _Factors | None, *,
-                   stats: dict[str, int] | None, max_work: float) -> object:
+                   factors: _Factors | None, *, stats: dict[str, int] | None,
+                   max_work: float) -> object:
     """:func:`labels_from_scores` for 2×2 windows by the compiled labels stage
     (:mod:`fcnkit.inference.native`): the same tests, margins and exact path. Returns
     :data:`_NOT_NATIVE` when it does not apply (no compiler, windows larger than 2×2, a
@@ -536,27 +543,35 @@ def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, 
     if library is None:
         return _NOT_NATIVE
     upsampler = model.final_upsampler
-    plan = _native_plan(geometry, spec) if spec is not None else None
+    plan = _plan_for(upsampler, factors, geometry)
     if plan is None:
         return _NOT_NATIVE
     top, left = geometry[2:4]
     # The C code reads classes contiguously per pixel (free when the model runs
     # channels_last); the exact path gets the scores as the model made them.
     by_pixel = scores.contiguous(memory_format=torch.channels_last)
-    result = native.labels_2x2(library, by_pixel, plan, max_work=max_work)
+    # Cells the blend cannot decide are labelled in C from the model's rounding, when it
+    # is known for this geometry (:func:`_emulation`).
+    key = _emulation_key(factors, scores, geometry)
+    known = _EMULATIONS.get(key)
+    emulation = known[1] if known is not None and known[0] is factors else None
+    result = native.labels_2x2(library, by_pixel, plan, max_work=max_work,
+                               emulation=emulation)
     if result.status == native.NONFINITE:
         return _model_tail_labels(upsampler, scores, (top, left), plan.size)
-    cells, doubtful, pairs, undecided = result.stats
+    cells, doubtful, pairs, undecided, emulated = result.stats
     _count(stats, cells=cells, doubtful=doubtful, pairs=pairs)
     if result.status == native.DECLINED:
         return None
-    _count(stats, exact=undecided)
+    _count(stats, exact=undecided + emulated)
+    if emulated:
+        _count(stats, emulated=emulated)
     if undecided:
         grid = _grid(*geometry)
         if result.undecided is None:  # more than native.UNDECIDED_ROOM: every row
             band_rows = np.arange(len(grid.rows))
-        elif _emulated(library, upsampler, factors, scores, by_pixel, plan, (top, left),
-                       result):
+        elif emulation is None and _emulated(library, upsampler, factors, scores, by_pixel,
+                                             plan, geometry, result):
             _count(stats, emulated=undecided)
             return result.labels
         elif _exact_patches(upsampler, scores, result.labels, result.undecided,
@@ -566,6 +581,29 @@ def _labels_native(model: nn.Module, scores: torch.Tensor, geometry: tuple[int, 
             band_rows = np.asarray(result.undecided) // len(grid.cols) % len(grid.rows)
         _exact_rows(upsampler, scores, result.labels, band_rows, grid.rows, (top, left))
     return result.labels
+
+
+#: Per kernel and geometry, the compiled stage's plan (:func:`_plan_for`), with the kernel
+#: facts it was built for; bounded.
+_PLANS: dict[tuple[int, tuple[int, ...]], tuple[object, native.Plan | None]] = {}
+
+
+def _plan_for(upsampler: nn.Module, factors: _Factors | None, geometry: tuple[int, ...]
+              ) -> native.Plan | None:
+    """:func:`_native_plan` for this upsampler's blend spec (:func:`_spec_of`), looked up
+    by the identity of its kernel facts (new whenever its weight changed; None for
+    ``F.interpolate``, whose spec the geometry fixes) and the geometry: the spec's
+    nested tuples are not hashed again for every image."""
+    key = (id(factors), geometry)
+    known = _PLANS.get(key)
+    if known is not None and known[0] is factors:
+        return known[1]
+    spec = _spec_of(upsampler, factors, geometry[4:6])
+    plan = _native_plan(geometry, spec) if spec is not None else None
+    if len(_PLANS) >= _KEYS_KEPT:
+        _PLANS.clear()
+    _PLANS[key] = (factors, plan)
+    return plan
 
 
 #: Sightings of a geometry with undecided cells before its rounding is calibrated
@@ -580,30 +618,38 @@ _SIGHTINGS: dict[tuple[object, ...], tuple[object, int]] = {}
 _KEYS_KEPT = 256
 
 
+def _emulation_key(factors: _Factors | None, scores: torch.Tensor,
+                   geometry: tuple[int, ...]) -> tuple[object, ...]:
+    """What an emulated rounding is found for (:func:`_emulation`): the upsampler's kernel
+    (``factors`` is a new object whenever its weight changed, so the key holds its
+    identity instead of reading the kernel's bytes each call), the geometry (sizes, crop,
+    kernel), the scores' batch size and memory layout (their strides also give the
+    classes), and the thread count."""
+    return (id(factors), geometry, scores.shape[0], scores.stride(), torch.get_num_threads())
+
+
 def _emulated(library: ctypes.CDLL, upsampler: nn.Module, factors: _Factors | None,
-              scores: torch.Tensor,
-              by_pixel: torch.Tensor, plan: native.Plan, offset: tuple[int, int],
-              result: native.NativeResult) -> bool:
+              scores: torch.Tensor, by_pixel: torch.Tensor, plan: native.Plan,
+              geometry: tuple[int, ...], result: native.NativeResult) -> bool:
     """Label the undecided cells of ``result`` from the model's own rounding, emulated
     (``_labels.c``: the order and fusing of a transposed convolution's four products,
-    found by :func:`_emulation`), instead of running the upsampler on them; False, with
-    nothing written, when no emulation is known for this geometry."""
-    emulation = _emulation(library, upsampler, factors, scores, plan.size, offset)
+    found by :func:`_emulation`, which may calibrate it now), instead of running the
+    upsampler on them; False when no emulation is known for this geometry or a cell's
+    scores are outside the range where it is exact (the exact path rewrites them all)."""
+    emulation = _emulation(library, upsampler, factors, scores, geometry)
     return emulation is not None and native.emulate_cells(
         library, plan, by_pixel, emulation, result.undecided or [], result.labels)
 
 
 def _emulation(library: ctypes.CDLL, upsampler: nn.Module, factors: _Factors | None,
-               scores: torch.Tensor, size: tuple[int, int], offset: tuple[int, int]
-               ) -> native.Emulation | None:
+               scores: torch.Tensor, geometry: tuple[int, ...]) -> native.Emulation | None:
     """How the model's transposed convolution rounds each score, for scores of this shape
-    and memory layout on this many threads: the variant of ``_labels.c`` that reproduces
-    every float32 score of the upsampler's output on a random probe map of the same shape
-    and layout, in the crop the labels cover (about 30 ms for 21 × 40 × 60 scores, once
-    per key, after :data:`_CALIBRATE_AFTER` sightings); None when no variant does (another
-    algorithm, reduced-precision convolutions) or the layout is not dense. ``factors``
-    (:func:`_convex_facts`) is a new object whenever the upsampler's weight changed, so
-    the key holds its identity instead of the kernel's bytes (each call would read them).
+    and memory layout on this many threads (:func:`_emulation_key`): the variant of
+    ``_labels.c`` that reproduces every float32 score of the upsampler's output on a
+    random probe map of the same shape and layout, in the crop the labels cover (about
+    30 ms for 21 × 40 × 60 scores, once per key, after :data:`_CALIBRATE_AFTER`
+    sightings); None when no variant does (another algorithm, reduced-precision
+    convolutions) or the layout is not dense.
 
     Why a probe decides it: the rounding of a sum of four products depends on its order
     and fusing only, and a wrong variant differs from the model's within the first few
@@ -615,8 +661,8 @@ def _emulation(library: ctypes.CDLL, upsampler: nn.Module, factors: _Factors | N
             or not (scores.is_contiguous()
                     or scores.is_contiguous(memory_format=torch.channels_last))):
         return None
-    key = (id(factors), tuple(scores.shape), scores.stride(), torch.get_num_threads(),
-           tuple(size), tuple(offset))
+    size, offset = geometry[:2], geometry[2:4]
+    key = _emulation_key(factors, scores, geometry)
     known = _EMULATIONS.get(key)
     if known is not None and known[0] is factors:
         return known[1]
@@ -629,8 +675,7 @@ def _emulation(library: ctypes.CDLL, upsampler: nn.Module, factors: _Factors | N
         return None
     kernel = np.ascontiguousarray(upsampler.weight.detach()[0, 0].cpu().numpy(),
                                   dtype=np.float32)
-    geometry = np.array([*upsampler.kernel_size, *upsampler.stride, *upsampler.padding,
-                         *offset], dtype=np.int64)
+    deconv = (*upsampler.kernel_size, *upsampler.stride, *upsampler.padding, *offset)
     probe = torch.empty_like(scores).normal_(generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         out = upsampler(probe)
@@ -638,8 +683,9 @@ def _emulation(library: ctypes.CDLL, upsampler: nn.Module, factors: _Factors | N
     if out.dtype == torch.float32 and out.device.type == "cpu":
         probe = probe.contiguous(memory_format=torch.channels_last)
         for variant in range(native.VARIANTS):
-            emulation = native.Emulation(geometry, kernel, variant)
-            if native.emulation_matches(library, probe, out, size, emulation) == 1:
+            emulation = native.Emulation(deconv, kernel, variant)
+            if native.emulation_matches(library, probe, out, (size[0], size[1]),
+                                        emulation) == 1:
                 found = emulation
                 break
     if len(_EMULATIONS) >= _KEYS_KEPT:

@@ -63,7 +63,7 @@ NATIVE_ENV = "FCNKIT_NATIVE"
 #: Directory for the built library, instead of ``~/.cache/fcnkit/native``.
 NATIVE_CACHE_ENV = "FCNKIT_NATIVE_CACHE"
 #: The C side's ``fk_abi()``: a stale library with another signature is rebuilt.
-_ABI = 9
+_ABI = 10
 #: -ffp-contract=off: ``a + w * x`` rounds twice, as written (the emulated rounding of
 #: ``_labels.c`` depends on it; GCC's ISO mode does so already, clang's default does not).
 _FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-fno-fast-math", "-ffp-contract=off")
@@ -138,17 +138,17 @@ def _library() -> ctypes.CDLL | None:
         _status[0] = f"{target} has ABI {library.fk_abi()}, not {_ABI}: torch operations"
         return None
     library.fk_labels_2x2.restype = ctypes.c_int
-    # plan, scores, n, C, max_work, labels, info, room
-    library.fk_labels_2x2.argtypes = [_P, _P, _I64, _I64, _F64, _P, _P, _I64]
+    # plan, scores, n, C, max_work, labels, info, room, emulation
+    library.fk_labels_2x2.argtypes = [_P, _P, _I64, _I64, _F64, _P, _P, _I64, _P]
     library.fk_same.restype = ctypes.c_int
     library.fk_same.argtypes = [_P, _P, _I64]
     library.fk_emulation_matches.restype = ctypes.c_int
-    # scores, n, h, w, C, out, out_strides, H, W, geometry, kernel, variant
+    # scores, n, h, w, C, out, out_strides, H, W, emulation
     library.fk_emulation_matches.argtypes = [_P, _I64, _I64, _I64, _I64, _P, _P, _I64, _I64,
-                                             _P, _P, ctypes.c_int]
+                                             _P]
     library.fk_emulate_cells.restype = ctypes.c_int
-    # plan, scores, C, geometry, kernel, variant, cells, count, labels
-    library.fk_emulate_cells.argtypes = [_P, _P, _I64, _P, _P, ctypes.c_int, _P, _I64, _P]
+    # plan, scores, C, emulation, cells, count, labels
+    library.fk_emulate_cells.argtypes = [_P, _P, _I64, _P, _P, _I64, _P]
     _status[0] = f"compiled ({target})"
     return library
 
@@ -178,20 +178,21 @@ def disabled() -> Iterator[None]:
 class Snapshot:
     """A copy of a contiguous CPU tensor's bytes, for :func:`same_bytes`."""
 
-    __slots__ = ("address", "array", "nbytes", "shape")
+    __slots__ = ("address", "array", "dtype", "nbytes", "shape")
 
     def __init__(self, tensor: torch.Tensor) -> None:
         self.array = tensor.detach().numpy().copy()
-        self.shape, self.nbytes = tuple(tensor.shape), self.array.nbytes
+        self.shape, self.dtype = tensor.shape, tensor.dtype
+        self.nbytes = self.array.nbytes
         self.address = self.array.ctypes.data  # (numpy's .ctypes is slow: taken once)
 
 
 def same_bytes(tensor: torch.Tensor, snapshot: Snapshot) -> bool:
     """True when a CPU tensor holds exactly the bytes of ``snapshot`` (same shape and
-    size): one ``memcmp`` with the compiled library, a ``bytes`` comparison without."""
-    if (tensor.device.type != "cpu" or not tensor.is_contiguous()
-            or tuple(tensor.shape) != snapshot.shape
-            or tensor.element_size() * tensor.numel() != snapshot.nbytes):
+    dtype): one ``memcmp`` with the compiled library, a ``bytes`` comparison without.
+    (Few torch calls: this runs for every image, right after the backbone.)"""
+    if (not tensor.is_cpu or tensor.dtype != snapshot.dtype or tensor.shape != snapshot.shape
+            or not tensor.is_contiguous()):
         return False
     library = load()
     if library is not None:
@@ -258,7 +259,7 @@ class NativeResult(NamedTuple):
     ``max_work``, the labels are not meaningful); the labels, ``(N, H, W)`` int64; the
     flat cell indices the exact path must label (None when there are more than
     :data:`UNDECIDED_ROOM`: then every row); ``stats`` (cells, doubtful, pairs,
-    undecided)."""
+    undecided, emulated: the cells labelled from the emulated rounding)."""
 
     status: int
     labels: torch.Tensor
@@ -276,9 +277,11 @@ def _two_taps(table: np.ndarray) -> np.ndarray:
 
 
 def labels_2x2(library: ctypes.CDLL, scores: torch.Tensor, plan: Plan, *,
-               max_work: float) -> NativeResult:
+               max_work: float, emulation: Emulation | None = None) -> NativeResult:
     """Run ``fk_labels_2x2`` (see ``_labels.c``) on ``(N, C, h, w)`` float32 CPU scores,
-    channels_last-contiguous, with the ``plan`` of their geometry.
+    channels_last-contiguous, with the ``plan`` of their geometry; the cells the blend
+    cannot decide are labelled from ``emulation`` (the model's rounding, when known),
+    else returned as undecided.
 
     The counts and the undecided cells come back in a ctypes array, not a tensor: each
     Python operation right after a backbone costs several times its warm time, and
@@ -292,17 +295,17 @@ def labels_2x2(library: ctypes.CDLL, scores: torch.Tensor, plan: Plan, *,
                          f"{plan.coarse}, got {scores.dtype} {tuple(scores.shape)}")
     labels = torch.empty((n, *plan.size), dtype=torch.int64)
     room = UNDECIDED_ROOM
-    info = (_I64 * (4 + room))()  # (ctypes caches the array type)
+    info = (_I64 * (5 + room))()  # (ctypes caches the array type)
     code = library.fk_labels_2x2(plan.address, scores.data_ptr(), n, classes, max_work,
-                                 labels.data_ptr(), info, room)
+                                 labels.data_ptr(), info, room,
+                                 None if emulation is None else emulation.address)
     if code == NOMEM:
         raise MemoryError("fk_labels_2x2: out of memory for its per-cell tables")
     if code == NONFINITE:
-        return NativeResult(code, labels[:0], None, [0, 0, 0, 0])
-    stats = info[:4]
-    undecided = info[4 : 4 + stats[3]] if stats[3] <= room else None
+        return NativeResult(code, labels[:0], None, [0, 0, 0, 0, 0])
+    stats = info[:5]
+    undecided = info[5 : 5 + stats[3]] if stats[3] <= room else None
     return NativeResult(code, labels, undecided, stats)
-
 
 
 #: How many rounding variants ``_labels.c`` can emulate (``fk_variants``): the 24 orders of
@@ -310,15 +313,32 @@ def labels_2x2(library: ctypes.CDLL, scores: torch.Tensor, plan: Plan, *,
 VARIANTS = 48
 
 
-class Emulation(NamedTuple):
-    """A transposed convolution's rounding, as ``_labels.c`` emulates it: ``geometry``
-    ``(K_h, K_w, stride_h, stride_w, pad_h, pad_w, top, left)`` (int64; top, left: the crop
-    the labels cover), ``kernel`` the per-class kernel ``(K_h, K_w)`` float32, ``variant``
-    the order and fusing of its sums (see ``_labels.c``)."""
+class _EmulationStruct(ctypes.Structure):
+    """``fk_emulation`` of ``_labels.c``."""
 
-    geometry: np.ndarray
-    kernel: np.ndarray
-    variant: int
+    _fields_ = [("geometry", _I64 * 8), ("kernel", _P), ("variant", _I64)]
+
+
+class Emulation:
+    """A transposed convolution's rounding, as ``_labels.c`` emulates it: ``geometry``
+    ``(K_h, K_w, stride_h, stride_w, pad_h, pad_w, top, left)`` (top, left: the crop the
+    labels cover), ``kernel`` the per-class kernel ``(K_h, K_w)`` float32, ``variant`` the
+    order and fusing of its sums (see ``_labels.c``); ``address``, that of its
+    ``fk_emulation`` struct."""
+
+    __slots__ = ("address", "geometry", "kernel", "struct", "variant")
+
+    def __init__(self, geometry: tuple[int, ...] | np.ndarray, kernel: np.ndarray,
+                 variant: int) -> None:
+        self.geometry = tuple(int(v) for v in geometry)
+        self.kernel = np.ascontiguousarray(kernel, dtype=np.float32)  # kept alive
+        self.variant = int(variant)
+        self.struct = _EmulationStruct((_I64 * 8)(*self.geometry), self.kernel.ctypes.data,
+                                       self.variant)
+        self.address = ctypes.addressof(self.struct)
+
+    def __repr__(self) -> str:
+        return f"Emulation(geometry={self.geometry}, variant={self.variant})"
 
 
 def emulation_matches(library: ctypes.CDLL, scores: torch.Tensor, out: torch.Tensor,
@@ -331,16 +351,15 @@ def emulation_matches(library: ctypes.CDLL, scores: torch.Tensor, out: torch.Ten
     strides = (_I64 * 4)(*out.stride())
     return int(library.fk_emulation_matches(
         scores.data_ptr(), n, h, w, classes, out.data_ptr(), strides, size[0], size[1],
-        emulation.geometry.ctypes.data, emulation.kernel.ctypes.data, emulation.variant))
+        emulation.address))
 
 
 def emulate_cells(library: ctypes.CDLL, plan: Plan, scores: torch.Tensor,
                   emulation: Emulation, cells: list[int], labels: torch.Tensor) -> bool:
     """``fk_emulate_cells``: write the labels of ``cells`` (as :func:`labels_2x2` names
-    them) from the emulated rounding of the model's upsampler; False, with nothing written,
-    when a window holds scores outside the range where the emulation is exact."""
+    them) from the emulated rounding of the model's upsampler; False when a window holds
+    scores outside the range where the emulation is exact (its cell is left unwritten)."""
     flat = (_I64 * len(cells))(*cells)
     return library.fk_emulate_cells(plan.address, scores.data_ptr(), scores.shape[1],
-                                    emulation.geometry.ctypes.data,
-                                    emulation.kernel.ctypes.data, emulation.variant, flat,
-                                    len(cells), labels.data_ptr()) == 0
+                                    emulation.address, flat, len(cells),
+                                    labels.data_ptr()) == 0
