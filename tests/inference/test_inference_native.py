@@ -256,3 +256,29 @@ def test_reduced_precision_convolutions_take_the_whole_map(request) -> None:
         # F.interpolate is not a convolution: still pruned
         assert lowres.labels_from_scores(model, _region_model_and_scores(0)[1],
                                          (189, 253)) is not None
+
+
+@needs_compiler
+def test_scores_too_small_for_the_emulation_take_the_exact_path(monkeypatch) -> None:
+    """Near-ties among scores of about 1e-20 (below 2⁻⁶⁰, where a CPU that flushes
+    subnormals would round otherwise): the emulation refuses those cells, the model's
+    upsampler labels them, and the labels are still its argmax's."""
+    monkeypatch.setattr(lowres, "_CALIBRATE_AFTER", 0)
+    monkeypatch.setattr(lowres, "_EMULATIONS", {})
+    torch.manual_seed(2)
+    model = build_model("fcn8s", num_classes=5, backbone="resnet18").eval()
+    scores = _near_tie_scores(3, 5, (9, 11))
+    size = (8 * 7, 8 * 9)
+    patched: list[int] = []
+    real = lowres._exact_patches
+    monkeypatch.setattr(lowres, "_exact_patches", lambda *a: patched.append(1) or real(*a))
+    with torch.no_grad():
+        for scale, emulated in [(1.0, True), (1e-20, False)]:
+            patched.clear()
+            small = (scores * scale).contiguous(memory_format=torch.channels_last)
+            stats: dict[str, int] = {}
+            labels = lowres.labels_from_scores(model, small, size, stats=stats)
+            assert torch.equal(labels, _full_labels(model, small, size))
+            assert stats["exact"] > 0
+            assert (stats.get("emulated", 0) == stats["exact"]) == emulated
+            assert bool(patched) == (not emulated)
