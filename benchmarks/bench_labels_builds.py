@@ -37,17 +37,21 @@ from fcnkit.inference import lowres, native
 from fcnkit.models import build_model
 
 
-def build(source: Path, work: Path, name: str) -> ctypes.CDLL:
-    """``source`` compiled as ``native`` compiles ``_labels.c``."""
+def build(source: Path, work: Path, name: str) -> ctypes.CDLL | str:
+    """``source`` compiled as ``native`` compiles ``_labels.c``, or why it cannot be."""
     compiler = shutil.which("cc")
     if compiler is None:
-        raise SystemExit("bench_labels_builds: no C compiler (cc)")
+        return "no C compiler (cc)"
+    if not source.is_file():
+        return f"{source}: no such file"
     target = work / f"{name}.so"
-    subprocess.run([compiler, *native._FLAGS, "-o", str(target), str(source), "-lm"],
-                   check=True)
+    done = subprocess.run([compiler, *native._FLAGS, "-o", str(target), str(source), "-lm"],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return f"{source}: {compiler} failed: {done.stderr.strip().splitlines()[-1:]}"
     library = ctypes.CDLL(str(target))
-    if library.fk_abi() not in (9, 10):
-        raise SystemExit(f"{source}: ABI {library.fk_abi()}, this script knows 9 and 10")
+    if not hasattr(library, "fk_abi") or library.fk_abi() not in (9, 10):
+        return f"{source}: not a _labels.c of ABI 9 or 10 (fk_abi)"
     library.fk_labels_2x2.restype = ctypes.c_int
     pointer, i64 = ctypes.c_void_p, ctypes.c_int64
     # plan, scores, n, C, max_work, labels, info, room (, emulation: ABI 10)
@@ -83,10 +87,14 @@ def main() -> None:
     upsampler = model.final_upsampler
     top, left = model.final_offset
     with tempfile.TemporaryDirectory() as work, torch.inference_mode():
-        builds = {"old": build(args.old, Path(work), "old"),
-                  "new": build(args.new, Path(work), "new")}
+        builds: dict[str, ctypes.CDLL] = {}
+        for name in ("old", "new"):
+            built = build(getattr(args, name), Path(work), name)
+            if isinstance(built, str):
+                parser.error(built)  # one line, exit 2
+            builds[name] = built
         if builds["old"].fk_abi() != builds["new"].fk_abi():
-            raise SystemExit("bench_labels_builds: the two sources have different ABIs")
+            parser.error("the two sources have different ABIs (fk_abi)")
         scores = model.head.coarse(model.backbone(x))
         geometry = (320, 480, top, left, *scores.shape[-2:], *(
             int(v[0]) for v in (upsampler.kernel_size, upsampler.stride, upsampler.padding)))
