@@ -282,3 +282,29 @@ def test_scores_too_small_for_the_emulation_take_the_exact_path(monkeypatch) -> 
             assert stats["exact"] > 0
             assert (stats.get("emulated", 0) == stats["exact"]) == emulated
             assert bool(patched) == (not emulated)
+
+
+@needs_compiler
+@pytest.mark.slow
+def test_the_builds_benchmark_compares_two_sources(tmp_path) -> None:
+    """benchmarks/bench_labels_builds.py on two copies of the shipped _labels.c: it checks
+    that both label alike, prints the ratio; a source that is not one exits 2 in a line."""
+    import subprocess
+    import sys
+    from importlib import resources
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_labels_builds.py"
+    source = resources.files("fcnkit.inference").joinpath("_labels.c").read_bytes()
+    (tmp_path / "a.c").write_bytes(source)
+    (tmp_path / "b.c").write_bytes(source)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "a.c"),
+                           str(tmp_path / "b.c"), "--rounds", "2"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "new / old" in done.stdout
+    (tmp_path / "c.c").write_text("int x;\n")
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "c.c"),
+                          str(tmp_path / "b.c")], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert bad.returncode == 2 and "not a _labels.c" in bad.stderr.splitlines()[-1]
