@@ -219,8 +219,8 @@ static int labels_2x2(const fk_plan *plan, const fk_emulation *emu, const float 
     int64_t *doubtful_cells = malloc(sizeof(int64_t) * (size_t)cells);
     int64_t *cand = malloc(sizeof(int64_t) * (size_t)C);
     int status = FK_OK;
-    if (!best || !gap || !pixel_max || !cell_label || !survives || !scale || !high || !blend_doubles ||
-        !doubtful_cells || !cand) {
+    if (!best || !gap || !pixel_max || !cell_label || !survives || !scale || !high ||
+        !blend_doubles || !doubtful_cells || !cand) {
         status = FK_NOMEM;
         goto done;
     }
