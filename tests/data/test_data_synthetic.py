@@ -182,6 +182,21 @@ def _synth_command(out, seed, train=400):
             str(train), "--val", "2", "--size", "64", "--seed", str(seed), "--workers", "1"]
 
 
+def _jpegs_written_since(images_dir, start_ns):
+    """JPEGs under their final names in ``images_dir`` modified since ``start_ns``. The
+    writer's hidden temporaries (``.fcnkit-tmp.*``) are skipped: one can be renamed
+    between the listing and its ``stat``."""
+    written = 0
+    for entry in os.scandir(images_dir):
+        if entry.name.startswith(".") or not entry.name.endswith(".jpg"):
+            continue
+        try:
+            written += entry.stat().st_mtime_ns >= start_ns
+        except FileNotFoundError:  # replaced in between
+            continue
+    return written
+
+
 def _interrupt_after_images(cmd, signum, images_dir, count=4, **popen):
     """Start ``cmd``; send ``signum`` once it has written ``count`` JPEGs into ``images_dir``
     (new files, or existing ones rewritten: modified after the start)."""
@@ -191,11 +206,8 @@ def _interrupt_after_images(cmd, signum, images_dir, count=4, **popen):
                             env=env, **popen)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if images_dir.is_dir():
-            written = [e for e in os.scandir(images_dir) if e.name.endswith(".jpg")
-                       and e.stat().st_mtime_ns >= start]
-            if len(written) >= count:
-                break
+        if images_dir.is_dir() and _jpegs_written_since(images_dir, start) >= count:
+            break
         time.sleep(0.02)
     assert proc.poll() is None, "the command ended before it was interrupted"
     proc.send_signal(signum)
