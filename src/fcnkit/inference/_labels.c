@@ -419,8 +419,6 @@ static const int8_t ORDERS[24][4] = {
     {2, 0, 1, 3}, {2, 0, 3, 1}, {2, 1, 0, 3}, {2, 1, 3, 0}, {2, 3, 0, 1}, {2, 3, 1, 0},
     {3, 0, 1, 2}, {3, 0, 2, 1}, {3, 1, 0, 2}, {3, 1, 2, 0}, {3, 2, 0, 1}, {3, 2, 1, 0}};
 
-int fk_variants(void) { return 48; }
-
 /* The taps of output coordinate o (of the upsampler's whole, uncropped output) on one
  * axis of a transposed convolution: the inputs i (0 <= i < n) with kernel index
  * k = o + pad - i * stride in [0, K), in ascending k; their count, or -1 above 2. */

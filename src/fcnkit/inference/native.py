@@ -308,8 +308,8 @@ def labels_2x2(library: ctypes.CDLL, scores: torch.Tensor, plan: Plan, *,
     return NativeResult(code, labels, undecided, stats)
 
 
-#: How many rounding variants ``_labels.c`` can emulate (``fk_variants``): the 24 orders of
-#: a 2×2 window's four products, each with the products rounded or fused.
+#: How many rounding variants ``_labels.c`` can emulate: the 24 orders of a 2×2 window's
+#: four products (its ``ORDERS``), each with the products rounded or fused.
 VARIANTS = 48
 
 
