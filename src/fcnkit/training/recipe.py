@@ -34,13 +34,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.errors import InputError
 from fcnkit.training.config import RECIPES as _RECIPES
 from fcnkit.training.config import TrainConfig
+from fcnkit.training.cross_entropy import summed_cross_entropy
 
 __all__ = [
     "RECIPES",
@@ -72,12 +72,12 @@ def segmentation_loss(
     except that a batch whose pixels are all ignored gives a zero loss that still depends
     on the logits (so every DDP rank runs the same backward), not NaN (0/0). Computed as
     ``sum / total weight`` on the device: no value is read back to the host, so the
-    training step never waits for the GPU. ``reduction="sum"``: the (weighted) sum over
-    the non-ignored pixels, Caffe's ``SoftmaxWithLoss`` with ``normalize: false``.
+    training step never waits for the GPU. The sum is :func:`summed_cross_entropy`'s (one
+    autograd node, no layout copy of channels_last logits). ``reduction="sum"``: the
+    (weighted) sum over the non-ignored pixels, Caffe's ``SoftmaxWithLoss`` with
+    ``normalize: false``.
     """
-    logits = logits.float()
-    summed = F.cross_entropy(logits, masks, weight=weight, ignore_index=IGNORE_INDEX,
-                             reduction="sum")
+    summed = summed_cross_entropy(logits, masks, weight)
     if reduction == "sum":
         return summed
     valid = masks != IGNORE_INDEX
@@ -86,7 +86,7 @@ def segmentation_loss(
     else:
         # torch's "mean" divides by the summed weights of the valid targets.
         total = (weight[torch.where(valid, masks, 0)] * valid).sum(dtype=summed.dtype)
-    return summed / total.clamp(min=torch.finfo(logits.dtype).tiny)
+    return summed / total.clamp(min=torch.finfo(summed.dtype).tiny)
 
 
 def parse_class_weights(spec: str, num_classes: int) -> torch.Tensor:

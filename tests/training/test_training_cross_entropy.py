@@ -1,0 +1,163 @@
+"""summed_cross_entropy against torch's own F.cross_entropy: values and gradients, every
+layout and dtype the training step produces, ignored pixels, weights, and the mechanism
+(no layout copy of channels_last logits)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.profiler import ProfilerActivity, profile
+
+from fcnkit.constants import IGNORE_INDEX
+from fcnkit.training.cross_entropy import summed_cross_entropy
+
+
+def _case(seed: int, shape: tuple[int, ...], ignored: float = 0.2):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(shape, generator=g) * 3
+    masks = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g)
+    masks[torch.rand(masks.shape, generator=g) < ignored] = IGNORE_INDEX
+    weight = torch.rand(shape[1], generator=g) + 0.1
+    return logits, masks, weight
+
+
+def _loss_and_grad(fn, logits: torch.Tensor, masks, weight):
+    x = logits.detach().clone().requires_grad_()
+    loss = fn(x, masks, weight)
+    loss.backward()
+    return loss.detach(), x.grad
+
+
+def _torch(x, masks, weight):
+    return F.cross_entropy(x.float(), masks, weight=weight, ignore_index=IGNORE_INDEX,
+                           reduction="sum")
+
+
+LAYOUTS = {
+    "nchw": lambda t: t.contiguous(),
+    "channels_last": lambda t: t.contiguous(memory_format=torch.channels_last),
+    "strided": lambda t: torch.cat([t, t], dim=3)[..., ::2],  # a non-contiguous view
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fp32_matches_torch_values_and_gradients(layout: str, weighted: bool) -> None:
+    logits, masks, weight = _case(0, (3, 7, 9, 11))
+    logits = LAYOUTS[layout](logits)
+    weight = weight if weighted else None
+    ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, weight)
+    ref, ref_grad = _loss_and_grad(_torch, logits, masks, weight)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(our_grad, ref_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_channels_last_gradient_stays_bf16_channels_last() -> None:
+    logits, masks, weight = _case(1, (2, 21, 16, 24))
+    logits = logits.bfloat16().contiguous(memory_format=torch.channels_last)
+    ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, weight)
+    ref, ref_grad = _loss_and_grad(_torch, logits, masks, weight)
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-4)
+    assert our_grad.dtype == torch.bfloat16
+    assert our_grad.is_contiguous(memory_format=torch.channels_last)
+    # The same float32 gradient rounded once to bf16: equal but for the rare value whose
+    # float32 sum lands on the other side of a bf16 rounding boundary (1 bf16 ulp).
+    diff = (our_grad.float() - ref_grad.float()).abs()
+    assert (diff <= ref_grad.float().abs() * 2 ** -7 + 1e-30).all()
+    assert (diff == 0).float().mean() > 0.99
+
+
+def test_float64_gradcheck() -> None:
+    logits, masks, weight = _case(2, (2, 4, 3, 5))
+    for layout in ("nchw", "channels_last"):
+        x = LAYOUTS[layout](logits.double()).requires_grad_()
+        assert torch.autograd.gradcheck(
+            lambda t: summed_cross_entropy(t, masks, weight.double()), (x,))
+
+
+def test_ignored_pixels_with_nan_logits_contribute_nothing() -> None:
+    logits, masks, _ = _case(3, (2, 5, 6, 6))
+    logits[masks.unsqueeze(1).expand_as(logits) == IGNORE_INDEX] = float("nan")
+    ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, None)
+    ref, _ = _loss_and_grad(_torch, logits, masks, None)
+    assert torch.isfinite(ours) and torch.isfinite(ref)
+    torch.testing.assert_close(ours, ref)
+    valid = (masks != IGNORE_INDEX).unsqueeze(1).expand_as(our_grad)
+    assert torch.isfinite(our_grad[valid]).all()
+
+
+def test_all_ignored_is_zero_and_still_has_a_gradient() -> None:
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    loss = summed_cross_entropy(logits, torch.full((2, 4, 4), IGNORE_INDEX), None)
+    assert float(loss.detach()) == 0.0 and loss.requires_grad
+    loss.backward()
+    assert logits.grad is not None and float(logits.grad.abs().sum()) == 0.0
+
+
+def test_target_out_of_range_raises_like_torch() -> None:
+    logits = torch.randn(1, 3, 2, 2, requires_grad=True)
+    masks = torch.tensor([[[0, 1], [2, 7]]])
+    with pytest.raises((RuntimeError, IndexError)):
+        _torch(logits, masks, None)
+    with pytest.raises((RuntimeError, IndexError)):
+        summed_cross_entropy(logits, masks, None)
+
+
+def test_backward_twice_with_retain_graph_gives_the_same_gradient() -> None:
+    logits, masks, weight = _case(4, (2, 4, 5, 5))
+    x = logits.contiguous(memory_format=torch.channels_last).requires_grad_()
+    loss = summed_cross_entropy(x, masks, weight)
+    first = torch.autograd.grad(loss, x, retain_graph=True)[0]
+    second = torch.autograd.grad(loss, x)[0]
+    assert torch.equal(first, second)
+
+
+def _full_size_copies(fn, logits: torch.Tensor, masks: torch.Tensor) -> int:
+    x = logits.detach().clone().requires_grad_()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn(x, masks, None).backward()
+    return sum(1 for e in prof.events() if e.name in ("aten::clone", "aten::contiguous")
+               and e.input_shapes and list(e.input_shapes[0]) == list(logits.shape))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_logits_are_never_copied_to_another_layout(layout: str) -> None:
+    """The mechanism the step's speed-up comes from: torch's log_softmax copies
+    channels_last logits to NCHW; this loss reads either layout where it is."""
+    logits, masks, _ = _case(5, (2, 21, 32, 48))
+    logits = LAYOUTS[layout](logits)
+    if layout == "channels_last":
+        assert _full_size_copies(_torch, logits, masks) >= 1  # the cost removed is real
+    assert _full_size_copies(summed_cross_entropy, logits, masks) == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(2, 9), h=st.integers(1, 7), w=st.integers(1, 7),
+       ignored=st.floats(0.0, 1.0), weighted=st.booleans(), channels_last=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_property_matches_torch_over_random_shapes(n, c, h, w, ignored, weighted,
+                                                   channels_last, seed) -> None:
+    logits, masks, weight = _case(seed, (n, c, h, w), ignored)
+    if channels_last:
+        logits = logits.contiguous(memory_format=torch.channels_last)
+    weight = weight if weighted else None
+    ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, weight)
+    ref, ref_grad = _loss_and_grad(_torch, logits, masks, weight)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(our_grad, ref_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_other_ranks_sequence_and_volume() -> None:
+    """(N, C, L) sequences and (N, C, D, H, W) volumes, channels_last_3d included."""
+    for shape, fmt in (((2, 5, 13), None), ((2, 4, 3, 5, 6), torch.channels_last_3d)):
+        logits, masks, weight = _case(6, shape)
+        if fmt is not None:
+            logits = logits.contiguous(memory_format=fmt)
+        ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, weight)
+        ref, ref_grad = _loss_and_grad(_torch, logits, masks, weight)
+        torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(our_grad, ref_grad, rtol=1e-5, atol=1e-6)
