@@ -1,11 +1,12 @@
 """Training throughput by precision and memory layout, and the data loader's beside it.
 
-One process times a full training step (forward, cross-entropy with ignore index 255,
-backward, SGD with momentum) of FCN-8s/ResNet-18 at batch 8 × 256² for fp32 and bf16
-autocast, each in NCHW and channels_last, interleaved round by round. Then it times the
-training DataLoader alone (the training transforms of ``fcnkit train``: random scale, crop,
-flip, colour jitter, normalisation; ``TrainConfig``'s default workers) on the synthetic
-dataset, so ``loader img/s ÷ step img/s`` says whether data loading can keep up.
+One process times a full training step (forward, ``fcnkit train``'s cross-entropy with
+ignore index 255, backward, SGD with momentum) of FCN-8s/ResNet-18 at batch 8 × 256² for
+fp32 and bf16 autocast, each in NCHW and channels_last, interleaved round by round. Then
+it times the training DataLoader alone (the training transforms of ``fcnkit train``:
+random scale, crop, flip, colour jitter, normalisation; ``TrainConfig``'s default
+workers) on the synthetic dataset, so ``loader img/s ÷ step img/s`` says whether data
+loading can keep up.
 
 Run (results go in docs/benchmarks.md with the load average printed here)::
 
@@ -23,6 +24,14 @@ weights on the same batch, so their loss curves must agree: the report gives the
 compiles, is not timed)::
 
     .venv/bin/python benchmarks/bench_train.py --compile --repeats 7 --warmup 2
+
+``--loss`` times the step with the textbook loss, ``F.cross_entropy(logits.float(), ...)``,
+against the step with the loss ``fcnkit train`` minimises
+(:func:`fcnkit.training.cross_entropy.summed_cross_entropy`: the same value, without the
+layout copies and casts), channels_last, in fp32 and bf16 autocast, from the same weights
+on the same batch; it reports each pair's speed-up and max |loss difference|::
+
+    .venv/bin/python benchmarks/bench_train.py --loss --repeats 7 --warmup 2 --skip-loader
 
 ``--loader`` times only the training DataLoader (workers as ``fcnkit train``) against the
 step ``fcnkit train`` runs by default on this machine (``--precision auto`` calibrated for
@@ -58,6 +67,7 @@ import torch.nn.functional as F
 from fcnkit.models import build_model
 from fcnkit.runtime.precision import cpu_has_native_bf16
 from fcnkit.training.config import TrainConfig
+from fcnkit.training.recipe import segmentation_loss
 
 #: The loader should deliver at least this many times the step's images/s.
 LOADER_TARGET = 3.0
@@ -70,9 +80,25 @@ VARIANTS = {  # name: (autocast dtype or None, channels_last)
 }
 
 
+def torch_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The textbook loss: ``F.cross_entropy`` on the logits cast to float32."""
+    return F.cross_entropy(logits.float(), masks, ignore_index=255)
+
+
+def fcnkit_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The loss ``fcnkit train`` minimises (same value; one autograd node, no layout copy)."""
+    return segmentation_loss(logits, masks, None)
+
+
+LOSSES = {"torch": torch_loss, "fcnkit": fcnkit_loss}
+
+
 def make_step(model: torch.nn.Module, dtype: torch.dtype | None, channels_last: bool,
-              images: torch.Tensor, masks: torch.Tensor) -> Callable[[], float]:
-    """One optimizer step on a fixed batch; returns the loss (synced, as a log line would)."""
+              images: torch.Tensor, masks: torch.Tensor,
+              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = fcnkit_loss,
+              ) -> Callable[[], float]:
+    """One optimizer step on a fixed batch with ``fcnkit train``'s loss (or ``loss_fn``);
+    returns the loss (synced, as a log line would)."""
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
@@ -83,7 +109,7 @@ def make_step(model: torch.nn.Module, dtype: torch.dtype | None, channels_last: 
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             logits = model(images)
-        loss = F.cross_entropy(logits.float(), masks, ignore_index=255)
+        loss = loss_fn(logits, masks)
         loss.backward()
         optimizer.step()
         return float(loss.detach())
@@ -130,6 +156,31 @@ def compile_rows(args: argparse.Namespace, images: torch.Tensor, masks: torch.Te
         "precision": args.compile_precision, "first_compiled_step_s": round(compile_s, 1),
         "steps_compared": len(losses["eager"]), "max_abs_loss_difference": diff,
         "losses_eager": losses["eager"], "losses_compiled": losses["compiled"]}
+
+
+def loss_rows(args: argparse.Namespace, images: torch.Tensor, masks: torch.Tensor
+              ) -> tuple[list[dict], dict]:
+    """The step with torch's loss against the step with fcnkit's, channels_last, for each
+    precision in ``--loss-precisions``, from the same weights on the same batch."""
+    base = build_model(args.model, num_classes=21, backbone=args.backbone)
+    steps, losses = {}, {}
+    for precision in args.loss_precisions.split(","):
+        dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        for loss_name, loss_fn in LOSSES.items():
+            steps[f"{precision} channels_last, {loss_name} loss"] = make_step(
+                copy.deepcopy(base), dtype, True, images, masks, loss_fn)
+    times = time_steps(steps, args.repeats, args.warmup, losses)
+    pairs = {}
+    for precision in args.loss_precisions.split(","):
+        old, new = (f"{precision} channels_last, {n} loss" for n in LOSSES)
+        pairs[precision] = {
+            "speedup_median": round(statistics.median(times[old])
+                                    / statistics.median(times[new]), 3),
+            "speedup_min": round(min(times[old]) / min(times[new]), 3),
+            "max_abs_loss_difference": max(abs(a - b)
+                                           for a, b in zip(losses[old], losses[new])),
+            "steps_compared": len(losses[old])}
+    return step_rows(times, args.batch), pairs
 
 
 def step_rows(times: dict[str, list[float]], batch: int) -> list[dict]:
@@ -191,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true",
                         help="eager vs torch.compile steps, with the max |loss difference|")
     parser.add_argument("--compile-precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--loss", action="store_true",
+                        help="the step with F.cross_entropy vs with fcnkit's loss")
+    parser.add_argument("--loss-precisions", default="fp32,bf16")
     parser.add_argument("--loader", action="store_true",
                         help="the DataLoader alone vs fcnkit train's default step (target 3x)")
     parser.add_argument("--skip-loader", action="store_true",
@@ -206,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     extra: dict = {}
     if args.compile:
         rows, extra["compile"] = compile_rows(args, images, masks)
+    elif args.loss:
+        rows, extra["loss"] = loss_rows(args, images, masks)
     elif args.loader:
         from fcnkit.runtime.precision import resolve_precision
 
@@ -268,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ncompile ({c['precision']}): first compiled step {c['first_compiled_step_s']} s;"
               f" max |loss difference| over {c['steps_compared']} steps: "
               f"{c['max_abs_loss_difference']:.3g}")
+    for precision, pair in extra.get("loss", {}).items():
+        print(f"\n{precision}: fcnkit's loss makes the step {pair['speedup_median']}x "
+              f"(minima {pair['speedup_min']}x) as fast as torch's; max |loss difference| "
+              f"over {pair['steps_compared']} steps: {pair['max_abs_loss_difference']:.3g}")
     if "precision_reason" in extra:
         print(f"\nprecision {extra['precision_reason']}")
     if not args.skip_loader:
