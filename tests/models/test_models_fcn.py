@@ -241,3 +241,31 @@ def test_backbone_contract_is_declared():
     with pytest.raises(TypeError, match="spatial_path"):
         NoPath()
     assert FCN.__module__ == "fcnkit.models.fcn" and FCNHead.__module__ == "fcnkit.models.heads"
+
+
+def test_grouped_bilinear_runs_in_float32_under_cpu_autocast():
+    """Under bf16 autocast the frozen grouped upsampler is the float32 upsampling of its
+    (bf16) input, bit for bit; without autocast it is a plain ConvTranspose2d."""
+    up = make_upsampler(5, 8)
+    x = torch.randn(2, 5, 6, 7).contiguous(memory_format=torch.channels_last)
+    plain = F.conv_transpose2d(x, up.weight, stride=8, padding=4, groups=5)
+    with torch.no_grad():
+        assert torch.equal(up(x), plain)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rounded_input = x.bfloat16()
+            out = up(rounded_input)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, F.conv_transpose2d(rounded_input.float(), up.weight, stride=8,
+                                               padding=4, groups=5))
+    assert list(up.state_dict()) == ["weight"]
+    # The gradient goes back in the input's dtype, so the bf16 layers below see bf16.
+    leaf = torch.randn(1, 5, 3, 3, dtype=torch.bfloat16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        up(leaf).sum().backward()
+    assert leaf.grad is not None and leaf.grad.dtype == torch.bfloat16
+
+
+def test_fcn_logits_are_float32_under_cpu_autocast():
+    model = build_model("fcn8s", num_classes=4, backbone="resnet18").eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(torch.randn(1, 3, 64, 64)).dtype == torch.float32

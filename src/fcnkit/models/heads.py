@@ -4,9 +4,10 @@ Upsampling by an integer factor f uses the geometry of :func:`fcnkit.arith.upsam
 (kernel ``2f - f % 2``, stride f, padding ``ceil((f - 1)/2)``: exactly ``f × in`` pixels out)
 in three flavours:
 
-* ``"bilinear"`` — a ``ConvTranspose2d`` with ``groups=C``: every channel is upsampled by the
-  same frozen :func:`fcnkit.arith.bilinear_kernel`, no channel mixing, ``requires_grad=False``.
-  It costs about as much as interpolation.
+* ``"bilinear"`` — a ``ConvTranspose2d`` with ``groups=C`` (:class:`GroupedBilinear`): every
+  channel is upsampled by the same frozen :func:`fcnkit.arith.bilinear_kernel`, no channel
+  mixing, ``requires_grad=False``. It costs about as much as interpolation, and runs in
+  float32 under a CPU autocast.
 * ``"deconv"`` — a full ``C × C`` ``ConvTranspose2d`` initialised with the bilinear kernel on
   the channel diagonal (zero elsewhere) and learnable, as in the FCN paper and d2l.
 * ``"interpolate"`` — ``F.interpolate(mode="bilinear", align_corners=False)`` to ``f × in``.
@@ -63,6 +64,38 @@ class Interpolate(nn.Module):
         return f"factor={self.factor}, mode='bilinear', align_corners=False"
 
 
+class GroupedBilinear(nn.ConvTranspose2d):
+    """The ``"bilinear"`` upsampler: a ``ConvTranspose2d`` with ``groups=C`` and one frozen
+    bilinear kernel per channel, which on a CPU runs in float32 even under autocast.
+
+    Why: oneDNN has no fast bf16 path for a transposed convolution with one channel per
+    group. FCN-8s's last ×8 upsampler (batch 8 × 21 × 32² → 256², channels_last) takes
+    84 ms forward in bf16 against 17 ms in float32 on host C (AVX512-BF16;
+    docs/benchmarks.md, "The loss and the last upsampler at full resolution"), and its
+    full-resolution output is what the loss reads in float32 anyway. Elsewhere (no
+    autocast, or CUDA) it is a plain ``ConvTranspose2d``; its state dict is the same.
+    """
+
+    def forward(self, input: torch.Tensor, output_size: list[int] | None = None
+                ) -> torch.Tensor:
+        if input.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(input.float(), output_size)
+        return super().forward(input, output_size)
+
+
+def grouped_bilinear(channels: int, kernel: int, stride: int, padding: int) -> GroupedBilinear:
+    """A frozen :class:`GroupedBilinear` with :func:`fcnkit.arith.bilinear_kernel` ``kernel``
+    in every channel (no bias)."""
+    layer = GroupedBilinear(channels, channels, kernel, stride=stride, padding=padding,
+                            groups=channels, bias=False)
+    weights = torch.as_tensor(bilinear_kernel(kernel), dtype=layer.weight.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weights.expand_as(layer.weight))
+    layer.weight.requires_grad_(False)
+    return layer
+
+
 def make_upsampler(
     channels: int, factor: int, mode: str = "bilinear", *, caffe_padding: bool = False
 ) -> nn.Module:
@@ -88,22 +121,11 @@ def make_upsampler(
             raise InputError("upsample='interpolate' has no Caffe (padding 0) geometry")
         return Interpolate(factor)
     padding = 0 if caffe_padding else recipe.padding
-    grouped = mode == "bilinear" and not caffe_padding
-    layer = nn.ConvTranspose2d(
-        channels,
-        channels,
-        recipe.kernel,
-        stride=recipe.stride,
-        padding=padding,
-        groups=channels if grouped else 1,
-        bias=False,
-    )
-    if grouped:
-        kernel = torch.as_tensor(bilinear_kernel(recipe.kernel), dtype=layer.weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(kernel.expand_as(layer.weight))
-    else:
-        bilinear_init_(layer)
+    if mode == "bilinear" and not caffe_padding:
+        return grouped_bilinear(channels, recipe.kernel, recipe.stride, padding)
+    layer = nn.ConvTranspose2d(channels, channels, recipe.kernel, stride=recipe.stride,
+                               padding=padding, bias=False)
+    bilinear_init_(layer)
     if mode == "bilinear":
         layer.weight.requires_grad_(False)
     return layer
