@@ -28,8 +28,11 @@ compiles, is not timed)::
 ``--loss`` times the step with the textbook loss, ``F.cross_entropy(logits.float(), ...)``,
 against the step with the loss ``fcnkit train`` minimises
 (:func:`fcnkit.training.cross_entropy.summed_cross_entropy`: the same value, without the
-layout copies and casts), channels_last, in fp32 and bf16 autocast, from the same weights
-on the same batch; it reports each pair's speed-up and max |loss difference|::
+layout copies and casts), channels_last, in fp32 and bf16 autocast; under bf16 also with
+the frozen bilinear upsamplers in bf16 (as autocast would run them) against float32 (as
+:class:`fcnkit.models.heads.GroupedBilinear` runs them). All from the same weights on the
+same batch; it reports each variant's speed-up over the step as it was, and the max
+|loss difference|::
 
     .venv/bin/python benchmarks/bench_train.py --loss --repeats 7 --warmup 2 --skip-loader
 
@@ -58,6 +61,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,6 +69,7 @@ import torch
 import torch.nn.functional as F
 
 from fcnkit.models import build_model
+from fcnkit.models.heads import GroupedBilinear
 from fcnkit.runtime.precision import cpu_has_native_bf16
 from fcnkit.training.config import TrainConfig
 from fcnkit.training.recipe import segmentation_loss
@@ -158,28 +163,53 @@ def compile_rows(args: argparse.Namespace, images: torch.Tensor, masks: torch.Te
         "losses_eager": losses["eager"], "losses_compiled": losses["compiled"]}
 
 
+def autocast_upsamplers(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with its frozen grouped bilinear upsamplers run as autocast decides (bf16
+    on a CPU): fcnkit before :class:`~fcnkit.models.heads.GroupedBilinear` kept them in
+    float32."""
+    for module in model.modules():
+        if isinstance(module, GroupedBilinear):
+            module.forward = types.MethodType(torch.nn.ConvTranspose2d.forward, module)
+    return model
+
+
 def loss_rows(args: argparse.Namespace, images: torch.Tensor, masks: torch.Tensor
               ) -> tuple[list[dict], dict]:
-    """The step with torch's loss against the step with fcnkit's, channels_last, for each
-    precision in ``--loss-precisions``, from the same weights on the same batch."""
+    """The step as it was (torch's loss; under bf16 autocast, the upsamplers in bf16)
+    against each change alone and both, channels_last, for each precision in
+    ``--loss-precisions``, from the same weights on the same batch."""
     base = build_model(args.model, num_classes=21, backbone=args.backbone)
-    steps, losses = {}, {}
+    steps, groups = {}, {}
     for precision in args.loss_precisions.split(","):
         dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
-        for loss_name, loss_fn in LOSSES.items():
-            steps[f"{precision} channels_last, {loss_name} loss"] = make_step(
-                copy.deepcopy(base), dtype, True, images, masks, loss_fn)
+        upsamplers = ("bf16", "fp32") if dtype is not None else ("fp32",)
+        names = []
+        for upsampler in upsamplers:
+            for loss_name, loss_fn in LOSSES.items():
+                if upsampler == "fp32" and dtype is not None and loss_name == "torch":
+                    continue  # the upsampler alone is the difference of the other rows
+                model = copy.deepcopy(base)
+                if upsampler == "bf16":
+                    model = autocast_upsamplers(model)
+                name = f"{precision} channels_last, {loss_name} loss"
+                if dtype is not None:
+                    name += f", upsamplers in {upsampler}"
+                steps[name] = make_step(model, dtype, True, images, masks, loss_fn)
+                names.append(name)
+        groups[precision] = names
+    losses: dict[str, list[float]] = {}
     times = time_steps(steps, args.repeats, args.warmup, losses)
     pairs = {}
-    for precision in args.loss_precisions.split(","):
-        old, new = (f"{precision} channels_last, {n} loss" for n in LOSSES)
-        pairs[precision] = {
-            "speedup_median": round(statistics.median(times[old])
-                                    / statistics.median(times[new]), 3),
-            "speedup_min": round(min(times[old]) / min(times[new]), 3),
-            "max_abs_loss_difference": max(abs(a - b)
-                                           for a, b in zip(losses[old], losses[new])),
-            "steps_compared": len(losses[old])}
+    for names in groups.values():
+        old = names[0]
+        for new in names[1:]:
+            pairs[f"{new} vs {old}"] = {
+                "speedup_median": round(statistics.median(times[old])
+                                        / statistics.median(times[new]), 3),
+                "speedup_min": round(min(times[old]) / min(times[new]), 3),
+                "max_abs_loss_difference": max(abs(a - b)
+                                               for a, b in zip(losses[old], losses[new])),
+                "steps_compared": len(losses[old])}
     return step_rows(times, args.batch), pairs
 
 
@@ -324,10 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ncompile ({c['precision']}): first compiled step {c['first_compiled_step_s']} s;"
               f" max |loss difference| over {c['steps_compared']} steps: "
               f"{c['max_abs_loss_difference']:.3g}")
-    for precision, pair in extra.get("loss", {}).items():
-        print(f"\n{precision}: fcnkit's loss makes the step {pair['speedup_median']}x "
-              f"(minima {pair['speedup_min']}x) as fast as torch's; max |loss difference| "
-              f"over {pair['steps_compared']} steps: {pair['max_abs_loss_difference']:.3g}")
+    for pair_name, pair in extra.get("loss", {}).items():
+        print(f"\n{pair_name}: {pair['speedup_median']}x (minima {pair['speedup_min']}x); "
+              f"max |loss difference| over {pair['steps_compared']} steps: "
+              f"{pair['max_abs_loss_difference']:.3g}")
     if "precision_reason" in extra:
         print(f"\nprecision {extra['precision_reason']}")
     if not args.skip_loader:
