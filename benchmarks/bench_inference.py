@@ -1,11 +1,13 @@
 """Inference latency by execution path, measured side by side in one process.
 
-For FCN-8s on ResNet-18, MobileNetV3-Large and VGG16 (random weights, 21 classes, batch 1,
-320×480): eager fp32 NCHW (today's path) against channels_last, bf16 autocast +
-channels_last, ``torch.compile``, onnxruntime fp32 and onnxruntime int8 (static QDQ), plus
-labels computed strip by strip without full-resolution logits, and the backbone alone (the
-head's overhead with labels as output). Then fcnkit's ``fcn_dilated resnet50 os8`` against
-torchvision's ``fcn_resnet50`` (same architecture; weights=None, nothing downloads).
+For FCN-8s on ResNet-18, MobileNetV3-Large and VGG16 (random weights, 21 classes, batch
+1, 320×480): eager fp32 NCHW (today's path) against channels_last, bf16 autocast +
+channels_last (also with the frozen bilinear upsamplers in bf16, as before
+:class:`fcnkit.models.heads.GroupedBilinear` kept them in float32), ``torch.compile``,
+onnxruntime fp32 and onnxruntime int8 (static QDQ), plus labels computed strip by strip
+without full-resolution logits, and the backbone alone (the head's overhead with labels
+as output). Then fcnkit's ``fcn_dilated resnet50 os8`` against torchvision's
+``fcn_resnet50`` (same architecture; weights=None, nothing downloads).
 
 Run (results go in docs/benchmarks.md with the load average printed here)::
 
@@ -39,6 +41,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+# bench_train.py's helper, imported rather than copied (benchmarks/ is not a package).
+import bench_train  # noqa: E402  (the directory of this script is on sys.path)
 import torch
 
 from fcnkit.inference.backends import OnnxRuntimeBackend, TorchBackend
@@ -109,6 +113,10 @@ def paths_for(backbone: str, size: tuple[int, int], args: argparse.Namespace,
         return {name: paths[name] for name in keep}, facts
     bf16 = TorchBackend(copy.deepcopy(model), precision="bf16", channels_last=True)
     paths["bf16 + channels_last"] = lambda: bf16(x)
+    # Before GroupedBilinear kept them in float32: the upsamplers in bf16, as autocast does.
+    bf16_upsamplers = TorchBackend(bench_train.autocast_upsamplers(copy.deepcopy(model)),
+                                   precision="bf16", channels_last=True)
+    paths["bf16 + channels_last, upsamplers in bf16"] = lambda: bf16_upsamplers(x)
     if not args.no_compile:
         compiled = torch.compile(copy.deepcopy(model).to(memory_format=torch.channels_last))
         x_nhwc = x.contiguous(memory_format=torch.channels_last)
