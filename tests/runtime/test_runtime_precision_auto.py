@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from fcnkit.models.heads import GroupedBilinear
 from fcnkit.runtime import precision as P
 
 
@@ -67,6 +68,12 @@ def test_cpu_signature_and_cache_key() -> None:
     a, b = tiny_model(), tiny_model()
     assert P.model_signature(a) == P.model_signature(b)
     assert P.model_signature(a) != P.model_signature(nn.Conv2d(3, 5, 3))
+    # ... and on what the modules run: same state dict, another class, another key
+    # (a cache written before the upsamplers ran in float32 is not reused).
+    plain = nn.Sequential(nn.ConvTranspose2d(3, 3, 4, stride=2, groups=3, bias=False))
+    grouped = nn.Sequential(GroupedBilinear(3, 3, 4, stride=2, groups=3, bias=False))
+    assert list(plain.state_dict()) == list(grouped.state_dict())
+    assert P.model_signature(plain) != P.model_signature(grouped)
 
 
 def test_calibration_measures_once_then_reads_the_cache(tmp_path: Path) -> None:

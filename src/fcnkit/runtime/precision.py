@@ -137,11 +137,17 @@ def cpu_signature(cpuinfo: str | None = None) -> str:
 
 def model_signature(model: Any) -> str:
     """The architecture of ``model``: its class and a digest of its state_dict's names,
-    shapes and dtypes (the same for every checkpoint of one model config, whatever the
-    weights' values, which do not change the speed)."""
+    shapes and dtypes and of its modules' classes (the same for every checkpoint of one
+    model config, whatever the weights' values, which do not change the speed). The classes
+    count because they decide what a forward pass runs: the state dict of
+    :class:`fcnkit.models.heads.GroupedBilinear` is a plain ``ConvTranspose2d``'s, but it
+    runs in float32 under autocast, which changed which precision is faster."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+    for name, module in model.named_modules():
+        kind = type(module)
+        digest.update(f"{name}:{kind.__module__}.{kind.__qualname__};".encode())
     return f"{type(model).__name__}:{digest.hexdigest()[:16]}"
 
 
