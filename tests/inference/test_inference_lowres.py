@@ -318,6 +318,50 @@ def test_whole_image_labels_prunes_only_large_calm_maps(monkeypatch, labels_stag
         assert calls == used
 
 
+@pytest.mark.parametrize("upsampler_kind", ["grouped_bilinear", "plain_conv_transpose"])
+def test_bf16_scores_under_autocast(monkeypatch, upsampler_kind: str) -> None:
+    """Under a CPU bf16 autocast the coarse scores are bf16. A GroupedBilinear upsamples
+    them in float32, so they are pruned as float32 and the labels equal the model's own
+    argmax bit for bit; a plain ConvTranspose2d upsamples in bf16, and its scores are not
+    pruned (the whole map's tail, same labels)."""
+    import fcnkit.inference.labels as labels_module
+
+    calls: list[torch.dtype] = []
+    real = labels_module.labels_from_scores
+
+    def spy(model, scores, *args, **kwargs):
+        calls.append(scores.dtype)
+        return real(model, scores, *args, **kwargs)
+
+    monkeypatch.setattr(labels_module, "labels_from_scores", spy)
+    scores = _region_scores(21, 40, 60, 6, 0.3, seed=7).bfloat16()
+    upsampler = (make_upsampler(21, 8) if upsampler_kind == "grouped_bilinear"
+                 else _upsampler("deconv", 21, 8))
+    model = ScoreModel(scores, upsampler)
+    x = torch.zeros(1, 3, 317, 470)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+        got = whole_image_labels(model, x)
+    assert torch.equal(got, logits.argmax(1))
+    if upsampler_kind == "grouped_bilinear":
+        assert logits.dtype == torch.float32 and calls == [torch.float32]
+    else:
+        assert logits.dtype == torch.bfloat16 and calls == []
+
+
+def test_bf16_backend_labels_equal_its_logits_argmax() -> None:
+    """TorchBackend in bf16 (what --precision auto picks on a CPU where bf16 pays): its
+    labels, by pruning, equal the argmax of its own logits."""
+    from fcnkit.inference.backends import TorchBackend
+
+    torch.manual_seed(3)
+    model = build_model("fcn8s", num_classes=6, backbone="resnet18", width=0.25).eval()
+    backend = TorchBackend(model, precision="bf16", channels_last=True)
+    x = torch.randn(2, 3, 93, 130)
+    with torch.no_grad():
+        assert torch.equal(backend.predict_labels(x), backend(x).argmax(1))
+
+
 def test_a_model_whose_maps_are_declined_pauses_the_pruning(monkeypatch) -> None:
     import fcnkit.inference.labels as labels_module
 

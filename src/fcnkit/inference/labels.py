@@ -46,6 +46,7 @@ from fcnkit.inference.tiling import (
     DEFAULT_LOGIT_BUFFER_BYTES,
     DEFAULT_OVERLAP,
 )
+from fcnkit.models.heads import GroupedBilinear
 
 __all__ = [
     "as_window",
@@ -377,7 +378,9 @@ def whole_image_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     the compiled labels stage, :mod:`fcnkit.inference.native`; without it,
     :data:`fcnkit.inference.lowres.DENSE_WORK`, and only on maps of at least
     :data:`fcnkit.inference.lowres.PRUNE_MIN_SCORES` class scores). Such maps,
-    smaller ones, learned last upsamplings and bf16 scores take the model's last
+    smaller ones, learned last upsamplings and bf16 scores (but those a
+    :class:`~fcnkit.models.heads.GroupedBilinear` upsamples in float32 under a CPU
+    autocast, which are pruned as float32) take the model's last
     upsampling of the whole map and its argmax when those logits fit in
     :data:`fcnkit.inference.tiling.DEFAULT_LOGIT_BUFFER_BYTES`, else
     :func:`labels_by_strips`. Other models use a backend's own ``predict_labels(x)`` when
@@ -399,6 +402,7 @@ def labels_from_coarse(model: nn.Module, scores: torch.Tensor,
                        size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """The labels of :func:`whole_image_labels` from ``model.coarse_scores(x)`` already
     computed, for images of ``size`` = ``(H, W)``: the choice of path it describes."""
+    scores = _upsampler_input(model, scores)
     height, width = int(size[0]), int(size[1])
     class_scores = scores.shape[0] * scores.shape[1] * height * width
     if (scores.dtype == torch.float32 and _pruning_pays(model)
@@ -417,6 +421,20 @@ def labels_from_coarse(model: nn.Module, scores: torch.Tensor,
         logits = model.final_upsampler(scores)
         return channel_argmax(logits[:, :, top : top + height, left : left + width])
     return _strip_labels(model, scores, height, width, DEFAULT_LABEL_STRIP)
+
+
+def _upsampler_input(model: nn.Module, scores: torch.Tensor) -> torch.Tensor:
+    """The float32 scores the model's last upsampling computes from. Under a CPU autocast
+    a :class:`~fcnkit.models.heads.GroupedBilinear` casts its bf16/fp16 input to float32
+    itself (exactly) and upsamples in float32, so the labels of the float32 copy are the
+    model's own, and the float32 paths (candidate pruning among them) apply. Any other
+    case keeps ``scores`` as they are."""
+    upsampler = model.final_upsampler
+    if (scores.dtype in (torch.bfloat16, torch.float16) and scores.is_cpu
+            and isinstance(upsampler, GroupedBilinear) and torch.is_autocast_enabled("cpu")
+            and upsampler.weight.dtype == torch.float32):
+        return scores.float()
+    return scores
 
 
 #: After this many maps in a row declined as too noisy, a model's next maps skip the
