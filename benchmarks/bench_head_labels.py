@@ -21,7 +21,8 @@ Head paths, each giving ``model(x).argmax(1)`` bit for bit (checked once per bac
 * ``default``: what ``whole_image_labels`` does (``labels_from_coarse``: pruning if
   the map is large and calm enough, else the whole map, else strips).
 
-FCN-8s, 21 classes, channels_last fp32, batch 1, 320×480. By default the weights are
+FCN-8s, 21 classes, channels_last fp32 (``--precision bf16``: backbone and head under
+bf16 autocast), batch 1, 320×480. By default the weights are
 random (nothing downloads) and the image is noise: most cells are then in doubt, a
 worst case no trained network shows. ``--train-steps N`` first trains each network for N
 AdamW steps (batch 4, 160×224) on the project's limbs task (4 of the 21 classes occur),
@@ -85,7 +86,8 @@ def train(model: torch.nn.Module, steps: int) -> float:
 
 
 def measure(backbone: str, rounds: int, size: tuple[int, int],
-            train_steps: int = 0, one_thread_labels: bool = False) -> dict[str, object]:
+            train_steps: int = 0, one_thread_labels: bool = False,
+            precision: str = "fp32") -> dict[str, object]:
     torch.manual_seed(0)
     model = build_model("fcn8s", num_classes=21, backbone=backbone)
     model = model.to(memory_format=torch.channels_last)
@@ -98,8 +100,14 @@ def measure(backbone: str, rounds: int, size: tuple[int, int],
     height, width = size
     top, left = model.final_offset
 
+    def float_scores(features: dict) -> torch.Tensor:
+        # Under bf16 autocast the scores are bf16 and the last upsampler (GroupedBilinear)
+        # casts them to float32 itself: the pruning takes that float32 copy, as
+        # labels_from_coarse does.
+        return model.head.coarse(features).float()
+
     def pruning(features: dict) -> object:
-        scores = model.head.coarse(features)
+        scores = float_scores(features)
         labels = labels_from_scores(model, scores, size, stats=stats)
         return labels
 
@@ -110,7 +118,7 @@ def measure(backbone: str, rounds: int, size: tuple[int, int],
 
     def pruning_torch_ops(features: dict) -> object:
         # The same labels stage by torch operations instead of the compiled one.
-        scores = model.head.coarse(features)
+        scores = float_scores(features)
         with native.disabled():
             return labels_from_scores(model, scores, size)
 
@@ -141,7 +149,8 @@ def measure(backbone: str, rounds: int, size: tuple[int, int],
     timed = {**heads, "default": default, "coarse scores only": coarse_only}
     stats: dict[str, int] = {}
     times: dict[str, list[float]] = {"backbone": [], **{name: [] for name in timed}}
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                enabled=precision == "bf16"):
         for x in images:
             want = model(x).argmax(1)
             features = model.backbone(x)
@@ -166,7 +175,7 @@ def measure(backbone: str, rounds: int, size: tuple[int, int],
     body = statistics.median(times["backbone"])
     body_min = min(times["backbone"])
     result: dict[str, object] = {
-        "backbone": backbone, "backbone_ms": round(1e3 * body, 2),
+        "backbone": backbone, "precision": precision, "backbone_ms": round(1e3 * body, 2),
         "weights": f"trained {train_steps} steps (loss {last_loss:.3f})" if train_steps
         else "random",
         "doubtful_fraction": round(stats["doubtful"] / stats["cells"], 4),
@@ -192,17 +201,21 @@ def main() -> None:
                         "random weights, noise images)")
     parser.add_argument("--one-thread-labels", action="store_true",
                         help="also time the default with its labels stage on 1 thread")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: backbone and head under bf16 autocast, what --precision "
+                        "auto picks where bf16 pays")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = [measure(b, args.rounds, (320, 480), args.train_steps, args.one_thread_labels)
+    results = [measure(b, args.rounds, (320, 480), args.train_steps, args.one_thread_labels,
+                       args.precision)
                for b in ((args.only,) if args.only else BACKBONES)]
     if args.json:
         print(json.dumps(results, indent=2))
         return
     load = open("/proc/loadavg").read().split()[0] if platform.system() == "Linux" else "?"
-    print(f"torch {torch.__version__}, {args.threads} threads, load average {load} at the end; "
-          f"labels stage: {native.status()}")
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.precision}, load average "
+          f"{load} at the end; labels stage: {native.status()}")
     print("| backbone | weights | backbone ms | doubtful cells | work | head: default | pruning "
           "| whole map | strips | target |")
     print("|---|---|---|---|---|---|---|---|---|---|")
