@@ -269,3 +269,16 @@ def test_fcn_logits_are_float32_under_cpu_autocast():
     model = build_model("fcn8s", num_classes=4, backbone="resnet18").eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert model(torch.randn(1, 3, 64, 64)).dtype == torch.float32
+
+
+@pytest.mark.slow  # inductor compiles the layer: seconds
+def test_grouped_bilinear_compiles_under_autocast():
+    """torch.compile (train --compile) traces GroupedBilinear's autocast switch: the
+    compiled layer also upsamples in float32 under bf16 autocast."""
+    up = make_upsampler(3, 4)
+    compiled = torch.compile(up)
+    x = torch.randn(2, 3, 5, 6, dtype=torch.bfloat16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        eager, traced = up(x), compiled(x)
+    assert eager.dtype == traced.dtype == torch.float32
+    torch.testing.assert_close(traced, eager, rtol=1e-6, atol=1e-6)
