@@ -7,7 +7,7 @@ gradient leaves in NCHW and the last transposed convolution's backward copies it
 ``nll_loss2d``'s backward fills a zero tensor of the logits' size, and under autocast
 ``.float()`` and its backward add two more casts. ``benchmarks/profile_train_step.py``
 (FCN-8s/ResNet-18, batch 8 × 256², host C) put these at ~20 % of a bf16 step and ~11 % of
-an fp32 one (docs/benchmarks.md, "The loss at full resolution").
+an fp32 one (docs/benchmarks.md, "The loss and the last upsampler at full resolution").
 
 :func:`summed_cross_entropy` computes the same loss with the class axis wherever it has
 stride 1 (last for channels_last, so no layout copy either way), casts inside
