@@ -36,6 +36,14 @@ def _torch(x, masks, weight):
                            reduction="sum")
 
 
+def _assert_matches_torch(logits, masks, weight, *, loss_rtol: float = 1e-6,
+                          loss_atol: float = 1e-5) -> None:
+    ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, weight)
+    ref, ref_grad = _loss_and_grad(_torch, logits, masks, weight)
+    torch.testing.assert_close(ours, ref, rtol=loss_rtol, atol=loss_atol)
+    torch.testing.assert_close(our_grad, ref_grad, rtol=1e-5, atol=1e-6)
+
+
 LAYOUTS = {
     "nchw": lambda t: t.contiguous(),
     "channels_last": lambda t: t.contiguous(memory_format=torch.channels_last),
@@ -48,11 +56,7 @@ LAYOUTS = {
 def test_fp32_matches_torch_values_and_gradients(layout: str, weighted: bool) -> None:
     logits, masks, weight = _case(0, (3, 7, 9, 11))
     logits = LAYOUTS[layout](logits)
-    weight = weight if weighted else None
-    ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, weight)
-    ref, ref_grad = _loss_and_grad(_torch, logits, masks, weight)
-    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-5)
-    torch.testing.assert_close(our_grad, ref_grad, rtol=1e-5, atol=1e-6)
+    _assert_matches_torch(logits, masks, weight if weighted else None)
 
 
 def test_bf16_channels_last_gradient_stays_bf16_channels_last() -> None:
@@ -144,11 +148,8 @@ def test_property_matches_torch_over_random_shapes(n, c, h, w, ignored, weighted
     logits, masks, weight = _case(seed, (n, c, h, w), ignored)
     if channels_last:
         logits = logits.contiguous(memory_format=torch.channels_last)
-    weight = weight if weighted else None
-    ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, weight)
-    ref, ref_grad = _loss_and_grad(_torch, logits, masks, weight)
-    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(our_grad, ref_grad, rtol=1e-5, atol=1e-6)
+    _assert_matches_torch(logits, masks, weight if weighted else None,
+                          loss_rtol=1e-5, loss_atol=1e-4)
 
 
 def test_other_ranks_sequence_and_volume() -> None:
@@ -157,7 +158,4 @@ def test_other_ranks_sequence_and_volume() -> None:
         logits, masks, weight = _case(6, shape)
         if fmt is not None:
             logits = logits.contiguous(memory_format=fmt)
-        ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, weight)
-        ref, ref_grad = _loss_and_grad(_torch, logits, masks, weight)
-        torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-5)
-        torch.testing.assert_close(our_grad, ref_grad, rtol=1e-5, atol=1e-6)
+        _assert_matches_torch(logits, masks, weight)
