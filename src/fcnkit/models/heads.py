@@ -79,8 +79,8 @@ class GroupedBilinear(nn.ConvTranspose2d):
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None
                 ) -> torch.Tensor:
         if input.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            with torch.autocast("cpu", enabled=False):
-                return super().forward(input.float(), output_size)
+            with torch.autocast("cpu", enabled=False):  # in the weights' dtype (float32)
+                return super().forward(input.to(self.weight.dtype), output_size)
         return super().forward(input, output_size)
 
 
