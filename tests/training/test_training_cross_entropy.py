@@ -1,6 +1,7 @@
-"""summed_cross_entropy against torch's own F.cross_entropy: values and gradients, every
-layout and dtype the training step produces, ignored pixels, weights, and the mechanism
-(no layout copy of channels_last logits)."""
+"""summed_cross_entropy against torch's own F.cross_entropy: values and gradients of the
+one-node loss (channels_last, at least SHORT_ROWS classes) in every dtype the training
+step produces, ignored pixels, weights; which cases take it; and the mechanism (no layout
+copy of channels_last logits)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from hypothesis import strategies as st
 from torch.profiler import ProfilerActivity, profile
 
 from fcnkit.constants import IGNORE_INDEX
-from fcnkit.training.cross_entropy import summed_cross_entropy
+from fcnkit.training import cross_entropy
+from fcnkit.training.cross_entropy import SHORT_ROWS, summed_cross_entropy
+
+#: Enough classes for the one-node loss.
+LONG = SHORT_ROWS + 1
 
 
 def _case(seed: int, shape: tuple[int, ...], ignored: float = 0.2):
@@ -24,8 +29,13 @@ def _case(seed: int, shape: tuple[int, ...], ignored: float = 0.2):
     return logits, masks, weight
 
 
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    """The class axis with stride 1, for any rank (the layout of channels_last)."""
+    return t.movedim(1, -1).contiguous().movedim(-1, 1)
+
+
 def _loss_and_grad(fn, logits: torch.Tensor, masks, weight):
-    x = logits.detach().clone().requires_grad_()
+    x = logits.detach().clone(memory_format=torch.preserve_format).requires_grad_()
     loss = fn(x, masks, weight)
     loss.backward()
     return loss.detach(), x.grad
@@ -44,23 +54,47 @@ def _assert_matches_torch(logits, masks, weight, *, loss_rtol: float = 1e-6,
     torch.testing.assert_close(our_grad, ref_grad, rtol=1e-5, atol=1e-6)
 
 
-LAYOUTS = {
-    "nchw": lambda t: t.contiguous(),
-    "channels_last": lambda t: t.contiguous(memory_format=torch.channels_last),
-    "strided": lambda t: torch.cat([t, t], dim=3)[..., ::2],  # a non-contiguous view
-}
+def _one_node_calls(monkeypatch) -> list[int]:
+    """Counts the calls of the one-node loss."""
+    calls: list[int] = []
+    real = cross_entropy._ClassLastCrossEntropy.apply
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(cross_entropy._ClassLastCrossEntropy, "apply", counting)
+    return calls
 
 
-@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("weighted", [False, True])
-def test_fp32_matches_torch_values_and_gradients(layout: str, weighted: bool) -> None:
-    logits, masks, weight = _case(0, (3, 7, 9, 11))
-    logits = LAYOUTS[layout](logits)
-    _assert_matches_torch(logits, masks, weight if weighted else None)
+def test_fp32_matches_torch_values_and_gradients(weighted: bool, monkeypatch) -> None:
+    calls = _one_node_calls(monkeypatch)
+    logits, masks, weight = _case(0, (3, LONG, 9, 11))
+    _assert_matches_torch(_channels_last(logits), masks, weight if weighted else None)
+    assert calls == [1]
 
 
-def test_bf16_channels_last_gradient_stays_bf16_channels_last() -> None:
-    logits, masks, weight = _case(1, (2, 21, 16, 24))
+@pytest.mark.parametrize("shape, layout, one_node", [
+    ((2, LONG, 5, 6), "nchw", False),                   # torch's loss reads NCHW in place
+    ((2, SHORT_ROWS - 1, 5, 6), "channels_last", False),  # short rows: torch's is faster
+    ((2, SHORT_ROWS, 5, 6), "channels_last", True),
+    ((2, LONG, 13), "channels_last", True),             # (N, C, L) sequences
+    ((2, LONG, 3, 4, 5), "channels_last", True),        # volumes, channels_last_3d
+    ((2, 4, 3, 4, 5), "channels_last", False),
+])
+def test_which_cases_take_the_one_node_loss(shape, layout, one_node, monkeypatch) -> None:
+    calls = _one_node_calls(monkeypatch)
+    logits, masks, weight = _case(6, shape)
+    if layout == "channels_last":
+        logits = _channels_last(logits)
+    _assert_matches_torch(logits, masks, weight)
+    assert calls == ([1] if one_node else [])
+
+
+@pytest.mark.parametrize("classes", [4, 21])
+def test_bf16_channels_last_gradient_stays_bf16_channels_last(classes: int) -> None:
+    logits, masks, weight = _case(1, (2, classes, 16, 24))
     logits = logits.bfloat16().contiguous(memory_format=torch.channels_last)
     ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, weight)
     ref, ref_grad = _loss_and_grad(_torch, logits, masks, weight)
@@ -76,16 +110,16 @@ def test_bf16_channels_last_gradient_stays_bf16_channels_last() -> None:
 
 
 def test_float64_gradcheck() -> None:
-    logits, masks, weight = _case(2, (2, 4, 3, 5))
-    for layout in ("nchw", "channels_last"):
-        x = LAYOUTS[layout](logits.double()).requires_grad_()
-        assert torch.autograd.gradcheck(
-            lambda t: summed_cross_entropy(t, masks, weight.double()), (x,))
+    logits, masks, weight = _case(2, (2, SHORT_ROWS, 3, 4))
+    x = _channels_last(logits.double()).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda t: summed_cross_entropy(t, masks, weight.double()), (x,))
 
 
 def test_ignored_pixels_with_nan_logits_contribute_nothing() -> None:
-    logits, masks, _ = _case(3, (2, 5, 6, 6))
+    logits, masks, _ = _case(3, (2, LONG, 6, 6))
     logits[masks.unsqueeze(1).expand_as(logits) == IGNORE_INDEX] = float("nan")
+    logits = _channels_last(logits)
     ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, None)
     ref, _ = _loss_and_grad(_torch, logits, masks, None)
     assert torch.isfinite(ours) and torch.isfinite(ref)
@@ -94,8 +128,22 @@ def test_ignored_pixels_with_nan_logits_contribute_nothing() -> None:
     assert torch.isfinite(our_grad[valid]).all()
 
 
+def test_minus_infinity_scores_match_torch() -> None:
+    """A class a pixel can never take (-inf score): a finite loss where the target is
+    another class."""
+    logits, masks, _ = _case(8, (2, LONG, 5, 6), ignored=0.0)
+    masks = masks.clamp(min=1)
+    logits[:, 0] = float("-inf")
+    logits = _channels_last(logits)
+    ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, None)
+    ref, ref_grad = _loss_and_grad(_torch, logits, masks, None)
+    assert torch.isfinite(ours)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(our_grad, ref_grad, rtol=1e-5, atol=1e-6)
+
+
 def test_all_ignored_is_zero_and_still_has_a_gradient() -> None:
-    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    logits = _channels_last(torch.randn(2, LONG, 4, 4)).requires_grad_()
     loss = summed_cross_entropy(logits, torch.full((2, 4, 4), IGNORE_INDEX), None)
     assert float(loss.detach()) == 0.0 and loss.requires_grad
     loss.backward()
@@ -103,8 +151,8 @@ def test_all_ignored_is_zero_and_still_has_a_gradient() -> None:
 
 
 def test_target_out_of_range_raises_like_torch() -> None:
-    logits = torch.randn(1, 3, 2, 2, requires_grad=True)
-    masks = torch.tensor([[[0, 1], [2, 7]]])
+    logits = _channels_last(torch.randn(1, LONG, 2, 2)).requires_grad_()
+    masks = torch.tensor([[[0, 1], [2, LONG + 3]]])
     with pytest.raises((RuntimeError, IndexError)):
         _torch(logits, masks, None)
     with pytest.raises((RuntimeError, IndexError)):
@@ -112,8 +160,8 @@ def test_target_out_of_range_raises_like_torch() -> None:
 
 
 def test_backward_twice_with_retain_graph_gives_the_same_gradient() -> None:
-    logits, masks, weight = _case(4, (2, 4, 5, 5))
-    x = logits.contiguous(memory_format=torch.channels_last).requires_grad_()
+    logits, masks, weight = _case(4, (2, LONG, 5, 5))
+    x = _channels_last(logits).requires_grad_()
     loss = summed_cross_entropy(x, masks, weight)
     first = torch.autograd.grad(loss, x, retain_graph=True)[0]
     second = torch.autograd.grad(loss, x)[0]
@@ -121,41 +169,30 @@ def test_backward_twice_with_retain_graph_gives_the_same_gradient() -> None:
 
 
 def _full_size_copies(fn, logits: torch.Tensor, masks: torch.Tensor) -> int:
-    x = logits.detach().clone().requires_grad_()
+    x = logits.detach().clone(memory_format=torch.preserve_format).requires_grad_()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         fn(x, masks, None).backward()
     return sum(1 for e in prof.events() if e.name in ("aten::clone", "aten::contiguous")
                and e.input_shapes and list(e.input_shapes[0]) == list(logits.shape))
 
 
-@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_logits_are_never_copied_to_another_layout(layout: str) -> None:
+def test_channels_last_logits_are_never_copied_to_another_layout() -> None:
     """The mechanism the step's speed-up comes from: torch's log_softmax copies
-    channels_last logits to NCHW; this loss reads either layout where it is."""
+    channels_last logits to NCHW; the one-node loss reads them where they are."""
     logits, masks, _ = _case(5, (2, 21, 32, 48))
-    logits = LAYOUTS[layout](logits)
-    if layout == "channels_last":
-        assert _full_size_copies(_torch, logits, masks) >= 1  # the cost removed is real
+    logits = logits.contiguous(memory_format=torch.channels_last)
+    assert _full_size_copies(_torch, logits, masks) >= 1  # the cost removed is real
     assert _full_size_copies(summed_cross_entropy, logits, masks) == 0
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 3), c=st.integers(2, 9), h=st.integers(1, 7), w=st.integers(1, 7),
+@given(n=st.integers(1, 3), c=st.integers(2, 40), h=st.integers(1, 7), w=st.integers(1, 7),
        ignored=st.floats(0.0, 1.0), weighted=st.booleans(), channels_last=st.booleans(),
        seed=st.integers(0, 2 ** 16))
 def test_property_matches_torch_over_random_shapes(n, c, h, w, ignored, weighted,
                                                    channels_last, seed) -> None:
     logits, masks, weight = _case(seed, (n, c, h, w), ignored)
     if channels_last:
-        logits = logits.contiguous(memory_format=torch.channels_last)
+        logits = _channels_last(logits)
     _assert_matches_torch(logits, masks, weight if weighted else None,
                           loss_rtol=1e-5, loss_atol=1e-4)
-
-
-def test_other_ranks_sequence_and_volume() -> None:
-    """(N, C, L) sequences and (N, C, D, H, W) volumes, channels_last_3d included."""
-    for shape, fmt in (((2, 5, 13), None), ((2, 4, 3, 5, 6), torch.channels_last_3d)):
-        logits, masks, weight = _case(6, shape)
-        if fmt is not None:
-            logits = logits.contiguous(memory_format=fmt)
-        _assert_matches_torch(logits, masks, weight)
