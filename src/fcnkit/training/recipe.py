@@ -72,8 +72,9 @@ def segmentation_loss(
     except that a batch whose pixels are all ignored gives a zero loss that still depends
     on the logits (so every DDP rank runs the same backward), not NaN (0/0). Computed as
     ``sum / total weight`` on the device: no value is read back to the host, so the
-    training step never waits for the GPU. The sum is :func:`summed_cross_entropy`'s (one
-    autograd node, no layout copy of channels_last logits). ``reduction="sum"``: the
+    training step never waits for the GPU. The sum is :func:`summed_cross_entropy`'s (for
+    channels_last logits of 16 classes or more on a CPU, one autograd node without layout
+    copies). ``reduction="sum"``: the
     (weighted) sum over the non-ignored pixels, Caffe's ``SoftmaxWithLoss`` with
     ``normalize: false``.
     """
