@@ -60,7 +60,7 @@ from fcnkit.inference.export_safetensors import checkpoint_from_model, export_sa
 from fcnkit.inference.labels import supports_label_strips
 from fcnkit.inference.lowres import convex_upsampler
 from fcnkit.models import build_model
-from fcnkit.models.heads import GroupedBilinear, Interpolate
+from fcnkit.models.heads import Interpolate, grouped_bilinear
 from fcnkit.models.preprocess import Preprocessing, preprocessing_from
 from fcnkit.outputs import check_outputs
 from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
@@ -273,13 +273,9 @@ def upsampler_from_record(record: Mapping[str, Any], num_classes: int) -> nn.Mod
     :data:`fcnkit.schemas.COARSE_ONNX_METADATA` (:func:`check_onnx_metadata`)."""
     if record["kind"] == "interpolate":
         return Interpolate(int(record["factor"])).eval()
-    layer = GroupedBilinear(num_classes, num_classes, tuple(record["kernel_size"]),
-                            stride=tuple(record["stride"]), padding=tuple(record["padding"]),
-                            groups=num_classes, bias=False)
-    kernel = torch.tensor(record["kernel"], dtype=torch.float32)
-    with torch.no_grad():
-        layer.weight.copy_(kernel.expand_as(layer.weight))
-    layer.weight.requires_grad_(False)
+    layer = grouped_bilinear(num_classes, tuple(record["kernel_size"]),
+                             tuple(record["stride"]), tuple(record["padding"]),
+                             values=record["kernel"])
     return layer.eval()
 
 

@@ -84,12 +84,17 @@ class GroupedBilinear(nn.ConvTranspose2d):
         return super().forward(input, output_size)
 
 
-def grouped_bilinear(channels: int, kernel: int, stride: int, padding: int) -> GroupedBilinear:
-    """A frozen :class:`GroupedBilinear` with :func:`fcnkit.arith.bilinear_kernel` ``kernel``
-    in every channel (no bias)."""
+def grouped_bilinear(channels: int, kernel: int | tuple[int, int],
+                     stride: int | tuple[int, int], padding: int | tuple[int, int],
+                     values: Any = None) -> GroupedBilinear:
+    """A frozen :class:`GroupedBilinear` (no bias) with the same ``kernel × kernel`` weights
+    in every channel: ``values`` (e.g. a kernel recorded in an ONNX file), by default
+    :func:`fcnkit.arith.bilinear_kernel`."""
     layer = GroupedBilinear(channels, channels, kernel, stride=stride, padding=padding,
                             groups=channels, bias=False)
-    weights = torch.as_tensor(bilinear_kernel(kernel), dtype=layer.weight.dtype)
+    if values is None:
+        values = bilinear_kernel(layer.kernel_size[0])  # square, as upsampling_recipe makes
+    weights = torch.as_tensor(values, dtype=layer.weight.dtype)
     with torch.no_grad():
         layer.weight.copy_(weights.expand_as(layer.weight))
     layer.weight.requires_grad_(False)
