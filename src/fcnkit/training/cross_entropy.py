@@ -17,18 +17,33 @@ stride 1, so no layout copy is made; the cast happens inside
 and one write at the target), returned in the logits' dtype and layout. Every other case
 (NCHW, fewer classes, CUDA) is ``F.cross_entropy`` itself, which
 ``benchmarks/bench_loss.py`` measured as fast or faster there, or did not measure (CUDA).
+
+Where a C compiler is present, that node is one compiled function per direction
+(``_cross_entropy.c``, built on first use by :mod:`fcnkit.runtime.native_build` with
+``-march=native``, run on ``torch.get_num_threads()`` threads): a forward that reads the
+logits once and keeps one float per pixel (the log-sum-exp), and a backward that reads
+them once more and writes the gradient, where the torch operations make five to seven
+passes over full-resolution float32 tensors. float32 and bfloat16 logits take it; float16
+and float64 logits, and every run with ``FCNKIT_NATIVE=0`` or without a compiler, take the
+torch operations. :func:`native_status` says which.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from fcnkit.constants import IGNORE_INDEX
+from fcnkit.runtime import native_build
 
-__all__ = ["SHORT_ROWS", "summed_cross_entropy"]
+__all__ = ["SHORT_ROWS", "native_status", "summed_cross_entropy"]
 
 #: The one-node loss from this many classes on. Below it, torch's log-softmax over the
 #: last axis works one row at a time (rows shorter than a vector register cost it 8–9 ns
@@ -59,7 +74,10 @@ def summed_cross_entropy(
     if (logits.is_cpu and logits.dim() >= 3 and logits.stride(1) == 1
             and logits.shape[1] >= SHORT_ROWS):
         # channels_last: the classes of a pixel are adjacent, the class axis goes last.
-        return _ClassLastCrossEntropy.apply(logits.movedim(1, -1), masks, weight)
+        class_last = logits.movedim(1, -1)
+        if _native_applies(class_last, masks, weight):
+            return _NativeCrossEntropy.apply(class_last, masks, weight)
+        return _ClassLastCrossEntropy.apply(class_last, masks, weight)
     compute = torch.promote_types(logits.dtype, torch.float32)
     return F.cross_entropy(logits.to(compute), masks,
                            weight=None if weight is None else weight.to(compute),
@@ -98,3 +116,119 @@ class _ClassLastCrossEntropy(torch.autograd.Function):
         grad = log_probs.exp().mul_(scale)  # w · g · softmax (not in place: retain_graph)
         grad.scatter_(-1, targets, grad.gather(-1, targets) - scale)  # − w · g at t
         return grad.to(ctx.input_dtype), None, None
+
+
+#: ``fk_ce_*``'s status codes (``_cross_entropy.c``).
+_OK, _BAD_TARGET, _NOMEM = 0, 1, 3
+_ABI = 1
+_NATIVE_DTYPES = {torch.float32: 0, torch.bfloat16: 1}
+_status: list[str] = ["not loaded yet"]
+_P, _I64 = ctypes.c_void_p, ctypes.c_int64
+
+
+@functools.lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL | None:
+    library, why = native_build.build_and_load(
+        "fcnkit.training", "_cross_entropy.c", "fcnkit_cross_entropy",
+        ("-O3", native_build.MARCH_NATIVE, "-std=c99", "-shared", "-fPIC", "-fno-fast-math",
+         "-ffp-contract=off"))
+    if library is None or library.fk_ce_abi() != _ABI:
+        _status[0] = f"{why}: torch operations"
+        return None
+    # logits, bf16, begin, end, C, targets, ignore, weight, lse, loss, bad
+    library.fk_ce_forward.argtypes = [_P, ctypes.c_int, _I64, _I64, _I64, _P, _I64, _P, _P,
+                                      _P, _P]
+    # logits, bf16, begin, end, C, targets, ignore, weight, lse, g, grad
+    library.fk_ce_backward.argtypes = [_P, ctypes.c_int, _I64, _I64, _I64, _P, _I64, _P, _P,
+                                       ctypes.c_float, _P]
+    _status[0] = why
+    return library
+
+
+def native_status() -> str:
+    """Whether the one-node loss runs compiled (and from which file) or as torch
+    operations, and why."""
+    _library()
+    return _status[0]
+
+
+def _native_applies(logits: torch.Tensor, masks: torch.Tensor,
+                    weight: torch.Tensor | None) -> bool:
+    """``(..., C)`` class-last logits the compiled loss takes: float32 or bf16, contiguous,
+    targets of the same shape, a weight per class; anything else (torch then raises its
+    own error for a bad shape) takes the torch operations."""
+    return (logits.dtype in _NATIVE_DTYPES and logits.is_contiguous() and logits.numel() > 0
+            and masks.shape == logits.shape[:-1] and not masks.is_floating_point()
+            and (weight is None or weight.shape == (logits.shape[-1],))
+            and _library() is not None)
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="fcnkit-loss")
+
+
+def _run_split(call: Callable[[int, int, int], int], pixels: int) -> list[int]:
+    """``call(begin, end, i)`` on ``torch.get_num_threads()`` equal ranges of the pixels at
+    once (ctypes releases the GIL during each C call), ranges of at least 4096 pixels; the
+    status codes."""
+    threads = max(1, min(torch.get_num_threads(), pixels // 4096))
+    if threads == 1:
+        return [call(0, pixels, 0)]
+    cuts = [pixels * i // threads for i in range(threads + 1)]
+    return list(_pool(threads).map(call, cuts[:-1], cuts[1:], range(threads)))
+
+
+class _NativeCrossEntropy(torch.autograd.Function):
+    """:class:`_ClassLastCrossEntropy` as two compiled functions (``_cross_entropy.c``):
+    the same loss and gradient, one pass over the logits in each direction."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, masks: torch.Tensor,  # type: ignore[override]
+                weight: torch.Tensor | None) -> torch.Tensor:
+        library = _library()
+        assert library is not None  # (_native_applies checked it)
+        classes = logits.shape[-1]
+        pixels = logits.numel() // classes
+        targets = masks.to(torch.int64).contiguous()
+        weights = None if weight is None else weight.detach().to(torch.float32).contiguous()
+        lse = torch.empty(pixels, dtype=torch.float32)
+        sums = [ctypes.c_double() for _ in range(max(1, torch.get_num_threads()))]
+        bad = [_I64() for _ in sums]
+        args = (logits.data_ptr(), _NATIVE_DTYPES[logits.dtype])
+        tail = (classes, targets.data_ptr(), IGNORE_INDEX,
+                None if weights is None else weights.data_ptr(), lse.data_ptr())
+        codes = _run_split(lambda begin, end, i: library.fk_ce_forward(
+            *args, begin, end, *tail, ctypes.byref(sums[i]), ctypes.byref(bad[i])), pixels)
+        _raise_for(codes, bad, classes)
+        ctx.save_for_backward(logits, targets, weights, lse)
+        return torch.tensor(sum(s.value for s in sums), dtype=torch.float32)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        library = _library()
+        assert library is not None
+        logits, targets, weights, lse = ctx.saved_tensors
+        classes = logits.shape[-1]
+        grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
+        args = (logits.data_ptr(), _NATIVE_DTYPES[logits.dtype])
+        tail = (classes, targets.data_ptr(), IGNORE_INDEX,
+                None if weights is None else weights.data_ptr(), lse.data_ptr(),
+                float(grad_loss), grad.data_ptr())
+        codes = _run_split(lambda begin, end, i: library.fk_ce_backward(
+            *args, begin, end, *tail), lse.numel())
+        _raise_for(codes, [], classes)
+        return grad, None, None
+
+
+def _raise_for(codes: list[int], bad: list[Any], classes: int) -> None:
+    """torch's errors for the C functions' status codes."""
+    for i, code in enumerate(codes):
+        if code == _BAD_TARGET:
+            raise IndexError(f"Target {bad[i].value} is out of bounds: the logits have "
+                             f"{classes} classes (ignore_index {IGNORE_INDEX})")
+        if code == _NOMEM:
+            raise MemoryError("fk_ce: out of memory for a block of scores")
