@@ -7,11 +7,16 @@ by round (in reversed order every other round), on the same channels_last logits
 * ``torch``: ``F.cross_entropy(logits.float(), masks, ignore_index=255, reduction="sum")``,
   the textbook loss;
 * ``fcnkit``: :func:`fcnkit.training.cross_entropy.summed_cross_entropy`, the loss
-  ``fcnkit train`` minimises (below ``SHORT_ROWS`` classes it is ``F.cross_entropy``
-  itself, so there the two columns differ by noise only);
-* ``fcnkit, class axis last``: the same with the class axis of channels_last logits put
-  last whatever the class count (``SHORT_ROWS = 0``), which shows what the threshold
-  :data:`fcnkit.training.cross_entropy.SHORT_ROWS` is worth on either side of it.
+  ``fcnkit train`` minimises (below ``COMPILED_ROWS`` classes, or ``SHORT_ROWS`` without
+  the compiled loss, it is ``F.cross_entropy`` itself: there the columns differ by noise
+  only);
+* ``fcnkit, torch operations``: the same with the one-node loss as torch operations
+  (:func:`fcnkit.training.cross_entropy.torch_operations`), as it runs without a C
+  compiler;
+* ``compiled, class axis last``: the compiled one-node loss with the class axis of
+  channels_last logits put last whatever the class count (``COMPILED_ROWS = 0``), which
+  shows what the threshold :data:`fcnkit.training.cross_entropy.COMPILED_ROWS` is worth
+  on either side of it.
 
 It prints the median milliseconds and each variant's speed-up against ``torch``.
 
@@ -43,17 +48,24 @@ def fcnkit_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return summed_cross_entropy(logits, masks)
 
 
-def fcnkit_class_axis_last(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    short_rows = cross_entropy.SHORT_ROWS
-    cross_entropy.SHORT_ROWS = 0
+def fcnkit_torch_operations(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    with cross_entropy.torch_operations():
+        return summed_cross_entropy(logits, masks)
+
+
+def compiled_class_axis_last(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    compiled_rows = cross_entropy.COMPILED_ROWS
+    cross_entropy.COMPILED_ROWS = 0
     try:
         return summed_cross_entropy(logits, masks)
     finally:
-        cross_entropy.SHORT_ROWS = short_rows
+        cross_entropy.COMPILED_ROWS = compiled_rows
 
 
 VARIANTS = {"torch": torch_loss, "fcnkit": fcnkit_loss,
-            "fcnkit, class axis last": fcnkit_class_axis_last}
+            "fcnkit, torch operations": fcnkit_torch_operations,
+            "compiled, class axis last": compiled_class_axis_last}
+SHOWN = tuple(VARIANTS)[1:]
 
 
 def time_losses(classes: int, dtype: torch.dtype, batch: int, size: int, repeats: int
@@ -97,15 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     print(f"loss forward + backward, batch {args.batch} x {args.size}^2, channels_last, "
           f"{args.threads} threads, median of {args.repeats}, torch {torch.__version__}")
-    print("| classes | dtype | torch ms | fcnkit ms (speed-up) "
-          "| fcnkit, class axis last ms (speed-up) |")
-    print("|---|---|---|---|---|")
+    print(f"compiled loss: {cross_entropy.native_status()}")
+    print("| classes | dtype | torch ms | " + " | ".join(f"{n} ms (speed-up)" for n in SHOWN)
+          + " |")
+    print("|---|---|---|" + "---|" * len(SHOWN))
     for classes in counts:
         for dtype in (torch.float32, torch.bfloat16):
             t = time_losses(classes, dtype, args.batch, args.size, args.repeats)
             base = t["torch"]
             cells = " | ".join(f"{1e3 * t[name]:.2f} ({base / t[name]:.2f}x)"
-                               for name in ("fcnkit", "fcnkit, class axis last"))
+                               for name in SHOWN)
             print(f"| {classes} | {str(dtype).removeprefix('torch.')} | {1e3 * base:.2f} "
                   f"| {cells} |")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

@@ -28,7 +28,8 @@ compiles, is not timed)::
 ``--loss`` times the step with the textbook loss, ``F.cross_entropy(logits.float(), ...)``,
 against the step with the loss ``fcnkit train`` minimises
 (:func:`fcnkit.training.cross_entropy.summed_cross_entropy`: the same value, without the
-layout copies and casts), channels_last, in fp32 and bf16 autocast; under bf16 also with
+layout copies and casts; compiled where a C compiler is present, and also timed as torch
+operations), channels_last, in fp32 and bf16 autocast; under bf16 also with
 the frozen bilinear upsamplers in bf16 (as autocast would run them) against float32 (as
 :class:`fcnkit.models.heads.GroupedBilinear` runs them). All from the same weights on the
 same batch; it reports each variant's speed-up over the step as it was, and the max
@@ -64,13 +65,16 @@ import time
 import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from fcnkit.models import build_model
 from fcnkit.models.heads import GroupedBilinear
+from fcnkit.models.registry import model_options
 from fcnkit.runtime.precision import cpu_has_native_bf16
+from fcnkit.training import cross_entropy
 from fcnkit.training.config import TrainConfig
 from fcnkit.training.recipe import segmentation_loss
 
@@ -85,18 +89,32 @@ VARIANTS = {  # name: (autocast dtype or None, channels_last)
 }
 
 
+def build(args: argparse.Namespace, **options: Any) -> torch.nn.Module:
+    """``--model`` with ``--classes`` (and ``--backbone`` where the model has one)."""
+    if "backbone" in model_options(args.model):
+        options["backbone"] = args.backbone
+    return build_model(args.model, num_classes=args.classes, **options)
+
+
 def torch_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """The textbook loss: ``F.cross_entropy`` on the logits cast to float32."""
     return F.cross_entropy(logits.float(), masks, ignore_index=255)
 
 
 def fcnkit_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """The loss ``fcnkit train`` minimises (same value; for 21 channels_last classes one
-    autograd node without layout copies)."""
+    """The loss ``fcnkit train`` minimises (same value; for channels_last logits of 8
+    classes or more one autograd node without layout copies, compiled where it can be)."""
     return segmentation_loss(logits, masks, None)
 
 
-LOSSES = {"torch": torch_loss, "fcnkit": fcnkit_loss}
+def fcnkit_loss_torch_operations(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The same loss with its one node as torch operations, as without a C compiler."""
+    with cross_entropy.torch_operations():
+        return segmentation_loss(logits, masks, None)
+
+
+LOSSES = {"torch": torch_loss, "fcnkit (torch operations)": fcnkit_loss_torch_operations,
+          "fcnkit": fcnkit_loss}
 
 
 def make_step(model: torch.nn.Module, dtype: torch.dtype | None, channels_last: bool,
@@ -147,7 +165,7 @@ def compile_rows(args: argparse.Namespace, images: torch.Tensor, masks: torch.Te
                  ) -> tuple[list[dict], dict]:
     """Eager vs compiled steps from the same weights; rows and the loss comparison."""
     dtype = torch.bfloat16 if args.compile_precision == "bf16" else None
-    base = build_model(args.model, num_classes=21, backbone=args.backbone)
+    base = build(args)
     eager = make_step(copy.deepcopy(base), dtype, True, images, masks)
     compiled_model = torch.compile(copy.deepcopy(base))
     compiled = make_step(compiled_model, dtype, True, images, masks)
@@ -179,7 +197,7 @@ def loss_rows(args: argparse.Namespace, images: torch.Tensor, masks: torch.Tenso
     """The step as it was (torch's loss; under bf16 autocast, the upsamplers in bf16)
     against each change alone and both, channels_last, for each precision in
     ``--loss-precisions``, from the same weights on the same batch."""
-    base = build_model(args.model, num_classes=21, backbone=args.backbone)
+    base = build(args)
     steps, groups = {}, {}
     for precision in args.loss_precisions.split(","):
         dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
@@ -259,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--classes", type=int, default=21,
+                        help="classes of the model and the targets (21: Pascal VOC; 19: "
+                        "Cityscapes; 150: ADE20K)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--workers", type=int, default=TrainConfig(data=".").workers,
@@ -282,12 +303,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="time the steps only")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.classes < 2:
+        parser.error(f"--classes {args.classes}: a segmentation needs at least 2 classes")
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
 
     torch.manual_seed(0)
     images = torch.randn(args.batch, 3, args.crop, args.crop)
-    masks = torch.randint(0, 21, (args.batch, args.crop, args.crop))
+    masks = torch.randint(0, args.classes, (args.batch, args.crop, args.crop))
     extra: dict = {}
     if args.compile:
         rows, extra["compile"] = compile_rows(args, images, masks)
@@ -296,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.loader:
         from fcnkit.runtime.precision import resolve_precision
 
-        model = build_model(args.model, num_classes=21, backbone=args.backbone)
+        model = build(args)
         model = model.to(memory_format=torch.channels_last)
         chosen = resolve_precision("auto", "cpu", model=model, channels_last=True)
         name = f"{chosen.name} channels_last (fcnkit train's default here)"
@@ -305,11 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         extra["precision_reason"] = chosen.reason
     elif args.widths:
         steps = {f"width {w}": make_step(
-            build_model(args.model, num_classes=21, backbone=args.backbone, width=float(w)),
+            build(args, width=float(w)),
             None, True, images, masks) for w in args.widths.split(",")}
         rows = step_rows(time_steps(steps, args.repeats, args.warmup), args.batch)
     else:
-        base = build_model(args.model, num_classes=21, backbone=args.backbone)
+        base = build(args)
         steps = {name: make_step(copy.deepcopy(base), dtype, layout, images, masks)
                  for name, (dtype, layout) in VARIANTS.items()}
         rows = step_rows(time_steps(steps, args.repeats, args.warmup), args.batch)
@@ -327,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
                                            args.loader_batches)
     best = max(rows, key=lambda r: r["img_per_s"])
     report = {
-        "model": f"{args.model} {args.backbone}", "batch": args.batch, "crop": args.crop,
+        "model": f"{args.model} {args.backbone}", "classes": args.classes, "batch": args.batch,
+        "crop": args.crop,
         "threads": args.threads, "native_bf16": cpu_has_native_bf16(), "rows": rows,
         "loader": {"workers": args.workers, "img_per_s": round(loader_ips, 1),
                    "ratio_to_first_step": round(loader_ips / rows[0]["img_per_s"], 1),
@@ -336,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                    "keeps_target": loader_ips >= LOADER_TARGET * best["img_per_s"]},
         **extra,
         "load_average_start": load_start, "load_average_end": os.getloadavg()[0],
-        "torch": torch.__version__,
+        "torch": torch.__version__, "compiled_loss": cross_entropy.native_status(),
     }
     if args.skip_loader:
         report["loader"] = None
@@ -344,8 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
         return 0
     keys = list(rows[0])
-    print(f"{report['model']}, batch {args.batch} x {args.crop}^2, {args.threads} threads, "
+    print(f"{report['model']}, {args.classes} classes, batch {args.batch} x {args.crop}^2, "
+          f"{args.threads} threads, "
           f"native bf16: {report['native_bf16']}")
+    print(f"compiled loss: {report['compiled_loss']}")
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:

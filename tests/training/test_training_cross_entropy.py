@@ -18,7 +18,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.training import cross_entropy
-from fcnkit.training.cross_entropy import SHORT_ROWS, summed_cross_entropy
+from fcnkit.training.cross_entropy import COMPILED_ROWS, SHORT_ROWS, summed_cross_entropy
 
 #: Enough classes for the one-node loss.
 LONG = SHORT_ROWS + 1
@@ -97,21 +97,24 @@ def test_fp32_matches_torch_values_and_gradients(weighted: bool, monkeypatch,
     assert calls == [_node(implementation)]
 
 
-@pytest.mark.parametrize("shape, layout, one_node", [
-    ((2, LONG, 5, 6), "nchw", False),                   # torch's loss reads NCHW in place
-    ((2, SHORT_ROWS - 1, 5, 6), "channels_last", False),  # short rows: torch's is faster
-    ((2, SHORT_ROWS, 5, 6), "channels_last", True),
-    ((2, LONG, 13), "channels_last", True),             # (N, C, L) sequences
-    ((2, LONG, 3, 4, 5), "channels_last", True),        # volumes, channels_last_3d
-    ((2, 4, 3, 4, 5), "channels_last", False),
+@pytest.mark.parametrize("shape, layout, compiled, torch_node", [
+    ((2, LONG, 5, 6), "nchw", False, False),            # torch's loss reads NCHW in place
+    ((2, COMPILED_ROWS - 1, 5, 6), "channels_last", False, False),  # short rows
+    ((2, COMPILED_ROWS, 5, 6), "channels_last", True, False),  # compiled: blocks of pixels
+    ((2, SHORT_ROWS - 1, 5, 6), "channels_last", True, False),  # torch's is faster
+    ((2, SHORT_ROWS, 5, 6), "channels_last", True, True),
+    ((2, LONG, 13), "channels_last", True, True),       # (N, C, L) sequences
+    ((2, LONG, 3, 4, 5), "channels_last", True, True),  # volumes, channels_last_3d
+    ((2, 4, 3, 4, 5), "channels_last", False, False),
 ])
-def test_which_cases_take_the_one_node_loss(shape, layout, one_node, monkeypatch,
+def test_which_cases_take_the_one_node_loss(shape, layout, compiled, torch_node, monkeypatch,
                                             implementation) -> None:
     calls = _one_node_calls(monkeypatch)
     logits, masks, weight = _case(6, shape)
     if layout == "channels_last":
         logits = _channels_last(logits)
     _assert_matches_torch(logits, masks, weight)
+    one_node = compiled if implementation == "compiled" else torch_node
     assert calls == ([_node(implementation)] if one_node else [])
 
 

@@ -35,6 +35,8 @@ MARCH_NATIVE = "-march=native"
 
 
 def cache_dir() -> Path:
+    """Where built libraries are kept: ``$FCNKIT_NATIVE_CACHE``, else
+    ``~/.cache/fcnkit/native``."""
     named = os.environ.get(NATIVE_CACHE_ENV)
     if named:
         return Path(named).expanduser()

@@ -10,29 +10,29 @@ gradient leaves in NCHW and the last transposed convolution's backward copies it
 an fp32 one (docs/benchmarks.md, "The loss and the last upsampler at full resolution").
 
 :func:`summed_cross_entropy` computes the same loss in one node for channels_last logits
-on a CPU with at least :data:`SHORT_ROWS` classes: the class axis goes last, where it has
-stride 1, so no layout copy is made; the cast happens inside
-``log_softmax(dtype=float32)``; the backward is the closed form
-``∂L/∂z = w_t · g · (softmax(z) − onehot(t))`` (one ``exp`` of the saved log-probabilities
-and one write at the target), returned in the logits' dtype and layout. Every other case
-(NCHW, fewer classes, CUDA) is ``F.cross_entropy`` itself, which
+on a CPU: the class axis goes last, where it has stride 1, so no layout copy is made, and
+the backward is the closed form ``∂L/∂z = w_t · g · (softmax(z) − onehot(t))``, returned
+in the logits' dtype and layout. Where a C compiler is present, that node is one compiled
+function per direction (``_cross_entropy.c``, built on first use by
+:mod:`fcnkit.runtime.native_build` with ``-march=native``, run on
+``torch.get_num_threads()`` threads): the forward reads the logits once and keeps one float
+per pixel (the log-sum-exp), the backward reads them once more and writes the gradient,
+where torch operations make five to seven passes over full-resolution float32 tensors. It
+takes float32 and bf16 logits with at least :data:`COMPILED_ROWS` classes. Without it
+(no compiler, ``FCNKIT_NATIVE=0``, float16 or float64 logits) the node is torch
+operations: the cast inside ``log_softmax(dtype=float32)``, one ``exp`` of the saved
+log-probabilities and one write at the target, from :data:`SHORT_ROWS` classes on. Every
+other case (NCHW, fewer classes, CUDA) is ``F.cross_entropy`` itself, which
 ``benchmarks/bench_loss.py`` measured as fast or faster there, or did not measure (CUDA).
-
-Where a C compiler is present, that node is one compiled function per direction
-(``_cross_entropy.c``, built on first use by :mod:`fcnkit.runtime.native_build` with
-``-march=native``, run on ``torch.get_num_threads()`` threads): a forward that reads the
-logits once and keeps one float per pixel (the log-sum-exp), and a backward that reads
-them once more and writes the gradient, where the torch operations make five to seven
-passes over full-resolution float32 tensors. float32 and bfloat16 logits take it; float16
-and float64 logits, and every run with ``FCNKIT_NATIVE=0`` or without a compiler, take the
-torch operations. :func:`native_status` says which.
+:func:`native_status` says whether the compiled loss is in use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,7 +43,8 @@ from torch.autograd.function import once_differentiable
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.runtime import native_build
 
-__all__ = ["SHORT_ROWS", "native_status", "summed_cross_entropy"]
+__all__ = ["COMPILED_ROWS", "SHORT_ROWS", "native_status", "summed_cross_entropy",
+           "torch_operations"]
 
 #: The one-node loss from this many classes on. Below it, torch's log-softmax over the
 #: last axis works one row at a time (rows shorter than a vector register cost it 8–9 ns
@@ -52,6 +53,11 @@ __all__ = ["SHORT_ROWS", "native_status", "summed_cross_entropy"]
 #: 2–12 classes, 1.4–2.9× for 16–150 (docs/benchmarks.md, "The loss and the last upsampler
 #: at full resolution").
 SHORT_ROWS = 16
+#: The compiled one-node loss from this many classes on (it vectorises over a block of
+#: pixels, not along a row): benchmarks/bench_loss.py on host C, with the class axis last
+#: 0.62–0.84× of F.cross_entropy at 4 classes, 1.08–1.17× at 8, 1.3–1.6× at 12, 3.2–8.6×
+#: from 16 on (docs/benchmarks.md, "The loss compiled").
+COMPILED_ROWS = 8
 
 
 def summed_cross_entropy(
@@ -71,13 +77,13 @@ def summed_cross_entropy(
         RuntimeError: a target outside ``[0, C)`` that is not ``IGNORE_INDEX`` (torch's
             index check, as in ``F.cross_entropy``).
     """
-    if (logits.is_cpu and logits.dim() >= 3 and logits.stride(1) == 1
-            and logits.shape[1] >= SHORT_ROWS):
+    if logits.is_cpu and logits.dim() >= 3 and logits.stride(1) == 1:
         # channels_last: the classes of a pixel are adjacent, the class axis goes last.
         class_last = logits.movedim(1, -1)
-        if _native_applies(class_last, masks, weight):
+        if logits.shape[1] >= COMPILED_ROWS and _native_applies(class_last, masks, weight):
             return _NativeCrossEntropy.apply(class_last, masks, weight)
-        return _ClassLastCrossEntropy.apply(class_last, masks, weight)
+        if logits.shape[1] >= SHORT_ROWS:
+            return _ClassLastCrossEntropy.apply(class_last, masks, weight)
     compute = torch.promote_types(logits.dtype, torch.float32)
     return F.cross_entropy(logits.to(compute), masks,
                            weight=None if weight is None else weight.to(compute),
@@ -152,6 +158,20 @@ def native_status() -> str:
     return _status[0]
 
 
+_torch_only: list[bool] = []
+
+
+@contextlib.contextmanager
+def torch_operations() -> Iterator[None]:
+    """Within this block the one-node loss runs as torch operations, compiler or not
+    (benchmarks compare the two side by side)."""
+    _torch_only.append(True)
+    try:
+        yield
+    finally:
+        _torch_only.pop()
+
+
 def _native_applies(logits: torch.Tensor, masks: torch.Tensor,
                     weight: torch.Tensor | None) -> bool:
     """``(..., C)`` class-last logits the compiled loss takes: float32 or bf16, contiguous,
@@ -160,7 +180,7 @@ def _native_applies(logits: torch.Tensor, masks: torch.Tensor,
     return (logits.dtype in _NATIVE_DTYPES and logits.is_contiguous() and logits.numel() > 0
             and masks.shape == logits.shape[:-1] and not masks.is_floating_point()
             and (weight is None or weight.shape == (logits.shape[-1],))
-            and _library() is not None)
+            and not _torch_only and _library() is not None)
 
 
 @functools.lru_cache(maxsize=4)
