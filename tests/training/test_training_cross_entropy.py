@@ -281,3 +281,15 @@ def test_native_status_says_which_loss_runs(implementation) -> None:
         assert status.startswith("compiled (") and "fcnkit_cross_entropy_" in status
     else:
         assert status == "off (FCNKIT_NATIVE=0): torch operations"
+
+
+def test_a_run_banner_names_the_loss_only_where_there_is_a_choice(implementation) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    described = cross_entropy.describe(21, cpu, channels_last=True)
+    if implementation == "compiled":
+        assert described == "loss compiled"
+    else:
+        assert described == "loss as torch operations (off (FCNKIT_NATIVE=0))"
+    assert cross_entropy.describe(COMPILED_ROWS - 1, cpu, channels_last=True) == ""
+    assert cross_entropy.describe(21, cpu, channels_last=False) == ""
+    assert cross_entropy.describe(21, cuda, channels_last=True) == ""

@@ -43,7 +43,7 @@ from torch.autograd.function import once_differentiable
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.runtime import native_build
 
-__all__ = ["COMPILED_ROWS", "SHORT_ROWS", "native_status", "summed_cross_entropy",
+__all__ = ["COMPILED_ROWS", "SHORT_ROWS", "describe", "native_status", "summed_cross_entropy",
            "torch_operations"]
 
 #: The one-node loss from this many classes on. Below it, torch's log-softmax over the
@@ -149,6 +149,17 @@ def _library() -> ctypes.CDLL | None:
                                        ctypes.c_float, _P]
     _status[0] = why
     return library
+
+
+def describe(classes: int, device: torch.device, channels_last: bool) -> str:
+    """What computes the loss of a run, for its banner: ``"loss compiled"``, the torch
+    operations and why, or ``""`` where :func:`summed_cross_entropy` is
+    ``F.cross_entropy`` itself whatever the compiler (too few classes, NCHW, CUDA)."""
+    if device.type != "cpu" or not channels_last or classes < COMPILED_ROWS:
+        return ""
+    if _library() is not None:
+        return "loss compiled"
+    return f"loss as torch operations ({_status[0].removesuffix(': torch operations')})"
 
 
 def native_status() -> str:
