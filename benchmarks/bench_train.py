@@ -6,7 +6,9 @@ fp32 and bf16 autocast, each in NCHW and channels_last, interleaved round by rou
 it times the training DataLoader alone (the training transforms of ``fcnkit train``:
 random scale, crop, flip, colour jitter, normalisation; ``TrainConfig``'s default
 workers) on the synthetic dataset, so ``loader img/s ÷ step img/s`` says whether data
-loading can keep up.
+loading can keep up. The process keeps freed memory for reuse, as ``fcnkit train`` does
+(:mod:`fcnkit.runtime.allocator`; ``FCNKIT_MALLOC=system`` for glibc's default;
+``benchmarks/bench_malloc.py`` compares the two).
 
 Run (results go in docs/benchmarks.md with the load average printed here)::
 
@@ -73,6 +75,7 @@ import torch.nn.functional as F
 from fcnkit.models import build_model
 from fcnkit.models.heads import GroupedBilinear
 from fcnkit.models.registry import model_options
+from fcnkit.runtime import allocator
 from fcnkit.runtime.precision import cpu_has_native_bf16
 from fcnkit.training import cross_entropy
 from fcnkit.training.config import TrainConfig
@@ -305,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.classes < 2:
         parser.error(f"--classes {args.classes}: a segmentation needs at least 2 classes")
+    # The allocator fcnkit train runs with (FCNKIT_MALLOC=system: glibc's default).
+    memory = allocator.keep_freed_memory()
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
 
@@ -361,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         **extra,
         "load_average_start": load_start, "load_average_end": os.getloadavg()[0],
         "torch": torch.__version__, "compiled_loss": cross_entropy.native_status(),
+        "allocator": memory,
     }
     if args.skip_loader:
         report["loader"] = None
@@ -371,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{report['model']}, {args.classes} classes, batch {args.batch} x {args.crop}^2, "
           f"{args.threads} threads, "
           f"native bf16: {report['native_bf16']}")
-    print(f"compiled loss: {report['compiled_loss']}")
+    print(f"compiled loss: {report['compiled_loss']}; allocator: {memory}")
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:

@@ -30,6 +30,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from fcnkit.models import build_model
+from fcnkit.runtime import allocator
 
 CONVOLUTION = ("conv", "mkldnn_convolution")
 
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    memory = allocator.keep_freed_memory()  # as fcnkit train runs (FCNKIT_MALLOC=system: not)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     images = torch.randn(args.batch, 3, args.crop, args.crop)
@@ -76,7 +78,7 @@ def main() -> None:
     }
     print(f"FCN-8s {args.backbone}, batch {args.batch} x {args.crop}^2, {args.precision}, "
           f"channels_last, {args.threads} threads, torch {torch.__version__}, load average "
-          f"{os.getloadavg()[0]:.1f}")
+          f"{os.getloadavg()[0]:.1f}; {memory}")
     for name, r in results.items():
         share = r["convolution_share"]
         print(f"\n{name}: {r['total_ms_per_step']:.0f} ms of self CPU time per step "

@@ -439,6 +439,18 @@ def test_training_off_a_tty_writes_no_carriage_returns(tiny_data, tmp_path, caps
     assert "\r" not in err
     assert "epoch 1/1 step 1/2: loss" in err and "epoch 1/1 step 2/2: loss" in err
     assert "epoch 1/1: train loss" in err
+    # The banner says what the allocator does (glibc keeps freed memory for the next step).
+    assert ("; freed memory kept (glibc); run dir" in err
+            or "; system allocator (" in err)
+
+
+def test_an_unknown_fcnkit_malloc_stops_training_before_it_starts(tiny_data, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setenv("FCNKIT_MALLOC", "tcmalloc")
+    with pytest.raises(InputError, match="FCNKIT_MALLOC='tcmalloc' is unknown"):
+        train_mod.train(tiny_config(tiny_data, tmp_path / "r", epochs=1,
+                                    max_steps_per_epoch=1))
+    assert not (tmp_path / "r").exists()
 
 
 # --------------------------------------------------------------------------------------------

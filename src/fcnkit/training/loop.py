@@ -77,6 +77,7 @@ from fcnkit.errors import InputError, warn
 from fcnkit.inference.evaluate import evaluate
 from fcnkit.inference.predict import predict_samples
 from fcnkit.limits import check_training_crop
+from fcnkit.runtime import allocator
 from fcnkit.runtime import checkpoint as ckpt_io
 from fcnkit.runtime import distributed as ddp
 from fcnkit.runtime.checkpoint import TrainingCheckpoint
@@ -130,11 +131,12 @@ def train(
             missing resume checkpoint, a crop x batch above the memory budget
             (:func:`fcnkit.limits.check_training_crop`), a run directory another run holds
             (:class:`fcnkit.training.rundir.RunLock`), a loss or weights that diverged
-            (:class:`TrainingDiverged`). A failure after the run directory was started
-            leaves ``RUN_DIR/error.txt`` saying why.
+            (:class:`TrainingDiverged`), an unknown ``FCNKIT_MALLOC``. A failure after the
+            run directory was started leaves ``RUN_DIR/error.txt`` saying why.
     """
     start_time = time.perf_counter()
     check_training_crop(config.crop, config.batch_size)
+    allocator.keep_freed_memory()  # before the first step allocates
     device = resolve_device(config.device)
     resume = load_resume_checkpoint(config)  # before creating anything: fail early
     info = ddp.init_distributed(device)
@@ -192,6 +194,7 @@ def announce(state: TrainState) -> None:
     """The run's banner (rank 0), and a warning when a resumed run has nothing left to do."""
     config, info = state.config, state.info
     loss = cross_entropy.describe(state.num_classes, state.device, state.channels_last)
+    memory = allocator.keep_freed_memory()
     state.console.line(
         f"fcnkit train: {config.model} ({state.model_config}) on {len(state.train_set)} "
         f"train / {len(state.val_set)} val images; {info.world_size} process(es) x batch "
@@ -201,7 +204,7 @@ def announce(state: TrainState) -> None:
         f"precision {state.precision.reason}; "
         f"{'channels_last' if state.channels_last else 'NCHW'}"
         f"{'; compiled' if state.compiled else ''}{f'; {loss}' if loss else ''}; "
-        f"run dir {state.run_dir}"
+        f"{memory}; run dir {state.run_dir}"
     )
     if info.is_main and state.epoch >= config.last_epoch:
         described = ckpt_io.describe_checkpoint({"model_config": state.model_config})

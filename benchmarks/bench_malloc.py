@@ -1,0 +1,127 @@
+"""The training step with glibc's default allocator against freed memory kept for reuse.
+
+:func:`fcnkit.runtime.allocator.keep_freed_memory` changes the C library's allocator of the
+whole process, and glibc's default policy (a mmap threshold that adapts to what was freed)
+cannot be put back once changed. So the two policies cannot alternate inside one process.
+This script runs them in child processes started one after the other, alternating
+``default, keep, keep, default, default, keep, ...`` (``--pairs`` pairs), each child
+building the same model from the same seed and timing ``--repeats`` steps after
+``--warmup``: drift of the machine falls on both policies alike. It prints, per policy and
+precision, the median of the children's median step times, the minor page faults per step
+(``getrusage``) and the children's peak resident memory, and keep's speed-up.
+
+FCN-8s (``--backbone``), ``--classes`` classes, batch ``--batch`` × ``--crop``²,
+channels_last, the step of ``benchmarks/bench_train.py`` (SGD, fcnkit's loss).
+
+Run (results go in docs/benchmarks.md)::
+
+    .venv/bin/python benchmarks/bench_malloc.py --pairs 3 --repeats 5 --warmup 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = """
+import json, resource, statistics, sys, time
+sys.path.insert(0, {benchmarks!r})
+import torch
+from bench_train import make_step
+from fcnkit.models import build_model
+from fcnkit.runtime import allocator
+args = json.loads(sys.argv[1])
+status = allocator.keep_freed_memory() if args["policy"] == "keep" else "glibc default"
+torch.set_num_threads(args["threads"])
+torch.manual_seed(0)
+images = torch.randn(args["batch"], 3, args["crop"], args["crop"])
+masks = torch.randint(0, args["classes"], (args["batch"], args["crop"], args["crop"]))
+model = build_model("fcn8s", num_classes=args["classes"], backbone=args["backbone"])
+dtype = torch.bfloat16 if args["precision"] == "bf16" else None
+step = make_step(model, dtype, True, images, masks)
+for _ in range(args["warmup"]):
+    step()
+times, faults = [], []
+for _ in range(args["repeats"]):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({{"status": status, "torch": torch.__version__,
+                  "median_s": statistics.median(times),
+                  "faults_per_step": statistics.median(faults),
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+POLICIES = ("default", "keep")
+
+
+def run_child(policy: str, precision: str, args: argparse.Namespace) -> dict:
+    spec = {"policy": policy, "precision": precision, "threads": args.threads,
+            "batch": args.batch, "crop": args.crop, "classes": args.classes,
+            "backbone": args.backbone, "warmup": args.warmup, "repeats": args.repeats}
+    code = CHILD.format(benchmarks=str(Path(__file__).resolve().parent))
+    env = {**os.environ, "FCNKIT_MALLOC": "keep"}
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_malloc: a child failed:\n{done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--precisions", default="bf16,fp32")
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--classes", type=int, default=21)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    precisions = args.precisions.split(",")
+    if args.pairs < 1 or args.repeats < 1 or any(p not in ("bf16", "fp32") for p in precisions):
+        parser.error("--pairs and --repeats must be >= 1; --precisions a comma-separated "
+                     "list of bf16, fp32")
+    load_start = os.getloadavg()[0]
+    results: dict[tuple[str, str], list[dict]] = {}
+    for pair in range(args.pairs):
+        order = POLICIES if pair % 2 == 0 else POLICIES[::-1]
+        for policy in order:
+            for precision in precisions:
+                results.setdefault((precision, policy), []).append(
+                    run_child(policy, precision, args))
+    first = next(iter(results.values()))[0]
+    print(f"FCN-8s {args.backbone}, {args.classes} classes, batch {args.batch} x "
+          f"{args.crop}^2, channels_last, {args.threads} threads; {args.pairs} children per "
+          f"policy, each the median of {args.repeats} steps after {args.warmup}; "
+          f"torch {first['torch']}")
+    print("| precision | allocator | s / step (median of children; min, max) | faults / step "
+          "| peak RSS MiB | speed-up of keep |")
+    print("|---|---|---|---|---|---|")
+    for precision in precisions:
+        medians = {}
+        for policy in POLICIES:
+            runs = results[(precision, policy)]
+            times = [r["median_s"] for r in runs]
+            medians[policy] = statistics.median(times)
+            speedup = "" if policy == "default" else \
+                f"{medians['default'] / medians['keep']:.2f}x"
+            print(f"| {precision} | {runs[0]['status']} | {medians[policy]:.3f} "
+                  f"({min(times):.3f}, {max(times):.3f}) "
+                  f"| {statistics.median(r['faults_per_step'] for r in runs):.0f} "
+                  f"| {max(r['peak_rss_mib'] for r in runs):.0f} | {speedup} |")
+    print(f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
