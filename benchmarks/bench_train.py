@@ -30,8 +30,7 @@ compiles, is not timed)::
 ``--loss`` times the step with the textbook loss, ``F.cross_entropy(logits.float(), ...)``,
 against the step with the loss ``fcnkit train`` minimises
 (:func:`fcnkit.training.cross_entropy.summed_cross_entropy`: the same value, without the
-layout copies and casts; compiled where a C compiler is present, and also timed as torch
-operations), channels_last, in fp32 and bf16 autocast; under bf16 also with
+layout copies and casts), channels_last, in fp32 and bf16 autocast; under bf16 also with
 the frozen bilinear upsamplers in bf16 (as autocast would run them) against float32 (as
 :class:`fcnkit.models.heads.GroupedBilinear` runs them). All from the same weights on the
 same batch; it reports each variant's speed-up over the step as it was, and the max
@@ -77,7 +76,6 @@ from fcnkit.models.heads import GroupedBilinear
 from fcnkit.models.registry import model_options
 from fcnkit.runtime import allocator
 from fcnkit.runtime.precision import cpu_has_native_bf16
-from fcnkit.training import cross_entropy
 from fcnkit.training.config import TrainConfig
 from fcnkit.training.recipe import segmentation_loss
 
@@ -105,19 +103,12 @@ def torch_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 def fcnkit_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """The loss ``fcnkit train`` minimises (same value; for channels_last logits of 8
-    classes or more one autograd node without layout copies, compiled where it can be)."""
+    """The loss ``fcnkit train`` minimises (same value; for channels_last logits of 16
+    classes or more one autograd node without layout copies)."""
     return segmentation_loss(logits, masks, None)
 
 
-def fcnkit_loss_torch_operations(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """The same loss with its one node as torch operations, as without a C compiler."""
-    with cross_entropy.torch_operations():
-        return segmentation_loss(logits, masks, None)
-
-
-LOSSES = {"torch": torch_loss, "fcnkit (torch operations)": fcnkit_loss_torch_operations,
-          "fcnkit": fcnkit_loss}
+LOSSES = {"torch": torch_loss, "fcnkit": fcnkit_loss}
 
 
 def make_step(model: torch.nn.Module, dtype: torch.dtype | None, channels_last: bool,
@@ -365,8 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                    "keeps_target": loader_ips >= LOADER_TARGET * best["img_per_s"]},
         **extra,
         "load_average_start": load_start, "load_average_end": os.getloadavg()[0],
-        "torch": torch.__version__, "compiled_loss": cross_entropy.native_status(),
-        "allocator": memory,
+        "torch": torch.__version__, "allocator": memory,
     }
     if args.skip_loader:
         report["loader"] = None
@@ -377,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{report['model']}, {args.classes} classes, batch {args.batch} x {args.crop}^2, "
           f"{args.threads} threads, "
           f"native bf16: {report['native_bf16']}")
-    print(f"compiled loss: {report['compiled_loss']}; allocator: {memory}")
+    print(f"allocator: {memory}")
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:

@@ -1,7 +1,7 @@
 """fcnkit.runtime.allocator: once freed memory is kept, training steps reuse it without page
-faults; with glibc's default every step faults most of its large tensors' pages in anew. Oracle: the kernel's own count of minor faults
-(``getrusage``), in fresh interpreters (the allocator's policy is per process and cannot be
-put back once changed)."""
+faults; with glibc's default every step faults most of its large tensors' pages in anew.
+Oracle: the kernel's own count of minor faults (``getrusage``), in fresh interpreters (the
+allocator's policy is per process and cannot be put back once changed)."""
 
 from __future__ import annotations
 

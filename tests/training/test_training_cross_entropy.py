@@ -1,13 +1,9 @@
 """summed_cross_entropy against torch's own F.cross_entropy: values and gradients of the
 one-node loss (channels_last, at least SHORT_ROWS classes) in every dtype the training
 step produces, ignored pixels, weights; which cases take it; and the mechanism (no layout
-copy of channels_last logits). Every test runs twice: with the compiled loss
-(``_cross_entropy.c``) where a C compiler is present, and with the torch operations
-(``FCNKIT_NATIVE=0``)."""
+copy of channels_last logits)."""
 
 from __future__ import annotations
-
-import shutil
 
 import pytest
 import torch
@@ -18,23 +14,10 @@ from torch.profiler import ProfilerActivity, profile
 
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.training import cross_entropy
-from fcnkit.training.cross_entropy import COMPILED_ROWS, SHORT_ROWS, summed_cross_entropy
+from fcnkit.training.cross_entropy import SHORT_ROWS, summed_cross_entropy
 
 #: Enough classes for the one-node loss.
 LONG = SHORT_ROWS + 1
-
-
-@pytest.fixture(autouse=True, params=["compiled", "torch operations"])
-def implementation(request, monkeypatch):
-    """The one-node loss compiled, or as torch operations (the library looked up again
-    before and after the test: it is cached per process)."""
-    if request.param == "compiled" and shutil.which("cc") is None:
-        pytest.skip("no C compiler")
-    if request.param == "torch operations":
-        monkeypatch.setenv("FCNKIT_NATIVE", "0")
-    cross_entropy._library.cache_clear()
-    yield request.param
-    cross_entropy._library.cache_clear()
 
 
 def _case(seed: int, shape: tuple[int, ...], ignored: float = 0.2):
@@ -72,60 +55,41 @@ def _assert_matches_torch(logits, masks, weight, *, loss_rtol: float = 1e-6,
 
 
 def _one_node_calls(monkeypatch) -> list[int]:
-    """Counts the calls of the one-node loss, compiled (1) or as torch operations (2)."""
+    """Counts the calls of the one-node loss."""
     calls: list[int] = []
-    for tag, node in ((1, cross_entropy._NativeCrossEntropy),
-                      (2, cross_entropy._ClassLastCrossEntropy)):
-        def counting(*args, real=node.apply, tag=tag):
-            calls.append(tag)
-            return real(*args)
+    real = cross_entropy._ClassLastCrossEntropy.apply
 
-        monkeypatch.setattr(node, "apply", counting)
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(cross_entropy._ClassLastCrossEntropy, "apply", counting)
     return calls
 
 
-def _node(implementation: str) -> int:
-    return 1 if implementation == "compiled" else 2
-
-
 @pytest.mark.parametrize("weighted", [False, True])
-def test_fp32_matches_torch_values_and_gradients(weighted: bool, monkeypatch,
-                                                 implementation) -> None:
+def test_fp32_matches_torch_values_and_gradients(weighted: bool, monkeypatch) -> None:
     calls = _one_node_calls(monkeypatch)
     logits, masks, weight = _case(0, (3, LONG, 9, 11))
     _assert_matches_torch(_channels_last(logits), masks, weight if weighted else None)
-    assert calls == [_node(implementation)]
+    assert calls == [1]
 
 
-@pytest.mark.parametrize("shape, layout, compiled, torch_node", [
-    ((2, LONG, 5, 6), "nchw", False, False),            # torch's loss reads NCHW in place
-    ((2, COMPILED_ROWS - 1, 5, 6), "channels_last", False, False),  # short rows
-    ((2, COMPILED_ROWS, 5, 6), "channels_last", True, False),  # compiled: blocks of pixels
-    ((2, SHORT_ROWS - 1, 5, 6), "channels_last", True, False),  # torch's is faster
-    ((2, SHORT_ROWS, 5, 6), "channels_last", True, True),
-    ((2, LONG, 13), "channels_last", True, True),       # (N, C, L) sequences
-    ((2, LONG, 3, 4, 5), "channels_last", True, True),  # volumes, channels_last_3d
-    ((2, 4, 3, 4, 5), "channels_last", False, False),
+@pytest.mark.parametrize("shape, layout, one_node", [
+    ((2, LONG, 5, 6), "nchw", False),                   # torch's loss reads NCHW in place
+    ((2, SHORT_ROWS - 1, 5, 6), "channels_last", False),  # short rows: torch's is faster
+    ((2, SHORT_ROWS, 5, 6), "channels_last", True),
+    ((2, LONG, 13), "channels_last", True),             # (N, C, L) sequences
+    ((2, LONG, 3, 4, 5), "channels_last", True),        # volumes, channels_last_3d
+    ((2, 4, 3, 4, 5), "channels_last", False),
 ])
-def test_which_cases_take_the_one_node_loss(shape, layout, compiled, torch_node, monkeypatch,
-                                            implementation) -> None:
+def test_which_cases_take_the_one_node_loss(shape, layout, one_node, monkeypatch) -> None:
     calls = _one_node_calls(monkeypatch)
     logits, masks, weight = _case(6, shape)
     if layout == "channels_last":
         logits = _channels_last(logits)
     _assert_matches_torch(logits, masks, weight)
-    one_node = compiled if implementation == "compiled" else torch_node
-    assert calls == ([_node(implementation)] if one_node else [])
-
-
-@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
-def test_half_and_double_logits_take_the_torch_operations(dtype, monkeypatch) -> None:
-    """The compiled loss reads float32 and bf16 only."""
-    calls = _one_node_calls(monkeypatch)
-    logits, masks, weight = _case(7, (2, LONG, 4, 5))
-    x = _channels_last(logits.to(dtype)).requires_grad_()
-    summed_cross_entropy(x, masks, weight).backward()
-    assert calls == [2] and x.grad is not None and x.grad.dtype == dtype
+    assert calls == ([1] if one_node else [])
 
 
 @pytest.mark.parametrize("classes", [4, 21])
@@ -232,64 +196,3 @@ def test_property_matches_torch_over_random_shapes(n, c, h, w, ignored, weighted
         logits = _channels_last(logits)
     _assert_matches_torch(logits, masks, weight if weighted else None,
                           loss_rtol=1e-5, loss_atol=1e-4)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_the_loss_split_over_threads_is_the_loss_on_one(dtype, implementation) -> None:
-    """8192 pixels: two threads for the compiled loss. The gradient of a pixel does not
-    depend on the split (bit for bit); the loss is its sum in another order."""
-    logits, masks, weight = _case(9, (2, 21, 64, 64))
-    logits = logits.to(dtype).contiguous(memory_format=torch.channels_last)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        two, two_grad = _loss_and_grad(summed_cross_entropy, logits, masks, weight)
-        torch.set_num_threads(1)
-        one, one_grad = _loss_and_grad(summed_cross_entropy, logits, masks, weight)
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(two_grad, one_grad)
-    torch.testing.assert_close(two, one, rtol=1e-6, atol=0)
-    ref, _ = _loss_and_grad(_torch, logits, masks, weight)
-    torch.testing.assert_close(two, ref, rtol=1e-5, atol=0)
-
-
-def test_a_nan_score_of_a_labelled_pixel_makes_the_loss_nan_as_in_torch() -> None:
-    logits, masks, _ = _case(10, (1, LONG, 3, 3), ignored=0.0)
-    logits[0, 5, 1, 1] = float("nan")
-    logits = _channels_last(logits)
-    ours, our_grad = _loss_and_grad(summed_cross_entropy, logits, masks, None)
-    ref, ref_grad = _loss_and_grad(_torch, logits, masks, None)
-    assert torch.isnan(ours) and torch.isnan(ref)
-    # Only that pixel's gradient is NaN, in both.
-    assert torch.equal(our_grad.isnan(), ref_grad.isnan())
-    assert our_grad.isnan().sum() == LONG
-
-
-def test_the_compiled_loss_names_the_bad_target(implementation) -> None:
-    if implementation != "compiled":
-        pytest.skip("the message of the compiled loss")
-    logits = _channels_last(torch.randn(1, LONG, 2, 2)).requires_grad_()
-    masks = torch.tensor([[[0, 1], [-1, 2]]])
-    with pytest.raises(IndexError, match=f"Target -1 is out of bounds.*{LONG} classes"):
-        summed_cross_entropy(logits, masks, None)
-
-
-def test_native_status_says_which_loss_runs(implementation) -> None:
-    status = cross_entropy.native_status()
-    if implementation == "compiled":
-        assert status.startswith("compiled (") and "fcnkit_cross_entropy_" in status
-    else:
-        assert status == "off (FCNKIT_NATIVE=0): torch operations"
-
-
-def test_a_run_banner_names_the_loss_only_where_there_is_a_choice(implementation) -> None:
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    described = cross_entropy.describe(21, cpu, channels_last=True)
-    if implementation == "compiled":
-        assert described == "loss compiled"
-    else:
-        assert described == "loss as torch operations (off (FCNKIT_NATIVE=0))"
-    assert cross_entropy.describe(COMPILED_ROWS - 1, cpu, channels_last=True) == ""
-    assert cross_entropy.describe(21, cpu, channels_last=False) == ""
-    assert cross_entropy.describe(21, cuda, channels_last=True) == ""

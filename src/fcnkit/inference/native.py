@@ -12,9 +12,8 @@ uses), or else by the same exact path.
 The C file is plain C99 with no torch headers. It is built on first use by the system C
 compiler (``$CC``, else ``cc``) into ``~/.cache/fcnkit/native/`` (or
 ``$FCNKIT_NATIVE_CACHE``), keyed by the source's hash, the compiler and the machine, and
-loaded with ctypes (:mod:`fcnkit.runtime.native_build`). Without a compiler, or with
-``FCNKIT_NATIVE=0``, :func:`load` returns None and the torch implementation runs: the
-labels are the same either way
+loaded with ctypes. Without a compiler, or with ``FCNKIT_NATIVE=0``, :func:`load` returns
+None and the torch implementation runs: the labels are the same either way
 (``tests/inference/test_inference_native.py``). :func:`status` says which and why.
 """
 
@@ -23,14 +22,19 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-
-from fcnkit.runtime import native_build
-from fcnkit.runtime.native_build import NATIVE_CACHE_ENV, NATIVE_ENV
 
 __all__ = [
     "DECLINED",
@@ -54,6 +58,10 @@ __all__ = [
     "status",
 ]
 
+#: ``FCNKIT_NATIVE=0`` turns the compiled labels stage off (the torch one runs).
+NATIVE_ENV = "FCNKIT_NATIVE"
+#: Directory for the built library, instead of ``~/.cache/fcnkit/native``.
+NATIVE_CACHE_ENV = "FCNKIT_NATIVE_CACHE"
 #: The C side's ``fk_abi()``: a stale library with another signature is rebuilt.
 _ABI = 10
 #: -ffp-contract=off: ``a + w * x`` rounds twice, as written (the emulated rounding of
@@ -72,14 +80,60 @@ def status() -> str:
     return _status[0]
 
 
+def _cache_dir() -> Path:
+    named = os.environ.get(NATIVE_CACHE_ENV)
+    if named:
+        return Path(named).expanduser()
+    return Path.home() / ".cache" / "fcnkit" / "native"
+
+
+def _build(source: bytes, compiler: str, target: Path) -> str | None:
+    """Compile ``source`` into ``target`` (written under a temporary name, then renamed, so
+    concurrent processes — torchrun ranks — never load a half-written library); an error
+    message or None."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+        c_file = Path(work) / "labels.c"
+        c_file.write_bytes(source)
+        built = Path(work) / target.name
+        try:
+            done = subprocess.run([compiler, *_FLAGS, "-o", str(built), str(c_file), "-lm"],
+                                  capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"{compiler} failed: {error}"
+        if done.returncode != 0:
+            return f"{compiler} failed: {done.stderr.strip().splitlines()[-1:]}"
+        os.replace(built, target)
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL | None:
-    library, why = native_build.build_and_load("fcnkit.inference", "_labels.c",
-                                                "fcnkit_labels", _FLAGS)
-    if library is None:
-        _status[0] = f"{why}: torch operations"
+    if os.environ.get(NATIVE_ENV, "1") == "0":
+        _status[0] = f"off ({NATIVE_ENV}=0): torch operations"
         return None
-    target = why.removeprefix("compiled (").removesuffix(")")
+    source = resources.files("fcnkit.inference").joinpath("_labels.c").read_bytes()
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        _status[0] = "no C compiler (cc, or $CC): torch operations"
+        return None
+    key = hashlib.sha256(b"\0".join([source, compiler.encode(), platform.machine().encode(),
+                                     platform.python_version().encode(),
+                                     " ".join(_FLAGS).encode()])).hexdigest()[:16]
+    target = _cache_dir() / f"fcnkit_labels_{key}.so"
+    if not target.exists():
+        try:
+            error = _build(source, compiler, target)
+        except OSError as failure:  # unwritable cache directory
+            error = f"cannot write {target.parent}: {failure}"
+        if error is not None:
+            _status[0] = f"build failed ({error}): torch operations"
+            return None
+    try:
+        library = ctypes.CDLL(str(target))
+    except OSError as error:
+        _status[0] = f"cannot load {target} ({error}): torch operations"
+        return None
     if library.fk_abi() != _ABI:
         _status[0] = f"{target} has ABI {library.fk_abi()}, not {_ABI}: torch operations"
         return None

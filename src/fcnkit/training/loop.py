@@ -83,7 +83,6 @@ from fcnkit.runtime import distributed as ddp
 from fcnkit.runtime.checkpoint import TrainingCheckpoint
 from fcnkit.runtime.device import resolve_device
 from fcnkit.runtime.precision import autocast
-from fcnkit.training import cross_entropy
 from fcnkit.training.config import TrainConfig
 from fcnkit.training.recipe import loss_reduction, training_loss
 from fcnkit.training.rundir import (
@@ -193,7 +192,6 @@ def fit(state: TrainState, on_epoch: Callable[[dict[str, Any]], None] | None = N
 def announce(state: TrainState) -> None:
     """The run's banner (rank 0), and a warning when a resumed run has nothing left to do."""
     config, info = state.config, state.info
-    loss = cross_entropy.describe(state.num_classes, state.device, state.channels_last)
     memory = allocator.keep_freed_memory()
     state.console.line(
         f"fcnkit train: {config.model} ({state.model_config}) on {len(state.train_set)} "
@@ -203,8 +201,7 @@ def announce(state: TrainState) -> None:
         f"{'' if config.stop_after is None else f' of {config.epochs}'}; "
         f"precision {state.precision.reason}; "
         f"{'channels_last' if state.channels_last else 'NCHW'}"
-        f"{'; compiled' if state.compiled else ''}{f'; {loss}' if loss else ''}; "
-        f"{memory}; run dir {state.run_dir}"
+        f"{'; compiled' if state.compiled else ''}; {memory}; run dir {state.run_dir}"
     )
     if info.is_main and state.epoch >= config.last_epoch:
         described = ckpt_io.describe_checkpoint({"model_config": state.model_config})
