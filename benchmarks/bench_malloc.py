@@ -1,4 +1,5 @@
-"""The training step with glibc's default allocator against freed memory kept for reuse.
+"""The training step, or one image's labels, with glibc's default allocator against freed
+memory kept for reuse.
 
 :func:`fcnkit.runtime.allocator.keep_freed_memory` changes the C library's allocator of the
 whole process, and glibc's default policy (a mmap threshold that adapts to what was freed)
@@ -10,12 +11,17 @@ building the same model from the same seed and timing ``--repeats`` steps after
 precision, the median of the children's median step times, the minor page faults per step
 (``getrusage``) and the children's peak resident memory, and keep's speed-up.
 
-FCN-8s (``--backbone``), ``--classes`` classes, batch ``--batch`` × ``--crop``²,
-channels_last, the step of ``benchmarks/bench_train.py`` (SGD, fcnkit's loss).
+``--task train``: FCN-8s (``--backbone``), ``--classes`` classes, batch ``--batch`` ×
+``--crop``², channels_last, the step of ``benchmarks/bench_train.py`` (SGD, fcnkit's loss).
+``--task labels``: the labels of one 320×480 image as ``fcnkit eval`` computes them
+(:func:`fcnkit.inference.labels.whole_image_labels` on the channels_last model, under
+bf16 autocast for ``bf16``), ``--repeats`` images after ``--warmup``.
 
 Run (results go in docs/benchmarks.md)::
 
     .venv/bin/python benchmarks/bench_malloc.py --pairs 3 --repeats 5 --warmup 2
+    .venv/bin/python benchmarks/bench_malloc.py --task labels --pairs 3 --repeats 30 \
+        --warmup 5
 """
 
 from __future__ import annotations
@@ -39,11 +45,20 @@ args = json.loads(sys.argv[1])
 status = allocator.keep_freed_memory() if args["policy"] == "keep" else "glibc default"
 torch.set_num_threads(args["threads"])
 torch.manual_seed(0)
-images = torch.randn(args["batch"], 3, args["crop"], args["crop"])
-masks = torch.randint(0, args["classes"], (args["batch"], args["crop"], args["crop"]))
 model = build_model("fcn8s", num_classes=args["classes"], backbone=args["backbone"])
 dtype = torch.bfloat16 if args["precision"] == "bf16" else None
-step = make_step(model, dtype, True, images, masks)
+if args["task"] == "train":
+    images = torch.randn(args["batch"], 3, args["crop"], args["crop"])
+    masks = torch.randint(0, args["classes"], (args["batch"], args["crop"], args["crop"]))
+    step = make_step(model, dtype, True, images, masks)
+else:
+    from fcnkit.inference.labels import whole_image_labels
+    model = model.eval().to(memory_format=torch.channels_last)
+    image = torch.randn(1, 3, 320, 480).contiguous(memory_format=torch.channels_last)
+    def step():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                             enabled=dtype is not None):
+            return whole_image_labels(model, image)
 for _ in range(args["warmup"]):
     step()
 times, faults = [], []
@@ -63,7 +78,7 @@ POLICIES = ("default", "keep")
 
 
 def run_child(policy: str, precision: str, args: argparse.Namespace) -> dict:
-    spec = {"policy": policy, "precision": precision, "threads": args.threads,
+    spec = {"policy": policy, "precision": precision, "threads": args.threads, "task": args.task,
             "batch": args.batch, "crop": args.crop, "classes": args.classes,
             "backbone": args.backbone, "warmup": args.warmup, "repeats": args.repeats}
     code = CHILD.format(benchmarks=str(Path(__file__).resolve().parent))
@@ -77,6 +92,7 @@ def run_child(policy: str, precision: str, args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=("train", "labels"), default="train")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
@@ -100,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
                 results.setdefault((precision, policy), []).append(
                     run_child(policy, precision, args))
     first = next(iter(results.values()))[0]
-    print(f"FCN-8s {args.backbone}, {args.classes} classes, batch {args.batch} x "
-          f"{args.crop}^2, channels_last, {args.threads} threads; {args.pairs} children per "
-          f"policy, each the median of {args.repeats} steps after {args.warmup}; "
-          f"torch {first['torch']}")
-    print("| precision | allocator | s / step (median of children; min, max) | faults / step "
+    what = (f"training step, batch {args.batch} x {args.crop}^2" if args.task == "train"
+            else "labels of one 320x480 image")
+    print(f"FCN-8s {args.backbone}, {args.classes} classes, {what}, channels_last, "
+          f"{args.threads} threads; {args.pairs} children per policy, each the median of "
+          f"{args.repeats} after {args.warmup}; torch {first['torch']}")
+    print("| precision | allocator | s (median of children; min, max) | faults / call "
           "| peak RSS MiB | speed-up of keep |")
     print("|---|---|---|---|---|---|")
     for precision in precisions:
@@ -115,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             medians[policy] = statistics.median(times)
             speedup = "" if policy == "default" else \
                 f"{medians['default'] / medians['keep']:.2f}x"
-            print(f"| {precision} | {runs[0]['status']} | {medians[policy]:.3f} "
-                  f"({min(times):.3f}, {max(times):.3f}) "
+            print(f"| {precision} | {runs[0]['status']} | {medians[policy]:.4f} "
+                  f"({min(times):.4f}, {max(times):.4f}) "
                   f"| {statistics.median(r['faults_per_step'] for r in runs):.0f} "
                   f"| {max(r['peak_rss_mib'] for r in runs):.0f} | {speedup} |")
     print(f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")

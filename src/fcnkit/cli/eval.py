@@ -24,6 +24,7 @@ from fcnkit.cli._common import (
     ranged,
 )
 from fcnkit.inference.tiling import DEFAULT_MAX_PIXELS, DEFAULT_TILE, DEFAULT_WINDOW
+from fcnkit.runtime import allocator
 
 NAME = "eval"
 
@@ -79,6 +80,9 @@ def run(args: Any) -> int:
     # local: import cost (torch, ~3 s: loaded only when this command runs)
     from fcnkit.inference.evaluate import evaluate_checkpoint
 
+    # Every image allocates and frees the same tensors: keep freed memory for the next one
+    # (fcnkit.runtime.allocator; benchmarks/bench_malloc.py --task labels).
+    allocator.keep_freed_memory()
     window_size = args.window
     if window_size is None and args.sliding:
         window_size = (DEFAULT_WINDOW, DEFAULT_WINDOW)
