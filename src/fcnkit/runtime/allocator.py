@@ -6,9 +6,10 @@ threshold (128 KiB, rising to at most 32 MiB) with a fresh ``mmap`` and gives th
 ``munmap`` on free, and trims the top of its heap once more than twice that threshold is
 free there. The next step then touches new pages, and every first touch is a page fault in
 which the kernel zeroes a page. ``benchmarks/bench_malloc.py`` (FCN-8s/ResNet-18, batch 8 ×
-256², host C, a virtual machine) counted 40–67 thousand faults per step by default and
-none once freed memory is kept, the step 1.2× faster in bf16 and 1.16× in fp32, the peak
-resident memory 2–6 % higher (docs/benchmarks.md, "Freed memory kept"). PyTorch's CPU
+256², host C, a virtual machine) counted 59–79 thousand faults per step by default and
+none once freed memory is kept: the step 1.18× faster in bf16 and 1.08× in fp32 (1.45× at
+150 classes), the peak resident memory 2–3 % higher (26 % at 150 classes; docs/
+benchmarks.md, "Freed memory kept for the next step"). PyTorch's CPU
 performance guide recommends a caching allocator (jemalloc, tcmalloc) loaded with
 ``LD_PRELOAD`` for the same reason; this gets the effect from glibc itself, with no
 package and no environment to set up.
@@ -16,10 +17,11 @@ package and no environment to set up.
 :func:`keep_freed_memory` sets glibc's ``M_MMAP_MAX`` to 0 (every block comes from the heap,
 which glibc itself falls back from to ``mmap`` only if the heap cannot grow) and
 ``M_TRIM_THRESHOLD`` to its maximum (2 GiB: the heap is not trimmed below that). The
-process then keeps its largest footprint until it exits, which is what a training run
-reaches every step anyway. ``fcnkit train`` calls it; prediction and evaluation do not (the
-memory bounds of ``fcnkit predict`` are measured with glibc's default). Set
-``FCNKIT_MALLOC=system`` to leave the C library's allocator as it is.
+process then keeps its largest footprint until it exits (a training run comes back to it
+every step), and the heap's fragments are part of it: hence the higher peak.
+``fcnkit train`` and ``fcnkit eval`` call it; ``fcnkit predict`` does not (its memory
+bound for huge images is measured with glibc's default). Set ``FCNKIT_MALLOC=system`` to
+leave the C library's allocator as it is.
 """
 
 from __future__ import annotations
