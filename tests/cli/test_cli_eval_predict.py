@@ -265,6 +265,13 @@ def test_eval_bad_options(world, capsys, extra, needle) -> None:
     assert_one_line_error(code, err, needle)
 
 
+def test_eval_with_an_unknown_allocator_setting(world, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("FCNKIT_MALLOC", "jemalloc")
+    code, _, err = run_cli(["eval", "--checkpoint", world["ckpt"], "--data", world["data"]],
+                           capsys)
+    assert_one_line_error(code, err, "FCNKIT_MALLOC='jemalloc'", "keep or system")
+
+
 @pytest.mark.slow  # a fresh process of the installed script (imports torch)
 def test_console_script_exit_code(world, tmp_path) -> None:
     """The installed `fcnkit` entry point: real process, exit 2, one stderr line."""
