@@ -19,8 +19,9 @@ which glibc itself falls back from to ``mmap`` only if the heap cannot grow) and
 ``M_TRIM_THRESHOLD`` to its maximum (2 GiB: the heap is not trimmed below that). The
 process then keeps its largest footprint until it exits (a training run comes back to it
 every step), and the heap's fragments are part of it: hence the higher peak.
-``fcnkit train`` and ``fcnkit eval`` call it; ``fcnkit predict`` does not (its memory
-bound for huge images is measured with glibc's default). Set ``FCNKIT_MALLOC=system`` to
+``fcnkit train`` and ``fcnkit eval`` call it; ``fcnkit predict`` does not (on huge images
+it gained 1–6 % and its peak memory rose by 118–153 MiB: ``bench_predict_memory.py
+--malloc system,keep``). Set ``FCNKIT_MALLOC=system`` to
 leave the C library's allocator as it is.
 """
 
