@@ -28,7 +28,6 @@ leave the C library's allocator as it is.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import platform
@@ -60,7 +59,7 @@ def _choice() -> str:
 def _apply() -> str:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return f"system allocator ({platform.system()} {platform.libc_ver()[0] or 'libc'})"
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc = ctypes.CDLL(None)  # the process's own symbols: glibc's malloc, the one in use
     if libc.mallopt(_M_MMAP_MAX, 0) != 1 or libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_MAX) != 1:
         return "system allocator (glibc refused mallopt)"
     return "freed memory kept (glibc)"
