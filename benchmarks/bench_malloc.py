@@ -29,50 +29,53 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
-from pathlib import Path
+import time
 
-CHILD = """
-import json, resource, statistics, sys, time
-sys.path.insert(0, {benchmarks!r})
 import torch
 from bench_train import make_step
+
+from fcnkit.inference.labels import whole_image_labels
 from fcnkit.models import build_model
 from fcnkit.runtime import allocator
-args = json.loads(sys.argv[1])
-status = allocator.keep_freed_memory() if args["policy"] == "keep" else "glibc default"
-torch.set_num_threads(args["threads"])
-torch.manual_seed(0)
-model = build_model("fcn8s", num_classes=args["classes"], backbone=args["backbone"])
-dtype = torch.bfloat16 if args["precision"] == "bf16" else None
-if args["task"] == "train":
-    images = torch.randn(args["batch"], 3, args["crop"], args["crop"])
-    masks = torch.randint(0, args["classes"], (args["batch"], args["crop"], args["crop"]))
-    step = make_step(model, dtype, True, images, masks)
-else:
-    from fcnkit.inference.labels import whole_image_labels
-    model = model.eval().to(memory_format=torch.channels_last)
-    image = torch.randn(1, 3, 320, 480).contiguous(memory_format=torch.channels_last)
-    def step():
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                             enabled=dtype is not None):
-            return whole_image_labels(model, image)
-for _ in range(args["warmup"]):
-    step()
-times, faults = [], []
-for _ in range(args["repeats"]):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    start = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - start)
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(json.dumps({{"status": status, "torch": torch.__version__,
-                  "median_s": statistics.median(times),
-                  "faults_per_step": statistics.median(faults),
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-"""
+
+
+def child(spec: dict) -> dict:
+    """One child's measurement (run as ``bench_malloc.py --child SPEC``): the allocator
+    policy set first, then ``spec["repeats"]`` timed calls after ``spec["warmup"]``."""
+    status = allocator.keep_freed_memory() if spec["policy"] == "keep" else "glibc default"
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(0)
+    model = build_model("fcn8s", num_classes=spec["classes"], backbone=spec["backbone"])
+    dtype = torch.bfloat16 if spec["precision"] == "bf16" else None
+    if spec["task"] == "train":
+        size = (spec["batch"], spec["crop"], spec["crop"])
+        step = make_step(model, dtype, True, torch.randn(size[0], 3, *size[1:]),
+                         torch.randint(0, spec["classes"], size))
+    else:
+        model = model.eval().to(memory_format=torch.channels_last)
+        image = torch.randn(1, 3, 320, 480).contiguous(memory_format=torch.channels_last)
+
+        def step() -> torch.Tensor:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                 enabled=dtype is not None):
+                return whole_image_labels(model, image)
+    for _ in range(spec["warmup"]):
+        step()
+    times, faults = [], []
+    for _ in range(spec["repeats"]):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return {"status": status, "torch": torch.__version__, "median_s": statistics.median(times),
+            "faults_per_step": statistics.median(faults),
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
 
 POLICIES = ("default", "keep")
 
@@ -81,9 +84,8 @@ def run_child(policy: str, precision: str, args: argparse.Namespace) -> dict:
     spec = {"policy": policy, "precision": precision, "threads": args.threads, "task": args.task,
             "batch": args.batch, "crop": args.crop, "classes": args.classes,
             "backbone": args.backbone, "warmup": args.warmup, "repeats": args.repeats}
-    code = CHILD.format(benchmarks=str(Path(__file__).resolve().parent))
     env = {**os.environ, "FCNKIT_MALLOC": "keep"}
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env,
+    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"bench_malloc: a child failed:\n{done.stderr.strip()[-2000:]}")
@@ -91,6 +93,10 @@ def run_child(policy: str, precision: str, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        print(json.dumps(child(json.loads(argv[1]))))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("train", "labels"), default="train")
     parser.add_argument("--pairs", type=int, default=3)
