@@ -326,9 +326,8 @@ def _fcnkit(*args: object, timeout: float = 120, **env: str) -> subprocess.Compl
 def test_a_fifo_checkpoint_is_refused_not_waited_for(world, tmp_path, name) -> None:
     fifo = tmp_path / name
     os.mkfifo(fifo)
-    extra = ["--backend", "onnxruntime"] if name.endswith(".onnx") else []
     proc = _fcnkit("predict", "--checkpoint", fifo, world["images"], "--out", tmp_path / "o",
-                   *extra, timeout=60)  # before: blocked in open() until killed
+                   timeout=60)  # before: blocked in open() until killed
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "is a FIFO (named pipe)" in proc.stderr
 

@@ -116,6 +116,10 @@ def test_export_errors_are_one_line_input_errors(tmp_path: Path) -> None:
         read_onnx_metadata(bogus)
     with pytest.raises(InputError, match="--backend onnxruntime"):
         open_backend(bogus, backend="torch")
+    # The default ("auto") sends an .onnx file to onnxruntime, which reads (and refuses) it.
+    with pytest.raises(InputError, match="bogus.onnx") as refused:
+        open_backend(bogus)
+    assert "--backend" not in str(refused.value)
     with pytest.raises(InputError, match=r"pip install 'fcnkit\[onnx\]'"):
         require("fcnkit_no_such_module")
     assert not list(tmp_path.glob("*.onnx*"))[1:]  # nothing but the bogus file
@@ -282,7 +286,8 @@ def test_cli_export_and_predict_with_onnxruntime(exported, tmp_path: Path, capsy
     assert report["output"] == str(out) and report["dynamic"] is True
     # Both in float32: --precision auto is bf16 autocast on a CPU with AVX512-BF16/AMX,
     # and this untrained model's near-tied logits would then differ in ~1% of the labels.
-    for backend, source, dest in [("onnxruntime", out, "ort"), ("torch", ckpt, "torch")]:
+    # "auto" (the default) runs the .onnx file on onnxruntime.
+    for backend, source, dest in [("auto", out, "ort"), ("torch", ckpt, "torch")]:
         assert main(["predict", "--checkpoint", str(source), "--backend", backend,
                      "--precision", "fp32", str(image), "--out", str(tmp_path / dest),
                      "--json"]) == 0

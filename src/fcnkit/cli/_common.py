@@ -265,7 +265,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser, *, window_help: str
     parser.add_argument(
         "--checkpoint", required=True,
         help="checkpoint file, or a run directory (its best.pt, else last.pt), or an .onnx "
-        "model (with --backend onnxruntime)",
+        "model from fcnkit export (run by onnxruntime)",
     )
     parser.add_argument("--window", type=window, default=None, help=window_help)
     parser.add_argument(
@@ -292,9 +292,10 @@ def inference_options(args: argparse.Namespace) -> dict[str, Any]:
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """``--backend``, ``--precision``, ``--channels-last``, ``--threads`` (eval, predict)."""
     parser.add_argument(
-        "--backend", choices=BACKENDS, default="torch",
+        "--backend", choices=BACKENDS, default="auto",
         help="torch (a checkpoint) or onnxruntime (an .onnx file from fcnkit export, or a "
-        "checkpoint exported on the fly); default torch",
+        "checkpoint exported on the fly); default auto: onnxruntime for an .onnx file, "
+        "else torch",
     )
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto",

@@ -295,7 +295,7 @@ def is_onnx_file(path: str | os.PathLike[str]) -> bool:
 def open_backend(
     source: str | os.PathLike[str] | Mapping[str, Any],
     *,
-    backend: str = "torch",
+    backend: str = "auto",
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     channels_last: bool | str = False,
@@ -308,9 +308,10 @@ def open_backend(
         source: a checkpoint dict from :func:`fcnkit.runtime.checkpoint.load_checkpoint`, a
             checkpoint file or run directory (its best.pt, else last.pt), or an ``.onnx``
             file from ``fcnkit export``.
-        backend: ``"torch"`` (checkpoints only) or ``"onnxruntime"`` (an ``.onnx`` file, or
+        backend: ``"torch"`` (checkpoints only), ``"onnxruntime"`` (an ``.onnx`` file, or
             a checkpoint, which is exported to a temporary dynamic-size ONNX file first:
-            with the coarse output when the model's last upsampling is bilinear).
+            with the coarse output when the model's last upsampling is bilinear), or
+            ``"auto"``: onnxruntime for an ``.onnx`` file, torch for a checkpoint.
         device, precision, channels_last: for the torch backend.
         threads: onnxruntime intra-op threads (``None``: torch's thread count).
         num_classes: the class count the caller's data has; a model with another count is
@@ -321,7 +322,10 @@ def open_backend(
     """
     if backend not in BACKENDS:
         raise InputError(f"--backend {backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
-    if not isinstance(source, Mapping) and is_onnx_file(source):
+    onnx_file = not isinstance(source, Mapping) and is_onnx_file(source)
+    if backend == "auto":
+        backend = "onnxruntime" if onnx_file else "torch"
+    if onnx_file:
         if backend != "onnxruntime":
             raise InputError(f"{source} is an ONNX model; run it with --backend onnxruntime "
                              "or pass a checkpoint for --backend torch")

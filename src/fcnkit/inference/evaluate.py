@@ -180,7 +180,7 @@ def evaluate_checkpoint(
     workers: int = 0,
     device: str | torch.device = "cpu",
     skip_bad: bool = False,
-    backend: str = "torch",
+    backend: str = "auto",
     precision: str = "fp32",
     channels_last: bool | str = False,
     threads: int | None = None,
@@ -196,7 +196,7 @@ def evaluate_checkpoint(
     Args:
         checkpoint: a checkpoint file, or a run directory (its ``best.pt``, else
             ``last.pt``; :func:`fcnkit.runtime.checkpoint.run_checkpoint`), or an ``.onnx``
-            model from ``fcnkit export`` (with ``backend="onnxruntime"``).
+            model from ``fcnkit export`` (run by onnxruntime; ``backend="torch"`` refuses it).
         data: dataset spec for :func:`fcnkit.data.open_dataset` (``voc:ROOT``, ...).
         split: split name.
         window: ``None`` for whole-image inference, else the sliding-window size.

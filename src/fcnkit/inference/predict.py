@@ -436,7 +436,7 @@ def predict_checkpoint(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     device: str | torch.device = "cpu",
     skip_bad: bool = False,
-    backend: str = "torch",
+    backend: str = "auto",
     precision: str = "fp32",
     channels_last: bool | str = False,
     threads: int | None = None,
@@ -449,7 +449,8 @@ def predict_checkpoint(
 
     Args:
         checkpoint: a checkpoint file, or a run directory (its ``best.pt``, else ``last.pt``),
-            or an ``.onnx`` model from ``fcnkit export`` (with ``backend="onnxruntime"``).
+            or an ``.onnx`` model from ``fcnkit export`` (run by onnxruntime; ``backend="torch"``
+            refuses it).
         inputs, out_dir, overlay, window, overlap, max_pixels, device, skip_bad: as for
             :func:`predict_paths` (the palette is the checkpoint's).
         backend, precision, channels_last, threads: how the model runs

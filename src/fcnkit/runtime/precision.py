@@ -62,8 +62,9 @@ __all__ = [
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LAYOUTS = ("auto", "on", "off")
-#: Inference backends (:mod:`fcnkit.inference.backends`).
-BACKENDS = ("torch", "onnxruntime")
+#: Inference backends (:mod:`fcnkit.inference.backends`). "auto" picks by the model file:
+#: onnxruntime for an ``.onnx`` file, torch for a checkpoint.
+BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
