@@ -268,3 +268,54 @@ def test_init_from_a_torchvision_file_builds_its_model(torchvision_fcn, tiny_dat
         build_training_model(config.replace(backbone="resnet18"), 4, None, init=init)
     assert "init_from:" in str(info.value) and "backbone='resnet50' (not 'resnet18')" in str(
         info.value)
+
+
+@pytest.fixture(scope="module")
+def imagenet_resnet18(tmp_path_factory):
+    """A torchvision ResNet-18 classifier's state dict under its release file name (random
+    weights: nothing downloads), as a user keeps ImageNet weights on disk."""
+    import torchvision
+
+    torch.manual_seed(5)
+    path = tmp_path_factory.mktemp("imagenet") / "resnet18-f37072fd.pth"
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, path)
+    return state, path
+
+
+def test_backbone_weights_seed_a_fresh_run_and_are_not_read_on_resume(imagenet_resnet18,
+                                                                     tiny_data, tmp_path):
+    from fcnkit.cli import build_parser
+    from fcnkit.cli.train import config_from_args
+    from fcnkit.training.setup import build_training_model
+
+    state, path = imagenet_resnet18
+    args = build_parser().parse_args(["train", "--data", f"voc:{tiny_data}", "--model",
+                                      "fcn8s", "--backbone-weights", str(path)])
+    config = config_from_args(args)
+    assert config.backbone_weights == str(path)
+    model, model_config, report = build_training_model(config, 4, None)
+    assert report is None and "backbone_weights" not in model_config
+    # The oracle: the classifier's own tensors, in the backbone under the same names.
+    for name in ("conv1.weight", "bn1.running_var", "layer3.1.conv2.weight"):
+        assert torch.equal(model.backbone.state_dict()[name], state[name]), name
+    # A resumed run has its own weights: the file is not read again (here it is gone).
+    resumed = {"model_config": dict(model_config), "model_state": model.state_dict(),
+               "path": "last.pt"}
+    moved = config.replace(backbone_weights=str(tmp_path / "moved-away.pth"))
+    again, _, _ = build_training_model(moved, 4, resumed)
+    assert torch.equal(again.backbone.conv1.weight, state["conv1.weight"])
+
+
+def test_init_from_that_fits_nothing_is_refused_not_trained_from_scratch(imagenet_resnet18,
+                                                                        tiny_data):
+    from fcnkit.models.weights import read_state_file
+    from fcnkit.training.setup import build_training_model
+
+    _, path = imagenet_resnet18
+    config = _config(tiny_data, "unused", model="fcn8s", init_from=str(path))
+    with pytest.raises(InputError) as info:
+        build_training_model(config, 4, None, init=read_state_file(path, "init_from"))
+    message = str(info.value)
+    assert "\n" not in message and "0 of 122 copied" in message
+    assert f"--backbone-weights {path}" in message  # an ImageNet classifier's file

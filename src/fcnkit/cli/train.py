@@ -86,6 +86,9 @@ def register(subparsers: Any) -> None:
     a("--init-from", metavar="CKPT",
       help="start from these weights (fcnkit checkpoint/.safetensors, torchvision or "
       "pytorch-fcn file): tensors matching by name and shape are copied; counts reported")
+    a("--backbone-weights", metavar="PTH|NAME",
+      help="ImageNet backbone weights: a torchvision classifier file (resnet18-f37072fd.pth) "
+      "or a weights name (IMAGENET1K_V1) in $TORCH_HOME/hub/checkpoints; nothing downloads")
     a("--recipe", choices=RECIPES,
       help="modern (default) or caffe: the FCN paper's summed loss, SGD momentum 0.99, "
       "fixed lr 1e-10/1e-12/1e-14 (32s/16s/8s), wd 5e-4, biases 2x lr without decay, "

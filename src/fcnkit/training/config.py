@@ -176,6 +176,12 @@ class TrainConfig:
         tensorboard: also write TensorBoard events to ``RUN_DIR/tensorboard`` (scalars and a
             few validation predictions per epoch; needs the ``tensorboard`` extra).
         model_options: further keyword options for ``build_model`` (plain values only).
+        backbone_weights: pretrained weights for the backbone alone, as fine-tuning usually
+            starts: a local torchvision classification file (``resnet18-f37072fd.pth``,
+            ``vgg16-397923af.pth``: VGG16's fc6/fc7 are transplanted as convolutions) or a
+            torchvision weights name (``IMAGENET1K_V1``, ``DEFAULT``) already in
+            ``$TORCH_HOME/hub/checkpoints`` (``build_model(backbone_weights=)``; nothing
+            downloads). Read when the run starts, not when it resumes.
         init_from: weights to start from (a fcnkit checkpoint or .safetensors, a torchvision
             or pytorch-fcn file): every tensor matching by name (mapped by role for foreign
             layouts) and shape is copied, the rest initialised as usual, and the counts
@@ -225,6 +231,7 @@ class TrainConfig:
     tensorboard: bool = False
     model_options: Mapping[str, Any] = field(default_factory=dict)
     init_from: str | None = None
+    backbone_weights: str | None = None
     recipe: str = "modern"
     aux_loss_weight: float = 0.5
 

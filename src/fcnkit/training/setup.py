@@ -162,6 +162,9 @@ def build_state(config: TrainConfig, info: ddp.DistInfo, device: torch.device,
 
     model, model_config, init_report = build_training_model(
         config, num_classes, resume, init=init, preprocessing=preprocessing)
+    if config.backbone_weights is not None and resume is None:
+        console.line(f"fcnkit train: backbone {model_config.get('backbone', '')} weights from "
+                     f"{config.backbone_weights}")
     if init_report is not None:
         counts = init_report.counts()
         console.line(f"fcnkit train: init from {config.init_from} ({init_report.layout}): "
@@ -390,8 +393,12 @@ def build_training_model(
     if preprocessing is not None and preprocessing != IMAGENET:
         named = PREPROCESSINGS.get(preprocessing.name) == preprocessing
         model_config["preprocessing"] = preprocessing.name if named else preprocessing.to_dict()
+    # Pretrained backbone weights seed a fresh run; a resumed run has its own weights.
+    # They stay out of model_config: a checkpoint holds the weights themselves.
+    pretrained = ({"backbone_weights": config.backbone_weights}
+                  if config.backbone_weights is not None and resume is None else {})
     try:
-        model = build_model(**model_config)
+        model = build_model(**model_config, **pretrained)
     except (TypeError, KeyError) as exc:
         raise InputError(f"model {model_config}: {exc}; see fcnkit models") from None
     report = None
@@ -400,8 +407,26 @@ def build_training_model(
         model.load_state_dict(resume["model_state"])
     elif init is not None:
         report = transfer_matching(model, init)
+        if not report.copied:
+            raise InputError(_nothing_fits(config, init, model_config))
     recipe.prepare_model(model, config)
     return model, model_config, report
+
+
+def _nothing_fits(config: TrainConfig, init: Any, model_config: Mapping[str, Any]) -> str:
+    """The error for an ``init_from`` file none of whose tensors fits the model (training
+    would silently start from scratch), pointing a classifier's file to --backbone-weights."""
+    keys = set(init.state)
+    # torchvision's ResNets end in fc, its VGG16 and MobileNetV3 in classifier.
+    classifier = ({"conv1.weight", "fc.weight"} <= keys
+                  or ("classifier.0.weight" in keys
+                      and any(key.startswith("features.0.") for key in keys)))
+    hint = ("it is an ImageNet classifier's state dict: pass it as --backbone-weights "
+            f"{config.init_from}" if classifier else
+            "pass a checkpoint of this model, or train from --backbone-weights")
+    return (f"init_from: no tensor of {config.init_from} fits {model_config['name']} "
+            f"(backbone {model_config.get('backbone', 'built in')}; 0 of "
+            f"{len(keys)} copied); {hint}")
 
 
 # --------------------------------------------------------------------------------------------
