@@ -25,13 +25,14 @@ BUDGET_S = 60.0
 nbformat = pytest.importorskip("nbformat", reason="pip install -e '.[docs]'")
 
 
-def test_there_is_one_notebook_per_seed_topic() -> None:
+def test_there_is_one_notebook_per_seed_topic_and_the_workflow() -> None:
     assert [p.name for p in NOTEBOOKS] == [
         "01_transposed_convolution.ipynb",
         "02_conv_arithmetic.ipynb",
         "03_d2l_fcn.ipynb",
         "04_dilated_gridding_hdc.ipynb",
         "05_fcn_vgg16.ipynb",
+        "06_your_own_data.ipynb",
     ]
 
 
