@@ -76,29 +76,49 @@ def _check_rates(rates: Sequence[int], kernel_size: int) -> tuple[int, ...]:
     return tuple(int(r) for r in rates)
 
 
+#: Path counts saturate at the largest int64: K**n paths overflow it after a few dozen
+#: layers (31 layers of rate 1 with K = 3 already give ~2.9e27 paths to a 2-D pixel).
+COUNT_CAP = int(np.iinfo(np.int64).max)
+
+
 def dilation_coverage_1d(rates: Sequence[int], kernel_size: int = 3) -> np.ndarray:
     """Path counts along one axis: 1-D int64 array of length 1 + (K - 1)*sum(rates).
 
     Element i counts the paths from input offset i (0 = first pixel of the receptive
     field) to the output pixel: the full convolution of the dilated all-ones kernels.
+    Counted exactly (Python ints); a count above :data:`COUNT_CAP` is stored as the cap, so
+    zeros (holes) are always exact.
     """
     rates = _check_rates(rates, kernel_size)
-    counts = np.ones(1, dtype=np.int64)
+    counts = np.ones(1, dtype=object)
     for r in rates:
         # dilated all-ones kernel: taps at 0, r, ..., (K - 1) r
-        kernel = np.zeros((kernel_size - 1) * r + 1, dtype=np.int64)
+        kernel = np.zeros((kernel_size - 1) * r + 1, dtype=object)
         kernel[::r] = 1
         counts = np.convolve(counts, kernel)
-    return counts
+    return np.array([min(int(c), COUNT_CAP) for c in counts], dtype=np.int64)
+
+
+def _saturating_outer(counts: np.ndarray) -> np.ndarray:
+    """``outer(counts, counts)`` of non-negative int64 counts, saturating at COUNT_CAP
+    (``a * b > cap`` iff ``a > cap // b`` for b > 0) instead of wrapping around."""
+    limit = np.where(counts > 0, COUNT_CAP // np.maximum(counts, 1), COUNT_CAP)
+    over = counts[:, None] > limit[None, :]
+    with np.errstate(over="ignore"):
+        product = np.outer(counts, counts)  # wraps where `over`; replaced below
+    return np.where(over, np.int64(COUNT_CAP), product)
 
 
 def prefix_rule_ok(rates: Sequence[int], kernel_size: int = 3) -> bool:
     """Exact hole-free test without building the map (proof in the module docstring).
 
     Sort the rates ascending; the stack has no holes iff the smallest is 1 and every
-    next rate is at most (K - 1)*(sum of the rates before it) + 1.
+    next rate is at most (K - 1)*(sum of the rates before it) + 1. With K = 1 every layer
+    reads one pixel whatever its rate: the field is that pixel, never a hole.
     """
     rates = _check_rates(rates, kernel_size)
+    if kernel_size == 1:
+        return True
     below = 0
     for r in sorted(rates):
         if r > (kernel_size - 1) * below + 1:
@@ -118,10 +138,11 @@ def dilation_coverage(rates: Sequence[int], kernel_size: int = 3) -> np.ndarray:
     Returns:
         2-D int64 array of shape (R, R), R = 1 + (K - 1)*sum(rates): entry [y, x] is the
         number of paths from input pixel (y, x) of the receptive field to the output pixel
-        (0 = a hole). The output pixel sits over the centre (for odd K).
+        (0 = a hole). The output pixel sits over the centre (for odd K). Counts above
+        :data:`COUNT_CAP` (the largest int64) are stored as the cap; zeros are exact.
     """
     counts = dilation_coverage_1d(rates, kernel_size)
-    return np.outer(counts, counts)
+    return _saturating_outer(counts)
 
 
 def hdc_max_distances(rates: Sequence[int]) -> list[int]:
@@ -221,7 +242,7 @@ def hdc_check(rates: Sequence[int], kernel_size: int = 3) -> HDCReport:
         holes=holes,
         holes_1d=holes_1d,
         grids=holes > 0,
-        coverage=np.outer(counts, counts),
+        coverage=_saturating_outer(counts),
     )
 
 

@@ -94,6 +94,12 @@ def describe_layer(
         raise InputError("ceil_mode applies only to pooling; drop it or describe a pooling layer")
     if stride is None:
         stride = kernel if kind == "pool" else 1
+    # The size rules read "SAME" / " valid " / "Caffe" like the lower-case names; so must
+    # the describers below, which compare with those names.
+    if isinstance(padding, str):
+        padding = padding.strip().lower()
+    if isinstance(convention, str):
+        convention = convention.strip().lower()
 
     report: dict[str, Any] = {
         "layer": kind,

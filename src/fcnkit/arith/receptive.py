@@ -300,7 +300,9 @@ class ReceptiveField:
         """(first, last) input coordinates covered by output pixel ``index``, per dimension.
 
         first = S*j - P, last = first + r - 1. Integer pixels an output depends on all lie
-        in this closed interval; with only direct layers they are exactly its integers.
+        in this closed interval; with only direct layers its two ends are read too (where
+        they lie inside the input), but dilation or a stride larger than the kernel leaves
+        unread pixels in between (e.g. kernel 2, dilation 3: bounds (0, 3), pixels 0 and 3).
         """
         idx = _per_dim(index, self.ndim, "index")
         out = []

@@ -97,12 +97,16 @@ def size_relationship(
     """
     if kind not in LAYER_KINDS:
         raise InputError(f"kind must be one of {', '.join(LAYER_KINDS)}, got {kind!r}")
+    convention = convention.strip().lower() if isinstance(convention, str) else convention
     if convention not in CONVENTIONS:
         raise InputError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
     i, k, d, a = int(size), int(kernel), int(dilation), int(output_padding)
     s = int(stride) if stride is not None else (k if kind == "pool" else 1)
     if convention == "tensorflow" or isinstance(padding, str):
-        return _tensorflow(str(padding).lower(), i, k, s, d)
+        mode = str(padding).strip().lower()
+        if kind == "conv_transpose":
+            return _keras_transpose(mode, i, k, s, d)
+        return _tensorflow(mode, i, k, s, d)
     p = int(padding)
     if kind == "pool":
         found = _pool(i, k, s, p, d, ceil_mode, convention)
@@ -128,6 +132,20 @@ def _tensorflow(mode: str, i: int, k: int, s: int, d: int) -> SizeRelationship:
     return _rule(None, "TensorFlow VALID padding", "o = ceil((i - d(k - 1)) / s)",
                  f"ceil(({i} - {span}) / {s})", _ceil_div(i - span, s),
                  "TensorFlow tf.nn.conv2d")
+
+
+def _keras_transpose(mode: str, i: int, k: int, s: int, d: int) -> SizeRelationship:
+    """Keras ``Conv2DTranspose`` shape inference (``conv_utils.deconv_output_length``),
+    the rule :func:`fcnkit.arith.conv_transpose_output_size` follows for a string padding."""
+    source = "Keras Conv2DTranspose (conv_utils.deconv_output_length)"
+    if mode == "same":
+        return _rule(None, "transposed, TensorFlow SAME padding", "o = i s",
+                     f"{i}*{s}", i * s, source)
+    extent = d * (k - 1) + 1
+    return _rule(None, "transposed, TensorFlow VALID padding",
+                 "o = i s + max(d(k - 1) + 1 - s, 0)",
+                 f"{i}*{s} + max({d}*({k} - 1) + 1 - {s}, 0)", i * s + max(extent - s, 0),
+                 source)
 
 
 def _pool(i: int, k: int, s: int, p: int, d: int, ceil_mode: bool,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +26,6 @@ from fcnkit.arith.sizes import (
     as_pair,
     conv_output_size,
     conv_transpose_output_size,
-    transposed_equivalent,
 )
 from fcnkit.errors import InputError, first_line
 
@@ -82,20 +81,17 @@ def _axis_cells(n: int, k: int, s: int, p: int, d: int, op: int,
             raise InputError(first_line(exc)) from None
         return [PADDING] * p + [INPUT] * n + [PADDING] * p, \
             [-1] * p + list(range(n)) + [-1] * p, out, s
-    if op >= s:
-        raise InputError(f"output_padding {op} must be smaller than stride {s} to draw the "
-                         "equivalent direct convolution")
     if p > d * (k - 1):
         raise InputError(f"padding {p} > dilation*(kernel-1) = {d * (k - 1)}: the equivalent "
                          "convolution would crop; not drawable")
+    # PyTorch's checks (output_padding < max(stride, dilation), a non-empty output).
     out = conv_transpose_output_size(n, k, s, p, d, op)
-    if out < 1:
-        raise InputError(f"the output would be empty (size {out}); use a larger input size "
-                         "or less padding")
-    eq = transposed_equivalent(out, k, s, p, d)
-    # Scalar arguments give scalar fields.
-    before, zeros = cast(int, eq.padding_before), cast(int, eq.zeros_inserted)
-    after = cast(int, eq.padding_after)
+    # transposed_equivalent(out, ...) recovers output_padding as the units the stride
+    # skipped, which is op only when op < s; with dilation > s PyTorch also accepts
+    # s <= op < d. The grid itself holds for every op: s - 1 zeros between pixels,
+    # d(k - 1) - p before and d(k - 1) - p + op after (Dumoulin & Visin, relationship 14).
+    before, zeros = d * (k - 1) - p, s - 1
+    after = before + op
     # before-padding, input with zeros inserted, after-padding
     kinds, index = [PADDING] * before, [-1] * before
     for i in range(n):

@@ -64,6 +64,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> None:
     metadata = {"Software": None} if suffix == "png" else None
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, metadata=metadata, bbox_inches="tight")
+            # format= from the user's name: the temporary file's suffix is random.
+            fig.savefig(tmp, format=suffix, dpi=dpi, metadata=metadata, bbox_inches="tight")
     finally:
         plt.close(fig)
