@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fcnkit.atomic import atomic_path, open_no_follow, write_text_atomic
+from fcnkit.atomic import TEMP_PREFIX, atomic_path, open_no_follow, write_text_atomic
 from fcnkit.errors import InputError
 from fcnkit.outputs import check_fresh_directory, check_outputs, is_run_state
 
@@ -105,3 +105,22 @@ def test_open_no_follow(tmp_path):
     fd = open_no_follow(tmp_path / "plain", os.O_RDWR | os.O_CREAT)
     os.close(fd)
     assert (tmp_path / "plain").is_file()
+
+
+def test_an_output_that_cannot_be_created_is_named_not_its_temporary_file(tmp_path, capsys):
+    from fcnkit.cli import main
+
+    blocker = tmp_path / "notes.txt"  # a file where the output's directory would go
+    blocker.write_text("keep")
+    target = blocker / "curves.png"
+    with pytest.raises(InputError) as info, atomic_path(target):
+        pass
+    message = str(info.value)
+    assert message.startswith(f"cannot write {target}:") and TEMP_PREFIX not in message
+    # The command line says the same in one line, exit code 2 (before: the temporary
+    # file's name in an OSError text, with no fix).
+    assert main(["gridding", "1,2", "--plot", str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(target) in err[0] and TEMP_PREFIX not in err[0]
+    assert blocker.read_text() == "keep"
+

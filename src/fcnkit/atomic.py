@@ -46,10 +46,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     refuse_symlink(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f"{TEMP_PREFIX}{target.stem}.", suffix=target.suffix, dir=target.parent
-    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f"{TEMP_PREFIX}{target.stem}.", suffix=target.suffix, dir=target.parent
+        )
+    except OSError as exc:
+        # Name the file the user asked for, not the temporary one beside it.
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"cannot write {target}: {reason} in {target.parent}; choose "
+                         "another output path") from None
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600; give the file the mode an ordinary open() would (0666 & ~umask).
