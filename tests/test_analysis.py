@@ -304,3 +304,12 @@ def test_channels_last_permutes_are_followed():
     assert out.center((0, 0)) == (Fraction(3, 2), Fraction(3, 2))
     flat = receptive_field_of(nn.Sequential(nn.Conv2d(1, 1, 3), nn.Flatten(2)), 16)[-1]
     assert flat.whole_input
+
+
+def test_a_float64_model_is_traced_in_its_own_dtype():
+    # Before: the probe input was float32 and a .double() model failed with "cannot run on
+    # a (1, 3, 32, 32) input". The field is a property of the geometry, not the dtype.
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 2, 3, dilation=2))
+    as_float = receptive_field_of(net, 32)[-1].field
+    as_double = receptive_field_of(net.double(), 32)[-1].field
+    assert as_double == as_float and as_float.size == (12, 12)  # 3, then +1 x1, then +4 x2

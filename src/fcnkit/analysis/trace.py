@@ -507,8 +507,12 @@ def receptive_field_of(
     tracer = _Tracer(sizes)
     # On the model's device: a model built on the meta device is traced without weights
     # or arithmetic (the geometry needs neither).
+    # In the model's floating dtype too (a float64 model refuses a float32 input).
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    x = torch.zeros(1, in_channels or _input_channels(model), *sizes, device=device)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()),
+                 torch.get_default_dtype())
+    x = torch.zeros(1, in_channels or _input_channels(model), *sizes, device=device,
+                    dtype=dtype)
     tracer.set(x, _Info(ReceptiveField.identity(len(sizes))))
     output = _traced_forward(model, x, tracer)
     found = False
