@@ -165,3 +165,31 @@ def test_the_web_server_answers_400_for_the_same_user_errors(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():  # a fresh interpreter: 0.5 s
+    # `fcnkit gridding ... --json | head -2`: before, a BrokenPipeError traceback and exit 1.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("fcnkit")
+    rates = ",".join(["1"] * 31)  # a JSON answer far larger than a pipe's buffer
+    proc = subprocess.Popen([str(exe), "gridding", rates, "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.read(16).startswith(b"{")
+    proc.stdout.close()  # the reader leaves
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err  # 128 + SIGPIPE, as a shell reports `yes | head`
+    assert err == ""
+
+
+def test_a_broken_pipe_in_process_is_the_pipe_exit_code(monkeypatch, capsys):
+    from fcnkit.cli import BROKEN_PIPE_EXIT_CODE, gridding
+
+    def closed_pipe(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(gridding, "run", closed_pipe)
+    assert main(["gridding", "1,2"]) == BROKEN_PIPE_EXIT_CODE == 141
+    assert capsys.readouterr().err == ""

@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fcnkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`fcnkit ... --json | head`): stop quietly
+        _silence_stdout()
+        return BROKEN_PIPE_EXIT_CODE
     except Exception as exc:
         code = exit_code_for(exc)
         message = first_line(exc) if code is not None else out_of_memory_message(exc)
@@ -151,6 +154,21 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug: its traceback (or FCNKIT_DEBUG=1 asked for it)
         print(f"fcnkit {args.command}: error: {message}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE if code is None else code
+
+
+#: What a shell reports for a writer SIGPIPE ended (128 + 13), as for ``yes | head``.
+BROKEN_PIPE_EXIT_CODE = 141
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's final flush of what is
+    still buffered for the closed pipe does not raise again at exit (the Python
+    documentation's recipe for SIGPIPE, module signal)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (captured in-process): nothing to do
+        pass
 
 
 def _argparse_exit_code(exc: SystemExit) -> int:
