@@ -49,7 +49,8 @@ def test_table_plot_and_suggestions(tmp_path, capsys):
     "argv, message",
     [
         (["gridding", "0,1"], "rates"),
-        (["gridding", "1,2", "--kernel", "0"], "kernel_size"),
+        (["gridding", "1,2", "--kernel", "0"], "argument --kernel"),
+        (["gridding", "1,2", "--suggest", "0,5"], "--suggest 0,5: LAYERS and RF"),
         (["gridding", "1,2", "--suggest", "3"], "--suggest"),
         (["gridding", "1,2", "--plot", "out.xyz"], "cannot write a .xyz picture; name it "
                                                    "with one of the formats"),

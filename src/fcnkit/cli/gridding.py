@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from fcnkit.arith.gridding import hdc_check, suggest_rates
-from fcnkit.cli._common import dims, format_table, int_list, print_json
+from fcnkit.cli._common import dims, format_table, int_in, int_list, print_json
 from fcnkit.errors import InputError
 from fcnkit.limits import check_suggestion_search
 from fcnkit.viz import check_figure_path
@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("rates", metavar="RATES", type=int_list,
                         help="comma-separated dilation rates, e.g. 1,2,5")
-    parser.add_argument("--kernel", type=int, default=3, help="kernel size K (default 3)")
+    parser.add_argument("--kernel", type=int_in(1, 10**6), default=3,
+                        help="kernel size K (default 3)")
     parser.add_argument("--plot", metavar="PNG", default=None,
                         help="write the path-count heat map to this PNG")
     parser.add_argument("--suggest", metavar="LAYERS,RF", type=dims, default=None,
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if args.suggest is not None:
         if not isinstance(args.suggest, tuple) or len(args.suggest) != 2:
             raise InputError("--suggest takes LAYERS,RF, e.g. --suggest 6,67")
+        if min(args.suggest) < 1:
+            raise InputError(f"--suggest {args.suggest[0]},{args.suggest[1]}: LAYERS and RF "
+                             "must be at least 1, e.g. --suggest 6,67")
         check_suggestion_search(*args.suggest)
         suggestions = suggest_rates(args.suggest[0], args.suggest[1], kernel_size=args.kernel)
     if args.plot:
