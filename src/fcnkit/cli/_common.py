@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from fcnkit.arith.sizes import as_pair
@@ -210,6 +212,18 @@ def device(text: str) -> Any:
     from fcnkit.runtime.device import resolve_device
 
     return _checked(str, resolve_device)(text)
+
+
+def check_not_under_file(path: str | os.PathLike[str], what: str, *,
+                         directory: bool = False) -> None:
+    """Raise InputError if a parent of ``path`` (or, with ``directory``, ``path`` itself) is
+    an existing file, so that ``what`` (e.g. "--out") cannot be created there: one line
+    naming it, before any work."""
+    target = Path(path).expanduser()
+    for part in ((target,) if directory else ()) + tuple(target.parents):
+        if part.exists() and not part.is_dir():
+            raise InputError(f"{what} {target}: {part} is a file, not a directory; pass "
+                             "another path")
 
 
 def print_json(obj: Any) -> None:

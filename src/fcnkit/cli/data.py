@@ -17,6 +17,7 @@ import time
 from fcnkit.atomic import INCOMPLETE_MARKER
 from fcnkit.cli._common import (
     OneLineParser,
+    check_not_under_file,
     dims,
     format_table,
     int_in,
@@ -95,6 +96,7 @@ def run_synth(args: argparse.Namespace) -> int:
     from fcnkit.data import read_classes_file
     from fcnkit.data.synthetic import generate_synthetic_dataset
 
+    check_not_under_file(args.out, "--out", directory=True)
     # Its own earlier output holds synthetic.json, or the marker of an interrupted run.
     check_fresh_directory(args.out, own=("synthetic.json", INCOMPLETE_MARKER),
                           what="synthetic dataset", force=args.force)

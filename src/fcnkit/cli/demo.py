@@ -10,7 +10,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import PRECISION_HELP, format_table, print_json, ranged
+from fcnkit.cli._common import (
+    PRECISION_HELP,
+    check_not_under_file,
+    format_table,
+    print_json,
+    ranged,
+)
 from fcnkit.runtime.precision import PRECISIONS
 
 
@@ -64,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"fcnkit demo: dataset {directory} ({'generated' if generated else 'cached'})",
                   flush=True)
 
+    for option, directory in (("--out", args.out), ("--cache", args.cache)):
+        if directory is not None:  # before the dataset is generated or a model trained
+            check_not_under_file(directory, option, directory=True)
     summary = run_demo(quick=args.quick, out=args.out, cache=args.cache, seed=args.seed,
                        workers=args.workers, threads=args.threads, precision=args.precision,
                        progress=not args.no_progress, on_dataset=on_dataset,

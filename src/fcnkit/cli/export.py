@@ -17,9 +17,17 @@ a ``.safetensors`` file opens wherever a checkpoint does (eval, predict, ``--ini
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Any
 
-from fcnkit.cli._common import format_table, int_in, print_json, size_pair
+from fcnkit.cli._common import (
+    check_not_under_file,
+    format_table,
+    int_in,
+    print_json,
+    size_pair,
+)
 from fcnkit.constants import MAX_CLASSES
 from fcnkit.errors import InputError
 from fcnkit.limits import MAX_EXPORT_TRACE_SIZE
@@ -116,6 +124,11 @@ def run(args: Any) -> int:
     from fcnkit.inference.export import DEFAULT_EXPORT_SIZE, export_checkpoint, export_format
 
     options: dict[str, Any] = {}
+    if args.output is not None:
+        check_not_under_file(args.output, "--output")
+        if args.output.endswith(("/", os.sep)):  # Path() would drop the slash: a file
+            raise InputError(f"--output {args.output} names a directory; pass a file such as "
+                             f"{Path(args.output) / ('model.' + (args.format or 'onnx'))}")
     args.format = export_format(args.output, args.format)  # -o x.safetensors names it
     if args.format == "onnx":
         size = DEFAULT_EXPORT_SIZE if args.size is None else args.size

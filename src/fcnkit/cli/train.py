@@ -9,6 +9,7 @@ from typing import Any
 
 from fcnkit.cli._common import (
     PRECISION_HELP,
+    check_not_under_file,
     device,
     format_table,
     int_in,
@@ -123,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     from fcnkit.training.loop import train
 
     config = config_from_args(args)
+    if config.out is not None:
+        check_not_under_file(config.out, "--out", directory=True)
     if args.nproc > 1 and not distributed.launched_by_torchrun():
         # Relaunch this command as N workers; the workers see RANK/WORLD_SIZE and train.
         argv = ["fcnkit", "train", *config_to_argv(config)]

@@ -20,6 +20,7 @@ from torchvision import tv_tensors
 from fcnkit.constants import IGNORE_INDEX
 from fcnkit.data.images import (
     RGB,
+    _exif_stored_size,
     _to_float_chw,
     check_labels,
     read_image_array,
@@ -150,9 +151,13 @@ class SegmentationDataset(torch.utils.data.Dataset):
         image = read_image_array(image_file)
         mask = self._read_mask(mask_file)
         if image.shape[:2] != mask.shape:
+            stored = _exif_stored_size(image_file)
+            fix = (f" after its EXIF orientation (stored {stored[0]}x{stored[1]}); they must "
+                   "match: rotate the mask to the image as displayed, or remove the image's "
+                   "orientation tag") if stored else "; they must match"
             raise InputError(
                 f"{mask_file}: mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but image "
-                f"{image_file.name} is {image.shape[1]}x{image.shape[0]}; they must match"
+                f"{image_file.name} is {image.shape[1]}x{image.shape[0]}{fix}"
             )
         return image, mask
 

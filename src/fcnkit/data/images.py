@@ -66,6 +66,18 @@ def _open_image(path: Path, what: str) -> Image.Image:
         ) from None
 
 
+def _exif_stored_size(path: Path) -> tuple[int, int] | None:
+    """(W, H) as stored in the file if its EXIF orientation turns it by 90° (tags 5–8), so
+    that it is read transposed; None otherwise (or if the file cannot be opened)."""
+    try:
+        with Image.open(path) as handle:
+            if handle.getexif().get(0x0112) in (5, 6, 7, 8):
+                return handle.size
+    except (OSError, SyntaxError, ValueError):
+        pass
+    return None
+
+
 def read_image_array(path: str | os.PathLike[str]) -> np.ndarray:
     """An image file as an (H, W, 3) uint8 RGB array, EXIF orientation applied.
 
@@ -165,8 +177,9 @@ def read_mask(
     """Read a label mask as an (H, W) uint8 array of class indices (255 = void).
 
     Palette ("P") and grayscale ("L", "I;16", "1") masks hold class indices directly.
-    RGB(A) masks whose three channels are equal are read as grayscale; other RGB masks are
-    mapped through ``colours`` (colour → class index) or rejected.
+    RGB(A) masks are mapped through ``colours`` (colour → class index) when every colour
+    in them is in it; otherwise one whose three channels are equal is read as grayscale,
+    and any other is rejected.
 
     Args:
         path: mask file (PNG).
@@ -193,10 +206,17 @@ def read_mask(
         labels = wide.astype(np.uint8)
     else:
         rgb = np.asarray(image.convert("RGB"))
-        if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        gray = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+        if colours:
+            # Class colours first: black/white or (128, 128, 128) are colours too.
+            try:
+                labels = _rgb_to_labels(rgb, colours, file)
+            except InputError:
+                if not gray:
+                    raise
+                labels = rgb[..., 0].copy()
+        elif gray:
             labels = rgb[..., 0].copy()
-        elif colours:
-            labels = _rgb_to_labels(rgb, colours, file)
         else:
             raise InputError(
                 f"{file}: mask is an RGB colour image but class indices were expected; save "
@@ -204,9 +224,32 @@ def read_mask(
                 "'name R G B'"
             )
     labels = np.array(labels, dtype=np.uint8, copy=True)  # writable, owns its memory
+    if image.mode == "P" and colours:
+        _check_palette_order(image, labels, colours, file)
     if num_classes is not None:
         check_labels(labels, num_classes, file)
     return labels
+
+
+def _check_palette_order(image: Image.Image, labels: np.ndarray, colours: dict[RGB, int],
+                         path: Path) -> None:
+    """Refuse a palette mask drawn in class colours that are not at their class's index (an
+    RGB mask an editor saved as "indexed", its palette in the editor's order): its indices
+    would be read as the wrong classes. Palettes of other colours are not checked."""
+    palette = image.getpalette() or []
+    used = [int(i) for i in np.flatnonzero(np.bincount(labels.ravel(), minlength=256))]
+    if not used or 3 * used[-1] + 3 > len(palette):
+        return  # indices past the palette's end: not a colour rendering
+    shown = [cast(RGB, tuple(palette[3 * i: 3 * i + 3])) for i in used]
+    if len(set(shown)) < len(shown) or not all(colour in colours for colour in shown):
+        return
+    for index, colour in zip(used, shown):
+        if colours[colour] != index:
+            raise InputError(
+                f"{path}: palette index {index} is drawn in {colour}, the colour of class "
+                f"{colours[colour]} in the class list; the palette is not in class order: "
+                "save class indices (palette index = class) or an RGB colour mask"
+            )
 
 
 def check_labels(labels: np.ndarray, num_classes: int, path: Path | str) -> None:

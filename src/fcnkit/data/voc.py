@@ -118,10 +118,14 @@ def load_sbd_mask(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _read_ids(path: Path) -> list[str]:
-    ids = [line.split()[0] for line in read_text_utf8(path, "split file").splitlines()
-           if line.strip()]
+    text = read_text_utf8(path, "split file").removeprefix("\ufeff")  # Notepad's BOM
+    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
     if not ids:
         raise InputError(f"{path}: split file is empty; list one image id per line")
+    named = next((i for i in ids if os.path.splitext(i)[1].lower() in IMAGE_EXTENSIONS), None)
+    if named is not None:
+        raise InputError(f"{path} lists {named!r}, a file name; list ids without the "
+                         f"extension ({os.path.splitext(named)[0]})")
     return ids
 
 
@@ -236,7 +240,7 @@ class VOCDataset(SegmentationDataset):
     @staticmethod
     def _image_file(voc_root: Path, sample_id: str) -> Path:
         images = voc_root / "JPEGImages"
-        for ext in (".jpg", *IMAGE_EXTENSIONS):
+        for ext in (".jpg", *IMAGE_EXTENSIONS, *(e.upper() for e in IMAGE_EXTENSIONS)):
             candidate = images / f"{sample_id}{ext}"
             if candidate.is_file():
                 return candidate
@@ -245,8 +249,9 @@ class VOCDataset(SegmentationDataset):
 
     @staticmethod
     def _mask_file(voc_root: Path, sbd_root: Path | None, sample_id: str) -> Path:
-        candidates = [voc_root / "SegmentationClass" / f"{sample_id}.png",
-                      voc_root / "SegmentationClassAug" / f"{sample_id}.png"]
+        candidates = [voc_root / folder / f"{sample_id}{ext}"
+                      for folder in ("SegmentationClass", "SegmentationClassAug")
+                      for ext in (".png", ".PNG")]
         if sbd_root is not None:
             candidates.append(sbd_root / "cls" / f"{sample_id}.mat")
         for candidate in candidates:
