@@ -36,7 +36,8 @@ USER_ERROR_EXIT_CODE = 2
 #: ``OSError`` subclasses that mean "the path you named is not there / not readable / not the
 #: kind of file expected". Other ``OSError``s (a full disk, an I/O error, a broken pipe, a
 #: refused connection) are the machine's or a bug's, not the user's: they keep the traceback.
-_PATH_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                NotADirectoryError)
 
 
 def exit_code_for(exc: BaseException) -> int | None:

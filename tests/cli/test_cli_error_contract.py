@@ -77,6 +77,7 @@ def test_a_bad_value_names_the_argument(capsys):
     (PermissionError(errno.EACCES, "Permission denied", "/root/x.png"), 2),
     (IsADirectoryError(errno.EISDIR, "Is a directory", "/tmp"), 2),
     (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/etc/passwd/x"), 2),
+    (FileExistsError(errno.EEXIST, "File exists", "/etc/passwd"), 2),  # mkdir on a file
     # Not the user's: a path-less OSError, a full disk, arithmetic, any other bug.
     (FileNotFoundError("no filename attached"), None),
     (OSError(errno.ENOSPC, "No space left on device", "/tmp/out"), None),

@@ -213,6 +213,8 @@ def test_model_from_checkpoint_mismatches(tmp_path, tiny_registry):
     with pytest.raises(InputError, match=r"is a tiny for 3 classes, but the data has 5") as e:
         ck.model_from_checkpoint(ckpt, num_classes=5)
     assert str(path) in str(e.value)
+    # A folder dataset whose masks miss the last classes counts too few: say what fixes it.
+    assert "list every class in classes.txt" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(InputError, match=r"not a fcn8s"):
         ck.model_from_checkpoint(ckpt, name="fcn8s")
     # Weights of another width do not fit the model the config describes.

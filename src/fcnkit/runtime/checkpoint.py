@@ -356,7 +356,9 @@ def model_from_checkpoint(
     if num_classes is not None and cfg.get("num_classes") != num_classes:
         raise InputError(
             f"checkpoint {source} is a {what}, but the data has {num_classes} classes; "
-            "pass a checkpoint trained on this dataset (or fine-tune one with fcnkit train)"
+            "pass a checkpoint trained on this dataset (or fine-tune one with fcnkit train); "
+            "a folder dataset without classes.txt counts its classes from its masks: if they "
+            f"miss some of the {cfg.get('num_classes')}, list every class in classes.txt"
         )
 
     model_name = cfg.pop("name")
