@@ -128,6 +128,18 @@ def test_images_in_subdirectories_are_reported(tmp_path):
         open_dataset(f"folder:{root}", "train")
 
 
+def test_images_in_subdirectories_beside_the_splits_own_are_named_in_a_warning(tmp_path):
+    from fcnkit.errors import FcnkitWarning
+
+    root = _folder(tmp_path / "d")
+    nested = root / "images" / "train" / "cam2"
+    nested.mkdir()
+    Image.fromarray(_image(0)).save(nested / "late.png")
+    with pytest.warns(FcnkitWarning, match=r"subdirectories \(cam2\) are not read"):
+        dataset = open_dataset(f"folder:{root}", "train")
+    assert dataset.ids == ["s0", "s1", "s2"]
+
+
 def test_classes_file_with_byte_order_mark(tmp_path):
     # Windows Notepad's "UTF-8 with BOM": the mark is not part of the first line.
     root = _folder(tmp_path / "d")

@@ -99,12 +99,18 @@ def _stem(file: Path) -> str:
 
 
 def _find_images(directory: Path) -> dict[str, Path]:
+    """The split's images by stem; subdirectories are not read (an error when they hold the
+    only images, a warning beside images of the split's own)."""
     images = _listed(directory, IMAGE_EXTENSIONS, "images")
+    nested = sorted(p.name for p in directory.iterdir()
+                    if p.is_dir() and not p.name.startswith("."))
     if not images:
-        nested = sorted(p.name for p in directory.iterdir() if p.is_dir())
         hint = (f"; images in subdirectories ({', '.join(nested)}) are not read, move them "
                 "up" if nested else "; put the split's images there")
         raise InputError(f"{directory}: no images ({', '.join(IMAGE_EXTENSIONS)}){hint}")
+    if nested:
+        warn(f"{directory}: subdirectories ({', '.join(nested)}) are not read; move their "
+             "images up into the split's folder to use them")
     return images
 
 
