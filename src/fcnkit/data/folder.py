@@ -121,7 +121,8 @@ def _pair(images: dict[str, Path], masks_dir: Path, skip_bad: bool
     masks = _listed(masks_dir, (".png",), "masks")
     others = {_stem(f): f.name for f in sorted(masks_dir.iterdir(), reverse=True)
               if f.is_file() and _stem(f) not in masks and not f.name.startswith(".")}
-    samples, missing = [], []
+    samples: list[tuple[str, Path, Path]] = []
+    missing: list[tuple[str, str]] = []
     for stem, image_file in images.items():
         if stem in masks:
             samples.append((stem, image_file, masks[stem]))
