@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnkit.cli._common import device, print_json
+from fcnkit.errors import warn
 
 NAME = "report"
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from fcnkit.web.report import DEFAULT_GALLERY, default_report_path, write_report
 
     output = Path(args.output) if args.output else default_report_path(args.runs)
+    warn_stopped_runs(args.runs)
     gallery = DEFAULT_GALLERY if args.gallery is None else args.gallery
     summary = write_report(args.runs, output, gallery=gallery, device=args.device,
                            force=args.force)
@@ -58,3 +60,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {summary['path']} ({summary['runs']} run(s), {summary['gallery']} "
               f"gallery image(s), {summary['bytes'] // 1024} KiB)")
     return 0
+
+
+def warn_stopped_runs(runs: list[str]) -> None:
+    """One warning per run directory whose training stopped before its last epoch (it
+    holds ``error.txt``, which ``fcnkit train`` removes when a run finishes): the report
+    shows its last complete epoch, not a finished run."""
+    for run in runs:
+        try:
+            lines = (Path(run) / "error.txt").read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        reason = lines[0].split(" training stopped: ", 1)[-1] if lines else "see error.txt"
+        warn(f"{run}: the training did not finish ({reason}); the report shows its last "
+             f"complete epoch; resume it with fcnkit train --resume {run}")

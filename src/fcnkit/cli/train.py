@@ -122,11 +122,15 @@ def run(args: argparse.Namespace) -> int:
     from fcnkit.runtime import distributed
     from fcnkit.training.flags import config_to_argv
     from fcnkit.training.loop import train
+    from fcnkit.training.rundir import RunLock, resolve_run_dir
 
     config = config_from_args(args)
     if config.out is not None:
         check_not_under_file(config.out, "--out", directory=True)
     if args.nproc > 1 and not distributed.launched_by_torchrun():
+        # A run directory another run holds is refused here, before any worker starts.
+        with RunLock(resolve_run_dir(config)):
+            pass
         # Relaunch this command as N workers; the workers see RANK/WORLD_SIZE and train.
         argv = ["fcnkit", "train", *config_to_argv(config)]
         if args.json:

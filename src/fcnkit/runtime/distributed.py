@@ -208,6 +208,16 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     return box[0]
 
 
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers of ``module`` (BatchNorm running statistics) to every
+    rank, in place (nothing when alone). DDP broadcasts them only at the start of a
+    forward in training mode; between, each rank updates its own copy on its own batch."""
+    if not is_initialized():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=src)
+
+
 class ShardedEvalSampler(Sampler[int]):
     """Evaluation shard of rank ``r`` of ``w``: indices ``r, r + w, r + 2w, ...``.
 

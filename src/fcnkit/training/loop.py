@@ -94,7 +94,7 @@ from fcnkit.training.rundir import (
     save_epoch,
 )
 from fcnkit.training.setup import TrainState, build_state, seed_everything
-from fcnkit.training.tensorboard import PREDICTION_IMAGES
+from fcnkit.training.tensorboard import PREDICTION_IMAGES, require_tensorboard
 
 __all__ = [
     "TrainingDiverged",
@@ -135,6 +135,8 @@ def train(
     """
     start_time = time.perf_counter()
     check_training_crop(config.crop, config.batch_size)
+    if config.tensorboard:
+        require_tensorboard()  # before the run directory is touched
     allocator.keep_freed_memory()  # before the first step allocates
     device = resolve_device(config.device)
     resume = load_resume_checkpoint(config)  # before creating anything: fail early
@@ -145,17 +147,19 @@ def train(
     try:
         if device.type == "cuda" and info.distributed:
             device = torch.device("cuda", info.local_rank)  # one GPU per process
-        if lock is not None:
-            lock.acquire()
-            remove_stale_temp_files(lock.run_dir)
+        take_run_dir(lock, info)
+        # Bad input found while the state is built (data, flags, a checkpoint that does not
+        # fit) leaves the directory as it was: error.txt is for a run that started writing.
+        state = build_state(config, info, device, resume)
         try:
-            state = build_state(config, info, device, resume)
             with state.log:
                 fit(state, on_epoch)
             if info.is_main:
                 clear_failure(state.run_dir)  # a resumed run that finished
             return summary(state, time.perf_counter() - start_time)
-        except Exception as exc:
+        except (Exception, KeyboardInterrupt, SystemExit) as exc:
+            # SIGINT / SIGTERM (the command line's handlers; torchrun stops a failed group's
+            # other ranks with SIGTERM) leave error.txt too.
             if lock is not None:
                 record_failure(lock.run_dir, exc)
             raise
@@ -163,6 +167,26 @@ def train(
         if lock is not None:
             lock.release()
         ddp.cleanup_distributed()
+
+
+def take_run_dir(lock: RunLock | None, info: ddp.DistInfo) -> None:
+    """Rank 0 takes the run directory's lock (and removes a killed run's temporaries);
+    every rank learns whether it could, so that a refusal (another run holds it) stops all
+    of them with one line each, not the others with a traceback from the next collective,
+    which rank 0 never joins."""
+    refusal: str | None = None
+    if lock is not None:
+        try:
+            lock.acquire()
+            remove_stale_temp_files(lock.run_dir)
+        except InputError as exc:
+            if not info.distributed:
+                raise
+            refusal = str(exc)
+    if info.distributed:
+        refusal = ddp.broadcast_object(refusal)  # type: ignore[assignment]
+        if refusal is not None:
+            raise InputError(refusal if info.is_main else f"rank 0 stopped: {refusal}")
 
 
 def fit(state: TrainState, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -180,6 +204,7 @@ def fit(state: TrainState, on_epoch: Callable[[dict[str, Any]], None] | None = N
         state.train_sampler.set_epoch(epoch)
         state.train_loss = train_one_epoch(state, epoch)
         check_finite_weights(state.bare, config, state.step)  # never save NaN weights
+        share_main_buffers(state)  # validate the model rank 0 saves
         state.metrics = validate(state.bare, state.val_loader, num_classes=state.num_classes,
                                  device=state.device, classes=state.classes)
         state.epoch = epoch + 1
@@ -187,6 +212,19 @@ def fit(state: TrainState, on_epoch: Callable[[dict[str, Any]], None] | None = N
         ddp.barrier()
         if on_epoch is not None:
             on_epoch(record)
+
+
+def share_main_buffers(state: TrainState) -> None:
+    """Distributed run: copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts them at the start of each forward, then every rank updates its own copy
+    on its own batch: after an epoch's last step the ranks hold different statistics, and
+    the checkpoint holds rank 0's. Validation (sharded, all-reduced) must score that model,
+    so that ``fcnkit eval`` of the checkpoint gives the logged metrics. Training is
+    unchanged: the next forward would broadcast rank 0's buffers anyway.
+    """
+    if state.info.distributed:
+        ddp.broadcast_buffers(state.bare)
 
 
 def announce(state: TrainState) -> None:

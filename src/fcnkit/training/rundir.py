@@ -230,13 +230,26 @@ def load_resume_checkpoint(config: TrainConfig) -> dict[str, Any] | None:
             f"resume {path} does not exist; pass a run directory written by fcnkit train "
             "(or its last.pt)"
         )
-    return ckpt_io.load_checkpoint(ckpt_io.resolve_checkpoint_path(path, name="last.pt"))
+    return _load_last(path)
+
+
+def _load_last(path: Path) -> dict[str, Any]:
+    """The checkpoint ``path`` names (a run directory: its last.pt). When a run directory's
+    last.pt is missing or unreadable and its best.pt is there, the message says so."""
+    try:
+        return ckpt_io.load_checkpoint(ckpt_io.resolve_checkpoint_path(path, name="last.pt"))
+    except InputError as exc:
+        run_dir = path if path.is_dir() else path.parent
+        if (path.is_dir() or path.name == "last.pt") and (run_dir / "best.pt").is_file():
+            raise InputError(f"{exc}; or resume from the best epoch's checkpoint: "
+                             f"--resume {run_dir / 'best.pt'}") from None
+        raise
 
 
 def resume_config(path: str | os.PathLike[str]) -> TrainConfig:
     """The TrainConfig stored in a run directory's last.pt (or a checkpoint file)."""
+    stored = _load_last(Path(path).expanduser()).get("config")
     file = ckpt_io.resolve_checkpoint_path(Path(path).expanduser(), name="last.pt")
-    stored = ckpt_io.load_checkpoint(file).get("config")
     if not isinstance(stored, Mapping) or not stored:
         raise InputError(f"checkpoint {file} holds no training config; give the data and "
                          "options explicitly")
@@ -289,16 +302,31 @@ def reconcile_best(run_dir: Path, best_miou: float, best_epoch: int | None,
 # What a run writes
 
 
+#: The files of an earlier run that a fresh run into the same directory replaces.
+PREVIOUS_RUN_FILES = ("last.pt", "best.pt", "error.txt", "curves.png")
+
+
 def open_run_log(run_dir: Path, config: TrainConfig, *, keep_up_to_step: int,
-                 is_main: bool) -> RunLog:
+                 is_main: bool, fresh: bool = False) -> RunLog:
     """Rank 0: create ``run_dir``, write ``config.json``, open ``metrics.jsonl`` (kept up
-    to the resumed step). Other ranks: a log that writes nothing."""
+    to the resumed step). Other ranks: a log that writes nothing.
+
+    A ``fresh`` run (not resumed) replaces an earlier run in ``run_dir`` as a whole: its
+    ``metrics.jsonl`` starts empty and the earlier ``last.pt``, ``best.pt``, ``error.txt``
+    and ``curves.png`` are removed, so that a failure before the first epoch ends never
+    leaves the new config and log beside the other run's checkpoints (which ``error.txt``
+    and ``--resume auto`` would then take for this run's).
+    """
     if not is_main:
         return RunLog.in_memory()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", config.to_json())
-    return RunLog.open(run_dir / "metrics.jsonl", keep_up_to_step=keep_up_to_step,
-                       tensorboard_dir=run_dir / "tensorboard" if config.tensorboard else None)
+    log = RunLog.open(run_dir / "metrics.jsonl", keep_up_to_step=keep_up_to_step,
+                      tensorboard_dir=run_dir / "tensorboard" if config.tensorboard else None)
+    if fresh:
+        for name in PREVIOUS_RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+    return log
 
 
 def save_epoch(run_dir: Path, checkpoint: TrainingCheckpoint, log: RunLog, *,
@@ -327,13 +355,26 @@ def record_failure(run_dir: Path, exc: BaseException) -> None:
     if not (run_dir / "config.json").is_file():
         return  # nothing written yet: leave no directory behind
     when = time.strftime("%Y-%m-%d %H:%M:%S")
-    text = (f"{when} training stopped: {type(exc).__name__}: {str(exc).strip()}\n"
-            f"last.pt/best.pt hold the last complete epoch; fix the cause and resume with "
-            f"--resume {run_dir}\n")
+    if (run_dir / "last.pt").is_file():
+        how = (f"last.pt/best.pt hold the last complete epoch; fix the cause and resume with "
+               f"--resume {run_dir}")
+    else:
+        how = ("no epoch completed, so there is no checkpoint to resume; fix the cause and run "
+               f"the command again (--resume auto, or --resume {run_dir} once last.pt exists)")
+    text = f"{when} training stopped: {_stop_reason(exc)}\n{how}\n"
     try:
         write_text_atomic(run_dir / "error.txt", text)
     except OSError:
         pass
+
+
+def _stop_reason(exc: BaseException) -> str:
+    """What stopped the run, for ``error.txt``: a signal or the error's one line."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGINT)"
+    if isinstance(exc, SystemExit):
+        return f"terminated (exit code {exc.code}, SIGTERM or sys.exit)"
+    return f"{type(exc).__name__}: {str(exc).strip()}"
 
 
 def clear_failure(run_dir: Path) -> None:

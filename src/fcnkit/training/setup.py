@@ -206,7 +206,7 @@ def build_state(config: TrainConfig, info: ddp.DistInfo, device: torch.device,
         restore_training_state(state, TrainingCheckpoint.from_payload(resume),
                                resume.get("path", "the resume checkpoint"))
     state.log = open_run_log(state.run_dir, config, keep_up_to_step=state.step,
-                             is_main=info.is_main)
+                             is_main=info.is_main, fresh=resume is None)
     return state
 
 
@@ -452,15 +452,29 @@ def configure_threads(config: TrainConfig) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
 
 
-def _restore(source: Any, name: str, load: Any) -> None:
+#: Settings that shape the optimizer's state: changed on resume, it cannot be restored.
+OPTIMIZER_FIELDS = ("optimizer", "recipe")
+
+
+def _restore(source: Any, name: str, load: Any, changed: str = "") -> None:
     """Run ``load()``; what it raises on a field of another model or a damaged one is
-    one line naming the checkpoint and the field."""
+    one line naming the checkpoint, the field and ``changed`` (the flags given that differ
+    from the run's)."""
     try:
         load()
     except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
-        raise InputError(f"checkpoint {source}: its {name} does not fit this run "
-                         f"({str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__}"
-                         "); resume with the run's own settings or start a fresh run") from None
+        why = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        advice = (f"this run asks for {changed}: drop those flags to resume" if changed
+                  else "resume with the run's own settings")
+        raise InputError(f"checkpoint {source}: its {name} does not fit this run ({why}); "
+                         f"{advice}, or start a fresh run") from None
+
+
+def _changed_flags(config: TrainConfig, stored: Mapping[str, Any], names: Iterable[str]) -> str:
+    """``--optimizer adamw (the run's: sgd)`` for each of ``names`` that differs, or ''."""
+    return ", ".join(f"--{name.replace('_', '-')} {getattr(config, name)} (the run's: "
+                     f"{stored[name]})" for name in names
+                     if name in stored and stored[name] != getattr(config, name))
 
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, stored: Mapping[str, Any]) -> None:
@@ -494,8 +508,9 @@ def restore_training_state(state: TrainState, checkpoint: TrainingCheckpoint,
         state.run_dir, checkpoint.best_miou, checkpoint.best_epoch, checkpoint.epoch)
     state.metrics = dict(checkpoint.metrics)
     if checkpoint.optimizer_state:
+        changed = _changed_flags(config, checkpoint.config or {}, OPTIMIZER_FIELDS)
         _restore(source, "optimizer_state", lambda: _load_optimizer(
-            state.optimizer, checkpoint.optimizer_state))
+            state.optimizer, checkpoint.optimizer_state), changed)
     if checkpoint.scheduler_state:
         _restore(source, "scheduler_state",
                  lambda: state.scheduler.load_state_dict(checkpoint.scheduler_state))

@@ -28,7 +28,8 @@ import numpy as np
 from fcnkit.errors import InputError
 from fcnkit.viz.predictions import PANEL_NAMES, prediction_panels
 
-__all__ = ["EPOCH_TAGS", "PREDICTION_IMAGES", "STEP_TAGS", "TensorBoardLogger"]
+__all__ = ["EPOCH_TAGS", "PREDICTION_IMAGES", "STEP_TAGS", "TensorBoardLogger",
+           "require_tensorboard"]
 
 #: Validation images shown per epoch under ``val/predictions``.
 PREDICTION_IMAGES = 4
@@ -38,6 +39,20 @@ STEP_TAGS = {"loss": "train/loss", "lr": "train/lr", "img_per_s": "train/images_
 #: metrics.jsonl key -> TensorBoard tag, for "epoch" records.
 EPOCH_TAGS = {"train_loss": "train/epoch_loss", "miou": "val/miou", "pixel_acc": "val/pixel_acc",
               "mean_acc": "val/mean_acc", "fwiou": "val/fwiou", "time_s": "time/epoch_s"}
+
+
+def require_tensorboard() -> Any:
+    """torch's ``SummaryWriter`` class; checked before a run writes anything.
+
+    Raises:
+        InputError: the ``tensorboard`` package is not installed.
+    """
+    try:  # an optional dependency: the tensorboard extra
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise InputError("TensorBoard logging needs the tensorboard package: pip install "
+                         "'fcnkit[tensorboard]' (or drop the TensorBoard option)") from None
+    return SummaryWriter
 
 
 class TensorBoardLogger:
@@ -53,13 +68,9 @@ class TensorBoardLogger:
     """
 
     def __init__(self, log_dir: str | os.PathLike[str], purge_step: int | None = None) -> None:
-        try:  # an optional dependency: the tensorboard extra
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise InputError("TensorBoard logging needs the tensorboard package: pip install "
-                             "'fcnkit[tensorboard]' (or drop the TensorBoard option)") from None
+        writer = require_tensorboard()
         self.log_dir = Path(log_dir)
-        self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step)
+        self.writer = writer(log_dir=str(self.log_dir), purge_step=purge_step)
 
     def log_record(self, record: Mapping[str, Any]) -> None:
         """Log one ``metrics.jsonl`` record (its ``kind`` picks the tags; others are ignored)."""
