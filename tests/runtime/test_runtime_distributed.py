@@ -248,3 +248,12 @@ def test_env_bad_rank_ends_train_with_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "RANK='first'" in proc.stderr and proc.stderr.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("code", "want"), [(17, 17), (-9, 137), (-15, 143), (None, 1), (0, 1)])
+def test_a_failed_rank_exit_code_is_the_shells(code, want):
+    # multiprocessing reports a rank killed by signal N as -N; the launcher returned 1 for
+    # it, where a shell says 128 + N (137 for kill -9).
+    from fcnkit.runtime.distributed import failed_exit_code
+
+    assert failed_exit_code(code) == want

@@ -299,5 +299,14 @@ def launch_single_node(nproc: int, module_args: Sequence[str]) -> int:
         ranks = sorted(exc.failures)
         logger.error("rank(s) %s of %d failed (exit code %s); see the messages above",
                      ", ".join(map(str, ranks)), nproc, codes[0])
-        return int(codes[0]) if codes and codes[0] and codes[0] > 0 else 1
+        return failed_exit_code(codes[0] if codes else None)
     return 0
+
+
+def failed_exit_code(code: int | None) -> int:
+    """The launcher's exit code for a rank that ended with ``code``: its own when positive,
+    128 + N for one killed by signal N (multiprocessing reports -N; a shell says 137 for
+    ``kill -9``), else 1."""
+    if code is None or code == 0:
+        return 1
+    return int(code) if code > 0 else 128 - int(code)
