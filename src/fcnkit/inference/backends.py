@@ -165,6 +165,9 @@ class OnnxRuntimeBackend(nn.Module):
                              "a model written by fcnkit export") from None
         self.path = str(path)
         self.input_name = self.session.get_inputs()[0].name
+        # A file exported without --dynamic fixes some input sizes (batch 1 at --size).
+        self.input_shape = tuple(d if isinstance(d, int) else None
+                                 for d in self.session.get_inputs()[0].shape)
         out_shape = self.session.get_outputs()[0].shape
         declared = out_shape[1] if len(out_shape) > 1 and isinstance(out_shape[1], int) else None
         if num_classes is not None and declared is not None and declared != num_classes:
@@ -200,6 +203,7 @@ class OnnxRuntimeBackend(nn.Module):
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         """The graph's output for ``x`` on the CPU, its channel count checked."""
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        self._check_input_shape(array.shape)
         (out,) = self.session.run(None, {self.input_name: array})
         if self.num_classes is not None and (out.ndim != 4
                                              or out.shape[1] != self.num_classes):
@@ -208,6 +212,16 @@ class OnnxRuntimeBackend(nn.Module):
                              f"{tuple(out.shape)}, expected {self.num_classes} channels "
                              "(its metadata's num_classes); export the checkpoint again")
         return torch.from_numpy(out)
+
+    def _check_input_shape(self, shape: tuple[int, ...]) -> None:
+        """InputError when a batch does not fit the graph's fixed input sizes."""
+        fixed = self.input_shape
+        if len(fixed) == len(shape) and all(d is None or d == n for d, n in zip(fixed, shape)):
+            return
+        wanted = "x".join("N" if d is None else str(d) for d in fixed)
+        raise InputError(f"ONNX model {self.path} takes a fixed input of {wanted} (exported "
+                         f"without --dynamic), got {'x'.join(map(str, shape))}; export the "
+                         "checkpoint again with fcnkit export --dynamic")
 
     def coarse_scores(self, x: torch.Tensor) -> torch.Tensor:
         """The graph's ``coarse_scores`` ``(N, C, h, w)`` on the CPU (a coarse file only)."""

@@ -62,6 +62,7 @@ from fcnkit.inference.lowres import convex_upsampler
 from fcnkit.models import build_model
 from fcnkit.models.heads import Interpolate, grouped_bilinear
 from fcnkit.models.preprocess import Preprocessing, preprocessing_from
+from fcnkit.models.weights import fit_foreign_options, read_state_file
 from fcnkit.outputs import check_outputs
 from fcnkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint, run_checkpoint
 from fcnkit.schemas import COARSE_ONNX_METADATA, EXPORT_METADATA, ONNX_OUTPUT, check_fields
@@ -590,8 +591,12 @@ def export_checkpoint(
             raise InputError(f"--option {reserved[0]}= is not a model option here: the "
                              "weights are SOURCE and the classes --num-classes; drop it")
         built = build_model(model, num_classes=num_classes, weights=str(source), **extra)
-        checkpoint = dict(checkpoint_from_model(
-            built, {"name": model, "num_classes": num_classes, **extra}), path=str(source))
+        # The options read off the file (backbone, dilations, ...) go into the config too:
+        # without them the exported file would rebuild another architecture.
+        fitted, full = fit_foreign_options(read_state_file(source), model, extra,
+                                           num_classes=num_classes)
+        config = {"name": model, "num_classes": fitted or num_classes, **full}
+        checkpoint = dict(checkpoint_from_model(built, config), path=str(source))
     elif source is not None:
         checkpoint = load_checkpoint(run_checkpoint(source))
     report = EXPORTERS[format](checkpoint, target, **options)

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import save_file
 
 from fcnkit.atomic import atomic_path
-from fcnkit.models.preprocess import preprocessing_from
+from fcnkit.models.preprocess import PREPROCESSINGS, preprocessing_from
 from fcnkit.models.weights import SAFETENSORS_FORMAT
 
 __all__ = ["checkpoint_from_model", "export_safetensors"]
@@ -75,6 +75,9 @@ def checkpoint_from_model(
     config = {k: v for k, v in model_config.items() if k not in ("weights", "backbone_weights")}
     preprocessing = getattr(model, "preprocessing", None)
     if preprocessing is not None:
-        config["preprocessing"] = preprocessing.to_dict()
+        # A checkpoint's model_config holds plain values (load_checkpoint refuses a dict
+        # there): a named preset by its name, the fields only for a custom one.
+        named = PREPROCESSINGS.get(preprocessing.name) == preprocessing
+        config["preprocessing"] = preprocessing.name if named else preprocessing.to_dict()
     return {"model_state": model.state_dict(), "model_config": config,
             "classes": list(classes or []), "palette": list(palette or [])}

@@ -465,6 +465,7 @@ def predict_checkpoint(
     """
     out = Path(out_dir).expanduser()
     check_out_dir(out)
+    inputs = list(inputs)  # read twice (checked here, segmented by predict_paths)
     images = collect_images(inputs)  # missing inputs / empty directories fail before loading
     sources = [*images, Path(checkpoint).expanduser()]
     check_planned_outputs(plan_outputs(images, out, overlay=overlay), sources, force=force)
