@@ -20,6 +20,7 @@ The limits (docs/limits.md lists them with the reasoning):
 ``MAX_ANIMATION_FRAMES``        output positions (one frame each) an animation draws
 ``MAX_ANIMATION_CELL_DRAWS``    frames x grid cells drawn by ``animate``
 ``MAX_MATRIX_ENTRIES``          entries of a dense convolution matrix C
+``MAX_TILES_PER_IMAGE``         sliding-window tiles (one forward pass each) per image
 ``SYNTH_MAX_IMAGE_PIXELS``      pixels of one synthetic image (``data synth``)
 ``SYNTH_MAX_IMAGES``            images of a synthetic dataset
 ``SYNTH_MAX_TOTAL_PIXELS``      pixels of the whole synthetic dataset
@@ -51,6 +52,7 @@ __all__ = [
     "MAX_NUMBER_CHARS",
     "MAX_RECEPTIVE_FIELD",
     "MAX_STACK_LAYERS",
+    "MAX_TILES_PER_IMAGE",
     "MEMORY_LIMIT_ENV",
     "SYNTH_MAX_IMAGES",
     "SYNTH_MAX_IMAGE_PIXELS",
@@ -60,6 +62,7 @@ __all__ = [
     "check_model_input",
     "check_suggestion_search",
     "check_synthetic",
+    "check_tiles",
     "boundary_width_within",
     "check_training_crop",
     "forward_activation_bytes",
@@ -95,6 +98,9 @@ MAX_JSON_DEPTH = 8
 MAX_NUMBER_CHARS = 32
 #: Input size (per dimension) the explorer, ``rf`` and ``models`` accept.
 MAX_INPUT_SIZE = 100_000
+#: Sliding-window tiles per image, each a forward pass: an 8000x8000 image in tiles of
+#: 512 with the default overlap takes 529; --window 1 on a 150x210 image would take 31 500.
+MAX_TILES_PER_IMAGE = 10_000
 #: Example input (per side) ``fcnkit export`` traces: the model runs once at this size, and
 #: with ``--dynamic`` the graph is right at every size, so a small trace is enough.
 MAX_EXPORT_TRACE_SIZE = 2048
@@ -216,6 +222,14 @@ def check_animation(frames: int, cells: int) -> None:
     check_at_most("the animation's cell draws (frames x (grid cells + frames))",
                   frames * (cells + frames), MAX_ANIMATION_CELL_DRAWS,
                   "animate a smaller layer (a few cells per side show the same geometry)")
+
+
+def check_tiles(rows: int, cols: int, window: Sequence[int], overlap: float) -> None:
+    """Refuse a sliding-window pass of ``rows`` x ``cols`` tiles (one forward pass each) on
+    one image when there are too many: a small window with a large overlap."""
+    check_at_most(f"a {window[0]}x{window[1]} window with overlap {overlap:g} needs "
+                  f"{rows}x{cols} tiles per image", int(rows) * int(cols), MAX_TILES_PER_IMAGE,
+                  "use a larger --window or a smaller --overlap", unit="tiles")
 
 
 def check_synthetic(train: int, val: int, size: Sequence[int]) -> None:

@@ -105,3 +105,28 @@ def test_predict_checkpoint_takes_a_generator_of_inputs(tmp_path: Path) -> None:
     report = predict_checkpoint(checkpoint, (p for p in [image]), tmp_path / "preds")
     assert report["num_images"] == 1
     assert (tmp_path / "preds" / "photo.png").is_file()
+
+
+def test_a_window_that_needs_too_many_tiles_is_refused_before_any_forward_pass():
+    # `--window 64 --overlap 0.99` (or `--window 1`) on a 150x210 image ran for more than
+    # 300 s: thousands of forward passes per image, with no estimate first.
+    from fcnkit.inference.labels import predict_logits
+    from fcnkit.limits import MAX_TILES_PER_IMAGE
+
+    calls = []
+
+    def model(x):
+        calls.append(x.shape)
+        return x[:, :2]
+
+    image = torch.zeros(1, 3, 150, 210)
+    with pytest.raises(InputError, match=r"87x147 tiles per image = 12789 tiles .* 10000"):
+        predict_logits(model, image, num_classes=2, window=64, overlap=0.99)
+    with pytest.raises(InputError, match=r"--window .* --overlap"):
+        predict_logits(model, image, num_classes=2, window=1, overlap=0.0)
+    assert calls == []
+    # At the limit it runs: 100 x 100 tiles of 2 x 2 on a 200 x 200 image, 10 000 exactly.
+    assert MAX_TILES_PER_IMAGE == 10_000
+    out = predict_logits(model, torch.ones(1, 3, 200, 200), num_classes=2, window=2,
+                         overlap=0.0)
+    assert len(calls) == 10_000 and torch.equal(out, torch.ones(1, 2, 200, 200))

@@ -46,6 +46,7 @@ from fcnkit.inference.tiling import (
     DEFAULT_LOGIT_BUFFER_BYTES,
     DEFAULT_OVERLAP,
 )
+from fcnkit.limits import check_tiles
 from fcnkit.models.heads import GroupedBilinear
 
 __all__ = [
@@ -142,6 +143,7 @@ def iter_logit_strips(
     win_h, win_w = min(win[0], height), min(win[1], width)
     rows = sliding_window_starts(height, win_h, overlap)
     cols = sliding_window_starts(width, win_w, overlap)
+    check_tiles(len(rows), len(cols), (win_h, win_w), overlap)
     yield from _row_major_strips(logits_of, image, num_classes, rows, cols, win_h, win_w,
                                  span=(0, width))
 
@@ -288,6 +290,8 @@ def iter_logit_blocks(
     per_column = n * num_classes * win_h * 4  # float32 bytes of one buffer column
     max_columns = max(win_w, max_buffer_bytes // per_column)
     rows = sliding_window_starts(height, win_h, overlap)
+    check_tiles(len(rows), len(sliding_window_starts(width, win_w, overlap)), (win_h, win_w),
+                overlap)
     for own0, own1, starts in column_blocks(width, win_w, overlap, max_columns):
         c0 = starts[0]
         for top, strip in _row_major_strips(logits_of, image, num_classes, rows, starts,
