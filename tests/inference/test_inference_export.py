@@ -311,7 +311,11 @@ def test_export_format_from_output_suffix() -> None:
     assert export_format("out/w.SafeTensors") == "safetensors"
     assert export_format("m.onnx") == export_format("model") == export_format(None) == "onnx"
     assert export_format("weights.bin") == "onnx"  # not a format: the default
-    assert export_format("w.safetensors", "onnx") == "onnx"  # an explicit format wins
+    assert export_format("w.bin", "safetensors") == "safetensors"  # an explicit format wins
+    # ... but not over a suffix naming another format: the file would not open again.
+    with pytest.raises(InputError, match=r"names a \.safetensors file but --format is onnx; "
+                       r"name it w\.onnx"):
+        export_format("w.safetensors", "onnx")
 
 
 def test_cli_export_format_from_output_suffix(tmp_path: Path, capsys) -> None:

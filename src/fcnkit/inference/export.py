@@ -525,10 +525,20 @@ EXPORTERS: dict[str, Callable[..., dict[str, Any]]] = {
 def export_format(out: str | os.PathLike[str] | None, format: str | None = None) -> str:
     """The format to write: ``format`` when given, else the one the output file's suffix
     names (``model.safetensors`` → ``"safetensors"``; a key of :data:`EXPORTERS`), else
-    ``"onnx"``."""
-    if format is not None:
-        return format
+    ``"onnx"``.
+
+    Raises:
+        InputError: ``format`` contradicts a suffix that names another format (ONNX bytes
+            in ``x.safetensors``: eval, predict and ``--init-from`` pick the reader by the
+            suffix and could not open the file).
+    """
     suffix = Path(out).suffix.lower().lstrip(".") if out is not None else ""
+    if format is not None:
+        if suffix in EXPORTERS and suffix != format:
+            raise InputError(f"--output {out} names a .{suffix} file but --format is {format}; "
+                             f"name it {Path(str(out)).with_suffix('.' + format).name} or "
+                             "drop --format")
+        return format
     return suffix if suffix in EXPORTERS else "onnx"
 
 
