@@ -130,3 +130,15 @@ def test_a_window_that_needs_too_many_tiles_is_refused_before_any_forward_pass()
     out = predict_logits(model, torch.ones(1, 3, 200, 200), num_classes=2, window=2,
                          overlap=0.0)
     assert len(calls) == 10_000 and torch.equal(out, torch.ones(1, 2, 200, 200))
+
+
+def test_torch_only_options_with_onnxruntime_are_named_in_a_warning(tmp_path):
+    # --precision bf16 with an .onnx file was silently ignored.
+    from fcnkit.errors import FcnkitWarning
+    from fcnkit.inference.backends import open_backend
+
+    bogus = tmp_path / "m.onnx"
+    bogus.write_bytes(b"not a model")
+    with pytest.warns(FcnkitWarning, match="apply to the torch backend"), \
+            pytest.raises(InputError, match="m.onnx"):
+        open_backend(bogus, precision="bf16")

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from fcnkit.atomic import check_regular_file
-from fcnkit.errors import InputError, first_line
+from fcnkit.errors import InputError, first_line, warn
 from fcnkit.inference.argmax import channel_argmax
 from fcnkit.inference.export import (
     ONNX_OUTPUTS,
@@ -339,6 +339,11 @@ def open_backend(
     onnx_file = not isinstance(source, Mapping) and is_onnx_file(source)
     if backend == "auto":
         backend = "onnxruntime" if onnx_file else "torch"
+    if backend == "onnxruntime" and (precision in ("bf16", "fp16") or channels_last is True
+                                     or channels_last == "on"):
+        # Asked for explicitly (the defaults are fp32 / auto): say it has no effect here.
+        warn("--precision and --channels-last apply to the torch backend; onnxruntime runs "
+             "the graph as exported (float32, or int8 for a quantized file)")
     if onnx_file:
         if backend != "onnxruntime":
             raise InputError(f"{source} is an ONNX model; run it with --backend onnxruntime "
