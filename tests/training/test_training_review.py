@@ -153,7 +153,9 @@ def test_distributed_run_into_a_locked_directory_is_one_line_per_rank(tiny_data,
     # torchrun's own summary is a traceback of its ChildFailedError; the ranks print lines.
     ours = [line for line in torchrun.stderr.splitlines() if "fcnkit train: error:" in line]
     assert torchrun.returncode != 0 and "[rank1]" not in torchrun.stderr, torchrun.stderr[-3000:]
-    assert len(ours) == 2 and all("in use" in line for line in ours)
+    # Rank 0 prints its line and exits; torchrun then stops rank 1 (SIGTERM), which races
+    # rank 1's own line: one or two lines, never rank 1's gloo traceback.
+    assert 1 <= len(ours) <= 2 and all("in use" in line for line in ours), ours
 
 
 @pytest.mark.parametrize("last", [b"not a zip" * 10, None])
