@@ -600,11 +600,11 @@ def export_checkpoint(
         if reserved:
             raise InputError(f"--option {reserved[0]}= is not a model option here: the "
                              "weights are SOURCE and the classes --num-classes; drop it")
-        built = build_model(model, num_classes=num_classes, weights=str(source), **extra)
+        weights = read_state_file(source)  # read once: built from, and its options kept
+        built = build_model(model, num_classes=num_classes, weights=weights, **extra)
         # The options read off the file (backbone, dilations, ...) go into the config too:
         # without them the exported file would rebuild another architecture.
-        fitted, full = fit_foreign_options(read_state_file(source), model, extra,
-                                           num_classes=num_classes)
+        fitted, full = fit_foreign_options(weights, model, extra, num_classes=num_classes)
         config = {"name": model, "num_classes": fitted or num_classes, **full}
         checkpoint = dict(checkpoint_from_model(built, config), path=str(source))
     elif source is not None:
