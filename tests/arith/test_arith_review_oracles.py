@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from test_arith_taps import _evaluate  # the layer computed from the picture (shared oracle)
 
 from fcnkit.arith import conv_transpose_output_size, dilation_coverage, hdc_check, prefix_rule_ok
 from fcnkit.arith.layer import describe_layer
 from fcnkit.arith.relationships import size_relationship
-from fcnkit.arith.taps import INPUT, animation_cost, tap_layout
+from fcnkit.arith.taps import animation_cost, tap_layout
 from fcnkit.errors import InputError
 
 
@@ -72,21 +73,6 @@ def test_prefix_rule_agrees_with_brute_force_coverage(rates, k):
 def test_prefix_rule_one_by_one_kernels_never_grid():
     assert prefix_rule_ok([2], 1) and prefix_rule_ok([4, 6], 1)
     assert not hdc_check([4, 6], 1).grids
-
-
-def _evaluate(layout, x, w):
-    """The layer computed from the picture: grid values, flipped kernel, one sum per frame."""
-    grid = np.zeros(layout.cells.shape)
-    mask = layout.cells == INPUT
-    grid[mask] = x.ravel()[layout.input_index[mask]]
-    kernel = w[::-1, ::-1] if layout.transposed else w
-    oh, ow = layout.output_shape
-    out = np.zeros((oh, ow))
-    for oy in range(oh):
-        for ox in range(ow):
-            taps = layout.taps[oy, ox]
-            out[oy, ox] = (grid[taps[:, 0], taps[:, 1]] * kernel.ravel()).sum()
-    return out
 
 
 @given(size=st.tuples(st.integers(1, 5), st.integers(1, 5)), k=st.integers(2, 4),
