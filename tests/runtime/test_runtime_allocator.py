@@ -58,10 +58,13 @@ def test_kept_memory_is_reused_without_page_faults() -> None:
 
 @glibc
 def test_fcnkit_malloc_system_leaves_the_allocator_as_it_is() -> None:
-    default, _ = _faults("none")
+    kept, _ = _faults("call")
     system, status = _faults("call", FCNKIT_MALLOC="system")
     assert status == "system allocator (FCNKIT_MALLOC=system)"
-    assert system * 2 > default  # still faulting: nothing was changed
+    # Still faulting, in glibc's default regime: far above the kept policy's (2-4 thousand
+    # faults against 60-170 thousand; glibc's adaptive threshold makes the default itself
+    # vary by 2x between processes, so it is not the yardstick).
+    assert system > 10 * kept, (system, kept)
 
 
 def test_an_unknown_fcnkit_malloc_names_the_variable_and_the_choices(monkeypatch) -> None:
